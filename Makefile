@@ -1,0 +1,102 @@
+# sila-archiver: see README.md. Targets: all check check-unit check-it asan
+# lint bench demo deps clean.
+PKGS      := libcurl openssl hiredis jansson libarchive expat
+WK_STD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_FILE_OFFSET_BITS=64
+WK_WARN   := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+             -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wvla \
+             -Wpointer-arith -Wundef -Wcast-qual
+CFLAGS    ?= -O2 -g
+BUILD     := build/rel
+ifeq ($(SAN),1)
+BUILD     := build/san
+CFLAGS    := -O1 -g -fno-omit-frame-pointer
+WK_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all
+LDFLAGS   += -fsanitize=address,undefined
+endif
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+WK_CFLAGS  = $(WK_STD) $(WK_WARN) $(WK_SAN) -I. -I$(BUILD)/gen $(PKG_CFLAGS)
+
+LIB_SRC  := $(wildcard common/*.c storage/*.c jobs/*.c) \
+            $(filter-out worker/main.c,$(wildcard worker/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+BIN      := $(BUILD)/sila-archiver
+UNIT_SRC := $(wildcard tests/unit/*.c)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+IT_SRC   := $(wildcard tests/integration/*.c)
+IT_OBJ   := $(IT_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all deps check check-unit check-it asan lint bench demo clean fmt
+
+all: $(BIN) build/sila-archiver
+
+build/sila-archiver: $(BIN)
+	@mkdir -p build
+	ln -sf $(notdir $(BUILD))/sila-archiver $@
+
+$(BIN): $(BUILD)/worker/main.o $(BUILD)/libsila.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/libsila.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WK_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# Every tests/*/check_*.c defines "Suite *<name>_suite(void)"; the runner's
+# list is generated so that adding a suite never touches a shared file.
+$(BUILD)/gen/%/suites_list.h: $(wildcard tests/*/check_*.c)
+	@mkdir -p $(dir $@)
+	@sed -n 's/^Suite \*\([a-z0-9_]*\)_suite(void)$$/WK_SUITE(\1)/p' \
+		tests/$*/check_*.c > $@.tmp && mv $@.tmp $@
+
+$(UNIT_OBJ): $(BUILD)/gen/unit/suites_list.h
+$(IT_OBJ): $(BUILD)/gen/integration/suites_list.h
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libsila.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/it-tests: $(IT_OBJ) $(BUILD)/libsila.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
+
+deps:
+	@scripts/install-deps.sh
+
+check: deps
+	$(MAKE) --no-print-directory $(BIN) $(BUILD)/unit-tests $(BUILD)/it-tests
+	$(MAKE) --no-print-directory check-unit
+	$(MAKE) --no-print-directory check-it
+
+check-unit: $(BUILD)/unit-tests
+	$(BUILD)/unit-tests
+
+check-it: $(BIN) $(BUILD)/it-tests
+	WK_BIN=$(abspath $(BIN)) WK_IT_TESTS=$(abspath $(BUILD)/it-tests) \
+		tests/integration/run.sh
+
+asan:
+	$(MAKE) check SAN=1
+
+lint:
+	clang-format --dry-run -Werror $(shell git ls-files '*.c' '*.h')
+	@! git grep -nwE 'sprintf|vsprintf|strcpy|strcat|strncpy|strncat|strtok|gets|atoi|atol|strerror|gmtime|localtime' -- '*.c' '*.h' || \
+		{ echo 'banned function used (STYLE.md 2.7)'; exit 1; }
+
+fmt:
+	clang-format -i $(shell git ls-files '*.c' '*.h')
+
+demo: deps
+	$(MAKE) --no-print-directory $(BIN)
+	scripts/demo.sh
+
+bench: deps
+	$(MAKE) --no-print-directory $(BIN)
+	bench/run.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,94 @@
+#include "common/wk_log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int wk_log_min_level = WK_LOG_INFO;
+static int log_fd = 2;
+
+static const char *const level_names[] = { "debug", "info", "warn", "error" };
+
+int wk_log_set_level(const char *name)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(name, level_names[i]) == 0) {
+            wk_log_min_level = i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void wk_log_set_fd(int fd)
+{
+    log_fd = fd;
+}
+
+void wk_log_emit(enum wk_log_level level, const char *event,
+                 const struct wk_kv *kvs, unsigned n)
+{
+    char ts[96];
+    struct timespec now;
+    struct tm tm;
+    json_t *o = json_object();
+    char *line = NULL;
+
+    if (!o)
+        return;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(now.tv_nsec / 1000000L));
+    json_object_set_new(o, "ts", json_string(ts));
+    json_object_set_new(o, "level",
+                        json_string(level_names[level <= WK_LOG_ERROR
+                                                    ? level
+                                                    : WK_LOG_ERROR]));
+    json_object_set_new(o, "event", json_string(event));
+    for (unsigned i = 0; i < n; i++) {
+        const struct wk_kv *kv = &kvs[i];
+        json_t *v = NULL;
+        switch (kv->type) {
+        case WK_KV_NONE:
+            continue;
+        case WK_KV_STR:
+            /* json_string() refuses invalid UTF-8: keep the line anyway */
+            v = kv->s ? json_string(kv->s) : json_null();
+            if (!v)
+                v = json_string("<invalid utf-8>");
+            break;
+        case WK_KV_INT:
+            v = json_integer(kv->i);
+            break;
+        case WK_KV_BOOL:
+            v = json_boolean(kv->i);
+            break;
+        }
+        if (v)
+            json_object_set_new(o, kv->key, v);
+    }
+    line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!line)
+        return;
+    size_t len = strlen(line);
+    line[len] = '\n'; /* json_dumps leaves room: overwrite NUL, write len+1 */
+    const char *p = line;
+    size_t left = len + 1;
+    while (left > 0) {
+        ssize_t w = write(log_fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        p += w;
+        left -= (size_t)w;
+    }
+    free(line);
+}

@@ -1,0 +1,49 @@
+/*
+ * mf: the manifest metadata/<spaceId>.json, the public record of a space's
+ * tier (docs/PROTOCOL.md lists every field). Parse and serialise with
+ * jansson; struct mf is plain data (no allocation), so nothing to free.
+ * Parsing is strict about the fields it knows (types, ranges, formats)
+ * and ignores fields it does not know, so newer writers stay readable.
+ */
+#ifndef WK_JOBS_MANIFEST_H
+#define WK_JOBS_MANIFEST_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "common/wk_buf.h"
+#include "common/wk_err.h"
+
+#define MF_VERSION "1.0"
+
+enum mf_state { MF_ACTIVE = 0, MF_ARCHIVED = 1 };
+
+struct mf {
+    char version[16];     /* "1.0" */
+    char space_id[129];
+    enum mf_state state;
+    time_t created_at;    /* space creation, else oldest object time */
+    time_t archived_at;
+    time_t restored_at;   /* 0 = absent */
+    char compression[16]; /* "deflate" */
+    char archive_key[1024];
+    char checksum[65];    /* lowercase hex SHA-256 of the ZIP object */
+    uint64_t size;        /* bytes of the ZIP object */
+    uint64_t uncompressed_size;
+    uint64_t file_count;
+};
+
+/* Key of a space's manifest: "metadata/<spaceId>.json" into buf. */
+void mf_key(const char *space_id, char *buf, size_t len);
+
+/* Serialise to JSON (pretty, keys in documented order, trailing newline). */
+enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
+                        struct wk_err *err);
+
+/* Parse and validate; err names the first bad field. */
+enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
+                      struct wk_err *err);
+
+const char *mf_state_name(enum mf_state s);
+
+#endif

@@ -1,0 +1,279 @@
+/*
+ * store: where bytes live. One interface, several backends (STYLE 2.8):
+ * S3 (store_s3_new), a local directory (store_fs_new) and memory for tests
+ * (store_mem_new). Every job is written against struct store only.
+ *
+ * Keys are relative to the store's root (a bucket prefix or a directory):
+ * "active/<spaceId>/space-v1/space.json". They are UTF-8, never start with
+ * '/', and never contain "." or ".." components (backends refuse them).
+ *
+ * Ownership: a store is owned by whoever opened it and released with
+ * store_free(). Writers are owned by the caller of store_open_write() and
+ * released with store_writer_free(), which aborts an uncommitted object.
+ * Strings in callbacks are borrowed for the duration of the call.
+ *
+ * Blocking: every call blocks until done (the S3 backend drives many
+ * transfers at once inside one call, with libcurl multi). Errors come back
+ * as enum wk_code plus struct wk_err; transient ones (network, 5xx,
+ * throttling) have already been retried with backoff when they surface.
+ */
+#ifndef WK_STORAGE_STORE_H
+#define WK_STORAGE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/wk_buf.h"
+#include "common/wk_err.h"
+
+struct store;
+struct store_writer;
+
+/* One object in a listing. */
+struct store_entry {
+    const char *key;  /* borrowed, relative to the store root */
+    uint64_t size;
+    int64_t mtime;    /* unix seconds (S3 LastModified, file mtime) */
+    const char *etag; /* borrowed; S3 ETag with quotes removed, or a
+                         backend-specific change tag; never NULL */
+    bool is_prefix;   /* a common prefix (delimiter listings): only key set */
+};
+
+/* Called once per entry, in key order (byte order of UTF-8). Returning
+ * anything but WK_OK stops the listing and is returned by store_list(). */
+typedef enum wk_code (*store_list_cb)(const struct store_entry *e, void *ud,
+                                      struct wk_err *err);
+
+/* Receives a streamed object's bytes in order; non-WK_OK stops the read. */
+typedef enum wk_code (*store_sink_cb)(const void *p, size_t n, void *ud,
+                                      struct wk_err *err);
+
+struct store_stat {
+    uint64_t size;
+    int64_t mtime;
+    char etag[80];
+};
+
+/* One request of a batch GET (store_get_many). */
+struct store_get {
+    const char *key;    /* borrowed */
+    uint64_t offset;    /* first byte */
+    uint64_t len;       /* bytes wanted; exactly this many must arrive */
+    struct wk_buf *out; /* borrowed; the bytes are appended */
+    struct wk_err err;  /* this request's outcome */
+};
+
+/* One request of a batch PUT (store_put_many). */
+struct store_put {
+    const char *key; /* borrowed */
+    const void *data; /* borrowed */
+    size_t len;
+    struct wk_err err; /* this request's outcome */
+};
+
+struct store_writer_opts {
+    uint64_t part_bytes;      /* multipart part size (S3); >= 5 MiB */
+    unsigned parts_in_flight; /* concurrent part uploads (S3); >= 1 */
+};
+
+struct store_ops {
+    const char *name; /* "s3", "fs", "mem": appears in logs */
+    /* Every object whose key starts with prefix, in key order. With a
+     * delimiter ("/"), keys containing it after the prefix are rolled up
+     * into one is_prefix entry each (like S3's CommonPrefixes). */
+    enum wk_code (*list)(struct store *st, const char *prefix,
+                         const char *delimiter, store_list_cb cb, void *ud,
+                         struct wk_err *err);
+    /* WK_E_NOTFOUND when the key does not exist. */
+    enum wk_code (*head)(struct store *st, const char *key,
+                         struct store_stat *out, struct wk_err *err);
+    /* Stream len bytes from offset (len == UINT64_MAX: to the end). */
+    enum wk_code (*get)(struct store *st, const char *key, uint64_t offset,
+                        uint64_t len, store_sink_cb sink, void *ud,
+                        struct wk_err *err);
+    /* Fetch n ranges, as many at once as the backend allows. Returns WK_OK
+     * when all succeeded, else the first failure (each has its own err). */
+    enum wk_code (*get_many)(struct store *st, struct store_get *reqs,
+                             size_t n, struct wk_err *err);
+    /* Write a whole object atomically (readers see old or new). */
+    enum wk_code (*put)(struct store *st, const char *key, const void *p,
+                        size_t n, struct wk_err *err);
+    /* Like put, n objects at once; results as in get_many. */
+    enum wk_code (*put_many)(struct store *st, struct store_put *reqs,
+                             size_t n, struct wk_err *err);
+    /* Start a streamed object (multipart on S3, .partial file on fs). */
+    enum wk_code (*open_write)(struct store *st, const char *key,
+                               const struct store_writer_opts *opts,
+                               struct store_writer **out,
+                               struct wk_err *err);
+    /* Delete keys (batched; missing keys count as deleted). ndeleted gets
+     * how many succeeded; per-key failures make the call fail naming the
+     * first key that could not be deleted. */
+    enum wk_code (*delete_many)(struct store *st, const char *const *keys,
+                                size_t n, size_t *ndeleted,
+                                struct wk_err *err);
+    /* Abort unfinished streamed writes under prefix (S3: multipart uploads;
+     * fs: stale .partial files). "Not implemented" by a server is not an
+     * error: naborted = 0. */
+    enum wk_code (*abort_pending)(struct store *st, const char *prefix,
+                                  size_t *naborted, struct wk_err *err);
+    /* Count of streamed writes still open under prefix (tests, checks). */
+    enum wk_code (*count_pending)(struct store *st, const char *prefix,
+                                  size_t *npending, struct wk_err *err);
+    void (*free)(struct store *st);
+};
+
+struct store {
+    const struct store_ops *ops;
+};
+
+struct store_writer_ops {
+    const char *name;
+    /* Accept all n bytes or fail; may block while a part uploads. */
+    enum wk_code (*write)(struct store_writer *w, const void *p, size_t n,
+                          struct wk_err *err);
+    /* Make the object visible (CompleteMultipartUpload, rename(2)). */
+    enum wk_code (*commit)(struct store_writer *w, struct wk_err *err);
+    /* Release everything; an uncommitted object is aborted, never kept. */
+    void (*free)(struct store_writer *w);
+};
+
+struct store_writer {
+    const struct store_writer_ops *ops;
+    uint64_t written; /* bytes accepted so far, kept by the wrappers */
+};
+
+/* Settings shared by the backends; store_opts_from_env() fills them. */
+struct store_opts {
+    /* S3 */
+    char endpoint[256];   /* "http://127.0.0.1:9000" (path-style) or "" */
+    char region[64];      /* default "us-east-1" */
+    char access_key[128]; /* never logged */
+    char secret_key[128]; /* never logged */
+    char session_token[2048]; /* never logged; "" if none */
+    unsigned max_in_flight;   /* concurrent requests (default 16) */
+    unsigned max_retries;     /* per request, transient failures (5) */
+    unsigned connect_timeout_ms; /* default 5000 */
+    unsigned request_timeout_ms; /* low-speed limit window (default 30000) */
+    size_t max_small_body;       /* cap for listing/error bodies (8 MiB) */
+};
+
+/* Defaults, then AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION /
+ * AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+ * AWS_SESSION_TOKEN, SILA_S3_MAX_IN_FLIGHT, SILA_S3_RETRIES. */
+enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err);
+
+/* Open "s3://bucket[/prefix]" or "file:///abs/dir" (or "mem:" for tests).
+ * Release with store_free(). */
+enum wk_code store_open_url(const char *url, const struct store_opts *opts,
+                            struct store **out, struct wk_err *err);
+
+/* Constructors (backend-specific; everything else is generic). */
+enum wk_code store_s3_new(const char *bucket, const char *prefix,
+                          const struct store_opts *opts, struct store **out,
+                          struct wk_err *err);
+enum wk_code store_fs_new(const char *dir, struct store **out,
+                          struct wk_err *err);
+enum wk_code store_mem_new(struct store **out, struct wk_err *err);
+
+/* True when key is acceptable to every backend (see top of file). */
+bool store_key_valid(const char *key);
+
+/* Wrappers: callers never touch ops. store_free(NULL) does nothing. */
+static inline enum wk_code store_list(struct store *st, const char *prefix,
+                                      const char *delimiter, store_list_cb cb,
+                                      void *ud, struct wk_err *err)
+{
+    return st->ops->list(st, prefix, delimiter, cb, ud, err);
+}
+static inline enum wk_code store_head(struct store *st, const char *key,
+                                      struct store_stat *out,
+                                      struct wk_err *err)
+{
+    return st->ops->head(st, key, out, err);
+}
+static inline enum wk_code store_get(struct store *st, const char *key,
+                                     uint64_t offset, uint64_t len,
+                                     store_sink_cb sink, void *ud,
+                                     struct wk_err *err)
+{
+    return st->ops->get(st, key, offset, len, sink, ud, err);
+}
+static inline enum wk_code store_get_many(struct store *st,
+                                          struct store_get *reqs, size_t n,
+                                          struct wk_err *err)
+{
+    return st->ops->get_many(st, reqs, n, err);
+}
+static inline enum wk_code store_put(struct store *st, const char *key,
+                                     const void *p, size_t n,
+                                     struct wk_err *err)
+{
+    return st->ops->put(st, key, p, n, err);
+}
+static inline enum wk_code store_put_many(struct store *st,
+                                          struct store_put *reqs, size_t n,
+                                          struct wk_err *err)
+{
+    return st->ops->put_many(st, reqs, n, err);
+}
+static inline enum wk_code
+store_open_write(struct store *st, const char *key,
+                 const struct store_writer_opts *opts,
+                 struct store_writer **out, struct wk_err *err)
+{
+    return st->ops->open_write(st, key, opts, out, err);
+}
+static inline enum wk_code store_delete_many(struct store *st,
+                                             const char *const *keys,
+                                             size_t n, size_t *ndeleted,
+                                             struct wk_err *err)
+{
+    return st->ops->delete_many(st, keys, n, ndeleted, err);
+}
+static inline enum wk_code store_abort_pending(struct store *st,
+                                               const char *prefix,
+                                               size_t *naborted,
+                                               struct wk_err *err)
+{
+    return st->ops->abort_pending(st, prefix, naborted, err);
+}
+static inline enum wk_code store_count_pending(struct store *st,
+                                               const char *prefix,
+                                               size_t *npending,
+                                               struct wk_err *err)
+{
+    return st->ops->count_pending(st, prefix, npending, err);
+}
+static inline void store_free(struct store *st)
+{
+    if (st)
+        st->ops->free(st);
+}
+
+static inline enum wk_code store_writer_write(struct store_writer *w,
+                                              const void *p, size_t n,
+                                              struct wk_err *err)
+{
+    enum wk_code rc = w->ops->write(w, p, n, err);
+    if (rc == WK_OK)
+        w->written += n;
+    return rc;
+}
+static inline enum wk_code store_writer_commit(struct store_writer *w,
+                                               struct wk_err *err)
+{
+    return w->ops->commit(w, err);
+}
+static inline void store_writer_free(struct store_writer *w)
+{
+    if (w)
+        w->ops->free(w);
+}
+
+/* Read a whole (small) object into out, at most out->max bytes. */
+enum wk_code store_get_all(struct store *st, const char *key,
+                           struct wk_buf *out, struct wk_err *err);
+
+#endif

@@ -28,7 +28,7 @@ struct s3_kv {
     const char *value; /* borrowed; "" for a valueless query parameter */
 };
 
-struct s3_creds {
+struct s3_creds { /* all borrowed for the duration of the call */
     const char *access_key;
     const char *secret_key;
     const char *session_token; /* NULL or "" when none */
@@ -64,6 +64,12 @@ struct s3_sigv4_out {
 void s3_sigv4_out_init(struct s3_sigv4_out *out);
 void s3_sigv4_out_release(struct s3_sigv4_out *out);
 
+/* Sign one request. Refuses (WK_E_INVAL) caller-supplied host, x-amz-date,
+ * x-amz-content-sha256, x-amz-security-token and authorization headers, and
+ * header values with control characters; repeated header names are merged
+ * as "a,b". out is reset on each call (so it can be reused for a retry) and
+ * cleared on failure. The caller sends Host exactly as req->host, and
+ * x-amz-security-token itself when a token is set. */
 enum wk_code s3_sigv4_sign(const struct s3_sigv4_req *req,
                            const struct s3_creds *creds,
                            struct s3_sigv4_out *out, struct wk_err *err);

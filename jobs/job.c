@@ -1,0 +1,188 @@
+#include "jobs/job.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "jobs/job_archive.h"
+
+#define MIB (1024u * 1024u)
+#define S3_MIN_PART_BYTES (5u * MIB)
+#define S3_MAX_PARTS 10000u
+
+void job_config_defaults(struct job_config *cfg)
+{
+    cfg->part_bytes = 16u * MIB;
+    cfg->parts_in_flight = 2;
+    cfg->window_bytes = 16u * MIB;
+    cfg->window_objects = 64;
+    cfg->chunk_bytes = 8u * MIB;
+    cfg->deflate_level = 6;
+}
+
+static bool id_chars_valid(const char *s, size_t max, const char *extra)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++, n++) {
+        char c = *p;
+        if (n >= max)
+            return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || strchr(extra, c)))
+            return false;
+    }
+    return n > 0;
+}
+
+bool job_space_id_valid(const char *s)
+{
+    return id_chars_valid(s, JOB_SPACE_ID_MAX, "._-") &&
+           strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+bool job_id_valid(const char *s)
+{
+    return id_chars_valid(s, JOB_ID_MAX, "._:-");
+}
+
+const char *job_type_name(enum job_type t)
+{
+    switch (t) {
+    case JOB_ARCHIVE:
+        return "archive";
+    }
+    return "unknown";
+}
+
+/* A printable, bounded rendering of an untrusted string for messages. */
+static void quote_untrusted(const char *s, size_t len, char *out,
+                            size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < outlen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (i >= 40) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c < 0x20 || c == 0x7f || c == '\'') {
+            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+}
+
+static enum wk_code get_string(json_t *root, const char *field, bool required,
+                               const char **out, size_t *len,
+                               struct wk_err *err)
+{
+    json_t *v = json_object_get(root, field);
+    *out = NULL;
+    if (!v) {
+        if (required)
+            return wk_err_set(err, WK_E_INVAL,
+                              "job field '%s' is missing", field);
+        return WK_OK;
+    }
+    if (!json_is_string(v))
+        return wk_err_set(err, WK_E_INVAL, "job field '%s' must be a string",
+                          field);
+    *out = json_string_value(v);
+    *len = json_string_length(v);
+    return WK_OK;
+}
+
+enum wk_code job_parse(const char *json, size_t len, struct job *out,
+                       struct wk_err *err)
+{
+    json_error_t jerr;
+    json_t *root = NULL;
+    const char *s;
+    size_t slen = 0;
+    char shown[200];
+    enum wk_code rc = WK_OK;
+
+    memset(out, 0, sizeof(*out));
+    if (len > JOB_JSON_MAX)
+        return wk_err_set(err, WK_E_INVAL,
+                          "job spec is %zu bytes, over the limit of %u", len,
+                          JOB_JSON_MAX);
+    /* JSON_REJECT_DUPLICATES: {"spaceId":"a","spaceId":"b"} is ambiguous */
+    /* JSON_ALLOW_NUL: "\u0000" is refused below, naming the field */
+    root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                      &jerr);
+    if (!root)
+        return wk_err_set(err, WK_E_INVAL, "job spec is not valid JSON: %s",
+                          jerr.text);
+    if (!json_is_object(root)) {
+        rc = wk_err_set(err, WK_E_INVAL, "job spec must be a JSON object");
+        goto out;
+    }
+
+    rc = get_string(root, "id", false, &s, &slen, err);
+    if (rc != WK_OK)
+        goto out;
+    if (s) {
+        if (strlen(s) != slen || !job_id_valid(s)) {
+            quote_untrusted(s, slen, shown, sizeof(shown));
+            rc = wk_err_set(err, WK_E_INVAL,
+                            "job field 'id': '%s' is not 1-128 characters "
+                            "of [A-Za-z0-9._:-]",
+                            shown);
+            goto out;
+        }
+        memcpy(out->id, s, slen + 1);
+    }
+
+    rc = get_string(root, "type", true, &s, &slen, err);
+    if (rc != WK_OK)
+        goto out;
+    if (strcmp(s, "archive") == 0 && strlen(s) == slen) {
+        out->type = JOB_ARCHIVE;
+    } else {
+        quote_untrusted(s, slen, shown, sizeof(shown));
+        rc = wk_err_set(err, WK_E_INVAL, "job field 'type': unknown type '%s'",
+                        shown);
+        goto out;
+    }
+
+    rc = get_string(root, "spaceId", true, &s, &slen, err);
+    if (rc != WK_OK)
+        goto out;
+    if (strlen(s) != slen || !job_space_id_valid(s)) {
+        quote_untrusted(s, slen, shown, sizeof(shown));
+        rc = wk_err_set(err, WK_E_INVAL,
+                        "job field 'spaceId': '%s' is not 1-128 characters "
+                        "of [A-Za-z0-9._-] (and not '.' or '..')",
+                        shown);
+        goto out;
+    }
+    memcpy(out->space_id, s, slen + 1);
+out:
+    json_decref(root);
+    return rc;
+}
+
+enum wk_code job_run(const struct job *job, const struct job_ctx *ctx,
+                     struct wk_buf *result, struct wk_err *err)
+{
+    switch (job->type) {
+    case JOB_ARCHIVE:
+        return job_archive_run(job, ctx, result, err);
+    }
+    return wk_err_set(err, WK_E_INTERNAL, "job type %d has no runner",
+                      (int)job->type);
+}
+
+uint64_t job_part_bytes(uint64_t est_bytes, uint64_t configured)
+{
+    uint64_t part = configured < S3_MIN_PART_BYTES ? S3_MIN_PART_BYTES
+                                                   : configured;
+    uint64_t need = (est_bytes + S3_MAX_PARTS - 1) / S3_MAX_PARTS;
+    if (need > part)
+        part = (need + MIB - 1) / MIB * MIB;
+    return part;
+}

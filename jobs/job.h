@@ -1,0 +1,75 @@
+/*
+ * job: what a job is (its JSON spec, validated) and how it runs, without
+ * knowing where it came from: jobs/ never sees Redis (STYLE 2.2).
+ *
+ * job_parse() turns untrusted JSON into a struct job (plain data, nothing
+ * to free) or a clear WK_E_INVAL error naming the field. job_run() executes
+ * a job against a store, reporting progress to a sink, and fills a result
+ * JSON object text; it blocks until the job ends or *ctx->cancel is set.
+ * Everything a run allocates is released before it returns.
+ */
+#ifndef WK_JOBS_JOB_H
+#define WK_JOBS_JOB_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/wk_buf.h"
+#include "common/wk_err.h"
+
+struct store;
+struct prog_sink;
+
+#define JOB_ID_MAX       128
+#define JOB_SPACE_ID_MAX 128
+#define JOB_JSON_MAX     (64u * 1024u) /* a job spec larger than this is refused */
+
+enum job_type { JOB_ARCHIVE = 0 };
+
+struct job {
+    char id[JOB_ID_MAX + 1];
+    enum job_type type;
+    char space_id[JOB_SPACE_ID_MAX + 1];
+};
+
+/* Sizes and limits for a run; job_config_defaults() fills the defaults. */
+struct job_config {
+    uint64_t part_bytes;      /* multipart part size, >= 5 MiB (16 MiB) */
+    unsigned parts_in_flight; /* concurrent part uploads (2) */
+    uint64_t window_bytes;    /* object bytes fetched per batch (16 MiB) */
+    unsigned window_objects;  /* objects fetched per batch (64) */
+    uint64_t chunk_bytes;     /* largest single GET, ranged beyond (8 MiB) */
+    int deflate_level;        /* 1..9 (6) */
+};
+
+struct job_ctx {
+    struct store *store;     /* borrowed */
+    struct prog_sink *sink;  /* borrowed; may be NULL */
+    const struct job_config *cfg; /* borrowed */
+    volatile sig_atomic_t *cancel; /* borrowed; may be NULL */
+    time_t (*now)(void);     /* clock (tests pin it); NULL = time() */
+};
+
+void job_config_defaults(struct job_config *cfg);
+
+/* 1..128 of [A-Za-z0-9._-], not "." or "..". */
+bool job_space_id_valid(const char *s);
+/* 1..128 of [A-Za-z0-9._:-]. */
+bool job_id_valid(const char *s);
+
+/* Parse and validate a job spec; err names the offending field. */
+enum wk_code job_parse(const char *json, size_t len, struct job *out,
+                       struct wk_err *err);
+
+const char *job_type_name(enum job_type t);
+
+/* Run the job; on success result holds a JSON object (see PROTOCOL.md). */
+enum wk_code job_run(const struct job *job, const struct job_ctx *ctx,
+                     struct wk_buf *result, struct wk_err *err);
+
+/* Part size for an archive of at most est_bytes: the configured size, grown
+ * (to a whole MiB) so that no upload needs more than 10,000 parts. */
+uint64_t job_part_bytes(uint64_t est_bytes, uint64_t configured);
+
+#endif

@@ -1,0 +1,339 @@
+/*
+ * mf: the manifest JSON (jansson). Writing and parsing share the field
+ * checks, so we never write a manifest we would refuse to read. Parse
+ * failures are WK_E_CORRUPT (stored data failed verification); a bad struct
+ * handed to mf_to_json() is WK_E_INVAL. Messages name the field:
+ * "manifest field 'checksum': expected 64 lowercase hex characters".
+ */
+#include "jobs/manifest.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/wk_parse.h"
+
+#define MF_SPACE_ID_MAX 128
+
+void mf_key(const char *space_id, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "metadata/%s.json", space_id);
+
+    /* callers size buf for the longest valid spaceId */
+    WK_ASSERT(n > 0 && (size_t)n < len);
+}
+
+const char *mf_state_name(enum mf_state s)
+{
+    return s == MF_ARCHIVED ? "archived" : "active";
+}
+
+static enum wk_code bad_field(struct wk_err *err, enum wk_code code,
+                              const char *field, const char *what)
+{
+    return wk_err_set(err, code, "manifest field '%s': %s", field, what);
+}
+
+static bool space_id_ok(const char *s)
+{
+    size_t len = strlen(s);
+
+    if (len == 0 || len > MF_SPACE_ID_MAX || strcmp(s, ".") == 0 ||
+        strcmp(s, "..") == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool checksum_ok(const char *s)
+{
+    size_t len = strlen(s);
+
+    if (len != 64)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+static bool compression_ok(const char *s)
+{
+    return strcmp(s, "deflate") == 0 || strcmp(s, "store") == 0;
+}
+
+/* "archived/<spaceId>/...zip", no empty, "." or ".." component. */
+static const char *archive_key_problem(const char *key, const char *space_id,
+                                       size_t max)
+{
+    size_t len = strlen(key), idlen = strlen(space_id);
+    const char *seg = key;
+
+    if (len >= max)
+        return "too long";
+    if (strncmp(key, "archived/", 9) != 0 ||
+        strncmp(key + 9, space_id, idlen) != 0 || key[9 + idlen] != '/')
+        return "expected a key under 'archived/<spaceId>/'";
+    if (len < 4 || strcmp(key + len - 4, ".zip") != 0)
+        return "expected a key ending in '.zip'";
+    for (const char *p = key;; p++) {
+        if (*p == '/' || *p == '\0') {
+            size_t n = (size_t)(p - seg);
+            if (n == 0 || (n == 1 && seg[0] == '.') ||
+                (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                return "empty, '.' or '..' path component";
+            if (*p == '\0')
+                break;
+            seg = p + 1;
+        } else if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\') {
+            return "control character or backslash";
+        }
+    }
+    return NULL;
+}
+
+/* Checks shared by writing and parsing (everything but the times). */
+static enum wk_code check_fields(const struct mf *m, enum wk_code code,
+                                 struct wk_err *err)
+{
+    const char *problem;
+
+    if (strcmp(m->version, MF_VERSION) != 0)
+        return bad_field(err, code, "version", "expected \"" MF_VERSION "\"");
+    if (!space_id_ok(m->space_id))
+        return bad_field(err, code, "spaceId",
+                         "expected 1-128 characters of [A-Za-z0-9._-], not "
+                         "'.' or '..'");
+    if (m->state != MF_ACTIVE && m->state != MF_ARCHIVED)
+        return bad_field(err, code, "state",
+                         "expected \"active\" or \"archived\"");
+    if (!compression_ok(m->compression))
+        return bad_field(err, code, "compression",
+                         "expected \"deflate\" or \"store\"");
+    problem = archive_key_problem(m->archive_key, m->space_id,
+                                  sizeof(m->archive_key));
+    if (problem)
+        return bad_field(err, code, "archiveKey", problem);
+    if (!checksum_ok(m->checksum))
+        return bad_field(err, code, "checksum",
+                         "expected 64 lowercase hex characters");
+    return WK_OK;
+}
+
+static enum wk_code set_new(json_t *o, const char *k, json_t *v,
+                            struct wk_err *err)
+{
+    /* json_object_set_new() takes v even on failure */
+    if (!v || json_object_set_new(o, k, v) != 0)
+        return wk_err_set(err, WK_E_NOMEM, "manifest: out of memory");
+    return WK_OK;
+}
+
+static enum wk_code set_time(json_t *o, const char *k, time_t t,
+                             struct wk_err *err)
+{
+    char buf[32];
+
+    wk_fmt_rfc3339(t, buf, sizeof(buf));
+    return set_new(o, k, json_string(buf), err);
+}
+
+static enum wk_code set_u64(json_t *o, const char *k, uint64_t v,
+                            struct wk_err *err)
+{
+    if (v > (uint64_t)INT64_MAX)
+        return bad_field(err, WK_E_INVAL, k, "too large");
+    return set_new(o, k, json_integer((json_int_t)v), err);
+}
+
+enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
+                        struct wk_err *err)
+{
+    json_t *o = NULL;
+    char *text = NULL;
+    enum wk_code rc = check_fields(m, WK_E_INVAL, err);
+
+    if (rc != WK_OK)
+        goto out;
+    o = json_object();
+    if (!o) {
+        rc = wk_err_set(err, WK_E_NOMEM, "manifest: out of memory");
+        goto out;
+    }
+    /* the documented key order (jansson keeps insertion order) */
+    rc = set_new(o, "version", json_string(m->version), err);
+    if (rc == WK_OK)
+        rc = set_new(o, "spaceId", json_string(m->space_id), err);
+    if (rc == WK_OK)
+        rc = set_new(o, "state", json_string(mf_state_name(m->state)), err);
+    if (rc == WK_OK)
+        rc = set_time(o, "createdAt", m->created_at, err);
+    if (rc == WK_OK)
+        rc = set_time(o, "archivedAt", m->archived_at, err);
+    if (rc == WK_OK && m->restored_at != 0)
+        rc = set_time(o, "restoredAt", m->restored_at, err);
+    if (rc == WK_OK)
+        rc = set_new(o, "compression", json_string(m->compression), err);
+    if (rc == WK_OK)
+        rc = set_new(o, "archiveKey", json_string(m->archive_key), err);
+    if (rc == WK_OK)
+        rc = set_new(o, "checksum", json_string(m->checksum), err);
+    if (rc == WK_OK)
+        rc = set_u64(o, "size", m->size, err);
+    if (rc == WK_OK)
+        rc = set_u64(o, "uncompressedSize", m->uncompressed_size, err);
+    if (rc == WK_OK)
+        rc = set_u64(o, "fileCount", m->file_count, err);
+    if (rc != WK_OK)
+        goto out;
+    text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!text) {
+        rc = wk_err_set(err, WK_E_NOMEM, "manifest: out of memory");
+        goto out;
+    }
+    rc = wk_buf_appends(out, text, err);
+    if (rc == WK_OK)
+        rc = wk_buf_append(out, "\n", 1, err);
+out:
+    free(text);
+    json_decref(o);
+    return rc;
+}
+
+/* ---- parsing ---- */
+
+static enum wk_code get_str(json_t *root, const char *k, char *dst, size_t cap,
+                            const char *expect, struct wk_err *err)
+{
+    json_t *v = json_object_get(root, k);
+    size_t len;
+
+    if (!v)
+        return bad_field(err, WK_E_CORRUPT, k, "missing");
+    if (!json_is_string(v))
+        return bad_field(err, WK_E_CORRUPT, k, expect);
+    len = json_string_length(v);
+    /* too long for the struct, or an embedded NUL: never valid */
+    if (len >= cap || strlen(json_string_value(v)) != len)
+        return bad_field(err, WK_E_CORRUPT, k, expect);
+    memcpy(dst, json_string_value(v), len + 1);
+    return WK_OK;
+}
+
+static enum wk_code get_time(json_t *root, const char *k, bool optional,
+                             time_t *out, struct wk_err *err)
+{
+    static const char expect[] =
+        "expected an RFC 3339 UTC time (\"2024-01-15T10:20:30Z\")";
+    json_t *v = json_object_get(root, k);
+    struct wk_err perr;
+
+    if (!v || (optional && json_is_null(v))) {
+        if (optional) {
+            *out = 0;
+            return WK_OK;
+        }
+        return bad_field(err, WK_E_CORRUPT, k, "missing");
+    }
+    wk_err_clear(&perr);
+    if (!json_is_string(v) ||
+        wk_parse_rfc3339(json_string_value(v), out, &perr) != WK_OK)
+        return bad_field(err, WK_E_CORRUPT, k, expect);
+    return WK_OK;
+}
+
+static enum wk_code get_u64(json_t *root, const char *k, uint64_t *out,
+                            struct wk_err *err)
+{
+    json_t *v = json_object_get(root, k);
+
+    if (!v)
+        return bad_field(err, WK_E_CORRUPT, k, "missing");
+    /* json_is_integer() is false for 1.0 and "1": both refused */
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return bad_field(err, WK_E_CORRUPT, k,
+                         "expected a non-negative integer");
+    *out = (uint64_t)json_integer_value(v);
+    return WK_OK;
+}
+
+enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
+                      struct wk_err *err)
+{
+    json_t *root = NULL;
+    json_error_t jerr;
+    struct mf m;
+    char state[16];
+    enum wk_code rc;
+
+    memset(&m, 0, sizeof(m));
+    root = json_loadb(json ? json : "", json ? len : 0, JSON_REJECT_DUPLICATES,
+                      &jerr);
+    if (!root) {
+        rc = wk_err_set(err, WK_E_CORRUPT,
+                        "manifest: invalid JSON at line %d column %d: %s",
+                        jerr.line, jerr.column, jerr.text);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        rc = wk_err_set(err, WK_E_CORRUPT, "manifest: expected a JSON object");
+        goto out;
+    }
+    rc = get_str(root, "version", m.version, sizeof(m.version),
+                 "expected \"" MF_VERSION "\"", err);
+    if (rc == WK_OK && strcmp(m.version, MF_VERSION) != 0)
+        rc = bad_field(err, WK_E_CORRUPT, "version",
+                       "expected \"" MF_VERSION "\"");
+    if (rc == WK_OK)
+        rc = get_str(root, "spaceId", m.space_id, sizeof(m.space_id),
+                     "expected 1-128 characters of [A-Za-z0-9._-], not '.' "
+                     "or '..'",
+                     err);
+    if (rc == WK_OK)
+        rc = get_str(root, "state", state, sizeof(state),
+                     "expected \"active\" or \"archived\"", err);
+    if (rc == WK_OK) {
+        if (strcmp(state, "active") == 0)
+            m.state = MF_ACTIVE;
+        else if (strcmp(state, "archived") == 0)
+            m.state = MF_ARCHIVED;
+        else
+            rc = bad_field(err, WK_E_CORRUPT, "state",
+                           "expected \"active\" or \"archived\"");
+    }
+    if (rc == WK_OK)
+        rc = get_time(root, "createdAt", false, &m.created_at, err);
+    if (rc == WK_OK)
+        rc = get_time(root, "archivedAt", false, &m.archived_at, err);
+    if (rc == WK_OK)
+        rc = get_time(root, "restoredAt", true, &m.restored_at, err);
+    if (rc == WK_OK)
+        rc = get_str(root, "compression", m.compression, sizeof(m.compression),
+                     "expected \"deflate\" or \"store\"", err);
+    if (rc == WK_OK)
+        rc = get_str(root, "archiveKey", m.archive_key, sizeof(m.archive_key),
+                     "expected a string of at most 1023 bytes", err);
+    if (rc == WK_OK)
+        rc = get_str(root, "checksum", m.checksum, sizeof(m.checksum),
+                     "expected 64 lowercase hex characters", err);
+    if (rc == WK_OK)
+        rc = get_u64(root, "size", &m.size, err);
+    if (rc == WK_OK)
+        rc = get_u64(root, "uncompressedSize", &m.uncompressed_size, err);
+    if (rc == WK_OK)
+        rc = get_u64(root, "fileCount", &m.file_count, err);
+    if (rc == WK_OK)
+        rc = check_fields(&m, WK_E_CORRUPT, err);
+    if (rc == WK_OK)
+        *out = m;
+out:
+    json_decref(root);
+    return rc;
+}

@@ -1,0 +1,46 @@
+#include "jobs/progress.h"
+
+#include <string.h>
+#include <time.h>
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void prog_init(struct prog *p, struct prog_sink *sink)
+{
+    memset(p, 0, sizeof(*p));
+    p->sink = sink;
+    p->st.phase = "starting";
+    p->last_ms = -1;
+}
+
+void prog_update(struct prog *p, bool force)
+{
+    int64_t now = mono_ms();
+    int pct;
+
+    /* bytes dominate the time; an all-empty space counts files instead */
+    if (p->st.bytes_total > 0)
+        pct = (int)(p->st.bytes_done * 100 / p->st.bytes_total);
+    else if (p->st.files_total > 0)
+        pct = (int)(p->st.files_done * 100 / p->st.files_total);
+    else
+        pct = 0;
+    if (pct > 100)
+        pct = 100;
+    /* 100 means done: only the job's end reports it */
+    if (pct == 100 && !force)
+        pct = 99;
+    if (pct > p->st.progress)
+        p->st.progress = pct;
+    if (!p->sink)
+        return;
+    if (!force && p->last_ms >= 0 && now - p->last_ms < PROG_MIN_INTERVAL_MS)
+        return;
+    p->last_ms = now;
+    p->sink->ops->update(p->sink, &p->st);
+}

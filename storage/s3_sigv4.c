@@ -1,0 +1,676 @@
+#include "storage/s3_sigv4.h"
+
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Ceiling for each output buffer and for the scratch buffers. */
+#define S3_SIGV4_BUF_MAX (64 * 1024)
+/* Longest secret key accepted: "AWS4" + secret is copied to the stack. */
+#define S3_SIGV4_SECRET_MAX 512
+/* Longest region, service or access key id. */
+#define S3_SIGV4_NAME_MAX   128
+#define S3_SIGV4_ALGORITHM  "AWS4-HMAC-SHA256"
+#define S3_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
+#define SHA256_BYTES        32
+
+/* One header to sign; names are lowercase. */
+struct sigv4_hdr {
+    const char *name;  /* borrowed: a literal or the lowercased names copy */
+    const char *value; /* borrowed: from the request, creds or out */
+    size_t idx;        /* input order: repeated names keep their order */
+};
+
+/* One encoded query parameter; the strings live in a scratch buffer. */
+struct sigv4_param {
+    size_t name_off, name_len;
+    size_t value_off, value_len;
+    const char *name;  /* borrowed from the scratch buffer once it is full */
+    const char *value; /* same */
+};
+
+void s3_sigv4_out_init(struct s3_sigv4_out *out)
+{
+    memset(out->amz_date, 0, sizeof(out->amz_date));
+    memset(out->signature, 0, sizeof(out->signature));
+    memset(out->authorization, 0, sizeof(out->authorization));
+    wk_buf_init(&out->encoded_path, S3_SIGV4_BUF_MAX);
+    wk_buf_init(&out->query_string, S3_SIGV4_BUF_MAX);
+    wk_buf_init(&out->canonical_request, S3_SIGV4_BUF_MAX);
+    wk_buf_init(&out->string_to_sign, S3_SIGV4_BUF_MAX);
+}
+
+void s3_sigv4_out_release(struct s3_sigv4_out *out)
+{
+    if (!out)
+        return;
+    OPENSSL_cleanse(out->signature, sizeof(out->signature));
+    OPENSSL_cleanse(out->authorization, sizeof(out->authorization));
+    memset(out->amz_date, 0, sizeof(out->amz_date));
+    wk_buf_release(&out->encoded_path);
+    wk_buf_release(&out->query_string);
+    wk_buf_release(&out->canonical_request);
+    wk_buf_release(&out->string_to_sign);
+}
+
+/* Empty every output, keeping the memory, so a failed or repeated signing
+ * never leaves a stale or half-built result behind. */
+static void sigv4_out_clear(struct s3_sigv4_out *out)
+{
+    OPENSSL_cleanse(out->signature, sizeof(out->signature));
+    OPENSSL_cleanse(out->authorization, sizeof(out->authorization));
+    memset(out->amz_date, 0, sizeof(out->amz_date));
+    wk_buf_reset(&out->encoded_path);
+    wk_buf_reset(&out->query_string);
+    wk_buf_reset(&out->canonical_request);
+    wk_buf_reset(&out->string_to_sign);
+}
+
+/* RFC 3986 unreserved, in ASCII whatever the locale says. */
+static bool uri_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+           c == '~';
+}
+
+enum wk_code s3_uri_encode(const char *s, size_t n, bool keep_slash,
+                           struct wk_buf *out, struct wk_err *err)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t need = 0;
+    char *dst;
+    enum wk_code rc;
+
+    if (!s && n > 0)
+        return wk_err_set(err, WK_E_INVAL, "uri encode: null input");
+    if (n > (SIZE_MAX - 1) / 3)
+        return wk_err_set(err, WK_E_LIMIT, "uri encode: input too long");
+    /* Size first, so the append is all or nothing. */
+    for (size_t i = 0; i < n; i++)
+        need += (uri_unreserved(p[i]) || (keep_slash && p[i] == '/')) ? 1 : 3;
+    rc = wk_buf_reserve(out, need, err);
+    if (rc != WK_OK)
+        return rc;
+    dst = out->data + out->len;
+    for (size_t i = 0; i < n; i++) {
+        if (uri_unreserved(p[i]) || (keep_slash && p[i] == '/')) {
+            *dst++ = (char)p[i];
+        } else {
+            *dst++ = '%';
+            *dst++ = hex[p[i] >> 4];
+            *dst++ = hex[p[i] & 15];
+        }
+    }
+    out->len += need;
+    out->data[out->len] = '\0';
+    return WK_OK;
+}
+
+static void to_hex(const unsigned char *md, size_t len, char *hex)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[2 * len] = '\0';
+}
+
+static enum wk_code sha256_hex(const void *p, size_t n, char hex[65],
+                               struct wk_err *err)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1 ||
+        len != SHA256_BYTES)
+        return wk_err_set(err, WK_E_INTERNAL, "sigv4: sha256 failed");
+    to_hex(md, len, hex);
+    return WK_OK;
+}
+
+static enum wk_code hmac_sha256(const void *key, size_t key_len,
+                                const void *msg, size_t msg_len,
+                                unsigned char mac[SHA256_BYTES],
+                                struct wk_err *err)
+{
+    unsigned int len = 0;
+
+    if (key_len > INT_MAX ||
+        !HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg,
+              msg_len, mac, &len) ||
+        len != SHA256_BYTES)
+        return wk_err_set(err, WK_E_INTERNAL, "sigv4: hmac-sha256 failed");
+    return WK_OK;
+}
+
+/* Letters, digits and "-_." : safe inside the credential scope. */
+static bool scope_part_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > S3_SIGV4_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!uri_unreserved(c) || c == '~')
+            return false;
+    }
+    return true;
+}
+
+/* RFC 9110 token characters: what a header name may hold. */
+static bool header_name_ok(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (uri_unreserved(c))
+            continue;
+        if (!strchr("!#$%&'*+^`|", c))
+            return false;
+    }
+    return true;
+}
+
+/* No control characters except tab: CR or LF would split the header. */
+static bool header_value_ok(const char *s)
+{
+    if (!s)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* Visible ASCII, no separators that would break the Authorization value. */
+static bool access_key_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > S3_SIGV4_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || c == '/' || c == ',')
+            return false;
+    }
+    return true;
+}
+
+static bool method_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 16)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 'A' || s[i] > 'Z')
+            return false;
+    return true;
+}
+
+static bool host_ok(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static bool payload_hash_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 64) {
+        for (size_t i = 0; i < n; i++)
+            if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                return false;
+        return true;
+    }
+    return s && strcmp(s, S3_UNSIGNED_PAYLOAD) == 0;
+}
+
+static bool has_token(const struct s3_creds *creds)
+{
+    return creds->session_token && creds->session_token[0] != '\0';
+}
+
+/* Headers the signer sets itself; a caller's copy would be signed twice. */
+static bool header_reserved(const char *lname)
+{
+    static const char *const names[] = {
+        "authorization",        "host", "x-amz-content-sha256", "x-amz-date",
+        "x-amz-security-token",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(lname, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Everything but the header list; messages name the field, never a secret
+ * or a header value. */
+static enum wk_code check_request(const struct s3_sigv4_req *req,
+                                  const struct s3_creds *creds,
+                                  struct wk_err *err)
+{
+    if (!method_ok(req->method))
+        return wk_err_set(err, WK_E_INVAL, "sigv4: bad http method");
+    if (!host_ok(req->host))
+        return wk_err_set(err, WK_E_INVAL, "sigv4: bad host");
+    if (!req->path || req->path[0] != '/')
+        return wk_err_set(err, WK_E_INVAL, "sigv4: path must start with '/'");
+    if (req->n_query > 0 && !req->query)
+        return wk_err_set(err, WK_E_INVAL, "sigv4: null query list");
+    if (req->n_headers > 0 && !req->headers)
+        return wk_err_set(err, WK_E_INVAL, "sigv4: null header list");
+    if (!payload_hash_ok(req->payload_hash))
+        return wk_err_set(err, WK_E_INVAL,
+                          "sigv4: payload hash must be 64 lowercase hex "
+                          "digits or '" S3_UNSIGNED_PAYLOAD "'");
+    if (!scope_part_ok(req->region))
+        return wk_err_set(err, WK_E_INVAL, "sigv4: bad region");
+    if (!scope_part_ok(req->service))
+        return wk_err_set(err, WK_E_INVAL, "sigv4: bad service");
+    if (!access_key_ok(creds->access_key))
+        return wk_err_set(err, WK_E_INVAL, "sigv4: bad access key id");
+    if (!creds->secret_key || !creds->secret_key[0])
+        return wk_err_set(err, WK_E_INVAL, "sigv4: empty secret key");
+    if (strlen(creds->secret_key) > S3_SIGV4_SECRET_MAX)
+        return wk_err_set(err, WK_E_INVAL,
+                          "sigv4: secret key longer than %d bytes",
+                          S3_SIGV4_SECRET_MAX);
+    if (has_token(creds) && !header_value_ok(creds->session_token))
+        return wk_err_set(err, WK_E_INVAL,
+                          "sigv4: session token holds control characters");
+    return WK_OK;
+}
+
+static enum wk_code format_amz_date(time_t now, char amz_date[17],
+                                    struct wk_err *err)
+{
+    struct tm tm;
+    int n;
+
+    if (!gmtime_r(&now, &tm) || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
+        return wk_err_set(err, WK_E_INVAL, "sigv4: request time out of range");
+    n = snprintf(amz_date, 17, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (n != 16)
+        return wk_err_set(err, WK_E_INTERNAL, "sigv4: bad date format");
+    return WK_OK;
+}
+
+static int cmp_bytes(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c != 0)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* Sorted by encoded name, then encoded value (byte order). */
+static int cmp_param(const void *pa, const void *pb)
+{
+    const struct sigv4_param *a = pa;
+    const struct sigv4_param *b = pb;
+    int c = cmp_bytes(a->name, a->name_len, b->name, b->name_len);
+    if (c != 0)
+        return c;
+    return cmp_bytes(a->value, a->value_len, b->value, b->value_len);
+}
+
+/* Encode every parameter into scratch, sort, and join into out. */
+static enum wk_code build_query(const struct s3_sigv4_req *req,
+                                struct wk_buf *scratch, struct wk_buf *out,
+                                struct wk_err *err)
+{
+    struct sigv4_param *params = NULL;
+    enum wk_code rc = WK_OK;
+
+    if (req->n_query == 0)
+        return WK_OK;
+    params = calloc(req->n_query, sizeof(*params));
+    if (!params)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < req->n_query; i++) {
+        const struct s3_kv *kv = &req->query[i];
+        struct sigv4_param *p = &params[i];
+
+        if (!kv->name || !kv->name[0] || !kv->value) {
+            rc = wk_err_set(err, WK_E_INVAL,
+                            "sigv4: query parameter %zu has no name or value",
+                            i);
+            goto out;
+        }
+        p->name_off = scratch->len;
+        rc = s3_uri_encode(kv->name, strlen(kv->name), false, scratch, err);
+        if (rc != WK_OK)
+            goto out;
+        p->name_len = scratch->len - p->name_off;
+        p->value_off = scratch->len;
+        rc = s3_uri_encode(kv->value, strlen(kv->value), false, scratch, err);
+        if (rc != WK_OK)
+            goto out;
+        p->value_len = scratch->len - p->value_off;
+    }
+    /* The scratch buffer no longer moves: offsets become pointers. */
+    for (size_t i = 0; i < req->n_query; i++) {
+        params[i].name = scratch->data + params[i].name_off;
+        params[i].value = scratch->data + params[i].value_off;
+    }
+    qsort(params, req->n_query, sizeof(*params), cmp_param);
+    for (size_t i = 0; i < req->n_query && rc == WK_OK; i++) {
+        if (i > 0)
+            rc = wk_buf_append(out, "&", 1, err);
+        if (rc == WK_OK)
+            rc = wk_buf_append(out, params[i].name, params[i].name_len, err);
+        if (rc == WK_OK)
+            rc = wk_buf_append(out, "=", 1, err);
+        if (rc == WK_OK)
+            rc = wk_buf_append(out, params[i].value, params[i].value_len, err);
+    }
+out:
+    free(params);
+    return rc;
+}
+
+static int cmp_hdr(const void *pa, const void *pb)
+{
+    const struct sigv4_hdr *a = pa;
+    const struct sigv4_hdr *b = pb;
+    int c = strcmp(a->name, b->name);
+    if (c != 0)
+        return c;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* Collect the headers to sign: the caller's (lowercased into one owned
+ * copy, *names) and the signer's own. Sorted by name, input order within
+ * a name. */
+static enum wk_code collect_headers(const struct s3_sigv4_req *req,
+                                    const struct s3_creds *creds,
+                                    const char *amz_date,
+                                    struct sigv4_hdr **hdrs_out, size_t *n_out,
+                                    char **names_out, struct wk_err *err)
+{
+    struct sigv4_hdr *hdrs = NULL;
+    char *names = NULL;
+    size_t names_len = 0, n = 0;
+    char *p;
+    enum wk_code rc = WK_OK;
+
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct s3_kv *kv = &req->headers[i];
+        size_t len;
+
+        if (!header_name_ok(kv->name))
+            return wk_err_set(err, WK_E_INVAL,
+                              "sigv4: header %zu has an invalid name", i);
+        len = strlen(kv->name);
+        if (len > S3_SIGV4_BUF_MAX || names_len > S3_SIGV4_BUF_MAX)
+            return wk_err_set(err, WK_E_LIMIT,
+                              "sigv4: header names exceed %d bytes",
+                              S3_SIGV4_BUF_MAX);
+        names_len += len + 1;
+    }
+    hdrs = calloc(req->n_headers + 4, sizeof(*hdrs));
+    names = malloc(names_len + 1);
+    if (!hdrs || !names) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    p = names;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct s3_kv *kv = &req->headers[i];
+        size_t len = strlen(kv->name);
+
+        for (size_t j = 0; j < len; j++) {
+            char c = kv->name[j];
+            p[j] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+        }
+        p[len] = '\0';
+        if (header_reserved(p)) {
+            rc = wk_err_set(err, WK_E_INVAL,
+                            "sigv4: header '%s' is set by the signer", p);
+            goto out;
+        }
+        if (!header_value_ok(kv->value)) {
+            rc = wk_err_set(err, WK_E_INVAL,
+                            "sigv4: header '%s' has an invalid value", p);
+            goto out;
+        }
+        hdrs[n].name = p;
+        hdrs[n].value = kv->value;
+        hdrs[n].idx = n;
+        n++;
+        p += len + 1;
+    }
+    hdrs[n].name = "host";
+    hdrs[n].value = req->host;
+    hdrs[n].idx = n;
+    n++;
+    hdrs[n].name = "x-amz-content-sha256";
+    hdrs[n].value = req->payload_hash;
+    hdrs[n].idx = n;
+    n++;
+    hdrs[n].name = "x-amz-date";
+    hdrs[n].value = amz_date;
+    hdrs[n].idx = n;
+    n++;
+    if (has_token(creds)) {
+        hdrs[n].name = "x-amz-security-token";
+        hdrs[n].value = creds->session_token;
+        hdrs[n].idx = n;
+        n++;
+    }
+    qsort(hdrs, n, sizeof(*hdrs), cmp_hdr);
+    *hdrs_out = hdrs;
+    *names_out = names;
+    *n_out = n;
+    hdrs = NULL;
+    names = NULL;
+out:
+    free(names);
+    free(hdrs);
+    return rc;
+}
+
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* SigV4 "Trimall": drop outer whitespace, collapse inner runs to a space. */
+static enum wk_code append_trimmed(struct wk_buf *b, const char *v,
+                                   struct wk_err *err)
+{
+    bool first = true;
+    enum wk_code rc = WK_OK;
+
+    while (*v && rc == WK_OK) {
+        const char *start;
+
+        while (is_ws(*v))
+            v++;
+        if (!*v)
+            break;
+        start = v;
+        while (*v && !is_ws(*v))
+            v++;
+        if (!first)
+            rc = wk_buf_append(b, " ", 1, err);
+        if (rc == WK_OK)
+            rc = wk_buf_append(b, start, (size_t)(v - start), err);
+        first = false;
+    }
+    return rc;
+}
+
+/* Canonical header lines into cr, "a;b;c" into signed_hdrs. Repeated names
+ * become one line with the values joined by commas. */
+static enum wk_code append_headers(const struct sigv4_hdr *hdrs, size_t n,
+                                   struct wk_buf *cr,
+                                   struct wk_buf *signed_hdrs,
+                                   struct wk_err *err)
+{
+    enum wk_code rc = WK_OK;
+
+    for (size_t i = 0; i < n && rc == WK_OK; i++) {
+        bool same = i > 0 && strcmp(hdrs[i].name, hdrs[i - 1].name) == 0;
+
+        if (same) {
+            rc = wk_buf_append(cr, ",", 1, err);
+        } else {
+            if (i > 0)
+                rc = wk_buf_append(cr, "\n", 1, err);
+            if (rc == WK_OK)
+                rc = wk_buf_appendf(cr, err, "%s:", hdrs[i].name);
+            if (rc == WK_OK && i > 0)
+                rc = wk_buf_append(signed_hdrs, ";", 1, err);
+            if (rc == WK_OK)
+                rc = wk_buf_appends(signed_hdrs, hdrs[i].name, err);
+        }
+        if (rc == WK_OK)
+            rc = append_trimmed(cr, hdrs[i].value, err);
+    }
+    if (rc == WK_OK)
+        rc = wk_buf_append(cr, "\n", 1, err);
+    return rc;
+}
+
+/* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service),
+ * "aws4_request"); the signature is HMAC(kSigning, string to sign). */
+static enum wk_code compute_signature(const struct s3_sigv4_req *req,
+                                      const struct s3_creds *creds,
+                                      const char *date8,
+                                      const struct wk_buf *sts,
+                                      char signature[65], struct wk_err *err)
+{
+    unsigned char secret[4 + S3_SIGV4_SECRET_MAX];
+    unsigned char k1[SHA256_BYTES], k2[SHA256_BYTES];
+    size_t secret_len = strlen(creds->secret_key);
+    enum wk_code rc;
+
+    memcpy(secret, "AWS4", 4);
+    memcpy(secret + 4, creds->secret_key, secret_len);
+    rc = hmac_sha256(secret, 4 + secret_len, date8, 8, k1, err);
+    if (rc == WK_OK)
+        rc = hmac_sha256(k1, sizeof(k1), req->region, strlen(req->region), k2,
+                         err);
+    if (rc == WK_OK)
+        rc = hmac_sha256(k2, sizeof(k2), req->service, strlen(req->service), k1,
+                         err);
+    if (rc == WK_OK)
+        rc = hmac_sha256(k1, sizeof(k1), "aws4_request", 12, k2, err);
+    if (rc == WK_OK)
+        rc = hmac_sha256(k2, sizeof(k2), sts->data, sts->len, k1, err);
+    if (rc == WK_OK)
+        to_hex(k1, sizeof(k1), signature);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    OPENSSL_cleanse(k1, sizeof(k1));
+    OPENSSL_cleanse(k2, sizeof(k2));
+    return rc;
+}
+
+enum wk_code s3_sigv4_sign(const struct s3_sigv4_req *req,
+                           const struct s3_creds *creds,
+                           struct s3_sigv4_out *out, struct wk_err *err)
+{
+    struct sigv4_hdr *hdrs = NULL;
+    char *names = NULL;
+    size_t n_hdrs = 0;
+    struct wk_buf scratch;     /* encoded query names and values */
+    struct wk_buf signed_hdrs; /* "host;x-amz-content-sha256;..." */
+    char date8[9];
+    char scope[3 * S3_SIGV4_NAME_MAX];
+    char cr_hash[65];
+    int n;
+    enum wk_code rc;
+
+    if (!req || !creds || !out)
+        return wk_err_set(err, WK_E_INVAL, "sigv4: null argument");
+    wk_buf_init(&scratch, S3_SIGV4_BUF_MAX);
+    wk_buf_init(&signed_hdrs, S3_SIGV4_BUF_MAX);
+    sigv4_out_clear(out);
+
+    rc = check_request(req, creds, err);
+    if (rc != WK_OK)
+        goto out;
+    rc = format_amz_date(req->now, out->amz_date, err);
+    if (rc != WK_OK)
+        goto out;
+    memcpy(date8, out->amz_date, 8);
+    date8[8] = '\0';
+    n = snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date8,
+                 req->region, req->service);
+    if (n < 0 || (size_t)n >= sizeof(scope)) {
+        rc = wk_err_set(err, WK_E_INTERNAL, "sigv4: credential scope too long");
+        goto out;
+    }
+
+    /* S3 paths are encoded once, '/' kept, and never normalised. */
+    rc = s3_uri_encode(req->path, strlen(req->path), true, &out->encoded_path,
+                       err);
+    if (rc != WK_OK)
+        goto out;
+    rc = build_query(req, &scratch, &out->query_string, err);
+    if (rc != WK_OK)
+        goto out;
+    rc =
+        collect_headers(req, creds, out->amz_date, &hdrs, &n_hdrs, &names, err);
+    if (rc != WK_OK)
+        goto out;
+
+    rc = wk_buf_appendf(&out->canonical_request, err, "%s\n%s\n%s\n",
+                        req->method, wk_buf_cstr(&out->encoded_path),
+                        wk_buf_cstr(&out->query_string));
+    if (rc == WK_OK)
+        rc = append_headers(hdrs, n_hdrs, &out->canonical_request, &signed_hdrs,
+                            err);
+    if (rc == WK_OK)
+        rc = wk_buf_appendf(&out->canonical_request, err, "\n%s\n%s",
+                            wk_buf_cstr(&signed_hdrs), req->payload_hash);
+    if (rc == WK_OK)
+        rc = sha256_hex(out->canonical_request.data, out->canonical_request.len,
+                        cr_hash, err);
+    if (rc == WK_OK)
+        rc = wk_buf_appendf(&out->string_to_sign, err,
+                            S3_SIGV4_ALGORITHM "\n%s\n%s\n%s", out->amz_date,
+                            scope, cr_hash);
+    if (rc == WK_OK)
+        rc = compute_signature(req, creds, date8, &out->string_to_sign,
+                               out->signature, err);
+    if (rc != WK_OK)
+        goto out;
+
+    n = snprintf(
+        out->authorization, sizeof(out->authorization),
+        S3_SIGV4_ALGORITHM " Credential=%s/%s, SignedHeaders=%s, Signature=%s",
+        creds->access_key, scope, wk_buf_cstr(&signed_hdrs), out->signature);
+    if (n < 0 || (size_t)n >= sizeof(out->authorization))
+        rc = wk_err_set(err, WK_E_LIMIT,
+                        "sigv4: authorization header longer than %zu bytes "
+                        "(%zu signed headers)",
+                        sizeof(out->authorization) - 1, n_hdrs);
+out:
+    if (rc != WK_OK)
+        sigv4_out_clear(out);
+    free(names);
+    free(hdrs);
+    wk_buf_release(&signed_hdrs);
+    wk_buf_release(&scratch);
+    return rc;
+}

@@ -1,0 +1,141 @@
+/* Generic parts of the store interface: URL parsing, options from the
+ * environment, key validation and helpers written against the ops table. */
+#include "storage/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/wk_parse.h"
+
+static void copy_env(char *dst, size_t len, const char *name)
+{
+    const char *v = getenv(name);
+    if (v && *v)
+        snprintf(dst, len, "%s", v);
+}
+
+static enum wk_code env_uint(const char *name, unsigned lo, unsigned hi,
+                             unsigned *out, struct wk_err *err)
+{
+    const char *v = getenv(name);
+    uint64_t n;
+
+    if (!v || !*v)
+        return WK_OK;
+    if (wk_parse_u64(v, &n, err) != WK_OK || n < lo || n > hi) {
+        wk_err_clear(err);
+        return wk_err_set(err, WK_E_INVAL,
+                          "%s: expected a number from %u to %u, got '%s'",
+                          name, lo, hi, v);
+    }
+    *out = (unsigned)n;
+    return WK_OK;
+}
+
+enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err)
+{
+    enum wk_code rc;
+
+    memset(opts, 0, sizeof(*opts));
+    snprintf(opts->region, sizeof(opts->region), "us-east-1");
+    opts->max_in_flight = 16;
+    opts->max_retries = 5;
+    opts->connect_timeout_ms = 5000;
+    opts->request_timeout_ms = 30000;
+    opts->max_small_body = 8u << 20;
+
+    copy_env(opts->endpoint, sizeof(opts->endpoint), "AWS_ENDPOINT_URL");
+    copy_env(opts->endpoint, sizeof(opts->endpoint), "AWS_ENDPOINT_URL_S3");
+    copy_env(opts->region, sizeof(opts->region), "AWS_DEFAULT_REGION");
+    copy_env(opts->region, sizeof(opts->region), "AWS_REGION");
+    copy_env(opts->access_key, sizeof(opts->access_key), "AWS_ACCESS_KEY_ID");
+    copy_env(opts->secret_key, sizeof(opts->secret_key),
+             "AWS_SECRET_ACCESS_KEY");
+    copy_env(opts->session_token, sizeof(opts->session_token),
+             "AWS_SESSION_TOKEN");
+    rc = env_uint("SILA_S3_MAX_IN_FLIGHT", 1, 1024, &opts->max_in_flight,
+                  err);
+    if (rc == WK_OK)
+        rc = env_uint("SILA_S3_RETRIES", 0, 100, &opts->max_retries, err);
+    return rc;
+}
+
+enum wk_code store_open_url(const char *url, const struct store_opts *opts,
+                            struct store **out, struct wk_err *err)
+{
+    *out = NULL;
+    if (strncmp(url, "file://", 7) == 0) {
+        const char *dir = url + 7;
+        if (dir[0] != '/')
+            return wk_err_set(err, WK_E_INVAL,
+                              "store url '%s': expected file:///absolute/path",
+                              url);
+        return store_fs_new(dir, out, err);
+    }
+    if (strncmp(url, "s3://", 5) == 0) {
+        char bucket[64];
+        const char *b = url + 5;
+        const char *slash = strchr(b, '/');
+        size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+        const char *prefix = slash ? slash + 1 : "";
+
+        /* S3 bucket names: 3-63 of [a-z0-9.-] */
+        if (blen < 3 || blen > 63)
+            return wk_err_set(err, WK_E_INVAL,
+                              "store url '%s': bad bucket name", url);
+        for (size_t i = 0; i < blen; i++) {
+            char c = b[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-'))
+                return wk_err_set(err, WK_E_INVAL,
+                                  "store url '%s': bad bucket name", url);
+        }
+        memcpy(bucket, b, blen);
+        bucket[blen] = '\0';
+        return store_s3_new(bucket, prefix, opts, out, err);
+    }
+    if (strcmp(url, "mem:") == 0)
+        return store_mem_new(out, err);
+    return wk_err_set(err, WK_E_INVAL,
+                      "store url '%s': expected s3://bucket[/prefix] or "
+                      "file:///path",
+                      url);
+}
+
+bool store_key_valid(const char *key)
+{
+    const char *seg = key;
+    size_t len = strlen(key);
+
+    if (len == 0 || len > 1024 || key[0] == '/')
+        return false;
+    for (const char *p = key;; p++) {
+        if (*p == '/' || *p == '\0') {
+            size_t n = (size_t)(p - seg);
+            if (n == 0)
+                return false; /* "a//b" or a trailing '/' */
+            if ((n == 1 && seg[0] == '.') ||
+                (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                return false;
+            if (*p == '\0')
+                break;
+            seg = p + 1;
+        } else if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static enum wk_code sink_to_buf(const void *p, size_t n, void *ud,
+                                struct wk_err *err)
+{
+    return wk_buf_append(ud, p, n, err);
+}
+
+enum wk_code store_get_all(struct store *st, const char *key,
+                           struct wk_buf *out, struct wk_err *err)
+{
+    return store_get(st, key, 0, UINT64_MAX, sink_to_buf, out, err);
+}

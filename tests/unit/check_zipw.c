@@ -1,0 +1,598 @@
+#include <archive.h>
+#include <archive_entry.h>
+#include <locale.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/wk_buf.h"
+#include "common/wk_err.h"
+#include "jobs/zipw.h"
+#include "storage/store.h"
+#include "storage/store_hash.h"
+#include "tests/unit/suites.h"
+
+#define TEXT_BYTES   (300 * 1024)
+#define RANDOM_BYTES (150 * 1024)
+
+struct tentry {
+    const char *name;
+    const unsigned char *data; /* borrowed */
+    size_t len;
+    time_t mtime;
+    int store;
+};
+
+static unsigned char *text_data, *random_data;
+static struct tentry entries[5];
+static size_t n_entries;
+
+static void fill_random(unsigned char *p, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        p[i] = (unsigned char)(seed >> 24);
+    }
+}
+
+static void setup(void)
+{
+    static const char line[] = "{\"id\": 42, \"title\": \"Sila workspace "
+                               "note\", \"body\": \"lorem ipsum dolor\"}\n";
+    size_t ll = strlen(line);
+
+    text_data = malloc(TEXT_BYTES);
+    random_data = malloc(RANDOM_BYTES);
+    ck_assert_ptr_nonnull(text_data);
+    ck_assert_ptr_nonnull(random_data);
+    for (size_t i = 0; i < TEXT_BYTES; i++)
+        text_data[i] = (unsigned char)line[i % ll];
+    fill_random(random_data, RANDOM_BYTES, 0x9e3779b97f4a7c15ULL);
+    n_entries = 0;
+    entries[n_entries++] = (struct tentry){ "space-v1/space.json", text_data,
+                                            TEXT_BYTES, 1700000000, 0 };
+    entries[n_entries++] = (struct tentry){ "files/random.bin", random_data,
+                                            RANDOM_BYTES, 1600000001, 0 };
+    entries[n_entries++] = (struct tentry){ "files/stored.bin", random_data,
+                                            70000, 1500000002, 1 };
+    entries[n_entries++] =
+        (struct tentry){ "empty.txt", (const unsigned char *)"", 0, 1400000000,
+                         0 };
+    entries[n_entries++] =
+        (struct tentry){ "n\xc3\xa4me/\xe6\x97\xa5\xe6\x9c\xac-\xc3\xa9.txt",
+                         text_data, 1000, 1300000000, 0 };
+}
+
+static void teardown(void)
+{
+    free(text_data);
+    free(random_data);
+}
+
+/* Write entries through zipw into a store_mem object, read it back. */
+static void build_zip(int level, struct wk_buf *zip, char hex[65],
+                      uint64_t *bytes_out)
+{
+    struct store *st = NULL;
+    struct store_writer *w = NULL;
+    struct zipw *zw = NULL;
+    struct zipw_opts opts = { level };
+    struct wk_err err;
+
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_mem_new(&st, &err), WK_OK);
+    ck_assert_int_eq(store_open_write(st, "archived/s/a.zip", NULL, &w, &err),
+                     WK_OK);
+    ck_assert_int_eq(zipw_new(w, &opts, &zw, &err), WK_OK);
+    for (size_t i = 0; i < n_entries; i++) {
+        const struct tentry *t = &entries[i];
+        size_t half = t->len / 2;
+
+        ck_assert_msg(zipw_entry_begin(zw, t->name, t->len, t->mtime, t->store,
+                                       &err) == WK_OK,
+                      "%s", err.msg);
+        /* two writes, the first possibly empty */
+        ck_assert_int_eq(zipw_entry_write(zw, t->data, half, &err), WK_OK);
+        ck_assert_int_eq(
+            zipw_entry_write(zw, t->data + half, t->len - half, &err), WK_OK);
+        ck_assert_int_eq(zipw_entry_end(zw, &err), WK_OK);
+    }
+    ck_assert_int_eq(zipw_finish(zw, &err), WK_OK);
+    *bytes_out = zipw_bytes_out(zw);
+    zipw_sha256_hex(zw, hex);
+    ck_assert_uint_eq(*bytes_out, w->written);
+    ck_assert_int_eq(store_writer_commit(w, &err), WK_OK);
+    zipw_free(zw);
+    store_writer_free(w);
+    wk_buf_init(zip, 16u << 20);
+    ck_assert_int_eq(store_get_all(st, "archived/s/a.zip", zip, &err), WK_OK);
+    store_free(st);
+}
+
+static void write_file(const char *path, const struct wk_buf *b)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b->data, 1, b->len, f), b->len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(test_zipw_roundtrip_with_libarchive)
+{
+    struct wk_buf zip;
+    char hex[65], want_hex[65];
+    uint64_t out = 0;
+    struct archive *ar = archive_read_new();
+    struct archive_entry *ae;
+    unsigned char *buf = malloc(TEXT_BYTES + 1);
+    size_t i = 0, total = 0;
+    int rr;
+
+    build_zip(6, &zip, hex, &out);
+    ck_assert_uint_eq(out, zip.len);
+    store_sha256_hex(zip.data, zip.len, want_hex);
+    ck_assert_str_eq(hex, want_hex);
+    for (size_t k = 0; k < n_entries; k++)
+        total += entries[k].len;
+    /* the text compresses, the random data doesn't grow much */
+    ck_assert_uint_lt(zip.len, total - TEXT_BYTES + TEXT_BYTES / 10);
+
+    ck_assert_int_eq(archive_read_support_format_zip(ar), ARCHIVE_OK);
+    ck_assert_int_eq(archive_read_open_memory(ar, zip.data, zip.len),
+                     ARCHIVE_OK);
+    /* zipw ran in the C locale (like the worker); the reader needs a UTF-8
+     * one to hand back non-ASCII names. */
+    ck_assert_ptr_nonnull(setlocale(LC_CTYPE, "C.UTF-8"));
+    while ((rr = archive_read_next_header(ar, &ae)) == ARCHIVE_OK) {
+        const struct tentry *t = &entries[i];
+        la_ssize_t got;
+
+        ck_assert_uint_lt(i, n_entries);
+        ck_assert_str_eq(archive_entry_pathname_utf8(ae), t->name);
+        ck_assert(archive_entry_size_is_set(ae));
+        ck_assert_int_eq(archive_entry_size(ae), (la_int64_t)t->len);
+        ck_assert_int_eq(archive_entry_mtime(ae), t->mtime);
+        ck_assert_int_eq(archive_entry_filetype(ae), AE_IFREG);
+        ck_assert_int_eq(archive_entry_perm(ae), 0644);
+        got = archive_read_data(ar, buf, TEXT_BYTES + 1);
+        ck_assert_int_eq(got, (la_ssize_t)t->len);
+        ck_assert(t->len == 0 || memcmp(buf, t->data, t->len) == 0);
+        i++;
+    }
+    ck_assert_msg(rr == ARCHIVE_EOF, "read: %d %s", rr,
+                  archive_error_string(ar));
+    ck_assert_uint_eq(i, n_entries);
+    setlocale(LC_CTYPE, "C");
+    archive_read_free(ar);
+    free(buf);
+    wk_buf_release(&zip);
+}
+END_TEST
+
+START_TEST(test_zipw_external_tools_accept)
+{
+    char path[] = "/tmp/wk-zipw-XXXXXX";
+    char cmd[1024];
+    struct wk_buf zip;
+    char hex[65];
+    uint64_t out;
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    build_zip(6, &zip, hex, &out);
+    write_file(path, &zip);
+    snprintf(cmd, sizeof(cmd), "unzip -t -q '%s' >/dev/null", path);
+    ck_assert_msg(system(cmd) == 0, "unzip -t failed for %s", path);
+    snprintf(cmd, sizeof(cmd),
+             "python3 -c \"import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); "
+             "assert z.testzip() is None; "
+             "i={x.filename: x for x in z.infolist()}; "
+             "assert i['files/stored.bin'].compress_type == 0; "
+             "assert i['space-v1/space.json'].compress_type == 8; "
+             "assert i['n\\u00e4me/\\u65e5\\u672c-\\u00e9.txt'].flag_bits & "
+             "0x800\" '%s'",
+             path);
+    ck_assert_msg(system(cmd) == 0, "python zipfile check failed for %s", path);
+    unlink(path);
+    wk_buf_release(&zip);
+}
+END_TEST
+
+START_TEST(test_zipw_level0_stores_everything)
+{
+    char path[] = "/tmp/wk-zipw-XXXXXX";
+    char cmd[512];
+    struct wk_buf zip;
+    char hex[65];
+    uint64_t out;
+    size_t total = 0;
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    build_zip(0, &zip, hex, &out);
+    for (size_t k = 0; k < n_entries; k++)
+        total += entries[k].len;
+    ck_assert_uint_gt(zip.len, total);
+    write_file(path, &zip);
+    snprintf(cmd, sizeof(cmd),
+             "python3 -c \"import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); "
+             "assert z.testzip() is None; "
+             "assert all(x.compress_type == 0 for x in z.infolist())\" '%s'",
+             path);
+    ck_assert_int_eq(system(cmd), 0);
+    unlink(path);
+    wk_buf_release(&zip);
+}
+END_TEST
+
+START_TEST(test_zipw_same_bytes_in_any_locale)
+{
+    struct wk_buf a, b;
+    char hex_a[65], hex_b[65];
+    uint64_t out;
+
+    build_zip(6, &a, hex_a, &out);
+    ck_assert_ptr_nonnull(setlocale(LC_CTYPE, "C.UTF-8"));
+    build_zip(6, &b, hex_b, &out);
+    setlocale(LC_CTYPE, "C");
+    ck_assert_str_eq(hex_a, hex_b);
+    ck_assert_uint_eq(a.len, b.len);
+    wk_buf_release(&a);
+    wk_buf_release(&b);
+}
+END_TEST
+
+/* A sink that records its write sizes, and can fail on demand. */
+struct rec_writer {
+    struct store_writer base;
+    size_t calls;
+    size_t sizes[64];
+    uint64_t total;
+    size_t fail_at; /* fail the nth call (1-based); 0 = never */
+};
+
+static enum wk_code rec_write(struct store_writer *w, const void *p, size_t n,
+                              struct wk_err *err)
+{
+    struct rec_writer *r = (struct rec_writer *)w;
+    (void)p;
+    r->calls++;
+    if (r->fail_at && r->calls == r->fail_at)
+        return wk_err_sys(err, WK_E_IO, 28, "write 'x.zip'");
+    if (r->calls <= 64)
+        r->sizes[r->calls - 1] = n;
+    r->total += n;
+    return WK_OK;
+}
+
+static enum wk_code rec_commit(struct store_writer *w, struct wk_err *err)
+{
+    (void)w;
+    (void)err;
+    return WK_OK;
+}
+
+static void rec_free(struct store_writer *w)
+{
+    (void)w;
+}
+
+static const struct store_writer_ops rec_ops = { "rec", rec_write, rec_commit,
+                                                 rec_free };
+
+START_TEST(test_zipw_sink_gets_whole_blocks)
+{
+    struct rec_writer r;
+    struct zipw *zw = NULL;
+    struct zipw_opts opts = { 1 };
+    struct wk_err err;
+
+    memset(&r, 0, sizeof(r));
+    r.base.ops = &rec_ops;
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_new(&r.base, &opts, &zw, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_begin(zw, "r.bin", RANDOM_BYTES, 0, 1, &err),
+                     WK_OK);
+    ck_assert_int_eq(zipw_entry_write(zw, random_data, RANDOM_BYTES, &err),
+                     WK_OK);
+    ck_assert_int_eq(zipw_entry_end(zw, &err), WK_OK);
+    ck_assert_int_eq(zipw_finish(zw, &err), WK_OK);
+    ck_assert_uint_ge(r.calls, 3);
+    for (size_t i = 0; i + 1 < r.calls; i++)
+        ck_assert_uint_eq(r.sizes[i], ZIPW_BLOCK_BYTES);
+    ck_assert_uint_lt(r.sizes[r.calls - 1], ZIPW_BLOCK_BYTES); /* no pad */
+    ck_assert_uint_eq(r.total, zipw_bytes_out(zw));
+    zipw_free(zw);
+}
+END_TEST
+
+START_TEST(test_zipw_sink_error_propagates)
+{
+    struct rec_writer r;
+    struct zipw *zw = NULL;
+    struct wk_err err;
+    enum wk_code rc;
+
+    memset(&r, 0, sizeof(r));
+    r.base.ops = &rec_ops;
+    r.fail_at = 2;
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_begin(zw, "r.bin", RANDOM_BYTES, 0, 1, &err),
+                     WK_OK);
+    rc = zipw_entry_write(zw, random_data, RANDOM_BYTES, &err);
+    ck_assert_int_eq(rc, WK_E_IO);
+    ck_assert_int_eq(err.sys_errno, 28);
+    ck_assert_ptr_nonnull(strstr(err.msg, "write 'x.zip'"));
+    /* only good for zipw_free() now */
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_finish(zw, &err), WK_E_INTERNAL);
+    zipw_free(zw);
+}
+END_TEST
+
+START_TEST(test_zipw_sink_error_at_finish_propagates)
+{
+    struct rec_writer r;
+    struct zipw *zw = NULL;
+    struct wk_err err;
+
+    memset(&r, 0, sizeof(r));
+    r.base.ops = &rec_ops;
+    r.fail_at = 3; /* two whole blocks of entry data, then the rest */
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_begin(zw, "r.bin", RANDOM_BYTES, 0, 1, &err),
+                     WK_OK);
+    ck_assert_int_eq(zipw_entry_write(zw, random_data, RANDOM_BYTES, &err),
+                     WK_OK);
+    ck_assert_int_eq(zipw_entry_end(zw, &err), WK_OK);
+    ck_assert_uint_eq(r.calls, 2);
+    ck_assert_int_eq(zipw_finish(zw, &err), WK_E_IO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "write 'x.zip'"));
+    ck_assert_uint_eq(zipw_bytes_out(zw), 2 * ZIPW_BLOCK_BYTES);
+    zipw_free(zw);
+    ck_assert_uint_eq(r.calls, 3);
+}
+END_TEST
+
+START_TEST(test_zipw_free_unfinished_writes_nothing_more)
+{
+    struct rec_writer r;
+    struct zipw *zw = NULL;
+    struct wk_err err;
+    size_t calls;
+
+    memset(&r, 0, sizeof(r));
+    r.base.ops = &rec_ops;
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_begin(zw, "r.bin", RANDOM_BYTES, 0, 1, &err),
+                     WK_OK);
+    ck_assert_int_eq(zipw_entry_write(zw, random_data, RANDOM_BYTES, &err),
+                     WK_OK);
+    calls = r.calls;
+    zipw_free(zw);
+    ck_assert_uint_eq(r.calls, calls);
+}
+END_TEST
+
+START_TEST(test_zipw_entry_longer_than_announced_fails)
+{
+    struct rec_writer r;
+    struct zipw *zw = NULL;
+    struct wk_err err;
+
+    memset(&r, 0, sizeof(r));
+    r.base.ops = &rec_ops;
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_begin(zw, "a.txt", 5, 0, 0, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_write(zw, "abc", 3, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_write(zw, "def", 3, &err), WK_E_INVAL);
+    ck_assert_str_eq(err.msg,
+                     "zip entry 'a.txt': more data than the 5 bytes announced");
+    zipw_free(zw);
+}
+END_TEST
+
+START_TEST(test_zipw_entry_shorter_than_announced_fails)
+{
+    struct rec_writer r;
+    struct zipw *zw = NULL;
+    struct wk_err err;
+
+    memset(&r, 0, sizeof(r));
+    r.base.ops = &rec_ops;
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_begin(zw, "a.txt", 5, 0, 0, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_write(zw, "abc", 3, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_end(zw, &err), WK_E_INVAL);
+    ck_assert_str_eq(err.msg,
+                     "zip entry 'a.txt': got 3 of the 5 bytes announced");
+    zipw_free(zw);
+}
+END_TEST
+
+START_TEST(test_zipw_bad_names_refused)
+{
+    static const struct {
+        const char *name;
+        const char *msg;
+    } cases[] = {
+        { "", "zip entry '': empty name" },
+        { "/etc/passwd", "zip entry '/etc/passwd': absolute path" },
+        { "a/../../b", "zip entry 'a/../../b': '.' or '..' path component" },
+        { "a//b", "zip entry 'a//b': empty path component" },
+        { "dir/", "zip entry 'dir/': empty path component" },
+        { "bad\xff.txt", "zip entry 'bad?.txt': name is not valid UTF-8" },
+        { "\xc0\xaf", "zip entry '?\?': name is not valid UTF-8" },
+        { "a\nb", "zip entry 'a?b': control character in name" },
+        { "a\\..\\b", "zip entry 'a\\..\\b': backslash in name" },
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct rec_writer r;
+        struct zipw *zw = NULL;
+        struct wk_err err;
+
+        memset(&r, 0, sizeof(r));
+        r.base.ops = &rec_ops;
+        wk_err_clear(&err);
+        ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
+        ck_assert_int_eq(zipw_entry_begin(zw, cases[i].name, 1, 0, 0, &err),
+                         WK_E_INVAL);
+        ck_assert_str_eq(err.msg, cases[i].msg);
+        zipw_free(zw);
+    }
+}
+END_TEST
+
+START_TEST(test_zipw_bad_level_refused)
+{
+    struct rec_writer r;
+    struct zipw *zw = NULL;
+    struct zipw_opts opts = { 10 };
+    struct wk_err err;
+
+    memset(&r, 0, sizeof(r));
+    r.base.ops = &rec_ops;
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_new(&r.base, &opts, &zw, &err), WK_E_INVAL);
+    ck_assert_ptr_null(zw);
+    ck_assert_str_eq(err.msg, "zip: compression level 10 is not in 0..9");
+}
+END_TEST
+
+START_TEST(test_zipw_misuse_is_internal)
+{
+    struct rec_writer r;
+    struct zipw *zw = NULL;
+    struct wk_err err;
+
+    memset(&r, 0, sizeof(r));
+    r.base.ops = &rec_ops;
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_begin(zw, "a", 1, 0, 0, &err), WK_OK);
+    ck_assert_int_eq(zipw_finish(zw, &err), WK_E_INTERNAL);
+    ck_assert_str_eq(err.msg, "zip finish: entry 'a' is still open");
+    zipw_free(zw);
+}
+END_TEST
+
+/* Write a file sink for the ZIP64 check (the archive is > 4 GiB). */
+struct file_writer {
+    struct store_writer base;
+    FILE *f;
+};
+
+static enum wk_code file_write(struct store_writer *w, const void *p, size_t n,
+                               struct wk_err *err)
+{
+    struct file_writer *fw = (struct file_writer *)w;
+    if (fwrite(p, 1, n, fw->f) != n)
+        return wk_err_set(err, WK_E_IO, "fwrite");
+    return WK_OK;
+}
+
+static const struct store_writer_ops file_ops = { "file", file_write,
+                                                  rec_commit, rec_free };
+
+/* Slow (minutes, 4+ GiB of disk): runs only with WK_TEST_ZIP64=1. */
+START_TEST(test_zipw_zip64_over_4gib)
+{
+    const uint64_t big = (4ULL << 30) + 12345;
+    char path[] = "/tmp/wk-zipw64-XXXXXX";
+    char cmd[512];
+    struct file_writer fw;
+    struct zipw *zw = NULL;
+    struct zipw_opts opts = { 1 };
+    struct wk_err err;
+    unsigned char *zeros;
+    uint64_t left;
+    int fd;
+
+    if (!getenv("WK_TEST_ZIP64"))
+        return;
+    fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    zeros = calloc(1, 1 << 20);
+    fw.base.ops = &file_ops;
+    fw.base.written = 0;
+    fw.f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(fw.f);
+    wk_err_clear(&err);
+    ck_assert_int_eq(zipw_new(&fw.base, &opts, &zw, &err), WK_OK);
+    /* a deflated entry over 4 GiB (it compresses to a few MiB), a stored
+     * one, then an entry whose offset is past 4 GiB */
+    for (int store = 0; store <= 1; store++) {
+        ck_assert_int_eq(zipw_entry_begin(zw, store ? "big.bin" : "big.z", big,
+                                          0, store, &err),
+                         WK_OK);
+        for (left = big; left > 0;) {
+            size_t n = left < (1 << 20) ? (size_t)left : (1 << 20);
+            ck_assert_int_eq(zipw_entry_write(zw, zeros, n, &err), WK_OK);
+            left -= n;
+        }
+        ck_assert_int_eq(zipw_entry_end(zw, &err), WK_OK);
+    }
+    ck_assert_int_eq(zipw_entry_begin(zw, "after.txt", 5, 0, 0, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_write(zw, "after", 5, &err), WK_OK);
+    ck_assert_int_eq(zipw_entry_end(zw, &err), WK_OK);
+    ck_assert_int_eq(zipw_finish(zw, &err), WK_OK);
+    ck_assert_uint_gt(zipw_bytes_out(zw), big);
+    zipw_free(zw);
+    ck_assert_int_eq(fclose(fw.f), 0);
+    free(zeros);
+    snprintf(cmd, sizeof(cmd), "unzip -t -q '%s' >/dev/null", path);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd),
+             "python3 -c \"import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); "
+             "i=z.getinfo('big.bin'); assert i.file_size == %llu; "
+             "assert i.compress_type == 0; "
+             "i=z.getinfo('big.z'); assert i.file_size == %llu; "
+             "assert i.compress_type == 8; "
+             "assert z.read('after.txt') == b'after'; "
+             "assert z.testzip() is None\" '%s'",
+             (unsigned long long)big, (unsigned long long)big, path);
+    ck_assert_int_eq(system(cmd), 0);
+    unlink(path);
+}
+END_TEST
+
+Suite *zipw_suite(void)
+{
+    Suite *s = suite_create("zipw");
+    TCase *tc = tcase_create("core");
+    TCase *big = tcase_create("zip64");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_zipw_roundtrip_with_libarchive);
+    tcase_add_test(tc, test_zipw_external_tools_accept);
+    tcase_add_test(tc, test_zipw_level0_stores_everything);
+    tcase_add_test(tc, test_zipw_same_bytes_in_any_locale);
+    tcase_add_test(tc, test_zipw_sink_gets_whole_blocks);
+    tcase_add_test(tc, test_zipw_sink_error_propagates);
+    tcase_add_test(tc, test_zipw_sink_error_at_finish_propagates);
+    tcase_add_test(tc, test_zipw_free_unfinished_writes_nothing_more);
+    tcase_add_test(tc, test_zipw_entry_longer_than_announced_fails);
+    tcase_add_test(tc, test_zipw_entry_shorter_than_announced_fails);
+    tcase_add_test(tc, test_zipw_bad_names_refused);
+    tcase_add_test(tc, test_zipw_bad_level_refused);
+    tcase_add_test(tc, test_zipw_misuse_is_internal);
+    suite_add_tcase(s, tc);
+    tcase_set_timeout(big, 1800);
+    tcase_add_test(big, test_zipw_zip64_over_4gib);
+    suite_add_tcase(s, big);
+    return s;
+}

@@ -1,0 +1,188 @@
+#include "worker/cfg.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/wk_log.h"
+#include "common/wk_parse.h"
+
+/* Percent-decoding for user and password in the URL. */
+static enum wk_code url_decode(const char *s, size_t n, char *out,
+                               size_t outlen, struct wk_err *err)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '%') {
+            unsigned v = 0;
+            if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+                !isxdigit((unsigned char)s[i + 2]) ||
+                sscanf(s + i + 1, "%2x", &v) != 1)
+                return wk_err_set(err, WK_E_INVAL,
+                                  "REDIS_URL: bad percent escape");
+            c = (char)v;
+            i += 2;
+        }
+        if (o + 1 >= outlen)
+            return wk_err_set(err, WK_E_INVAL, "REDIS_URL: field too long");
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return WK_OK;
+}
+
+enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,
+                                 struct wk_err *err)
+{
+    const char *p, *at, *hostp, *slash, *colon;
+    uint64_t n;
+
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    if (strncmp(url, "redis://", 8) != 0)
+        return wk_err_set(err, WK_E_INVAL,
+                          "REDIS_URL: expected redis://host[:port][/db]");
+    p = url + 8;
+    slash = strchr(p, '/');
+    at = strchr(p, '@');
+    if (at && (!slash || at < slash)) {
+        const char *uc = memchr(p, ':', (size_t)(at - p));
+        if (uc) {
+            if (url_decode(p, (size_t)(uc - p), out->user, sizeof(out->user),
+                           err) != WK_OK ||
+                url_decode(uc + 1, (size_t)(at - uc - 1), out->pass,
+                           sizeof(out->pass), err) != WK_OK)
+                return WK_E_INVAL;
+        } else if (url_decode(p, (size_t)(at - p), out->pass,
+                              sizeof(out->pass), err) != WK_OK) {
+            return WK_E_INVAL; /* "redis://secret@host": a password */
+        }
+        hostp = at + 1;
+    } else {
+        hostp = p;
+    }
+    slash = strchr(hostp, '/');
+    {
+        size_t hlen = slash ? (size_t)(slash - hostp) : strlen(hostp);
+        char hostport[300];
+        if (hlen == 0 || hlen >= sizeof(hostport))
+            return wk_err_set(err, WK_E_INVAL, "REDIS_URL: bad host");
+        memcpy(hostport, hostp, hlen);
+        hostport[hlen] = '\0';
+        colon = strrchr(hostport, ':');
+        if (colon) {
+            if (wk_parse_u64(colon + 1, &n, NULL) != WK_OK || n == 0 ||
+                n > 65535)
+                return wk_err_set(err, WK_E_INVAL, "REDIS_URL: bad port");
+            out->port = (int)n;
+            hostport[colon - hostport] = '\0';
+        }
+        if (!hostport[0] || strlen(hostport) >= sizeof(out->host))
+            return wk_err_set(err, WK_E_INVAL, "REDIS_URL: bad host");
+        memcpy(out->host, hostport, strlen(hostport) + 1);
+    }
+    if (slash && slash[1]) {
+        if (wk_parse_u64(slash + 1, &n, NULL) != WK_OK || n > 10000)
+            return wk_err_set(err, WK_E_INVAL,
+                              "REDIS_URL: bad database number");
+        out->db = (int)n;
+    }
+    return WK_OK;
+}
+
+static enum wk_code env_size(const char *name, uint64_t lo, uint64_t hi,
+                             uint64_t *out, struct wk_err *err)
+{
+    const char *v = getenv(name);
+    uint64_t n;
+    if (!v || !*v)
+        return WK_OK;
+    if (wk_parse_size(v, &n, NULL) != WK_OK || n < lo || n > hi)
+        return wk_err_set(err, WK_E_INVAL,
+                          "%s: expected a size from %llu to %llu bytes, got "
+                          "'%s'",
+                          name, (unsigned long long)lo,
+                          (unsigned long long)hi, v);
+    *out = n;
+    return WK_OK;
+}
+
+static enum wk_code env_num(const char *name, uint64_t lo, uint64_t hi,
+                            uint64_t *out, struct wk_err *err)
+{
+    const char *v = getenv(name);
+    uint64_t n;
+    if (!v || !*v)
+        return WK_OK;
+    if (wk_parse_u64(v, &n, NULL) != WK_OK || n < lo || n > hi)
+        return wk_err_set(err, WK_E_INVAL,
+                          "%s: expected a number from %llu to %llu, got '%s'",
+                          name, (unsigned long long)lo,
+                          (unsigned long long)hi, v);
+    *out = n;
+    return WK_OK;
+}
+
+enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
+{
+    const char *v;
+    uint64_t n;
+    enum wk_code rc;
+
+    memset(c, 0, sizeof(*c));
+    snprintf(c->redis_url, sizeof(c->redis_url), "redis://127.0.0.1:6379/0");
+    snprintf(c->prefix, sizeof(c->prefix), "sila:");
+    c->block_ms = 2000;
+    job_config_defaults(&c->job);
+
+    if ((v = getenv("SILA_LOG_LEVEL")) && *v && wk_log_set_level(v) != 0)
+        return wk_err_set(err, WK_E_INVAL,
+                          "SILA_LOG_LEVEL: expected debug, info, warn or "
+                          "error, got '%s'",
+                          v);
+    if ((v = getenv("SILA_STORE")) && *v)
+        snprintf(c->store_url, sizeof(c->store_url), "%s", v);
+    if ((v = getenv("REDIS_URL")) && *v)
+        snprintf(c->redis_url, sizeof(c->redis_url), "%s", v);
+    rc = cfg_parse_redis_url(c->redis_url, &c->redis, err);
+    if (rc != WK_OK)
+        return rc;
+    if ((v = getenv("SILA_KEY_PREFIX"))) {
+        if (strlen(v) >= sizeof(c->prefix))
+            return wk_err_set(err, WK_E_INVAL, "SILA_KEY_PREFIX: too long");
+        snprintf(c->prefix, sizeof(c->prefix), "%s", v);
+    }
+    rc = env_size("SILA_PART_SIZE", 5u << 20, 5ULL << 30, &c->job.part_bytes,
+                  err);
+    if (rc == WK_OK) {
+        n = c->job.parts_in_flight;
+        rc = env_num("SILA_PARTS_IN_FLIGHT", 1, 64, &n, err);
+        c->job.parts_in_flight = (unsigned)n;
+    }
+    if (rc == WK_OK)
+        rc = env_size("SILA_FETCH_WINDOW", 64u << 10, 4ULL << 30,
+                      &c->job.window_bytes, err);
+    if (rc == WK_OK) {
+        n = c->job.window_objects;
+        rc = env_num("SILA_FETCH_OBJECTS", 1, 4096, &n, err);
+        c->job.window_objects = (unsigned)n;
+    }
+    if (rc == WK_OK)
+        rc = env_size("SILA_GET_CHUNK", 64u << 10, 1ULL << 30,
+                      &c->job.chunk_bytes, err);
+    if (rc == WK_OK) {
+        n = (uint64_t)c->job.deflate_level;
+        rc = env_num("SILA_DEFLATE_LEVEL", 1, 9, &n, err);
+        c->job.deflate_level = (int)n;
+    }
+    if (rc == WK_OK) {
+        n = c->block_ms;
+        rc = env_num("SILA_QUEUE_BLOCK_MS", 100, 60000, &n, err);
+        c->block_ms = (unsigned)n;
+    }
+    if (rc == WK_OK)
+        rc = store_opts_from_env(&c->store, err);
+    return rc;
+}

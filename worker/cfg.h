@@ -1,0 +1,38 @@
+/*
+ * cfg: the process configuration, from the environment (every variable is
+ * listed in README.md and docs/OPERATIONS.md). Plain data, nothing to free.
+ * Errors name the variable and the bad value (never a secret's value).
+ */
+#ifndef WK_WORKER_CFG_H
+#define WK_WORKER_CFG_H
+
+#include "common/wk_err.h"
+#include "jobs/job.h"
+#include "storage/store.h"
+
+struct cfg_redis {
+    char host[256];
+    int port;
+    char user[128];
+    char pass[256]; /* never logged */
+    int db;
+};
+
+struct cfg {
+    char store_url[1024]; /* SILA_STORE */
+    char redis_url[1024]; /* REDIS_URL */
+    struct cfg_redis redis;
+    char prefix[64];      /* SILA_KEY_PREFIX, default "sila:" */
+    unsigned block_ms;    /* how long one queue read waits (2000) */
+    struct job_config job;
+    struct store_opts store;
+};
+
+/* Defaults, then the environment. */
+enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err);
+
+/* "redis://[user[:pass]@]host[:port][/db]" (also "redis://:pass@host"). */
+enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,
+                                 struct wk_err *err);
+
+#endif

@@ -1,0 +1,586 @@
+#include "worker/q.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/wk_log.h"
+#include "common/wk_parse.h"
+
+#define Q_STATUS_TTL_S   (7 * 24 * 3600) /* finished status hashes */
+#define Q_STREAM_MAXLEN  "100000"        /* approximate trim at XADD */
+#define Q_MAX_FIELDS     32
+
+struct q {
+    redisContext *c; /* owned */
+    struct cfg_redis r;
+    char prefix[64];
+    unsigned read_timeout_ms;
+};
+
+void q_msg_init(struct q_msg *m)
+{
+    memset(m, 0, sizeof(*m));
+    wk_buf_init(&m->json, 1u << 20);
+}
+
+void q_msg_release(struct q_msg *m)
+{
+    wk_buf_release(&m->json);
+}
+
+void q_now_rfc3339(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+}
+
+/* Turn a reply (or its absence) into a code; frees nothing. */
+static enum wk_code reply_check(struct q *q, const redisReply *rep,
+                                const char *what, struct wk_err *err)
+{
+    if (!rep) {
+        enum wk_code rc = wk_err_set(err, WK_E_NET, "redis %s: %s", what,
+                                     q->c && q->c->errstr[0]
+                                         ? q->c->errstr
+                                         : "connection lost");
+        /* the context is unusable after an I/O error */
+        if (q->c) {
+            redisFree(q->c);
+            q->c = NULL;
+        }
+        return rc;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        /* LOADING / BUSY / MASTERDOWN: the server comes back; retry */
+        bool transient = strncmp(rep->str, "LOADING", 7) == 0 ||
+                         strncmp(rep->str, "BUSY", 4) == 0 ||
+                         strncmp(rep->str, "MASTERDOWN", 10) == 0 ||
+                         strncmp(rep->str, "TRYAGAIN", 8) == 0;
+        return wk_err_set(err, transient ? WK_E_NET : WK_E_INTERNAL,
+                          "redis %s: %.160s", what, rep->str);
+    }
+    return WK_OK;
+}
+
+static redisReply *q_cmd(struct q *q, struct wk_err *err, const char *what,
+                         int argc, const char **argv, const size_t *lens)
+{
+    redisReply *rep;
+    if (!q->c) {
+        wk_err_set(err, WK_E_NET, "redis %s: not connected", what);
+        return NULL;
+    }
+    rep = redisCommandArgv(q->c, argc, argv, lens);
+    if (reply_check(q, rep, what, err) != WK_OK) {
+        if (rep)
+            freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+/* argv of C strings (lengths by strlen) */
+static redisReply *q_cmds(struct q *q, struct wk_err *err, const char *what,
+                          int argc, const char **argv)
+{
+    size_t lens[Q_MAX_FIELDS * 2 + 8];
+    WK_ASSERT(argc <= (int)(sizeof(lens) / sizeof(lens[0])));
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    return q_cmd(q, err, what, argc, argv, lens);
+}
+
+static enum wk_code do_connect(struct q *q, struct wk_err *err)
+{
+    struct timeval tv = { 5, 0 };
+    struct timeval rt;
+    redisReply *rep;
+    char db[16];
+
+    if (q->c) {
+        redisFree(q->c);
+        q->c = NULL;
+    }
+    q->c = redisConnectWithTimeout(q->r.host, q->r.port, tv);
+    if (!q->c)
+        return wk_err_set(err, WK_E_NOMEM, "redis connect: out of memory");
+    if (q->c->err) {
+        enum wk_code rc =
+            wk_err_set(err, WK_E_NET, "redis connect to %s:%d: %s", q->r.host,
+                       q->r.port, q->c->errstr);
+        redisFree(q->c);
+        q->c = NULL;
+        return rc;
+    }
+    rt.tv_sec = q->read_timeout_ms / 1000;
+    rt.tv_usec = (q->read_timeout_ms % 1000) * 1000;
+    redisSetTimeout(q->c, rt);
+    if (q->r.pass[0]) {
+        const char *argv[3] = { "AUTH", q->r.user, q->r.pass };
+        if (q->r.user[0])
+            rep = q_cmds(q, err, "AUTH", 3, argv);
+        else {
+            argv[1] = q->r.pass;
+            rep = q_cmds(q, err, "AUTH", 2, argv);
+        }
+        if (!rep)
+            return err ? err->code : WK_E_NET;
+        freeReplyObject(rep);
+    }
+    if (q->r.db) {
+        const char *argv[2] = { "SELECT", db };
+        snprintf(db, sizeof(db), "%d", q->r.db);
+        rep = q_cmds(q, err, "SELECT", 2, argv);
+        if (!rep)
+            return err ? err->code : WK_E_NET;
+        freeReplyObject(rep);
+    }
+    return WK_OK;
+}
+
+enum wk_code q_connect(const struct cfg_redis *r, const char *prefix,
+                       unsigned read_timeout_ms, struct q **out,
+                       struct wk_err *err)
+{
+    struct q *q = calloc(1, sizeof(*q));
+    enum wk_code rc;
+
+    *out = NULL;
+    if (!q)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    q->r = *r;
+    snprintf(q->prefix, sizeof(q->prefix), "%s", prefix);
+    q->read_timeout_ms = read_timeout_ms;
+    rc = do_connect(q, err);
+    if (rc != WK_OK) {
+        q_free(q);
+        return rc;
+    }
+    *out = q;
+    return WK_OK;
+}
+
+enum wk_code q_reconnect(struct q *q, struct wk_err *err)
+{
+    return do_connect(q, err);
+}
+
+void q_free(struct q *q)
+{
+    if (!q)
+        return;
+    if (q->c)
+        redisFree(q->c);
+    free(q);
+}
+
+static void key_of(const struct q *q, const char *suffix, const char *id,
+                   char *buf, size_t len)
+{
+    snprintf(buf, len, "%s%s%s", q->prefix, suffix, id ? id : "");
+}
+
+enum wk_code q_ensure_group(struct q *q, struct wk_err *err)
+{
+    char stream[128];
+    redisReply *rep;
+    struct wk_err e2;
+
+    key_of(q, "jobs", NULL, stream, sizeof(stream));
+    const char *argv[] = { "XGROUP", "CREATE", stream, Q_GROUP, "0",
+                           "MKSTREAM" };
+    wk_err_clear(&e2);
+    rep = q_cmds(q, &e2, "XGROUP CREATE", 6, argv);
+    if (rep) {
+        freeReplyObject(rep);
+        return WK_OK;
+    }
+    if (strstr(e2.msg, "BUSYGROUP"))
+        return WK_OK;
+    return wk_err_copy(err, &e2);
+}
+
+static enum wk_code random_hex(char *out, size_t nbytes, struct wk_err *err)
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char raw[32];
+    int fd;
+    ssize_t n;
+
+    WK_ASSERT(nbytes <= sizeof(raw));
+    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return wk_err_sys(err, WK_E_IO, errno, "open '/dev/urandom'");
+    n = read(fd, raw, nbytes);
+    close(fd);
+    if (n != (ssize_t)nbytes)
+        return wk_err_set(err, WK_E_IO, "short read from '/dev/urandom'");
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = digits[raw[i] >> 4];
+        out[2 * i + 1] = digits[raw[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+    return WK_OK;
+}
+
+/* MULTI ... EXEC of prepared commands; every reply is checked. */
+struct q_tx_cmd {
+    int argc;
+    const char *argv[Q_MAX_FIELDS * 2 + 8];
+    size_t lens[Q_MAX_FIELDS * 2 + 8];
+};
+
+static enum wk_code q_exec_tx(struct q *q, struct q_tx_cmd *cmds, int n,
+                              const char *what, struct wk_err *err)
+{
+    redisReply *rep;
+    enum wk_code rc = WK_OK;
+    const char *multi[] = { "MULTI" };
+    const char *exec[] = { "EXEC" };
+
+    rep = q_cmds(q, err, what, 1, multi);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    freeReplyObject(rep);
+    for (int i = 0; i < n; i++) {
+        rep = q_cmd(q, err, what, cmds[i].argc, cmds[i].argv, cmds[i].lens);
+        if (!rep)
+            return err ? err->code : WK_E_NET;
+        freeReplyObject(rep);
+    }
+    rep = q_cmds(q, err, what, 1, exec);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        rc = wk_err_set(err, WK_E_INTERNAL, "redis %s: transaction aborted",
+                        what);
+    } else {
+        for (size_t i = 0; i < rep->elements; i++)
+            if (rep->element[i]->type == REDIS_REPLY_ERROR) {
+                rc = wk_err_set(err, WK_E_INTERNAL, "redis %s: %.160s", what,
+                                rep->element[i]->str);
+                break;
+            }
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+static void tx_add(struct q_tx_cmd *c, const char *s)
+{
+    WK_ASSERT(c->argc < (int)(sizeof(c->argv) / sizeof(c->argv[0])));
+    c->argv[c->argc] = s;
+    c->lens[c->argc] = strlen(s);
+    c->argc++;
+}
+
+enum wk_code q_enqueue(struct q *q, const char *type, const char *space_id,
+                       char id_out[33], struct wk_err *err)
+{
+    char key[256], stream[128], now[40];
+    struct q_tx_cmd cmds[2];
+    json_t *spec = NULL;
+    char *json = NULL;
+    enum wk_code rc;
+
+    rc = random_hex(id_out, 16, err);
+    if (rc != WK_OK)
+        return rc;
+    spec = json_pack("{s:s, s:s, s:s}", "id", id_out, "type", type, "spaceId",
+                     space_id);
+    json = spec ? json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(spec);
+    if (!json)
+        return wk_err_set(err, WK_E_INVAL, "cannot encode the job as JSON");
+    key_of(q, "job:", id_out, key, sizeof(key));
+    key_of(q, "jobs", NULL, stream, sizeof(stream));
+    q_now_rfc3339(now, sizeof(now));
+    memset(cmds, 0, sizeof(cmds));
+    tx_add(&cmds[0], "HSET");
+    tx_add(&cmds[0], key);
+    tx_add(&cmds[0], "state");
+    tx_add(&cmds[0], "queued");
+    tx_add(&cmds[0], "type");
+    tx_add(&cmds[0], type);
+    tx_add(&cmds[0], "spaceId");
+    tx_add(&cmds[0], space_id);
+    tx_add(&cmds[0], "progress");
+    tx_add(&cmds[0], "0");
+    tx_add(&cmds[0], "createdAt");
+    tx_add(&cmds[0], now);
+    tx_add(&cmds[0], "updatedAt");
+    tx_add(&cmds[0], now);
+    tx_add(&cmds[1], "XADD");
+    tx_add(&cmds[1], stream);
+    tx_add(&cmds[1], "MAXLEN");
+    tx_add(&cmds[1], "~");
+    tx_add(&cmds[1], Q_STREAM_MAXLEN);
+    tx_add(&cmds[1], "*");
+    tx_add(&cmds[1], "id");
+    tx_add(&cmds[1], id_out);
+    tx_add(&cmds[1], "job");
+    tx_add(&cmds[1], json);
+    rc = q_exec_tx(q, cmds, 2, "enqueue", err);
+    free(json);
+    return rc;
+}
+
+static const redisReply *field_of(const redisReply *kv, const char *name)
+{
+    for (size_t i = 0; i + 1 < kv->elements; i += 2)
+        if (kv->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(kv->element[i]->str, name) == 0)
+            return kv->element[i + 1];
+    return NULL;
+}
+
+enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
+                     struct q_msg *out, bool *got, struct wk_err *err)
+{
+    char stream[128], block[16];
+    redisReply *rep;
+    const redisReply *entries, *entry, *kv, *f;
+    enum wk_code rc = WK_OK;
+
+    *got = false;
+    key_of(q, "jobs", NULL, stream, sizeof(stream));
+    snprintf(block, sizeof(block), "%u", block_ms);
+    const char *argv[] = { "XREADGROUP", "GROUP", Q_GROUP, consumer,
+                           "COUNT",      "1",     "BLOCK", block,
+                           "STREAMS",    stream,  ">" };
+    rep = q_cmds(q, err, "XREADGROUP", 11, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type == REDIS_REPLY_NIL)
+        goto out;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_ARRAY ||
+        rep->element[0]->elements < 2) {
+        rc = wk_err_set(err, WK_E_INTERNAL, "redis XREADGROUP: bad reply");
+        goto out;
+    }
+    entries = rep->element[0]->element[1];
+    if (entries->type != REDIS_REPLY_ARRAY || entries->elements < 1)
+        goto out;
+    entry = entries->element[0];
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
+        entry->element[0]->type != REDIS_REPLY_STRING) {
+        rc = wk_err_set(err, WK_E_INTERNAL, "redis XREADGROUP: bad entry");
+        goto out;
+    }
+    snprintf(out->entry_id, sizeof(out->entry_id), "%s",
+             entry->element[0]->str);
+    kv = entry->element[1];
+    out->job_id_ok = false;
+    snprintf(out->job_id, sizeof(out->job_id), "%s", out->entry_id);
+    wk_buf_reset(&out->json);
+    if (kv->type == REDIS_REPLY_ARRAY) {
+        f = field_of(kv, "id");
+        if (f && f->type == REDIS_REPLY_STRING && f->len < 129 &&
+            strlen(f->str) == f->len && job_id_valid(f->str)) {
+            snprintf(out->job_id, sizeof(out->job_id), "%s", f->str);
+            out->job_id_ok = true;
+        }
+        f = field_of(kv, "job");
+        if (f && f->type == REDIS_REPLY_STRING) {
+            /* an oversized spec is cut here and refused by job_parse */
+            size_t n = f->len < out->json.max ? f->len : out->json.max;
+            rc = wk_buf_append(&out->json, f->str, n, err);
+        }
+    }
+    *got = true;
+out:
+    freeReplyObject(rep);
+    return rc;
+}
+
+enum wk_code q_hset(struct q *q, const char *job_id,
+                    const char *const *fields, struct wk_err *err)
+{
+    char key[256], now[40];
+    const char *argv[Q_MAX_FIELDS * 2 + 8];
+    int argc = 0;
+    redisReply *rep;
+
+    key_of(q, "job:", job_id, key, sizeof(key));
+    q_now_rfc3339(now, sizeof(now));
+    argv[argc++] = "HSET";
+    argv[argc++] = key;
+    for (int i = 0; fields[i] && argc < Q_MAX_FIELDS * 2; i += 2) {
+        argv[argc++] = fields[i];
+        argv[argc++] = fields[i + 1];
+    }
+    argv[argc++] = "updatedAt";
+    argv[argc++] = now;
+    rep = q_cmds(q, err, "HSET", argc, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_publish(struct q *q, const char *job_id, const char *json,
+                       struct wk_err *err)
+{
+    char chan[256];
+    redisReply *rep;
+
+    key_of(q, "job:", job_id, chan, sizeof(chan));
+    const char *argv[] = { "PUBLISH", chan, json };
+    rep = q_cmds(q, err, "PUBLISH", 3, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
+                      const char *space_id, bool ok, const char *error,
+                      const char *result_json, struct wk_err *err)
+{
+    char key[256], stream[128], now[40], ttl[16];
+    struct q_tx_cmd cmds[4];
+    json_t *ev = json_object();
+    char *evs = NULL;
+    enum wk_code rc;
+
+    key_of(q, "job:", m->job_id, key, sizeof(key));
+    key_of(q, "jobs", NULL, stream, sizeof(stream));
+    q_now_rfc3339(now, sizeof(now));
+    snprintf(ttl, sizeof(ttl), "%d", Q_STATUS_TTL_S);
+
+    json_object_set_new(ev, "jobId", json_string(m->job_id));
+    json_object_set_new(ev, "state", json_string(ok ? "succeeded" : "failed"));
+    if (type)
+        json_object_set_new(ev, "type", json_string(type));
+    if (space_id)
+        json_object_set_new(ev, "spaceId", json_string(space_id));
+    if (ok) {
+        json_t *res = result_json ? json_loads(result_json, 0, NULL) : NULL;
+        json_object_set_new(ev, "progress", json_integer(100));
+        json_object_set_new(ev, "result", res ? res : json_object());
+    } else {
+        json_t *e = json_string(error ? error : "failed");
+        json_object_set_new(ev, "error", e ? e : json_string("failed"));
+    }
+    evs = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(ev);
+    if (!evs)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+
+    memset(cmds, 0, sizeof(cmds));
+    tx_add(&cmds[0], "HSET");
+    tx_add(&cmds[0], key);
+    tx_add(&cmds[0], "state");
+    tx_add(&cmds[0], ok ? "succeeded" : "failed");
+    tx_add(&cmds[0], "finishedAt");
+    tx_add(&cmds[0], now);
+    tx_add(&cmds[0], "updatedAt");
+    tx_add(&cmds[0], now);
+    if (type) {
+        tx_add(&cmds[0], "type");
+        tx_add(&cmds[0], type);
+    }
+    if (space_id) {
+        tx_add(&cmds[0], "spaceId");
+        tx_add(&cmds[0], space_id);
+    }
+    if (ok) {
+        tx_add(&cmds[0], "progress");
+        tx_add(&cmds[0], "100");
+        tx_add(&cmds[0], "result");
+        tx_add(&cmds[0], result_json ? result_json : "{}");
+        tx_add(&cmds[0], "error");
+        tx_add(&cmds[0], "");
+    } else {
+        tx_add(&cmds[0], "error");
+        tx_add(&cmds[0], error ? error : "failed");
+    }
+    tx_add(&cmds[1], "EXPIRE");
+    tx_add(&cmds[1], key);
+    tx_add(&cmds[1], ttl);
+    tx_add(&cmds[2], "PUBLISH");
+    tx_add(&cmds[2], key);
+    tx_add(&cmds[2], evs);
+    tx_add(&cmds[3], "XACK");
+    tx_add(&cmds[3], stream);
+    tx_add(&cmds[3], Q_GROUP);
+    tx_add(&cmds[3], m->entry_id);
+    rc = q_exec_tx(q, cmds, 4, "finish", err);
+    free(evs);
+    return rc;
+}
+
+static bool numeric_field(const char *name)
+{
+    static const char *const names[] = { "progress",   "bytesDone",
+                                         "bytesTotal", "filesDone",
+                                         "filesTotal", "attempts" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+enum wk_code q_status_json(struct q *q, const char *job_id,
+                           struct wk_buf *out, struct wk_err *err)
+{
+    char key[256];
+    redisReply *rep;
+    json_t *o = NULL;
+    char *s = NULL;
+    enum wk_code rc = WK_OK;
+
+    key_of(q, "job:", job_id, key, sizeof(key));
+    const char *argv[] = { "HGETALL", key };
+    rep = q_cmds(q, err, "HGETALL", 2, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) {
+        rc = wk_err_set(err, WK_E_NOTFOUND, "job '%s' not found", job_id);
+        goto out;
+    }
+    o = json_object();
+    json_object_set_new(o, "id", json_string(job_id));
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const char *name = rep->element[i]->str;
+        const char *val = rep->element[i + 1]->str;
+        json_t *v = NULL;
+        uint64_t n;
+        if (!name || !val)
+            continue;
+        if (numeric_field(name) && wk_parse_u64(val, &n, NULL) == WK_OK)
+            v = json_integer((json_int_t)n);
+        else if (strcmp(name, "result") == 0 && val[0])
+            v = json_loads(val, 0, NULL);
+        if (!v)
+            v = json_string(val);
+        if (v)
+            json_object_set_new(o, name, v);
+    }
+    s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!s) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    wk_buf_reset(out);
+    rc = wk_buf_appends(out, s, err);
+out:
+    free(s);
+    json_decref(o);
+    freeReplyObject(rep);
+    return rc;
+}

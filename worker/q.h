@@ -1,0 +1,80 @@
+/*
+ * q: the Redis side of the job protocol (docs/PROTOCOL.md), on hiredis.
+ *
+ *   <prefix>jobs         stream; entries {id: <jobId>, job: <job JSON>},
+ *                        consumer group "sila-workers"
+ *   <prefix>job:<id>     status hash (state, type, spaceId, progress, ...)
+ *   <prefix>job:<id>     pub/sub channel of progress and final events
+ *
+ * A struct q owns one blocking connection and is not thread-safe. Every
+ * call blocks on the network (bounded by the connect/read timeouts). A lost
+ * connection is reported as WK_E_NET; q_reconnect() re-establishes it.
+ * Only worker/ includes hiredis.
+ */
+#ifndef WK_WORKER_Q_H
+#define WK_WORKER_Q_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/wk_buf.h"
+#include "common/wk_err.h"
+#include "worker/cfg.h"
+
+#define Q_GROUP "sila-workers"
+
+struct q;
+
+/* A claimed queue entry; release with q_msg_release(). */
+struct q_msg {
+    char entry_id[64];   /* stream entry id */
+    char job_id[129];    /* from the entry's "id" field (or entry id) */
+    bool job_id_ok;      /* the "id" field was present and valid */
+    struct wk_buf json;  /* the entry's "job" field */
+};
+
+void q_msg_init(struct q_msg *m);
+void q_msg_release(struct q_msg *m);
+
+/* Connect (AUTH and SELECT as the config says). Free with q_free(). */
+enum wk_code q_connect(const struct cfg_redis *r, const char *prefix,
+                       unsigned read_timeout_ms, struct q **out,
+                       struct wk_err *err);
+enum wk_code q_reconnect(struct q *q, struct wk_err *err);
+void q_free(struct q *q);
+
+/* Create the stream and group if missing (idempotent). */
+enum wk_code q_ensure_group(struct q *q, struct wk_err *err);
+
+/* New job: random id into id_out, status hash "queued", then XADD (atomic
+ * with MULTI/EXEC). job_json must be the job spec including the id. */
+enum wk_code q_enqueue(struct q *q, const char *type, const char *space_id,
+                       char id_out[33], struct wk_err *err);
+
+/* Wait up to block_ms for one new entry for this consumer. */
+enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
+                     struct q_msg *out, bool *got, struct wk_err *err);
+
+/* Status hash updates. fields: NULL-terminated name/value pairs. */
+enum wk_code q_hset(struct q *q, const char *job_id,
+                    const char *const *fields, struct wk_err *err);
+
+/* PUBLISH a JSON text on the job's channel. */
+enum wk_code q_publish(struct q *q, const char *job_id, const char *json,
+                       struct wk_err *err);
+
+/* Record the outcome (status hash + final event) and only then XACK. */
+enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
+                      const char *space_id, bool ok, const char *error,
+                      const char *result_json, struct wk_err *err);
+
+/* The status hash as a JSON object text (numbers as numbers, result as
+ * JSON); WK_E_NOTFOUND for an unknown id. */
+enum wk_code q_status_json(struct q *q, const char *job_id,
+                           struct wk_buf *out, struct wk_err *err);
+
+/* Current time as RFC 3339 with milliseconds ("...T12:00:00.123Z"). */
+void q_now_rfc3339(char *buf, size_t len);
+
+#endif

@@ -36,8 +36,7 @@ enum wk_code wk_buf_reserve(struct wk_buf *b, size_t n, struct wk_err *err)
 
     if (n > b->max || b->len > b->max - n)
         return wk_err_set(err, WK_E_LIMIT,
-                          "buffer would exceed its limit of %zu bytes",
-                          b->max);
+                          "buffer would exceed its limit of %zu bytes", b->max);
     need = b->len + n + 1; /* room for the NUL */
     if (need <= b->cap)
         return WK_OK;
@@ -69,8 +68,7 @@ enum wk_code wk_buf_append(struct wk_buf *b, const void *p, size_t n,
     return WK_OK;
 }
 
-enum wk_code wk_buf_appends(struct wk_buf *b, const char *s,
-                            struct wk_err *err)
+enum wk_code wk_buf_appends(struct wk_buf *b, const char *s, struct wk_err *err)
 {
     return wk_buf_append(b, s, strlen(s), err);
 }

@@ -12,8 +12,8 @@ void wk_err_clear(struct wk_err *err)
         memset(err, 0, sizeof(*err));
 }
 
-static enum wk_code err_vset(struct wk_err *err, enum wk_code code,
-                             int errnum, const char *fmt, va_list ap)
+static enum wk_code err_vset(struct wk_err *err, enum wk_code code, int errnum,
+                             const char *fmt, va_list ap)
 {
     if (!err || err->code != WK_OK)
         return code;
@@ -129,8 +129,8 @@ void wk_assert_fail(const char *expr, const char *file, int line)
                      "\"expr\":\"%s\",\"file\":\"%s\",\"line\":%d}\n",
                      expr, file, line);
     if (n > 0) {
-        size_t len = (size_t)n < sizeof(line_buf) ? (size_t)n
-                                                   : sizeof(line_buf) - 1;
+        size_t len =
+            (size_t)n < sizeof(line_buf) ? (size_t)n : sizeof(line_buf) - 1;
         ssize_t w = write(2, line_buf, len);
         (void)w;
     }

@@ -14,11 +14,11 @@
 
 enum wk_code {
     WK_OK = 0,
-    WK_E_INVAL,     /* bad job spec, config or argument: permanent */
+    WK_E_INVAL, /* bad job spec, config or argument: permanent */
     WK_E_NOMEM,
-    WK_E_IO,        /* local I/O; sys_errno is set */
-    WK_E_NET,       /* connect, timeout, TLS: usually transient */
-    WK_E_HTTP,      /* unexpected status; http_status is set */
+    WK_E_IO,   /* local I/O; sys_errno is set */
+    WK_E_NET,  /* connect, timeout, TLS: usually transient */
+    WK_E_HTTP, /* unexpected status; http_status is set */
     WK_E_NOTFOUND,
     WK_E_LIMIT,     /* a configured bound was hit */
     WK_E_CANCELLED, /* shutdown requested */
@@ -42,7 +42,7 @@ void wk_err_clear(struct wk_err *err);
 enum wk_code wk_err_set(struct wk_err *err, enum wk_code code, const char *fmt,
                         ...) __attribute__((format(printf, 3, 4)));
 
-/* Like wk_err_set(), also records errno and appends ": <strerror>". */
+/* Like wk_err_set(), also records errno and appends ": <the errno text>". */
 enum wk_code wk_err_sys(struct wk_err *err, enum wk_code code, int errnum,
                         const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -61,10 +61,10 @@ bool wk_err_transient(const struct wk_err *err);
 const char *wk_code_name(enum wk_code code);
 
 /* Bugs only: logs and aborts. Never on data from the network or a job. */
-#define WK_ASSERT(cond)                                                        \
-    do {                                                                       \
-        if (!(cond))                                                           \
-            wk_assert_fail(#cond, __FILE__, __LINE__);                         \
+#define WK_ASSERT(cond)                                \
+    do {                                               \
+        if (!(cond))                                   \
+            wk_assert_fail(#cond, __FILE__, __LINE__); \
     } while (0)
 void wk_assert_fail(const char *expr, const char *file, int line)
     __attribute__((noreturn));

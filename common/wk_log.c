@@ -46,10 +46,9 @@ void wk_log_emit(enum wk_log_level level, const char *event,
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int)(now.tv_nsec / 1000000L));
     json_object_set_new(o, "ts", json_string(ts));
-    json_object_set_new(o, "level",
-                        json_string(level_names[level <= WK_LOG_ERROR
-                                                    ? level
-                                                    : WK_LOG_ERROR]));
+    json_object_set_new(
+        o, "level",
+        json_string(level_names[level <= WK_LOG_ERROR ? level : WK_LOG_ERROR]));
     json_object_set_new(o, "event", json_string(event));
     for (unsigned i = 0; i < n; i++) {
         const struct wk_kv *kv = &kvs[i];

@@ -29,20 +29,20 @@ struct wk_kv {
     long long i;
 };
 
-#define KV_STR(k, v) ((struct wk_kv){ (k), WK_KV_STR, (v), 0 })
-#define KV_INT(k, v) ((struct wk_kv){ (k), WK_KV_INT, NULL, (long long)(v) })
+#define KV_STR(k, v)  ((struct wk_kv){ (k), WK_KV_STR, (v), 0 })
+#define KV_INT(k, v)  ((struct wk_kv){ (k), WK_KV_INT, NULL, (long long)(v) })
 #define KV_BOOL(k, v) ((struct wk_kv){ (k), WK_KV_BOOL, NULL, (v) ? 1 : 0 })
 
 extern int wk_log_min_level;
 
-#define WK_LOG(level, event, ...)                                              \
-    do {                                                                       \
-        if ((int)(level) >= wk_log_min_level) {                                \
-            const struct wk_kv wk_kvs_[] = { { NULL, WK_KV_NONE, NULL, 0 },   \
-                                             __VA_ARGS__ };                    \
-            wk_log_emit((level), (event), wk_kvs_,                             \
-                        sizeof(wk_kvs_) / sizeof(wk_kvs_[0]));                 \
-        }                                                                      \
+#define WK_LOG(level, event, ...)                                           \
+    do {                                                                    \
+        if ((int)(level) >= wk_log_min_level) {                             \
+            const struct wk_kv wk_kvs_[] = { { NULL, WK_KV_NONE, NULL, 0 }, \
+                                             __VA_ARGS__ };                 \
+            wk_log_emit((level), (event), wk_kvs_,                          \
+                        sizeof(wk_kvs_) / sizeof(wk_kvs_[0]));              \
+        }                                                                   \
     } while (0)
 
 /* Set the minimum level from a name ("debug", "info", "warn", "error");

@@ -13,8 +13,7 @@ enum wk_code wk_parse_u64(const char *s, uint64_t *out, struct wk_err *err)
     unsigned long long v;
 
     if (!s || !isdigit((unsigned char)s[0]))
-        return wk_err_set(err, WK_E_INVAL, "'%s' is not a number",
-                          s ? s : "");
+        return wk_err_set(err, WK_E_INVAL, "'%s' is not a number", s ? s : "");
     errno = 0;
     v = strtoull(s, &end, 10);
     if (errno == ERANGE)
@@ -88,8 +87,8 @@ enum wk_code wk_parse_duration_ms(const char *s, uint64_t *out,
         const char *sfx;
         uint64_t mul;
     } units[] = {
-        { "", 1000 },      { "ms", 1 },       { "s", 1000 },
-        { "m", 60000 },    { "h", 3600000 },  { "d", 86400000 },
+        { "", 1000 },   { "ms", 1 },      { "s", 1000 },
+        { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
     };
     uint64_t v;
     const char *sfx;
@@ -150,8 +149,7 @@ enum wk_code wk_parse_rfc3339(const char *s, time_t *out, struct wk_err *err)
         while (isdigit((unsigned char)*p))
             p++;
     }
-    if (strcmp(p, "Z") != 0 && strcmp(p, "z") != 0 &&
-        strcmp(p, "+00:00") != 0)
+    if (strcmp(p, "Z") != 0 && strcmp(p, "z") != 0 && strcmp(p, "+00:00") != 0)
         goto bad;
     memset(&tm, 0, sizeof(tm));
     tm.tm_year = num_at(s, 4) - 1900;
@@ -160,14 +158,13 @@ enum wk_code wk_parse_rfc3339(const char *s, time_t *out, struct wk_err *err)
     tm.tm_hour = num_at(s + 11, 2);
     tm.tm_min = num_at(s + 14, 2);
     tm.tm_sec = num_at(s + 17, 2);
-    if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
-        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
-        tm.tm_sec > 60)
+    if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
         goto bad;
-    *out = (time_t)(days_from_civil(tm.tm_year + 1900, tm.tm_mon + 1,
-                                    tm.tm_mday) *
-                        86400 +
-                    tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec);
+    *out =
+        (time_t)(days_from_civil(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday) *
+                     86400 +
+                 tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec);
     return WK_OK;
 bad:
     return wk_err_set(err, WK_E_INVAL, "'%.40s' is not an RFC 3339 UTC time",

@@ -6,9 +6,9 @@
 
 #include "jobs/job_archive.h"
 
-#define MIB (1024u * 1024u)
+#define MIB               (1024u * 1024u)
 #define S3_MIN_PART_BYTES (5u * MIB)
-#define S3_MAX_PARTS 10000u
+#define S3_MAX_PARTS      10000u
 
 void job_config_defaults(struct job_config *cfg)
 {
@@ -36,8 +36,8 @@ static bool id_chars_valid(const char *s, size_t max, const char *extra)
 
 bool job_space_id_valid(const char *s)
 {
-    return id_chars_valid(s, JOB_SPACE_ID_MAX, "._-") &&
-           strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+    return id_chars_valid(s, JOB_SPACE_ID_MAX, "._-") && strcmp(s, ".") != 0 &&
+           strcmp(s, "..") != 0;
 }
 
 bool job_id_valid(const char *s)
@@ -55,8 +55,7 @@ const char *job_type_name(enum job_type t)
 }
 
 /* A printable, bounded rendering of an untrusted string for messages. */
-static void quote_untrusted(const char *s, size_t len, char *out,
-                            size_t outlen)
+static void quote_untrusted(const char *s, size_t len, char *out, size_t outlen)
 {
     size_t o = 0;
     for (size_t i = 0; i < len && o + 5 < outlen; i++) {
@@ -83,8 +82,8 @@ static enum wk_code get_string(json_t *root, const char *field, bool required,
     *out = NULL;
     if (!v) {
         if (required)
-            return wk_err_set(err, WK_E_INVAL,
-                              "job field '%s' is missing", field);
+            return wk_err_set(err, WK_E_INVAL, "job field '%s' is missing",
+                              field);
         return WK_OK;
     }
     if (!json_is_string(v))
@@ -112,8 +111,8 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
                           JOB_JSON_MAX);
     /* JSON_REJECT_DUPLICATES: {"spaceId":"a","spaceId":"b"} is ambiguous */
     /* JSON_ALLOW_NUL: "\u0000" is refused below, naming the field */
-    root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
-                      &jerr);
+    root =
+        json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!root)
         return wk_err_set(err, WK_E_INVAL, "job spec is not valid JSON: %s",
                           jerr.text);
@@ -179,8 +178,8 @@ enum wk_code job_run(const struct job *job, const struct job_ctx *ctx,
 
 uint64_t job_part_bytes(uint64_t est_bytes, uint64_t configured)
 {
-    uint64_t part = configured < S3_MIN_PART_BYTES ? S3_MIN_PART_BYTES
-                                                   : configured;
+    uint64_t part =
+        configured < S3_MIN_PART_BYTES ? S3_MIN_PART_BYTES : configured;
     uint64_t need = (est_bytes + S3_MAX_PARTS - 1) / S3_MAX_PARTS;
     if (need > part)
         part = (need + MIB - 1) / MIB * MIB;

@@ -23,7 +23,8 @@ struct prog_sink;
 
 #define JOB_ID_MAX       128
 #define JOB_SPACE_ID_MAX 128
-#define JOB_JSON_MAX     (64u * 1024u) /* a job spec larger than this is refused */
+/* A job spec larger than this is refused. */
+#define JOB_JSON_MAX (64u * 1024u)
 
 enum job_type { JOB_ARCHIVE = 0 };
 
@@ -44,11 +45,11 @@ struct job_config {
 };
 
 struct job_ctx {
-    struct store *store;     /* borrowed */
-    struct prog_sink *sink;  /* borrowed; may be NULL */
-    const struct job_config *cfg; /* borrowed */
+    struct store *store;           /* borrowed */
+    struct prog_sink *sink;        /* borrowed; may be NULL */
+    const struct job_config *cfg;  /* borrowed */
     volatile sig_atomic_t *cancel; /* borrowed; may be NULL */
-    time_t (*now)(void);     /* clock (tests pin it); NULL = time() */
+    time_t (*now)(void);           /* clock (tests pin it); NULL = time() */
 };
 
 void job_config_defaults(struct job_config *cfg);

@@ -13,7 +13,7 @@
 #include "jobs/zipw.h"
 #include "storage/store.h"
 
-#define ARCH_MAX_FILES     (10u * 1000u * 1000u)
+#define ARCH_MAX_FILES      (10u * 1000u * 1000u)
 #define ARCH_KEEP_BUF_BYTES (256u * 1024u) /* larger slot buffers are freed */
 
 struct arch_obj {
@@ -33,7 +33,7 @@ struct arch_list {
 struct arch_range {
     size_t obj;
     uint64_t off, len;
-    size_t get; /* index into the batch's gets; unused when len == 0 */
+    size_t get; /* index into the batch's reqs; unused when len == 0 */
 };
 
 struct arch_run {
@@ -68,8 +68,8 @@ static enum wk_code list_cb(const struct store_entry *e, void *ud,
         size_t ncap = l->cap ? l->cap * 2 : 256;
         void *p;
         if (l->n >= ARCH_MAX_FILES)
-            return wk_err_set(err, WK_E_LIMIT,
-                              "space has more than %u objects", ARCH_MAX_FILES);
+            return wk_err_set(err, WK_E_LIMIT, "space has more than %u objects",
+                              ARCH_MAX_FILES);
         p = realloc(l->v, ncap * sizeof(*l->v));
         if (!p)
             return wk_err_set(err, WK_E_NOMEM, "out of memory listing");
@@ -97,20 +97,22 @@ static bool looks_compressed(const unsigned char *p, size_t n)
         size_t len;
         size_t at;
     } sigs[] = {
-        { "\xff\xd8\xff", 3, 0 },           /* JPEG */
-        { "\x89PNG\r\n\x1a\n", 8, 0 },      /* PNG */
-        { "GIF8", 4, 0 },                   /* GIF */
-        { "PK\x03\x04", 4, 0 },             /* ZIP, docx, xlsx, epub */
-        { "\x1f\x8b", 2, 0 },               /* gzip */
-        { "\x28\xb5\x2f\xfd", 4, 0 },       /* zstd */
-        { "BZh", 3, 0 },                    /* bzip2 */
-        { "\xfd" "7zXZ", 5, 0 },            /* xz */
-        { "7z\xbc\xaf\x27\x1c", 6, 0 },     /* 7z */
-        { "ftyp", 4, 4 },                   /* MP4, MOV, HEIC, AVIF */
-        { "WEBP", 4, 8 },                   /* WebP (RIFF....WEBP) */
-        { "OggS", 4, 0 },                   /* Ogg */
-        { "ID3", 3, 0 },                    /* MP3 */
-        { "\x1a\x45\xdf\xa3", 4, 0 },       /* Matroska, WebM */
+        { "\xff\xd8\xff", 3, 0 },      /* JPEG */
+        { "\x89PNG\r\n\x1a\n", 8, 0 }, /* PNG */
+        { "GIF8", 4, 0 },              /* GIF */
+        { "PK\x03\x04", 4, 0 },        /* ZIP, docx, xlsx, epub */
+        { "\x1f\x8b", 2, 0 },          /* gzip */
+        { "\x28\xb5\x2f\xfd", 4, 0 },  /* zstd */
+        { "BZh", 3, 0 },               /* bzip2 */
+        { "\xfd"
+          "7zXZ",
+          5, 0 },                       /* xz */
+        { "7z\xbc\xaf\x27\x1c", 6, 0 }, /* 7z */
+        { "ftyp", 4, 4 },               /* MP4, MOV, HEIC, AVIF */
+        { "WEBP", 4, 8 },               /* WebP (RIFF....WEBP) */
+        { "OggS", 4, 0 },               /* Ogg */
+        { "ID3", 3, 0 },                /* MP3 */
+        { "\x1a\x45\xdf\xa3", 4, 0 },   /* Matroska, WebM */
     };
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         if (n >= sigs[i].at + sigs[i].len &&
@@ -163,7 +165,7 @@ static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
 {
     const struct job_config *cfg = r->ctx->cfg;
     size_t slots = cfg->window_objects ? cfg->window_objects : 1;
-    struct store_get *gets = calloc(slots, sizeof(*gets));
+    struct store_get *reqs = calloc(slots, sizeof(*reqs));
     struct wk_buf *bufs = calloc(slots, sizeof(*bufs));
     struct arch_range *ranges = calloc(slots, sizeof(*ranges));
     size_t next_obj = 0;
@@ -171,7 +173,7 @@ static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
     enum wk_code rc = WK_OK;
 
     (void)w;
-    if (!gets || !bufs || !ranges) {
+    if (!reqs || !bufs || !ranges) {
         rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
     }
@@ -199,11 +201,11 @@ static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
             ranges[nr].len = len;
             if (len > 0) {
                 ranges[nr].get = ng;
-                memset(&gets[ng], 0, sizeof(gets[ng]));
-                gets[ng].key = o->key;
-                gets[ng].offset = next_off;
-                gets[ng].len = len;
-                gets[ng].out = &bufs[ng];
+                memset(&reqs[ng], 0, sizeof(reqs[ng]));
+                reqs[ng].key = o->key;
+                reqs[ng].offset = next_off;
+                reqs[ng].len = len;
+                reqs[ng].out = &bufs[ng];
                 ng++;
             }
             nr++;
@@ -215,7 +217,7 @@ static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
             }
         }
         if (ng > 0) {
-            rc = store_get_many(r->ctx->store, gets, ng, err);
+            rc = store_get_many(r->ctx->store, reqs, ng, err);
             if (rc != WK_OK)
                 goto out;
         }
@@ -236,8 +238,8 @@ static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
             }
             if (rg->off == 0) {
                 bool store_it =
-                    b && looks_compressed((const unsigned char *)b->data,
-                                          b->len);
+                    b &&
+                    looks_compressed((const unsigned char *)b->data, b->len);
                 rc = zipw_entry_begin(zw, o->key + r->prefix_len, o->size,
                                       (time_t)o->mtime, store_it, err);
                 if (rc != WK_OK)
@@ -269,7 +271,7 @@ out:
         for (size_t i = 0; i < slots; i++)
             wk_buf_release(&bufs[i]);
     free(bufs);
-    free(gets);
+    free(reqs);
     free(ranges);
     return rc;
 }
@@ -358,8 +360,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
             rc = wk_err_set(err, WK_E_CONFLICT,
                             "space '%s' is archived ('%s') but %zu objects "
                             "exist under '%s': refusing to archive over it",
-                            job->space_id, old.archive_key, r.list.n,
-                            r.prefix);
+                            job->space_id, old.archive_key, r.list.n, r.prefix);
             goto out;
         }
         json_t *o = json_object();
@@ -371,8 +372,8 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     }
     if (r.list.n == 0) {
         rc = wk_err_set(err, WK_E_NOTFOUND,
-                        "space '%s' has no objects under '%s'",
-                        job->space_id, r.prefix);
+                        "space '%s' has no objects under '%s'", job->space_id,
+                        r.prefix);
         goto out;
     }
     r.prog.st.bytes_total = r.list.total_bytes;

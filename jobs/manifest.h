@@ -19,16 +19,16 @@
 enum mf_state { MF_ACTIVE = 0, MF_ARCHIVED = 1 };
 
 struct mf {
-    char version[16];     /* "1.0" */
+    char version[16]; /* "1.0" */
     char space_id[129];
     enum mf_state state;
-    time_t created_at;    /* space creation, else oldest object time */
+    time_t created_at; /* space creation, else oldest object time */
     time_t archived_at;
     time_t restored_at;   /* 0 = absent */
     char compression[16]; /* "deflate" */
     char archive_key[1024];
-    char checksum[65];    /* lowercase hex SHA-256 of the ZIP object */
-    uint64_t size;        /* bytes of the ZIP object */
+    char checksum[65]; /* lowercase hex SHA-256 of the ZIP object */
+    uint64_t size;     /* bytes of the ZIP object */
     uint64_t uncompressed_size;
     uint64_t file_count;
 };

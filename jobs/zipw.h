@@ -37,9 +37,8 @@ enum wk_code zipw_new(struct store_writer *sink, const struct zipw_opts *opts,
 /* Start an entry: name is the path inside the ZIP ("space-v1/space.json"),
  * size the exact number of bytes that will follow, mtime unix seconds.
  * store != 0 writes the entry without compression. */
-enum wk_code zipw_entry_begin(struct zipw *zw, const char *name,
-                              uint64_t size, time_t mtime, int store,
-                              struct wk_err *err);
+enum wk_code zipw_entry_begin(struct zipw *zw, const char *name, uint64_t size,
+                              time_t mtime, int store, struct wk_err *err);
 /* Append entry data; the total must equal the size given to begin. */
 enum wk_code zipw_entry_write(struct zipw *zw, const void *p, size_t n,
                               struct wk_err *err);

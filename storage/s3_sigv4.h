@@ -35,10 +35,10 @@ struct s3_creds { /* all borrowed for the duration of the call */
 };
 
 struct s3_sigv4_req {
-    const char *method;  /* "GET", "PUT", ... */
-    const char *host;    /* Host header value: "b.s3.amazonaws.com",
-                            "127.0.0.1:9000" */
-    const char *path;    /* raw path starting with '/': "/bucket/a b.txt" */
+    const char *method; /* "GET", "PUT", ... */
+    const char *host;   /* Host header value: "b.s3.amazonaws.com",
+                           "127.0.0.1:9000" */
+    const char *path;   /* raw path starting with '/': "/bucket/a b.txt" */
     const struct s3_kv *query; /* raw names/values, any order */
     size_t n_query;
     const struct s3_kv *headers; /* extra headers to sign (content-md5,
@@ -52,11 +52,11 @@ struct s3_sigv4_req {
 };
 
 struct s3_sigv4_out {
-    char amz_date[17];       /* "20130524T000000Z": send as x-amz-date */
-    char signature[65];      /* lowercase hex */
-    char authorization[1024]; /* full Authorization header value */
-    struct wk_buf encoded_path;      /* send this path */
-    struct wk_buf query_string;      /* canonical query: send after '?' */
+    char amz_date[17];          /* "20130524T000000Z": send as x-amz-date */
+    char signature[65];         /* lowercase hex */
+    char authorization[1024];   /* full Authorization header value */
+    struct wk_buf encoded_path; /* send this path */
+    struct wk_buf query_string; /* canonical query: send after '?' */
     struct wk_buf canonical_request; /* for tests; never log it */
     struct wk_buf string_to_sign;    /* for tests; never log it */
 };

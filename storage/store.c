@@ -26,8 +26,8 @@ static enum wk_code env_uint(const char *name, unsigned lo, unsigned hi,
     if (wk_parse_u64(v, &n, err) != WK_OK || n < lo || n > hi) {
         wk_err_clear(err);
         return wk_err_set(err, WK_E_INVAL,
-                          "%s: expected a number from %u to %u, got '%s'",
-                          name, lo, hi, v);
+                          "%s: expected a number from %u to %u, got '%s'", name,
+                          lo, hi, v);
     }
     *out = (unsigned)n;
     return WK_OK;
@@ -54,8 +54,7 @@ enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err)
              "AWS_SECRET_ACCESS_KEY");
     copy_env(opts->session_token, sizeof(opts->session_token),
              "AWS_SESSION_TOKEN");
-    rc = env_uint("SILA_S3_MAX_IN_FLIGHT", 1, 1024, &opts->max_in_flight,
-                  err);
+    rc = env_uint("SILA_S3_MAX_IN_FLIGHT", 1, 1024, &opts->max_in_flight, err);
     if (rc == WK_OK)
         rc = env_uint("SILA_S3_RETRIES", 0, 100, &opts->max_retries, err);
     return rc;

@@ -32,7 +32,7 @@ struct store_writer;
 
 /* One object in a listing. */
 struct store_entry {
-    const char *key;  /* borrowed, relative to the store root */
+    const char *key; /* borrowed, relative to the store root */
     uint64_t size;
     int64_t mtime;    /* unix seconds (S3 LastModified, file mtime) */
     const char *etag; /* borrowed; S3 ETag with quotes removed, or a
@@ -66,7 +66,7 @@ struct store_get {
 
 /* One request of a batch PUT (store_put_many). */
 struct store_put {
-    const char *key; /* borrowed */
+    const char *key;  /* borrowed */
     const void *data; /* borrowed */
     size_t len;
     struct wk_err err; /* this request's outcome */
@@ -94,25 +94,23 @@ struct store_ops {
                         struct wk_err *err);
     /* Fetch n ranges, as many at once as the backend allows. Returns WK_OK
      * when all succeeded, else the first failure (each has its own err). */
-    enum wk_code (*get_many)(struct store *st, struct store_get *reqs,
-                             size_t n, struct wk_err *err);
+    enum wk_code (*get_many)(struct store *st, struct store_get *reqs, size_t n,
+                             struct wk_err *err);
     /* Write a whole object atomically (readers see old or new). */
     enum wk_code (*put)(struct store *st, const char *key, const void *p,
                         size_t n, struct wk_err *err);
     /* Like put, n objects at once; results as in get_many. */
-    enum wk_code (*put_many)(struct store *st, struct store_put *reqs,
-                             size_t n, struct wk_err *err);
+    enum wk_code (*put_many)(struct store *st, struct store_put *reqs, size_t n,
+                             struct wk_err *err);
     /* Start a streamed object (multipart on S3, .partial file on fs). */
     enum wk_code (*open_write)(struct store *st, const char *key,
                                const struct store_writer_opts *opts,
-                               struct store_writer **out,
-                               struct wk_err *err);
-    /* Delete keys (batched; missing keys count as deleted). ndeleted gets
+                               struct store_writer **out, struct wk_err *err);
+    /* Delete keys (batched; missing keys count as deleted). ndeleted is
      * how many succeeded; per-key failures make the call fail naming the
      * first key that could not be deleted. */
     enum wk_code (*delete_many)(struct store *st, const char *const *keys,
-                                size_t n, size_t *ndeleted,
-                                struct wk_err *err);
+                                size_t n, size_t *ndeleted, struct wk_err *err);
     /* Abort unfinished streamed writes under prefix (S3: multipart uploads;
      * fs: stale .partial files). "Not implemented" by a server is not an
      * error: naborted = 0. */
@@ -147,10 +145,10 @@ struct store_writer {
 /* Settings shared by the backends; store_opts_from_env() fills them. */
 struct store_opts {
     /* S3 */
-    char endpoint[256];   /* "http://127.0.0.1:9000" (path-style) or "" */
-    char region[64];      /* default "us-east-1" */
-    char access_key[128]; /* never logged */
-    char secret_key[128]; /* never logged */
+    char endpoint[256];       /* "http://127.0.0.1:9000" (path-style) or "" */
+    char region[64];          /* default "us-east-1" */
+    char access_key[128];     /* never logged */
+    char secret_key[128];     /* never logged */
     char session_token[2048]; /* never logged; "" if none */
     unsigned max_in_flight;   /* concurrent requests (default 16) */
     unsigned max_retries;     /* per request, transient failures (5) */
@@ -226,8 +224,8 @@ store_open_write(struct store *st, const char *key,
     return st->ops->open_write(st, key, opts, out, err);
 }
 static inline enum wk_code store_delete_many(struct store *st,
-                                             const char *const *keys,
-                                             size_t n, size_t *ndeleted,
+                                             const char *const *keys, size_t n,
+                                             size_t *ndeleted,
                                              struct wk_err *err)
 {
     return st->ops->delete_many(st, keys, n, ndeleted, err);

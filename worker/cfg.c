@@ -55,8 +55,8 @@ enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,
                 url_decode(uc + 1, (size_t)(at - uc - 1), out->pass,
                            sizeof(out->pass), err) != WK_OK)
                 return WK_E_INVAL;
-        } else if (url_decode(p, (size_t)(at - p), out->pass,
-                              sizeof(out->pass), err) != WK_OK) {
+        } else if (url_decode(p, (size_t)(at - p), out->pass, sizeof(out->pass),
+                              err) != WK_OK) {
             return WK_E_INVAL; /* "redis://secret@host": a password */
         }
         hostp = at + 1;
@@ -103,8 +103,8 @@ static enum wk_code env_size(const char *name, uint64_t lo, uint64_t hi,
         return wk_err_set(err, WK_E_INVAL,
                           "%s: expected a size from %llu to %llu bytes, got "
                           "'%s'",
-                          name, (unsigned long long)lo,
-                          (unsigned long long)hi, v);
+                          name, (unsigned long long)lo, (unsigned long long)hi,
+                          v);
     *out = n;
     return WK_OK;
 }
@@ -119,8 +119,8 @@ static enum wk_code env_num(const char *name, uint64_t lo, uint64_t hi,
     if (wk_parse_u64(v, &n, NULL) != WK_OK || n < lo || n > hi)
         return wk_err_set(err, WK_E_INVAL,
                           "%s: expected a number from %llu to %llu, got '%s'",
-                          name, (unsigned long long)lo,
-                          (unsigned long long)hi, v);
+                          name, (unsigned long long)lo, (unsigned long long)hi,
+                          v);
     *out = n;
     return WK_OK;
 }

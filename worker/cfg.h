@@ -22,8 +22,8 @@ struct cfg {
     char store_url[1024]; /* SILA_STORE */
     char redis_url[1024]; /* REDIS_URL */
     struct cfg_redis redis;
-    char prefix[64];      /* SILA_KEY_PREFIX, default "sila:" */
-    unsigned block_ms;    /* how long one queue read waits (2000) */
+    char prefix[64];   /* SILA_KEY_PREFIX, default "sila:" */
+    unsigned block_ms; /* how long one queue read waits (2000) */
     struct job_config job;
     struct store_opts store;
 };

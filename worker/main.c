@@ -205,9 +205,8 @@ static int wait_job(struct q *q, const char *id)
                        (long long)int_of(o, "filesTotal"),
                        phase[0] ? phase : state);
             } else {
-                printf("progress %d%% %s/%s bytes=%s/%s files=%lld/%lld\n",
-                       pct, state, phase, bd, bt,
-                       (long long)int_of(o, "filesDone"),
+                printf("progress %d%% %s/%s bytes=%s/%s files=%lld/%lld\n", pct,
+                       state, phase, bd, bt, (long long)int_of(o, "filesDone"),
                        (long long)int_of(o, "filesTotal"));
             }
             fflush(stdout);
@@ -224,8 +223,7 @@ static int wait_job(struct q *q, const char *id)
                 free(res);
                 rc = 0;
             } else {
-                fprintf(stderr, "job %s failed: %s\n", id,
-                        str_of(o, "error"));
+                fprintf(stderr, "job %s failed: %s\n", id, str_of(o, "error"));
                 rc = 1;
             }
             json_decref(o);

@@ -20,9 +20,9 @@ static void pr_update(struct prog_sink *s, const struct prog_state *st)
     snprintf(bt, sizeof(bt), "%llu", (unsigned long long)st->bytes_total);
     snprintf(fd, sizeof(fd), "%llu", (unsigned long long)st->files_done);
     snprintf(ft, sizeof(ft), "%llu", (unsigned long long)st->files_total);
-    const char *fields[] = { "progress",   pct, "bytesDone",  bd,
-                             "bytesTotal", bt,  "filesDone",  fd,
-                             "filesTotal", ft,  "phase",      st->phase,
+    const char *fields[] = { "progress",   pct, "bytesDone", bd,
+                             "bytesTotal", bt,  "filesDone", fd,
+                             "filesTotal", ft,  "phase",     st->phase,
                              NULL };
     wk_err_clear(&err);
     if (q_hset(pr->q, pr->job_id, fields, &err) != WK_OK) {

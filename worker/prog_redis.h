@@ -14,10 +14,10 @@ struct q;
 
 struct prog_redis {
     struct prog_sink base;
-    struct q *q;            /* borrowed */
-    const char *job_id;     /* borrowed */
-    const char *type;       /* borrowed */
-    const char *space_id;   /* borrowed */
+    struct q *q;          /* borrowed */
+    const char *job_id;   /* borrowed */
+    const char *type;     /* borrowed */
+    const char *space_id; /* borrowed */
 };
 
 void prog_redis_init(struct prog_redis *pr, struct q *q, const char *job_id,

@@ -14,9 +14,9 @@
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
 
-#define Q_STATUS_TTL_S   (7 * 24 * 3600) /* finished status hashes */
-#define Q_STREAM_MAXLEN  "100000"        /* approximate trim at XADD */
-#define Q_MAX_FIELDS     32
+#define Q_STATUS_TTL_S  (7 * 24 * 3600) /* finished status hashes */
+#define Q_STREAM_MAXLEN "100000"        /* approximate trim at XADD */
+#define Q_MAX_FIELDS    32
 
 struct q {
     redisContext *c; /* owned */
@@ -42,9 +42,9 @@ void q_now_rfc3339(char *buf, size_t len)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(ts.tv_nsec / 1000000));
 }
 
 /* Turn a reply (or its absence) into a code; frees nothing. */
@@ -52,10 +52,9 @@ static enum wk_code reply_check(struct q *q, const redisReply *rep,
                                 const char *what, struct wk_err *err)
 {
     if (!rep) {
-        enum wk_code rc = wk_err_set(err, WK_E_NET, "redis %s: %s", what,
-                                     q->c && q->c->errstr[0]
-                                         ? q->c->errstr
-                                         : "connection lost");
+        enum wk_code rc = wk_err_set(
+            err, WK_E_NET, "redis %s: %s", what,
+            q->c && q->c->errstr[0] ? q->c->errstr : "connection lost");
         /* the context is unusable after an I/O error */
         if (q->c) {
             redisFree(q->c);
@@ -200,8 +199,9 @@ enum wk_code q_ensure_group(struct q *q, struct wk_err *err)
     struct wk_err e2;
 
     key_of(q, "jobs", NULL, stream, sizeof(stream));
-    const char *argv[] = { "XGROUP", "CREATE", stream, Q_GROUP, "0",
-                           "MKSTREAM" };
+    const char *argv[] = {
+        "XGROUP", "CREATE", stream, Q_GROUP, "0", "MKSTREAM"
+    };
     wk_err_clear(&e2);
     rep = q_cmds(q, &e2, "XGROUP CREATE", 6, argv);
     if (rep) {
@@ -407,8 +407,8 @@ out:
     return rc;
 }
 
-enum wk_code q_hset(struct q *q, const char *job_id,
-                    const char *const *fields, struct wk_err *err)
+enum wk_code q_hset(struct q *q, const char *job_id, const char *const *fields,
+                    struct wk_err *err)
 {
     char key[256], now[40];
     const char *argv[Q_MAX_FIELDS * 2 + 8];
@@ -535,8 +535,8 @@ static bool numeric_field(const char *name)
     return false;
 }
 
-enum wk_code q_status_json(struct q *q, const char *job_id,
-                           struct wk_buf *out, struct wk_err *err)
+enum wk_code q_status_json(struct q *q, const char *job_id, struct wk_buf *out,
+                           struct wk_err *err)
 {
     char key[256];
     redisReply *rep;

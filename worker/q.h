@@ -28,10 +28,10 @@ struct q;
 
 /* A claimed queue entry; release with q_msg_release(). */
 struct q_msg {
-    char entry_id[64];   /* stream entry id */
-    char job_id[129];    /* from the entry's "id" field (or entry id) */
-    bool job_id_ok;      /* the "id" field was present and valid */
-    struct wk_buf json;  /* the entry's "job" field */
+    char entry_id[64];  /* stream entry id */
+    char job_id[129];   /* from the entry's "id" field (or entry id) */
+    bool job_id_ok;     /* the "id" field was present and valid */
+    struct wk_buf json; /* the entry's "job" field */
 };
 
 void q_msg_init(struct q_msg *m);
@@ -57,8 +57,8 @@ enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
                      struct q_msg *out, bool *got, struct wk_err *err);
 
 /* Status hash updates. fields: NULL-terminated name/value pairs. */
-enum wk_code q_hset(struct q *q, const char *job_id,
-                    const char *const *fields, struct wk_err *err);
+enum wk_code q_hset(struct q *q, const char *job_id, const char *const *fields,
+                    struct wk_err *err);
 
 /* PUBLISH a JSON text on the job's channel. */
 enum wk_code q_publish(struct q *q, const char *job_id, const char *json,
@@ -71,8 +71,8 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
 
 /* The status hash as a JSON object text (numbers as numbers, result as
  * JSON); WK_E_NOTFOUND for an unknown id. */
-enum wk_code q_status_json(struct q *q, const char *job_id,
-                           struct wk_buf *out, struct wk_err *err);
+enum wk_code q_status_json(struct q *q, const char *job_id, struct wk_buf *out,
+                           struct wk_err *err);
 
 /* Current time as RFC 3339 with milliseconds ("...T12:00:00.123Z"). */
 void q_now_rfc3339(char *buf, size_t len);

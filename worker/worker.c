@@ -47,8 +47,8 @@ static void finish_job(struct q *q, const struct q_msg *m, const char *type,
         WK_LOG(WK_LOG_WARN, "job.finish_retried", KV_STR("job_id", m->job_id),
                KV_INT("attempt", attempt + 1), KV_STR("msg", err.msg));
         if (*stop && attempt >= 3) {
-            WK_LOG(WK_LOG_ERROR, "job.finish_lost",
-                   KV_STR("job_id", m->job_id), KV_STR("msg", err.msg));
+            WK_LOG(WK_LOG_ERROR, "job.finish_lost", KV_STR("job_id", m->job_id),
+                   KV_STR("msg", err.msg));
             return;
         }
         backoff(&delay, stop);
@@ -77,8 +77,8 @@ static void run_one(const struct cfg *cfg, struct q *q, struct q_msg *m,
     {
         char now[40];
         q_now_rfc3339(now, sizeof(now));
-        const char *fields[] = { "state", "running", "startedAt", now,
-                                 "worker", consumer, NULL };
+        const char *fields[] = { "state",  "running", "startedAt", now,
+                                 "worker", consumer,  NULL };
         struct wk_err herr;
         wk_err_clear(&herr);
         if (q_hset(q, m->job_id, fields, &herr) != WK_OK)
@@ -89,9 +89,9 @@ static void run_one(const struct cfg *cfg, struct q *q, struct q_msg *m,
            KV_STR("entry_id", m->entry_id));
 
     if (!m->job_id_ok) {
-        rc = wk_err_set(&err, WK_E_INVAL,
-                        "queue entry '%s' has no valid 'id' field",
-                        m->entry_id);
+        rc =
+            wk_err_set(&err, WK_E_INVAL,
+                       "queue entry '%s' has no valid 'id' field", m->entry_id);
         goto out;
     }
     rc = job_parse(wk_buf_cstr(&m->json), m->json.len, &job, &err);
@@ -159,8 +159,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     gethostname(host, sizeof(host) - 1);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     snprintf(boot, sizeof(boot), "%08x", (unsigned)rand());
-    snprintf(consumer, sizeof(consumer), "%s-%d-%s", host, (int)getpid(),
-             boot);
+    snprintf(consumer, sizeof(consumer), "%s-%d-%s", host, (int)getpid(), boot);
     WK_LOG(WK_LOG_INFO, "worker.started", KV_STR("consumer", consumer),
            KV_STR("redis_host", cfg->redis.host),
            KV_INT("redis_port", cfg->redis.port));
@@ -182,8 +181,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
         }
         if (!ready) {
             if (q_ensure_group(q, &e) != WK_OK) {
-                WK_LOG(WK_LOG_WARN, "queue.group_failed",
-                       KV_STR("msg", e.msg));
+                WK_LOG(WK_LOG_WARN, "queue.group_failed", KV_STR("msg", e.msg));
                 q_free(q);
                 q = NULL;
                 backoff(&delay, stop);

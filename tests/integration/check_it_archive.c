@@ -42,14 +42,14 @@ struct it_env {
     const char *vars[16];
 };
 
-static void env_init(struct it_env *e, const char *store_url,
-                     const char *tag, const char *endpoint)
+static void env_init(struct it_env *e, const char *store_url, const char *tag,
+                     const char *endpoint)
 {
     snprintf(e->store, sizeof(e->store), "SILA_STORE=%s", store_url);
     snprintf(e->redis, sizeof(e->redis), "REDIS_URL=redis://127.0.0.1:%s/0",
              it_env("WK_TEST_REDIS_PORT"));
-    snprintf(e->prefix, sizeof(e->prefix), "SILA_KEY_PREFIX=test:%d:%s:",
-             (int)getpid(), tag);
+    snprintf(e->prefix, sizeof(e->prefix),
+             "SILA_KEY_PREFIX=test:%d:%s:", (int)getpid(), tag);
     snprintf(e->endpoint, sizeof(e->endpoint), "AWS_ENDPOINT_URL_S3=%s",
              endpoint ? endpoint : it_env("WK_TEST_S3_ENDPOINT"));
     int n = 0;
@@ -210,8 +210,7 @@ START_TEST(test_it_archive_s3_end_to_end)
                            "read k; do redis-cli -p %s HGETALL \"$k\"; done "
                            "| grep -q '%s\\|%s'",
                            it_env("WK_TEST_REDIS_PORT"), prefix_of(&e),
-                           it_env("WK_TEST_REDIS_PORT"), IT_SECRET,
-                           IT_TOKEN),
+                           it_env("WK_TEST_REDIS_PORT"), IT_SECRET, IT_TOKEN),
                      1);
     store_free(st);
 }
@@ -285,8 +284,9 @@ START_TEST(test_it_archive_bad_jobs_fail_worker_keeps_serving)
           "unknown type 'explode'" },
         { "type-num", "{\"type\":3,\"spaceId\":\"abc\"}",
           "'type' must be a string" },
-        { "mismatch", "{\"id\":\"other\",\"type\":\"archive\","
-                      "\"spaceId\":\"abc\"}",
+        { "mismatch",
+          "{\"id\":\"other\",\"type\":\"archive\","
+          "\"spaceId\":\"abc\"}",
           "does not match" },
         { "unknown-space",
           "{\"type\":\"archive\",\"spaceId\":\"nosuchspace0000\"}",
@@ -312,8 +312,8 @@ START_TEST(test_it_archive_bad_jobs_fail_worker_keeps_serving)
         xadd_raw(&e, cases[i].id, cases[i].json);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *state = it_wait_job(prefix_of(&e), cases[i].id, 30);
-        ck_assert_msg(strcmp(state, "failed") == 0, "%s: state %s",
-                      cases[i].id, state);
+        ck_assert_msg(strcmp(state, "failed") == 0, "%s: state %s", cases[i].id,
+                      state);
         const char *msg = it_job_field(prefix_of(&e), cases[i].id, "error");
         ck_assert_msg(strstr(msg, cases[i].expect) != NULL,
                       "%s: error '%s' lacks '%s'", cases[i].id, msg,

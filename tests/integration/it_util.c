@@ -30,8 +30,8 @@ const char *it_env(const char *name)
 void it_tmpdir(const char *tag, char *buf, size_t len)
 {
     static unsigned seq;
-    snprintf(buf, len, "%s/%s-%d-%u", it_env("WK_TEST_TMP"), tag,
-             (int)getpid(), seq++);
+    snprintf(buf, len, "%s/%s-%d-%u", it_env("WK_TEST_TMP"), tag, (int)getpid(),
+             seq++);
     ck_assert_int_eq(it_sh("rm -rf '%s' && mkdir -p '%s'", buf, buf), 0);
 }
 
@@ -112,8 +112,7 @@ struct store *it_s3_store(const char *endpoint)
     snprintf(o.endpoint, sizeof(o.endpoint), "%s",
              endpoint ? endpoint : it_env("WK_TEST_S3_ENDPOINT"));
     snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
-    ck_assert_msg(store_open_url(url, &o, &st, &err) == WK_OK, "%s",
-                  err.msg);
+    ck_assert_msg(store_open_url(url, &o, &st, &err) == WK_OK, "%s", err.msg);
     return st;
 }
 
@@ -142,8 +141,7 @@ void it_upload_dir(const char *dir, const char *prefix, const char *endpoint)
                            "--endpoint '%s' >/dev/null",
                            it_env("WK_SRCDIR"), dir, it_env("WK_TEST_BUCKET"),
                            prefix,
-                           endpoint ? endpoint
-                                    : it_env("WK_TEST_S3_ENDPOINT")),
+                           endpoint ? endpoint : it_env("WK_TEST_S3_ENDPOINT")),
                      0);
 }
 
@@ -212,8 +210,7 @@ void it_download(struct store *st, const char *key, const char *path)
     d.f = fopen(path, "wb");
     ck_assert_ptr_nonnull(d.f);
     wk_err_clear(&err);
-    ck_assert_msg(store_get(st, key, 0, UINT64_MAX, dl_sink, &d, &err) ==
-                      WK_OK,
+    ck_assert_msg(store_get(st, key, 0, UINT64_MAX, dl_sink, &d, &err) == WK_OK,
                   "download '%s': %s", key, err.msg);
     ck_assert_int_eq(fclose(d.f), 0);
 }
@@ -243,8 +240,8 @@ static redisContext *redis_ctx(void)
     if (c && owner == getpid() && !c->err)
         return c;
     struct timeval tv = { 5, 0 };
-    c = redisConnectWithTimeout("127.0.0.1", (int)strtol(it_env("WK_TEST_REDIS_PORT"), NULL, 10),
-                                tv);
+    c = redisConnectWithTimeout(
+        "127.0.0.1", (int)strtol(it_env("WK_TEST_REDIS_PORT"), NULL, 10), tv);
     ck_assert_msg(c && !c->err, "redis connect failed");
     owner = getpid();
     return c;
@@ -281,8 +278,7 @@ const char *it_redis(const char *fmt, ...)
     return out;
 }
 
-const char *it_job_field(const char *prefix, const char *id,
-                         const char *field)
+const char *it_job_field(const char *prefix, const char *id, const char *field)
 {
     static char out[4096];
     const char *v = it_redis("HGET %sjob:%s %s", prefix, id, field);
@@ -295,8 +291,8 @@ const char *it_wait_job(const char *prefix, const char *id, int timeout_s)
     static char state[64];
     for (int i = 0; i < timeout_s * 10; i++) {
         const char *v = it_job_field(prefix, id, "state");
-        size_t n = strlen(v) < sizeof(state) - 1 ? strlen(v)
-                                                 : sizeof(state) - 1;
+        size_t n =
+            strlen(v) < sizeof(state) - 1 ? strlen(v) : sizeof(state) - 1;
         memcpy(state, v, n);
         state[n] = '\0';
         if (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0)
@@ -371,4 +367,21 @@ void it_sleep_ms(unsigned ms)
 {
     struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
+}
+
+pid_t it_spawn_prog(const char *const *argv, const char *log_path)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    return pid;
 }

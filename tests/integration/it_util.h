@@ -65,10 +65,7 @@ const char *it_redis(const char *fmt, ...);
 const char *it_wait_job(const char *prefix, const char *id, int timeout_s);
 
 /* HGET of a status field into a static buffer ("" when missing). */
-const char *it_job_field(const char *prefix, const char *id,
-                         const char *field);
-
-
+const char *it_job_field(const char *prefix, const char *id, const char *field);
 
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int it_free_port(void);
@@ -81,5 +78,8 @@ pid_t it_start_proxy(int port, const char *target, const char *ctl);
 void it_write_file(const char *path, const char *text);
 /* Sleep for ms milliseconds. */
 void it_sleep_ms(unsigned ms);
+
+/* Start any program (argv[0] looked up in PATH), output to log_path. */
+pid_t it_spawn_prog(const char *const *argv, const char *log_path);
 
 #endif

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <string.h>
 
 #include "common/wk_buf.h"
@@ -28,7 +29,7 @@ START_TEST(test_common_err_transient)
     ck_assert(wk_err_transient(&err));
     err.http_status = 403;
     ck_assert(!wk_err_transient(&err));
-    strcpy(err.s3_code, "SlowDown");
+    snprintf(err.s3_code, sizeof(err.s3_code), "SlowDown");
     ck_assert(wk_err_transient(&err));
     wk_err_clear(&err);
     wk_err_set(&err, WK_E_INVAL, "bad");

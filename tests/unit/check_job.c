@@ -24,9 +24,8 @@ START_TEST(test_job_parse_archive)
     ck_assert_int_eq(j.type, JOB_ARCHIVE);
     ck_assert_str_eq(j.space_id, "0123456789abcdef0123456789abcdef");
     /* id is optional in the JSON (the queue entry carries it) */
-    ck_assert_int_eq(parse("{\"type\":\"archive\",\"spaceId\":\"s.1_x-2\"}",
-                           &j, &e),
-                     WK_OK);
+    ck_assert_int_eq(
+        parse("{\"type\":\"archive\",\"spaceId\":\"s.1_x-2\"}", &j, &e), WK_OK);
     ck_assert_str_eq(j.id, "");
 }
 END_TEST
@@ -44,9 +43,9 @@ START_TEST(test_job_parse_malformed)
     ck_assert_int_eq(parse("{\"type\":7,\"spaceId\":\"abc\"}", &j, &e),
                      WK_E_INVAL);
     ck_assert_str_eq(e.msg, "job field 'type' must be a string");
-    ck_assert_int_eq(parse("{\"type\":\"explode\",\"spaceId\":\"abc\"}", &j,
-                           &e),
-                     WK_E_INVAL);
+    ck_assert_int_eq(
+        parse("{\"type\":\"explode\",\"spaceId\":\"abc\"}", &j, &e),
+        WK_E_INVAL);
     ck_assert_str_eq(e.msg, "job field 'type': unknown type 'explode'");
     ck_assert_int_eq(parse("{\"type\":\"archive\",\"spaceId\":\"a\","
                            "\"spaceId\":\"b\"}",
@@ -58,8 +57,17 @@ END_TEST
 START_TEST(test_job_parse_bad_space_ids)
 {
     static const char *const bad[] = {
-        "\"\"", "\".\"", "\"..\"", "\"a/b\"", "\"../etc\"", "\"a b\"",
-        "\"a\\u0000b\"", "\"caf\\u00e9\"", "\"a\\\\b\"", "null", "12",
+        "\"\"",
+        "\".\"",
+        "\"..\"",
+        "\"a/b\"",
+        "\"../etc\"",
+        "\"a b\"",
+        "\"a\\u0000b\"",
+        "\"caf\\u00e9\"",
+        "\"a\\\\b\"",
+        "null",
+        "12",
     };
     struct job j;
     struct wk_err e;
@@ -67,10 +75,8 @@ START_TEST(test_job_parse_bad_space_ids)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(json, sizeof(json), "{\"type\":\"archive\",\"spaceId\":%s}",
                  bad[i]);
-        ck_assert_msg(parse(json, &j, &e) == WK_E_INVAL, "accepted %s",
-                      bad[i]);
-        ck_assert_msg(strstr(e.msg, "spaceId") != NULL, "message: %s",
-                      e.msg);
+        ck_assert_msg(parse(json, &j, &e) == WK_E_INVAL, "accepted %s", bad[i]);
+        ck_assert_msg(strstr(e.msg, "spaceId") != NULL, "message: %s", e.msg);
     }
     char longid[200];
     memset(longid, 'a', 129);
@@ -133,8 +139,7 @@ START_TEST(test_job_redis_url)
     ck_assert_str_eq(r.user, "bob");
     ck_assert_str_eq(r.pass, "p@ss");
     ck_assert_int_eq(r.port, 6379);
-    ck_assert_int_eq(cfg_parse_redis_url("redis://:only@h:1/0", &r, &e),
-                     WK_OK);
+    ck_assert_int_eq(cfg_parse_redis_url("redis://:only@h:1/0", &r, &e), WK_OK);
     ck_assert_str_eq(r.user, "");
     ck_assert_str_eq(r.pass, "only");
     ck_assert_int_eq(cfg_parse_redis_url("http://h", &r, &e), WK_E_INVAL);

@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "jobs/job_archive.h"
+#include "jobs/job_unarchive.h"
+#include "storage/store.h"
 
 #define MIB               (1024u * 1024u)
 #define S3_MIN_PART_BYTES (5u * MIB)
@@ -18,6 +20,8 @@ void job_config_defaults(struct job_config *cfg)
     cfg->window_objects = 64;
     cfg->chunk_bytes = 8u * MIB;
     cfg->deflate_level = 6;
+    cfg->keep_archives = 3;
+    cfg->max_ratio = 1000;
 }
 
 static bool id_chars_valid(const char *s, size_t max, const char *extra)
@@ -50,6 +54,8 @@ const char *job_type_name(enum job_type t)
     switch (t) {
     case JOB_ARCHIVE:
         return "archive";
+    case JOB_UNARCHIVE:
+        return "unarchive";
     }
     return "unknown";
 }
@@ -141,6 +147,8 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
         goto out;
     if (strcmp(s, "archive") == 0 && strlen(s) == slen) {
         out->type = JOB_ARCHIVE;
+    } else if (strcmp(s, "unarchive") == 0 && strlen(s) == slen) {
+        out->type = JOB_UNARCHIVE;
     } else {
         quote_untrusted(s, slen, shown, sizeof(shown));
         rc = wk_err_set(err, WK_E_INVAL, "job field 'type': unknown type '%s'",
@@ -160,6 +168,48 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
         goto out;
     }
     memcpy(out->space_id, s, slen + 1);
+
+    rc = get_string(root, "priority", false, &s, &slen, err);
+    if (rc != WK_OK)
+        goto out;
+    if (s) {
+        if (strcmp(s, "urgent") == 0 && strlen(s) == slen) {
+            out->urgent = true;
+        } else if (!(strcmp(s, "normal") == 0 && strlen(s) == slen)) {
+            quote_untrusted(s, slen, shown, sizeof(shown));
+            rc = wk_err_set(err, WK_E_INVAL,
+                            "job field 'priority': expected \"urgent\" or "
+                            "\"normal\", got '%s'",
+                            shown);
+            goto out;
+        }
+    }
+
+    rc = get_string(root, "archiveKey", false, &s, &slen, err);
+    if (rc != WK_OK)
+        goto out;
+    if (s) {
+        char want[JOB_SPACE_ID_MAX + 16];
+        size_t wlen =
+            (size_t)snprintf(want, sizeof(want), "archived/%s/", out->space_id);
+        if (out->type != JOB_UNARCHIVE) {
+            rc = wk_err_set(err, WK_E_INVAL,
+                            "job field 'archiveKey' is only for unarchive");
+            goto out;
+        }
+        if (strlen(s) != slen || slen >= sizeof(out->archive_key) ||
+            strncmp(s, want, wlen) != 0 || strchr(s + wlen, '/') ||
+            slen < wlen + 5 || strcmp(s + slen - 4, ".zip") != 0 ||
+            !store_key_valid(s)) {
+            quote_untrusted(s, slen, shown, sizeof(shown));
+            rc = wk_err_set(err, WK_E_INVAL,
+                            "job field 'archiveKey': '%s' is not a ZIP "
+                            "directly under '%s'",
+                            shown, want);
+            goto out;
+        }
+        memcpy(out->archive_key, s, slen + 1);
+    }
 out:
     json_decref(root);
     return rc;
@@ -171,6 +221,8 @@ enum wk_code job_run(const struct job *job, const struct job_ctx *ctx,
     switch (job->type) {
     case JOB_ARCHIVE:
         return job_archive_run(job, ctx, result, err);
+    case JOB_UNARCHIVE:
+        return job_unarchive_run(job, ctx, result, err);
     }
     return wk_err_set(err, WK_E_INTERNAL, "job type %d has no runner",
                       (int)job->type);

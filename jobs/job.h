@@ -26,12 +26,14 @@ struct prog_sink;
 /* A job spec larger than this is refused. */
 #define JOB_JSON_MAX (64u * 1024u)
 
-enum job_type { JOB_ARCHIVE = 0 };
+enum job_type { JOB_ARCHIVE = 0, JOB_UNARCHIVE = 1 };
 
 struct job {
     char id[JOB_ID_MAX + 1];
     enum job_type type;
     char space_id[JOB_SPACE_ID_MAX + 1];
+    bool urgent;           /* "priority": "urgent" */
+    char archive_key[256]; /* unarchive: a specific archive, "" = current */
 };
 
 /* Sizes and limits for a run; job_config_defaults() fills the defaults. */
@@ -42,6 +44,8 @@ struct job_config {
     unsigned window_objects;  /* objects fetched per batch (64) */
     uint64_t chunk_bytes;     /* largest single GET, ranged beyond (8 MiB) */
     int deflate_level;        /* 1..9 (6) */
+    unsigned keep_archives;   /* archives kept per space, newest first (3) */
+    unsigned max_ratio;       /* unarchive: refuse entries expanding more */
 };
 
 struct job_ctx {

@@ -89,36 +89,80 @@ static enum wk_code list_cb(const struct store_entry *e, void *ud,
     return WK_OK;
 }
 
-/* Content that deflate cannot shrink: stored as is (saves the CPU). */
-static bool looks_compressed(const unsigned char *p, size_t n)
+/* Restore priority of a key "active/<id>/<rel>": what makes a space usable
+ * first (PROTOCOL.md), so that unarchive can stream in archive order. */
+static int restore_rank(const char *key)
 {
-    static const struct {
-        const char *magic;
-        size_t len;
-        size_t at;
-    } sigs[] = {
-        { "\xff\xd8\xff", 3, 0 },      /* JPEG */
-        { "\x89PNG\r\n\x1a\n", 8, 0 }, /* PNG */
-        { "GIF8", 4, 0 },              /* GIF */
-        { "PK\x03\x04", 4, 0 },        /* ZIP, docx, xlsx, epub */
-        { "\x1f\x8b", 2, 0 },          /* gzip */
-        { "\x28\xb5\x2f\xfd", 4, 0 },  /* zstd */
-        { "BZh", 3, 0 },               /* bzip2 */
-        { "\xfd"
-          "7zXZ",
-          5, 0 },                       /* xz */
-        { "7z\xbc\xaf\x27\x1c", 6, 0 }, /* 7z */
-        { "ftyp", 4, 4 },               /* MP4, MOV, HEIC, AVIF */
-        { "WEBP", 4, 8 },               /* WebP (RIFF....WEBP) */
-        { "OggS", 4, 0 },               /* Ogg */
-        { "ID3", 3, 0 },                /* MP3 */
-        { "\x1a\x45\xdf\xa3", 4, 0 },   /* Matroska, WebM */
-    };
-    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-        if (n >= sigs[i].at + sigs[i].len &&
-            memcmp(p + sigs[i].at, sigs[i].magic, sigs[i].len) == 0)
+    const char *rel = strchr(key, '/');
+    rel = rel ? strchr(rel + 1, '/') : NULL;
+    rel = rel ? rel + 1 : key;
+    if (strcmp(rel, "space-v1/space.json") == 0)
+        return 0;
+    if (strcmp(rel, "sila.md") == 0)
+        return 1;
+    if (strcmp(rel, "space-v1/secrets") == 0)
+        return 2;
+    if (strncmp(rel, "space-v1/ops/", 13) == 0)
+        return 3;
+    return 4;
+}
+
+static int obj_cmp(const void *a, const void *b)
+{
+    const struct arch_obj *x = a, *y = b;
+    int rx = restore_rank(x->key), ry = restore_rank(y->key);
+    if (rx != ry)
+        return rx < ry ? -1 : 1;
+    return strcmp(x->key, y->key);
+}
+
+static bool key_taken(const struct mf *old, bool has_old, const char *key)
+{
+    if (!has_old)
+        return false;
+    if (strcmp(old->archive_key, key) == 0)
+        return true;
+    for (size_t i = 0; i < old->n_history; i++)
+        if (strcmp(old->history[i].key, key) == 0)
             return true;
     return false;
+}
+
+/* New manifest's history: the previous current archive, then the older
+ * ones, newest first, keep - 1 of them; the rest go into drop (which has
+ * room for MF_HISTORY_MAX + 1). */
+static void build_history(const struct mf *old, bool has_old, unsigned keep,
+                          struct mf *m, struct mf_archive *drop, size_t *ndrop)
+{
+    size_t max = keep > 0 ? keep - 1 : 0;
+    size_t n = 0;
+
+    *ndrop = 0;
+    m->n_history = 0;
+    if (!has_old)
+        return;
+    if (max > MF_HISTORY_MAX)
+        max = MF_HISTORY_MAX;
+    for (size_t i = 0; i <= old->n_history; i++) {
+        struct mf_archive a;
+        if (i == 0) {
+            if (!old->archive_key[0])
+                continue;
+            memset(&a, 0, sizeof(a));
+            snprintf(a.key, sizeof(a.key), "%s", old->archive_key);
+            memcpy(a.checksum, old->checksum, sizeof(a.checksum));
+            a.size = old->size;
+            a.uncompressed_size = old->uncompressed_size;
+            a.file_count = old->file_count;
+            a.archived_at = old->archived_at;
+        } else {
+            a = old->history[i - 1];
+        }
+        if (n++ < max)
+            m->history[m->n_history++] = a;
+        else
+            drop[(*ndrop)++] = a;
+    }
 }
 
 static bool cancelled(const struct job_ctx *ctx)
@@ -126,15 +170,18 @@ static bool cancelled(const struct job_ctx *ctx)
     return ctx->cancel && *ctx->cancel;
 }
 
-/* Existing manifest: archived already (a no-op) or a state we refuse. */
+/* Existing manifest: none (*has_old false), archived already (a no-op),
+ * or active after a restore (its archives become history). */
 static enum wk_code check_manifest(struct arch_run *r, bool *noop,
-                                   struct mf *old, struct wk_err *err)
+                                   bool *has_old, struct mf *old,
+                                   struct wk_err *err)
 {
     struct wk_buf b;
     struct wk_err gerr;
     enum wk_code rc;
 
     *noop = false;
+    *has_old = false;
     wk_buf_init(&b, 1u << 20);
     wk_err_clear(&gerr);
     rc = store_get_all(r->ctx->store, r->mf_key, &b, &gerr);
@@ -153,6 +200,7 @@ static enum wk_code check_manifest(struct arch_run *r, bool *noop,
         err->code = rc;
         goto out;
     }
+    *has_old = true;
     if (old->state == MF_ARCHIVED)
         *noop = true;
 out:
@@ -237,11 +285,13 @@ static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
                 goto out;
             }
             if (rg->off == 0) {
-                bool store_it =
-                    b &&
-                    looks_compressed((const unsigned char *)b->data, b->len);
+                /* Every entry is deflated, even content that will not
+                 * shrink: a stored entry with a data descriptor can be cut
+                 * short by a user-crafted file holding a fake descriptor,
+                 * which a streaming reader cannot tell from the real one,
+                 * and the space could then never be restored. */
                 rc = zipw_entry_begin(zw, o->key + r->prefix_len, o->size,
-                                      (time_t)o->mtime, store_it, err);
+                                      (time_t)o->mtime, 0, err);
                 if (rc != WK_OK)
                     goto out;
             }
@@ -320,7 +370,10 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     struct store_writer_opts wopts;
     struct zipw_opts zopts;
     struct store_stat st;
-    struct mf m, old;
+    struct mf *m = NULL, *old = NULL;
+    struct mf_archive *drop = NULL; /* archives to delete */
+    size_t ndrop = 0;
+    bool has_old = false;
     struct wk_buf mbuf;
     char stamp[32], sha[65];
     bool noop = false, committed = false, manifest_written = false;
@@ -328,13 +381,18 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     enum wk_code rc;
 
     memset(&r, 0, sizeof(r));
-    memset(&m, 0, sizeof(m));
-    memset(&old, 0, sizeof(old));
+    m = calloc(1, sizeof(*m));
+    old = calloc(1, sizeof(*old));
+    drop = calloc(MF_HISTORY_MAX + 1, sizeof(*drop));
     wk_buf_init(&mbuf, 1u << 20);
     r.job = job;
     r.ctx = ctx;
     r.now = ctx->now ? ctx->now() : time(NULL);
     prog_init(&r.prog, ctx->sink);
+    if (!m || !old || !drop) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
 
     if (!job_space_id_valid(job->space_id)) {
         rc = wk_err_set(err, WK_E_INVAL, "invalid spaceId");
@@ -343,33 +401,41 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     snprintf(r.prefix, sizeof(r.prefix), "active/%s/", job->space_id);
     r.prefix_len = strlen(r.prefix);
     mf_key(job->space_id, r.mf_key, sizeof(r.mf_key));
-    wk_fmt_stamp(r.now, stamp, sizeof(stamp));
-    snprintf(r.archive_key, sizeof(r.archive_key),
-             "archived/%s/workspace-%s.zip", job->space_id, stamp);
 
     r.prog.st.phase = "listing";
     prog_update(&r.prog, true);
-    rc = check_manifest(&r, &noop, &old, err);
+    rc = check_manifest(&r, &noop, &has_old, old, err);
     if (rc != WK_OK)
         goto out;
+    /* never reuse a kept archive's key (two archives in one second) */
+    for (;;) {
+        wk_fmt_stamp(r.now, stamp, sizeof(stamp));
+        snprintf(r.archive_key, sizeof(r.archive_key),
+                 "archived/%s/workspace-%s.zip", job->space_id, stamp);
+        if (!key_taken(old, has_old, r.archive_key))
+            break;
+        r.now++;
+    }
     rc = store_list(ctx->store, r.prefix, NULL, list_cb, &r.list, err);
     if (rc != WK_OK)
         goto out;
     if (noop) {
         if (r.list.n > 0) {
-            rc = wk_err_set(err, WK_E_CONFLICT,
-                            "space '%s' is archived ('%s') but %zu objects "
-                            "exist under '%s': refusing to archive over it",
-                            job->space_id, old.archive_key, r.list.n, r.prefix);
+            rc =
+                wk_err_set(err, WK_E_CONFLICT,
+                           "space '%s' is archived ('%s') but %zu objects "
+                           "exist under '%s': refusing to archive over it",
+                           job->space_id, old->archive_key, r.list.n, r.prefix);
             goto out;
         }
         json_t *o = json_object();
         json_object_set_new(o, "noop", json_true());
         json_object_set_new(o, "reason", json_string("already archived"));
-        json_object_set_new(o, "archiveKey", json_string(old.archive_key));
+        json_object_set_new(o, "archiveKey", json_string(old->archive_key));
         rc = set_result(result, o, err);
         goto out;
     }
+    qsort(r.list.v, r.list.n, sizeof(*r.list.v), obj_cmp);
     if (r.list.n == 0) {
         rc = wk_err_set(err, WK_E_NOTFOUND,
                         "space '%s' has no objects under '%s'", job->space_id,
@@ -441,18 +507,21 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     }
     zipw_sha256_hex(zw, sha);
 
-    snprintf(m.version, sizeof(m.version), "%s", MF_VERSION);
-    snprintf(m.space_id, sizeof(m.space_id), "%s", job->space_id);
-    m.state = MF_ARCHIVED;
-    m.created_at = (time_t)r.list.oldest;
-    m.archived_at = r.now;
-    snprintf(m.compression, sizeof(m.compression), "deflate");
-    snprintf(m.archive_key, sizeof(m.archive_key), "%s", r.archive_key);
-    memcpy(m.checksum, sha, sizeof(m.checksum));
-    m.size = st.size;
-    m.uncompressed_size = r.list.total_bytes;
-    m.file_count = r.list.n;
-    rc = mf_to_json(&m, &mbuf, err);
+    snprintf(m->version, sizeof(m->version), "%s", MF_VERSION);
+    snprintf(m->space_id, sizeof(m->space_id), "%s", job->space_id);
+    m->state = MF_ARCHIVED;
+    m->created_at = (time_t)r.list.oldest;
+    if (has_old && old->created_at > 0 && old->created_at < m->created_at)
+        m->created_at = old->created_at; /* known from an earlier archive */
+    m->archived_at = r.now;
+    snprintf(m->compression, sizeof(m->compression), "deflate");
+    snprintf(m->archive_key, sizeof(m->archive_key), "%s", r.archive_key);
+    memcpy(m->checksum, sha, sizeof(m->checksum));
+    m->size = st.size;
+    m->uncompressed_size = r.list.total_bytes;
+    m->file_count = r.list.n;
+    build_history(old, has_old, ctx->cfg->keep_archives, m, drop, &ndrop);
+    rc = mf_to_json(m, &mbuf, err);
     if (rc == WK_OK)
         rc = store_put(ctx->store, r.mf_key, mbuf.data, mbuf.len, err);
     if (rc != WK_OK)
@@ -460,8 +529,22 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     manifest_written = true;
     WK_LOG(WK_LOG_INFO, "archive.uploaded", KV_STR("job_id", job->id),
            KV_STR("space_id", job->space_id),
-           KV_STR("archive_key", r.archive_key), KV_INT("size", m.size),
+           KV_STR("archive_key", r.archive_key), KV_INT("size", m->size),
            KV_STR("checksum", sha));
+    /* Archives beyond the kept number: the manifest no longer names them. */
+    for (size_t i = 0; i < ndrop; i++) {
+        const char *k = drop[i].key;
+        size_t nd = 0;
+        struct wk_err derr;
+        wk_err_clear(&derr);
+        if (store_delete_many(ctx->store, &k, 1, &nd, &derr) != WK_OK)
+            WK_LOG(WK_LOG_WARN, "archive.old_archive_kept",
+                   KV_STR("job_id", job->id), KV_STR("archive_key", k),
+                   KV_STR("msg", derr.msg));
+        else
+            WK_LOG(WK_LOG_INFO, "archive.old_archive_deleted",
+                   KV_STR("job_id", job->id), KV_STR("archive_key", k));
+    }
 
     r.prog.st.phase = "deleting";
     prog_update(&r.prog, true);
@@ -473,11 +556,11 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
         json_t *o = json_object();
         json_object_set_new(o, "archiveKey", json_string(r.archive_key));
         json_object_set_new(o, "checksum", json_string(sha));
-        json_object_set_new(o, "size", json_integer((json_int_t)m.size));
+        json_object_set_new(o, "size", json_integer((json_int_t)m->size));
         json_object_set_new(o, "uncompressedSize",
-                            json_integer((json_int_t)m.uncompressed_size));
+                            json_integer((json_int_t)m->uncompressed_size));
         json_object_set_new(o, "fileCount",
-                            json_integer((json_int_t)m.file_count));
+                            json_integer((json_int_t)m->file_count));
         json_object_set_new(o, "manifestKey", json_string(r.mf_key));
         rc = set_result(result, o, err);
     }
@@ -501,5 +584,8 @@ out:
     store_writer_free(w); /* aborts the upload unless committed */
     list_release(&r.list);
     wk_buf_release(&mbuf);
+    free(m);
+    free(old);
+    free(drop);
     return rc;
 }

@@ -124,6 +124,17 @@ static enum wk_code check_fields(const struct mf *m, enum wk_code code,
     if (!checksum_ok(m->checksum))
         return bad_field(err, code, "checksum",
                          "expected 64 lowercase hex characters");
+    if (m->n_history > MF_HISTORY_MAX)
+        return bad_field(err, code, "history", "too many entries");
+    for (size_t i = 0; i < m->n_history; i++) {
+        const struct mf_archive *h = &m->history[i];
+        problem = archive_key_problem(h->key, m->space_id, sizeof(h->key));
+        if (problem)
+            return bad_field(err, code, "history[].archiveKey", problem);
+        if (!checksum_ok(h->checksum))
+            return bad_field(err, code, "history[].checksum",
+                             "expected 64 lowercase hex characters");
+    }
     return WK_OK;
 }
 
@@ -191,6 +202,29 @@ enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
         rc = set_u64(o, "uncompressedSize", m->uncompressed_size, err);
     if (rc == WK_OK)
         rc = set_u64(o, "fileCount", m->file_count, err);
+    if (rc == WK_OK && m->n_history > 0) {
+        json_t *arr = json_array();
+        rc = set_new(o, "history", arr, err);
+        for (size_t i = 0; rc == WK_OK && i < m->n_history; i++) {
+            const struct mf_archive *h = &m->history[i];
+            json_t *e = json_object();
+            if (!e || json_array_append_new(arr, e) != 0) {
+                rc = wk_err_set(err, WK_E_NOMEM, "manifest: out of memory");
+                break;
+            }
+            rc = set_new(e, "archiveKey", json_string(h->key), err);
+            if (rc == WK_OK)
+                rc = set_new(e, "checksum", json_string(h->checksum), err);
+            if (rc == WK_OK)
+                rc = set_u64(e, "size", h->size, err);
+            if (rc == WK_OK)
+                rc = set_u64(e, "uncompressedSize", h->uncompressed_size, err);
+            if (rc == WK_OK)
+                rc = set_u64(e, "fileCount", h->file_count, err);
+            if (rc == WK_OK)
+                rc = set_time(e, "archivedAt", h->archived_at, err);
+        }
+    }
     if (rc != WK_OK)
         goto out;
     text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -264,6 +298,49 @@ static enum wk_code get_u64(json_t *root, const char *k, uint64_t *out,
     return WK_OK;
 }
 
+/* Optional "history": an array of {archiveKey, checksum, size,
+ * uncompressedSize, fileCount, archivedAt}; the strings are checked by
+ * check_fields(). */
+static enum wk_code get_history(json_t *root, struct mf *m, struct wk_err *err)
+{
+    json_t *arr = json_object_get(root, "history");
+    size_t i;
+    json_t *e;
+    enum wk_code rc = WK_OK;
+
+    m->n_history = 0;
+    if (!arr || json_is_null(arr))
+        return WK_OK;
+    if (!json_is_array(arr))
+        return bad_field(err, WK_E_CORRUPT, "history", "expected an array");
+    if (json_array_size(arr) > MF_HISTORY_MAX)
+        return bad_field(err, WK_E_CORRUPT, "history", "too many entries");
+    json_array_foreach(arr, i, e)
+    {
+        struct mf_archive *h = &m->history[i];
+        if (!json_is_object(e))
+            return bad_field(err, WK_E_CORRUPT, "history",
+                             "expected an array of objects");
+        rc = get_str(e, "archiveKey", h->key, sizeof(h->key),
+                     "expected a string of at most 255 bytes", err);
+        if (rc == WK_OK)
+            rc = get_str(e, "checksum", h->checksum, sizeof(h->checksum),
+                         "expected 64 lowercase hex characters", err);
+        if (rc == WK_OK)
+            rc = get_u64(e, "size", &h->size, err);
+        if (rc == WK_OK)
+            rc = get_u64(e, "uncompressedSize", &h->uncompressed_size, err);
+        if (rc == WK_OK)
+            rc = get_u64(e, "fileCount", &h->file_count, err);
+        if (rc == WK_OK)
+            rc = get_time(e, "archivedAt", false, &h->archived_at, err);
+        if (rc != WK_OK)
+            return rc;
+        m->n_history = i + 1;
+    }
+    return WK_OK;
+}
+
 enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
                       struct wk_err *err)
 {
@@ -319,7 +396,7 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
                      "expected \"deflate\" or \"store\"", err);
     if (rc == WK_OK)
         rc = get_str(root, "archiveKey", m.archive_key, sizeof(m.archive_key),
-                     "expected a string of at most 1023 bytes", err);
+                     "expected a string of at most 255 bytes", err);
     if (rc == WK_OK)
         rc = get_str(root, "checksum", m.checksum, sizeof(m.checksum),
                      "expected 64 lowercase hex characters", err);
@@ -329,6 +406,8 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
         rc = get_u64(root, "uncompressedSize", &m.uncompressed_size, err);
     if (rc == WK_OK)
         rc = get_u64(root, "fileCount", &m.file_count, err);
+    if (rc == WK_OK)
+        rc = get_history(root, &m, err);
     if (rc == WK_OK)
         rc = check_fields(&m, WK_E_CORRUPT, err);
     if (rc == WK_OK)

@@ -18,6 +18,18 @@
 
 enum mf_state { MF_ACTIVE = 0, MF_ARCHIVED = 1 };
 
+/* Earlier archives kept for restore (newest first), at most this many. */
+#define MF_HISTORY_MAX 16
+
+struct mf_archive {
+    char key[256];     /* "archived/<spaceId>/workspace-<stamp>.zip" */
+    char checksum[65]; /* lowercase hex SHA-256 */
+    uint64_t size;
+    uint64_t uncompressed_size;
+    uint64_t file_count;
+    time_t archived_at;
+};
+
 struct mf {
     char version[16]; /* "1.0" */
     char space_id[129];
@@ -26,11 +38,14 @@ struct mf {
     time_t archived_at;
     time_t restored_at;   /* 0 = absent */
     char compression[16]; /* "deflate" */
-    char archive_key[1024];
+    char archive_key[256];
     char checksum[65]; /* lowercase hex SHA-256 of the ZIP object */
     uint64_t size;     /* bytes of the ZIP object */
     uint64_t uncompressed_size;
     uint64_t file_count;
+    size_t n_history;
+    struct mf_archive history[MF_HISTORY_MAX]; /* older archives, newest
+                                                  first ("history") */
 };
 
 /* Key of a space's manifest: "metadata/<spaceId>.json" into buf. */

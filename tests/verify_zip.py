@@ -5,14 +5,21 @@
 
 Passes (exit 0) when Python's zipfile finds no CRC error (testzip), the
 entry names are exactly the relative paths of the files under DIR, every
-entry is byte-identical to its file, and no entry is a directory, link or
-absolute/.. path. Prints one JSON line with counts; on failure the first
+entry is byte-identical to its file, no entry is a directory, link or
+absolute/.. path, and the entries come in restore order (space.json,
+sila.md, secrets, ops/, then the rest; key order within each group). Prints one JSON line with counts; on failure the first
 problems go to stderr and the exit status is 1.
 """
 import json
 import os
 import sys
 import zipfile
+
+
+def restore_order(name):
+    rank = {"space-v1/space.json": 0, "sila.md": 1, "space-v1/secrets": 2}
+    r = rank.get(name, 3 if name.startswith("space-v1/ops/") else 4)
+    return (r, name.encode())
 
 
 def main():
@@ -30,8 +37,8 @@ def main():
         names = [i.filename for i in z.infolist()]
         if len(names) != len(set(names)):
             problems.append("duplicate entry names")
-        if sorted(names) != names:
-            problems.append("entries are not in key order")
+        if sorted(names, key=restore_order) != names:
+            problems.append("entries are not in restore order")
         for info in z.infolist():
             n = info.filename
             if n.startswith("/") or ".." in n.split("/") or n.endswith("/"):

@@ -178,6 +178,16 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
         c->job.deflate_level = (int)n;
     }
     if (rc == WK_OK) {
+        n = c->job.keep_archives;
+        rc = env_num("SILA_KEEP_ARCHIVES", 1, 17, &n, err);
+        c->job.keep_archives = (unsigned)n;
+    }
+    if (rc == WK_OK) {
+        n = c->job.max_ratio;
+        rc = env_num("SILA_MAX_RATIO", 10, 100000, &n, err);
+        c->job.max_ratio = (unsigned)n;
+    }
+    if (rc == WK_OK) {
         n = c->block_ms;
         rc = env_num("SILA_QUEUE_BLOCK_MS", 100, 60000, &n, err);
         c->block_ms = (unsigned)n;

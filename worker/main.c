@@ -10,6 +10,10 @@
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
 #include "jobs/job.h"
+#include "jobs/manifest.h"
+#include "jobs/zcat.h"
+#include "jobs/zipr.h"
+#include "storage/store.h"
 #include "worker/cfg.h"
 #include "worker/q.h"
 #include "worker/worker.h"
@@ -44,6 +48,9 @@ static const char usage_main[] =
     "commands:\n"
     "  worker                       consume and run jobs until SIGTERM\n"
     "  enqueue archive <spaceId>    queue an archive job, print its id\n"
+    "  enqueue unarchive <spaceId>  queue a restore (--urgent: ahead of all)\n"
+    "  cat <spaceId> <path>         print one file of a space, archived or "
+    "not\n"
     "  status <jobId>               print a job's status as JSON\n"
     "  version                      print the version\n"
     "\n"
@@ -60,11 +67,25 @@ static const char usage_worker[] =
     "SIGINT: stop taking jobs, finish the current one, exit 0.\n";
 
 static const char usage_enqueue[] =
-    "usage: sila-archiver enqueue archive <spaceId> [--wait]\n"
+    "usage: sila-archiver enqueue archive <spaceId> [--urgent] [--wait]\n"
+    "       sila-archiver enqueue unarchive <spaceId> [--urgent]\n"
+    "                     [--archive-key <key>] [--wait]\n"
     "\n"
-    "Queues a job and prints its id. With --wait, follows the job (a progress\n"
-    "bar on a terminal, plain lines otherwise) and exits 0 when it\n"
-    "succeeded, 1 with its error when it failed.\n";
+    "Queues a job and prints its id. When a job of the same kind for the\n"
+    "same space is already queued or running, prints that job's id instead\n"
+    "(--urgent moves a queued one to the urgent lane). --urgent: the urgent\n"
+    "lane, served before all normal work. --archive-key: restore that older\n"
+    "archive from the manifest's history. With --wait, follows the job (a\n"
+    "progress bar on a terminal, plain lines otherwise) and exits 0 when it\n"
+    "succeeded (for unarchive: the space is ready), 1 with its error when it\n"
+    "failed.\n";
+
+static const char usage_cat[] =
+    "usage: sila-archiver cat <spaceId> <path> [--archive-key <key>]\n"
+    "\n"
+    "Writes one file of a space to stdout, e.g. 'space-v1/space.json'. An\n"
+    "archived space is read without restoring it: range requests fetch the\n"
+    "archive's central directory and the one entry. Reads SILA_STORE.\n";
 
 static const char usage_status[] =
     "usage: sila-archiver status <jobId>\n"
@@ -241,31 +262,38 @@ static int cmd_enqueue(int argc, char **argv)
     struct cfg cfg;
     struct q *q = NULL;
     struct wk_err err;
-    char id[33];
-    bool wait = false;
+    struct q_spec spec;
+    char id[JOB_ID_MAX + 1];
+    bool wait = false, created = false;
     const char *pos[2] = { NULL, NULL };
     int npos = 0, rc;
 
+    memset(&spec, 0, sizeof(spec));
     if (wants_help(argc, argv)) {
         fputs(usage_enqueue, stdout);
         return 0;
     }
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--wait") == 0)
+        if (strcmp(argv[i], "--wait") == 0) {
             wait = true;
-        else if (argv[i][0] == '-' || npos == 2) {
+        } else if (strcmp(argv[i], "--urgent") == 0) {
+            spec.urgent = true;
+        } else if (strcmp(argv[i], "--archive-key") == 0 && i + 1 < argc) {
+            spec.archive_key = argv[++i];
+        } else if (argv[i][0] == '-' || npos == 2) {
             fprintf(stderr, "sila-archiver enqueue: unexpected '%s'\n",
                     argv[i]);
             fputs(usage_enqueue, stderr);
             return 2;
-        } else
+        } else {
             pos[npos++] = argv[i];
+        }
     }
     if (npos != 2) {
         fputs(usage_enqueue, stderr);
         return 2;
     }
-    if (strcmp(pos[0], "archive") != 0) {
+    if (strcmp(pos[0], "archive") != 0 && strcmp(pos[0], "unarchive") != 0) {
         fprintf(stderr, "sila-archiver enqueue: unknown job type '%s'\n",
                 pos[0]);
         return 2;
@@ -277,18 +305,139 @@ static int cmd_enqueue(int argc, char **argv)
                 pos[1]);
         return 2;
     }
+    if (spec.archive_key && strcmp(pos[0], "unarchive") != 0) {
+        fprintf(stderr, "sila-archiver enqueue: --archive-key is only for "
+                        "unarchive\n");
+        return 2;
+    }
+    spec.type = pos[0];
+    spec.space_id = pos[1];
     if ((rc = load_cfg(&cfg)) != 0)
         return rc;
     wk_err_clear(&err);
     if (q_connect(&cfg.redis, cfg.prefix, 10000, &q, &err) != WK_OK ||
-        q_enqueue(q, pos[0], pos[1], id, &err) != WK_OK) {
+        q_enqueue(q, &spec, id, &created, &err) != WK_OK) {
         q_free(q);
         return fail(&err);
     }
     printf("%s\n", id);
     fflush(stdout);
+    if (!created)
+        fprintf(stderr,
+                "sila-archiver: a %s job for '%s' is already queued "
+                "or running: following it\n",
+                spec.type, spec.space_id);
     rc = wait ? wait_job(q, id) : 0;
     q_free(q);
+    return rc;
+}
+
+struct cat_out {
+    FILE *f;
+};
+
+static enum wk_code cat_sink(const void *p, size_t n, void *ud,
+                             struct wk_err *err)
+{
+    struct cat_out *o = ud;
+    if (fwrite(p, 1, n, o->f) != n)
+        return wk_err_set(err, WK_E_IO, "write to stdout failed");
+    return WK_OK;
+}
+
+static int cmd_cat(int argc, char **argv)
+{
+    struct cfg cfg;
+    struct store *st = NULL;
+    struct wk_err err;
+    struct wk_buf mb, key;
+    struct mf *m = NULL;
+    struct cat_out out = { stdout };
+    const char *archive_key = NULL;
+    const char *pos[2] = { NULL, NULL };
+    int npos = 0, rc;
+    char mkey[JOB_SPACE_ID_MAX + 32];
+
+    if (wants_help(argc, argv)) {
+        fputs(usage_cat, stdout);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--archive-key") == 0 && i + 1 < argc)
+            archive_key = argv[++i];
+        else if (argv[i][0] == '-' || npos == 2) {
+            fputs(usage_cat, stderr);
+            return 2;
+        } else
+            pos[npos++] = argv[i];
+    }
+    if (npos != 2) {
+        fputs(usage_cat, stderr);
+        return 2;
+    }
+    if (!job_space_id_valid(pos[0]) || !zipr_name_valid(pos[1], NULL, 0)) {
+        fprintf(stderr, "sila-archiver cat: bad spaceId or path\n");
+        return 2;
+    }
+    if ((rc = load_cfg(&cfg)) != 0)
+        return rc;
+    if (!cfg.store_url[0]) {
+        fprintf(stderr, "sila-archiver cat: SILA_STORE is not set\n");
+        return 2;
+    }
+    wk_err_clear(&err);
+    wk_buf_init(&mb, 1u << 20);
+    wk_buf_init(&key, 4096);
+    m = calloc(1, sizeof(*m));
+    rc = 1;
+    if (!m || store_open_url(cfg.store_url, &cfg.store, &st, &err) != WK_OK)
+        goto out;
+    mf_key(pos[0], mkey, sizeof(mkey));
+    if (store_get_all(st, mkey, &mb, &err) == WK_OK) {
+        if (mf_parse(mb.data, mb.len, m, &err) != WK_OK)
+            goto out;
+    } else if (err.code == WK_E_NOTFOUND) {
+        wk_err_clear(&err); /* never archived: read the active object */
+        m->state = MF_ACTIVE;
+    } else {
+        goto out;
+    }
+    if (m->state == MF_ARCHIVED || archive_key) {
+        const char *k = archive_key ? archive_key : m->archive_key;
+        uint64_t size = m->size;
+        if (archive_key && strcmp(archive_key, m->archive_key) != 0) {
+            size_t i;
+            for (i = 0; i < m->n_history; i++)
+                if (strcmp(m->history[i].key, archive_key) == 0)
+                    break;
+            if (i == m->n_history) {
+                wk_err_set(&err, WK_E_NOTFOUND,
+                           "archive '%s' is not in the manifest", archive_key);
+                goto out;
+            }
+            size = m->history[i].size;
+        }
+        if (zcat_read(st, k, size, pos[1], cat_sink, &out, NULL, &err) != WK_OK)
+            goto out;
+    } else {
+        if (wk_buf_appendf(&key, &err, "active/%s/%s", pos[0], pos[1]) !=
+                WK_OK ||
+            store_get(st, wk_buf_cstr(&key), 0, UINT64_MAX, cat_sink, &out,
+                      &err) != WK_OK)
+            goto out;
+    }
+    if (fflush(stdout) != 0) {
+        wk_err_set(&err, WK_E_IO, "write to stdout failed");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0)
+        rc = fail(&err);
+    store_free(st);
+    wk_buf_release(&mb);
+    wk_buf_release(&key);
+    free(m);
     return rc;
 }
 
@@ -344,6 +493,8 @@ int main(int argc, char **argv)
         return cmd_enqueue(argc - 1, argv + 1);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(argc - 1, argv + 1);
+    if (strcmp(cmd, "cat") == 0)
+        return cmd_cat(argc - 1, argv + 1);
     fprintf(stderr, "sila-archiver: unknown command '%s'\n\n%s", cmd,
             usage_main);
     return 2;

@@ -19,7 +19,9 @@
 #define Q_MAX_FIELDS    32
 
 struct q {
-    redisContext *c; /* owned */
+    redisContext *c;    /* owned */
+    struct q_msg stash; /* a normal entry read together with an urgent one */
+    bool has_stash;
     struct cfg_redis r;
     char prefix[64];
     unsigned read_timeout_ms;
@@ -163,6 +165,7 @@ enum wk_code q_connect(const struct cfg_redis *r, const char *prefix,
     q->r = *r;
     snprintf(q->prefix, sizeof(q->prefix), "%s", prefix);
     q->read_timeout_ms = read_timeout_ms;
+    q_msg_init(&q->stash);
     rc = do_connect(q, err);
     if (rc != WK_OK) {
         q_free(q);
@@ -183,6 +186,7 @@ void q_free(struct q *q)
         return;
     if (q->c)
         redisFree(q->c);
+    q_msg_release(&q->stash);
     free(q);
 }
 
@@ -192,13 +196,14 @@ static void key_of(const struct q *q, const char *suffix, const char *id,
     snprintf(buf, len, "%s%s%s", q->prefix, suffix, id ? id : "");
 }
 
-enum wk_code q_ensure_group(struct q *q, struct wk_err *err)
+static enum wk_code ensure_group(struct q *q, const char *suffix,
+                                 struct wk_err *err)
 {
     char stream[128];
     redisReply *rep;
     struct wk_err e2;
 
-    key_of(q, "jobs", NULL, stream, sizeof(stream));
+    key_of(q, suffix, NULL, stream, sizeof(stream));
     const char *argv[] = {
         "XGROUP", "CREATE", stream, Q_GROUP, "0", "MKSTREAM"
     };
@@ -211,6 +216,14 @@ enum wk_code q_ensure_group(struct q *q, struct wk_err *err)
     if (strstr(e2.msg, "BUSYGROUP"))
         return WK_OK;
     return wk_err_copy(err, &e2);
+}
+
+enum wk_code q_ensure_group(struct q *q, struct wk_err *err)
+{
+    enum wk_code rc = ensure_group(q, "jobs", err);
+    if (rc == WK_OK)
+        rc = ensure_group(q, "jobs:urgent", err);
+    return rc;
 }
 
 static enum wk_code random_hex(char *out, size_t nbytes, struct wk_err *err)
@@ -287,54 +300,97 @@ static void tx_add(struct q_tx_cmd *c, const char *s)
     c->argc++;
 }
 
-enum wk_code q_enqueue(struct q *q, const char *type, const char *space_id,
-                       char id_out[33], struct wk_err *err)
+/* Enqueue with deduplication; see q.h. KEYS: dedup key, new job's hash,
+ * lane stream, urgent stream. ARGV: id, job JSON, type, spaceId, now,
+ * "<prefix>job:", priority. Returns {id, created}. */
+static const char enqueue_lua[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur then\n"
+    "  local h = ARGV[6] .. cur\n"
+    "  local st = redis.call('HGET', h, 'state')\n"
+    "  if st == 'queued' or st == 'running' then\n"
+    "    if st == 'queued' and ARGV[7] == 'urgent' and\n"
+    "       redis.call('HGET', h, 'priority') ~= 'urgent' then\n"
+    "      local spec = cjson.decode(ARGV[2])\n"
+    "      spec['id'] = cur\n"
+    "      redis.call('HSET', h, 'priority', 'urgent', 'updatedAt', ARGV[5])\n"
+    "      redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*',\n"
+    "                 'id', cur, 'job', cjson.encode(spec))\n"
+    "    end\n"
+    "    return {cur, 0}\n"
+    "  end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400)\n"
+    "redis.call('HSET', KEYS[2], 'state', 'queued', 'type', ARGV[3],\n"
+    "           'spaceId', ARGV[4], 'progress', '0', 'priority', ARGV[7],\n"
+    "           'createdAt', ARGV[5], 'updatedAt', ARGV[5])\n"
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*',\n"
+    "           'id', ARGV[1], 'job', ARGV[2])\n"
+    "return {ARGV[1], 1}\n";
+
+enum wk_code q_enqueue(struct q *q, const struct q_spec *spec,
+                       char id_out[JOB_ID_MAX + 1], bool *created,
+                       struct wk_err *err)
 {
-    char key[256], stream[128], now[40];
-    struct q_tx_cmd cmds[2];
-    json_t *spec = NULL;
+    char id[33], dedup[256], key[256], stream[128], urgent[128], now[40];
+    char hprefix[128];
+    json_t *js = NULL;
     char *json = NULL;
+    redisReply *rep = NULL;
     enum wk_code rc;
 
-    rc = random_hex(id_out, 16, err);
+    *created = false;
+    rc = random_hex(id, 16, err);
     if (rc != WK_OK)
         return rc;
-    spec = json_pack("{s:s, s:s, s:s}", "id", id_out, "type", type, "spaceId",
-                     space_id);
-    json = spec ? json_dumps(spec, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(spec);
+    js = json_pack("{s:s, s:s, s:s}", "id", id, "type", spec->type, "spaceId",
+                   spec->space_id);
+    if (js && spec->urgent)
+        json_object_set_new(js, "priority", json_string("urgent"));
+    if (js && spec->archive_key && spec->archive_key[0])
+        json_object_set_new(js, "archiveKey", json_string(spec->archive_key));
+    json = js ? json_dumps(js, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(js);
     if (!json)
         return wk_err_set(err, WK_E_INVAL, "cannot encode the job as JSON");
-    key_of(q, "job:", id_out, key, sizeof(key));
-    key_of(q, "jobs", NULL, stream, sizeof(stream));
+    snprintf(dedup, sizeof(dedup), "%sdedup:%s:%s", q->prefix, spec->type,
+             spec->space_id);
+    key_of(q, "job:", id, key, sizeof(key));
+    key_of(q, spec->urgent ? "jobs:urgent" : "jobs", NULL, stream,
+           sizeof(stream));
+    key_of(q, "jobs:urgent", NULL, urgent, sizeof(urgent));
+    key_of(q, "job:", NULL, hprefix, sizeof(hprefix));
     q_now_rfc3339(now, sizeof(now));
-    memset(cmds, 0, sizeof(cmds));
-    tx_add(&cmds[0], "HSET");
-    tx_add(&cmds[0], key);
-    tx_add(&cmds[0], "state");
-    tx_add(&cmds[0], "queued");
-    tx_add(&cmds[0], "type");
-    tx_add(&cmds[0], type);
-    tx_add(&cmds[0], "spaceId");
-    tx_add(&cmds[0], space_id);
-    tx_add(&cmds[0], "progress");
-    tx_add(&cmds[0], "0");
-    tx_add(&cmds[0], "createdAt");
-    tx_add(&cmds[0], now);
-    tx_add(&cmds[0], "updatedAt");
-    tx_add(&cmds[0], now);
-    tx_add(&cmds[1], "XADD");
-    tx_add(&cmds[1], stream);
-    tx_add(&cmds[1], "MAXLEN");
-    tx_add(&cmds[1], "~");
-    tx_add(&cmds[1], Q_STREAM_MAXLEN);
-    tx_add(&cmds[1], "*");
-    tx_add(&cmds[1], "id");
-    tx_add(&cmds[1], id_out);
-    tx_add(&cmds[1], "job");
-    tx_add(&cmds[1], json);
-    rc = q_exec_tx(q, cmds, 2, "enqueue", err);
+    const char *argv[] = { "EVAL",
+                           enqueue_lua,
+                           "4",
+                           dedup,
+                           key,
+                           stream,
+                           urgent,
+                           id,
+                           json,
+                           spec->type,
+                           spec->space_id,
+                           now,
+                           hprefix,
+                           spec->urgent ? "urgent" : "normal" };
+    rep =
+        q_cmds(q, err, "enqueue", (int)(sizeof(argv) / sizeof(argv[0])), argv);
     free(json);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[0]->len > JOB_ID_MAX) {
+        rc = wk_err_set(err, WK_E_INTERNAL, "redis enqueue: bad reply");
+    } else {
+        memcpy(id_out, rep->element[0]->str, rep->element[0]->len);
+        id_out[rep->element[0]->len] = '\0';
+        *created = rep->element[1]->type == REDIS_REPLY_INTEGER &&
+                   rep->element[1]->integer == 1;
+    }
+    freeReplyObject(rep);
     return rc;
 }
 
@@ -347,64 +403,166 @@ static const redisReply *field_of(const redisReply *kv, const char *name)
     return NULL;
 }
 
-enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
-                     struct q_msg *out, bool *got, struct wk_err *err)
+/* Fill m from one stream entry reply [id, [field, value, ...]]. */
+static enum wk_code msg_from_entry(const char *stream, const redisReply *entry,
+                                   struct q_msg *out, struct wk_err *err)
 {
-    char stream[128], block[16];
-    redisReply *rep;
-    const redisReply *entries, *entry, *kv, *f;
-    enum wk_code rc = WK_OK;
+    const redisReply *kv, *f;
 
-    *got = false;
-    key_of(q, "jobs", NULL, stream, sizeof(stream));
-    snprintf(block, sizeof(block), "%u", block_ms);
-    const char *argv[] = { "XREADGROUP", "GROUP", Q_GROUP, consumer,
-                           "COUNT",      "1",     "BLOCK", block,
-                           "STREAMS",    stream,  ">" };
-    rep = q_cmds(q, err, "XREADGROUP", 11, argv);
-    if (!rep)
-        return err ? err->code : WK_E_NET;
-    if (rep->type == REDIS_REPLY_NIL)
-        goto out;
-    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-        rep->element[0]->type != REDIS_REPLY_ARRAY ||
-        rep->element[0]->elements < 2) {
-        rc = wk_err_set(err, WK_E_INTERNAL, "redis XREADGROUP: bad reply");
-        goto out;
-    }
-    entries = rep->element[0]->element[1];
-    if (entries->type != REDIS_REPLY_ARRAY || entries->elements < 1)
-        goto out;
-    entry = entries->element[0];
     if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
-        entry->element[0]->type != REDIS_REPLY_STRING) {
-        rc = wk_err_set(err, WK_E_INTERNAL, "redis XREADGROUP: bad entry");
-        goto out;
-    }
+        entry->element[0]->type != REDIS_REPLY_STRING)
+        return wk_err_set(err, WK_E_INTERNAL, "redis XREADGROUP: bad entry");
+    snprintf(out->stream, sizeof(out->stream), "%s", stream);
     snprintf(out->entry_id, sizeof(out->entry_id), "%s",
              entry->element[0]->str);
     kv = entry->element[1];
     out->job_id_ok = false;
     snprintf(out->job_id, sizeof(out->job_id), "%s", out->entry_id);
     wk_buf_reset(&out->json);
-    if (kv->type == REDIS_REPLY_ARRAY) {
-        f = field_of(kv, "id");
-        if (f && f->type == REDIS_REPLY_STRING && f->len < 129 &&
-            strlen(f->str) == f->len && job_id_valid(f->str)) {
-            snprintf(out->job_id, sizeof(out->job_id), "%s", f->str);
-            out->job_id_ok = true;
-        }
-        f = field_of(kv, "job");
-        if (f && f->type == REDIS_REPLY_STRING) {
-            /* an oversized spec is cut here and refused by job_parse */
-            size_t n = f->len < out->json.max ? f->len : out->json.max;
-            rc = wk_buf_append(&out->json, f->str, n, err);
+    if (kv->type != REDIS_REPLY_ARRAY)
+        return WK_OK; /* deleted entry: no fields */
+    f = field_of(kv, "id");
+    if (f && f->type == REDIS_REPLY_STRING && f->len <= JOB_ID_MAX &&
+        strlen(f->str) == f->len && job_id_valid(f->str)) {
+        memcpy(out->job_id, f->str, f->len + 1);
+        out->job_id_ok = true;
+    }
+    f = field_of(kv, "job");
+    if (f && f->type == REDIS_REPLY_STRING) {
+        /* an oversized spec is cut here and refused by job_parse */
+        size_t n = f->len < out->json.max ? f->len : out->json.max;
+        return wk_buf_append(&out->json, f->str, n, err);
+    }
+    return WK_OK;
+}
+
+/* One XREADGROUP; every entry returned goes to out[] (at most 2). */
+static enum wk_code read_group(struct q *q, const char *consumer,
+                               unsigned block_ms, bool both, struct q_msg *out,
+                               size_t *nout, struct wk_err *err)
+{
+    char normal[128], urgent[128], block[16];
+    const char *argv[14];
+    int argc = 0;
+    redisReply *rep;
+    enum wk_code rc = WK_OK;
+
+    *nout = 0;
+    key_of(q, "jobs", NULL, normal, sizeof(normal));
+    key_of(q, "jobs:urgent", NULL, urgent, sizeof(urgent));
+    snprintf(block, sizeof(block), "%u", block_ms);
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = Q_GROUP;
+    argv[argc++] = consumer;
+    argv[argc++] = "COUNT";
+    argv[argc++] = "1";
+    if (block_ms) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block;
+    }
+    argv[argc++] = "STREAMS";
+    argv[argc++] = urgent;
+    if (both)
+        argv[argc++] = normal;
+    argv[argc++] = ">";
+    if (both)
+        argv[argc++] = ">";
+    rep = q_cmds(q, err, "XREADGROUP", argc, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        /* urgent first in the reply order we asked for */
+        for (size_t i = 0; i < rep->elements && *nout < 2 && rc == WK_OK; i++) {
+            const redisReply *st = rep->element[i];
+            if (st->type != REDIS_REPLY_ARRAY || st->elements < 2 ||
+                st->element[0]->type != REDIS_REPLY_STRING ||
+                st->element[1]->type != REDIS_REPLY_ARRAY ||
+                st->element[1]->elements < 1)
+                continue;
+            rc = msg_from_entry(st->element[0]->str, st->element[1]->element[0],
+                                &out[*nout], err);
+            if (rc == WK_OK)
+                (*nout)++;
         }
     }
-    *got = true;
-out:
     freeReplyObject(rep);
     return rc;
+}
+
+static void msg_move(struct q_msg *dst, struct q_msg *src)
+{
+    struct wk_buf keep = dst->json;
+    wk_buf_reset(&keep);
+    memcpy(dst->stream, src->stream, sizeof(dst->stream));
+    memcpy(dst->entry_id, src->entry_id, sizeof(dst->entry_id));
+    memcpy(dst->job_id, src->job_id, sizeof(dst->job_id));
+    dst->job_id_ok = src->job_id_ok;
+    dst->json = keep;
+    if (src->json.len)
+        wk_buf_append(&dst->json, src->json.data, src->json.len, NULL);
+}
+
+enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
+                     struct q_msg *out, bool *got, struct wk_err *err)
+{
+    struct q_msg two[2];
+    size_t n = 0;
+    enum wk_code rc;
+
+    *got = false;
+    q_msg_init(&two[0]);
+    q_msg_init(&two[1]);
+    /* urgent work first, without waiting */
+    rc = read_group(q, consumer, 0, false, two, &n, err);
+    if (rc == WK_OK && n == 0 && q->has_stash) {
+        msg_move(out, &q->stash);
+        q->has_stash = false;
+        *got = true;
+        goto out;
+    }
+    if (rc == WK_OK && n == 0)
+        rc = read_group(q, consumer, block_ms, true, two, &n, err);
+    if (rc != WK_OK || n == 0)
+        goto out;
+    msg_move(out, &two[0]);
+    *got = true;
+    if (n == 2) {
+        /* both lanes answered: the normal entry is ours now; run it next */
+        msg_move(&q->stash, &two[1]);
+        q->has_stash = true;
+    }
+out:
+    q_msg_release(&two[0]);
+    q_msg_release(&two[1]);
+    return rc;
+}
+
+enum wk_code q_state(struct q *q, const char *job_id, char *buf, size_t len,
+                     struct wk_err *err)
+{
+    char key[256];
+    redisReply *rep;
+
+    key_of(q, "job:", job_id, key, sizeof(key));
+    const char *argv[] = { "HGET", key, "state" };
+    rep = q_cmds(q, err, "HGET", 3, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    snprintf(buf, len, "%s", rep->type == REDIS_REPLY_STRING ? rep->str : "");
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_ack(struct q *q, const struct q_msg *m, struct wk_err *err)
+{
+    redisReply *rep;
+    const char *argv[] = { "XACK", m->stream, Q_GROUP, m->entry_id };
+    rep = q_cmds(q, err, "XACK", 4, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    freeReplyObject(rep);
+    return WK_OK;
 }
 
 enum wk_code q_hset(struct q *q, const char *job_id, const char *const *fields,
@@ -451,14 +609,15 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
                       const char *space_id, bool ok, const char *error,
                       const char *result_json, struct wk_err *err)
 {
-    char key[256], stream[128], now[40], ttl[16];
-    struct q_tx_cmd cmds[4];
+    char key[256], now[40], ttl[16], dedup[256], chan[256];
+    struct q_tx_cmd cmds[6];
+    int ncmd = 4;
+    char *sev = NULL;
     json_t *ev = json_object();
     char *evs = NULL;
     enum wk_code rc;
 
     key_of(q, "job:", m->job_id, key, sizeof(key));
-    key_of(q, "jobs", NULL, stream, sizeof(stream));
     q_now_rfc3339(now, sizeof(now));
     snprintf(ttl, sizeof(ttl), "%d", Q_STATUS_TTL_S);
 
@@ -516,11 +675,42 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
     tx_add(&cmds[2], key);
     tx_add(&cmds[2], evs);
     tx_add(&cmds[3], "XACK");
-    tx_add(&cmds[3], stream);
+    tx_add(&cmds[3], m->stream);
     tx_add(&cmds[3], Q_GROUP);
     tx_add(&cmds[3], m->entry_id);
-    rc = q_exec_tx(q, cmds, 4, "finish", err);
+    if (type && space_id) {
+        /* this job no longer blocks a new one of its kind */
+        snprintf(dedup, sizeof(dedup), "%sdedup:%s:%s", q->prefix, type,
+                 space_id);
+        tx_add(&cmds[ncmd], "EVAL");
+        tx_add(&cmds[ncmd], "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                            "return redis.call('DEL', KEYS[1]) end return 0");
+        tx_add(&cmds[ncmd], "1");
+        tx_add(&cmds[ncmd], dedup);
+        tx_add(&cmds[ncmd], m->job_id);
+        ncmd++;
+    }
+    if (type && space_id && strcmp(type, "unarchive") == 0) {
+        /* the app server waits on the space's channel, not on polling */
+        json_t *se =
+            json_pack("{s:s, s:s, s:s}", "event", ok ? "ready" : "failed",
+                      "spaceId", space_id, "jobId", m->job_id);
+        if (se && !ok)
+            json_object_set_new(se, "error",
+                                json_string(error ? error : "failed"));
+        sev = se ? json_dumps(se, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(se);
+        if (sev) {
+            snprintf(chan, sizeof(chan), "%sspace:%s", q->prefix, space_id);
+            tx_add(&cmds[ncmd], "PUBLISH");
+            tx_add(&cmds[ncmd], chan);
+            tx_add(&cmds[ncmd], sev);
+            ncmd++;
+        }
+    }
+    rc = q_exec_tx(q, cmds, ncmd, "finish", err);
     free(evs);
+    free(sev);
     return rc;
 }
 

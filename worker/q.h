@@ -3,6 +3,11 @@
  *
  *   <prefix>jobs         stream; entries {id: <jobId>, job: <job JSON>},
  *                        consumer group "sila-workers"
+ *   <prefix>jobs:urgent  the urgent lane, same format, always served first
+ *   <prefix>dedup:<type>:<spaceId>  id of the pending or running job of
+ *                        that kind for that space (enqueue deduplication)
+ *   <prefix>space:<id>   channel: {"event":"ready"|"failed",...} when an
+ *                        unarchive of the space ends
  *   <prefix>job:<id>     status hash (state, type, spaceId, progress, ...)
  *   <prefix>job:<id>     pub/sub channel of progress and final events
  *
@@ -20,6 +25,7 @@
 
 #include "common/wk_buf.h"
 #include "common/wk_err.h"
+#include "jobs/job.h"
 #include "worker/cfg.h"
 
 #define Q_GROUP "sila-workers"
@@ -28,6 +34,7 @@ struct q;
 
 /* A claimed queue entry; release with q_msg_release(). */
 struct q_msg {
+    char stream[128];   /* the lane it came from */
     char entry_id[64];  /* stream entry id */
     char job_id[129];   /* from the entry's "id" field (or entry id) */
     bool job_id_ok;     /* the "id" field was present and valid */
@@ -47,14 +54,34 @@ void q_free(struct q *q);
 /* Create the stream and group if missing (idempotent). */
 enum wk_code q_ensure_group(struct q *q, struct wk_err *err);
 
-/* New job: random id into id_out, status hash "queued", then XADD (atomic
- * with MULTI/EXEC). job_json must be the job spec including the id. */
-enum wk_code q_enqueue(struct q *q, const char *type, const char *space_id,
-                       char id_out[33], struct wk_err *err);
+struct q_spec {
+    const char *type; /* "archive", "unarchive" */
+    const char *space_id;
+    bool urgent;             /* the urgent lane */
+    const char *archive_key; /* unarchive of a specific archive, or NULL */
+};
 
-/* Wait up to block_ms for one new entry for this consumer. */
+/* New job, atomically (one Lua script): when a job of the same type for
+ * the same space is queued or running, its id is returned (*created =
+ * false; an urgent request also puts a queued job on the urgent lane);
+ * otherwise a random id, the status hash "queued", the dedup key and the
+ * stream entry. */
+enum wk_code q_enqueue(struct q *q, const struct q_spec *spec,
+                       char id_out[JOB_ID_MAX + 1], bool *created,
+                       struct wk_err *err);
+
+/* One entry for this consumer: the urgent lane first, then either lane,
+ * waiting up to block_ms. */
 enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
                      struct q_msg *out, bool *got, struct wk_err *err);
+
+/* The job's state field into buf ("" when the hash is gone). */
+enum wk_code q_state(struct q *q, const char *job_id, char *buf, size_t len,
+                     struct wk_err *err);
+
+/* Acknowledge an entry without recording anything (a duplicate delivery
+ * of a job that another lane already ran). */
+enum wk_code q_ack(struct q *q, const struct q_msg *m, struct wk_err *err);
 
 /* Status hash updates. fields: NULL-terminated name/value pairs. */
 enum wk_code q_hset(struct q *q, const char *job_id, const char *const *fields,

@@ -74,6 +74,25 @@ static void run_one(const struct cfg *cfg, struct q *q, struct q_msg *m,
     wk_err_clear(&err);
     wk_buf_init(&result, WORKER_RESULT_MAX);
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (m->job_id_ok) {
+        /* A job put on both lanes (an urgent request for a queued job) is
+         * delivered twice: the second delivery only acknowledges. */
+        char state[32] = "";
+        struct wk_err serr;
+        wk_err_clear(&serr);
+        if (q_state(q, m->job_id, state, sizeof(state), &serr) == WK_OK &&
+            (strcmp(state, "running") == 0 || strcmp(state, "succeeded") == 0 ||
+             strcmp(state, "failed") == 0)) {
+            WK_LOG(WK_LOG_INFO, "job.duplicate_skipped",
+                   KV_STR("job_id", m->job_id), KV_STR("state", state),
+                   KV_STR("stream", m->stream));
+            if (q_ack(q, m, &serr) != WK_OK)
+                WK_LOG(WK_LOG_WARN, "job.ack_failed",
+                       KV_STR("job_id", m->job_id), KV_STR("msg", serr.msg));
+            wk_buf_release(&result);
+            return;
+        }
+    }
     {
         char now[40];
         q_now_rfc3339(now, sizeof(now));

@@ -9,139 +9,15 @@
 #include <unistd.h>
 
 #include "jobs/manifest.h"
-#include "tests/integration/it_util.h"
+#include "tests/integration/it_flow.h"
 #include "tests/integration/suites.h"
 
-#define IT_SECRET "itSecretKq93Zx"
-#define IT_TOKEN  "itTokenWq71Vb"
-
-struct dir_stats {
-    unsigned long long files, bytes;
-};
-
-static struct dir_stats stats_of(const char *dir)
+static int archive_wait(const struct it_env *e, const char *space_id, char *job,
+                        size_t len, const char *out)
 {
-    struct dir_stats s = { 0, 0 };
-    char cmd[1024];
-    unsigned long long n;
-    FILE *p;
-    snprintf(cmd, sizeof(cmd), "find '%s' -type f -printf '%%s\\n'", dir);
-    p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    while (fscanf(p, "%llu", &n) == 1) {
-        s.files++;
-        s.bytes += n;
-    }
-    pclose(p);
-    return s;
-}
-
-/* Environment of a worker or CLI process for one test. */
-struct it_env {
-    char store[600], redis[128], prefix[128], endpoint[256];
-    const char *vars[16];
-};
-
-static void env_init(struct it_env *e, const char *store_url, const char *tag,
-                     const char *endpoint)
-{
-    snprintf(e->store, sizeof(e->store), "SILA_STORE=%s", store_url);
-    snprintf(e->redis, sizeof(e->redis), "REDIS_URL=redis://127.0.0.1:%s/0",
-             it_env("WK_TEST_REDIS_PORT"));
-    snprintf(e->prefix, sizeof(e->prefix),
-             "SILA_KEY_PREFIX=test:%d:%s:", (int)getpid(), tag);
-    snprintf(e->endpoint, sizeof(e->endpoint), "AWS_ENDPOINT_URL_S3=%s",
-             endpoint ? endpoint : it_env("WK_TEST_S3_ENDPOINT"));
-    int n = 0;
-    e->vars[n++] = e->store;
-    e->vars[n++] = e->redis;
-    e->vars[n++] = e->prefix;
-    e->vars[n++] = e->endpoint;
-    e->vars[n++] = "SILA_PART_SIZE=5MiB";
-    e->vars[n++] = "SILA_QUEUE_BLOCK_MS=200";
-    e->vars[n++] = "SILA_S3_RETRIES=2";
-    /* moto does not check signatures: distinctive secrets let the tests
-     * prove that none of them leaks into logs or status */
-    e->vars[n++] = "AWS_SECRET_ACCESS_KEY=" IT_SECRET;
-    e->vars[n++] = "AWS_SESSION_TOKEN=" IT_TOKEN;
-    e->vars[n] = NULL;
-}
-
-static const char *prefix_of(const struct it_env *e)
-{
-    return strchr(e->prefix, '=') + 1;
-}
-
-static pid_t start_worker(const struct it_env *e, const char *log)
-{
-    const char *args[] = { "worker", NULL };
-    return it_spawn(args, e->vars, log);
-}
-
-/* Run "enqueue archive <id> --wait"; returns its exit status and the job
- * id (first output line). */
-static int enqueue_wait(const struct it_env *e, const char *space_id,
-                        char *job_id, size_t len, const char *out_path)
-{
-    char cmd[4096];
-    int n = 0;
-    FILE *f;
-    n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "env");
-    for (int i = 0; e->vars[i]; i++)
-        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " '%s'", e->vars[i]);
-    snprintf(cmd + n, sizeof(cmd) - (size_t)n,
-             " '%s' enqueue archive '%s' --wait > '%s' 2>&1", it_env("WK_BIN"),
-             space_id, out_path);
-    int st = it_sh("%s", cmd);
-    f = fopen(out_path, "r");
-    ck_assert_ptr_nonnull(f);
-    job_id[0] = '\0';
-    if (fgets(job_id, (int)len, f))
-        job_id[strcspn(job_id, "\n")] = '\0';
-    fclose(f);
-    return st;
-}
-
-/* Everything the issue promises about a finished archive. */
-static void verify_archived(struct store *st, const char *space_id,
-                            const char *src_dir, const char *tmp)
-{
-    char key[256], zip[600], hex[65];
-    unsigned long long zsize;
-    struct dir_stats ds = stats_of(src_dir);
-    struct mf m;
-    struct wk_err err;
-    size_t len;
-    char *text;
-
-    snprintf(key, sizeof(key), "metadata/%s.json", space_id);
-    text = it_get_text(st, key, &len);
-    wk_err_clear(&err);
-    ck_assert_msg(mf_parse(text, len, &m, &err) == WK_OK, "%s", err.msg);
-    free(text);
-    ck_assert_str_eq(m.version, "1.0");
-    ck_assert_str_eq(m.space_id, space_id);
-    ck_assert_int_eq(m.state, MF_ARCHIVED);
-    ck_assert_str_eq(m.compression, "deflate");
-    ck_assert_uint_eq(m.file_count, ds.files);
-    ck_assert_uint_eq(m.uncompressed_size, ds.bytes);
-    ck_assert(m.created_at > 0 && m.created_at <= m.archived_at);
-    snprintf(key, sizeof(key), "archived/%s/workspace-", space_id);
-    ck_assert_msg(strncmp(m.archive_key, key, strlen(key)) == 0, "%s",
-                  m.archive_key);
-
-    snprintf(zip, sizeof(zip), "%s/archive.zip", tmp);
-    it_download(st, m.archive_key, zip);
-    it_file_sha256(zip, hex, &zsize);
-    ck_assert_str_eq(hex, m.checksum);
-    ck_assert_uint_eq(zsize, m.size);
-    ck_assert_int_eq(it_sh("unzip -tq '%s' >/dev/null", zip), 0);
-    ck_assert_int_eq(it_sh("python3 '%s/tests/verify_zip.py' '%s' '%s' "
-                           ">/dev/null",
-                           it_env("WK_SRCDIR"), zip, src_dir),
-                     0);
-    snprintf(key, sizeof(key), "active/%s/", space_id);
-    ck_assert_uint_eq(it_count(st, key), 0);
+    char args[256];
+    snprintf(args, sizeof(args), "enqueue archive '%s' --wait", space_id);
+    return it_cli(e, args, job, len, out);
 }
 
 START_TEST(test_it_archive_s3_end_to_end)
@@ -160,28 +36,28 @@ START_TEST(test_it_archive_s3_end_to_end)
     it_gen_space(src, id, 7, NULL);
     snprintf(prefix, sizeof(prefix), "active/%s/", id);
     it_upload_dir(src, prefix, NULL);
-    ck_assert_uint_eq(it_count(st, prefix), stats_of(src).files);
+    ck_assert_uint_eq(it_count(st, prefix), it_stats_of(src).files);
 
     snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
-    env_init(&e, url, "s3e2e", NULL);
+    it_env_init(&e, url, "s3e2e", NULL);
     snprintf(log, sizeof(log), "%s/worker.log", tmp);
     snprintf(out, sizeof(out), "%s/enqueue.out", tmp);
-    w = start_worker(&e, log);
-    int rc = enqueue_wait(&e, id, job, sizeof(job), out);
+    w = it_start_worker(&e, log);
+    int rc = archive_wait(&e, id, job, sizeof(job), out);
     ck_assert_msg(rc == 0, "enqueue --wait exited %d (see %s, %s)", rc, out,
                   log);
     ck_assert_int_eq(strlen(job), 32);
-    ck_assert_str_eq(it_job_field(prefix_of(&e), job, "state"), "succeeded");
-    ck_assert_str_eq(it_job_field(prefix_of(&e), job, "progress"), "100");
-    ck_assert_str_eq(it_job_field(prefix_of(&e), job, "spaceId"), id);
-    ck_assert_str_eq(it_job_field(prefix_of(&e), job, "type"), "archive");
-    ck_assert_ptr_nonnull(
-        strstr(it_job_field(prefix_of(&e), job, "result"), "\"archiveKey\""));
+    ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "state"), "succeeded");
+    ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "progress"), "100");
+    ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "spaceId"), id);
+    ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "type"), "archive");
+    ck_assert_ptr_nonnull(strstr(it_job_field(it_prefix_of(&e), job, "result"),
+                                 "\"archiveKey\""));
     /* the archive spans several 5 MiB parts */
     ck_assert_int_eq(it_sh("grep -q '\"event\":\"archive.started\"' '%s'", log),
                      0);
 
-    verify_archived(st, id, src, tmp);
+    it_verify_archived(st, id, src, tmp);
     /* big enough that the upload spanned at least three 5 MiB parts */
     ck_assert_int_eq(it_sh("test $(stat -c %%s '%s/archive.zip') -gt "
                            "10485760",
@@ -193,10 +69,10 @@ START_TEST(test_it_archive_s3_end_to_end)
     ck_assert_uint_eq(pending, 0);
 
     /* archiving an archived space again is a no-op that says so */
-    rc = enqueue_wait(&e, id, job, sizeof(job), out);
+    rc = archive_wait(&e, id, job, sizeof(job), out);
     ck_assert_int_eq(rc, 0);
     ck_assert_ptr_nonnull(
-        strstr(it_job_field(prefix_of(&e), job, "result"), "\"noop\""));
+        strstr(it_job_field(it_prefix_of(&e), job, "result"), "\"noop\""));
 
     /* SIGTERM: the worker exits 0 */
     ck_assert_int_eq(it_stop(w), 0);
@@ -209,7 +85,7 @@ START_TEST(test_it_archive_s3_end_to_end)
     ck_assert_int_eq(it_sh("redis-cli -p %s --scan --pattern '%s*' | while "
                            "read k; do redis-cli -p %s HGETALL \"$k\"; done "
                            "| grep -q '%s\\|%s'",
-                           it_env("WK_TEST_REDIS_PORT"), prefix_of(&e),
+                           it_env("WK_TEST_REDIS_PORT"), it_prefix_of(&e),
                            it_env("WK_TEST_REDIS_PORT"), IT_SECRET, IT_TOKEN),
                      1);
     store_free(st);
@@ -235,14 +111,14 @@ START_TEST(test_it_archive_fs_end_to_end)
                      0);
     st = it_fs_store(root);
     snprintf(url, sizeof(url), "file://%s", root);
-    env_init(&e, url, "fse2e", NULL);
+    it_env_init(&e, url, "fse2e", NULL);
     snprintf(log, sizeof(log), "%s/worker.log", tmp);
     snprintf(out, sizeof(out), "%s/enqueue.out", tmp);
-    w = start_worker(&e, log);
-    int rc = enqueue_wait(&e, id, job, sizeof(job), out);
+    w = it_start_worker(&e, log);
+    int rc = archive_wait(&e, id, job, sizeof(job), out);
     ck_assert_msg(rc == 0, "enqueue --wait exited %d (see %s, %s)", rc, out,
                   log);
-    verify_archived(st, id, src, tmp);
+    it_verify_archived(st, id, src, tmp);
     /* nothing but the archive and the manifest remains */
     ck_assert_int_eq(it_sh("test -z \"$(find '%s' -type f ! -path "
                            "'*/archived/%s/workspace-*.zip' ! -path "
@@ -259,9 +135,9 @@ static void xadd_raw(const struct it_env *e, const char *id, const char *json)
 {
     const char *r;
     if (id)
-        r = it_redis("XADD %sjobs * id %s job %s", prefix_of(e), id, json);
+        r = it_redis("XADD %sjobs * id %s job %s", it_prefix_of(e), id, json);
     else
-        r = it_redis("XADD %sjobs * job %s", prefix_of(e), json);
+        r = it_redis("XADD %sjobs * job %s", it_prefix_of(e), json);
     ck_assert_msg(strncmp(r, "ERR", 3) != 0, "%s", r);
 }
 
@@ -299,9 +175,9 @@ START_TEST(test_it_archive_bad_jobs_fail_worker_keeps_serving)
 
     it_tmpdir("badjobs", tmp, sizeof(tmp));
     snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
-    env_init(&e, url, "badjobs", NULL);
+    it_env_init(&e, url, "badjobs", NULL);
     snprintf(log, sizeof(log), "%s/worker.log", tmp);
-    w = start_worker(&e, log);
+    w = it_start_worker(&e, log);
 
     /* entries the worker cannot attribute still get consumed */
     xadd_raw(&e, NULL, "{\"type\":\"archive\",\"spaceId\":\"abc\"}");
@@ -311,10 +187,10 @@ START_TEST(test_it_archive_bad_jobs_fail_worker_keeps_serving)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         xadd_raw(&e, cases[i].id, cases[i].json);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *state = it_wait_job(prefix_of(&e), cases[i].id, 30);
+        const char *state = it_wait_job(it_prefix_of(&e), cases[i].id, 30);
         ck_assert_msg(strcmp(state, "failed") == 0, "%s: state %s", cases[i].id,
                       state);
-        const char *msg = it_job_field(prefix_of(&e), cases[i].id, "error");
+        const char *msg = it_job_field(it_prefix_of(&e), cases[i].id, "error");
         ck_assert_msg(strstr(msg, cases[i].expect) != NULL,
                       "%s: error '%s' lacks '%s'", cases[i].id, msg,
                       cases[i].expect);
@@ -337,13 +213,13 @@ START_TEST(test_it_archive_bad_jobs_fail_worker_keeps_serving)
         snprintf(prefix, sizeof(prefix), "active/%s/", id);
         it_upload_dir(src, prefix, NULL);
         snprintf(out, sizeof(out), "%s/enqueue.out", tmp);
-        ck_assert_int_eq(enqueue_wait(&e, id, job, sizeof(job), out), 0);
-        verify_archived(st, id, src, tmp);
+        ck_assert_int_eq(archive_wait(&e, id, job, sizeof(job), out), 0);
+        it_verify_archived(st, id, src, tmp);
     }
     /* every entry, attributable or not, was acknowledged */
     ck_assert_int_eq(it_sh("test \"$(redis-cli -p %s XPENDING '%sjobs' "
                            "sila-workers | head -n 1)\" = 0",
-                           it_env("WK_TEST_REDIS_PORT"), prefix_of(&e)),
+                           it_env("WK_TEST_REDIS_PORT"), it_prefix_of(&e)),
                      0);
     ck_assert_int_eq(kill(w, 0), 0); /* alive all along */
     ck_assert_int_eq(it_stop(w), 0);
@@ -374,16 +250,16 @@ START_TEST(test_it_archive_s3_down_mid_job)
                  "--big-size 6291456");
     snprintf(prefix, sizeof(prefix), "active/%s/", id);
     it_upload_dir(src, prefix, NULL);
-    struct dir_stats ds = stats_of(src);
+    struct it_dir_stats ds = it_stats_of(src);
 
     snprintf(ctl, sizeof(ctl), "%s/proxy.ctl", tmp);
     snprintf(target, sizeof(target), "%s", strstr(ep, "//") + 2);
     proxy = it_start_proxy(port, target, ctl);
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", port);
     snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
-    env_init(&e, url, "s3down", endpoint);
+    it_env_init(&e, url, "s3down", endpoint);
     snprintf(log, sizeof(log), "%s/worker.log", tmp);
-    w = start_worker(&e, log);
+    w = it_start_worker(&e, log);
 
     n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, "env");
     for (int i = 0; e.vars[i]; i++)
@@ -399,16 +275,16 @@ START_TEST(test_it_archive_s3_down_mid_job)
 
     /* wait until bytes are flowing, then kill the server */
     for (int i = 0; i < 300; i++) {
-        const char *bd = it_job_field(prefix_of(&e), job, "bytesDone");
+        const char *bd = it_job_field(it_prefix_of(&e), job, "bytesDone");
         if (bd[0] && strcmp(bd, "0") != 0)
             break;
-        ck_assert_str_ne(it_job_field(prefix_of(&e), job, "state"),
+        ck_assert_str_ne(it_job_field(it_prefix_of(&e), job, "state"),
                          "succeeded");
         it_sleep_ms(20);
     }
     it_write_file(ctl, "down\n");
-    ck_assert_str_eq(it_wait_job(prefix_of(&e), job, 120), "failed");
-    const char *msg = it_job_field(prefix_of(&e), job, "error");
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&e), job, 120), "failed");
+    const char *msg = it_job_field(it_prefix_of(&e), job, "error");
     ck_assert_msg(strlen(msg) > 10, "unclear error '%s'", msg);
     it_write_file(ctl, "up\n");
 
@@ -419,8 +295,8 @@ START_TEST(test_it_archive_s3_down_mid_job)
     ck_assert_int_eq(kill(w, 0), 0);
 
     /* server back: the next run archives and cleans up the stale upload */
-    ck_assert_int_eq(enqueue_wait(&e, id, job, sizeof(job), out), 0);
-    verify_archived(st, id, src, tmp);
+    ck_assert_int_eq(archive_wait(&e, id, job, sizeof(job), out), 0);
+    it_verify_archived(st, id, src, tmp);
     snprintf(prefix, sizeof(prefix), "archived/%s/", id);
     wk_err_clear(&err);
     ck_assert_int_eq(store_count_pending(st, prefix, &pending, &err), WK_OK);

@@ -150,8 +150,8 @@ START_TEST(test_it_cli_progress_events_published)
     snprintf(e_store, sizeof(e_store), "SILA_STORE=file://%s", root);
     snprintf(e_redis, sizeof(e_redis), "REDIS_URL=redis://127.0.0.1:%s/0",
              it_env("WK_TEST_REDIS_PORT"));
-    snprintf(e_prefix, sizeof(e_prefix), "SILA_KEY_PREFIX=test:%d:ev:",
-             (int)getpid());
+    snprintf(e_prefix, sizeof(e_prefix),
+             "SILA_KEY_PREFIX=test:%d:ev:", (int)getpid());
     wenv[0] = e_store;
     wenv[1] = e_redis;
     wenv[2] = e_prefix;
@@ -172,8 +172,7 @@ START_TEST(test_it_cli_progress_events_published)
 
     snprintf(log, sizeof(log), "%s/worker.log", tmp);
     w = it_spawn(wargs, wenv, log);
-    snprintf(envs, sizeof(envs), "'%s' '%s' '%s'", e_store, e_redis,
-             e_prefix);
+    snprintf(envs, sizeof(envs), "'%s' '%s' '%s'", e_store, e_redis, e_prefix);
     snprintf(out, sizeof(out), "%s/out", tmp);
     snprintf(args, sizeof(args), "enqueue archive %s --wait", id);
     ck_assert_int_eq(cli(envs, args, out), 0);
@@ -182,9 +181,8 @@ START_TEST(test_it_cli_progress_events_published)
     it_stop(w);
 
     /* running events with progress counters, then the final one */
-    ck_assert_int_eq(grep_file("\"state\":\"running\",\"type\":\"archive\"",
-                               sublog),
-                     0);
+    ck_assert_int_eq(
+        grep_file("\"state\":\"running\",\"type\":\"archive\"", sublog), 0);
     ck_assert_int_eq(grep_file("\"phase\":\"archiving\"", sublog), 0);
     ck_assert_int_eq(grep_file("\"filesTotal\":", sublog), 0);
     ck_assert_int_eq(grep_file("\"state\":\"succeeded\"", sublog), 0);

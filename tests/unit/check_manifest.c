@@ -288,6 +288,51 @@ START_TEST(test_manifest_to_json_rejects_bad_struct)
 }
 END_TEST
 
+START_TEST(test_manifest_history_roundtrip)
+{
+    struct mf m, back;
+    struct wk_buf b;
+    struct wk_err err;
+
+    valid_mf(&m);
+    m.n_history = 2;
+    snprintf(m.history[0].key, sizeof(m.history[0].key),
+             "archived/space-1_a.B/workspace-20231001T000000Z.zip");
+    memcpy(m.history[0].checksum, SUM, 65);
+    m.history[0].size = 77;
+    m.history[0].archived_at = 1696118400;
+    snprintf(m.history[1].key, sizeof(m.history[1].key),
+             "archived/space-1_a.B/workspace-20230901T000000Z.zip");
+    memcpy(m.history[1].checksum, SUM, 65);
+    m.history[1].size = 66;
+    m.history[1].archived_at = 1693526400;
+    wk_err_clear(&err);
+    wk_buf_init(&b, 1 << 16);
+    ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_OK);
+    ck_assert_ptr_nonnull(strstr(wk_buf_cstr(&b), "\"history\": ["));
+    ck_assert_int_eq(mf_parse(b.data, b.len, &back, &err), WK_OK);
+    ck_assert_uint_eq(back.n_history, 2);
+    ck_assert_str_eq(back.history[1].key, m.history[1].key);
+    ck_assert_int_eq(back.history[1].archived_at, 1693526400);
+    ck_assert(back.history[0].size == 77);
+    wk_buf_release(&b);
+
+    /* a history entry pointing outside the space is refused */
+    snprintf(m.history[1].key, sizeof(m.history[1].key),
+             "archived/other/workspace-20230901T000000Z.zip");
+    wk_buf_init(&b, 1 << 16);
+    wk_err_clear(&err);
+    ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_E_INVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "history[].archiveKey"));
+    wk_buf_release(&b);
+    /* no history: the field is absent and parses as empty */
+    wk_err_clear(&err);
+    ck_assert_int_eq(mf_parse(valid_json, strlen(valid_json), &back, &err),
+                     WK_OK);
+    ck_assert_uint_eq(back.n_history, 0);
+}
+END_TEST
+
 Suite *manifest_suite(void)
 {
     Suite *s = suite_create("manifest");
@@ -302,6 +347,7 @@ Suite *manifest_suite(void)
     tcase_add_test(tc, test_manifest_duplicate_keys_rejected);
     tcase_add_test(tc, test_manifest_unknown_fields_ignored);
     tcase_add_test(tc, test_manifest_to_json_rejects_bad_struct);
+    tcase_add_test(tc, test_manifest_history_roundtrip);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,542 @@
+#include "jobs/job_unarchive.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/wk_log.h"
+#include "jobs/manifest.h"
+#include "jobs/progress.h"
+#include "jobs/zipr.h"
+#include "storage/store.h"
+#include "storage/store_hash.h"
+
+#define UA_RATIO_MIN_BYTES (1u << 20)
+#define UA_KEEP_BUF_BYTES  (256u * 1024u)
+#define UA_CAS_PREFIX      "space-v1/files/static/sha256/"
+
+/* The archive, read in ranged GETs of chunk bytes and hashed in order. */
+struct ua_src {
+    struct store *st; /* borrowed */
+    const char *key;  /* borrowed */
+    uint64_t size, off;
+    uint64_t chunk;
+    struct wk_buf buf;
+    struct store_sha256 *hash; /* owned */
+};
+
+/* A restored object waiting for its PUT. */
+struct ua_put {
+    char *key; /* owned */
+    struct wk_buf data;
+};
+
+struct ua_run {
+    const struct job *job;
+    const struct job_ctx *ctx;
+    char prefix[JOB_SPACE_ID_MAX + 16]; /* "active/<id>/" */
+    char mf_key[JOB_SPACE_ID_MAX + 32];
+    struct ua_src src;
+    struct ua_put *pending; /* owned, window_objects slots */
+    size_t n_pending;
+    uint64_t pending_bytes;
+    char **written; /* owned: keys restored so far (cleanup on failure) */
+    size_t n_written, cap_written;
+    struct prog prog;
+};
+
+static enum wk_code src_read(void *ud, const void **p, size_t *n,
+                             struct wk_err *err)
+{
+    struct ua_src *s = ud;
+    struct store_get g;
+    uint64_t len;
+    enum wk_code rc;
+
+    *p = NULL;
+    *n = 0;
+    if (s->off >= s->size)
+        return WK_OK;
+    len = s->size - s->off;
+    if (len > s->chunk)
+        len = s->chunk;
+    wk_buf_reset(&s->buf);
+    memset(&g, 0, sizeof(g));
+    g.key = s->key;
+    g.offset = s->off;
+    g.len = len;
+    g.out = &s->buf;
+    rc = store_get_many(s->st, &g, 1, err);
+    if (rc != WK_OK)
+        return rc;
+    if (s->buf.len != len)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive '%s': short read at offset %llu", s->key,
+                          (unsigned long long)s->off);
+    store_sha256_update(s->hash, s->buf.data, s->buf.len);
+    s->off += len;
+    *p = s->buf.data;
+    *n = s->buf.len;
+    return WK_OK;
+}
+
+static enum wk_code note_written(struct ua_run *r, const char *key,
+                                 struct wk_err *err)
+{
+    if (r->n_written == r->cap_written) {
+        size_t ncap = r->cap_written ? r->cap_written * 2 : 256;
+        char **p = realloc(r->written, ncap * sizeof(*p));
+        if (!p)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        r->written = p;
+        r->cap_written = ncap;
+    }
+    r->written[r->n_written] = strdup(key);
+    if (!r->written[r->n_written])
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    r->n_written++;
+    return WK_OK;
+}
+
+static enum wk_code flush_pending(struct ua_run *r, struct wk_err *err)
+{
+    struct store_put *reqs;
+    enum wk_code rc = WK_OK;
+
+    if (r->n_pending == 0)
+        return WK_OK;
+    reqs = calloc(r->n_pending, sizeof(*reqs));
+    if (!reqs)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < r->n_pending; i++) {
+        reqs[i].key = r->pending[i].key;
+        reqs[i].data = r->pending[i].data.data ? r->pending[i].data.data : "";
+        reqs[i].len = r->pending[i].data.len;
+    }
+    rc = store_put_many(r->ctx->store, reqs, r->n_pending, err);
+    /* every PUT that went through is noted, so a failure cleans it up */
+    for (size_t i = 0; i < r->n_pending; i++) {
+        if (reqs[i].err.code == WK_OK) {
+            enum wk_code nrc = note_written(r, r->pending[i].key, err);
+            if (rc == WK_OK)
+                rc = nrc;
+        }
+        free(r->pending[i].key);
+        r->pending[i].key = NULL;
+        if (r->pending[i].data.cap > UA_KEEP_BUF_BYTES)
+            wk_buf_release(&r->pending[i].data);
+        else
+            wk_buf_reset(&r->pending[i].data);
+    }
+    free(reqs);
+    r->n_pending = 0;
+    r->pending_bytes = 0;
+    return rc;
+}
+
+static bool is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return s[n] == '\0';
+}
+
+/* "space-v1/files/static/sha256/ab/<62 hex>": the 64-hex name, or NULL. */
+static bool cas_name(const char *name, char want[65])
+{
+    size_t pl = strlen(UA_CAS_PREFIX);
+    const char *p = name + pl;
+    if (strncmp(name, UA_CAS_PREFIX, pl) != 0 || strlen(p) != 2 + 1 + 62 ||
+        p[2] != '/')
+        return false;
+    memcpy(want, p, 2);
+    memcpy(want + 2, p + 3, 62);
+    want[64] = '\0';
+    return is_hex(want, 64);
+}
+
+/* Restore one entry: buffered for a batched PUT when it is small, else
+ * streamed through a writer. */
+static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
+                                  const struct zipr_entry *e,
+                                  struct store_sha256 *cas, struct wk_err *err)
+{
+    const struct job_config *cfg = r->ctx->cfg;
+    struct store_writer *w = NULL;
+    struct ua_put *slot;
+    char key[2048], want[65], got[65];
+    bool check_cas = cas_name(e->name, want);
+    unsigned char chunk[16384];
+    enum wk_code rc = WK_OK;
+
+    if ((size_t)snprintf(key, sizeof(key), "%s%s", r->prefix, e->name) >=
+        sizeof(key))
+        return wk_err_set(err, WK_E_CORRUPT, "entry '%.80s...': name too long",
+                          e->name);
+    if (r->n_pending == cfg->window_objects) {
+        rc = flush_pending(r, err);
+        if (rc != WK_OK)
+            return rc;
+    }
+    slot = &r->pending[r->n_pending];
+    wk_buf_reset(&slot->data);
+    store_sha256_reset(cas);
+    for (;;) {
+        size_t n = 0;
+        if (r->ctx->cancel && *r->ctx->cancel) {
+            rc = wk_err_set(err, WK_E_CANCELLED, "unarchive cancelled");
+            goto out;
+        }
+        rc = zipr_read(zr, chunk, sizeof(chunk), &n, err);
+        if (rc != WK_OK)
+            goto out;
+        if (n == 0)
+            break;
+        if (check_cas)
+            store_sha256_update(cas, chunk, n);
+        r->prog.st.bytes_done += n;
+        if (!w && slot->data.len + n > cfg->chunk_bytes) {
+            /* too big to hold: stream it (multipart on S3) */
+            struct store_writer_opts wo = { cfg->part_bytes,
+                                            cfg->parts_in_flight };
+            rc = store_open_write(r->ctx->store, key, &wo, &w, err);
+            if (rc == WK_OK && slot->data.len)
+                rc =
+                    store_writer_write(w, slot->data.data, slot->data.len, err);
+            wk_buf_release(&slot->data);
+            if (rc != WK_OK)
+                goto out;
+        }
+        if (w)
+            rc = store_writer_write(w, chunk, n, err);
+        else
+            rc = wk_buf_append(&slot->data, chunk, n, err);
+        if (rc != WK_OK)
+            goto out;
+        prog_update(&r->prog, false);
+    }
+    if (check_cas) {
+        store_sha256_final_hex(cas, got);
+        if (strcmp(got, want) != 0) {
+            rc = wk_err_set(err, WK_E_CORRUPT,
+                            "entry '%s': content hashes to %s, not its name",
+                            e->name, got);
+            goto out;
+        }
+    }
+    if (w) {
+        rc = store_writer_commit(w, err);
+        if (rc == WK_OK)
+            rc = note_written(r, key, err);
+        goto out;
+    }
+    slot->key = strdup(key);
+    if (!slot->key) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    r->n_pending++;
+    r->pending_bytes += slot->data.len;
+    if (r->pending_bytes >= cfg->window_bytes)
+        rc = flush_pending(r, err);
+out:
+    store_writer_free(w);
+    if (rc == WK_OK)
+        r->prog.st.files_done++;
+    return rc;
+}
+
+/* Delete what was restored (failure path); the space stays archived. */
+static void cleanup_written(struct ua_run *r)
+{
+    size_t nd = 0;
+    struct wk_err derr;
+
+    if (r->n_written == 0)
+        return;
+    wk_err_clear(&derr);
+    if (store_delete_many(r->ctx->store, (const char *const *)r->written,
+                          r->n_written, &nd, &derr) != WK_OK)
+        WK_LOG(WK_LOG_ERROR, "unarchive.cleanup_failed",
+               KV_STR("job_id", r->job->id),
+               KV_STR("space_id", r->job->space_id),
+               KV_INT("left", r->n_written - nd), KV_STR("msg", derr.msg));
+    else
+        WK_LOG(WK_LOG_INFO, "unarchive.cleaned_up",
+               KV_STR("job_id", r->job->id), KV_INT("deleted", nd));
+}
+
+static enum wk_code count_cb(const struct store_entry *e, void *ud,
+                             struct wk_err *err)
+{
+    (void)err;
+    if (!e->is_prefix)
+        (*(size_t *)ud)++;
+    return WK_OK;
+}
+
+static enum wk_code set_result(struct wk_buf *result, json_t *o,
+                               struct wk_err *err)
+{
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    enum wk_code rc;
+
+    json_decref(o);
+    if (!s)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    wk_buf_reset(result);
+    rc = wk_buf_appends(result, s, err);
+    free(s);
+    return rc;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
+                               struct wk_buf *result, struct wk_err *err)
+{
+    const struct job_config *cfg = ctx->cfg;
+    struct ua_run r;
+    struct mf *m = NULL;
+    struct mf_archive want;
+    struct zipr *zr = NULL;
+    struct zipr_limits lim;
+    struct store_sha256 *cas = NULL;
+    struct store_stat st;
+    struct wk_buf mbuf;
+    char sha[65];
+    size_t existing = 0;
+    uint64_t nentries = 0;
+    bool flipped = false;
+    int64_t t0 = mono_ms();
+    enum wk_code rc;
+
+    memset(&r, 0, sizeof(r));
+    memset(&want, 0, sizeof(want));
+    wk_buf_init(&mbuf, 1u << 20);
+    r.job = job;
+    r.ctx = ctx;
+    prog_init(&r.prog, ctx->sink);
+    wk_buf_init(&r.src.buf, cfg->chunk_bytes);
+
+    if (!job_space_id_valid(job->space_id)) {
+        rc = wk_err_set(err, WK_E_INVAL, "invalid spaceId");
+        goto out;
+    }
+    snprintf(r.prefix, sizeof(r.prefix), "active/%s/", job->space_id);
+    mf_key(job->space_id, r.mf_key, sizeof(r.mf_key));
+    r.prog.st.phase = "reading manifest";
+    prog_update(&r.prog, true);
+
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    rc = store_get_all(ctx->store, r.mf_key, &mbuf, err);
+    if (rc == WK_E_NOTFOUND) {
+        wk_err_clear(err);
+        rc = wk_err_set(err, WK_E_NOTFOUND,
+                        "space '%s' has no manifest '%s': nothing to restore",
+                        job->space_id, r.mf_key);
+        goto out;
+    }
+    if (rc == WK_OK)
+        rc = mf_parse(mbuf.data, mbuf.len, m, err);
+    if (rc != WK_OK)
+        goto out;
+
+    if (m->state == MF_ACTIVE) {
+        if (job->archive_key[0]) {
+            rc = wk_err_set(err, WK_E_INVAL,
+                            "space '%s' is active: archive it before "
+                            "restoring '%s'",
+                            job->space_id, job->archive_key);
+            goto out;
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "noop", json_true());
+        json_object_set_new(o, "reason", json_string("already active"));
+        rc = set_result(result, o, err);
+        goto out;
+    }
+
+    /* Which archive: the current one, or one named from the history. */
+    if (!job->archive_key[0] || strcmp(job->archive_key, m->archive_key) == 0) {
+        snprintf(want.key, sizeof(want.key), "%s", m->archive_key);
+        memcpy(want.checksum, m->checksum, sizeof(want.checksum));
+        want.size = m->size;
+        want.uncompressed_size = m->uncompressed_size;
+        want.file_count = m->file_count;
+        want.archived_at = m->archived_at;
+    } else {
+        size_t i;
+        for (i = 0; i < m->n_history; i++)
+            if (strcmp(m->history[i].key, job->archive_key) == 0)
+                break;
+        if (i == m->n_history) {
+            rc = wk_err_set(err, WK_E_NOTFOUND,
+                            "archive '%s' is not in the manifest of space "
+                            "'%s' (current or history)",
+                            job->archive_key, job->space_id);
+            goto out;
+        }
+        want = m->history[i];
+    }
+
+    rc = store_list(ctx->store, r.prefix, NULL, count_cb, &existing, err);
+    if (rc != WK_OK)
+        goto out;
+    if (existing) {
+        rc = wk_err_set(err, WK_E_CONFLICT,
+                        "space '%s' is archived but %zu objects exist under "
+                        "'%s': refusing to restore over them",
+                        job->space_id, existing, r.prefix);
+        goto out;
+    }
+    rc = store_head(ctx->store, want.key, &st, err);
+    if (rc != WK_OK)
+        goto out;
+    if (st.size != want.size) {
+        rc = wk_err_set(err, WK_E_CORRUPT,
+                        "archive '%s' is %llu bytes, the manifest says %llu",
+                        want.key, (unsigned long long)st.size,
+                        (unsigned long long)want.size);
+        goto out;
+    }
+
+    r.pending = calloc(cfg->window_objects, sizeof(*r.pending));
+    if (!r.pending) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->window_objects; i++)
+        wk_buf_init(&r.pending[i].data, cfg->chunk_bytes);
+    r.src.st = ctx->store;
+    r.src.key = want.key;
+    r.src.size = want.size;
+    r.src.chunk = cfg->chunk_bytes;
+    rc = store_sha256_new(&r.src.hash, err);
+    if (rc == WK_OK)
+        rc = store_sha256_new(&cas, err);
+    if (rc != WK_OK)
+        goto out;
+    lim.max_total_bytes = want.uncompressed_size;
+    lim.max_entries = want.file_count;
+    lim.max_ratio = cfg->max_ratio;
+    lim.ratio_min_bytes = UA_RATIO_MIN_BYTES;
+    rc = zipr_new(src_read, &r.src, &lim, &zr, err);
+    if (rc != WK_OK)
+        goto out;
+
+    r.prog.st.phase = "restoring";
+    r.prog.st.bytes_total = want.uncompressed_size;
+    r.prog.st.files_total = want.file_count;
+    prog_update(&r.prog, true);
+    WK_LOG(WK_LOG_INFO, "unarchive.started", KV_STR("job_id", job->id),
+           KV_STR("space_id", job->space_id), KV_STR("archive_key", want.key),
+           KV_INT("files", want.file_count),
+           KV_INT("bytes", want.uncompressed_size));
+    for (;;) {
+        struct zipr_entry e;
+        bool eof = false;
+        rc = zipr_next(zr, &e, &eof, err);
+        if (rc != WK_OK || eof)
+            break;
+        nentries++;
+        rc = restore_entry(&r, zr, &e, cas, err);
+        if (rc != WK_OK)
+            break;
+    }
+    if (rc == WK_OK)
+        rc = flush_pending(&r, err);
+    if (rc != WK_OK)
+        goto out;
+    if (nentries != want.file_count) {
+        rc = wk_err_set(err, WK_E_CORRUPT,
+                        "archive '%s' has %llu entries, the manifest says "
+                        "%llu",
+                        want.key, (unsigned long long)nentries,
+                        (unsigned long long)want.file_count);
+        goto out;
+    }
+    /* The rest (central directory) still counts for the checksum. */
+    for (;;) {
+        const void *p;
+        size_t n;
+        rc = src_read(&r.src, &p, &n, err);
+        if (rc != WK_OK || n == 0)
+            break;
+    }
+    if (rc != WK_OK)
+        goto out;
+    store_sha256_final_hex(r.src.hash, sha);
+    if (strcmp(sha, want.checksum) != 0) {
+        rc = wk_err_set(err, WK_E_CORRUPT,
+                        "archive '%s': SHA-256 %s does not match the "
+                        "manifest's %s",
+                        want.key, sha, want.checksum);
+        goto out;
+    }
+
+    /* Everything verified: the space is active again. */
+    r.prog.st.phase = "activating";
+    prog_update(&r.prog, true);
+    m->state = MF_ACTIVE;
+    m->restored_at = ctx->now ? ctx->now() : time(NULL);
+    wk_buf_reset(&mbuf);
+    rc = mf_to_json(m, &mbuf, err);
+    if (rc == WK_OK)
+        rc = store_put(ctx->store, r.mf_key, mbuf.data, mbuf.len, err);
+    if (rc != WK_OK)
+        goto out;
+    flipped = true;
+    {
+        int64_t ms = mono_ms() - t0;
+        json_t *o = json_object();
+        json_object_set_new(o, "archiveKey", json_string(want.key));
+        json_object_set_new(o, "restored",
+                            json_integer((json_int_t)r.n_written));
+        json_object_set_new(o, "bytes",
+                            json_integer((json_int_t)zipr_total_bytes(zr)));
+        json_object_set_new(o, "checksum", json_string(sha));
+        json_object_set_new(o, "timeToReadyMs", json_integer(ms));
+        rc = set_result(result, o, err);
+        WK_LOG(WK_LOG_INFO, "unarchive.restored", KV_STR("job_id", job->id),
+               KV_STR("space_id", job->space_id),
+               KV_STR("archive_key", want.key), KV_INT("files", r.n_written),
+               KV_INT("time_to_ready_ms", ms));
+    }
+    r.prog.st.phase = "done";
+    r.prog.st.bytes_done = r.prog.st.bytes_total;
+    r.prog.st.files_done = r.prog.st.files_total;
+    prog_update(&r.prog, true);
+out:
+    if (rc != WK_OK && !flipped)
+        cleanup_written(&r);
+    zipr_free(zr);
+    store_sha256_free(cas);
+    store_sha256_free(r.src.hash);
+    wk_buf_release(&r.src.buf);
+    if (r.pending) {
+        for (size_t i = 0; i < cfg->window_objects; i++) {
+            free(r.pending[i].key);
+            wk_buf_release(&r.pending[i].data);
+        }
+        free(r.pending);
+    }
+    for (size_t i = 0; i < r.n_written; i++)
+        free(r.written[i]);
+    free(r.written);
+    wk_buf_release(&mbuf);
+    free(m);
+    return rc;
+}

@@ -70,12 +70,15 @@ static const char usage_enqueue[] =
     "usage: sila-archiver enqueue archive <spaceId> [--urgent] [--wait]\n"
     "       sila-archiver enqueue unarchive <spaceId> [--urgent]\n"
     "                     [--archive-key <key>] [--wait]\n"
+    "       sila-archiver enqueue --file <job.json> [--urgent] [--wait]\n"
     "\n"
     "Queues a job and prints its id. When a job of the same kind for the\n"
     "same space is already queued or running, prints that job's id instead\n"
     "(--urgent moves a queued one to the urgent lane). --urgent: the urgent\n"
     "lane, served before all normal work. --archive-key: restore that older\n"
-    "archive from the manifest's history. With --wait, follows the job (a\n"
+    "archive from the manifest's history. --file: a job spec as on the\n"
+    "queue ({\"type\":\"unarchive\",\"spaceId\":\"...\",\"priority\":\"urgent\"});\n"
+    "its priority picks the lane. With --wait, follows the job (a\n"
     "progress bar on a terminal, plain lines otherwise) and exits 0 when it\n"
     "succeeded (for unarchive: the space is ready), 1 with its error when it\n"
     "failed.\n";
@@ -257,6 +260,36 @@ static int wait_job(struct q *q, const char *id)
     return rc;
 }
 
+/* Read and validate a job spec file (at most JOB_JSON_MAX bytes). */
+static int load_job_file(const char *path, struct job *out)
+{
+    struct wk_buf b;
+    struct wk_err err;
+    char chunk[4096];
+    size_t n;
+    int rc = 0;
+    FILE *f = fopen(path, "rb");
+
+    if (!f) {
+        fprintf(stderr, "sila-archiver enqueue: cannot open '%s'\n", path);
+        return 2;
+    }
+    wk_buf_init(&b, JOB_JSON_MAX + 1);
+    wk_err_clear(&err);
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (wk_buf_append(&b, chunk, n, &err) != WK_OK)
+            break;
+    fclose(f);
+    if (err.code == WK_OK)
+        job_parse(wk_buf_cstr(&b), b.len, out, &err);
+    if (err.code != WK_OK) {
+        fprintf(stderr, "sila-archiver enqueue: '%s': %s\n", path, err.msg);
+        rc = 2;
+    }
+    wk_buf_release(&b);
+    return rc;
+}
+
 static int cmd_enqueue(int argc, char **argv)
 {
     struct cfg cfg;
@@ -266,6 +299,8 @@ static int cmd_enqueue(int argc, char **argv)
     char id[JOB_ID_MAX + 1];
     bool wait = false, created = false;
     const char *pos[2] = { NULL, NULL };
+    const char *file = NULL;
+    struct job fjob;
     int npos = 0, rc;
 
     memset(&spec, 0, sizeof(spec));
@@ -280,6 +315,8 @@ static int cmd_enqueue(int argc, char **argv)
             spec.urgent = true;
         } else if (strcmp(argv[i], "--archive-key") == 0 && i + 1 < argc) {
             spec.archive_key = argv[++i];
+        } else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc) {
+            file = argv[++i];
         } else if (argv[i][0] == '-' || npos == 2) {
             fprintf(stderr, "sila-archiver enqueue: unexpected '%s'\n",
                     argv[i]);
@@ -288,6 +325,21 @@ static int cmd_enqueue(int argc, char **argv)
         } else {
             pos[npos++] = argv[i];
         }
+    }
+    if (file) {
+        /* a job file: the same JSON as on the queue */
+        if (npos != 0 || spec.archive_key) {
+            fputs(usage_enqueue, stderr);
+            return 2;
+        }
+        if ((rc = load_job_file(file, &fjob)) != 0)
+            return rc;
+        pos[0] = job_type_name(fjob.type);
+        pos[1] = fjob.space_id;
+        npos = 2;
+        spec.urgent = spec.urgent || fjob.urgent;
+        if (fjob.archive_key[0])
+            spec.archive_key = fjob.archive_key;
     }
     if (npos != 2) {
         fputs(usage_enqueue, stderr);

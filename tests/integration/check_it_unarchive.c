@@ -204,7 +204,7 @@ END_TEST
 START_TEST(test_it_unarchive_urgent_overtakes_normal_queue)
 {
     char id[33], tmp[512], src[600], root[600], log[600], out[600], job[200];
-    char url[700], args[200], urgent_started[64];
+    char url[700], args[800], urgent_started[64];
     struct it_env e;
     pid_t w;
 
@@ -229,8 +229,17 @@ START_TEST(test_it_unarchive_urgent_overtakes_normal_queue)
         ck_assert_int_eq(it_cli(&e, args, normal[i], sizeof(normal[i]), out),
                          0);
     }
-    snprintf(args, sizeof(args), "enqueue unarchive %s --urgent", id);
+    /* a job file that asks for the urgent lane, as a client would */
+    char jf[600], spec[200];
+    snprintf(jf, sizeof(jf), "%s/job.json", tmp);
+    snprintf(spec, sizeof(spec),
+             "{\"type\":\"unarchive\",\"spaceId\":\"%s\","
+             "\"priority\":\"urgent\"}",
+             id);
+    it_write_file(jf, spec);
+    snprintf(args, sizeof(args), "enqueue --file '%s'", jf);
     ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 0);
+    ck_assert_str_eq(it_redis("XLEN %sjobs:urgent", it_prefix_of(&e)), "1");
 
     w = it_start_worker(&e, log);
     ck_assert_str_eq(it_wait_job(it_prefix_of(&e), job, 60), "succeeded");

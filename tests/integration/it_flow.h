@@ -41,7 +41,7 @@ pid_t it_start_worker(const struct it_env *e, const char *log);
 void it_env_add(struct it_env *e, const char *kv);
 
 /* Run "sila-archiver <args>" in e's environment, output to out_path;
- * returns the exit status; job_id gets the first output line. */
+ * returns the exit status; the first output line goes to job_id. */
 int it_cli(const struct it_env *e, const char *args, char *job_id, size_t len,
            const char *out_path);
 

@@ -125,6 +125,24 @@ static enum wk_code env_num(const char *name, uint64_t lo, uint64_t hi,
     return WK_OK;
 }
 
+/* A duration ("30s", "500ms", "5m"; a bare number is seconds). */
+static enum wk_code env_ms(const char *name, uint64_t lo, uint64_t hi,
+                           unsigned *out, struct wk_err *err)
+{
+    const char *v = getenv(name);
+    uint64_t n;
+    if (!v || !*v)
+        return WK_OK;
+    if (wk_parse_duration_ms(v, &n, NULL) != WK_OK || n < lo || n > hi)
+        return wk_err_set(err, WK_E_INVAL,
+                          "%s: expected a duration from %llu ms to %llu ms "
+                          "(\"30s\", \"500ms\"), got '%s'",
+                          name, (unsigned long long)lo, (unsigned long long)hi,
+                          v);
+    *out = (unsigned)n;
+    return WK_OK;
+}
+
 enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
 {
     const char *v;
@@ -135,6 +153,11 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
     snprintf(c->redis_url, sizeof(c->redis_url), "redis://127.0.0.1:6379/0");
     snprintf(c->prefix, sizeof(c->prefix), "sila:");
     c->block_ms = 2000;
+    c->lease_ms = 30000;
+    c->max_attempts = 5;
+    c->retry_base_ms = 2000;
+    c->retry_max_ms = 300000;
+    c->grace_ms = 25000;
     job_config_defaults(&c->job);
 
     if ((v = getenv("SILA_LOG_LEVEL")) && *v && wk_log_set_level(v) != 0)
@@ -192,6 +215,19 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
         rc = env_num("SILA_QUEUE_BLOCK_MS", 100, 60000, &n, err);
         c->block_ms = (unsigned)n;
     }
+    if (rc == WK_OK) {
+        n = c->max_attempts;
+        rc = env_num("SILA_MAX_ATTEMPTS", 1, 100, &n, err);
+        c->max_attempts = (unsigned)n;
+    }
+    if (rc == WK_OK)
+        rc = env_ms("SILA_LEASE", 1000, 3600000, &c->lease_ms, err);
+    if (rc == WK_OK)
+        rc = env_ms("SILA_RETRY_BASE", 10, 3600000, &c->retry_base_ms, err);
+    if (rc == WK_OK)
+        rc = env_ms("SILA_RETRY_MAX", 10, 86400000, &c->retry_max_ms, err);
+    if (rc == WK_OK)
+        rc = env_ms("SILA_SHUTDOWN_GRACE", 0, 3600000, &c->grace_ms, err);
     if (rc == WK_OK)
         rc = store_opts_from_env(&c->store, err);
     return rc;

@@ -22,8 +22,16 @@ struct cfg {
     char store_url[1024]; /* SILA_STORE */
     char redis_url[1024]; /* REDIS_URL */
     struct cfg_redis redis;
-    char prefix[64];   /* SILA_KEY_PREFIX, default "sila:" */
-    unsigned block_ms; /* how long one queue read waits (2000) */
+    char prefix[64];        /* SILA_KEY_PREFIX, default "sila:" */
+    unsigned block_ms;      /* how long one queue read waits (2000) */
+    unsigned lease_ms;      /* SILA_LEASE: a silent worker's job is taken
+                               over after this (30 s) */
+    unsigned max_attempts;  /* SILA_MAX_ATTEMPTS: runs of a job that keeps
+                               failing transiently (5) */
+    unsigned retry_base_ms; /* SILA_RETRY_BASE: first retry delay (2 s) */
+    unsigned retry_max_ms;  /* SILA_RETRY_MAX: longest retry delay (5 min) */
+    unsigned grace_ms;      /* SILA_SHUTDOWN_GRACE: SIGTERM waits this long
+                               for the current job (25 s) */
     struct job_config job;
     struct store_opts store;
 };

@@ -52,6 +52,8 @@ static const char usage_main[] =
     "  cat <spaceId> <path>         print one file of a space, archived or "
     "not\n"
     "  status <jobId>               print a job's status as JSON\n"
+    "  jobs                         list jobs not succeeded, and dead letters\n"
+    "  retry <jobId>                run a failed (or dead) job again\n"
     "  version                      print the version\n"
     "\n"
     "'sila-archiver <command> --help' describes a command. Configuration is\n"
@@ -64,7 +66,8 @@ static const char usage_worker[] =
     "Consumes jobs from the Redis stream <prefix>jobs (group sila-workers)\n"
     "and runs them against SILA_STORE (s3://bucket[/prefix] or\n"
     "file:///path). Logs one JSON object per line on stderr. SIGTERM or\n"
-    "SIGINT: stop taking jobs, finish the current one, exit 0.\n";
+    "SIGINT: stop taking jobs, let the current one finish within\n"
+    "SILA_SHUTDOWN_GRACE (25s), else hand it back to the queue; exit 0.\n";
 
 static const char usage_enqueue[] =
     "usage: sila-archiver enqueue archive <spaceId> [--urgent] [--wait]\n"
@@ -77,7 +80,8 @@ static const char usage_enqueue[] =
     "(--urgent moves a queued one to the urgent lane). --urgent: the urgent\n"
     "lane, served before all normal work. --archive-key: restore that older\n"
     "archive from the manifest's history. --file: a job spec as on the\n"
-    "queue ({\"type\":\"unarchive\",\"spaceId\":\"...\",\"priority\":\"urgent\"});\n"
+    "queue "
+    "({\"type\":\"unarchive\",\"spaceId\":\"...\",\"priority\":\"urgent\"});\n"
     "its priority picks the lane. With --wait, follows the job (a\n"
     "progress bar on a terminal, plain lines otherwise) and exits 0 when it\n"
     "succeeded (for unarchive: the space is ready), 1 with its error when it\n"
@@ -493,6 +497,76 @@ out:
     return rc;
 }
 
+static const char usage_jobs[] =
+    "usage: sila-archiver jobs\n"
+    "\n"
+    "Prints one JSON line per job that has not succeeded (queued, running,\n"
+    "retrying, failed: id, state, type, spaceId, attempts, error,\n"
+    "updatedAt), then one per dead letter (\"dead\": true), from Redis.\n";
+
+static const char usage_retry[] =
+    "usage: sila-archiver retry <jobId>\n"
+    "\n"
+    "Queues a failed job again with the same id and spec (attempts start\n"
+    "over) and removes it from the dead letters. Exits 2 when the job is\n"
+    "not failed.\n";
+
+static int with_queue(int argc, char **argv, const char *usage, int nargs,
+                      int (*fn)(struct q *q, char **args))
+{
+    struct cfg cfg;
+    struct q *q = NULL;
+    struct wk_err err;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (argc != nargs + 1) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if ((rc = load_cfg(&cfg)) != 0)
+        return rc;
+    wk_err_clear(&err);
+    if (q_connect(&cfg.redis, cfg.prefix, 10000, &q, &err) != WK_OK)
+        return fail(&err);
+    rc = fn(q, argv + 1);
+    q_free(q);
+    return rc;
+}
+
+static int do_jobs(struct q *q, char **args)
+{
+    struct wk_buf b;
+    struct wk_err err;
+    int rc = 0;
+    (void)args;
+    wk_buf_init(&b, 64u << 20);
+    wk_err_clear(&err);
+    if (q_jobs_report(q, &b, &err) != WK_OK)
+        rc = fail(&err);
+    else
+        fputs(wk_buf_cstr(&b), stdout);
+    wk_buf_release(&b);
+    return rc;
+}
+
+static int do_retry(struct q *q, char **args)
+{
+    struct wk_err err;
+    wk_err_clear(&err);
+    if (!job_id_valid(args[0])) {
+        fprintf(stderr, "sila-archiver retry: bad job id\n");
+        return 2;
+    }
+    if (q_retry(q, args[0], &err) != WK_OK)
+        return fail(&err);
+    printf("%s\n", args[0]);
+    return 0;
+}
+
 static int cmd_status(int argc, char **argv)
 {
     struct cfg cfg;
@@ -547,6 +621,10 @@ int main(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "cat") == 0)
         return cmd_cat(argc - 1, argv + 1);
+    if (strcmp(cmd, "jobs") == 0)
+        return with_queue(argc - 1, argv + 1, usage_jobs, 0, do_jobs);
+    if (strcmp(cmd, "retry") == 0)
+        return with_queue(argc - 1, argv + 1, usage_retry, 1, do_retry);
     fprintf(stderr, "sila-archiver: unknown command '%s'\n\n%s", cmd,
             usage_main);
     return 2;

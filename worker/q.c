@@ -323,6 +323,7 @@ static const char enqueue_lua[] =
     "redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400)\n"
     "redis.call('HSET', KEYS[2], 'state', 'queued', 'type', ARGV[3],\n"
     "           'spaceId', ARGV[4], 'progress', '0', 'priority', ARGV[7],\n"
+    "           'attempts', '0', 'spec', ARGV[2],\n"
     "           'createdAt', ARGV[5], 'updatedAt', ARGV[5])\n"
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*',\n"
     "           'id', ARGV[1], 'job', ARGV[2])\n"
@@ -541,11 +542,17 @@ out:
 enum wk_code q_state(struct q *q, const char *job_id, char *buf, size_t len,
                      struct wk_err *err)
 {
+    return q_field(q, job_id, "state", buf, len, err);
+}
+
+enum wk_code q_field(struct q *q, const char *job_id, const char *field,
+                     char *buf, size_t len, struct wk_err *err)
+{
     char key[256];
     redisReply *rep;
 
     key_of(q, "job:", job_id, key, sizeof(key));
-    const char *argv[] = { "HGET", key, "state" };
+    const char *argv[] = { "HGET", key, field };
     rep = q_cmds(q, err, "HGET", 3, argv);
     if (!rep)
         return err ? err->code : WK_E_NET;
@@ -607,10 +614,10 @@ enum wk_code q_publish(struct q *q, const char *job_id, const char *json,
 
 enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
                       const char *space_id, bool ok, const char *error,
-                      const char *result_json, struct wk_err *err)
+                      const char *result_json, bool dead, struct wk_err *err)
 {
-    char key[256], now[40], ttl[16], dedup[256], chan[256];
-    struct q_tx_cmd cmds[6];
+    char key[256], now[40], ttl[16], dedup[256], chan[256], deadkey[128];
+    struct q_tx_cmd cmds[7];
     int ncmd = 4;
     char *sev = NULL;
     json_t *ev = json_object();
@@ -708,6 +715,25 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
             ncmd++;
         }
     }
+    if (!ok && dead) {
+        /* out of attempts: kept for an operator ("jobs", "retry") */
+        key_of(q, "jobs:dead", NULL, deadkey, sizeof(deadkey));
+        tx_add(&cmds[ncmd], "XADD");
+        tx_add(&cmds[ncmd], deadkey);
+        tx_add(&cmds[ncmd], "MAXLEN");
+        tx_add(&cmds[ncmd], "~");
+        tx_add(&cmds[ncmd], "10000");
+        tx_add(&cmds[ncmd], "*");
+        tx_add(&cmds[ncmd], "id");
+        tx_add(&cmds[ncmd], m->job_id);
+        tx_add(&cmds[ncmd], "job");
+        tx_add(&cmds[ncmd], wk_buf_cstr(&m->json));
+        tx_add(&cmds[ncmd], "error");
+        tx_add(&cmds[ncmd], error ? error : "failed");
+        tx_add(&cmds[ncmd], "failedAt");
+        tx_add(&cmds[ncmd], now);
+        ncmd++;
+    }
     rc = q_exec_tx(q, cmds, ncmd, "finish", err);
     free(evs);
     free(sev);
@@ -771,6 +797,373 @@ enum wk_code q_status_json(struct q *q, const char *job_id, struct wk_buf *out,
 out:
     free(s);
     json_decref(o);
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* ---- leases, locks, retries ---- */
+
+static enum wk_code reclaim_one(struct q *q, const char *suffix,
+                                const char *consumer, unsigned min_idle_ms,
+                                struct q_msg *out, bool *got,
+                                struct wk_err *err)
+{
+    char stream[128], idle[16];
+    redisReply *rep;
+    enum wk_code rc = WK_OK;
+
+    key_of(q, suffix, NULL, stream, sizeof(stream));
+    snprintf(idle, sizeof(idle), "%u", min_idle_ms);
+    const char *argv[] = { "XAUTOCLAIM", stream, Q_GROUP, consumer,
+                           idle,         "0-0",  "COUNT", "1" };
+    rep = q_cmds(q, err, "XAUTOCLAIM", 8, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    /* [next cursor, [[id, [fields...]], ...], [deleted ids]] */
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2 &&
+        rep->element[1]->type == REDIS_REPLY_ARRAY) {
+        const redisReply *entries = rep->element[1];
+        for (size_t i = 0; i < entries->elements && !*got; i++) {
+            const redisReply *en = entries->element[i];
+            if (en->type != REDIS_REPLY_ARRAY || en->elements < 2 ||
+                en->element[1]->type != REDIS_REPLY_ARRAY)
+                continue; /* deleted entry: XAUTOCLAIM drops it */
+            rc = msg_from_entry(stream, en, out, err);
+            if (rc == WK_OK)
+                *got = true;
+        }
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+enum wk_code q_reclaim(struct q *q, const char *consumer, unsigned min_idle_ms,
+                       struct q_msg *out, bool *got, struct wk_err *err)
+{
+    enum wk_code rc;
+
+    *got = false;
+    rc = reclaim_one(q, "jobs:urgent", consumer, min_idle_ms, out, got, err);
+    if (rc == WK_OK && !*got)
+        rc = reclaim_one(q, "jobs", consumer, min_idle_ms, out, got, err);
+    return rc;
+}
+
+enum wk_code q_touch(struct q *q, const struct q_msg *m, const char *consumer,
+                     bool *lost, struct wk_err *err)
+{
+    redisReply *rep;
+    const char *argv[] = { "XCLAIM", m->stream,   Q_GROUP, consumer,
+                           "0",      m->entry_id, "JUSTID" };
+
+    *lost = false;
+    rep = q_cmds(q, err, "XCLAIM", 7, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    /* an entry that was acknowledged or deleted comes back empty */
+    *lost = rep->type != REDIS_REPLY_ARRAY || rep->elements == 0;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+static void lock_key(const struct q *q, const char *space_id, char *buf,
+                     size_t len)
+{
+    snprintf(buf, len, "%slock:%s", q->prefix, space_id);
+}
+
+enum wk_code q_lock(struct q *q, const char *space_id, const char *token,
+                    unsigned ttl_ms, bool *got, struct wk_err *err)
+{
+    char key[256], ttl[16];
+    redisReply *rep;
+
+    lock_key(q, space_id, key, sizeof(key));
+    snprintf(ttl, sizeof(ttl), "%u", ttl_ms);
+    const char *argv[] = { "SET", key, token, "NX", "PX", ttl };
+    rep = q_cmds(q, err, "SET NX", 6, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    *got = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_lock_renew(struct q *q, const char *space_id, const char *token,
+                          unsigned ttl_ms, bool *held, struct wk_err *err)
+{
+    char key[256], ttl[16];
+    redisReply *rep;
+
+    lock_key(q, space_id, key, sizeof(key));
+    snprintf(ttl, sizeof(ttl), "%u", ttl_ms);
+    const char *argv[] = {
+        "EVAL",
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+        "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+        "1",
+        key,
+        token,
+        ttl
+    };
+    rep = q_cmds(q, err, "lock renew", 6, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    *held = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_unlock(struct q *q, const char *space_id, const char *token,
+                      struct wk_err *err)
+{
+    char key[256];
+    redisReply *rep;
+
+    lock_key(q, space_id, key, sizeof(key));
+    const char *argv[] = { "EVAL",
+                           "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                           "return redis.call('DEL', KEYS[1]) end return 0",
+                           "1", key, token };
+    rep = q_cmds(q, err, "unlock", 5, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+/* The lane of an entry without the prefix ("jobs" or "jobs:urgent"). */
+static const char *lane_of(const struct q *q, const struct q_msg *m)
+{
+    size_t pl = strlen(q->prefix);
+    if (strncmp(m->stream, q->prefix, pl) == 0)
+        return m->stream + pl;
+    return "jobs";
+}
+
+enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
+                       const char *const *fields, struct wk_err *err)
+{
+    char key[256], delayed[128], now[40], due[32];
+    struct q_tx_cmd cmds[3];
+    struct timespec ts;
+    json_t *mem = NULL;
+    char *mems = NULL;
+    enum wk_code rc;
+
+    key_of(q, "job:", m->job_id, key, sizeof(key));
+    key_of(q, "jobs:delayed", NULL, delayed, sizeof(delayed));
+    q_now_rfc3339(now, sizeof(now));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(due, sizeof(due), "%llu",
+             (unsigned long long)ts.tv_sec * 1000ULL +
+                 (unsigned long long)(ts.tv_nsec / 1000000) + delay_ms);
+    mem = json_pack("{s:s, s:s, s:s%}", "id", m->job_id, "lane", lane_of(q, m),
+                    "job", wk_buf_cstr(&m->json), m->json.len);
+    mems = mem ? json_dumps(mem, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(mem);
+    if (!mems)
+        return wk_err_set(err, WK_E_NOMEM, "cannot encode the job");
+    memset(cmds, 0, sizeof(cmds));
+    tx_add(&cmds[0], "HSET");
+    tx_add(&cmds[0], key);
+    for (int i = 0; fields && fields[i]; i += 2) {
+        tx_add(&cmds[0], fields[i]);
+        tx_add(&cmds[0], fields[i + 1]);
+    }
+    tx_add(&cmds[0], "updatedAt");
+    tx_add(&cmds[0], now);
+    tx_add(&cmds[1], "ZADD");
+    tx_add(&cmds[1], delayed);
+    tx_add(&cmds[1], due);
+    tx_add(&cmds[1], mems);
+    tx_add(&cmds[2], "XACK");
+    tx_add(&cmds[2], m->stream);
+    tx_add(&cmds[2], Q_GROUP);
+    tx_add(&cmds[2], m->entry_id);
+    rc = q_exec_tx(q, cmds, 3, "requeue", err);
+    free(mems);
+    return rc;
+}
+
+/* KEYS[1] delayed set; ARGV[1] now ms, ARGV[2] key prefix. */
+static const char promote_lua[] =
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1],\n"
+    "                       'LIMIT', 0, 100)\n"
+    "for _, m in ipairs(due) do\n"
+    "  redis.call('ZREM', KEYS[1], m)\n"
+    "  local ok, j = pcall(cjson.decode, m)\n"
+    "  if ok and type(j) == 'table' and type(j.id) == 'string' and\n"
+    "     (j.lane == 'jobs' or j.lane == 'jobs:urgent') then\n"
+    "    redis.call('XADD', ARGV[2] .. j.lane, 'MAXLEN', '~', '100000', '*',\n"
+    "               'id', j.id, 'job', j.job)\n"
+    "  end\n"
+    "end\n"
+    "return #due\n";
+
+enum wk_code q_promote_delayed(struct q *q, unsigned *moved, struct wk_err *err)
+{
+    char delayed[128], now[32];
+    struct timespec ts;
+    redisReply *rep;
+
+    *moved = 0;
+    key_of(q, "jobs:delayed", NULL, delayed, sizeof(delayed));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(now, sizeof(now), "%llu",
+             (unsigned long long)ts.tv_sec * 1000ULL +
+                 (unsigned long long)(ts.tv_nsec / 1000000));
+    const char *argv[] = { "EVAL", promote_lua, "1", delayed, now, q->prefix };
+    rep = q_cmds(q, err, "promote", 6, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
+        *moved = (unsigned)rep->integer;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+/* KEYS[1] job hash, KEYS[2] dead stream, KEYS[3] lane stream.
+ * ARGV[1] id, ARGV[2] now. */
+static const char retry_lua[] =
+    "local st = redis.call('HGET', KEYS[1], 'state')\n"
+    "if st ~= 'failed' then return {0, st or ''} end\n"
+    "local spec = redis.call('HGET', KEYS[1], 'spec')\n"
+    "if not spec then return {0, 'nospec'} end\n"
+    "local ents = redis.call('XRANGE', KEYS[2], '-', '+')\n"
+    "for _, e in ipairs(ents) do\n"
+    "  local f = e[2]\n"
+    "  for i = 1, #f, 2 do\n"
+    "    if f[i] == 'id' and f[i + 1] == ARGV[1] then\n"
+    "      redis.call('XDEL', KEYS[2], e[1])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'state', 'queued', 'attempts', '0',\n"
+    "           'error', '', 'progress', '0', 'updatedAt', ARGV[2])\n"
+    "redis.call('PERSIST', KEYS[1])\n"
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id',\n"
+    "           ARGV[1], 'job', spec)\n"
+    "return {1, 'queued'}\n";
+
+enum wk_code q_retry(struct q *q, const char *job_id, struct wk_err *err)
+{
+    char key[256], dead[128], lane[128], now[40];
+    redisReply *rep;
+    enum wk_code rc = WK_OK;
+
+    key_of(q, "job:", job_id, key, sizeof(key));
+    key_of(q, "jobs:dead", NULL, dead, sizeof(dead));
+    key_of(q, "jobs", NULL, lane, sizeof(lane));
+    q_now_rfc3339(now, sizeof(now));
+    const char *argv[] = {
+        "EVAL", retry_lua, "3", key, dead, lane, job_id, now
+    };
+    rep = q_cmds(q, err, "retry", 8, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER)
+        rc = wk_err_set(err, WK_E_INTERNAL, "redis retry: bad reply");
+    else if (rep->element[0]->integer != 1)
+        rc = wk_err_set(err, WK_E_INVAL,
+                        "job '%s' cannot be retried (state '%s'): only a "
+                        "failed job can",
+                        job_id,
+                        rep->element[1]->type == REDIS_REPLY_STRING
+                            ? rep->element[1]->str
+                            : "");
+    freeReplyObject(rep);
+    return rc;
+}
+
+enum wk_code q_jobs_report(struct q *q, struct wk_buf *out, struct wk_err *err)
+{
+    char pattern[160], cursor[32] = "0", dead[128];
+    enum wk_code rc = WK_OK;
+    size_t pl;
+
+    snprintf(pattern, sizeof(pattern), "%sjob:*", q->prefix);
+    pl = strlen(q->prefix) + 4;
+    do {
+        const char *argv[] = {
+            "SCAN", cursor, "MATCH", pattern, "COUNT", "1000"
+        };
+        redisReply *rep = q_cmds(q, err, "SCAN", 6, argv);
+        if (!rep)
+            return err ? err->code : WK_E_NET;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            freeReplyObject(rep);
+            return wk_err_set(err, WK_E_INTERNAL, "redis SCAN: bad reply");
+        }
+        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        for (size_t i = 0; i < rep->element[1]->elements && rc == WK_OK; i++) {
+            const char *k = rep->element[1]->element[i]->str;
+            const char *fields[] = {
+                "HMGET",   k,          "state", "type",
+                "spaceId", "attempts", "error", "updatedAt"
+            };
+            redisReply *h = q_cmds(q, err, "HMGET", 8, fields);
+            if (!h) {
+                rc = err ? err->code : WK_E_NET;
+                break;
+            }
+            if (h->type == REDIS_REPLY_ARRAY && h->elements == 6 &&
+                h->element[0]->type == REDIS_REPLY_STRING &&
+                strcmp(h->element[0]->str, "succeeded") != 0) {
+                json_t *o = json_object();
+                static const char *const names[] = { "state",   "type",
+                                                     "spaceId", "attempts",
+                                                     "error",   "updatedAt" };
+                json_object_set_new(o, "id", json_string(k + pl));
+                for (size_t f = 0; f < 6; f++)
+                    if (h->element[f]->type == REDIS_REPLY_STRING &&
+                        h->element[f]->str[0])
+                        json_object_set_new(o, names[f],
+                                            json_string(h->element[f]->str));
+                char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                json_decref(o);
+                if (line) {
+                    rc = wk_buf_appendf(out, err, "%s\n", line);
+                    free(line);
+                }
+            }
+            freeReplyObject(h);
+        }
+        freeReplyObject(rep);
+    } while (rc == WK_OK && strcmp(cursor, "0") != 0);
+    if (rc != WK_OK)
+        return rc;
+
+    key_of(q, "jobs:dead", NULL, dead, sizeof(dead));
+    const char *argv[] = { "XRANGE", dead, "-", "+", "COUNT", "1000" };
+    redisReply *rep = q_cmds(q, err, "XRANGE", 6, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    for (size_t i = 0;
+         rep->type == REDIS_REPLY_ARRAY && i < rep->elements && rc == WK_OK;
+         i++) {
+        const redisReply *e = rep->element[i];
+        const redisReply *kv;
+        json_t *o;
+        char *line;
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2)
+            continue;
+        kv = e->element[1];
+        o = json_object();
+        json_object_set_new(o, "dead", json_true());
+        for (size_t f = 0;
+             kv->type == REDIS_REPLY_ARRAY && f + 1 < kv->elements; f += 2)
+            if (strcmp(kv->element[f]->str, "job") != 0)
+                json_object_set_new(o, kv->element[f]->str,
+                                    json_string(kv->element[f + 1]->str));
+        line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        if (line) {
+            rc = wk_buf_appendf(out, err, "%s\n", line);
+            free(line);
+        }
+    }
     freeReplyObject(rep);
     return rc;
 }

@@ -8,6 +8,10 @@
  *                        that kind for that space (enqueue deduplication)
  *   <prefix>space:<id>   channel: {"event":"ready"|"failed",...} when an
  *                        unarchive of the space ends
+ *   <prefix>jobs:delayed sorted set of jobs waiting for a retry or a lock
+ *                        (score: due time in ms; member: {id, lane, job})
+ *   <prefix>jobs:dead    stream of jobs that ran out of attempts
+ *   <prefix>lock:<spaceId>  per-space lock: a random token, with an expiry
  *   <prefix>job:<id>     status hash (state, type, spaceId, progress, ...)
  *   <prefix>job:<id>     pub/sub channel of progress and final events
  *
@@ -78,6 +82,9 @@ enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
 /* The job's state field into buf ("" when the hash is gone). */
 enum wk_code q_state(struct q *q, const char *job_id, char *buf, size_t len,
                      struct wk_err *err);
+/* Any field of the status hash into buf ("" when missing). */
+enum wk_code q_field(struct q *q, const char *job_id, const char *field,
+                     char *buf, size_t len, struct wk_err *err);
 
 /* Acknowledge an entry without recording anything (a duplicate delivery
  * of a job that another lane already ran). */
@@ -91,10 +98,48 @@ enum wk_code q_hset(struct q *q, const char *job_id, const char *const *fields,
 enum wk_code q_publish(struct q *q, const char *job_id, const char *json,
                        struct wk_err *err);
 
+/* Take over an entry whose worker stopped renewing it for min_idle_ms
+ * (XAUTOCLAIM), urgent lane first. */
+enum wk_code q_reclaim(struct q *q, const char *consumer, unsigned min_idle_ms,
+                       struct q_msg *out, bool *got, struct wk_err *err);
+
+/* Renew the lease on an entry we hold (XCLAIM ... JUSTID resets its idle
+ * time). *lost = true when the entry is no longer ours. */
+enum wk_code q_touch(struct q *q, const struct q_msg *m, const char *consumer,
+                     bool *lost, struct wk_err *err);
+
+/* Per-space lock: SET NX PX. *got false when someone else holds it. */
+enum wk_code q_lock(struct q *q, const char *space_id, const char *token,
+                    unsigned ttl_ms, bool *got, struct wk_err *err);
+/* Extend the lock if token still holds it (*held false otherwise). */
+enum wk_code q_lock_renew(struct q *q, const char *space_id, const char *token,
+                          unsigned ttl_ms, bool *held, struct wk_err *err);
+/* Release the lock if token holds it. */
+enum wk_code q_unlock(struct q *q, const char *space_id, const char *token,
+                      struct wk_err *err);
+
+/* Put the job back for later (retry, lock busy, shutdown) and acknowledge
+ * this entry, atomically: the status hash is given fields (NULL-terminated
+ * name/value pairs), the job goes into the delayed set due in delay_ms. */
+enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
+                       const char *const *fields, struct wk_err *err);
+
+/* Move due delayed jobs to their lanes; *moved is set to the count. */
+enum wk_code q_promote_delayed(struct q *q, unsigned *moved,
+                               struct wk_err *err);
+
 /* Record the outcome (status hash + final event) and only then XACK. */
 enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
                       const char *space_id, bool ok, const char *error,
-                      const char *result_json, struct wk_err *err);
+                      const char *result_json, bool dead, struct wk_err *err);
+
+/* Re-queue a failed job by id (its spec is in the status hash): it leaves
+ * the dead-letter stream and starts again with attempts = 0. */
+enum wk_code q_retry(struct q *q, const char *job_id, struct wk_err *err);
+
+/* One line per job that is not succeeded (queued, running, retrying,
+ * failed), then the dead letters, as JSON lines into out. */
+enum wk_code q_jobs_report(struct q *q, struct wk_buf *out, struct wk_err *err);
 
 /* The status hash as a JSON object text (numbers as numbers, result as
  * JSON); WK_E_NOTFOUND for an unknown id. */

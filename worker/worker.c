@@ -1,5 +1,6 @@
 #include "worker/worker.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/wk_log.h"
+#include "common/wk_parse.h"
 #include "jobs/job.h"
 #include "storage/store.h"
 #include "worker/prog_redis.h"
@@ -15,6 +17,37 @@
 #define WORKER_BACKOFF_MIN_MS 100
 #define WORKER_BACKOFF_MAX_MS 5000
 #define WORKER_RESULT_MAX     (64u * 1024u)
+#define WORKER_LOCK_WAIT_MS   2000 /* re-offer a job whose space is locked */
+#define WORKER_TICK_MS        200
+
+/*
+ * The heartbeat: a thread with its own Redis connection that, while a job
+ * runs, renews the job's lease (the stream entry's idle time) and the
+ * space lock every lease/3, whatever the job thread is busy with (a long
+ * compression never looks like a dead worker). It also turns SIGTERM into
+ * a cancel of the job once the shutdown grace period has passed, and
+ * cancels a job whose lease was taken over by another worker.
+ */
+struct hb {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool quit;
+    bool active;
+    char stream[128], entry_id[64], job_id[JOB_ID_MAX + 1];
+    char space_id[JOB_SPACE_ID_MAX + 1], token[400];
+    bool lost;                    /* another worker owns the entry now */
+    volatile sig_atomic_t cancel; /* the running job's cancel flag */
+    const struct cfg *cfg;        /* borrowed */
+    const char *consumer;         /* borrowed */
+    volatile sig_atomic_t *stop;  /* borrowed: the signal flag */
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void sleep_ms(unsigned ms)
 {
@@ -32,17 +65,135 @@ static void backoff(unsigned *cur_ms, volatile sig_atomic_t *stop)
                                                   : *cur_ms * 2;
 }
 
+static void hb_renew(struct hb *hb, struct q **hq)
+{
+    struct q_msg m;
+    char space[JOB_SPACE_ID_MAX + 1], token[400];
+    struct wk_err err;
+    bool lost = false, held = true;
+
+    q_msg_init(&m);
+    pthread_mutex_lock(&hb->mu);
+    memcpy(m.stream, hb->stream, sizeof(m.stream));
+    memcpy(m.entry_id, hb->entry_id, sizeof(m.entry_id));
+    memcpy(m.job_id, hb->job_id, sizeof(m.job_id));
+    memcpy(space, hb->space_id, sizeof(space));
+    memcpy(token, hb->token, sizeof(token));
+    pthread_mutex_unlock(&hb->mu);
+
+    wk_err_clear(&err);
+    if (!*hq &&
+        q_connect(&hb->cfg->redis, hb->cfg->prefix, 5000, hq, &err) != WK_OK) {
+        WK_LOG(WK_LOG_WARN, "lease.renew_failed", KV_STR("job_id", m.job_id),
+               KV_STR("msg", err.msg));
+        goto out;
+    }
+    if (q_touch(*hq, &m, hb->consumer, &lost, &err) == WK_OK && space[0])
+        q_lock_renew(*hq, space, token, hb->cfg->lease_ms, &held, &err);
+    if (err.code != WK_OK) {
+        WK_LOG(WK_LOG_WARN, "lease.renew_failed", KV_STR("job_id", m.job_id),
+               KV_STR("msg", err.msg));
+        q_free(*hq);
+        *hq = NULL;
+        goto out;
+    }
+    if (lost || !held) {
+        WK_LOG(WK_LOG_ERROR, "lease.lost", KV_STR("job_id", m.job_id),
+               KV_BOOL("entry_lost", lost), KV_BOOL("lock_lost", !held));
+        pthread_mutex_lock(&hb->mu);
+        hb->lost = true;
+        hb->cancel = 1;
+        pthread_mutex_unlock(&hb->mu);
+    }
+out:
+    q_msg_release(&m);
+}
+
+static void *hb_main(void *arg)
+{
+    struct hb *hb = arg;
+    struct q *hq = NULL;
+    int64_t last_renew = 0, stop_seen = 0;
+    unsigned every = hb->cfg->lease_ms / 3;
+
+    pthread_mutex_lock(&hb->mu);
+    while (!hb->quit) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += WORKER_TICK_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&hb->cv, &hb->mu, &until);
+        if (hb->quit || !hb->active) {
+            last_renew = 0;
+            continue;
+        }
+        int64_t now = mono_ms();
+        if (*hb->stop) {
+            if (!stop_seen)
+                stop_seen = now;
+            if (!hb->cancel && now - stop_seen >= hb->cfg->grace_ms) {
+                WK_LOG(WK_LOG_WARN, "job.cancel_requested",
+                       KV_STR("job_id", hb->job_id),
+                       KV_INT("grace_ms", hb->cfg->grace_ms));
+                hb->cancel = 1;
+            }
+        }
+        if (last_renew == 0)
+            last_renew = now; /* the claim itself just reset the lease */
+        if (now - last_renew >= every) {
+            last_renew = now;
+            pthread_mutex_unlock(&hb->mu);
+            hb_renew(hb, &hq);
+            pthread_mutex_lock(&hb->mu);
+        }
+    }
+    pthread_mutex_unlock(&hb->mu);
+    q_free(hq);
+    return NULL;
+}
+
+static void hb_begin(struct hb *hb, const struct q_msg *m, const char *space_id,
+                     const char *token)
+{
+    pthread_mutex_lock(&hb->mu);
+    memcpy(hb->stream, m->stream, sizeof(hb->stream));
+    memcpy(hb->entry_id, m->entry_id, sizeof(hb->entry_id));
+    memcpy(hb->job_id, m->job_id, sizeof(hb->job_id));
+    snprintf(hb->space_id, sizeof(hb->space_id), "%s", space_id);
+    snprintf(hb->token, sizeof(hb->token), "%s", token);
+    hb->lost = false;
+    hb->cancel = *hb->stop && hb->cfg->grace_ms == 0;
+    hb->active = true;
+    pthread_cond_signal(&hb->cv);
+    pthread_mutex_unlock(&hb->mu);
+}
+
+static bool hb_end(struct hb *hb)
+{
+    bool lost;
+    pthread_mutex_lock(&hb->mu);
+    hb->active = false;
+    lost = hb->lost;
+    pthread_mutex_unlock(&hb->mu);
+    return lost;
+}
+
 /* Record the outcome; keeps trying while Redis is away, so that a finished
  * job is not redone needlessly. Gives up only on stop. */
 static void finish_job(struct q *q, const struct q_msg *m, const char *type,
                        const char *space_id, bool ok, const char *error,
-                       const char *result, volatile sig_atomic_t *stop)
+                       const char *result, bool dead,
+                       volatile sig_atomic_t *stop)
 {
     unsigned delay = WORKER_BACKOFF_MIN_MS;
     for (int attempt = 0;; attempt++) {
         struct wk_err err;
         wk_err_clear(&err);
-        if (q_finish(q, m, type, space_id, ok, error, result, &err) == WK_OK)
+        if (q_finish(q, m, type, space_id, ok, error, result, dead, &err) ==
+            WK_OK)
             return;
         WK_LOG(WK_LOG_WARN, "job.finish_retried", KV_STR("job_id", m->job_id),
                KV_INT("attempt", attempt + 1), KV_STR("msg", err.msg));
@@ -53,13 +204,57 @@ static void finish_job(struct q *q, const struct q_msg *m, const char *type,
         }
         backoff(&delay, stop);
         wk_err_clear(&err);
-        if (q_reconnect(q, &err) != WK_OK)
-            continue;
+        q_reconnect(q, &err);
     }
 }
 
-static void run_one(const struct cfg *cfg, struct q *q, struct q_msg *m,
-                    const char *consumer, volatile sig_atomic_t *stop)
+/* Put the job back (retry, busy lock, shutdown), with the same patience
+ * as finish_job(). */
+static void requeue_job(struct q *q, const struct q_msg *m, uint64_t delay_ms,
+                        const char *const *fields, volatile sig_atomic_t *stop)
+{
+    unsigned delay = WORKER_BACKOFF_MIN_MS;
+    for (int attempt = 0;; attempt++) {
+        struct wk_err err;
+        wk_err_clear(&err);
+        if (q_requeue(q, m, delay_ms, fields, &err) == WK_OK)
+            return;
+        WK_LOG(WK_LOG_WARN, "job.requeue_retried", KV_STR("job_id", m->job_id),
+               KV_STR("msg", err.msg));
+        if (*stop && attempt >= 3) {
+            /* the entry stays pending: its lease expires and another
+             * worker takes it over */
+            WK_LOG(WK_LOG_ERROR, "job.requeue_lost",
+                   KV_STR("job_id", m->job_id), KV_STR("msg", err.msg));
+            return;
+        }
+        backoff(&delay, stop);
+        wk_err_clear(&err);
+        q_reconnect(q, &err);
+    }
+}
+
+/* Worth another run: the network, the server, throttling. Bad input,
+ * hostile or corrupt data and refusals are final. */
+static bool retryable(const struct wk_err *err)
+{
+    return wk_err_transient(err) || err->code == WK_E_NOMEM;
+}
+
+static uint64_t retry_delay_ms(const struct cfg *cfg, unsigned attempts)
+{
+    uint64_t d = cfg->retry_base_ms;
+    for (unsigned i = 1; i < attempts && d < cfg->retry_max_ms; i++)
+        d *= 2;
+    if (d > cfg->retry_max_ms)
+        d = cfg->retry_max_ms;
+    /* jitter: 50-100 % of the delay, so retries of many jobs spread out */
+    return d / 2 + (uint64_t)rand() % (d / 2 + 1);
+}
+
+static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
+                    struct q_msg *m, const char *consumer, bool reclaimed,
+                    volatile sig_atomic_t *stop)
 {
     struct job job;
     struct job_ctx ctx;
@@ -67,22 +262,25 @@ static void run_one(const struct cfg *cfg, struct q *q, struct q_msg *m,
     struct store *st = NULL;
     struct wk_buf result;
     struct wk_err err;
-    struct timespec t0, t1;
+    char state[32] = "", attempts_s[16] = "0", token[400];
+    unsigned attempts = 0;
+    bool locked = false, lost = false;
+    int64_t t0 = mono_ms();
     enum wk_code rc;
     const char *type = NULL, *space_id = NULL;
 
     wk_err_clear(&err);
     wk_buf_init(&result, WORKER_RESULT_MAX);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (m->job_id_ok) {
-        /* A job put on both lanes (an urgent request for a queued job) is
-         * delivered twice: the second delivery only acknowledges. */
-        char state[32] = "";
         struct wk_err serr;
         wk_err_clear(&serr);
-        if (q_state(q, m->job_id, state, sizeof(state), &serr) == WK_OK &&
-            (strcmp(state, "running") == 0 || strcmp(state, "succeeded") == 0 ||
-             strcmp(state, "failed") == 0)) {
+        if (q_state(q, m->job_id, state, sizeof(state), &serr) != WK_OK)
+            state[0] = '\0';
+        /* A job put on both lanes (an urgent request for a queued job) is
+         * delivered twice: the second delivery only acknowledges. A job
+         * taken over from a dead worker says "running" and is run. */
+        if ((!reclaimed && strcmp(state, "running") == 0) ||
+            strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0) {
             WK_LOG(WK_LOG_INFO, "job.duplicate_skipped",
                    KV_STR("job_id", m->job_id), KV_STR("state", state),
                    KV_STR("stream", m->stream));
@@ -93,19 +291,9 @@ static void run_one(const struct cfg *cfg, struct q *q, struct q_msg *m,
             return;
         }
     }
-    {
-        char now[40];
-        q_now_rfc3339(now, sizeof(now));
-        const char *fields[] = { "state",  "running", "startedAt", now,
-                                 "worker", consumer,  NULL };
-        struct wk_err herr;
-        wk_err_clear(&herr);
-        if (q_hset(q, m->job_id, fields, &herr) != WK_OK)
-            WK_LOG(WK_LOG_WARN, "job.status_failed",
-                   KV_STR("job_id", m->job_id), KV_STR("msg", herr.msg));
-    }
-    WK_LOG(WK_LOG_INFO, "job.claimed", KV_STR("job_id", m->job_id),
-           KV_STR("entry_id", m->entry_id));
+    WK_LOG(WK_LOG_INFO, reclaimed ? "job.reclaimed" : "job.claimed",
+           KV_STR("job_id", m->job_id), KV_STR("entry_id", m->entry_id),
+           KV_STR("stream", m->stream));
 
     if (!m->job_id_ok) {
         rc =
@@ -126,6 +314,38 @@ static void run_one(const struct cfg *cfg, struct q *q, struct q_msg *m,
         goto out;
     }
     snprintf(job.id, sizeof(job.id), "%s", m->job_id);
+
+    /* One job per space at a time: a busy space waits, it does not fail. */
+    snprintf(token, sizeof(token), "%s/%s", consumer, job.id);
+    if (q_lock(q, job.space_id, token, cfg->lease_ms, &locked, &err) != WK_OK) {
+        rc = err.code;
+        goto out;
+    }
+    if (!locked) {
+        const char *fields[] = { "state", "queued", "waiting",
+                                 "space locked by another job", NULL };
+        WK_LOG(WK_LOG_INFO, "job.space_busy", KV_STR("job_id", job.id),
+               KV_STR("space_id", job.space_id));
+        requeue_job(q, m, WORKER_LOCK_WAIT_MS, fields, stop);
+        wk_buf_release(&result);
+        return;
+    }
+    {
+        char now[40], hattempts[16] = "0";
+        struct wk_err herr;
+        wk_err_clear(&herr);
+        /* attempts counts runs; it survives crashes in the status hash */
+        q_field(q, job.id, "attempts", hattempts, sizeof(hattempts), &herr);
+        attempts = (unsigned)strtoul(hattempts, NULL, 10) + 1;
+        snprintf(attempts_s, sizeof(attempts_s), "%u", attempts);
+        q_now_rfc3339(now, sizeof(now));
+        const char *fields[] = { "state",   "running", "startedAt", now,
+                                 "worker",  consumer,  "attempts",  attempts_s,
+                                 "waiting", "",        NULL };
+        if (q_hset(q, m->job_id, fields, &herr) != WK_OK)
+            WK_LOG(WK_LOG_WARN, "job.status_failed",
+                   KV_STR("job_id", m->job_id), KV_STR("msg", herr.msg));
+    }
     rc = store_open_url(cfg->store_url, &cfg->store, &st, &err);
     if (rc != WK_OK)
         goto out;
@@ -134,28 +354,63 @@ static void run_one(const struct cfg *cfg, struct q *q, struct q_msg *m,
     ctx.store = st;
     ctx.sink = &pr.base;
     ctx.cfg = &cfg->job;
-    ctx.cancel = NULL; /* a started job runs to its end (see PROTOCOL.md) */
+    ctx.cancel = &hb->cancel;
     WK_LOG(WK_LOG_INFO, "job.started", KV_STR("job_id", job.id),
-           KV_STR("type", type), KV_STR("space_id", job.space_id));
+           KV_STR("type", type), KV_STR("space_id", job.space_id),
+           KV_INT("attempt", attempts));
+    hb_begin(hb, m, job.space_id, token);
     rc = job_run(&job, &ctx, &result, &err);
-out:
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    {
-        long long ms = (long long)(t1.tv_sec - t0.tv_sec) * 1000 +
-                       (t1.tv_nsec - t0.tv_nsec) / 1000000;
-        if (rc == WK_OK)
-            WK_LOG(WK_LOG_INFO, "job.succeeded", KV_STR("job_id", m->job_id),
-                   KV_STR("type", type), KV_STR("space_id", space_id),
-                   KV_INT("duration_ms", ms));
-        else
-            WK_LOG(WK_LOG_ERROR, "job.failed", KV_STR("job_id", m->job_id),
-                   KV_STR("type", type), KV_STR("space_id", space_id),
-                   KV_STR("code", wk_code_name(err.code)),
-                   KV_INT("http_status", err.http_status),
-                   KV_STR("msg", err.msg), KV_INT("duration_ms", ms));
+    lost = hb_end(hb);
+out : {
+    long long ms = (long long)(mono_ms() - t0);
+    if (lost) {
+        /* Another worker owns the job now: record nothing, ack nothing
+         * (its delivery has the same entry id). */
+        WK_LOG(WK_LOG_ERROR, "job.abandoned", KV_STR("job_id", m->job_id),
+               KV_STR("msg", err.msg));
+    } else if (rc == WK_OK) {
+        WK_LOG(WK_LOG_INFO, "job.succeeded", KV_STR("job_id", m->job_id),
+               KV_STR("type", type), KV_STR("space_id", space_id),
+               KV_INT("duration_ms", ms));
+        finish_job(q, m, type, space_id, true, NULL, wk_buf_cstr(&result),
+                   false, stop);
+    } else if (rc == WK_E_CANCELLED) {
+        const char *fields[] = { "state", "queued", "error",
+                                 "handed back at shutdown", NULL };
+        WK_LOG(WK_LOG_WARN, "job.handed_back", KV_STR("job_id", m->job_id),
+               KV_INT("duration_ms", ms));
+        requeue_job(q, m, 0, fields, stop);
+    } else if (retryable(&err) && attempts > 0 &&
+               attempts < cfg->max_attempts) {
+        uint64_t d = retry_delay_ms(cfg, attempts);
+        char next[40], code[16];
+        time_t due = time(NULL) + (time_t)(d / 1000);
+        wk_fmt_rfc3339(due, next, sizeof(next));
+        snprintf(code, sizeof(code), "%s", wk_code_name(err.code));
+        const char *fields[] = { "state",         "retrying", "error", err.msg,
+                                 "nextAttemptAt", next,       NULL };
+        WK_LOG(WK_LOG_WARN, "job.retrying", KV_STR("job_id", m->job_id),
+               KV_STR("code", code), KV_INT("attempt", attempts),
+               KV_INT("delay_ms", d), KV_STR("msg", err.msg));
+        requeue_job(q, m, d, fields, stop);
+    } else {
+        bool dead = retryable(&err);
+        WK_LOG(WK_LOG_ERROR, "job.failed", KV_STR("job_id", m->job_id),
+               KV_STR("type", type), KV_STR("space_id", space_id),
+               KV_STR("code", wk_code_name(err.code)),
+               KV_INT("http_status", err.http_status), KV_STR("msg", err.msg),
+               KV_INT("attempts", attempts), KV_BOOL("dead", dead),
+               KV_INT("duration_ms", ms));
+        finish_job(q, m, type, space_id, false, err.msg, NULL, dead, stop);
     }
-    finish_job(q, m, type, space_id, rc == WK_OK, err.msg,
-               rc == WK_OK ? wk_buf_cstr(&result) : NULL, stop);
+}
+    if (locked) {
+        struct wk_err uerr;
+        wk_err_clear(&uerr);
+        if (q_unlock(q, job.space_id, token, &uerr) != WK_OK)
+            WK_LOG(WK_LOG_WARN, "lock.release_failed",
+                   KV_STR("job_id", m->job_id), KV_STR("msg", uerr.msg));
+    }
     store_free(st);
     wk_buf_release(&result);
 }
@@ -165,27 +420,42 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
 {
     struct q *q = NULL;
     struct q_msg m;
-    char consumer[256], host[128] = "host", boot[9];
+    struct hb hb;
+    pthread_t hb_thread;
+    char consumer[256], host[128] = "host", boot[17];
     unsigned delay = WORKER_BACKOFF_MIN_MS;
     bool ready = false;
-    enum wk_code rc = WK_OK;
 
-    q_msg_init(&m);
     if (!cfg->store_url[0])
         return wk_err_set(err, WK_E_INVAL,
                           "SILA_STORE is not set (s3://bucket[/prefix] or "
                           "file:///path)");
+    q_msg_init(&m);
     gethostname(host, sizeof(host) - 1);
-    srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    snprintf(boot, sizeof(boot), "%08x", (unsigned)rand());
+    srand((unsigned)time(NULL) ^ ((unsigned)getpid() << 16));
+    snprintf(boot, sizeof(boot), "%08x%04x", (unsigned)rand(),
+             (unsigned)(mono_ms() & 0xffff));
     snprintf(consumer, sizeof(consumer), "%s-%d-%s", host, (int)getpid(), boot);
+
+    memset(&hb, 0, sizeof(hb));
+    pthread_mutex_init(&hb.mu, NULL);
+    pthread_cond_init(&hb.cv, NULL);
+    hb.cfg = cfg;
+    hb.consumer = consumer;
+    hb.stop = stop;
+    if (pthread_create(&hb_thread, NULL, hb_main, &hb) != 0) {
+        q_msg_release(&m);
+        return wk_err_set(err, WK_E_INTERNAL, "cannot start the heartbeat");
+    }
     WK_LOG(WK_LOG_INFO, "worker.started", KV_STR("consumer", consumer),
            KV_STR("redis_host", cfg->redis.host),
-           KV_INT("redis_port", cfg->redis.port));
+           KV_INT("redis_port", cfg->redis.port),
+           KV_INT("lease_ms", cfg->lease_ms));
 
     while (!*stop) {
         struct wk_err e;
-        bool got = false;
+        bool got = false, reclaimed = false;
+        unsigned moved = 0;
 
         wk_err_clear(&e);
         if (!q) {
@@ -207,22 +477,45 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
                 continue;
             }
             ready = true;
-            delay = WORKER_BACKOFF_MIN_MS;
             WK_LOG(WK_LOG_INFO, "queue.connected",
                    KV_STR("consumer", consumer));
         }
-        if (q_claim(q, consumer, cfg->block_ms, &m, &got, &e) != WK_OK) {
+        /* due retries back to their lanes; then work a dead worker left;
+         * then new work, urgent lane first */
+        if (q_promote_delayed(q, &moved, &e) == WK_OK &&
+            q_reclaim(q, consumer, cfg->lease_ms, &m, &got, &e) == WK_OK) {
+            reclaimed = got;
+            if (!got)
+                q_claim(q, consumer, cfg->block_ms, &m, &got, &e);
+        }
+        if (e.code != WK_OK) {
             WK_LOG(WK_LOG_WARN, "queue.read_failed", KV_STR("msg", e.msg));
-            q_free(q);
-            q = NULL;
+            /* NOGROUP: the streams were deleted (FLUSHALL, a Redis that
+             * restarted without data): create them again */
+            ready = false;
+            if (e.code == WK_E_NET) {
+                q_free(q);
+                q = NULL;
+            }
             backoff(&delay, stop);
             continue;
         }
+        delay = WORKER_BACKOFF_MIN_MS;
+        if (moved)
+            WK_LOG(WK_LOG_DEBUG, "queue.delayed_promoted",
+                   KV_INT("count", moved));
         if (got)
-            run_one(cfg, q, &m, consumer, stop);
+            run_one(cfg, q, &hb, &m, consumer, reclaimed, stop);
     }
+    pthread_mutex_lock(&hb.mu);
+    hb.quit = true;
+    pthread_cond_signal(&hb.cv);
+    pthread_mutex_unlock(&hb.mu);
+    pthread_join(hb_thread, NULL);
+    pthread_cond_destroy(&hb.cv);
+    pthread_mutex_destroy(&hb.mu);
     WK_LOG(WK_LOG_INFO, "worker.stopped", KV_STR("consumer", consumer));
     q_free(q);
     q_msg_release(&m);
-    return rc;
+    return WK_OK;
 }

@@ -258,6 +258,7 @@ START_TEST(test_it_archive_s3_down_mid_job)
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", port);
     snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
     it_env_init(&e, url, "s3down", endpoint);
+    it_env_add(&e, "SILA_MAX_ATTEMPTS=1"); /* retries: see it_reliability */
     snprintf(log, sizeof(log), "%s/worker.log", tmp);
     w = it_start_worker(&e, log);
 

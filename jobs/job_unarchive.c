@@ -27,6 +27,9 @@ struct ua_src {
     struct store_sha256 *hash; /* owned */
 };
 
+struct ua_keys;
+static bool keys_has(const struct ua_keys *k, const char *key);
+
 /* A restored object waiting for its PUT. */
 struct ua_put {
     char *key; /* owned */
@@ -44,6 +47,8 @@ struct ua_run {
     uint64_t pending_bytes;
     char **written; /* owned: keys restored so far (cleanup on failure) */
     size_t n_written, cap_written;
+    const struct ua_keys *existing; /* borrowed: keys present before */
+    size_t n_kept;                  /* entries skipped: key present */
     struct prog prog;
 };
 
@@ -169,6 +174,7 @@ static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
     struct ua_put *slot;
     char key[2048], want[65], got[65];
     bool check_cas = cas_name(e->name, want);
+    bool keep;
     unsigned char chunk[16384];
     enum wk_code rc = WK_OK;
 
@@ -176,6 +182,8 @@ static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
         sizeof(key))
         return wk_err_set(err, WK_E_CORRUPT, "entry '%.80s...': name too long",
                           e->name);
+    /* present already: read (and verify) the entry, write nothing */
+    keep = r->existing && keys_has(r->existing, key);
     if (r->n_pending == cfg->window_objects) {
         rc = flush_pending(r, err);
         if (rc != WK_OK)
@@ -198,6 +206,8 @@ static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
         if (check_cas)
             store_sha256_update(cas, chunk, n);
         r->prog.st.bytes_done += n;
+        if (keep)
+            continue;
         if (!w && slot->data.len + n > cfg->chunk_bytes) {
             /* too big to hold: stream it (multipart on S3) */
             struct store_writer_opts wo = { cfg->part_bytes,
@@ -226,6 +236,10 @@ static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
                             e->name, got);
             goto out;
         }
+    }
+    if (keep) {
+        r->n_kept++;
+        goto out;
     }
     if (w) {
         rc = store_writer_commit(w, err);
@@ -269,13 +283,41 @@ static void cleanup_written(struct ua_run *r)
                KV_STR("job_id", r->job->id), KV_INT("deleted", nd));
 }
 
-static enum wk_code count_cb(const struct store_entry *e, void *ud,
-                             struct wk_err *err)
+/* Keys already under active/ (listed in key order, so sorted). */
+struct ua_keys {
+    char **v; /* owned */
+    size_t n, cap;
+};
+
+static enum wk_code keys_cb(const struct store_entry *e, void *ud,
+                            struct wk_err *err)
 {
-    (void)err;
-    if (!e->is_prefix)
-        (*(size_t *)ud)++;
+    struct ua_keys *k = ud;
+    if (e->is_prefix)
+        return WK_OK;
+    if (k->n == k->cap) {
+        size_t ncap = k->cap ? k->cap * 2 : 64;
+        char **p = realloc(k->v, ncap * sizeof(*p));
+        if (!p)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        k->v = p;
+        k->cap = ncap;
+    }
+    k->v[k->n] = strdup(e->key);
+    if (!k->v[k->n])
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    k->n++;
     return WK_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool keys_has(const struct ua_keys *k, const char *key)
+{
+    return k->n && bsearch(&key, k->v, k->n, sizeof(*k->v), cmp_str);
 }
 
 static enum wk_code set_result(struct wk_buf *result, json_t *o,
@@ -313,7 +355,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     struct store_stat st;
     struct wk_buf mbuf;
     char sha[65];
-    size_t existing = 0;
+    struct ua_keys existing = { NULL, 0, 0 };
     uint64_t nentries = 0;
     bool flipped = false;
     int64_t t0 = mono_ms();
@@ -392,16 +434,14 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         want = m->history[i];
     }
 
-    rc = store_list(ctx->store, r.prefix, NULL, count_cb, &existing, err);
+    /* Objects already under active/ are newer than the archive (written
+     * after it was made) or were restored by an earlier run that died:
+     * either way they are kept as they are, never overwritten. */
+    rc = store_list(ctx->store, r.prefix, NULL, keys_cb, &existing, err);
     if (rc != WK_OK)
         goto out;
-    if (existing) {
-        rc = wk_err_set(err, WK_E_CONFLICT,
-                        "space '%s' is archived but %zu objects exist under "
-                        "'%s': refusing to restore over them",
-                        job->space_id, existing, r.prefix);
-        goto out;
-    }
+    qsort(existing.v, existing.n, sizeof(*existing.v), cmp_str);
+    r.existing = &existing;
     rc = store_head(ctx->store, want.key, &st, err);
     if (rc != WK_OK)
         goto out;
@@ -505,6 +545,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         json_object_set_new(o, "archiveKey", json_string(want.key));
         json_object_set_new(o, "restored",
                             json_integer((json_int_t)r.n_written));
+        json_object_set_new(o, "kept", json_integer((json_int_t)r.n_kept));
         json_object_set_new(o, "bytes",
                             json_integer((json_int_t)zipr_total_bytes(zr)));
         json_object_set_new(o, "checksum", json_string(sha));
@@ -536,6 +577,9 @@ out:
     for (size_t i = 0; i < r.n_written; i++)
         free(r.written[i]);
     free(r.written);
+    for (size_t i = 0; i < existing.n; i++)
+        free(existing.v[i]);
+    free(existing.v);
     wk_buf_release(&mbuf);
     free(m);
     return rc;

@@ -376,6 +376,55 @@ START_TEST(test_it_cat_reads_archived_and_active)
 }
 END_TEST
 
+/* Objects written under active/ after the archive was made (or restored by
+ * a run that died) are newer: a restore keeps them and fills in the rest. */
+START_TEST(test_it_unarchive_keeps_objects_already_present)
+{
+    char id[33], tmp[512], src[600], root[600], log[600], out[600], job[200];
+    char url[700];
+    struct it_env e;
+    pid_t w;
+
+    it_space_id(id);
+    it_tmpdir("ua-keep", tmp, sizeof(tmp));
+    snprintf(src, sizeof(src), "%s/space", tmp);
+    snprintf(root, sizeof(root), "%s/store", tmp);
+    it_gen_space(src, id, 81, "--ops-files 30 --blobs 5 --big-blobs 0");
+    ck_assert_int_eq(it_sh("mkdir -p '%s/active/%s' && cp -a '%s/.' "
+                           "'%s/active/%s/'",
+                           root, id, src, root, id),
+                     0);
+    snprintf(url, sizeof(url), "file://%s", root);
+    it_env_init(&e, url, "ua-keep", NULL);
+    snprintf(log, sizeof(log), "%s/worker.log", tmp);
+    snprintf(out, sizeof(out), "%s/out", tmp);
+    w = it_start_worker(&e, log);
+    ck_assert_int_eq(run_job(&e, "archive", id, NULL, job, sizeof(job), out),
+                     0);
+    /* a newer sila.md appears, and half of a dead restore's work */
+    ck_assert_int_eq(it_sh("mkdir -p '%s/active/%s/space-v1' && printf "
+                           "'newer text' > '%s/active/%s/sila.md' && cp "
+                           "'%s/space-v1/space.json' '%s/active/%s/space-v1/'",
+                           root, id, root, id, src, root, id),
+                     0);
+    ck_assert_int_eq(run_job(&e, "unarchive", id, NULL, job, sizeof(job), out),
+                     0);
+    ck_assert_ptr_nonnull(
+        strstr(it_job_field(it_prefix_of(&e), job, "result"), "\"kept\":2"));
+    ck_assert_int_eq(it_sh("test \"$(cat '%s/active/%s/sila.md')\" = "
+                           "'newer text'",
+                           root, id),
+                     0);
+    /* everything else is the archive's content */
+    ck_assert_int_eq(it_sh("cp '%s/active/%s/sila.md' '%s/newer' && cp "
+                           "'%s/sila.md' '%s/active/%s/sila.md' && diff -r "
+                           "'%s' '%s/active/%s' >/dev/null",
+                           root, id, tmp, src, root, id, src, root, id),
+                     0);
+    ck_assert_int_eq(it_stop(w), 0);
+}
+END_TEST
+
 Suite *it_unarchive_suite(void)
 {
     Suite *s = suite_create("it_unarchive");
@@ -386,6 +435,7 @@ Suite *it_unarchive_suite(void)
     tcase_add_test(tc, test_it_unarchive_urgent_overtakes_normal_queue);
     tcase_add_test(tc, test_it_unarchive_dedup_concurrent_enqueues);
     tcase_add_test(tc, test_it_cat_reads_archived_and_active);
+    tcase_add_test(tc, test_it_unarchive_keeps_objects_already_present);
     suite_add_tcase(s, tc);
     return s;
 }

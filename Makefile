@@ -27,7 +27,8 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 IT_SRC   := $(wildcard tests/integration/*.c)
 IT_OBJ   := $(IT_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps check check-unit check-it asan lint bench demo clean fmt
+.PHONY: all deps check check-unit check-it check-long asan lint bench demo \
+	clean fmt
 
 all: $(BIN) build/sila-archiver
 
@@ -75,6 +76,13 @@ check-unit: $(BUILD)/unit-tests
 
 check-it: $(BIN) $(BUILD)/it-tests
 	WK_BIN=$(abspath $(BIN)) WK_IT_TESTS=$(abspath $(BUILD)/it-tests) \
+		tests/integration/run.sh
+
+# The heavy chaos run (the short one is part of check).
+check-long: deps
+	$(MAKE) --no-print-directory $(BIN) $(BUILD)/it-tests
+	CK_RUN_SUITE=it_chaos WK_CHAOS_ROUNDS=10 WK_CHAOS_SPACES=30 \
+		WK_BIN=$(abspath $(BIN)) WK_IT_TESTS=$(abspath $(BUILD)/it-tests) \
 		tests/integration/run.sh
 
 asan:

@@ -22,6 +22,7 @@ void job_config_defaults(struct job_config *cfg)
     cfg->deflate_level = 6;
     cfg->keep_archives = 3;
     cfg->max_ratio = 1000;
+    cfg->archive_tries = 3;
 }
 
 static bool id_chars_valid(const char *s, size_t max, const char *extra)

@@ -46,6 +46,7 @@ struct job_config {
     int deflate_level;        /* 1..9 (6) */
     unsigned keep_archives;   /* archives kept per space, newest first (3) */
     unsigned max_ratio;       /* unarchive: refuse entries expanding more */
+    unsigned archive_tries;   /* archive: tries while users write (3) */
 };
 
 struct job_ctx {

@@ -15,18 +15,27 @@
 
 #define ARCH_MAX_FILES      (10u * 1000u * 1000u)
 #define ARCH_KEEP_BUF_BYTES (256u * 1024u) /* larger slot buffers are freed */
+#define ARCH_ETAG_MAX       1024u          /* longer change tags are refused */
 
 struct arch_obj {
-    char *key; /* owned; full store key */
+    char *key;        /* owned; full store key, then the etag in the same
+                         allocation */
+    const char *etag; /* borrowed from key's allocation */
     uint64_t size;
     int64_t mtime;
 };
 
 struct arch_list {
-    struct arch_obj *v; /* owned */
+    struct arch_obj *v; /* owned; sorted by obj_cmp once loaded */
     size_t n, cap;
     uint64_t total_bytes;
     int64_t oldest;
+};
+
+/* How a later listing differs from an earlier one. */
+struct arch_diff {
+    size_t added, changed, removed;
+    const char *first; /* borrowed: one differing key, for the log */
 };
 
 /* One fetched range of one object, in archive order. */
@@ -43,7 +52,12 @@ struct arch_run {
     size_t prefix_len;
     char archive_key[256];
     char mf_key[JOB_SPACE_ID_MAX + 32];
-    struct arch_list list;
+    struct arch_list list; /* what the current attempt archives */
+    struct arch_list next; /* the listing after its upload */
+    bool have_next;
+    unsigned attempt; /* 1-based */
+    char sha[65];     /* of the verified archive */
+    uint64_t zip_size;
     struct prog prog;
     time_t now;
 };
@@ -61,25 +75,38 @@ static enum wk_code list_cb(const struct store_entry *e, void *ud,
 {
     struct arch_list *l = ud;
     struct arch_obj *o;
+    size_t klen, elen;
+    char *p;
 
     if (e->is_prefix)
         return WK_OK;
     if (l->n == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 256;
-        void *p;
+        void *v;
         if (l->n >= ARCH_MAX_FILES)
             return wk_err_set(err, WK_E_LIMIT, "space has more than %u objects",
                               ARCH_MAX_FILES);
-        p = realloc(l->v, ncap * sizeof(*l->v));
-        if (!p)
+        v = realloc(l->v, ncap * sizeof(*l->v));
+        if (!v)
             return wk_err_set(err, WK_E_NOMEM, "out of memory listing");
-        l->v = p;
+        l->v = v;
         l->cap = ncap;
     }
-    o = &l->v[l->n];
-    o->key = strdup(e->key);
-    if (!o->key)
+    klen = strlen(e->key);
+    elen = e->etag ? strlen(e->etag) : 0;
+    if (elen > ARCH_ETAG_MAX)
+        return wk_err_set(err, WK_E_LIMIT, "object '%s': etag of %zu bytes",
+                          e->key, elen);
+    p = malloc(klen + elen + 2);
+    if (!p)
         return wk_err_set(err, WK_E_NOMEM, "out of memory listing");
+    memcpy(p, e->key, klen + 1);
+    if (elen)
+        memcpy(p + klen + 1, e->etag, elen);
+    p[klen + 1 + elen] = '\0';
+    o = &l->v[l->n];
+    o->key = p;
+    o->etag = p + klen + 1;
     o->size = e->size;
     o->mtime = e->mtime;
     l->n++;
@@ -114,6 +141,66 @@ static int obj_cmp(const void *a, const void *b)
     if (rx != ry)
         return rx < ry ? -1 : 1;
     return strcmp(x->key, y->key);
+}
+
+/* A listing of active/<spaceId>/ in archive order (obj_cmp). */
+static enum wk_code list_load(struct arch_run *r, struct arch_list *l,
+                              struct wk_err *err)
+{
+    enum wk_code rc;
+
+    list_release(l);
+    rc = store_list(r->ctx->store, r->prefix, NULL, list_cb, l, err);
+    if (rc == WK_OK && l->n > 1)
+        qsort(l->v, l->n, sizeof(*l->v), obj_cmp);
+    return rc;
+}
+
+/* The same object version: a write changes the ETag (S3: the content's
+ * MD5 or the multipart tag; fs: size and mtime in ns), and the size is
+ * compared too because that is what the reads were checked against. */
+static bool obj_same(const struct arch_obj *a, const struct arch_obj *b)
+{
+    return a->size == b->size && strcmp(a->etag, b->etag) == 0;
+}
+
+/* Both listings in archive order; true when they hold the same keys with
+ * the same versions. */
+static bool list_diff(const struct arch_list *was, const struct arch_list *now,
+                      struct arch_diff *d)
+{
+    size_t i = 0, j = 0;
+
+    memset(d, 0, sizeof(*d));
+    while (i < was->n || j < now->n) {
+        int c;
+        if (i == was->n)
+            c = 1;
+        else if (j == now->n)
+            c = -1;
+        else
+            c = obj_cmp(&was->v[i], &now->v[j]);
+        if (c < 0) {
+            d->removed++;
+            if (!d->first)
+                d->first = was->v[i].key;
+            i++;
+        } else if (c > 0) {
+            d->added++;
+            if (!d->first)
+                d->first = now->v[j].key;
+            j++;
+        } else {
+            if (!obj_same(&was->v[i], &now->v[j])) {
+                d->changed++;
+                if (!d->first)
+                    d->first = now->v[j].key;
+            }
+            i++;
+            j++;
+        }
+    }
+    return d->added + d->changed + d->removed == 0;
 }
 
 static bool key_taken(const struct mf *old, bool has_old, const char *key)
@@ -208,8 +295,40 @@ out:
     return rc;
 }
 
-static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
-                                  struct zipw *zw, struct wk_err *err)
+/* A batch GET failed. Objects that shrank, grew past a range or vanished
+ * since the listing (WK_E_CONFLICT, WK_E_NOTFOUND) are a user writing:
+ * *changed, and the attempt is redone. Anything else fails the job. */
+static enum wk_code read_failed(struct arch_run *r,
+                                const struct store_get *reqs, size_t ng,
+                                const struct wk_err *batch, bool *changed,
+                                struct wk_err *err)
+{
+    const struct store_get *moved = NULL;
+
+    for (size_t i = 0; i < ng; i++) {
+        enum wk_code c = reqs[i].err.code;
+        if (c == WK_OK)
+            continue;
+        if (c != WK_E_CONFLICT && c != WK_E_NOTFOUND)
+            return wk_err_copy(err, &reqs[i].err);
+        if (!moved)
+            moved = &reqs[i];
+    }
+    if (!moved) /* the batch itself failed (memory, setup) */
+        return batch->code != WK_OK
+                   ? wk_err_copy(err, batch)
+                   : wk_err_set(err, WK_E_INTERNAL, "batch read failed");
+    WK_LOG(WK_LOG_INFO, "archive.object_changed", KV_STR("job_id", r->job->id),
+           KV_STR("key", moved->key), KV_INT("attempt", r->attempt),
+           KV_STR("msg", moved->err.msg));
+    *changed = true;
+    return WK_OK;
+}
+
+/* Stream r->list into zw. *changed (with WK_OK) when an object no longer
+ * matches its listing: the archive is incomplete and must not be used. */
+static enum wk_code write_archive(struct arch_run *r, struct zipw *zw,
+                                  bool *changed, struct wk_err *err)
 {
     const struct job_config *cfg = r->ctx->cfg;
     size_t slots = cfg->window_objects ? cfg->window_objects : 1;
@@ -220,7 +339,7 @@ static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
     uint64_t next_off = 0;
     enum wk_code rc = WK_OK;
 
-    (void)w;
+    *changed = false;
     if (!reqs || !bufs || !ranges) {
         rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
@@ -265,9 +384,14 @@ static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
             }
         }
         if (ng > 0) {
-            rc = store_get_many(r->ctx->store, reqs, ng, err);
-            if (rc != WK_OK)
+            /* Own error record: a failure that only means "changed" must
+             * not become the job's error. */
+            struct wk_err gerr;
+            wk_err_clear(&gerr);
+            if (store_get_many(r->ctx->store, reqs, ng, &gerr) != WK_OK) {
+                rc = read_failed(r, reqs, ng, &gerr, changed, err);
                 goto out;
+            }
         }
         /* Commit in key order. */
         for (size_t i = 0; i < nr; i++) {
@@ -276,12 +400,13 @@ static enum wk_code write_archive(struct arch_run *r, struct store_writer *w,
             const struct wk_buf *b = rg->len ? &bufs[rg->get] : NULL;
 
             if (b && b->len != rg->len) {
-                rc = wk_err_set(err, WK_E_CONFLICT,
-                                "object '%s' changed while archiving "
-                                "(expected %llu bytes at offset %llu, got "
-                                "%zu)",
-                                o->key, (unsigned long long)rg->len,
-                                (unsigned long long)rg->off, b->len);
+                /* The stores check this already; an exact length is what
+                 * stands in for If-Match on every read. */
+                WK_LOG(WK_LOG_INFO, "archive.object_changed",
+                       KV_STR("job_id", r->job->id), KV_STR("key", o->key),
+                       KV_INT("attempt", r->attempt),
+                       KV_INT("expected", rg->len), KV_INT("got", b->len));
+                *changed = true;
                 goto out;
             }
             if (rg->off == 0) {
@@ -326,23 +451,353 @@ out:
     return rc;
 }
 
-static enum wk_code delete_archived(struct arch_run *r, struct wk_err *err)
+/* Delete the just-uploaded archive: no manifest names it. */
+static enum wk_code drop_archive(struct arch_run *r, struct wk_err *err)
 {
-    const char **keys = calloc(r->list.n ? r->list.n : 1, sizeof(*keys));
-    size_t ndeleted = 0;
+    const char *k = r->archive_key;
+    size_t nd = 0;
+    enum wk_code rc = store_delete_many(r->ctx->store, &k, 1, &nd, err);
+
+    if (rc != WK_OK)
+        WK_LOG(WK_LOG_WARN, "archive.orphan_kept", KV_STR("job_id", r->job->id),
+               KV_STR("archive_key", k), KV_STR("msg", err ? err->msg : ""));
+    return rc;
+}
+
+/* One attempt: r->list into a new ZIP, uploaded, verified, then listed
+ * again. On WK_OK either the archive is in place and matches r->list
+ * (r->sha, r->zip_size set), or *changed: the space changed meanwhile and
+ * the archive was deleted again; r->next holds the new listing when
+ * r->have_next. On failure no archive is left (as far as deleting it
+ * worked) and active/ is untouched. */
+static enum wk_code archive_once(struct arch_run *r, bool *changed,
+                                 struct wk_err *err)
+{
+    const struct job_ctx *ctx = r->ctx;
+    struct store_writer *w = NULL;
+    struct zipw *zw = NULL;
+    struct store_writer_opts wopts;
+    struct zipw_opts zopts;
+    struct store_stat st;
+    struct arch_diff d;
+    bool committed = false;
+    uint64_t est;
     enum wk_code rc;
 
-    if (!keys)
-        return wk_err_set(err, WK_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < r->list.n; i++)
-        keys[i] = r->list.v[i].key;
-    rc = store_delete_many(r->ctx->store, keys, r->list.n, &ndeleted, err);
+    *changed = false;
+    r->have_next = false;
+    list_release(&r->next);
+    r->prog.st.bytes_total = r->list.total_bytes;
+    r->prog.st.files_total = r->list.n;
+    r->prog.st.bytes_done = 0;
+    r->prog.st.files_done = 0; /* progress itself never goes back */
+    r->prog.st.phase = "archiving";
+    prog_update(&r->prog, true);
+
+    /* Upper bound of the ZIP size: data + per-entry headers (local, data
+     * descriptor, central directory, ZIP64 extras, two copies of the name)
+     * + a little for the end records. Deflate can grow data slightly. */
+    est = r->list.total_bytes + r->list.total_bytes / 100 +
+          (uint64_t)r->list.n * (256 + 2 * 1024) + (1u << 20);
+    wopts.part_bytes = job_part_bytes(est, ctx->cfg->part_bytes);
+    wopts.parts_in_flight = ctx->cfg->parts_in_flight;
+    rc = store_open_write(ctx->store, r->archive_key, &wopts, &w, err);
     if (rc != WK_OK)
+        goto out;
+    zopts.level = ctx->cfg->deflate_level;
+    rc = zipw_new(w, &zopts, &zw, err);
+    if (rc != WK_OK)
+        goto out;
+    WK_LOG(WK_LOG_INFO, "archive.started", KV_STR("job_id", r->job->id),
+           KV_STR("space_id", r->job->space_id),
+           KV_STR("archive_key", r->archive_key), KV_INT("files", r->list.n),
+           KV_INT("bytes", r->list.total_bytes),
+           KV_INT("part_bytes", wopts.part_bytes),
+           KV_INT("attempt", r->attempt));
+    rc = write_archive(r, zw, changed, err);
+    if (rc != WK_OK || *changed)
+        goto out; /* freeing the writer aborts the upload */
+    rc = zipw_finish(zw, err);
+    if (rc == WK_OK) {
+        r->prog.st.phase = "uploading";
+        prog_update(&r->prog, true);
+        rc = store_writer_commit(w, err);
+    }
+    if (rc != WK_OK)
+        goto out;
+    committed = true;
+    {
+        /* A CreateMultipartUpload whose reply was lost (and retried) left
+         * a second upload on this very key: abort it. */
+        size_t n = 0;
+        struct wk_err aerr;
+        wk_err_clear(&aerr);
+        if (store_abort_pending(ctx->store, r->archive_key, &n, &aerr) != WK_OK)
+            WK_LOG(WK_LOG_WARN, "archive.abort_extra_failed",
+                   KV_STR("job_id", r->job->id), KV_STR("msg", aerr.msg));
+        else if (n)
+            WK_LOG(WK_LOG_INFO, "archive.extra_uploads_aborted",
+                   KV_STR("job_id", r->job->id), KV_INT("count", n));
+    }
+
+    /* Verify what the store holds before anything is deleted. */
+    r->prog.st.phase = "verifying";
+    prog_update(&r->prog, true);
+    rc = store_head(ctx->store, r->archive_key, &st, err);
+    if (rc != WK_OK)
+        goto out;
+    if (st.size != zipw_bytes_out(zw)) {
+        rc = wk_err_set(err, WK_E_CORRUPT,
+                        "archive '%s' is %llu bytes in the store, %llu "
+                        "were written",
+                        r->archive_key, (unsigned long long)st.size,
+                        (unsigned long long)zipw_bytes_out(zw));
+        goto out;
+    }
+    zipw_sha256_hex(zw, r->sha);
+    r->zip_size = st.size;
+
+    /* Users keep writing while a space is archived: the archive holds the
+     * space only if nothing was added, changed or removed since the
+     * listing it was made from. */
+    rc = list_load(r, &r->next, err);
+    if (rc != WK_OK)
+        goto out;
+    r->have_next = true;
+    if (!list_diff(&r->list, &r->next, &d)) {
+        WK_LOG(WK_LOG_INFO, "archive.space_changed",
+               KV_STR("job_id", r->job->id), KV_INT("attempt", r->attempt),
+               KV_INT("added", d.added), KV_INT("changed", d.changed),
+               KV_INT("removed", d.removed), KV_STR("key", d.first));
+        *changed = true;
+    }
+out:
+    if (committed && (rc != WK_OK || *changed)) {
+        struct wk_err derr;
+        wk_err_clear(&derr);
+        if (drop_archive(r, &derr) != WK_OK && rc == WK_OK) {
+            /* A redo or a skip would leave it behind: fail instead. */
+            wk_err_copy(err, &derr);
+            wk_err_prefix(err, "space changed while archiving, and the "
+                               "unused archive could not be deleted");
+            rc = derr.code;
+        }
+    }
+    zipw_free(zw);
+    store_writer_free(w); /* aborts the upload unless committed */
+    return rc;
+}
+
+/* After the manifest: list once more and delete only the objects whose
+ * version is still the archived one. Whatever was added or changed since
+ * the listing the archive was checked against stays (*kept_newer). */
+static enum wk_code delete_archived(struct arch_run *r, size_t *kept_newer,
+                                    struct wk_err *err)
+{
+    struct arch_list now;
+    const char **keys = NULL;
+    size_t nkeys = 0, kept = 0, gone = 0, ndeleted = 0, i = 0, j = 0;
+    enum wk_code rc;
+
+    memset(&now, 0, sizeof(now));
+    *kept_newer = 0;
+    rc = list_load(r, &now, err);
+    if (rc != WK_OK) {
+        wk_err_prefix(err,
+                      "archive and manifest are written, but listing '%s' "
+                      "before deleting failed",
+                      r->prefix);
+        goto out;
+    }
+    keys = calloc(r->list.n ? r->list.n : 1, sizeof(*keys));
+    if (!keys) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* Archive order, so the ops files (the ones users write) go first,
+     * right after the listing. */
+    while (i < r->list.n || j < now.n) {
+        int c;
+        if (i == r->list.n)
+            c = 1;
+        else if (j == now.n)
+            c = -1;
+        else
+            c = obj_cmp(&r->list.v[i], &now.v[j]);
+        if (c < 0) {
+            gone++;
+            i++;
+        } else if (c > 0) {
+            kept++;
+            j++;
+        } else {
+            if (obj_same(&r->list.v[i], &now.v[j]))
+                keys[nkeys++] = r->list.v[i].key;
+            else
+                kept++;
+            i++;
+            j++;
+        }
+    }
+    if (nkeys > 0)
+        rc = store_delete_many(r->ctx->store, keys, nkeys, &ndeleted, err);
+    if (rc != WK_OK) {
         wk_err_prefix(err,
                       "archive and manifest are written, but %zu of %zu "
                       "objects under '%s' could not be deleted",
-                      r->list.n - ndeleted, r->list.n, r->prefix);
+                      nkeys - ndeleted, nkeys, r->prefix);
+        goto out;
+    }
+    *kept_newer = kept;
+    if (kept || gone)
+        WK_LOG(WK_LOG_WARN, "archive.kept_newer", KV_STR("job_id", r->job->id),
+               KV_STR("space_id", r->job->space_id), KV_INT("kept", kept),
+               KV_INT("gone", gone), KV_INT("deleted", nkeys));
+out:
     free(keys);
+    list_release(&now);
+    return rc;
+}
+
+/*
+ * The pending-delete record, metadata/<spaceId>.pending-delete.json:
+ * {"archiveKey": "...", "objects": [[key, etag, size], ...]}, the listing
+ * the archive was verified against. Written before the manifest, removed
+ * once the delete is done, so that a run that dies in between leaves
+ * enough behind for the next run to finish the delete safely: only
+ * objects still at their archived version go.
+ */
+static void record_key(const struct arch_run *r, char *buf, size_t len)
+{
+    snprintf(buf, len, "metadata/%s.pending-delete.json", r->job->space_id);
+}
+
+static enum wk_code record_write(struct arch_run *r, struct wk_err *err)
+{
+    char key[JOB_SPACE_ID_MAX + 48];
+    json_t *o = json_object(), *arr = json_array();
+    char *text = NULL;
+    enum wk_code rc = WK_OK;
+
+    if (!o || !arr) {
+        json_decref(o);
+        json_decref(arr);
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    }
+    json_object_set_new(o, "archiveKey", json_string(r->archive_key));
+    json_object_set_new(o, "objects", arr);
+    for (size_t i = 0; i < r->list.n; i++) {
+        const struct arch_obj *ob = &r->list.v[i];
+        json_t *e = json_pack("[s, s, I]", ob->key, ob->etag ? ob->etag : "",
+                              (json_int_t)ob->size);
+        if (!e || json_array_append_new(arr, e) != 0) {
+            rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+            goto out;
+        }
+    }
+    text = json_dumps(o, JSON_COMPACT);
+    if (!text) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    record_key(r, key, sizeof(key));
+    rc = store_put(r->ctx->store, key, text, strlen(text), err);
+out:
+    free(text);
+    json_decref(o);
+    return rc;
+}
+
+static void record_remove(struct arch_run *r)
+{
+    char key[JOB_SPACE_ID_MAX + 48];
+    const char *k = key;
+    size_t nd = 0;
+    struct wk_err derr;
+
+    record_key(r, key, sizeof(key));
+    wk_err_clear(&derr);
+    if (store_delete_many(r->ctx->store, &k, 1, &nd, &derr) != WK_OK)
+        WK_LOG(WK_LOG_WARN, "archive.record_kept", KV_STR("job_id", r->job->id),
+               KV_STR("key", key), KV_STR("msg", derr.msg));
+}
+
+/* The space is archived (old) and r->list holds what is under active/.
+ * With a record of that archive, delete the objects still at their
+ * archived version (a delete that a dead run did not finish); *done is
+ * how many, *left how many remain (newer writes). */
+static enum wk_code record_finish(struct arch_run *r, const struct mf *old,
+                                  size_t *done, size_t *left,
+                                  struct wk_err *err)
+{
+    char key[JOB_SPACE_ID_MAX + 48];
+    struct wk_buf b;
+    struct wk_err gerr;
+    json_t *root = NULL, *objs;
+    const char **del = NULL;
+    size_t ndel = 0, nd = 0;
+    enum wk_code rc;
+
+    *done = 0;
+    *left = r->list.n;
+    record_key(r, key, sizeof(key));
+    wk_buf_init(&b, 1u << 30);
+    wk_err_clear(&gerr);
+    rc = store_get_all(r->ctx->store, key, &b, &gerr);
+    if (rc == WK_E_NOTFOUND) {
+        rc = WK_OK; /* no record: nothing known to be ours */
+        goto out;
+    }
+    if (rc != WK_OK) {
+        wk_err_copy(err, &gerr);
+        goto out;
+    }
+    root = json_loadb(b.data, b.len, 0, NULL);
+    objs = root ? json_object_get(root, "objects") : NULL;
+    if (!json_is_array(objs) ||
+        !json_is_string(json_object_get(root, "archiveKey")) ||
+        strcmp(json_string_value(json_object_get(root, "archiveKey")),
+               old->archive_key) != 0)
+        goto out; /* another archive's record: not evidence for this one */
+    del = calloc(r->list.n ? r->list.n : 1, sizeof(*del));
+    if (!del) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* both small in practice (the leftovers of one delete): a scan */
+    for (size_t i = 0; i < r->list.n; i++) {
+        const struct arch_obj *ob = &r->list.v[i];
+        size_t j;
+        json_t *e;
+        json_array_foreach(objs, j, e)
+        {
+            if (json_is_array(e) && json_array_size(e) == 3 &&
+                json_is_string(json_array_get(e, 0)) &&
+                strcmp(json_string_value(json_array_get(e, 0)), ob->key) == 0 &&
+                json_is_string(json_array_get(e, 1)) &&
+                strcmp(json_string_value(json_array_get(e, 1)),
+                       ob->etag ? ob->etag : "") == 0 &&
+                json_integer_value(json_array_get(e, 2)) ==
+                    (json_int_t)ob->size) {
+                del[ndel++] = ob->key;
+                break;
+            }
+        }
+    }
+    if (ndel)
+        rc = store_delete_many(r->ctx->store, del, ndel, &nd, err);
+    if (rc != WK_OK)
+        goto out;
+    *done = nd;
+    *left = r->list.n - nd;
+    WK_LOG(WK_LOG_INFO, "archive.delete_finished", KV_STR("job_id", r->job->id),
+           KV_STR("space_id", r->job->space_id), KV_INT("deleted", nd),
+           KV_INT("kept", *left));
+    record_remove(r);
+out:
+    free(del);
+    json_decref(root);
+    wk_buf_release(&b);
     return rc;
 }
 
@@ -361,23 +816,27 @@ static enum wk_code set_result(struct wk_buf *result, json_t *o,
     return rc;
 }
 
+static void prog_done(struct prog *p)
+{
+    p->st.phase = "done";
+    p->st.bytes_done = p->st.bytes_total;
+    p->st.files_done = p->st.files_total;
+    p->st.progress = 100; /* also when there was nothing to count */
+    prog_update(p, true);
+}
+
 enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
                              struct wk_buf *result, struct wk_err *err)
 {
     struct arch_run r;
-    struct store_writer *w = NULL;
-    struct zipw *zw = NULL;
-    struct store_writer_opts wopts;
-    struct zipw_opts zopts;
-    struct store_stat st;
     struct mf *m = NULL, *old = NULL;
     struct mf_archive *drop = NULL; /* archives to delete */
-    size_t ndrop = 0;
+    size_t ndrop = 0, kept_newer = 0;
     bool has_old = false;
     struct wk_buf mbuf;
-    char stamp[32], sha[65];
-    bool noop = false, committed = false, manifest_written = false;
-    uint64_t est;
+    char stamp[32];
+    bool noop = false, archived = false, manifest_written = false;
+    unsigned max_attempts = ctx->cfg->archive_tries;
     enum wk_code rc;
 
     memset(&r, 0, sizeof(r));
@@ -389,6 +848,8 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     r.ctx = ctx;
     r.now = ctx->now ? ctx->now() : time(NULL);
     prog_init(&r.prog, ctx->sink);
+    if (max_attempts < 1)
+        max_attempts = 1;
     if (!m || !old || !drop) {
         rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
@@ -416,16 +877,49 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
             break;
         r.now++;
     }
-    rc = store_list(ctx->store, r.prefix, NULL, list_cb, &r.list, err);
+    rc = list_load(&r, &r.list, err);
     if (rc != WK_OK)
         goto out;
+    if (noop && r.list.n > 0) {
+        /* a run that died between the manifest and the delete? */
+        size_t done = 0, left = 0;
+        rc = record_finish(&r, old, &done, &left, err);
+        if (rc != WK_OK)
+            goto out;
+        if (left == 0) {
+            json_t *o = json_object();
+            json_object_set_new(o, "noop", json_true());
+            json_object_set_new(o, "reason", json_string("already archived"));
+            json_object_set_new(o, "archiveKey", json_string(old->archive_key));
+            json_object_set_new(o, "completedDelete",
+                                json_integer((json_int_t)done));
+            rc = set_result(result, o, err);
+            if (rc == WK_OK)
+                prog_done(&r.prog);
+            goto out;
+        }
+        list_release(&r.list);
+        rc = list_load(&r, &r.list, err);
+        if (rc != WK_OK)
+            goto out;
+    }
     if (noop) {
         if (r.list.n > 0) {
-            rc =
-                wk_err_set(err, WK_E_CONFLICT,
-                           "space '%s' is archived ('%s') but %zu objects "
-                           "exist under '%s': refusing to archive over it",
-                           job->space_id, old->archive_key, r.list.n, r.prefix);
+            /* Objects written after the archive was made (keptNewer) or
+             * left by an interrupted delete. Archiving them alone would
+             * make an archive missing the rest of the space; a restore
+             * merges them (it never overwrites what is under active/),
+             * and the next archive then takes the whole space. */
+            WK_LOG(WK_LOG_WARN, "archive.refused", KV_STR("job_id", job->id),
+                   KV_STR("space_id", job->space_id),
+                   KV_STR("archive_key", old->archive_key),
+                   KV_INT("objects", r.list.n));
+            rc = wk_err_set(err, WK_E_CONFLICT,
+                            "space '%s' is archived but %zu objects remain "
+                            "under active/ (newer writes or an interrupted "
+                            "delete): unarchive it first (the restore keeps "
+                            "them), then archive again",
+                            job->space_id, r.list.n);
             goto out;
         }
         json_t *o = json_object();
@@ -433,25 +927,17 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
         json_object_set_new(o, "reason", json_string("already archived"));
         json_object_set_new(o, "archiveKey", json_string(old->archive_key));
         rc = set_result(result, o, err);
+        if (rc == WK_OK)
+            prog_done(&r.prog);
         goto out;
     }
-    qsort(r.list.v, r.list.n, sizeof(*r.list.v), obj_cmp);
     if (r.list.n == 0) {
         rc = wk_err_set(err, WK_E_NOTFOUND,
                         "space '%s' has no objects under '%s'", job->space_id,
                         r.prefix);
         goto out;
     }
-    r.prog.st.bytes_total = r.list.total_bytes;
-    r.prog.st.files_total = r.list.n;
-    r.prog.st.phase = "archiving";
-    prog_update(&r.prog, true);
 
-    /* Upper bound of the ZIP size: data + per-entry headers (local, data
-     * descriptor, central directory, ZIP64 extras, two copies of the name)
-     * + a little for the end records. Deflate can grow data slightly. */
-    est = r.list.total_bytes + r.list.total_bytes / 100 +
-          (uint64_t)r.list.n * (256 + 2 * 1024) + (1u << 20);
     /* An earlier run that died (or lost the server) before it could abort
      * leaves its upload open: clean it up before starting ours. */
     {
@@ -465,47 +951,50 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
             WK_LOG(WK_LOG_INFO, "archive.stale_uploads_aborted",
                    KV_STR("job_id", job->id), KV_INT("count", naborted));
     }
-    wopts.part_bytes = job_part_bytes(est, ctx->cfg->part_bytes);
-    wopts.parts_in_flight = ctx->cfg->parts_in_flight;
-    rc = store_open_write(ctx->store, r.archive_key, &wopts, &w, err);
-    if (rc != WK_OK)
-        goto out;
-    zopts.level = ctx->cfg->deflate_level;
-    rc = zipw_new(w, &zopts, &zw, err);
-    if (rc != WK_OK)
-        goto out;
-    WK_LOG(WK_LOG_INFO, "archive.started", KV_STR("job_id", job->id),
-           KV_STR("space_id", job->space_id),
-           KV_STR("archive_key", r.archive_key), KV_INT("files", r.list.n),
-           KV_INT("bytes", r.list.total_bytes),
-           KV_INT("part_bytes", wopts.part_bytes));
-    rc = write_archive(&r, w, zw, err);
-    if (rc == WK_OK)
-        rc = zipw_finish(zw, err);
-    if (rc == WK_OK) {
-        r.prog.st.phase = "uploading";
-        prog_update(&r.prog, true);
-        rc = store_writer_commit(w, err);
-    }
-    if (rc != WK_OK)
-        goto out;
-    committed = true;
 
-    /* Verify what the store holds before anything is deleted. */
-    r.prog.st.phase = "verifying";
-    prog_update(&r.prog, true);
-    rc = store_head(ctx->store, r.archive_key, &st, err);
-    if (rc != WK_OK)
-        goto out;
-    if (st.size != zipw_bytes_out(zw)) {
-        rc = wk_err_set(err, WK_E_CORRUPT,
-                        "archive '%s' is %llu bytes in the store, %llu "
-                        "were written",
-                        r.archive_key, (unsigned long long)st.size,
-                        (unsigned long long)zipw_bytes_out(zw));
-        goto out;
+    for (r.attempt = 1;; r.attempt++) {
+        bool changed = false;
+
+        rc = archive_once(&r, &changed, err);
+        if (rc != WK_OK)
+            goto out;
+        if (!changed)
+            break;
+        if (r.attempt >= max_attempts) {
+            /* Still in use: leave it active, untouched, and say so. */
+            json_t *o = json_object();
+            WK_LOG(WK_LOG_INFO, "archive.skipped", KV_STR("job_id", job->id),
+                   KV_STR("space_id", job->space_id),
+                   KV_STR("reason", "concurrent-writes"),
+                   KV_INT("attempts", r.attempt));
+            json_object_set_new(o, "skipped", json_string("concurrent-writes"));
+            json_object_set_new(o, "attempts", json_integer(r.attempt));
+            rc = set_result(result, o, err);
+            if (rc == WK_OK)
+                prog_done(&r.prog);
+            goto out;
+        }
+        /* Redo from the newest listing there is. */
+        if (r.have_next) {
+            list_release(&r.list);
+            r.list = r.next;
+            memset(&r.next, 0, sizeof(r.next));
+            r.have_next = false;
+        } else {
+            r.prog.st.phase = "listing";
+            prog_update(&r.prog, true);
+            rc = list_load(&r, &r.list, err);
+            if (rc != WK_OK)
+                goto out;
+        }
+        if (r.list.n == 0) {
+            rc = wk_err_set(err, WK_E_NOTFOUND,
+                            "space '%s' has no objects under '%s' any more",
+                            job->space_id, r.prefix);
+            goto out;
+        }
     }
-    zipw_sha256_hex(zw, sha);
+    archived = true;
 
     snprintf(m->version, sizeof(m->version), "%s", MF_VERSION);
     snprintf(m->space_id, sizeof(m->space_id), "%s", job->space_id);
@@ -516,12 +1005,14 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     m->archived_at = r.now;
     snprintf(m->compression, sizeof(m->compression), "deflate");
     snprintf(m->archive_key, sizeof(m->archive_key), "%s", r.archive_key);
-    memcpy(m->checksum, sha, sizeof(m->checksum));
-    m->size = st.size;
+    memcpy(m->checksum, r.sha, sizeof(m->checksum));
+    m->size = r.zip_size;
     m->uncompressed_size = r.list.total_bytes;
     m->file_count = r.list.n;
     build_history(old, has_old, ctx->cfg->keep_archives, m, drop, &ndrop);
-    rc = mf_to_json(m, &mbuf, err);
+    rc = record_write(&r, err);
+    if (rc == WK_OK)
+        rc = mf_to_json(m, &mbuf, err);
     if (rc == WK_OK)
         rc = store_put(ctx->store, r.mf_key, mbuf.data, mbuf.len, err);
     if (rc != WK_OK)
@@ -530,8 +1021,18 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     WK_LOG(WK_LOG_INFO, "archive.uploaded", KV_STR("job_id", job->id),
            KV_STR("space_id", job->space_id),
            KV_STR("archive_key", r.archive_key), KV_INT("size", m->size),
-           KV_STR("checksum", sha));
-    /* Archives beyond the kept number: the manifest no longer names them. */
+           KV_STR("checksum", r.sha), KV_INT("attempts", r.attempt));
+
+    /* Delete first, while the listing is fresh: a write landing between
+     * that listing and the delete is the one a user could lose. */
+    r.prog.st.phase = "deleting";
+    prog_update(&r.prog, true);
+    rc = delete_archived(&r, &kept_newer, err);
+    if (rc == WK_OK)
+        record_remove(&r);
+
+    /* Archives beyond the kept number: the manifest no longer names them
+     * (whatever the delete above did). */
     for (size_t i = 0; i < ndrop; i++) {
         const char *k = drop[i].key;
         size_t nd = 0;
@@ -545,44 +1046,35 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
             WK_LOG(WK_LOG_INFO, "archive.old_archive_deleted",
                    KV_STR("job_id", job->id), KV_STR("archive_key", k));
     }
-
-    r.prog.st.phase = "deleting";
-    prog_update(&r.prog, true);
-    rc = delete_archived(&r, err);
     if (rc != WK_OK)
         goto out;
 
     {
         json_t *o = json_object();
         json_object_set_new(o, "archiveKey", json_string(r.archive_key));
-        json_object_set_new(o, "checksum", json_string(sha));
+        json_object_set_new(o, "checksum", json_string(r.sha));
         json_object_set_new(o, "size", json_integer((json_int_t)m->size));
         json_object_set_new(o, "uncompressedSize",
                             json_integer((json_int_t)m->uncompressed_size));
         json_object_set_new(o, "fileCount",
                             json_integer((json_int_t)m->file_count));
         json_object_set_new(o, "manifestKey", json_string(r.mf_key));
+        json_object_set_new(o, "attempts", json_integer(r.attempt));
+        json_object_set_new(o, "keptNewer",
+                            json_integer((json_int_t)kept_newer));
         rc = set_result(result, o, err);
     }
-    r.prog.st.phase = "done";
-    r.prog.st.bytes_done = r.prog.st.bytes_total;
-    r.prog.st.files_done = r.prog.st.files_total;
-    prog_update(&r.prog, true);
+    if (rc == WK_OK)
+        prog_done(&r.prog);
 out:
-    if (rc != WK_OK && committed && !manifest_written) {
+    if (rc != WK_OK && archived && !manifest_written) {
         /* The space stays active: do not leave an orphan archive behind. */
-        const char *k = r.archive_key;
-        size_t nd = 0;
         struct wk_err derr;
         wk_err_clear(&derr);
-        if (store_delete_many(ctx->store, &k, 1, &nd, &derr) != WK_OK)
-            WK_LOG(WK_LOG_WARN, "archive.orphan_kept",
-                   KV_STR("job_id", job->id), KV_STR("archive_key", k),
-                   KV_STR("msg", derr.msg));
+        (void)drop_archive(&r, &derr);
     }
-    zipw_free(zw);
-    store_writer_free(w); /* aborts the upload unless committed */
     list_release(&r.list);
+    list_release(&r.next);
     wk_buf_release(&mbuf);
     free(m);
     free(old);

@@ -201,6 +201,11 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
         c->job.deflate_level = (int)n;
     }
     if (rc == WK_OK) {
+        n = c->job.archive_tries;
+        rc = env_num("SILA_ARCHIVE_TRIES", 1, 20, &n, err);
+        c->job.archive_tries = (unsigned)n;
+    }
+    if (rc == WK_OK) {
         n = c->job.keep_archives;
         rc = env_num("SILA_KEEP_ARCHIVES", 1, 17, &n, err);
         c->job.keep_archives = (unsigned)n;

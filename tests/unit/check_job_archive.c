@@ -1,0 +1,914 @@
+/* job_archive against store_mem, through a wrapper store whose listings and
+ * reads can change the space the way a user writing during an archive
+ * does: the archive is redone from the new listing, given up after the
+ * configured tries (space left active and untouched), and objects written
+ * after the manifest are kept, never deleted. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs/job.h"
+#include "jobs/manifest.h"
+#include "jobs/progress.h"
+#include "jobs/zipr.h"
+#include "storage/store.h"
+#include "tests/unit/suites.h"
+
+#define SPACE     "0123456789abcdef0123456789abcdef"
+#define ACTIVE    "active/" SPACE "/"
+#define MF_KEY    "metadata/" SPACE ".json"
+#define ARCHIVE   "archived/" SPACE "/workspace-20261126T140000Z.zip"
+#define FIXED_NOW 1795701600 /* 2026-11-26T14:00:00Z */
+
+#define K_SPACE   ACTIVE "space-v1/space.json"
+#define K_SILA    ACTIVE "sila.md"
+#define K_SECRETS ACTIVE "space-v1/secrets"
+#define OPS_DAY   ACTIVE "space-v1/ops/ab/cdef/2026/11/26/"
+#define K_MOVES   OPS_DAY "1111aaaa-m.jsonl"
+#define K_PROPS   OPS_DAY "1111aaaa-p.jsonl"
+#define K_NEWPEER OPS_DAY "2222bbbb-m.jsonl"
+#define K_OLDOPS  ACTIVE "space-v1/ops/ab/cdef/2026/01/02/0000cccc-m.jsonl"
+#define K_VAR     ACTIVE "space-v1/files/var/uuid/9a/bcdef0123456789abcdef012345678"
+
+/* ---- a store that forwards to store_mem, with hooks ---- */
+
+struct wrap_store;
+typedef void (*wrap_hook)(struct wrap_store *w, unsigned n);
+
+struct wrap_store {
+    struct store base;
+    struct store *inner;      /* owned */
+    unsigned nlist;           /* listings of active/ so far */
+    unsigned nget;            /* batch reads so far */
+    wrap_hook on_list;        /* before listing nlist (1-based) is served */
+    wrap_hook on_get;         /* before batch read nget is served */
+    bool fail_archive_delete; /* deleting archived/ keys fails */
+    bool fail_active_delete;  /* deleting active/ keys fails */
+    unsigned lines;           /* lines appended by the hooks */
+};
+
+static struct wrap_store *wrap_of(struct store *st)
+{
+    return (struct wrap_store *)st;
+}
+
+static enum wk_code wrap_list(struct store *st, const char *prefix,
+                              const char *delimiter, store_list_cb cb, void *ud,
+                              struct wk_err *err)
+{
+    struct wrap_store *w = wrap_of(st);
+    if (prefix && strncmp(prefix, "active/", 7) == 0) {
+        w->nlist++;
+        if (w->on_list)
+            w->on_list(w, w->nlist);
+    }
+    return store_list(w->inner, prefix, delimiter, cb, ud, err);
+}
+
+static enum wk_code wrap_head(struct store *st, const char *key,
+                              struct store_stat *out, struct wk_err *err)
+{
+    return store_head(wrap_of(st)->inner, key, out, err);
+}
+
+static enum wk_code wrap_get(struct store *st, const char *key, uint64_t offset,
+                             uint64_t len, store_sink_cb sink, void *ud,
+                             struct wk_err *err)
+{
+    return store_get(wrap_of(st)->inner, key, offset, len, sink, ud, err);
+}
+
+static enum wk_code wrap_get_many(struct store *st, struct store_get *reqs,
+                                  size_t n, struct wk_err *err)
+{
+    struct wrap_store *w = wrap_of(st);
+    w->nget++;
+    if (w->on_get)
+        w->on_get(w, w->nget);
+    return store_get_many(w->inner, reqs, n, err);
+}
+
+static enum wk_code wrap_put(struct store *st, const char *key, const void *p,
+                             size_t n, struct wk_err *err)
+{
+    return store_put(wrap_of(st)->inner, key, p, n, err);
+}
+
+static enum wk_code wrap_put_many(struct store *st, struct store_put *reqs,
+                                  size_t n, struct wk_err *err)
+{
+    return store_put_many(wrap_of(st)->inner, reqs, n, err);
+}
+
+static enum wk_code wrap_open_write(struct store *st, const char *key,
+                                    const struct store_writer_opts *opts,
+                                    struct store_writer **out,
+                                    struct wk_err *err)
+{
+    return store_open_write(wrap_of(st)->inner, key, opts, out, err);
+}
+
+static enum wk_code wrap_delete_many(struct store *st, const char *const *keys,
+                                     size_t n, size_t *ndeleted,
+                                     struct wk_err *err)
+{
+    struct wrap_store *w = wrap_of(st);
+    for (size_t i = 0; i < n && w->fail_active_delete; i++)
+        if (strncmp(keys[i], "active/", 7) == 0) {
+            if (ndeleted)
+                *ndeleted = 0;
+            return wk_err_set(err, WK_E_NET, "delete '%s': reset (test)",
+                              keys[i]);
+        }
+    for (size_t i = 0; i < n && w->fail_archive_delete; i++)
+        if (strncmp(keys[i], "archived/", 9) == 0) {
+            if (ndeleted)
+                *ndeleted = 0;
+            return wk_err_set(err, WK_E_HTTP, "delete '%s': HTTP 500 (test)",
+                              keys[i]);
+        }
+    return store_delete_many(w->inner, keys, n, ndeleted, err);
+}
+
+static enum wk_code wrap_abort_pending(struct store *st, const char *prefix,
+                                       size_t *naborted, struct wk_err *err)
+{
+    return store_abort_pending(wrap_of(st)->inner, prefix, naborted, err);
+}
+
+static enum wk_code wrap_count_pending(struct store *st, const char *prefix,
+                                       size_t *npending, struct wk_err *err)
+{
+    return store_count_pending(wrap_of(st)->inner, prefix, npending, err);
+}
+
+static void wrap_free(struct store *st)
+{
+    struct wrap_store *w = wrap_of(st);
+    store_free(w->inner);
+    free(w);
+}
+
+static const struct store_ops wrap_ops = {
+    .name = "wrap",
+    .list = wrap_list,
+    .head = wrap_head,
+    .get = wrap_get,
+    .get_many = wrap_get_many,
+    .put = wrap_put,
+    .put_many = wrap_put_many,
+    .open_write = wrap_open_write,
+    .delete_many = wrap_delete_many,
+    .abort_pending = wrap_abort_pending,
+    .count_pending = wrap_count_pending,
+    .free = wrap_free,
+};
+
+/* ---- helpers ---- */
+
+static void put_text(struct store *st, const char *key, const char *text)
+{
+    struct wk_err err;
+    wk_err_clear(&err);
+    ck_assert_msg(store_put(st, key, text, strlen(text), &err) == WK_OK,
+                  "put '%s': %s", key, err.msg);
+}
+
+/* The object's text (free()), or NULL when it does not exist. */
+static char *get_text(struct store *st, const char *key)
+{
+    struct wk_buf b;
+    struct wk_err err;
+    enum wk_code rc;
+    size_t len;
+    char *s;
+
+    wk_buf_init(&b, 1u << 24);
+    wk_err_clear(&err);
+    rc = store_get_all(st, key, &b, &err);
+    if (rc == WK_E_NOTFOUND) {
+        wk_buf_release(&b);
+        return NULL;
+    }
+    ck_assert_msg(rc == WK_OK, "get '%s': %s", key, err.msg);
+    s = wk_buf_detach(&b, &len);
+    if (!s)
+        s = strdup("");
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+/* A user's session appending one op line (or creating the file). */
+static void append_line(struct wrap_store *w, const char *key)
+{
+    char *old = get_text(w->inner, key);
+    char line[128];
+    struct wk_buf b;
+    struct wk_err err;
+
+    snprintf(line, sizeof(line), "[%u,\"0123456789abcdef\",null]\n",
+             ++w->lines);
+    wk_buf_init(&b, 1u << 20);
+    wk_err_clear(&err);
+    ck_assert_int_eq(wk_buf_appends(&b, old ? old : "", &err), WK_OK);
+    ck_assert_int_eq(wk_buf_appends(&b, line, &err), WK_OK);
+    put_text(w->inner, key, wk_buf_cstr(&b));
+    wk_buf_release(&b);
+    free(old);
+}
+
+static enum wk_code count_cb(const struct store_entry *e, void *ud,
+                             struct wk_err *err)
+{
+    (void)e;
+    (void)err;
+    (*(size_t *)ud)++;
+    return WK_OK;
+}
+
+/* Objects under prefix (on the inner store: not one of the job's
+ * listings). */
+static size_t count(struct store *st, const char *prefix)
+{
+    size_t n = 0;
+    struct wk_err err;
+
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_list(st, prefix, NULL, count_cb, &n, &err), WK_OK);
+    return n;
+}
+
+static struct wrap_store *new_space(void)
+{
+    struct wrap_store *w = calloc(1, sizeof(*w));
+    struct wk_err err;
+
+    ck_assert_ptr_nonnull(w);
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_mem_new(&w->inner, &err), WK_OK);
+    w->base.ops = &wrap_ops;
+    put_text(w->inner, K_SPACE, "{\"id\":\"" SPACE "\"}");
+    put_text(w->inner, K_SILA, "# Sila workspace\n");
+    put_text(w->inner, K_SECRETS, "c2VjcmV0cw==\n");
+    put_text(w->inner, K_OLDOPS, "[1,\"aa\",null]\n[2,\"bb\",\"aa\"]\n");
+    put_text(w->inner, K_MOVES, "[1,\"cc\",null]\n");
+    put_text(w->inner, K_PROPS,
+             "[1,\"cc\",\"name\",\"a long enough value\"]\n"
+             "[2,\"cc\",\"name\",\"another long value\"]\n");
+    put_text(w->inner, K_VAR, "variable blob contents");
+    return w;
+}
+
+/* A sink that checks progress never goes back and remembers the end. */
+struct test_sink {
+    struct prog_sink base;
+    int last_progress;
+    const char *last_phase;
+    unsigned updates;
+};
+
+static void test_sink_update(struct prog_sink *s, const struct prog_state *st)
+{
+    struct test_sink *t = (struct test_sink *)s;
+    ck_assert_int_ge(st->progress, t->last_progress);
+    t->last_progress = st->progress;
+    t->last_phase = st->phase;
+    t->updates++;
+}
+
+static const struct prog_sink_ops test_sink_ops = { test_sink_update };
+
+static time_t fixed_now(void)
+{
+    return (time_t)FIXED_NOW;
+}
+
+struct run {
+    struct job_config cfg;
+    struct test_sink sink;
+    struct wk_buf result;
+    struct wk_err err;
+    json_t *res; /* parsed result on success */
+};
+
+static enum wk_code run_job(struct wrap_store *w, struct run *r,
+                            enum job_type type, unsigned tries, bool set_tries)
+{
+    struct job job;
+    struct job_ctx ctx;
+    enum wk_code rc;
+
+    memset(r, 0, sizeof(*r));
+    job_config_defaults(&r->cfg);
+    if (set_tries)
+        r->cfg.archive_tries = tries;
+    r->cfg.window_objects = 3; /* several batches */
+    r->sink.base.ops = &test_sink_ops;
+    memset(&job, 0, sizeof(job));
+    snprintf(job.id, sizeof(job.id), "j-1");
+    job.type = type;
+    snprintf(job.space_id, sizeof(job.space_id), "%s", SPACE);
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.store = &w->base;
+    ctx.sink = &r->sink.base;
+    ctx.cfg = &r->cfg;
+    ctx.now = fixed_now;
+    wk_buf_init(&r->result, 1u << 16);
+    wk_err_clear(&r->err);
+    rc = job_run(&job, &ctx, &r->result, &r->err);
+    if (rc == WK_OK) {
+        json_error_t jerr;
+        r->res = json_loads(wk_buf_cstr(&r->result), 0, &jerr);
+        ck_assert_msg(r->res != NULL, "result '%s'", wk_buf_cstr(&r->result));
+        ck_assert_int_eq(r->sink.last_progress, 100);
+        ck_assert_str_eq(r->sink.last_phase, "done");
+    }
+    return rc;
+}
+
+static enum wk_code run_archive_cfg(struct wrap_store *w, struct run *r,
+                                    unsigned tries, bool set_tries)
+{
+    return run_job(w, r, JOB_ARCHIVE, tries, set_tries);
+}
+
+static enum wk_code run_archive(struct wrap_store *w, struct run *r)
+{
+    return run_job(w, r, JOB_ARCHIVE, 0, false);
+}
+
+static void run_release(struct run *r)
+{
+    json_decref(r->res);
+    wk_buf_release(&r->result);
+}
+
+static long long res_int(const struct run *r, const char *field)
+{
+    json_t *v = json_object_get(r->res, field);
+    ck_assert_msg(json_is_integer(v), "result field '%s' in %s", field,
+                  wk_buf_cstr(&r->result));
+    return (long long)json_integer_value(v);
+}
+
+static const char *res_str(const struct run *r, const char *field)
+{
+    json_t *v = json_object_get(r->res, field);
+    ck_assert_msg(json_is_string(v), "result field '%s' in %s", field,
+                  wk_buf_cstr(&r->result));
+    return json_string_value(v);
+}
+
+static void read_manifest(struct store *st, struct mf *m)
+{
+    char *text = get_text(st, MF_KEY);
+    struct wk_err err;
+
+    ck_assert_ptr_nonnull(text);
+    wk_err_clear(&err);
+    ck_assert_msg(mf_parse(text, strlen(text), m, &err) == WK_OK, "%s",
+                  err.msg);
+    free(text);
+}
+
+/* ---- reading an archive back ---- */
+
+struct zip_src {
+    char *data;
+    size_t len;
+    bool done;
+};
+
+static enum wk_code zip_read(void *ud, const void **p, size_t *n,
+                             struct wk_err *err)
+{
+    struct zip_src *z = ud;
+    (void)err;
+    *p = z->data;
+    *n = z->done ? 0 : z->len;
+    z->done = true;
+    return WK_OK;
+}
+
+/* Every entry of the ZIP at key: names[i] and texts[i] (free() each). */
+struct zip_content {
+    size_t n;
+    char *names[32];
+    char *texts[32];
+};
+
+static void zip_load(struct store *st, const char *key, struct zip_content *c)
+{
+    struct zipr_limits lim = { 1u << 24, 32, 1000, 1u << 20 };
+    struct zip_src src = { NULL, 0, false };
+    struct zipr *zr = NULL;
+    struct wk_err err;
+    bool eof = false;
+
+    memset(c, 0, sizeof(*c));
+    src.data = get_text(st, key);
+    ck_assert_msg(src.data != NULL, "no archive '%s'", key);
+    {
+        struct store_stat sb;
+        wk_err_clear(&err);
+        ck_assert_int_eq(store_head(st, key, &sb, &err), WK_OK);
+        src.len = (size_t)sb.size;
+    }
+    wk_err_clear(&err);
+    ck_assert_msg(zipr_new(zip_read, &src, &lim, &zr, &err) == WK_OK, "%s",
+                  err.msg);
+    for (;;) {
+        struct zipr_entry e;
+        struct wk_buf b;
+        char buf[4096];
+        size_t nr;
+        ck_assert_msg(zipr_next(zr, &e, &eof, &err) == WK_OK, "%s", err.msg);
+        if (eof)
+            break;
+        ck_assert_uint_lt(c->n, 32);
+        c->names[c->n] = strdup(e.name);
+        wk_buf_init(&b, 1u << 20);
+        do {
+            ck_assert_msg(zipr_read(zr, buf, sizeof(buf), &nr, &err) == WK_OK,
+                          "%s", err.msg);
+            ck_assert_int_eq(wk_buf_append(&b, buf, nr, &err), WK_OK);
+        } while (nr > 0);
+        c->texts[c->n] = strdup(wk_buf_cstr(&b));
+        wk_buf_release(&b);
+        c->n++;
+    }
+    zipr_free(zr);
+    free(src.data);
+}
+
+/* The entry's text, or NULL when the archive has no such entry. */
+static const char *zip_text(const struct zip_content *c, const char *key)
+{
+    const char *name = key + strlen(ACTIVE);
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->names[i], name) == 0)
+            return c->texts[i];
+    return NULL;
+}
+
+static void zip_release(struct zip_content *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->names[i]);
+        free(c->texts[i]);
+    }
+}
+
+static size_t pending(struct store *st)
+{
+    size_t n = 99;
+    struct wk_err err;
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_count_pending(st, "", &n, &err), WK_OK);
+    return n;
+}
+
+/* ---- hooks ---- */
+
+/* After the first upload: a session appends to today's ops file and a new
+ * session starts its own file. */
+static void hook_write_after_upload(struct wrap_store *w, unsigned n)
+{
+    if (n == 2) {
+        append_line(w, K_MOVES);
+        append_line(w, K_NEWPEER);
+    }
+}
+
+/* Every check after an upload finds a new write. */
+static void hook_write_always(struct wrap_store *w, unsigned n)
+{
+    if (n >= 2)
+        append_line(w, K_MOVES);
+}
+
+/* Listing 3 is the one before deleting (after the manifest). */
+static void hook_change_after_manifest(struct wrap_store *w, unsigned n)
+{
+    if (n == 3)
+        put_text(w->inner, K_PROPS,
+                 "[1,\"cc\",\"name\",\"compacted after the manifest\"]\n");
+}
+
+static void hook_add_after_manifest(struct wrap_store *w, unsigned n)
+{
+    if (n == 3)
+        append_line(w, K_NEWPEER);
+}
+
+/* Before the first read: compaction rewrites -p.jsonl shorter. */
+static void hook_shrink_before_read(struct wrap_store *w, unsigned n)
+{
+    if (n == 1)
+        put_text(w->inner, K_PROPS, "[3,\"cc\",\"name\",\"x\"]\n");
+}
+
+/* Before the first read: an object disappears. */
+static void hook_remove_before_read(struct wrap_store *w, unsigned n)
+{
+    if (n == 1) {
+        const char *k = K_SECRETS;
+        size_t nd = 0;
+        struct wk_err err;
+        wk_err_clear(&err);
+        ck_assert_int_eq(store_delete_many(w->inner, &k, 1, &nd, &err), WK_OK);
+    }
+}
+
+static void hook_remove_all_after_upload(struct wrap_store *w, unsigned n)
+{
+    static const char *const keys[] = { K_SPACE, K_SILA,  K_SECRETS, K_OLDOPS,
+                                        K_MOVES, K_PROPS, K_VAR };
+    if (n == 2) {
+        size_t nd = 0;
+        struct wk_err err;
+        wk_err_clear(&err);
+        ck_assert_int_eq(store_delete_many(w->inner, keys,
+                                           sizeof(keys) / sizeof(keys[0]), &nd,
+                                           &err),
+                         WK_OK);
+    }
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_job_archive_quiet_space)
+{
+    struct wrap_store *w = new_space();
+    struct zip_content z;
+    struct run r;
+    struct mf m;
+
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_str_eq(res_str(&r, "archiveKey"), ARCHIVE);
+    ck_assert_int_eq(res_int(&r, "fileCount"), 7);
+    ck_assert_int_eq(res_int(&r, "attempts"), 1);
+    ck_assert_int_eq(res_int(&r, "keptNewer"), 0);
+    ck_assert_ptr_null(json_object_get(r.res, "skipped"));
+    /* listed to archive, to check, and to delete */
+    ck_assert_uint_eq(w->nlist, 3);
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ARCHIVED);
+    ck_assert_str_eq(m.archive_key, ARCHIVE);
+    ck_assert_uint_eq(m.file_count, 7);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+    zip_load(w->inner, ARCHIVE, &z);
+    ck_assert_uint_eq(z.n, 7);
+    ck_assert_str_eq(z.names[0], "space-v1/space.json"); /* restore order */
+    ck_assert_str_eq(zip_text(&z, K_MOVES), "[1,\"cc\",null]\n");
+    zip_release(&z);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_redone_after_writes)
+{
+    struct wrap_store *w = new_space();
+    struct zip_content z;
+    struct run r;
+    struct mf m;
+
+    w->on_list = hook_write_after_upload;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "attempts"), 2);
+    ck_assert_int_eq(res_int(&r, "keptNewer"), 0);
+    ck_assert_int_eq(res_int(&r, "fileCount"), 8);
+    /* the redo started from the listing that saw the writes */
+    ck_assert_uint_eq(w->nlist, 4);
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ARCHIVED);
+    ck_assert_uint_eq(m.file_count, 8);
+    /* one archive: the first attempt's was deleted */
+    ck_assert_uint_eq(count(w->inner, "archived/"), 1);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+    zip_load(w->inner, m.archive_key, &z);
+    ck_assert_uint_eq(z.n, 8);
+    ck_assert_str_eq(zip_text(&z, K_MOVES),
+                     "[1,\"cc\",null]\n[1,\"0123456789abcdef\",null]\n");
+    ck_assert_str_eq(zip_text(&z, K_NEWPEER),
+                     "[2,\"0123456789abcdef\",null]\n");
+    zip_release(&z);
+    ck_assert_uint_eq(pending(w->inner), 0);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_gives_up_leaving_space_active)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    char *moves;
+
+    w->on_list = hook_write_always;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_str_eq(wk_buf_cstr(&r.result),
+                     "{\"skipped\":\"concurrent-writes\",\"attempts\":3}");
+    ck_assert_uint_eq(w->lines, 3); /* one write seen per try */
+    /* no manifest, no archive, no upload left open, all of active/ */
+    ck_assert_ptr_null(get_text(w->inner, MF_KEY));
+    ck_assert_uint_eq(count(w->inner, "archived/"), 0);
+    ck_assert_uint_eq(pending(w->inner), 0);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+    moves = get_text(w->inner, K_MOVES);
+    ck_assert_str_eq(moves, "[1,\"cc\",null]\n"
+                            "[1,\"0123456789abcdef\",null]\n"
+                            "[2,\"0123456789abcdef\",null]\n"
+                            "[3,\"0123456789abcdef\",null]\n");
+    free(moves);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_tries_configurable)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+
+    w->on_list = hook_write_always;
+    ck_assert_msg(run_archive_cfg(w, &r, 1, true) == WK_OK, "%s", r.err.msg);
+    ck_assert_str_eq(res_str(&r, "skipped"), "concurrent-writes");
+    ck_assert_int_eq(res_int(&r, "attempts"), 1);
+    run_release(&r);
+    /* 0 means one try, not none */
+    ck_assert_msg(run_archive_cfg(w, &r, 0, true) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "attempts"), 1);
+    run_release(&r);
+    ck_assert_ptr_null(get_text(w->inner, MF_KEY));
+    ck_assert_uint_eq(count(w->inner, "archived/"), 0);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_keeps_object_changed_after_manifest)
+{
+    struct wrap_store *w = new_space();
+    struct zip_content z;
+    struct run r;
+    struct mf m;
+    char *props;
+
+    w->on_list = hook_change_after_manifest;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "attempts"), 1);
+    ck_assert_int_eq(res_int(&r, "keptNewer"), 1);
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ARCHIVED);
+    ck_assert_uint_eq(m.file_count, 7);
+    /* the newer version survives, alone; the archive has the older one */
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 1);
+    props = get_text(w->inner, K_PROPS);
+    ck_assert_str_eq(props,
+                     "[1,\"cc\",\"name\",\"compacted after the manifest\"]\n");
+    free(props);
+    zip_load(w->inner, m.archive_key, &z);
+    ck_assert_str_eq(zip_text(&z, K_PROPS),
+                     "[1,\"cc\",\"name\",\"a long enough value\"]\n"
+                     "[2,\"cc\",\"name\",\"another long value\"]\n");
+    zip_release(&z);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_keeps_object_added_after_manifest)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+
+    w->on_list = hook_add_after_manifest;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "keptNewer"), 1);
+    ck_assert_int_eq(res_int(&r, "fileCount"), 7);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 1);
+    ck_assert_uint_eq(count(w->inner, K_NEWPEER), 1);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_refuses_archived_space_with_newer_objects)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    char *before, *after;
+
+    w->on_list = hook_change_after_manifest;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    before = get_text(w->inner, MF_KEY);
+    w->on_list = NULL;
+    ck_assert_int_eq(run_archive(w, &r), WK_E_CONFLICT);
+    ck_assert_str_eq(r.err.msg,
+                     "space '" SPACE "' is archived but 1 objects remain "
+                     "under active/ (newer writes or an interrupted "
+                     "delete): unarchive it first (the restore keeps "
+                     "them), then archive again");
+    run_release(&r);
+    /* nothing moved */
+    after = get_text(w->inner, MF_KEY);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 1);
+    ck_assert_uint_eq(count(w->inner, "archived/"), 1);
+    store_free(&w->base);
+}
+END_TEST
+
+/* The way out of "archived with newer objects": a restore merges the
+ * archive around them, and the next archive holds the whole space with
+ * the newer version. */
+START_TEST(test_job_archive_newer_objects_merged_by_restore)
+{
+    struct wrap_store *w = new_space();
+    struct zip_content z;
+    struct run r;
+    struct mf m;
+
+    w->on_list = hook_change_after_manifest;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "keptNewer"), 1);
+    run_release(&r);
+    w->on_list = NULL;
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    run_release(&r);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "fileCount"), 7);
+    ck_assert_int_eq(res_int(&r, "keptNewer"), 0);
+    run_release(&r);
+    read_manifest(w->inner, &m);
+    ck_assert_uint_eq(m.n_history, 1); /* the first archive, kept */
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+    zip_load(w->inner, m.archive_key, &z);
+    ck_assert_uint_eq(z.n, 7);
+    ck_assert_str_eq(zip_text(&z, K_PROPS),
+                     "[1,\"cc\",\"name\",\"compacted after the manifest\"]\n");
+    ck_assert_str_eq(zip_text(&z, K_MOVES), "[1,\"cc\",null]\n");
+    zip_release(&z);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_shrunk_object_redone)
+{
+    struct wrap_store *w = new_space();
+    struct zip_content z;
+    struct run r;
+    struct mf m;
+
+    w->on_get = hook_shrink_before_read;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "attempts"), 2);
+    ck_assert_int_eq(res_int(&r, "keptNewer"), 0);
+    /* no listing after the failed read: the redo listed afresh */
+    ck_assert_uint_eq(w->nlist, 4);
+    read_manifest(w->inner, &m);
+    zip_load(w->inner, m.archive_key, &z);
+    ck_assert_str_eq(zip_text(&z, K_PROPS), "[3,\"cc\",\"name\",\"x\"]\n");
+    zip_release(&z);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+    ck_assert_uint_eq(count(w->inner, "archived/"), 1);
+    ck_assert_uint_eq(pending(w->inner), 0);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_vanished_object_redone)
+{
+    struct wrap_store *w = new_space();
+    struct zip_content z;
+    struct run r;
+    struct mf m;
+
+    w->on_get = hook_remove_before_read;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "attempts"), 2);
+    ck_assert_int_eq(res_int(&r, "fileCount"), 6);
+    read_manifest(w->inner, &m);
+    zip_load(w->inner, m.archive_key, &z);
+    ck_assert_uint_eq(z.n, 6);
+    ck_assert_ptr_null(zip_text(&z, K_SECRETS));
+    zip_release(&z);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_space_emptied_meanwhile)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+
+    w->on_list = hook_remove_all_after_upload;
+    ck_assert_int_eq(run_archive(w, &r), WK_E_NOTFOUND);
+    ck_assert_str_eq(r.err.msg, "space '" SPACE
+                                "' has no objects under '" ACTIVE "' any more");
+    ck_assert_ptr_null(get_text(w->inner, MF_KEY));
+    ck_assert_uint_eq(count(w->inner, "archived/"), 0);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_undeletable_archive_fails)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+
+    w->on_list = hook_write_after_upload;
+    w->fail_archive_delete = true;
+    ck_assert_int_eq(run_archive(w, &r), WK_E_HTTP);
+    ck_assert_str_eq(r.err.msg, "space changed while archiving, and the unused "
+                                "archive could not be deleted: delete '" ARCHIVE
+                                "': HTTP 500 (test)");
+    /* active/ untouched, no manifest */
+    ck_assert_ptr_null(get_text(w->inner, MF_KEY));
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 8);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+#define RECORD "metadata/" SPACE ".pending-delete.json"
+
+/* The run dies (here: fails) between the manifest and the delete: the
+ * next run finishes the delete from the pending-delete record. */
+START_TEST(test_job_archive_rerun_finishes_interrupted_delete)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+
+    w->fail_active_delete = true;
+    ck_assert_int_eq(run_archive(w, &r), WK_E_NET);
+    ck_assert_ptr_nonnull(strstr(r.err.msg, "could not be deleted"));
+    run_release(&r);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+    ck_assert_uint_eq(count(w->inner, RECORD), 1);
+
+    w->fail_active_delete = false;
+    ck_assert_int_eq(run_archive(w, &r), WK_OK);
+    ck_assert_int_eq(res_int(&r, "completedDelete"), 7);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+    ck_assert_uint_eq(count(w->inner, RECORD), 0);
+    run_release(&r);
+    store_free(&w->base);
+}
+END_TEST
+
+/* ... but an object written since is newer than the archive: kept. */
+START_TEST(test_job_archive_rerun_keeps_object_newer_than_record)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+
+    w->fail_active_delete = true;
+    ck_assert_int_eq(run_archive(w, &r), WK_E_NET);
+    run_release(&r);
+    w->fail_active_delete = false;
+    put_text(w->inner, K_MOVES, "[1,\"cc\",null]\n[2,\"dd\",\"cc\"]\n");
+    ck_assert_int_eq(run_archive(w, &r), WK_E_CONFLICT);
+    ck_assert_ptr_nonnull(strstr(r.err.msg, "unarchive it first"));
+    run_release(&r);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 1);
+    ck_assert_uint_eq(count(w->inner, K_MOVES), 1);
+    ck_assert_uint_eq(count(w->inner, RECORD), 0);
+    store_free(&w->base);
+}
+END_TEST
+
+Suite *job_archive_suite(void)
+{
+    Suite *s = suite_create("job_archive");
+    TCase *tc = tcase_create("concurrent");
+    tcase_add_test(tc, test_job_archive_quiet_space);
+    tcase_add_test(tc, test_job_archive_redone_after_writes);
+    tcase_add_test(tc, test_job_archive_gives_up_leaving_space_active);
+    tcase_add_test(tc, test_job_archive_tries_configurable);
+    tcase_add_test(tc, test_job_archive_keeps_object_changed_after_manifest);
+    tcase_add_test(tc, test_job_archive_keeps_object_added_after_manifest);
+    tcase_add_test(tc,
+                   test_job_archive_refuses_archived_space_with_newer_objects);
+    tcase_add_test(tc, test_job_archive_newer_objects_merged_by_restore);
+    tcase_add_test(tc, test_job_archive_shrunk_object_redone);
+    tcase_add_test(tc, test_job_archive_vanished_object_redone);
+    tcase_add_test(tc, test_job_archive_space_emptied_meanwhile);
+    tcase_add_test(tc, test_job_archive_undeletable_archive_fails);
+    tcase_add_test(tc, test_job_archive_rerun_finishes_interrupted_delete);
+    tcase_add_test(tc, test_job_archive_rerun_keeps_object_newer_than_record);
+    suite_add_tcase(s, tc);
+    return s;
+}

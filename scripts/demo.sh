@@ -176,4 +176,12 @@ python3 "$root/tests/gen_space.py" --check "$got" | python3 -c \
 step "8. active/$sid/ afterwards"
 echo "active/$sid/: $(s3py count "$BUCKET" "active/$sid/")"
 
+step "9. Read one file without restoring: $(basename "$BIN") cat $sid space-v1/space.json"
+"$BIN" cat "$sid" space-v1/space.json || fail "cat failed"
+echo
+
+step "10. A user opens the space: $(basename "$BIN") enqueue unarchive $sid --urgent --wait"
+"$BIN" enqueue unarchive "$sid" --urgent --wait || fail "the unarchive job failed"
+echo "active/$sid/: $(s3py count "$BUCKET" "active/$sid/")"
+
 step "Done"

@@ -179,6 +179,7 @@ START_TEST(test_it_rel_retry_with_backoff_then_success)
     snprintf(log, sizeof(log), "%s/worker.log", tmp);
     snprintf(out, sizeof(out), "%s/out", tmp);
     it_write_file(ctl, "down\n");
+    it_sleep_ms(300); /* the proxy reads its control file every 50 ms */
     w = it_start_worker(&e, log);
     snprintf(args, sizeof(args), "enqueue archive %s", id);
     enqueue(&e, args, job, sizeof(job), out);
@@ -231,6 +232,7 @@ START_TEST(test_it_rel_dead_letter_then_retry_command)
     snprintf(log, sizeof(log), "%s/worker.log", tmp);
     snprintf(out, sizeof(out), "%s/out", tmp);
     it_write_file(ctl, "down\n");
+    it_sleep_ms(300); /* the proxy reads its control file every 50 ms */
     w = it_start_worker(&e, log);
     snprintf(args, sizeof(args), "enqueue archive %s", id);
     enqueue(&e, args, job, sizeof(job), out);

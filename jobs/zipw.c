@@ -32,6 +32,7 @@
  * - With bytes_per_block = ZIPW_BLOCK_BYTES and bytes_in_last_block = 1 the
  *   sink receives whole blocks and an unpadded last one.
  */
+#include "common/wk_path.h"
 #include "jobs/zipw.h"
 
 #include <archive.h>
@@ -127,100 +128,16 @@ static enum wk_code check_usable(const struct zipw *zw, const char *what,
     return WK_OK;
 }
 
-/* Well-formed UTF-8 (no overlong forms, no surrogates, <= U+10FFFF). */
-static bool utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n;
-        uint32_t cp;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (len - i <= n)
-            return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
-
 /* A name every extractor treats as a plain relative file path. */
 static const char *name_problem(const char *name)
 {
-    size_t len = strlen(name);
-    const char *seg = name;
-
-    if (len == 0)
-        return "empty name";
-    if (len > ZIPW_NAME_MAX)
-        return "name too long";
-    if (!utf8_valid((const unsigned char *)name, len))
-        return "name is not valid UTF-8";
-    if (name[0] == '/')
-        return "absolute path";
-    for (const char *p = name;; p++) {
-        if (*p == '/' || *p == '\0') {
-            size_t n = (size_t)(p - seg);
-            if (n == 0)
-                return "empty path component";
-            if ((n == 1 && seg[0] == '.') ||
-                (n == 2 && seg[0] == '.' && seg[1] == '.'))
-                return "'.' or '..' path component";
-            if (*p == '\0')
-                break;
-            seg = p + 1;
-        } else if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            return "control character in name";
-        } else if (*p == '\\') {
-            return "backslash in name";
-        }
-    }
-    return NULL;
+    return wk_path_problem(name, strlen(name), ZIPW_NAME_MAX);
 }
 
-/* Keep the name for messages: cut at a character boundary, and with
- * anything but printable ASCII replaced when it is not clean UTF-8 (the
- * message ends up in JSON logs). */
+/* The name for messages (see wk_path_shown). */
 static void set_msg_name(char *dst, size_t cap, const char *name)
 {
-    size_t len = strlen(name);
-    bool clean = utf8_valid((const unsigned char *)name, len);
-
-    if (len >= cap) {
-        len = cap - 1;
-        while (len > 0 && ((unsigned char)name[len] & 0xc0) == 0x80)
-            len--;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-        dst[i] =
-            (c < 0x20 || c == 0x7f || (!clean && c >= 0x80)) ? '?' : (char)c;
-    }
-    dst[len] = '\0';
+    wk_path_shown(dst, cap, name, strlen(name));
 }
 
 enum wk_code zipw_new(struct store_writer *sink, const struct zipw_opts *opts,

@@ -4,6 +4,7 @@
 #include "common/wk_buf.h"
 #include "common/wk_err.h"
 #include "common/wk_parse.h"
+#include "common/wk_path.h"
 #include "tests/unit/suites.h"
 
 START_TEST(test_common_err_first_wins)
@@ -91,6 +92,64 @@ START_TEST(test_common_parse_time)
 }
 END_TEST
 
+START_TEST(test_common_path_problems)
+{
+    static const struct {
+        const char *name;
+        size_t len;          /* 0: strlen */
+        const char *problem; /* NULL: fine */
+    } cases[] = {
+        { "space-v1/ops/ab/cd/2026/11/26/p-m.jsonl", 0, NULL },
+        { "sila.md", 0, NULL },
+        { "caf\xc3\xa9/na\xc3\xafve.txt", 0, NULL },
+        { "", 0, "empty name" },
+        { "/etc/passwd", 0, "absolute path" },
+        { "a/../b", 0, "'..' component" },
+        { "a/./b", 0, "'.' component" },
+        { "a//b", 0, "empty component" },
+        { "a/", 0, "trailing '/'" },
+        { "a\\b", 0, "backslash in name" },
+        { "a\x1b[31m", 0, "control character in name" },
+        { "a\xc2\x85"
+          "b",
+          0, "control character in name" }, /* C1 NEL */
+        { "a\xc3", 0, "name is not valid UTF-8" },
+        { "a\xc0\xaf"
+          "b",
+          0, "name is not valid UTF-8" },                  /* overlong */
+        { "a\xed\xa0\x80", 0, "name is not valid UTF-8" }, /* surrogate */
+        { "ok\0/../x", 9, "NUL byte in name" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].name);
+        const char *got = wk_path_problem(cases[i].name, len, 64);
+        if (!cases[i].problem)
+            ck_assert_msg(got == NULL, "case %zu: %s", i, got);
+        else
+            ck_assert_msg(got && strcmp(got, cases[i].problem) == 0,
+                          "case %zu: got %s", i, got ? got : "(none)");
+    }
+    ck_assert_str_eq(wk_path_problem("abcdef", 6, 5), "name too long");
+}
+END_TEST
+
+START_TEST(test_common_path_shown)
+{
+    char buf[16];
+    wk_path_shown(buf, sizeof(buf),
+                  "a\x1b"
+                  "b",
+                  3);
+    ck_assert_str_eq(buf, "a?b");
+    /* not clean UTF-8: every non-ASCII byte hidden */
+    wk_path_shown(buf, sizeof(buf), "x\xff\xc3\xa9", 4);
+    ck_assert_str_eq(buf, "x???");
+    /* cut at a character boundary, marked */
+    wk_path_shown(buf, sizeof(buf), "abcdefghijk\xc3\xa9xyz", 16);
+    ck_assert_str_eq(buf, "abcdefghijk...");
+}
+END_TEST
+
 Suite *common_suite(void)
 {
     Suite *s = suite_create("common");
@@ -100,6 +159,8 @@ Suite *common_suite(void)
     tcase_add_test(tc, test_common_buf_limit);
     tcase_add_test(tc, test_common_parse_numbers);
     tcase_add_test(tc, test_common_parse_time);
+    tcase_add_test(tc, test_common_path_problems);
+    tcase_add_test(tc, test_common_path_shown);
     suite_add_tcase(s, tc);
     return s;
 }

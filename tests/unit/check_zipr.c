@@ -601,7 +601,7 @@ START_TEST(test_zipr_name_valid)
     long_name[1024] = 'a';
     long_name[1025] = '\0';
     ck_assert(!zipr_name_valid(long_name, why, sizeof(why)));
-    ck_assert_str_eq(why, "name longer than 1024 bytes");
+    ck_assert_str_eq(why, "name too long");
 }
 END_TEST
 

@@ -429,9 +429,9 @@ START_TEST(test_zipw_bad_names_refused)
     } cases[] = {
         { "", "zip entry '': empty name" },
         { "/etc/passwd", "zip entry '/etc/passwd': absolute path" },
-        { "a/../../b", "zip entry 'a/../../b': '.' or '..' path component" },
-        { "a//b", "zip entry 'a//b': empty path component" },
-        { "dir/", "zip entry 'dir/': empty path component" },
+        { "a/../../b", "zip entry 'a/../../b': '..' component" },
+        { "a//b", "zip entry 'a//b': empty component" },
+        { "dir/", "zip entry 'dir/': trailing '/'" },
         { "bad\xff.txt", "zip entry 'bad?.txt': name is not valid UTF-8" },
         { "\xc0\xaf", "zip entry '?\?': name is not valid UTF-8" },
         { "a\nb", "zip entry 'a?b': control character in name" },

@@ -133,6 +133,45 @@ static enum wk_code sink_to_buf(const void *p, size_t n, void *ud,
     return wk_buf_append(ud, p, n, err);
 }
 
+enum wk_code store_get_many_serial(struct store *st, struct store_get *reqs,
+                                   size_t n, struct wk_err *err)
+{
+    enum wk_code first = WK_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        struct store_get *g = &reqs[i];
+        enum wk_code rc;
+
+        wk_err_clear(&g->err);
+        rc = store_get(st, g->key, g->offset, g->len, sink_to_buf, g->out,
+                       &g->err);
+        if (rc != WK_OK && first == WK_OK) {
+            first = rc;
+            wk_err_copy(err, &g->err);
+        }
+    }
+    return first;
+}
+
+enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,
+                                   size_t n, struct wk_err *err)
+{
+    enum wk_code first = WK_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        struct store_put *pr = &reqs[i];
+        enum wk_code rc;
+
+        wk_err_clear(&pr->err);
+        rc = store_put(st, pr->key, pr->data, pr->len, &pr->err);
+        if (rc != WK_OK && first == WK_OK) {
+            first = rc;
+            wk_err_copy(err, &pr->err);
+        }
+    }
+    return first;
+}
+
 enum wk_code store_get_all(struct store *st, const char *key,
                            struct wk_buf *out, struct wk_err *err)
 {

@@ -270,6 +270,13 @@ static inline void store_writer_free(struct store_writer *w)
         w->ops->free(w);
 }
 
+/* get_many / put_many one request after another through the store's own
+ * get and put: for backends without concurrency (fs, mem). */
+enum wk_code store_get_many_serial(struct store *st, struct store_get *reqs,
+                                   size_t n, struct wk_err *err);
+enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,
+                                   size_t n, struct wk_err *err);
+
 /* Read a whole (small) object into out, at most out->max bytes. */
 enum wk_code store_get_all(struct store *st, const char *key,
                            struct wk_buf *out, struct wk_err *err);

@@ -823,31 +823,6 @@ out:
     return rc;
 }
 
-static enum wk_code sink_buf(const void *p, size_t n, void *ud,
-                             struct wk_err *err)
-{
-    return wk_buf_append(ud, p, n, err);
-}
-
-static enum wk_code fs_get_many(struct store *st, struct store_get *reqs,
-                                size_t n, struct wk_err *err)
-{
-    enum wk_code first = WK_OK;
-
-    for (size_t i = 0; i < n; i++) {
-        struct store_get *g = &reqs[i];
-        enum wk_code rc;
-
-        wk_err_clear(&g->err);
-        rc = fs_get(st, g->key, g->offset, g->len, sink_buf, g->out, &g->err);
-        if (rc != WK_OK && first == WK_OK) {
-            first = rc;
-            wk_err_copy(err, &g->err);
-        }
-    }
-    return first;
-}
-
 static enum wk_code fs_put(struct store *base, const char *key, const void *p,
                            size_t n, struct wk_err *err)
 {
@@ -888,25 +863,6 @@ out:
     free(tmp);
     free(path);
     return rc;
-}
-
-static enum wk_code fs_put_many(struct store *st, struct store_put *reqs,
-                                size_t n, struct wk_err *err)
-{
-    enum wk_code first = WK_OK;
-
-    for (size_t i = 0; i < n; i++) {
-        struct store_put *pr = &reqs[i];
-        enum wk_code rc;
-
-        wk_err_clear(&pr->err);
-        rc = fs_put(st, pr->key, pr->data, pr->len, &pr->err);
-        if (rc != WK_OK && first == WK_OK) {
-            first = rc;
-            wk_err_copy(err, &pr->err);
-        }
-    }
-    return first;
 }
 
 static void fs_writer_free(struct store_writer *base)
@@ -1096,9 +1052,9 @@ static const struct store_ops fs_ops = {
     .list = fs_list,
     .head = fs_head,
     .get = fs_get,
-    .get_many = fs_get_many,
+    .get_many = store_get_many_serial,
     .put = fs_put,
-    .put_many = fs_put_many,
+    .put_many = store_put_many_serial,
     .open_write = fs_open_write,
     .delete_many = fs_delete_many,
     .abort_pending = fs_abort_pending,

@@ -345,31 +345,6 @@ out:
     return rc;
 }
 
-static enum wk_code sink_buf(const void *p, size_t n, void *ud,
-                             struct wk_err *err)
-{
-    return wk_buf_append(ud, p, n, err);
-}
-
-static enum wk_code mem_get_many(struct store *st, struct store_get *reqs,
-                                 size_t n, struct wk_err *err)
-{
-    enum wk_code first = WK_OK;
-
-    for (size_t i = 0; i < n; i++) {
-        struct store_get *g = &reqs[i];
-        enum wk_code rc;
-
-        wk_err_clear(&g->err);
-        rc = mem_get(st, g->key, g->offset, g->len, sink_buf, g->out, &g->err);
-        if (rc != WK_OK && first == WK_OK) {
-            first = rc;
-            wk_err_copy(err, &g->err);
-        }
-    }
-    return first;
-}
-
 static enum wk_code mem_put(struct store *base, const char *key, const void *p,
                             size_t n, struct wk_err *err)
 {
@@ -382,25 +357,6 @@ static enum wk_code mem_put(struct store *base, const char *key, const void *p,
     if (rc == WK_OK)
         rc = install(st, key, b, err);
     return rc;
-}
-
-static enum wk_code mem_put_many(struct store *st, struct store_put *reqs,
-                                 size_t n, struct wk_err *err)
-{
-    enum wk_code first = WK_OK;
-
-    for (size_t i = 0; i < n; i++) {
-        struct store_put *pr = &reqs[i];
-        enum wk_code rc;
-
-        wk_err_clear(&pr->err);
-        rc = mem_put(st, pr->key, pr->data, pr->len, &pr->err);
-        if (rc != WK_OK && first == WK_OK) {
-            first = rc;
-            wk_err_copy(err, &pr->err);
-        }
-    }
-    return first;
 }
 
 /* Take w off the pending list (lock held). */
@@ -607,9 +563,9 @@ static const struct store_ops mem_ops = {
     .list = mem_list,
     .head = mem_head,
     .get = mem_get,
-    .get_many = mem_get_many,
+    .get_many = store_get_many_serial,
     .put = mem_put,
-    .put_many = mem_put_many,
+    .put_many = store_put_many_serial,
     .open_write = mem_open_write,
     .delete_many = mem_delete_many,
     .abort_pending = mem_abort_pending,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "jobs/job_archive.h"
+#include "jobs/job_migrate.h"
 #include "jobs/job_unarchive.h"
 #include "storage/store.h"
 
@@ -57,6 +58,8 @@ const char *job_type_name(enum job_type t)
         return "archive";
     case JOB_UNARCHIVE:
         return "unarchive";
+    case JOB_MIGRATE:
+        return "migrate";
     }
     return "unknown";
 }
@@ -98,6 +101,61 @@ static enum wk_code get_string(json_t *root, const char *field, bool required,
                           field);
     *out = json_string_value(v);
     *len = json_string_length(v);
+    return WK_OK;
+}
+
+/* "source", "target", "overwrite": required / optional for migrate,
+ * refused for the other types. */
+static enum wk_code parse_migrate(json_t *root, struct job *out,
+                                  struct wk_err *err)
+{
+    static const char *const fields[] = { "source", "target", "overwrite" };
+    const char *s;
+    size_t slen = 0;
+    char shown[200], why[160];
+    json_t *v;
+    enum wk_code rc;
+
+    if (out->type != JOB_MIGRATE) {
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+            if (json_object_get(root, fields[i]))
+                return wk_err_set(err, WK_E_INVAL,
+                                  "job field '%s' is only for migrate",
+                                  fields[i]);
+        return WK_OK;
+    }
+    rc = get_string(root, "source", true, &s, &slen, err);
+    if (rc != WK_OK)
+        return rc;
+    if (strlen(s) != slen)
+        snprintf(why, sizeof(why), "NUL byte in the URL");
+    if (strlen(s) != slen ||
+        !job_migrate_url_valid(s, false, out->source, sizeof(out->source), why,
+                               sizeof(why))) {
+        quote_untrusted(s, slen, shown, sizeof(shown));
+        return wk_err_set(err, WK_E_INVAL, "job field 'source': '%s': %s",
+                          shown, why);
+    }
+    rc = get_string(root, "target", false, &s, &slen, err);
+    if (rc != WK_OK)
+        return rc;
+    out->target = JOB_TARGET_ACTIVE;
+    if (s) {
+        if (strcmp(s, "archived") == 0 && strlen(s) == slen) {
+            out->target = JOB_TARGET_ARCHIVED;
+        } else if (!(strcmp(s, "active") == 0 && strlen(s) == slen)) {
+            quote_untrusted(s, slen, shown, sizeof(shown));
+            return wk_err_set(err, WK_E_INVAL,
+                              "job field 'target': expected \"active\" or "
+                              "\"archived\", got '%s'",
+                              shown);
+        }
+    }
+    v = json_object_get(root, "overwrite");
+    if (v && !json_is_boolean(v))
+        return wk_err_set(err, WK_E_INVAL,
+                          "job field 'overwrite' must be true or false");
+    out->overwrite = v && json_is_true(v);
     return WK_OK;
 }
 
@@ -150,6 +208,8 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
         out->type = JOB_ARCHIVE;
     } else if (strcmp(s, "unarchive") == 0 && strlen(s) == slen) {
         out->type = JOB_UNARCHIVE;
+    } else if (strcmp(s, "migrate") == 0 && strlen(s) == slen) {
+        out->type = JOB_MIGRATE;
     } else {
         quote_untrusted(s, slen, shown, sizeof(shown));
         rc = wk_err_set(err, WK_E_INVAL, "job field 'type': unknown type '%s'",
@@ -157,18 +217,22 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
         goto out;
     }
 
-    rc = get_string(root, "spaceId", true, &s, &slen, err);
+    /* migrate: taken from the source's space.json when omitted */
+    rc = get_string(root, "spaceId", out->type != JOB_MIGRATE, &s, &slen, err);
     if (rc != WK_OK)
         goto out;
-    if (strlen(s) != slen || !job_space_id_valid(s)) {
+    if (!s) {
+        /* out->space_id stays "" */
+    } else if (strlen(s) != slen || !job_space_id_valid(s)) {
         quote_untrusted(s, slen, shown, sizeof(shown));
         rc = wk_err_set(err, WK_E_INVAL,
                         "job field 'spaceId': '%s' is not 1-128 characters "
                         "of [A-Za-z0-9._-] (and not '.' or '..')",
                         shown);
         goto out;
+    } else {
+        memcpy(out->space_id, s, slen + 1);
     }
-    memcpy(out->space_id, s, slen + 1);
 
     rc = get_string(root, "priority", false, &s, &slen, err);
     if (rc != WK_OK)
@@ -211,6 +275,8 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
         }
         memcpy(out->archive_key, s, slen + 1);
     }
+
+    rc = parse_migrate(root, out, err);
 out:
     json_decref(root);
     return rc;
@@ -224,6 +290,8 @@ enum wk_code job_run(const struct job *job, const struct job_ctx *ctx,
         return job_archive_run(job, ctx, result, err);
     case JOB_UNARCHIVE:
         return job_unarchive_run(job, ctx, result, err);
+    case JOB_MIGRATE:
+        return job_migrate_run(job, ctx, result, err);
     }
     return wk_err_set(err, WK_E_INTERNAL, "job type %d has no runner",
                       (int)job->type);

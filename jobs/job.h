@@ -19,21 +19,33 @@
 #include "common/wk_err.h"
 
 struct store;
+struct store_opts;
 struct prog_sink;
 
 #define JOB_ID_MAX       128
 #define JOB_SPACE_ID_MAX 128
 /* A job spec larger than this is refused. */
 #define JOB_JSON_MAX (64u * 1024u)
+/* Longest migrate source URL. */
+#define JOB_SOURCE_MAX 1024
 
-enum job_type { JOB_ARCHIVE = 0, JOB_UNARCHIVE = 1 };
+enum job_type { JOB_ARCHIVE = 0, JOB_UNARCHIVE = 1, JOB_MIGRATE = 2 };
+
+/* Where a migrated space goes. */
+enum job_target { JOB_TARGET_ACTIVE = 0, JOB_TARGET_ARCHIVED = 1 };
 
 struct job {
     char id[JOB_ID_MAX + 1];
     enum job_type type;
-    char space_id[JOB_SPACE_ID_MAX + 1];
-    bool urgent;           /* "priority": "urgent" */
+    char space_id[JOB_SPACE_ID_MAX + 1]; /* "" only for a migrate job whose
+                                            spec has none (see
+                                            job_migrate_resolve) */
+    bool urgent;                         /* "priority": "urgent" */
     char archive_key[256]; /* unarchive: a specific archive, "" = current */
+    char source[JOB_SOURCE_MAX + 1]; /* migrate: the space folder's URL,
+                                        validated, no trailing '/' */
+    enum job_target target;          /* migrate: "target" (active) */
+    bool overwrite;                  /* migrate: "overwrite" (false) */
 };
 
 /* Sizes and limits for a run; job_config_defaults() fills the defaults. */
@@ -55,6 +67,12 @@ struct job_ctx {
     const struct job_config *cfg;  /* borrowed */
     volatile sig_atomic_t *cancel; /* borrowed; may be NULL */
     time_t (*now)(void);           /* clock (tests pin it); NULL = time() */
+    /* migrate: options for opening an s3:// source (same credentials and
+     * endpoint as store); borrowed; NULL = store_opts_from_env() */
+    const struct store_opts *store_opts;
+    /* migrate: store's URL (SILA_STORE), to refuse a source inside its
+     * active/, archived/ or metadata/; borrowed; NULL = not checked */
+    const char *store_url;
 };
 
 void job_config_defaults(struct job_config *cfg);

@@ -10,12 +10,16 @@
 #include "common/wk_parse.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
+#include "jobs/zipr.h"
 #include "jobs/zipw.h"
 #include "storage/store.h"
+#include "storage/store_hash.h"
 
 #define ARCH_MAX_FILES      (10u * 1000u * 1000u)
 #define ARCH_KEEP_BUF_BYTES (256u * 1024u) /* larger slot buffers are freed */
 #define ARCH_ETAG_MAX       1024u          /* longer change tags are refused */
+#define ARCH_PREFIX_MAX     1024u          /* longest source key prefix */
+#define ARCH_CAS_PREFIX     "space-v1/files/static/sha256/"
 
 struct arch_obj {
     char *key;        /* owned; full store key, then the etag in the same
@@ -23,6 +27,7 @@ struct arch_obj {
     const char *etag; /* borrowed from key's allocation */
     uint64_t size;
     int64_t mtime;
+    int rank; /* restore_rank() of the entry name */
 };
 
 struct arch_list {
@@ -30,6 +35,9 @@ struct arch_list {
     size_t n, cap;
     uint64_t total_bytes;
     int64_t oldest;
+    size_t skip;     /* length of the key prefix that is not the name */
+    bool space_only; /* skip names outside the space layout (migrate) */
+    size_t ignored;  /* keys skipped by space_only */
 };
 
 /* How a later listing differs from an earlier one. */
@@ -48,8 +56,13 @@ struct arch_range {
 struct arch_run {
     const struct job *job;
     const struct job_ctx *ctx;
-    char prefix[JOB_SPACE_ID_MAX + 16]; /* "active/<id>/" */
+    struct store *src;                /* borrowed: ctx->store, or a source */
+    char prefix[ARCH_PREFIX_MAX + 1]; /* "active/<id>/", or the source's */
     size_t prefix_len;
+    bool space_only;          /* see struct arch_list */
+    struct store_sha256 *cas; /* owned; CAS blobs verified when set */
+    bool cas_on;              /* the current entry is a CAS blob */
+    char cas_want[65];        /* its name's hash */
     char archive_key[256];
     char mf_key[JOB_SPACE_ID_MAX + 32];
     struct arch_list list; /* what the current attempt archives */
@@ -70,6 +83,22 @@ static void list_release(struct arch_list *l)
     memset(l, 0, sizeof(*l));
 }
 
+/* Restore priority of an entry name (the key without "active/<id>/"):
+ * what makes a space usable first (PROTOCOL.md), so that unarchive can
+ * stream in archive order. */
+static int restore_rank(const char *rel)
+{
+    if (strcmp(rel, "space-v1/space.json") == 0)
+        return 0;
+    if (strcmp(rel, "sila.md") == 0)
+        return 1;
+    if (strcmp(rel, "space-v1/secrets") == 0)
+        return 2;
+    if (strncmp(rel, "space-v1/ops/", 13) == 0)
+        return 3;
+    return 4;
+}
+
 static enum wk_code list_cb(const struct store_entry *e, void *ud,
                             struct wk_err *err)
 {
@@ -80,6 +109,19 @@ static enum wk_code list_cb(const struct store_entry *e, void *ud,
 
     if (e->is_prefix)
         return WK_OK;
+    if (l->space_only) {
+        const char *rel = e->key + l->skip;
+        char why[64];
+        if (strcmp(rel, "sila.md") != 0 && strncmp(rel, "space-v1/", 9) != 0) {
+            l->ignored++;
+            return WK_OK;
+        }
+        if (!zipr_name_valid(rel, why, sizeof(why)))
+            return wk_err_set(err, WK_E_INVAL,
+                              "source file '%.200s' cannot be part of a "
+                              "space: %s",
+                              rel, why);
+    }
     if (l->n == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 256;
         void *v;
@@ -109,6 +151,7 @@ static enum wk_code list_cb(const struct store_entry *e, void *ud,
     o->etag = p + klen + 1;
     o->size = e->size;
     o->mtime = e->mtime;
+    o->rank = restore_rank(p + l->skip);
     l->n++;
     l->total_bytes += e->size;
     if (l->n == 1 || e->mtime < l->oldest)
@@ -116,41 +159,25 @@ static enum wk_code list_cb(const struct store_entry *e, void *ud,
     return WK_OK;
 }
 
-/* Restore priority of a key "active/<id>/<rel>": what makes a space usable
- * first (PROTOCOL.md), so that unarchive can stream in archive order. */
-static int restore_rank(const char *key)
-{
-    const char *rel = strchr(key, '/');
-    rel = rel ? strchr(rel + 1, '/') : NULL;
-    rel = rel ? rel + 1 : key;
-    if (strcmp(rel, "space-v1/space.json") == 0)
-        return 0;
-    if (strcmp(rel, "sila.md") == 0)
-        return 1;
-    if (strcmp(rel, "space-v1/secrets") == 0)
-        return 2;
-    if (strncmp(rel, "space-v1/ops/", 13) == 0)
-        return 3;
-    return 4;
-}
-
 static int obj_cmp(const void *a, const void *b)
 {
     const struct arch_obj *x = a, *y = b;
-    int rx = restore_rank(x->key), ry = restore_rank(y->key);
-    if (rx != ry)
-        return rx < ry ? -1 : 1;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
     return strcmp(x->key, y->key);
 }
 
-/* A listing of active/<spaceId>/ in archive order (obj_cmp). */
+/* A listing of active/<spaceId>/ (or the source) in archive order
+ * (obj_cmp). */
 static enum wk_code list_load(struct arch_run *r, struct arch_list *l,
                               struct wk_err *err)
 {
     enum wk_code rc;
 
     list_release(l);
-    rc = store_list(r->ctx->store, r->prefix, NULL, list_cb, l, err);
+    l->skip = r->prefix_len;
+    l->space_only = r->space_only;
+    rc = store_list(r->src, r->prefix, NULL, list_cb, l, err);
     if (rc == WK_OK && l->n > 1)
         qsort(l->v, l->n, sizeof(*l->v), obj_cmp);
     return rc;
@@ -388,7 +415,7 @@ static enum wk_code write_archive(struct arch_run *r, struct zipw *zw,
              * not become the job's error. */
             struct wk_err gerr;
             wk_err_clear(&gerr);
-            if (store_get_many(r->ctx->store, reqs, ng, &gerr) != WK_OK) {
+            if (store_get_many(r->src, reqs, ng, &gerr) != WK_OK) {
                 rc = read_failed(r, reqs, ng, &gerr, changed, err);
                 goto out;
             }
@@ -419,14 +446,31 @@ static enum wk_code write_archive(struct arch_run *r, struct zipw *zw,
                                       (time_t)o->mtime, 0, err);
                 if (rc != WK_OK)
                     goto out;
+                r->cas_on =
+                    r->cas && job_cas_name(o->key + r->prefix_len, r->cas_want);
+                if (r->cas_on)
+                    store_sha256_reset(r->cas);
             }
             if (b) {
                 rc = zipw_entry_write(zw, b->data, b->len, err);
                 if (rc != WK_OK)
                     goto out;
+                if (r->cas_on)
+                    store_sha256_update(r->cas, b->data, b->len);
                 r->prog.st.bytes_done += b->len;
             }
             if (rg->off + rg->len >= o->size) {
+                if (r->cas_on) {
+                    char got[65];
+                    store_sha256_final_hex(r->cas, got);
+                    if (strcmp(got, r->cas_want) != 0) {
+                        rc = wk_err_set(err, WK_E_CORRUPT,
+                                        "source file '%s': content hashes "
+                                        "to %s, not its name",
+                                        o->key + r->prefix_len, got);
+                        goto out;
+                    }
+                }
                 rc = zipw_entry_end(zw, err);
                 if (rc != WK_OK)
                     goto out;
@@ -825,6 +869,123 @@ static void prog_done(struct prog *p)
     prog_update(p, true);
 }
 
+/* A key for the new archive that no kept archive has (two archives in one
+ * second get consecutive stamps). */
+static void pick_archive_key(struct arch_run *r, const struct mf *old,
+                             bool has_old)
+{
+    char stamp[32];
+
+    for (;;) {
+        wk_fmt_stamp(r->now, stamp, sizeof(stamp));
+        snprintf(r->archive_key, sizeof(r->archive_key),
+                 "archived/%s/workspace-%s.zip", r->job->space_id, stamp);
+        if (!key_taken(old, has_old, r->archive_key))
+            break;
+        r->now++;
+    }
+}
+
+/* An earlier run that died (or lost the server) before it could abort
+ * leaves its upload open: clean it up before starting ours. */
+static enum wk_code abort_stale_uploads(struct arch_run *r, struct wk_err *err)
+{
+    char pfx[JOB_SPACE_ID_MAX + 16];
+    size_t naborted = 0;
+    enum wk_code rc;
+
+    snprintf(pfx, sizeof(pfx), "archived/%s/", r->job->space_id);
+    rc = store_abort_pending(r->ctx->store, pfx, &naborted, err);
+    if (rc == WK_OK && naborted)
+        WK_LOG(WK_LOG_INFO, "archive.stale_uploads_aborted",
+               KV_STR("job_id", r->job->id), KV_INT("count", naborted));
+    return rc;
+}
+
+/* Archive attempts until one matches the listing after its upload, at
+ * most max_attempts; *gave_up (with WK_OK) when the space kept changing.
+ * r->list must hold the first listing. */
+static enum wk_code archive_until_stable(struct arch_run *r,
+                                         unsigned max_attempts, bool *gave_up,
+                                         struct wk_err *err)
+{
+    enum wk_code rc;
+
+    *gave_up = false;
+    for (r->attempt = 1;; r->attempt++) {
+        bool changed = false;
+
+        rc = archive_once(r, &changed, err);
+        if (rc != WK_OK)
+            return rc;
+        if (!changed)
+            return WK_OK;
+        if (r->attempt >= max_attempts) {
+            *gave_up = true;
+            return WK_OK;
+        }
+        /* Redo from the newest listing there is. */
+        if (r->have_next) {
+            list_release(&r->list);
+            r->list = r->next;
+            memset(&r->next, 0, sizeof(r->next));
+            r->have_next = false;
+        } else {
+            r->prog.st.phase = "listing";
+            prog_update(&r->prog, true);
+            rc = list_load(r, &r->list, err);
+            if (rc != WK_OK)
+                return rc;
+        }
+        if (r->list.n == 0)
+            return wk_err_set(err, WK_E_NOTFOUND,
+                              "space '%s' has no objects under '%s' any more",
+                              r->job->space_id, r->prefix);
+    }
+}
+
+/* The manifest naming r's verified archive, superseding old (whose
+ * archives become history); archives beyond the kept number go to drop
+ * (room for MF_HISTORY_MAX + 1). */
+static void manifest_fill(const struct arch_run *r, const struct mf *old,
+                          bool has_old, struct mf *m, struct mf_archive *drop,
+                          size_t *ndrop)
+{
+    snprintf(m->version, sizeof(m->version), "%s", MF_VERSION);
+    snprintf(m->space_id, sizeof(m->space_id), "%s", r->job->space_id);
+    m->state = MF_ARCHIVED;
+    m->created_at = (time_t)r->list.oldest;
+    if (has_old && old->created_at > 0 && old->created_at < m->created_at)
+        m->created_at = old->created_at; /* known from an earlier archive */
+    m->archived_at = r->now;
+    snprintf(m->compression, sizeof(m->compression), "deflate");
+    snprintf(m->archive_key, sizeof(m->archive_key), "%s", r->archive_key);
+    memcpy(m->checksum, r->sha, sizeof(m->checksum));
+    m->size = r->zip_size;
+    m->uncompressed_size = r->list.total_bytes;
+    m->file_count = r->list.n;
+    build_history(old, has_old, r->ctx->cfg->keep_archives, m, drop, ndrop);
+}
+
+/* Archives beyond the kept number: the manifest no longer names them. */
+static void drop_old_archives(const struct arch_run *r,
+                              const struct mf_archive *drop, size_t ndrop)
+{
+    for (size_t i = 0; i < ndrop; i++) {
+        const char *k = drop[i].key;
+        size_t nd = 0;
+        struct wk_err derr;
+        wk_err_clear(&derr);
+        if (store_delete_many(r->ctx->store, &k, 1, &nd, &derr) != WK_OK)
+            WK_LOG(WK_LOG_WARN, "archive.old_archive_kept",
+                   KV_STR("job_id", r->job->id), KV_STR("archive_key", k),
+                   KV_STR("msg", derr.msg));
+        else
+            WK_LOG(WK_LOG_INFO, "archive.old_archive_deleted",
+                   KV_STR("job_id", r->job->id), KV_STR("archive_key", k));
+    }
+}
+
 enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
                              struct wk_buf *result, struct wk_err *err)
 {
@@ -834,8 +995,8 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     size_t ndrop = 0, kept_newer = 0;
     bool has_old = false;
     struct wk_buf mbuf;
-    char stamp[32];
     bool noop = false, archived = false, manifest_written = false;
+    bool gave_up = false;
     unsigned max_attempts = ctx->cfg->archive_tries;
     enum wk_code rc;
 
@@ -846,6 +1007,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     wk_buf_init(&mbuf, 1u << 20);
     r.job = job;
     r.ctx = ctx;
+    r.src = ctx->store;
     r.now = ctx->now ? ctx->now() : time(NULL);
     prog_init(&r.prog, ctx->sink);
     if (max_attempts < 1)
@@ -868,15 +1030,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     rc = check_manifest(&r, &noop, &has_old, old, err);
     if (rc != WK_OK)
         goto out;
-    /* never reuse a kept archive's key (two archives in one second) */
-    for (;;) {
-        wk_fmt_stamp(r.now, stamp, sizeof(stamp));
-        snprintf(r.archive_key, sizeof(r.archive_key),
-                 "archived/%s/workspace-%s.zip", job->space_id, stamp);
-        if (!key_taken(old, has_old, r.archive_key))
-            break;
-        r.now++;
-    }
+    pick_archive_key(&r, old, has_old);
     rc = list_load(&r, &r.list, err);
     if (rc != WK_OK)
         goto out;
@@ -938,78 +1092,29 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
         goto out;
     }
 
-    /* An earlier run that died (or lost the server) before it could abort
-     * leaves its upload open: clean it up before starting ours. */
-    {
-        char pfx[JOB_SPACE_ID_MAX + 16];
-        size_t naborted = 0;
-        snprintf(pfx, sizeof(pfx), "archived/%s/", job->space_id);
-        rc = store_abort_pending(ctx->store, pfx, &naborted, err);
-        if (rc != WK_OK)
-            goto out;
-        if (naborted)
-            WK_LOG(WK_LOG_INFO, "archive.stale_uploads_aborted",
-                   KV_STR("job_id", job->id), KV_INT("count", naborted));
-    }
-
-    for (r.attempt = 1;; r.attempt++) {
-        bool changed = false;
-
-        rc = archive_once(&r, &changed, err);
-        if (rc != WK_OK)
-            goto out;
-        if (!changed)
-            break;
-        if (r.attempt >= max_attempts) {
-            /* Still in use: leave it active, untouched, and say so. */
-            json_t *o = json_object();
-            WK_LOG(WK_LOG_INFO, "archive.skipped", KV_STR("job_id", job->id),
-                   KV_STR("space_id", job->space_id),
-                   KV_STR("reason", "concurrent-writes"),
-                   KV_INT("attempts", r.attempt));
-            json_object_set_new(o, "skipped", json_string("concurrent-writes"));
-            json_object_set_new(o, "attempts", json_integer(r.attempt));
-            rc = set_result(result, o, err);
-            if (rc == WK_OK)
-                prog_done(&r.prog);
-            goto out;
-        }
-        /* Redo from the newest listing there is. */
-        if (r.have_next) {
-            list_release(&r.list);
-            r.list = r.next;
-            memset(&r.next, 0, sizeof(r.next));
-            r.have_next = false;
-        } else {
-            r.prog.st.phase = "listing";
-            prog_update(&r.prog, true);
-            rc = list_load(&r, &r.list, err);
-            if (rc != WK_OK)
-                goto out;
-        }
-        if (r.list.n == 0) {
-            rc = wk_err_set(err, WK_E_NOTFOUND,
-                            "space '%s' has no objects under '%s' any more",
-                            job->space_id, r.prefix);
-            goto out;
-        }
+    rc = abort_stale_uploads(&r, err);
+    if (rc != WK_OK)
+        goto out;
+    rc = archive_until_stable(&r, max_attempts, &gave_up, err);
+    if (rc != WK_OK)
+        goto out;
+    if (gave_up) {
+        /* Still in use: leave it active, untouched, and say so. */
+        json_t *o = json_object();
+        WK_LOG(WK_LOG_INFO, "archive.skipped", KV_STR("job_id", job->id),
+               KV_STR("space_id", job->space_id),
+               KV_STR("reason", "concurrent-writes"),
+               KV_INT("attempts", r.attempt));
+        json_object_set_new(o, "skipped", json_string("concurrent-writes"));
+        json_object_set_new(o, "attempts", json_integer(r.attempt));
+        rc = set_result(result, o, err);
+        if (rc == WK_OK)
+            prog_done(&r.prog);
+        goto out;
     }
     archived = true;
 
-    snprintf(m->version, sizeof(m->version), "%s", MF_VERSION);
-    snprintf(m->space_id, sizeof(m->space_id), "%s", job->space_id);
-    m->state = MF_ARCHIVED;
-    m->created_at = (time_t)r.list.oldest;
-    if (has_old && old->created_at > 0 && old->created_at < m->created_at)
-        m->created_at = old->created_at; /* known from an earlier archive */
-    m->archived_at = r.now;
-    snprintf(m->compression, sizeof(m->compression), "deflate");
-    snprintf(m->archive_key, sizeof(m->archive_key), "%s", r.archive_key);
-    memcpy(m->checksum, r.sha, sizeof(m->checksum));
-    m->size = r.zip_size;
-    m->uncompressed_size = r.list.total_bytes;
-    m->file_count = r.list.n;
-    build_history(old, has_old, ctx->cfg->keep_archives, m, drop, &ndrop);
+    manifest_fill(&r, old, has_old, m, drop, &ndrop);
     rc = record_write(&r, err);
     if (rc == WK_OK)
         rc = mf_to_json(m, &mbuf, err);
@@ -1031,21 +1136,8 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     if (rc == WK_OK)
         record_remove(&r);
 
-    /* Archives beyond the kept number: the manifest no longer names them
-     * (whatever the delete above did). */
-    for (size_t i = 0; i < ndrop; i++) {
-        const char *k = drop[i].key;
-        size_t nd = 0;
-        struct wk_err derr;
-        wk_err_clear(&derr);
-        if (store_delete_many(ctx->store, &k, 1, &nd, &derr) != WK_OK)
-            WK_LOG(WK_LOG_WARN, "archive.old_archive_kept",
-                   KV_STR("job_id", job->id), KV_STR("archive_key", k),
-                   KV_STR("msg", derr.msg));
-        else
-            WK_LOG(WK_LOG_INFO, "archive.old_archive_deleted",
-                   KV_STR("job_id", job->id), KV_STR("archive_key", k));
-    }
+    /* (whatever the delete above did) */
+    drop_old_archives(&r, drop, ndrop);
     if (rc != WK_OK)
         goto out;
 
@@ -1080,4 +1172,138 @@ out:
     free(old);
     free(drop);
     return rc;
+}
+
+enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
+                              const struct job_archive_src *src,
+                              struct job_archive_out *out, struct wk_err *err)
+{
+    struct arch_run r;
+    struct mf *m = NULL, *old = NULL;
+    struct mf_archive *drop = NULL;
+    size_t ndrop = 0;
+    bool has_old = false, noop = false, orphan = false, gave_up = false;
+    struct wk_buf mbuf;
+    unsigned max_attempts = ctx->cfg->archive_tries;
+    enum wk_code rc;
+
+    memset(&r, 0, sizeof(r));
+    memset(out, 0, sizeof(*out));
+    m = calloc(1, sizeof(*m));
+    old = calloc(1, sizeof(*old));
+    drop = calloc(MF_HISTORY_MAX + 1, sizeof(*drop));
+    wk_buf_init(&mbuf, 1u << 20);
+    r.job = job;
+    r.ctx = ctx;
+    r.src = src->store;
+    r.space_only = src->space_only;
+    r.now = ctx->now ? ctx->now() : time(NULL);
+    prog_init(&r.prog, ctx->sink);
+    if (max_attempts < 1)
+        max_attempts = 1;
+    if (!m || !old || !drop) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if (!job_space_id_valid(job->space_id)) {
+        rc = wk_err_set(err, WK_E_INVAL, "invalid spaceId");
+        goto out;
+    }
+    if (strlen(src->prefix) > ARCH_PREFIX_MAX) {
+        rc = wk_err_set(err, WK_E_INVAL, "source prefix longer than %u bytes",
+                        ARCH_PREFIX_MAX);
+        goto out;
+    }
+    snprintf(r.prefix, sizeof(r.prefix), "%s", src->prefix);
+    r.prefix_len = strlen(r.prefix);
+    mf_key(job->space_id, r.mf_key, sizeof(r.mf_key));
+    if (src->verify_cas) {
+        rc = store_sha256_new(&r.cas, err);
+        if (rc != WK_OK)
+            goto out;
+    }
+
+    r.prog.st.phase = "listing";
+    prog_update(&r.prog, true);
+    rc = check_manifest(&r, &noop, &has_old, old, err);
+    if (rc != WK_OK)
+        goto out;
+    pick_archive_key(&r, old, has_old);
+    rc = list_load(&r, &r.list, err);
+    if (rc != WK_OK)
+        goto out;
+    if (r.list.n == 0) {
+        rc = wk_err_set(err, WK_E_NOTFOUND,
+                        "source of space '%s' has no files under '%s'",
+                        job->space_id, r.prefix);
+        goto out;
+    }
+    rc = abort_stale_uploads(&r, err);
+    if (rc == WK_OK)
+        rc = archive_until_stable(&r, max_attempts, &gave_up, err);
+    if (rc != WK_OK)
+        goto out;
+    if (gave_up) {
+        rc = wk_err_set(err, WK_E_CONFLICT,
+                        "the source of space '%s' changed during each of %u "
+                        "tries: stop what writes to it, then run again",
+                        job->space_id, r.attempt);
+        goto out;
+    }
+    orphan = true;
+
+    manifest_fill(&r, old, has_old, m, drop, &ndrop);
+    rc = mf_to_json(m, &mbuf, err);
+    if (rc == WK_OK)
+        rc = store_put(ctx->store, r.mf_key, mbuf.data, mbuf.len, err);
+    if (rc != WK_OK)
+        goto out;
+    orphan = false; /* named by the manifest: kept from here on */
+    WK_LOG(WK_LOG_INFO, "archive.uploaded", KV_STR("job_id", job->id),
+           KV_STR("space_id", job->space_id),
+           KV_STR("archive_key", r.archive_key), KV_INT("size", m->size),
+           KV_STR("checksum", r.sha), KV_INT("attempts", r.attempt));
+    drop_old_archives(&r, drop, ndrop);
+
+    snprintf(out->archive_key, sizeof(out->archive_key), "%s", r.archive_key);
+    snprintf(out->manifest_key, sizeof(out->manifest_key), "%s", r.mf_key);
+    memcpy(out->checksum, r.sha, sizeof(out->checksum));
+    out->size = m->size;
+    out->uncompressed_size = m->uncompressed_size;
+    out->file_count = m->file_count;
+    out->attempts = r.attempt;
+    out->ignored = r.list.ignored;
+out:
+    if (rc != WK_OK && orphan) {
+        /* No manifest names it: do not leave an orphan archive behind. */
+        struct wk_err derr;
+        wk_err_clear(&derr);
+        (void)drop_archive(&r, &derr);
+    }
+    store_sha256_free(r.cas);
+    list_release(&r.list);
+    list_release(&r.next);
+    wk_buf_release(&mbuf);
+    free(m);
+    free(old);
+    free(drop);
+    return rc;
+}
+
+bool job_cas_name(const char *name, char want[65])
+{
+    size_t pl = strlen(ARCH_CAS_PREFIX);
+    const char *p = name + pl;
+
+    if (strncmp(name, ARCH_CAS_PREFIX, pl) != 0 || strlen(p) != 2 + 1 + 62 ||
+        p[2] != '/')
+        return false;
+    memcpy(want, p, 2);
+    memcpy(want + 2, p + 3, 62);
+    want[64] = '\0';
+    for (size_t i = 0; i < 64; i++)
+        if (!((want[i] >= '0' && want[i] <= '9') ||
+              (want[i] >= 'a' && want[i] <= 'f')))
+            return false;
+    return true;
 }

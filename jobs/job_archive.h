@@ -23,11 +23,54 @@
 #ifndef WK_JOBS_JOB_ARCHIVE_H
 #define WK_JOBS_JOB_ARCHIVE_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "jobs/job.h"
 
 /* Archive job->space_id; on success result holds the JSON result object
  * (PROTOCOL.md: archived, skipped or a no-op). */
 enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
                              struct wk_buf *result, struct wk_err *err);
+
+/* Where job_archive_from() reads a space's files. */
+struct job_archive_src {
+    struct store *store; /* borrowed: only listed and read, never written */
+    const char *prefix;  /* borrowed: the files' common key prefix ("" = all
+                            of store); entry names are the keys without it */
+    bool verify_cas;     /* hash every CAS blob against its name while it
+                            streams: a mismatch is WK_E_CORRUPT, naming it */
+    bool space_only;     /* skip keys outside sila.md and space-v1/ (counted
+                            in out->ignored); refuse, WK_E_INVAL, a key that
+                            is no valid entry name (zipr_name_valid) */
+};
+
+/* What job_archive_from() made. */
+struct job_archive_out {
+    char archive_key[256];
+    char manifest_key[JOB_SPACE_ID_MAX + 32];
+    char checksum[65]; /* SHA-256 of the ZIP */
+    uint64_t size, uncompressed_size, file_count;
+    unsigned attempts;
+    size_t ignored; /* keys skipped by space_only */
+};
+
+/* Archive the files of src (not active/) as job->space_id, the way the
+ * archive job does: in restore order into one ZIP uploaded while it is
+ * written, verified (size, SHA-256), redone when the source changed
+ * meanwhile (at most cfg->archive_tries tries, then WK_E_CONFLICT), and
+ * named by a new manifest in ctx->store (state archived; an existing
+ * manifest's archives become its history, pruned to keep_archives). Reads
+ * the source only; touches neither active/ nor a pending-delete record.
+ * The caller decides whether an existing space may be superseded. Reports
+ * the phases listing, archiving, uploading, verifying (never "done"). On
+ * failure no archive is left (as far as deleting it worked). */
+enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
+                              const struct job_archive_src *src,
+                              struct job_archive_out *out, struct wk_err *err);
+
+/* A content-addressed blob's name, "space-v1/files/static/sha256/<2>/<62>"
+ * with lowercase hex: true, and the 64-hex hash into want. */
+bool job_cas_name(const char *name, char want[65]);
 
 #endif

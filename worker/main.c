@@ -10,12 +10,14 @@
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
 #include "jobs/job.h"
+#include "jobs/job_migrate.h"
 #include "jobs/manifest.h"
 #include "jobs/zcat.h"
 #include "jobs/zipr.h"
 #include "storage/store.h"
 #include "worker/cfg.h"
 #include "worker/q.h"
+#include "worker/sweep_run.h"
 #include "worker/worker.h"
 
 #define SILA_VERSION "0.1.0"
@@ -54,6 +56,9 @@ static const char usage_main[] =
     "  status <jobId>               print a job's status as JSON\n"
     "  jobs                         list jobs not succeeded, and dead letters\n"
     "  retry <jobId>                run a failed (or dead) job again\n"
+    "  enqueue migrate --source <u> bring a space folder or prefix in\n"
+    "  migrate-all --from <url>     enqueue a migrate job per space folder\n"
+    "  sweep                        enqueue archive jobs for idle spaces\n"
     "  version                      print the version\n"
     "\n"
     "'sila-archiver <command> --help' describes a command. Configuration is\n"
@@ -71,6 +76,8 @@ static const char usage_worker[] =
 
 static const char usage_enqueue[] =
     "usage: sila-archiver enqueue archive <spaceId> [--urgent] [--wait]\n"
+    "       sila-archiver enqueue migrate [<spaceId>] --source <url>\n"
+    "                     [--target active|archived] [--overwrite] [--wait]\n"
     "       sila-archiver enqueue unarchive <spaceId> [--urgent]\n"
     "                     [--archive-key <key>] [--wait]\n"
     "       sila-archiver enqueue --file <job.json> [--urgent] [--wait]\n"
@@ -305,9 +312,11 @@ static int cmd_enqueue(int argc, char **argv)
     const char *pos[2] = { NULL, NULL };
     const char *file = NULL;
     struct job fjob;
+    char source[JOB_SOURCE_MAX + 1] = "";
     int npos = 0, rc;
 
     memset(&spec, 0, sizeof(spec));
+    memset(&fjob, 0, sizeof(fjob));
     if (wants_help(argc, argv)) {
         fputs(usage_enqueue, stdout);
         return 0;
@@ -321,6 +330,12 @@ static int cmd_enqueue(int argc, char **argv)
             spec.archive_key = argv[++i];
         } else if (strcmp(argv[i], "--file") == 0 && i + 1 < argc) {
             file = argv[++i];
+        } else if (strcmp(argv[i], "--source") == 0 && i + 1 < argc) {
+            spec.source = argv[++i];
+        } else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc) {
+            spec.target = argv[++i];
+        } else if (strcmp(argv[i], "--overwrite") == 0) {
+            spec.overwrite = true;
         } else if (argv[i][0] == '-' || npos == 2) {
             fprintf(stderr, "sila-archiver enqueue: unexpected '%s'\n",
                     argv[i]);
@@ -344,15 +359,60 @@ static int cmd_enqueue(int argc, char **argv)
         spec.urgent = spec.urgent || fjob.urgent;
         if (fjob.archive_key[0])
             spec.archive_key = fjob.archive_key;
+        if (fjob.type == JOB_MIGRATE) {
+            spec.source = fjob.source;
+            spec.target =
+                fjob.target == JOB_TARGET_ARCHIVED ? "archived" : "active";
+            spec.overwrite = fjob.overwrite;
+        }
+    }
+    if (npos == 1 && strcmp(pos[0], "migrate") == 0) {
+        pos[1] = ""; /* the space id comes from the source */
+        npos = 2;
     }
     if (npos != 2) {
         fputs(usage_enqueue, stderr);
         return 2;
     }
-    if (strcmp(pos[0], "archive") != 0 && strcmp(pos[0], "unarchive") != 0) {
+    if (strcmp(pos[0], "archive") != 0 && strcmp(pos[0], "unarchive") != 0 &&
+        strcmp(pos[0], "migrate") != 0) {
         fprintf(stderr, "sila-archiver enqueue: unknown job type '%s'\n",
                 pos[0]);
         return 2;
+    }
+    if ((spec.source || spec.target || spec.overwrite) !=
+        (strcmp(pos[0], "migrate") == 0)) {
+        fprintf(stderr, "sila-archiver enqueue: --source (required), "
+                        "--target and --overwrite are for migrate only\n");
+        return 2;
+    }
+    if (strcmp(pos[0], "migrate") == 0) {
+        char why[128];
+        if (!job_migrate_url_valid(spec.source, false, source, sizeof(source),
+                                   why, sizeof(why))) {
+            fprintf(stderr, "sila-archiver enqueue: --source: %s\n", why);
+            return 2;
+        }
+        spec.source = source;
+        if (spec.target && strcmp(spec.target, "active") != 0 &&
+            strcmp(spec.target, "archived") != 0) {
+            fprintf(stderr, "sila-archiver enqueue: --target is active or "
+                            "archived\n");
+            return 2;
+        }
+        if (!pos[1][0]) {
+            /* read space-v1/space.json of the source for the id */
+            struct cfg c2;
+            struct wk_err e2;
+            if ((rc = load_cfg(&c2)) != 0)
+                return rc;
+            fjob.type = JOB_MIGRATE;
+            snprintf(fjob.source, sizeof(fjob.source), "%s", source);
+            wk_err_clear(&e2);
+            if (job_migrate_resolve(&fjob, &c2.store, &e2) != WK_OK)
+                return fail(&e2);
+            pos[1] = fjob.space_id;
+        }
     }
     if (!job_space_id_valid(pos[1])) {
         fprintf(stderr,
@@ -384,6 +444,143 @@ static int cmd_enqueue(int argc, char **argv)
                 "or running: following it\n",
                 spec.type, spec.space_id);
     rc = wait ? wait_job(q, id) : 0;
+    q_free(q);
+    return rc;
+}
+
+static const char usage_migrate_all[] =
+    "usage: sila-archiver migrate-all --from <url> [--target active|archived]\n"
+    "                                 [--overwrite] [--wait]\n"
+    "\n"
+    "Enqueues one migrate job per space folder under --from (file:///dir of\n"
+    "<spaceId>/ folders, or s3://bucket/prefix), after checking that each\n"
+    "folder's space-v1/space.json names the folder. Prints one JSON line per\n"
+    "folder and a summary. --wait follows every job and exits 1 if any job\n"
+    "failed or any folder was refused. Sources are only read.\n";
+
+static int cmd_migrate_all(int argc, char **argv)
+{
+    struct cfg cfg;
+    struct q *q = NULL;
+    struct wk_err err;
+    struct job_migrate_list list;
+    const char *from = NULL, *target = NULL;
+    bool wait = false, overwrite = false;
+    char(*ids)[JOB_ID_MAX + 1] = NULL;
+    size_t nids = 0, existing = 0;
+    int rc;
+
+    memset(&list, 0, sizeof(list));
+    if (wants_help(argc, argv)) {
+        fputs(usage_migrate_all, stdout);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+            from = argv[++i];
+        else if (strcmp(argv[i], "--target") == 0 && i + 1 < argc)
+            target = argv[++i];
+        else if (strcmp(argv[i], "--overwrite") == 0)
+            overwrite = true;
+        else if (strcmp(argv[i], "--wait") == 0)
+            wait = true;
+        else {
+            fputs(usage_migrate_all, stderr);
+            return 2;
+        }
+    }
+    if (!from || (target && strcmp(target, "active") != 0 &&
+                  strcmp(target, "archived") != 0)) {
+        fputs(usage_migrate_all, stderr);
+        return 2;
+    }
+    if ((rc = load_cfg(&cfg)) != 0)
+        return rc;
+    wk_err_clear(&err);
+    if (job_migrate_list_spaces(from, &cfg.store, &list, &err) != WK_OK ||
+        q_connect(&cfg.redis, cfg.prefix, 10000, &q, &err) != WK_OK) {
+        rc = fail(&err);
+        goto out;
+    }
+    ids = calloc(list.n ? list.n : 1, sizeof(*ids));
+    if (!ids) {
+        rc = 1;
+        goto out;
+    }
+    for (size_t i = 0; i < list.n; i++) {
+        const struct job_migrate_space *sp = &list.v[i];
+        json_t *o = json_object();
+        char *line;
+        json_object_set_new(o, "folder", json_string(sp->name));
+        if (sp->code != WK_OK) {
+            json_object_set_new(o, "error", json_string(sp->error));
+        } else {
+            struct q_spec spec;
+            bool created = false;
+            memset(&spec, 0, sizeof(spec));
+            spec.type = "migrate";
+            spec.space_id = sp->space_id;
+            spec.source = sp->source;
+            spec.target = target;
+            spec.overwrite = overwrite;
+            if (q_enqueue(q, &spec, ids[nids], &created, &err) != WK_OK) {
+                json_decref(o);
+                rc = fail(&err);
+                goto out;
+            }
+            json_object_set_new(o, "spaceId", json_string(sp->space_id));
+            json_object_set_new(o, "jobId", json_string(ids[nids]));
+            if (!created) {
+                json_object_set_new(o, "existingJob", json_true());
+                existing++;
+            }
+            nids++;
+        }
+        line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        if (line)
+            printf("%s\n", line);
+        free(line);
+    }
+    printf("{\"folders\":%zu,\"enqueued\":%zu,\"existingJobs\":%zu,"
+           "\"refused\":%zu}\n",
+           list.n, nids - existing, existing, list.failed);
+    fflush(stdout);
+    rc = list.failed ? 1 : 0;
+    if (wait && nids) {
+        size_t done = 0, failed = 0, last = (size_t)-1;
+        while (!stop_flag) {
+            done = failed = 0;
+            for (size_t i = 0; i < nids; i++) {
+                char st[32] = "";
+                wk_err_clear(&err);
+                if (q_state(q, ids[i], st, sizeof(st), &err) != WK_OK) {
+                    wk_err_clear(&err);
+                    q_reconnect(q, &err);
+                    continue;
+                }
+                if (strcmp(st, "succeeded") == 0)
+                    done++;
+                else if (strcmp(st, "failed") == 0) {
+                    done++;
+                    failed++;
+                }
+            }
+            if (done != last)
+                printf("progress %zu/%zu jobs done, %zu failed\n", done, nids,
+                       failed);
+            fflush(stdout);
+            last = done;
+            if (done == nids)
+                break;
+            sleep_ms(300);
+        }
+        if (failed || done != nids)
+            rc = 1;
+    }
+out:
+    free(ids);
+    job_migrate_list_release(&list);
     q_free(q);
     return rc;
 }
@@ -599,6 +796,86 @@ static int cmd_status(int argc, char **argv)
     return rc;
 }
 
+static const char usage_sweep[] =
+    "usage: sila-archiver sweep [--dry-run] [--every <duration>]\n"
+    "                           [--max-jobs <n>] [--idle <duration>]\n"
+    "                           [--idle-early <duration>] [--large <size>]\n"
+    "                           [--many-files <n>] [--recent <duration>]\n"
+    "\n"
+    "Decides which spaces under active/ of SILA_STORE to archive and queues\n"
+    "their archive jobs (deduplicated, like 'enqueue'). A space is archived\n"
+    "when idle for --idle (7d), or for --idle-early (1d) when it holds at\n"
+    "least --large bytes (100MiB) or --many-files objects (1000); never\n"
+    "when written within --recent (1h), locked, with a job pending, or\n"
+    "already archived. Last activity: the Redis sorted set\n"
+    "<prefix>activity (score = unix seconds of the last write) when it\n"
+    "lists the space, else the newest object's LastModified; objects are\n"
+    "listed, never read. One sweep at a time across all machines (lock\n"
+    "<prefix>sweep:lock): a second one prints a summary with\n"
+    "\"lockedOut\":true and exits 0.\n"
+    "\n"
+    "  --dry-run          print one JSON line per space (spaceId, decision,\n"
+    "                     reason, idleSeconds, bytes, files), queue nothing\n"
+    "  --max-jobs <n>     at most n new jobs per sweep (1000)\n"
+    "  --every <duration> sweep again this long after each sweep, until\n"
+    "                     SIGTERM (default: once)\n"
+    "\n"
+    "Prints one JSON line per chosen space, then a summary line (scanned,\n"
+    "chosen, enqueued, deferred, skippedBy reason, errors). Environment:\n"
+    "SILA_SWEEP_IDLE, SILA_SWEEP_IDLE_EARLY, SILA_SWEEP_LARGE,\n"
+    "SILA_SWEEP_MANY_FILES, SILA_SWEEP_RECENT, SILA_SWEEP_MAX_JOBS (flags\n"
+    "win). Exits 1 when the sweep failed or a space could not be examined.\n";
+
+static int cmd_sweep(int argc, char **argv)
+{
+    struct cfg cfg;
+    struct sweep_opts o;
+    struct wk_err err;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(usage_sweep, stdout);
+        return 0;
+    }
+    wk_err_clear(&err);
+    if (sweep_opts_from_env(&o, &err) != WK_OK) {
+        fprintf(stderr, "sila-archiver: configuration: %s\n", err.msg);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        enum wk_code oc = WK_E_NOTFOUND;
+        if (strcmp(argv[i], "--dry-run") == 0) {
+            o.dry_run = true;
+            continue;
+        }
+        if (i + 1 < argc)
+            oc = sweep_opts_set(&o, argv[i], argv[i + 1], &err);
+        if (oc == WK_OK) {
+            i++;
+            continue;
+        }
+        if (oc == WK_E_INVAL)
+            fprintf(stderr, "sila-archiver sweep: %s\n", err.msg);
+        else
+            fprintf(stderr, "sila-archiver sweep: unexpected '%s'\n", argv[i]);
+        fputs(usage_sweep, stderr);
+        return 2;
+    }
+    if ((rc = load_cfg(&cfg)) != 0)
+        return rc;
+    if (!cfg.store_url[0]) {
+        fprintf(stderr, "sila-archiver sweep: SILA_STORE is not set\n");
+        return 2;
+    }
+    wk_err_clear(&err);
+    if (sweep_run(&cfg, &o, &stop_flag, stdout, &err) != WK_OK) {
+        WK_LOG(WK_LOG_ERROR, "sweep.failed",
+               KV_STR("code", wk_code_name(err.code)), KV_STR("msg", err.msg));
+        return fail(&err);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -621,10 +898,14 @@ int main(int argc, char **argv)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(cmd, "cat") == 0)
         return cmd_cat(argc - 1, argv + 1);
+    if (strcmp(cmd, "migrate-all") == 0)
+        return cmd_migrate_all(argc - 1, argv + 1);
     if (strcmp(cmd, "jobs") == 0)
         return with_queue(argc - 1, argv + 1, usage_jobs, 0, do_jobs);
     if (strcmp(cmd, "retry") == 0)
         return with_queue(argc - 1, argv + 1, usage_retry, 1, do_retry);
+    if (strcmp(cmd, "sweep") == 0)
+        return cmd_sweep(argc - 1, argv + 1);
     fprintf(stderr, "sila-archiver: unknown command '%s'\n\n%s", cmd,
             usage_main);
     return 2;

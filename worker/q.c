@@ -308,7 +308,7 @@ static const char enqueue_lua[] =
     "if cur then\n"
     "  local h = ARGV[6] .. cur\n"
     "  local st = redis.call('HGET', h, 'state')\n"
-    "  if st == 'queued' or st == 'running' then\n"
+    "  if st == 'queued' or st == 'running' or st == 'retrying' then\n"
     "    if st == 'queued' and ARGV[7] == 'urgent' and\n"
     "       redis.call('HGET', h, 'priority') ~= 'urgent' then\n"
     "      local spec = cjson.decode(ARGV[2])\n"
@@ -350,6 +350,12 @@ enum wk_code q_enqueue(struct q *q, const struct q_spec *spec,
         json_object_set_new(js, "priority", json_string("urgent"));
     if (js && spec->archive_key && spec->archive_key[0])
         json_object_set_new(js, "archiveKey", json_string(spec->archive_key));
+    if (js && spec->source && spec->source[0])
+        json_object_set_new(js, "source", json_string(spec->source));
+    if (js && spec->target && spec->target[0])
+        json_object_set_new(js, "target", json_string(spec->target));
+    if (js && spec->overwrite)
+        json_object_set_new(js, "overwrite", json_true());
     json = js ? json_dumps(js, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(js);
     if (!json)
@@ -1163,6 +1169,219 @@ enum wk_code q_jobs_report(struct q *q, struct wk_buf *out, struct wk_err *err)
             rc = wk_buf_appendf(out, err, "%s\n", line);
             free(line);
         }
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* ---- sweep ---- */
+
+enum wk_code q_lock_token(char *out, size_t len, struct wk_err *err)
+{
+    char host[128] = "", rnd[17];
+    enum wk_code rc = random_hex(rnd, 8, err);
+
+    if (rc != WK_OK)
+        return rc;
+    if (gethostname(host, sizeof(host) - 1) != 0 || !host[0])
+        snprintf(host, sizeof(host), "host");
+    snprintf(out, len, "%s-%ld-%s", host, (long)getpid(), rnd);
+    return WK_OK;
+}
+
+enum wk_code q_named_lock(struct q *q, const char *name, const char *token,
+                          unsigned ttl_ms, bool *got, char *holder,
+                          size_t holder_len, struct wk_err *err)
+{
+    char key[256], ttl[16];
+    redisReply *rep;
+
+    *got = false;
+    if (holder && holder_len)
+        holder[0] = '\0';
+    key_of(q, name, NULL, key, sizeof(key));
+    snprintf(ttl, sizeof(ttl), "%u", ttl_ms);
+    const char *argv[] = { "SET", key, token, "NX", "PX", ttl };
+    rep = q_cmds(q, err, "SET NX", 6, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    *got = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    if (*got || !holder || !holder_len)
+        return WK_OK;
+    const char *gargv[] = { "GET", key };
+    rep = q_cmds(q, err, "GET", 2, gargv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type == REDIS_REPLY_STRING)
+        snprintf(holder, holder_len, "%s", rep->str);
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_named_lock_renew(struct q *q, const char *name,
+                                const char *token, unsigned ttl_ms, bool *held,
+                                struct wk_err *err)
+{
+    char key[256], ttl[16];
+    redisReply *rep;
+
+    *held = false;
+    key_of(q, name, NULL, key, sizeof(key));
+    snprintf(ttl, sizeof(ttl), "%u", ttl_ms);
+    const char *argv[] = {
+        "EVAL",
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+        "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+        "1",
+        key,
+        token,
+        ttl
+    };
+    rep = q_cmds(q, err, "lock renew", 6, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    *held = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_named_unlock(struct q *q, const char *name, const char *token,
+                            struct wk_err *err)
+{
+    char key[256];
+    redisReply *rep;
+
+    key_of(q, name, NULL, key, sizeof(key));
+    const char *argv[] = { "EVAL",
+                           "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                           "return redis.call('DEL', KEYS[1]) end return 0",
+                           "1", key, token };
+    rep = q_cmds(q, err, "unlock", 5, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_activity_count(struct q *q, uint64_t *count, struct wk_err *err)
+{
+    char key[128];
+    redisReply *rep;
+
+    *count = 0;
+    key_of(q, "activity", NULL, key, sizeof(key));
+    const char *argv[] = { "ZCARD", key };
+    rep = q_cmds(q, err, "ZCARD", 2, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
+        *count = (uint64_t)rep->integer;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+/* A score as whole unix seconds; false for what cannot be one. */
+static bool score_seconds(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    double d;
+
+    errno = 0;
+    d = strtod(s, &end);
+    /* a time a century beyond 1970 either way is not a write time */
+    if (errno || end == s || *end || !(d >= -4e9 && d <= 4e9))
+        return false;
+    *out = (int64_t)d;
+    return true;
+}
+
+enum wk_code q_activity_scores(struct q *q, const char *const *space_ids,
+                               size_t n, int64_t *last, bool *present,
+                               struct wk_err *err)
+{
+    char key[128];
+    enum wk_code rc = WK_OK;
+    size_t got = 0;
+
+    key_of(q, "activity", NULL, key, sizeof(key));
+    for (size_t i = 0; i < n; i++) {
+        last[i] = 0;
+        present[i] = false;
+    }
+    if (!q->c)
+        return wk_err_set(err, WK_E_NET, "redis ZSCORE: not connected");
+    /* one round trip for the whole batch: append all, then read all */
+    for (size_t i = 0; i < n; i++) {
+        const char *argv[] = { "ZSCORE", key, space_ids[i] };
+        size_t lens[] = { 6, strlen(key), strlen(space_ids[i]) };
+        if (redisAppendCommandArgv(q->c, 3, argv, lens) != REDIS_OK) {
+            /* a half-sent pipeline would skew every later reply */
+            redisFree(q->c);
+            q->c = NULL;
+            return wk_err_set(err, WK_E_NOMEM, "redis ZSCORE: out of memory");
+        }
+    }
+    for (got = 0; got < n; got++) {
+        void *r = NULL;
+        redisReply *rep;
+        if (redisGetReply(q->c, &r) != REDIS_OK)
+            r = NULL;
+        rep = r;
+        if (reply_check(q, rep, "ZSCORE", err) != WK_OK) {
+            if (!rep)
+                return err ? err->code : WK_E_NET; /* context is gone */
+            rc = err ? err->code : WK_E_INTERNAL;  /* keep reading replies */
+        } else if (rep->type == REDIS_REPLY_STRING) {
+            present[got] = score_seconds(rep->str, &last[got]);
+        }
+        freeReplyObject(rep);
+    }
+    return rc;
+}
+
+/* KEYS: lock, dedup:archive, dedup:unarchive. ARGV[1]: "<prefix>job:".
+ * Returns {locked 0|1, pending job id or ""}. */
+static const char space_busy_lua[] =
+    "local locked = redis.call('EXISTS', KEYS[1])\n"
+    "for i = 2, 3 do\n"
+    "  local id = redis.call('GET', KEYS[i])\n"
+    "  if id then\n"
+    "    local st = redis.call('HGET', ARGV[1] .. id, 'state')\n"
+    "    if st == 'queued' or st == 'running' or st == 'retrying' then\n"
+    "      return {locked, id}\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return {locked, ''}\n";
+
+enum wk_code q_space_busy(struct q *q, const char *space_id, bool *locked,
+                          char *pending_id, size_t pending_len,
+                          struct wk_err *err)
+{
+    char lock[256], da[256], du[256], hprefix[128];
+    redisReply *rep;
+    enum wk_code rc = WK_OK;
+
+    *locked = false;
+    if (pending_len)
+        pending_id[0] = '\0';
+    lock_key(q, space_id, lock, sizeof(lock));
+    snprintf(da, sizeof(da), "%sdedup:archive:%s", q->prefix, space_id);
+    snprintf(du, sizeof(du), "%sdedup:unarchive:%s", q->prefix, space_id);
+    key_of(q, "job:", NULL, hprefix, sizeof(hprefix));
+    const char *argv[] = { "EVAL", space_busy_lua, "3", lock, da, du, hprefix };
+    rep = q_cmds(q, err, "space busy", 7, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
+        rc = wk_err_set(err, WK_E_INTERNAL, "redis space busy: bad reply");
+    } else {
+        *locked = rep->element[0]->integer == 1;
+        if (pending_len)
+            snprintf(pending_id, pending_len, "%s", rep->element[1]->str);
     }
     freeReplyObject(rep);
     return rc;

@@ -63,6 +63,9 @@ struct q_spec {
     const char *space_id;
     bool urgent;             /* the urgent lane */
     const char *archive_key; /* unarchive of a specific archive, or NULL */
+    const char *source;      /* migrate: the source URL, or NULL */
+    const char *target;      /* migrate: "active" / "archived", or NULL */
+    bool overwrite;          /* migrate: replace an existing space */
 };
 
 /* New job, atomically (one Lua script): when a job of the same type for
@@ -148,5 +151,43 @@ enum wk_code q_status_json(struct q *q, const char *job_id, struct wk_buf *out,
 
 /* Current time as RFC 3339 with milliseconds ("...T12:00:00.123Z"). */
 void q_now_rfc3339(char *buf, size_t len);
+
+/* ---- sweep (docs/PROTOCOL.md, "Sweep") ---- */
+
+/* A random token for a lock: "<host>-<pid>-<16 hex>" into out. */
+enum wk_code q_lock_token(char *out, size_t len, struct wk_err *err);
+
+/* A named lock <prefix><name> (e.g. "sweep:lock"): SET NX PX. *got false
+ * when someone else holds it; then holder (if not NULL) receives its value
+ * ("" when it expired meanwhile). */
+enum wk_code q_named_lock(struct q *q, const char *name, const char *token,
+                          unsigned ttl_ms, bool *got, char *holder,
+                          size_t holder_len, struct wk_err *err);
+/* Extend it if token still holds it (*held false otherwise). */
+enum wk_code q_named_lock_renew(struct q *q, const char *name,
+                                const char *token, unsigned ttl_ms, bool *held,
+                                struct wk_err *err);
+/* Release it if token holds it. */
+enum wk_code q_named_unlock(struct q *q, const char *name, const char *token,
+                            struct wk_err *err);
+
+/* Number of members of the activity index <prefix>activity (0: absent). */
+enum wk_code q_activity_count(struct q *q, uint64_t *count, struct wk_err *err);
+
+/* Scores of n spaces in the activity index, pipelined (one round trip):
+ * last[i] = the score as unix seconds and present[i] = true, or present[i]
+ * = false for a space that is not a member (or has a score that is not a
+ * finite number of seconds). */
+enum wk_code q_activity_scores(struct q *q, const char *const *space_ids,
+                               size_t n, int64_t *last, bool *present,
+                               struct wk_err *err);
+
+/* Is <prefix>lock:<spaceId> held, and is a job pending for the space: the
+ * id in <prefix>dedup:archive:<spaceId> or dedup:unarchive:<spaceId> names
+ * a job whose state is queued, running or retrying (its id into
+ * pending_id, "" when none). One script, so one consistent view. */
+enum wk_code q_space_busy(struct q *q, const char *space_id, bool *locked,
+                          char *pending_id, size_t pending_len,
+                          struct wk_err *err);
 
 #endif

@@ -10,6 +10,7 @@
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
 #include "jobs/job.h"
+#include "jobs/job_migrate.h"
 #include "storage/store.h"
 #include "worker/prog_redis.h"
 #include "worker/q.h"
@@ -304,6 +305,12 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     rc = job_parse(wk_buf_cstr(&m->json), m->json.len, &job, &err);
     if (rc != WK_OK)
         goto out;
+    /* a migrate job may take its space id from the source */
+    if (job.type == JOB_MIGRATE && !job.space_id[0]) {
+        rc = job_migrate_resolve(&job, &cfg->store, &err);
+        if (rc != WK_OK)
+            goto out;
+    }
     type = job_type_name(job.type);
     space_id = job.space_id;
     if (job.id[0] && strcmp(job.id, m->job_id) != 0) {
@@ -355,6 +362,8 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     ctx.sink = &pr.base;
     ctx.cfg = &cfg->job;
     ctx.cancel = &hb->cancel;
+    ctx.store_opts = &cfg->store;
+    ctx.store_url = cfg->store_url;
     WK_LOG(WK_LOG_INFO, "job.started", KV_STR("job_id", job.id),
            KV_STR("type", type), KV_STR("space_id", job.space_id),
            KV_INT("attempt", attempts));

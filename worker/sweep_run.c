@@ -1,0 +1,497 @@
+#include "worker/sweep_run.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/wk_log.h"
+#include "common/wk_parse.h"
+#include "storage/store.h"
+#include "worker/q.h"
+
+#define SWEEP_EVERY_MIN_MS 1000ULL
+#define SWEEP_EVERY_MAX_MS (30ULL * 86400 * 1000)
+#define SWEEP_DURATION_MAX (100ULL * 365 * 86400 * 1000) /* ms */
+
+void sweep_opts_default(struct sweep_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    sweep_policy_default(&o->policy);
+    o->max_jobs = 1000;
+}
+
+/* ---- options: one table for the environment and the flags ---- */
+
+enum opt_kind { OPT_SECONDS, OPT_SIZE, OPT_COUNT, OPT_MS };
+
+struct opt_def {
+    const char *flag;
+    const char *env; /* NULL: a flag only */
+    enum opt_kind kind;
+    uint64_t lo, hi;
+};
+
+static const struct opt_def opt_defs[] = {
+    { "--idle", "SILA_SWEEP_IDLE", OPT_SECONDS, 0, SWEEP_DURATION_MAX },
+    { "--idle-early", "SILA_SWEEP_IDLE_EARLY", OPT_SECONDS, 0,
+      SWEEP_DURATION_MAX },
+    { "--large", "SILA_SWEEP_LARGE", OPT_SIZE, 1, UINT64_MAX },
+    { "--many-files", "SILA_SWEEP_MANY_FILES", OPT_COUNT, 1, UINT64_MAX },
+    { "--recent", "SILA_SWEEP_RECENT", OPT_SECONDS, 0, SWEEP_DURATION_MAX },
+    { "--max-jobs", "SILA_SWEEP_MAX_JOBS", OPT_COUNT, 1, 1000000 },
+    { "--every", NULL, OPT_MS, SWEEP_EVERY_MIN_MS, SWEEP_EVERY_MAX_MS },
+};
+
+static void opt_store(struct sweep_opts *o, size_t which, uint64_t v)
+{
+    switch (which) {
+    case 0:
+        o->policy.idle_s = (int64_t)v;
+        break;
+    case 1:
+        o->policy.early_idle_s = (int64_t)v;
+        break;
+    case 2:
+        o->policy.large_bytes = v;
+        break;
+    case 3:
+        o->policy.many_files = v;
+        break;
+    case 4:
+        o->policy.recent_s = (int64_t)v;
+        break;
+    case 5:
+        o->max_jobs = v;
+        break;
+    default:
+        o->every_ms = v;
+        break;
+    }
+}
+
+static enum wk_code opt_parse(const struct opt_def *d, const char *name,
+                              const char *v, uint64_t *out, struct wk_err *err)
+{
+    uint64_t n = 0;
+    enum wk_code rc;
+
+    switch (d->kind) {
+    case OPT_SECONDS:
+    case OPT_MS:
+        rc = wk_parse_duration_ms(v, &n, NULL);
+        break;
+    case OPT_SIZE:
+        rc = wk_parse_size(v, &n, NULL);
+        break;
+    default:
+        rc = wk_parse_u64(v, &n, NULL);
+        break;
+    }
+    if (rc == WK_OK && n >= d->lo && n <= d->hi) {
+        *out = d->kind == OPT_SECONDS ? n / 1000 : n;
+        return WK_OK;
+    }
+    switch (d->kind) {
+    case OPT_SECONDS:
+        return wk_err_set(err, WK_E_INVAL,
+                          "%s: expected a duration (\"30m\", \"1h\", "
+                          "\"7d\"), got '%s'",
+                          name, v);
+    case OPT_MS:
+        return wk_err_set(err, WK_E_INVAL,
+                          "%s: expected a duration from 1s to 30d (\"10m\", "
+                          "\"1h\"), got '%s'",
+                          name, v);
+    case OPT_SIZE:
+        return wk_err_set(err, WK_E_INVAL,
+                          "%s: expected a size of at least 1 byte "
+                          "(\"100MiB\", \"1G\"), got '%s'",
+                          name, v);
+    default:
+        return wk_err_set(err, WK_E_INVAL,
+                          "%s: expected a number from %llu to %llu, got '%s'",
+                          name, (unsigned long long)d->lo,
+                          (unsigned long long)d->hi, v);
+    }
+}
+
+enum wk_code sweep_opts_from_env(struct sweep_opts *o, struct wk_err *err)
+{
+    sweep_opts_default(o);
+    for (size_t i = 0; i < sizeof(opt_defs) / sizeof(opt_defs[0]); i++) {
+        const char *v = opt_defs[i].env ? getenv(opt_defs[i].env) : NULL;
+        uint64_t n;
+        if (!v || !*v)
+            continue;
+        if (opt_parse(&opt_defs[i], opt_defs[i].env, v, &n, err) != WK_OK)
+            return WK_E_INVAL;
+        opt_store(o, i, n);
+    }
+    return WK_OK;
+}
+
+enum wk_code sweep_opts_set(struct sweep_opts *o, const char *flag,
+                            const char *value, struct wk_err *err)
+{
+    for (size_t i = 0; i < sizeof(opt_defs) / sizeof(opt_defs[0]); i++) {
+        uint64_t n;
+        if (strcmp(flag, opt_defs[i].flag) != 0)
+            continue;
+        if (opt_parse(&opt_defs[i], flag, value, &n, err) != WK_OK)
+            return WK_E_INVAL;
+        opt_store(o, i, n);
+        return WK_OK;
+    }
+    return wk_err_set(err, WK_E_NOTFOUND, "unknown option '%s'", flag);
+}
+
+/* ---- one sweep ---- */
+
+struct run {
+    const struct cfg *cfg;
+    const struct sweep_opts *o;
+    struct q *q;
+    FILE *out;
+    volatile sig_atomic_t *stop;
+    struct sweep_result *res;
+    uint64_t planned; /* chosen spaces within max_jobs so far */
+    bool locked;      /* we hold the sweep lock */
+    char token[256];
+    struct timespec renewed; /* last time the lock was renewed */
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static enum wk_code write_line(FILE *out, json_t *o, struct wk_err *err)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    int bad;
+
+    json_decref(o);
+    if (!s)
+        return wk_err_set(err, WK_E_NOMEM, "sweep: cannot encode a line");
+    bad = fputs(s, out) == EOF || fputc('\n', out) == EOF;
+    free(s);
+    if (bad)
+        return wk_err_set(err, WK_E_IO, "sweep: cannot write the plan");
+    return WK_OK;
+}
+
+static json_t *int_or_null(bool known, uint64_t v)
+{
+    return known ? json_integer((json_int_t)v) : json_null();
+}
+
+static enum wk_code hook_tick(void *ud, struct wk_err *err)
+{
+    struct run *r = ud;
+    struct timespec now;
+    int64_t since;
+    bool held = false;
+    enum wk_code rc;
+
+    if (r->stop && *r->stop)
+        return wk_err_set(err, WK_E_CANCELLED, "sweep: shutdown requested");
+    if (!r->locked)
+        return WK_OK;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    since = (int64_t)(now.tv_sec - r->renewed.tv_sec) * 1000 +
+            (now.tv_nsec - r->renewed.tv_nsec) / 1000000;
+    if (since < (int64_t)r->cfg->lease_ms / 3)
+        return WK_OK;
+    rc = q_named_lock_renew(r->q, SWEEP_LOCK_NAME, r->token, r->cfg->lease_ms,
+                            &held, err);
+    if (rc != WK_OK)
+        return rc;
+    if (!held) {
+        r->locked = false;
+        WK_LOG(WK_LOG_ERROR, "sweep.lock_lost", KV_STR("token", r->token));
+        return wk_err_set(err, WK_E_CONFLICT,
+                          "sweep lock lost (expired or taken over): "
+                          "stopped");
+    }
+    r->renewed = now;
+    return WK_OK;
+}
+
+static enum wk_code hook_activity(void *ud, const char *const *ids, size_t n,
+                                  int64_t *last, bool *present,
+                                  struct wk_err *err)
+{
+    struct run *r = ud;
+    return q_activity_scores(r->q, ids, n, last, present, err);
+}
+
+static enum wk_code hook_busy(void *ud, const char *space_id, bool *locked,
+                              bool *job_pending, struct wk_err *err)
+{
+    struct run *r = ud;
+    char pending[JOB_ID_MAX + 1];
+    enum wk_code rc =
+        q_space_busy(r->q, space_id, locked, pending, sizeof(pending), err);
+    *job_pending = rc == WK_OK && pending[0];
+    return rc;
+}
+
+static enum wk_code hook_report(void *ud, const struct sweep_item *it,
+                                struct wk_err *err)
+{
+    struct run *r = ud;
+    struct sweep_result *res = r->res;
+    char id[JOB_ID_MAX + 1] = "", when[32];
+    bool created = false, deferred = false;
+    json_t *o;
+    enum wk_code rc;
+
+    if (it->reason == SWEEP_R_ERROR)
+        WK_LOG(WK_LOG_WARN, "sweep.space_failed",
+               KV_STR("space_id", it->space_id), KV_STR("msg", it->error));
+    if (it->archive) {
+        if (r->planned >= r->o->max_jobs) {
+            deferred = true;
+            res->deferred++;
+        } else if (r->o->dry_run) {
+            r->planned++;
+        } else {
+            struct q_spec spec;
+            memset(&spec, 0, sizeof(spec));
+            spec.type = "archive";
+            spec.space_id = it->space_id;
+            rc = q_enqueue(r->q, &spec, id, &created, err);
+            if (rc != WK_OK)
+                return rc;
+            if (created) {
+                res->enqueued++;
+                r->planned++;
+            } else {
+                res->existing++;
+            }
+            WK_LOG(WK_LOG_INFO, "sweep.job_enqueued",
+                   KV_STR("space_id", it->space_id), KV_STR("job_id", id),
+                   KV_STR("reason", sweep_reason_name(it->reason)),
+                   KV_BOOL("created", created));
+        }
+    }
+    if (!r->o->dry_run && !it->archive)
+        return WK_OK;
+    o = json_object();
+    if (!o)
+        return wk_err_set(err, WK_E_NOMEM, "sweep: out of memory");
+    json_object_set_new(o, "spaceId", json_string(it->space_id));
+    json_object_set_new(o, "decision",
+                        json_string(it->archive ? "archive" : "keep"));
+    json_object_set_new(o, "reason",
+                        json_string(sweep_reason_name(it->reason)));
+    json_object_set_new(o, "idleSeconds",
+                        it->idle_s >= 0 ? json_integer(it->idle_s)
+                                        : json_null());
+    json_object_set_new(o, "bytes", int_or_null(it->listed, it->bytes));
+    json_object_set_new(o, "files", int_or_null(it->listed, it->files));
+    if (it->last_activity > 0 && it->idle_s >= 0) {
+        wk_fmt_rfc3339((time_t)it->last_activity, when, sizeof(when));
+        json_object_set_new(o, "lastActivity", json_string(when));
+        json_object_set_new(o, "activitySource",
+                            json_string(it->indexed ? "index" : "objects"));
+    }
+    if (it->reason == SWEEP_R_ERROR)
+        json_object_set_new(o, "error", json_string(it->error));
+    if (deferred)
+        json_object_set_new(o, "deferred", json_true());
+    if (id[0]) {
+        json_object_set_new(o, "jobId", json_string(id));
+        json_object_set_new(o, "created", json_boolean(created));
+    }
+    return write_line(r->out, o, err);
+}
+
+static enum wk_code print_summary(const struct run *r, const char *holder,
+                                  struct wk_err *err)
+{
+    const struct sweep_result *res = r->res;
+    json_t *o = json_object(), *skipped = json_object(),
+           *chosen = json_object();
+
+    if (!o || !skipped || !chosen) {
+        json_decref(o);
+        json_decref(skipped);
+        json_decref(chosen);
+        return wk_err_set(err, WK_E_NOMEM, "sweep: out of memory");
+    }
+    for (int i = 0; i < SWEEP_R_COUNT; i++) {
+        bool is_archive =
+            i == SWEEP_R_IDLE || i == SWEEP_R_LARGE || i == SWEEP_R_MANY_FILES;
+        json_object_set_new(is_archive ? chosen : skipped,
+                            sweep_reason_name((enum sweep_reason)i),
+                            json_integer((json_int_t)res->totals.by_reason[i]));
+    }
+    json_object_set_new(o, "summary", json_true());
+    json_object_set_new(o, "dryRun", json_boolean(r->o->dry_run));
+    json_object_set_new(o, "lockedOut", json_boolean(res->locked_out));
+    if (res->locked_out)
+        json_object_set_new(o, "lockHolder", json_string(holder));
+    json_object_set_new(o, "interrupted", json_boolean(res->interrupted));
+    json_object_set_new(o, "activityIndex",
+                        json_integer((json_int_t)res->index_members));
+    json_object_set_new(o, "scanned",
+                        json_integer((json_int_t)res->totals.scanned));
+    json_object_set_new(o, "indexed",
+                        json_integer((json_int_t)res->totals.indexed));
+    json_object_set_new(o, "listed",
+                        json_integer((json_int_t)res->totals.listed));
+    json_object_set_new(o, "chosen",
+                        json_integer((json_int_t)res->totals.chosen));
+    json_object_set_new(o, "chosenBy", chosen);
+    json_object_set_new(o, "enqueued", json_integer((json_int_t)res->enqueued));
+    json_object_set_new(o, "alreadyQueued",
+                        json_integer((json_int_t)res->existing));
+    json_object_set_new(o, "deferred", json_integer((json_int_t)res->deferred));
+    json_object_set_new(
+        o, "skipped",
+        json_integer((json_int_t)(res->totals.scanned - res->totals.chosen)));
+    json_object_set_new(o, "skippedBy", skipped);
+    json_object_set_new(
+        o, "errors",
+        json_integer((json_int_t)res->totals.by_reason[SWEEP_R_ERROR]));
+    json_object_set_new(o, "maxJobs", json_integer((json_int_t)r->o->max_jobs));
+    json_object_set_new(o, "durationMs", json_integer(res->duration_ms));
+    return write_line(r->out, o, err);
+}
+
+enum wk_code sweep_once(const struct cfg *cfg, const struct sweep_opts *o,
+                        struct store *st, struct q *q, FILE *out,
+                        volatile sig_atomic_t *stop, struct sweep_result *res,
+                        struct wk_err *err)
+{
+    struct run r;
+    struct sweep_hooks h;
+    char holder[256] = "";
+    int64_t t0 = mono_ms();
+    enum wk_code rc;
+    struct wk_err e2;
+
+    memset(res, 0, sizeof(*res));
+    memset(&r, 0, sizeof(r));
+    r.cfg = cfg;
+    r.o = o;
+    r.q = q;
+    r.out = out;
+    r.stop = stop;
+    r.res = res;
+    if (!o->dry_run) {
+        bool got = false;
+        rc = q_lock_token(r.token, sizeof(r.token), err);
+        if (rc == WK_OK)
+            rc = q_named_lock(q, SWEEP_LOCK_NAME, r.token, cfg->lease_ms, &got,
+                              holder, sizeof(holder), err);
+        if (rc != WK_OK)
+            return rc;
+        if (!got) {
+            res->locked_out = true;
+            WK_LOG(WK_LOG_INFO, "sweep.locked_out", KV_STR("holder", holder));
+            rc = print_summary(&r, holder, err);
+            fflush(out);
+            return rc;
+        }
+        r.locked = true;
+        clock_gettime(CLOCK_MONOTONIC, &r.renewed);
+    }
+    rc = q_activity_count(q, &res->index_members, err);
+    if (rc != WK_OK)
+        goto out;
+    WK_LOG(WK_LOG_INFO, "sweep.started", KV_BOOL("dry_run", o->dry_run),
+           KV_INT("activity_index", res->index_members),
+           KV_INT("max_jobs", o->max_jobs));
+    memset(&h, 0, sizeof(h));
+    h.ud = &r;
+    h.activity = res->index_members ? hook_activity : NULL;
+    h.busy = hook_busy;
+    h.report = hook_report;
+    h.tick = hook_tick;
+    rc = sweep_scan(st, &o->policy, (int64_t)time(NULL), &h, &res->totals, err);
+    if (rc == WK_E_CANCELLED && stop && *stop) {
+        res->interrupted = true;
+        wk_err_clear(err);
+        rc = WK_OK;
+    }
+out:
+    if (r.locked) {
+        wk_err_clear(&e2);
+        if (q_named_unlock(q, SWEEP_LOCK_NAME, r.token, &e2) != WK_OK)
+            WK_LOG(WK_LOG_WARN, "sweep.unlock_failed", KV_STR("msg", e2.msg));
+    }
+    res->duration_ms = mono_ms() - t0;
+    if (rc == WK_OK) {
+        rc = print_summary(&r, holder, err);
+        WK_LOG(WK_LOG_INFO, "sweep.finished",
+               KV_INT("scanned", res->totals.scanned),
+               KV_INT("chosen", res->totals.chosen),
+               KV_INT("enqueued", res->enqueued),
+               KV_INT("errors", res->totals.by_reason[SWEEP_R_ERROR]),
+               KV_BOOL("interrupted", res->interrupted),
+               KV_INT("duration_ms", res->duration_ms));
+    }
+    fflush(out);
+    return rc;
+}
+
+/* Sleep up to ms, waking early when *stop is set. */
+static void nap(uint64_t ms, volatile sig_atomic_t *stop)
+{
+    int64_t end = mono_ms() + (int64_t)ms;
+    while (!(stop && *stop) && mono_ms() < end) {
+        struct timespec ts = { 0, 100 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
+enum wk_code sweep_run(const struct cfg *cfg, const struct sweep_opts *o,
+                       volatile sig_atomic_t *stop, FILE *out,
+                       struct wk_err *err)
+{
+    struct store *st = NULL;
+    struct q *q = NULL;
+    struct sweep_result res;
+    enum wk_code rc;
+
+    if (!cfg->store_url[0])
+        return wk_err_set(err, WK_E_INVAL, "SILA_STORE is not set");
+    rc = store_open_url(cfg->store_url, &cfg->store, &st, err);
+    if (rc == WK_OK)
+        rc = q_connect(&cfg->redis, cfg->prefix, 10000, &q, err);
+    if (rc != WK_OK)
+        goto out;
+    if (!o->every_ms) {
+        rc = sweep_once(cfg, o, st, q, out, stop, &res, err);
+        if (rc == WK_OK && res.totals.by_reason[SWEEP_R_ERROR])
+            rc = wk_err_set(
+                err, WK_E_IO,
+                "%llu spaces could not be examined (reason "
+                "\"error\" in the plan and the log)",
+                (unsigned long long)res.totals.by_reason[SWEEP_R_ERROR]);
+        goto out;
+    }
+    while (!(stop && *stop)) {
+        struct wk_err e2;
+        wk_err_clear(&e2);
+        if (sweep_once(cfg, o, st, q, out, stop, &res, &e2) != WK_OK) {
+            WK_LOG(WK_LOG_ERROR, "sweep.failed",
+                   KV_STR("code", wk_code_name(e2.code)),
+                   KV_STR("msg", e2.msg));
+            if (e2.code == WK_E_NET) {
+                wk_err_clear(&e2);
+                q_reconnect(q, &e2); /* failing again is logged next round */
+            }
+        }
+        nap(o->every_ms, stop);
+    }
+out:
+    q_free(q);
+    store_free(st);
+    return rc;
+}

@@ -1247,23 +1247,26 @@ out:
     return rc;
 }
 
-/* Open url with opts, or options from the environment when opts is NULL. */
+/* Open url with opts (or options from the environment when opts is NULL),
+ * with the source's own endpoint and credentials when SILA_SOURCE_* say
+ * so (another S3 service, another account). */
 static enum wk_code open_source(const char *url, const struct store_opts *opts,
                                 struct store **out, struct wk_err *err)
 {
-    struct store_opts *own = NULL;
+    struct store_opts *own = calloc(1, sizeof(*own));
     enum wk_code rc = WK_OK;
 
     *out = NULL;
-    if (!opts) {
-        own = calloc(1, sizeof(*own));
-        if (!own)
-            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    if (!own)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    if (opts)
+        *own = *opts;
+    else
         rc = store_opts_from_env(own, err);
-        opts = own;
-    }
     if (rc == WK_OK)
-        rc = store_open_url(url, opts, out, err);
+        store_opts_source_env(own);
+    if (rc == WK_OK)
+        rc = store_open_url(url, own, out, err);
     if (rc != WK_OK)
         wk_err_prefix(err, "source '%s'", url);
     free(own);

@@ -60,6 +60,24 @@ enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err)
     return rc;
 }
 
+void store_opts_source_env(struct store_opts *opts)
+{
+    const char *key = getenv("SILA_SOURCE_AWS_ACCESS_KEY_ID");
+
+    copy_env(opts->endpoint, sizeof(opts->endpoint), "SILA_SOURCE_S3_ENDPOINT");
+    copy_env(opts->region, sizeof(opts->region), "SILA_SOURCE_AWS_REGION");
+    if (key && *key) {
+        /* other credentials: the store's session token is not theirs */
+        opts->session_token[0] = '\0';
+        copy_env(opts->access_key, sizeof(opts->access_key),
+                 "SILA_SOURCE_AWS_ACCESS_KEY_ID");
+        copy_env(opts->secret_key, sizeof(opts->secret_key),
+                 "SILA_SOURCE_AWS_SECRET_ACCESS_KEY");
+        copy_env(opts->session_token, sizeof(opts->session_token),
+                 "SILA_SOURCE_AWS_SESSION_TOKEN");
+    }
+}
+
 enum wk_code store_open_url(const char *url, const struct store_opts *opts,
                             struct store **out, struct wk_err *err)
 {

@@ -162,6 +162,12 @@ struct store_opts {
  * AWS_SESSION_TOKEN, SILA_S3_MAX_IN_FLIGHT, SILA_S3_RETRIES. */
 enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err);
 
+/* Settings of a migrate source that lives elsewhere: SILA_SOURCE_S3_ENDPOINT,
+ * SILA_SOURCE_AWS_REGION, SILA_SOURCE_AWS_ACCESS_KEY_ID,
+ * SILA_SOURCE_AWS_SECRET_ACCESS_KEY, SILA_SOURCE_AWS_SESSION_TOKEN override
+ * the matching fields when set. */
+void store_opts_source_env(struct store_opts *opts);
+
 /* Open "s3://bucket[/prefix]" or "file:///abs/dir" (or "mem:" for tests).
  * Release with store_free(). */
 enum wk_code store_open_url(const char *url, const struct store_opts *opts,

@@ -534,6 +534,58 @@ START_TEST(test_it_migrate_cli_migrate_all)
 }
 END_TEST
 
+/* A source bucket behind its own endpoint (SILA_SOURCE_S3_ENDPOINT): the
+ * source is read there, not through the store's endpoint. The endpoint is
+ * a proxy in front of the same server, so switching it off proves which
+ * one the job uses. */
+START_TEST(test_it_migrate_source_with_its_own_endpoint)
+{
+    char id[33], tmp[512], src[600], url[256], log[600], store_url[128];
+    char ctl[600], target[128], src_ep[160], legacy[160], job[128];
+    const char *ep = it_env("WK_TEST_S3_ENDPOINT");
+    struct it_env e;
+    int port = it_free_port();
+    pid_t w, proxy;
+
+    it_space_id(id);
+    it_tmpdir("mig-ep", tmp, sizeof(tmp));
+    snprintf(src, sizeof(src), "%s/%s", tmp, id);
+    it_gen_space(src, id, 41, "--ops-files 20 --blobs 4 --big-blobs 0");
+    snprintf(legacy, sizeof(legacy), "other-%d/%s/", (int)getpid(), id);
+    it_upload_dir(src, legacy, NULL);
+    snprintf(url, sizeof(url), "s3://%s/other-%d/%s", it_env("WK_TEST_BUCKET"),
+             (int)getpid(), id);
+    snprintf(ctl, sizeof(ctl), "%s/proxy.ctl", tmp);
+    snprintf(target, sizeof(target), "%s", strstr(ep, "//") + 2);
+    proxy = it_start_proxy(port, target, ctl);
+    snprintf(src_ep, sizeof(src_ep),
+             "SILA_SOURCE_S3_ENDPOINT=http://"
+             "127.0.0.1:%d",
+             port);
+    snprintf(store_url, sizeof(store_url), "s3://%s", it_env("WK_TEST_BUCKET"));
+    it_env_init(&e, store_url, "mig-ep", NULL);
+    it_env_add(&e, src_ep);
+    it_env_add(&e, "SILA_MAX_ATTEMPTS=1");
+    it_env_add(&e, "SILA_S3_RETRIES=1");
+    snprintf(log, sizeof(log), "%s/worker.log", tmp);
+    w = it_start_worker(&e, log);
+
+    it_write_file(ctl, "down\n");
+    it_sleep_ms(300);
+    job_name(job, sizeof(job), "ep-down", 1);
+    ck_assert_str_eq(migrate_wait(&e, job, id, url, NULL), "failed");
+    ck_assert_ptr_nonnull(
+        strstr(it_job_field(it_prefix_of(&e), job, "error"), "source"));
+    it_write_file(ctl, "up\n");
+    it_sleep_ms(300);
+    job_name(job, sizeof(job), "ep-up", 1);
+    ck_assert_str_eq(migrate_wait(&e, job, id, url, NULL), "succeeded");
+    ck_assert_int_eq(compare_active(id, src), 0);
+    ck_assert_int_eq(it_stop(w), 0);
+    it_stop(proxy);
+}
+END_TEST
+
 Suite *it_migrate_suite(void)
 {
     Suite *s = suite_create("it_migrate");
@@ -544,6 +596,7 @@ Suite *it_migrate_suite(void)
     tcase_add_test(tc, test_it_migrate_resumes_after_kill);
     tcase_add_test(tc, test_it_migrate_refusals);
     tcase_add_test(tc, test_it_migrate_cli_migrate_all);
+    tcase_add_test(tc, test_it_migrate_source_with_its_own_endpoint);
     suite_add_tcase(s, tc);
     return s;
 }

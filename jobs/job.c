@@ -2,9 +2,11 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jobs/job_archive.h"
+#include "jobs/job_int.h"
 #include "jobs/job_migrate.h"
 #include "jobs/job_unarchive.h"
 #include "storage/store.h"
@@ -295,6 +297,21 @@ enum wk_code job_run(const struct job *job, const struct job_ctx *ctx,
     }
     return wk_err_set(err, WK_E_INTERNAL, "job type %d has no runner",
                       (int)job->type);
+}
+
+enum wk_code job_result_take(struct wk_buf *result, json_t *o,
+                             struct wk_err *err)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    enum wk_code rc;
+
+    json_decref(o);
+    if (!s)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    wk_buf_reset(result);
+    rc = wk_buf_appends(result, s, err);
+    free(s);
+    return rc;
 }
 
 uint64_t job_part_bytes(uint64_t est_bytes, uint64_t configured)

@@ -8,6 +8,7 @@
 
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
+#include "jobs/job_int.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
 #include "jobs/zipr.h"
@@ -845,21 +846,6 @@ out:
     return rc;
 }
 
-static enum wk_code set_result(struct wk_buf *result, json_t *o,
-                               struct wk_err *err)
-{
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    enum wk_code rc;
-
-    json_decref(o);
-    if (!s)
-        return wk_err_set(err, WK_E_NOMEM, "out of memory");
-    wk_buf_reset(result);
-    rc = wk_buf_appends(result, s, err);
-    free(s);
-    return rc;
-}
-
 static void prog_done(struct prog *p)
 {
     p->st.phase = "done";
@@ -1047,7 +1033,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
             json_object_set_new(o, "archiveKey", json_string(old->archive_key));
             json_object_set_new(o, "completedDelete",
                                 json_integer((json_int_t)done));
-            rc = set_result(result, o, err);
+            rc = job_result_take(result, o, err);
             if (rc == WK_OK)
                 prog_done(&r.prog);
             goto out;
@@ -1080,7 +1066,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
         json_object_set_new(o, "noop", json_true());
         json_object_set_new(o, "reason", json_string("already archived"));
         json_object_set_new(o, "archiveKey", json_string(old->archive_key));
-        rc = set_result(result, o, err);
+        rc = job_result_take(result, o, err);
         if (rc == WK_OK)
             prog_done(&r.prog);
         goto out;
@@ -1107,7 +1093,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
                KV_INT("attempts", r.attempt));
         json_object_set_new(o, "skipped", json_string("concurrent-writes"));
         json_object_set_new(o, "attempts", json_integer(r.attempt));
-        rc = set_result(result, o, err);
+        rc = job_result_take(result, o, err);
         if (rc == WK_OK)
             prog_done(&r.prog);
         goto out;
@@ -1154,7 +1140,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
         json_object_set_new(o, "attempts", json_integer(r.attempt));
         json_object_set_new(o, "keptNewer",
                             json_integer((json_int_t)kept_newer));
-        rc = set_result(result, o, err);
+        rc = job_result_take(result, o, err);
     }
     if (rc == WK_OK)
         prog_done(&r.prog);

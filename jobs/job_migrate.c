@@ -9,6 +9,7 @@
 
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
+#include "jobs/job_int.h"
 #include "jobs/job_archive.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
@@ -947,21 +948,6 @@ static void free_slots(struct mig_run *r)
 
 /* ---- results ---- */
 
-static enum wk_code set_result(struct wk_buf *result, json_t *o,
-                               struct wk_err *err)
-{
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    enum wk_code rc;
-
-    json_decref(o);
-    if (!s)
-        return wk_err_set(err, WK_E_NOMEM, "out of memory");
-    wk_buf_reset(result);
-    rc = wk_buf_appends(result, s, err);
-    free(s);
-    return rc;
-}
-
 static json_t *result_base(const struct mig_run *r)
 {
     json_t *o = json_object();
@@ -1006,7 +992,7 @@ static enum wk_code report_exists(struct mig_run *r, const char *state,
                                         : "active"));
     if (r->differs[0])
         json_object_set_new(o, "differs", json_string(r->differs));
-    rc = set_result(result, o, err);
+    rc = job_result_take(result, o, err);
     if (rc == WK_OK)
         prog_done(&r->prog);
     return rc;
@@ -1065,7 +1051,7 @@ static enum wk_code to_archived(struct mig_run *r, bool has_mf,
     json_object_set_new(o, "ignored", json_integer((json_int_t)ao.ignored));
     if (r->job.overwrite)
         json_object_set_new(o, "deleted", json_integer((json_int_t)deleted));
-    rc = set_result(result, o, err);
+    rc = job_result_take(result, o, err);
     if (rc == WK_OK)
         prog_done(&r->prog);
     return rc;
@@ -1168,7 +1154,7 @@ static enum wk_code to_active(struct mig_run *r, bool has_mf, struct mf *m,
                         json_integer((json_int_t)r->slist.ignored));
     if (r->job.overwrite)
         json_object_set_new(o, "deleted", json_integer((json_int_t)deleted));
-    rc = set_result(result, o, err);
+    rc = job_result_take(result, o, err);
     if (rc == WK_OK)
         prog_done(&r->prog);
     return rc;

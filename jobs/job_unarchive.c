@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/wk_log.h"
+#include "jobs/job_int.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
 #include "jobs/zipr.h"
@@ -320,21 +321,6 @@ static bool keys_has(const struct ua_keys *k, const char *key)
     return k->n && bsearch(&key, k->v, k->n, sizeof(*k->v), cmp_str);
 }
 
-static enum wk_code set_result(struct wk_buf *result, json_t *o,
-                               struct wk_err *err)
-{
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    enum wk_code rc;
-
-    json_decref(o);
-    if (!s)
-        return wk_err_set(err, WK_E_NOMEM, "out of memory");
-    wk_buf_reset(result);
-    rc = wk_buf_appends(result, s, err);
-    free(s);
-    return rc;
-}
-
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -407,7 +393,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         json_t *o = json_object();
         json_object_set_new(o, "noop", json_true());
         json_object_set_new(o, "reason", json_string("already active"));
-        rc = set_result(result, o, err);
+        rc = job_result_take(result, o, err);
         goto out;
     }
 
@@ -550,7 +536,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
                             json_integer((json_int_t)zipr_total_bytes(zr)));
         json_object_set_new(o, "checksum", json_string(sha));
         json_object_set_new(o, "timeToReadyMs", json_integer(ms));
-        rc = set_result(result, o, err);
+        rc = job_result_take(result, o, err);
         WK_LOG(WK_LOG_INFO, "unarchive.restored", KV_STR("job_id", job->id),
                KV_STR("space_id", job->space_id),
                KV_STR("archive_key", want.key), KV_INT("files", r.n_written),

@@ -881,61 +881,25 @@ static void lock_key(const struct q *q, const char *space_id, char *buf,
 enum wk_code q_lock(struct q *q, const char *space_id, const char *token,
                     unsigned ttl_ms, bool *got, struct wk_err *err)
 {
-    char key[256], ttl[16];
-    redisReply *rep;
-
-    lock_key(q, space_id, key, sizeof(key));
-    snprintf(ttl, sizeof(ttl), "%u", ttl_ms);
-    const char *argv[] = { "SET", key, token, "NX", "PX", ttl };
-    rep = q_cmds(q, err, "SET NX", 6, argv);
-    if (!rep)
-        return err ? err->code : WK_E_NET;
-    *got = rep->type == REDIS_REPLY_STATUS;
-    freeReplyObject(rep);
-    return WK_OK;
+    char name[JOB_SPACE_ID_MAX + 8];
+    snprintf(name, sizeof(name), "lock:%s", space_id);
+    return q_named_lock(q, name, token, ttl_ms, got, NULL, 0, err);
 }
 
 enum wk_code q_lock_renew(struct q *q, const char *space_id, const char *token,
                           unsigned ttl_ms, bool *held, struct wk_err *err)
 {
-    char key[256], ttl[16];
-    redisReply *rep;
-
-    lock_key(q, space_id, key, sizeof(key));
-    snprintf(ttl, sizeof(ttl), "%u", ttl_ms);
-    const char *argv[] = {
-        "EVAL",
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-        "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
-        "1",
-        key,
-        token,
-        ttl
-    };
-    rep = q_cmds(q, err, "lock renew", 6, argv);
-    if (!rep)
-        return err ? err->code : WK_E_NET;
-    *held = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
-    freeReplyObject(rep);
-    return WK_OK;
+    char name[JOB_SPACE_ID_MAX + 8];
+    snprintf(name, sizeof(name), "lock:%s", space_id);
+    return q_named_lock_renew(q, name, token, ttl_ms, held, err);
 }
 
 enum wk_code q_unlock(struct q *q, const char *space_id, const char *token,
                       struct wk_err *err)
 {
-    char key[256];
-    redisReply *rep;
-
-    lock_key(q, space_id, key, sizeof(key));
-    const char *argv[] = { "EVAL",
-                           "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                           "return redis.call('DEL', KEYS[1]) end return 0",
-                           "1", key, token };
-    rep = q_cmds(q, err, "unlock", 5, argv);
-    if (!rep)
-        return err ? err->code : WK_E_NET;
-    freeReplyObject(rep);
-    return WK_OK;
+    char name[JOB_SPACE_ID_MAX + 8];
+    snprintf(name, sizeof(name), "lock:%s", space_id);
+    return q_named_unlock(q, name, token, err);
 }
 
 /* The lane of an entry without the prefix ("jobs" or "jobs:urgent"). */

@@ -66,6 +66,7 @@ struct arch_run {
     char cas_want[65];        /* its name's hash */
     char archive_key[256];
     char mf_key[JOB_SPACE_ID_MAX + 32];
+    char mf_etag[80];      /* the manifest as read ("" = none): fencing */
     struct arch_list list; /* what the current attempt archives */
     struct arch_list next; /* the listing after its upload */
     bool have_next;
@@ -299,6 +300,20 @@ static enum wk_code check_manifest(struct arch_run *r, bool *noop,
     *has_old = false;
     wk_buf_init(&b, 1u << 20);
     wk_err_clear(&gerr);
+    r->mf_etag[0] = '\0';
+    {
+        /* its version first: the new manifest is written only over this
+         * one (a later change makes our write fail, never lose theirs) */
+        struct store_stat mst;
+        rc = store_head(r->ctx->store, r->mf_key, &mst, &gerr);
+        if (rc == WK_OK)
+            snprintf(r->mf_etag, sizeof(r->mf_etag), "%s", mst.etag);
+        else if (rc != WK_E_NOTFOUND) {
+            wk_err_copy(err, &gerr);
+            goto out;
+        }
+        wk_err_clear(&gerr);
+    }
     rc = store_get_all(r->ctx->store, r->mf_key, &b, &gerr);
     if (rc == WK_E_NOTFOUND) {
         rc = WK_OK;
@@ -944,6 +959,7 @@ static void manifest_fill(const struct arch_run *r, const struct mf *old,
     if (has_old && old->created_at > 0 && old->created_at < m->created_at)
         m->created_at = old->created_at; /* known from an earlier archive */
     m->archived_at = r->now;
+    m->generation = (has_old ? old->generation : 0) + 1;
     snprintf(m->compression, sizeof(m->compression), "deflate");
     snprintf(m->archive_key, sizeof(m->archive_key), "%s", r->archive_key);
     memcpy(m->checksum, r->sha, sizeof(m->checksum));
@@ -1105,7 +1121,8 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     if (rc == WK_OK)
         rc = mf_to_json(m, &mbuf, err);
     if (rc == WK_OK)
-        rc = store_put(ctx->store, r.mf_key, mbuf.data, mbuf.len, err);
+        rc = store_put_if(ctx->store, r.mf_key, mbuf.data, mbuf.len, r.mf_etag,
+                          NULL, 0, err);
     if (rc != WK_OK)
         goto out;
     manifest_written = true;
@@ -1241,7 +1258,8 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     manifest_fill(&r, old, has_old, m, drop, &ndrop);
     rc = mf_to_json(m, &mbuf, err);
     if (rc == WK_OK)
-        rc = store_put(ctx->store, r.mf_key, mbuf.data, mbuf.len, err);
+        rc = store_put_if(ctx->store, r.mf_key, mbuf.data, mbuf.len, r.mf_etag,
+                          NULL, 0, err);
     if (rc != WK_OK)
         goto out;
     orphan = false; /* named by the manifest: kept from here on */

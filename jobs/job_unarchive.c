@@ -342,6 +342,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     struct wk_buf mbuf;
     char sha[65];
     struct ua_keys existing = { NULL, 0, 0 };
+    char mf_etag[80] = "";
     uint64_t nentries = 0;
     bool flipped = false;
     int64_t t0 = mono_ms();
@@ -368,6 +369,14 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     if (!m) {
         rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
+    }
+    {
+        /* its version first: the flip is written only over this one */
+        struct store_stat mst;
+        struct wk_err herr;
+        wk_err_clear(&herr);
+        if (store_head(ctx->store, r.mf_key, &mst, &herr) == WK_OK)
+            snprintf(mf_etag, sizeof(mf_etag), "%s", mst.etag);
     }
     rc = store_get_all(ctx->store, r.mf_key, &mbuf, err);
     if (rc == WK_E_NOTFOUND) {
@@ -517,11 +526,13 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     r.prog.st.phase = "activating";
     prog_update(&r.prog, true);
     m->state = MF_ACTIVE;
+    m->generation++;
     m->restored_at = ctx->now ? ctx->now() : time(NULL);
     wk_buf_reset(&mbuf);
     rc = mf_to_json(m, &mbuf, err);
     if (rc == WK_OK)
-        rc = store_put(ctx->store, r.mf_key, mbuf.data, mbuf.len, err);
+        rc = store_put_if(ctx->store, r.mf_key, mbuf.data, mbuf.len,
+                          mf_etag[0] ? mf_etag : NULL, NULL, 0, err);
     if (rc != WK_OK)
         goto out;
     flipped = true;

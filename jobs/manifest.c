@@ -202,6 +202,8 @@ enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
         rc = set_u64(o, "uncompressedSize", m->uncompressed_size, err);
     if (rc == WK_OK)
         rc = set_u64(o, "fileCount", m->file_count, err);
+    if (rc == WK_OK && m->generation > 0)
+        rc = set_u64(o, "generation", m->generation, err);
     if (rc == WK_OK && m->n_history > 0) {
         json_t *arr = json_array();
         rc = set_new(o, "history", arr, err);
@@ -406,6 +408,8 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
         rc = get_u64(root, "uncompressedSize", &m.uncompressed_size, err);
     if (rc == WK_OK)
         rc = get_u64(root, "fileCount", &m.file_count, err);
+    if (rc == WK_OK && json_object_get(root, "generation"))
+        rc = get_u64(root, "generation", &m.generation, err);
     if (rc == WK_OK)
         rc = get_history(root, &m, err);
     if (rc == WK_OK)

@@ -43,6 +43,8 @@ struct mf {
     uint64_t size;     /* bytes of the ZIP object */
     uint64_t uncompressed_size;
     uint64_t file_count;
+    uint64_t generation; /* grows by one with every manifest write; 0 when
+                            absent (written by an older version) */
     size_t n_history;
     struct mf_archive history[MF_HISTORY_MAX]; /* older archives, newest
                                                   first ("history") */

@@ -190,6 +190,38 @@ enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,
     return first;
 }
 
+enum wk_code store_put_if_headput(struct store *st, const char *key,
+                                  const void *p, size_t n, const char *if_match,
+                                  char *etag_out, size_t etag_len,
+                                  struct wk_err *err)
+{
+    struct store_stat cur;
+    struct wk_err herr;
+    enum wk_code rc;
+
+    if (if_match) {
+        wk_err_clear(&herr);
+        rc = store_head(st, key, &cur, &herr);
+        if (rc != WK_OK && rc != WK_E_NOTFOUND)
+            return wk_err_copy(err, &herr);
+        if ((rc == WK_E_NOTFOUND) != (if_match[0] == '\0') ||
+            (rc == WK_OK && strcmp(cur.etag, if_match) != 0))
+            return wk_err_set(err, WK_E_CONFLICT,
+                              "put '%s': precondition failed (changed by "
+                              "someone else)",
+                              key);
+    }
+    rc = store_put(st, key, p, n, err);
+    if (rc == WK_OK && etag_out && etag_len) {
+        wk_err_clear(&herr);
+        if (store_head(st, key, &cur, &herr) == WK_OK)
+            snprintf(etag_out, etag_len, "%s", cur.etag);
+        else
+            etag_out[0] = '\0';
+    }
+    return rc;
+}
+
 enum wk_code store_get_all(struct store *st, const char *key,
                            struct wk_buf *out, struct wk_err *err)
 {

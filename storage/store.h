@@ -99,6 +99,15 @@ struct store_ops {
     /* Write a whole object atomically (readers see old or new). */
     enum wk_code (*put)(struct store *st, const char *key, const void *p,
                         size_t n, struct wk_err *err);
+    /* Like put, only if the object is still what the caller saw: if_match
+     * "" = it must not exist, else its etag must equal if_match. A failed
+     * precondition is WK_E_CONFLICT (fencing: a stale writer never
+     * overwrites a newer state). etag_out (may be NULL) gets the new etag.
+     * S3: If-Match / If-None-Match; fs: under an flock of the directory;
+     * mem: under its lock. */
+    enum wk_code (*put_if)(struct store *st, const char *key, const void *p,
+                           size_t n, const char *if_match, char *etag_out,
+                           size_t etag_len, struct wk_err *err);
     /* Like put, n objects at once; results as in get_many. */
     enum wk_code (*put_many)(struct store *st, struct store_put *reqs, size_t n,
                              struct wk_err *err);
@@ -216,6 +225,13 @@ static inline enum wk_code store_put(struct store *st, const char *key,
 {
     return st->ops->put(st, key, p, n, err);
 }
+static inline enum wk_code store_put_if(struct store *st, const char *key,
+                                        const void *p, size_t n,
+                                        const char *if_match, char *etag_out,
+                                        size_t etag_len, struct wk_err *err)
+{
+    return st->ops->put_if(st, key, p, n, if_match, etag_out, etag_len, err);
+}
 static inline enum wk_code store_put_many(struct store *st,
                                           struct store_put *reqs, size_t n,
                                           struct wk_err *err)
@@ -282,6 +298,13 @@ enum wk_code store_get_many_serial(struct store *st, struct store_get *reqs,
                                    size_t n, struct wk_err *err);
 enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,
                                    size_t n, struct wk_err *err);
+
+/* put_if through the store's own head and put: the caller makes it atomic
+ * (fs: an flock; mem: one process). */
+enum wk_code store_put_if_headput(struct store *st, const char *key,
+                                  const void *p, size_t n, const char *if_match,
+                                  char *etag_out, size_t etag_len,
+                                  struct wk_err *err);
 
 /* Read a whole (small) object into out, at most out->max bytes. */
 enum wk_code store_get_all(struct store *st, const char *key,

@@ -22,6 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -823,6 +824,27 @@ out:
     return rc;
 }
 
+/* Compare and put under a process-wide lock: atomic against the other
+ * threads of this process, not against other processes sharing the
+ * directory (a POSIX lock would need a lock file inside the store). */
+static pthread_mutex_t fs_cond_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static enum wk_code fs_put(struct store *base, const char *key, const void *p,
+                           size_t n, struct wk_err *err);
+
+static enum wk_code fs_put_if(struct store *base, const char *key,
+                              const void *p, size_t n, const char *if_match,
+                              char *etag_out, size_t etag_len,
+                              struct wk_err *err)
+{
+    enum wk_code rc;
+    pthread_mutex_lock(&fs_cond_lock);
+    rc = store_put_if_headput(base, key, p, n, if_match, etag_out, etag_len,
+                              err);
+    pthread_mutex_unlock(&fs_cond_lock);
+    return rc;
+}
+
 static enum wk_code fs_put(struct store *base, const char *key, const void *p,
                            size_t n, struct wk_err *err)
 {
@@ -1054,6 +1076,7 @@ static const struct store_ops fs_ops = {
     .get = fs_get,
     .get_many = store_get_many_serial,
     .put = fs_put,
+    .put_if = fs_put_if,
     .put_many = store_put_many_serial,
     .open_write = fs_open_write,
     .delete_many = fs_delete_many,

@@ -359,6 +359,22 @@ static enum wk_code mem_put(struct store *base, const char *key, const void *p,
     return rc;
 }
 
+/* One process: a process-wide lock makes head + put atomic enough. */
+static pthread_mutex_t mem_cond_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static enum wk_code mem_put_if(struct store *base, const char *key,
+                               const void *p, size_t n, const char *if_match,
+                               char *etag_out, size_t etag_len,
+                               struct wk_err *err)
+{
+    enum wk_code rc;
+    pthread_mutex_lock(&mem_cond_lock);
+    rc = store_put_if_headput(base, key, p, n, if_match, etag_out, etag_len,
+                              err);
+    pthread_mutex_unlock(&mem_cond_lock);
+    return rc;
+}
+
 /* Take w off the pending list (lock held). */
 static void unlink_writer(struct mem_writer *w)
 {
@@ -565,6 +581,7 @@ static const struct store_ops mem_ops = {
     .get = mem_get,
     .get_many = store_get_many_serial,
     .put = mem_put,
+    .put_if = mem_put_if,
     .put_many = store_put_many_serial,
     .open_write = mem_open_write,
     .delete_many = mem_delete_many,

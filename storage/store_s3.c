@@ -488,6 +488,53 @@ static enum wk_code s3_put(struct store *base, const char *key, const void *p,
     return s3_put_many(base, &one, 1, err);
 }
 
+static enum wk_code s3_put_if(struct store *base, const char *key,
+                              const void *p, size_t n, const char *if_match,
+                              char *etag_out, size_t etag_len,
+                              struct wk_err *err)
+{
+    struct s3_store *st = (struct s3_store *)base;
+    struct batch b;
+    struct s3_kv hdr;
+    char quoted[S3_ETAG_MAX + 3];
+    struct wk_err one;
+    enum wk_code rc;
+
+    if (!if_match)
+        return s3_put(base, key, p, n, err);
+    if (if_match[0]) {
+        snprintf(quoted, sizeof(quoted), "\"%s\"", if_match);
+        hdr.name = "If-Match";
+        hdr.value = quoted;
+    } else {
+        hdr.name = "If-None-Match";
+        hdr.value = "*";
+    }
+    wk_err_clear(&one);
+    rc = batch_alloc(&b, 1, "put", err);
+    if (rc != WK_OK)
+        return rc;
+    if (batch_add(st, &b, "put", key, 0, &one)) {
+        struct s3_req *r = &b.reqs[0];
+        r->method = "PUT";
+        r->body = p;
+        r->body_len = n;
+        r->headers = &hdr;
+        r->n_headers = 1;
+        (void)s3_client_run(st->cl, b.reqs, b.n, NULL);
+        wk_err_copy(&one, &b.reqs[0].err);
+        if (one.code == WK_OK && etag_out && etag_len)
+            snprintf(etag_out, etag_len, "%s", b.reqs[0].etag);
+    }
+    batch_release(&b);
+    if (one.code == WK_E_CONFLICT || one.http_status == 412)
+        return wk_err_set(err, WK_E_CONFLICT,
+                          "put '%s': precondition failed (changed by someone "
+                          "else)",
+                          key);
+    return wk_err_copy(err, &one);
+}
+
 /* delete_many */
 
 struct del_state {
@@ -1225,6 +1272,7 @@ static const struct store_ops s3_ops = {
     .get = s3_get,
     .get_many = s3_get_many,
     .put = s3_put,
+    .put_if = s3_put_if,
     .put_many = s3_put_many,
     .open_write = s3_open_write,
     .delete_many = s3_delete_many,

@@ -95,6 +95,15 @@ static enum wk_code wrap_put(struct store *st, const char *key, const void *p,
     return store_put(wrap_of(st)->inner, key, p, n, err);
 }
 
+static enum wk_code wrap_put_if(struct store *st, const char *key,
+                                const void *p, size_t n, const char *if_match,
+                                char *etag_out, size_t etag_len,
+                                struct wk_err *err)
+{
+    return store_put_if(wrap_of(st)->inner, key, p, n, if_match, etag_out,
+                        etag_len, err);
+}
+
 static enum wk_code wrap_put_many(struct store *st, struct store_put *reqs,
                                   size_t n, struct wk_err *err)
 {
@@ -157,6 +166,7 @@ static const struct store_ops wrap_ops = {
     .get = wrap_get,
     .get_many = wrap_get_many,
     .put = wrap_put,
+    .put_if = wrap_put_if,
     .put_many = wrap_put_many,
     .open_write = wrap_open_write,
     .delete_many = wrap_delete_many,
@@ -845,6 +855,61 @@ END_TEST
 
 #define RECORD "metadata/" SPACE ".pending-delete.json"
 
+/* Another worker writes the manifest while this one uploads (a stale
+ * worker that lost its lease, say): after the upload, before ours. */
+static void hook_manifest_meanwhile(struct wrap_store *w, unsigned n)
+{
+    if (n == 2)
+        put_text(w->inner, MF_KEY, "{\"written\":\"by someone else\"}");
+}
+
+START_TEST(test_job_archive_manifest_written_meanwhile_is_fenced)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    char *text;
+
+    w->on_list = hook_manifest_meanwhile;
+    ck_assert_int_eq(run_archive(w, &r), WK_E_CONFLICT);
+    ck_assert_ptr_nonnull(strstr(r.err.msg, "precondition failed"));
+    run_release(&r);
+    /* theirs stays; ours was dropped; the space is untouched */
+    text = get_text(w->inner, MF_KEY);
+    ck_assert_str_eq(text, "{\"written\":\"by someone else\"}");
+    free(text);
+    ck_assert_uint_eq(count(w->inner, "archived/"), 0);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+    store_free(&w->base);
+}
+END_TEST
+
+/* Every manifest write counts up. */
+START_TEST(test_job_archive_generation_grows)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    struct mf m;
+    struct wk_err e;
+    char *text;
+
+    ck_assert_int_eq(run_archive(w, &r), WK_OK);
+    run_release(&r);
+    text = get_text(w->inner, MF_KEY);
+    wk_err_clear(&e);
+    ck_assert_int_eq(mf_parse(text, strlen(text), &m, &e), WK_OK);
+    ck_assert_uint_eq(m.generation, 1);
+    free(text);
+    ck_assert_int_eq(run_job(w, &r, JOB_UNARCHIVE, 0, false), WK_OK);
+    run_release(&r);
+    text = get_text(w->inner, MF_KEY);
+    ck_assert_int_eq(mf_parse(text, strlen(text), &m, &e), WK_OK);
+    ck_assert_uint_eq(m.generation, 2);
+    ck_assert_int_eq(m.state, MF_ACTIVE);
+    free(text);
+    store_free(&w->base);
+}
+END_TEST
+
 /* The run dies (here: fails) between the manifest and the delete: the
  * next run finishes the delete from the pending-delete record. */
 START_TEST(test_job_archive_rerun_finishes_interrupted_delete)
@@ -908,6 +973,8 @@ Suite *job_archive_suite(void)
     tcase_add_test(tc, test_job_archive_space_emptied_meanwhile);
     tcase_add_test(tc, test_job_archive_undeletable_archive_fails);
     tcase_add_test(tc, test_job_archive_rerun_finishes_interrupted_delete);
+    tcase_add_test(tc, test_job_archive_manifest_written_meanwhile_is_fenced);
+    tcase_add_test(tc, test_job_archive_generation_grows);
     tcase_add_test(tc, test_job_archive_rerun_keeps_object_newer_than_record);
     suite_add_tcase(s, tc);
     return s;

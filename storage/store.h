@@ -102,7 +102,7 @@ struct store_ops {
     /* Like put, only if the object is still what the caller saw: if_match
      * "" = it must not exist, else its etag must equal if_match. A failed
      * precondition is WK_E_CONFLICT (fencing: a stale writer never
-     * overwrites a newer state). etag_out (may be NULL) gets the new etag.
+     * overwrites a newer state). etag_out (may be NULL) receives the new etag.
      * S3: If-Match / If-None-Match; fs: under an flock of the directory;
      * mem: under its lock. */
     enum wk_code (*put_if)(struct store *st, const char *key, const void *p,

@@ -352,7 +352,7 @@ START_TEST(test_it_migrate_refusals)
 {
     char id[33], id2[33], tmp[512], src[600], bad[600], bad2[600], url[700];
     char plain[600], log[600], before[700], store_url[128], job[128];
-    char blob[600], cmd[1024], key[300];
+    char blob[600], cmd[1024], key[800];
     const char *msg;
     struct it_env e;
     struct store *st = it_s3_store(NULL);

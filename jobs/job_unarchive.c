@@ -435,7 +435,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     rc = store_list(ctx->store, r.prefix, NULL, keys_cb, &existing, err);
     if (rc != WK_OK)
         goto out;
-    qsort(existing.v, existing.n, sizeof(*existing.v), cmp_str);
+    if (existing.n > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(existing.v, existing.n, sizeof(*existing.v), cmp_str);
     r.existing = &existing;
     rc = store_head(ctx->store, want.key, &st, err);
     if (rc != WK_OK)

@@ -948,6 +948,34 @@ static enum wk_code archive_until_stable(struct arch_run *r,
 /* The manifest naming r's verified archive, superseding old (whose
  * archives become history); archives beyond the kept number go to drop
  * (room for MF_HISTORY_MAX + 1). */
+static void run_init(struct arch_run *r, const struct job *job,
+                     const struct job_ctx *ctx, struct store *src)
+{
+    memset(r, 0, sizeof(*r));
+    r->job = job;
+    r->ctx = ctx;
+    r->src = src;
+    r->now = ctx->now ? ctx->now() : time(NULL);
+    prog_init(&r->prog, ctx->sink);
+}
+
+/* Write m over the manifest this run read (fencing, see check_manifest). */
+static enum wk_code manifest_write(struct arch_run *r, const struct mf *m,
+                                   struct wk_buf *mbuf, struct wk_err *err)
+{
+    enum wk_code rc = mf_to_json(m, mbuf, err);
+
+    if (rc == WK_OK)
+        rc = store_put_if(r->ctx->store, r->mf_key, mbuf->data, mbuf->len,
+                          r->mf_etag, NULL, 0, err);
+    if (rc == WK_OK)
+        WK_LOG(WK_LOG_INFO, "archive.uploaded", KV_STR("job_id", r->job->id),
+               KV_STR("space_id", r->job->space_id),
+               KV_STR("archive_key", r->archive_key), KV_INT("size", m->size),
+               KV_STR("checksum", r->sha), KV_INT("attempts", r->attempt));
+    return rc;
+}
+
 static void manifest_fill(const struct arch_run *r, const struct mf *old,
                           bool has_old, struct mf *m, struct mf_archive *drop,
                           size_t *ndrop)
@@ -1002,16 +1030,11 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     unsigned max_attempts = ctx->cfg->archive_tries;
     enum wk_code rc;
 
-    memset(&r, 0, sizeof(r));
+    run_init(&r, job, ctx, ctx->store);
     m = calloc(1, sizeof(*m));
     old = calloc(1, sizeof(*old));
     drop = calloc(MF_HISTORY_MAX + 1, sizeof(*drop));
     wk_buf_init(&mbuf, 1u << 20);
-    r.job = job;
-    r.ctx = ctx;
-    r.src = ctx->store;
-    r.now = ctx->now ? ctx->now() : time(NULL);
-    prog_init(&r.prog, ctx->sink);
     if (max_attempts < 1)
         max_attempts = 1;
     if (!m || !old || !drop) {
@@ -1119,17 +1142,10 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     manifest_fill(&r, old, has_old, m, drop, &ndrop);
     rc = record_write(&r, err);
     if (rc == WK_OK)
-        rc = mf_to_json(m, &mbuf, err);
-    if (rc == WK_OK)
-        rc = store_put_if(ctx->store, r.mf_key, mbuf.data, mbuf.len, r.mf_etag,
-                          NULL, 0, err);
+        rc = manifest_write(&r, m, &mbuf, err);
     if (rc != WK_OK)
         goto out;
     manifest_written = true;
-    WK_LOG(WK_LOG_INFO, "archive.uploaded", KV_STR("job_id", job->id),
-           KV_STR("space_id", job->space_id),
-           KV_STR("archive_key", r.archive_key), KV_INT("size", m->size),
-           KV_STR("checksum", r.sha), KV_INT("attempts", r.attempt));
 
     /* Delete first, while the listing is fresh: a write landing between
      * that listing and the delete is the one a user could lose. */
@@ -1190,18 +1206,13 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     unsigned max_attempts = ctx->cfg->archive_tries;
     enum wk_code rc;
 
-    memset(&r, 0, sizeof(r));
+    run_init(&r, job, ctx, src->store);
     memset(out, 0, sizeof(*out));
     m = calloc(1, sizeof(*m));
     old = calloc(1, sizeof(*old));
     drop = calloc(MF_HISTORY_MAX + 1, sizeof(*drop));
     wk_buf_init(&mbuf, 1u << 20);
-    r.job = job;
-    r.ctx = ctx;
-    r.src = src->store;
     r.space_only = src->space_only;
-    r.now = ctx->now ? ctx->now() : time(NULL);
-    prog_init(&r.prog, ctx->sink);
     if (max_attempts < 1)
         max_attempts = 1;
     if (!m || !old || !drop) {
@@ -1256,17 +1267,10 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     orphan = true;
 
     manifest_fill(&r, old, has_old, m, drop, &ndrop);
-    rc = mf_to_json(m, &mbuf, err);
-    if (rc == WK_OK)
-        rc = store_put_if(ctx->store, r.mf_key, mbuf.data, mbuf.len, r.mf_etag,
-                          NULL, 0, err);
+    rc = manifest_write(&r, m, &mbuf, err);
     if (rc != WK_OK)
         goto out;
     orphan = false; /* named by the manifest: kept from here on */
-    WK_LOG(WK_LOG_INFO, "archive.uploaded", KV_STR("job_id", job->id),
-           KV_STR("space_id", job->space_id),
-           KV_STR("archive_key", r.archive_key), KV_INT("size", m->size),
-           KV_STR("checksum", r.sha), KV_INT("attempts", r.attempt));
     drop_old_archives(&r, drop, ndrop);
 
     snprintf(out->archive_key, sizeof(out->archive_key), "%s", r.archive_key);

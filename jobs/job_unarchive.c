@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/wk_log.h"
+#include "jobs/job_archive.h"
 #include "jobs/job_int.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
@@ -16,7 +17,6 @@
 
 #define UA_RATIO_MIN_BYTES (1u << 20)
 #define UA_KEEP_BUF_BYTES  (256u * 1024u)
-#define UA_CAS_PREFIX      "space-v1/files/static/sha256/"
 
 /* The archive, read in ranged GETs of chunk bytes and hashed in order. */
 struct ua_src {
@@ -142,28 +142,6 @@ static enum wk_code flush_pending(struct ua_run *r, struct wk_err *err)
     return rc;
 }
 
-static bool is_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return s[n] == '\0';
-}
-
-/* "space-v1/files/static/sha256/ab/<62 hex>": the 64-hex name, or NULL. */
-static bool cas_name(const char *name, char want[65])
-{
-    size_t pl = strlen(UA_CAS_PREFIX);
-    const char *p = name + pl;
-    if (strncmp(name, UA_CAS_PREFIX, pl) != 0 || strlen(p) != 2 + 1 + 62 ||
-        p[2] != '/')
-        return false;
-    memcpy(want, p, 2);
-    memcpy(want + 2, p + 3, 62);
-    want[64] = '\0';
-    return is_hex(want, 64);
-}
-
 /* Restore one entry: buffered for a batched PUT when it is small, else
  * streamed through a writer. */
 static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
@@ -174,7 +152,7 @@ static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
     struct store_writer *w = NULL;
     struct ua_put *slot;
     char key[2048], want[65], got[65];
-    bool check_cas = cas_name(e->name, want);
+    bool check_cas = job_cas_name(e->name, want);
     bool keep;
     unsigned char chunk[16384];
     enum wk_code rc = WK_OK;

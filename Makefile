@@ -14,7 +14,7 @@ WK_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS   += -fsanitize=address,undefined
 endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 WK_CFLAGS  = $(WK_STD) $(WK_WARN) $(WK_SAN) -I. -I$(BUILD)/gen $(PKG_CFLAGS)
 

@@ -9,6 +9,7 @@
 #include "jobs/job_int.h"
 #include "jobs/job_migrate.h"
 #include "jobs/job_unarchive.h"
+#include "jobs/manifest.h"
 #include "storage/store.h"
 
 #define MIB               (1024u * 1024u)
@@ -22,7 +23,7 @@ void job_config_defaults(struct job_config *cfg)
     cfg->window_bytes = 16u * MIB;
     cfg->window_objects = 64;
     cfg->chunk_bytes = 8u * MIB;
-    cfg->deflate_level = 6;
+    cfg->deflate_level = 1;
     cfg->keep_archives = 3;
     cfg->max_ratio = 1000;
     cfg->archive_tries = 3;
@@ -322,4 +323,22 @@ uint64_t job_part_bytes(uint64_t est_bytes, uint64_t configured)
     if (need > part)
         part = (need + MIB - 1) / MIB * MIB;
     return part;
+}
+
+enum wk_code job_mf_put(struct store *st, const char *key, const struct mf *m,
+                        char *etag, size_t etag_len, struct wk_err *err)
+{
+    struct wk_buf b;
+    char next[sizeof(((struct store_stat *)0)->etag)] = "";
+    enum wk_code rc;
+
+    wk_buf_init(&b, 1u << 20);
+    rc = mf_to_json(m, &b, err);
+    if (rc == WK_OK)
+        rc =
+            store_put_if(st, key, b.data, b.len, etag, next, sizeof(next), err);
+    if (rc == WK_OK)
+        snprintf(etag, etag_len, "%s", next);
+    wk_buf_release(&b);
+    return rc;
 }

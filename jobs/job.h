@@ -55,7 +55,7 @@ struct job_config {
     uint64_t window_bytes;    /* object bytes fetched per batch (16 MiB) */
     unsigned window_objects;  /* objects fetched per batch (64) */
     uint64_t chunk_bytes;     /* largest single GET, ranged beyond (8 MiB) */
-    int deflate_level;        /* 1..9 (6) */
+    int deflate_level;        /* 1..9 (1) */
     unsigned keep_archives;   /* archives kept per space, newest first (3) */
     unsigned max_ratio;       /* unarchive: refuse entries expanding more */
     unsigned archive_tries;   /* archive: tries while users write (3) */
@@ -73,6 +73,11 @@ struct job_ctx {
     /* migrate: store's URL (SILA_STORE), to refuse a source inside its
      * active/, archived/ or metadata/; borrowed; NULL = not checked */
     const char *store_url;
+    /* The checkpoint an earlier run of this job recorded (see
+     * prog_sink_ops.checkpoint) and never cleared because it died; NULL or
+     * "" = none. Archive: {"archiveKey", "uploadId", "listing"}, to resume
+     * its multipart upload. Borrowed. */
+    const char *resume;
 };
 
 void job_config_defaults(struct job_config *cfg);

@@ -11,6 +11,7 @@
 #include "jobs/job_int.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
+#include "jobs/zsniff.h"
 #include "jobs/zipr.h"
 #include "jobs/zipw.h"
 #include "storage/store.h"
@@ -66,7 +67,12 @@ struct arch_run {
     char cas_want[65];        /* its name's hash */
     char archive_key[256];
     char mf_key[JOB_SPACE_ID_MAX + 32];
-    char mf_etag[80];      /* the manifest as read ("" = none): fencing */
+    char mf_etag[80];      /* the manifest as read or last written ("" =
+                              none): fencing */
+    uint64_t mf_gen;       /* and its generation */
+    char resume_id[256];   /* a dead run's upload to continue, or "" */
+    char listing[65];      /* digest of the current attempt's listing */
+    bool marked;           /* this run wrote it "archiving" */
     struct arch_list list; /* what the current attempt archives */
     struct arch_list next; /* the listing after its upload */
     bool have_next;
@@ -331,11 +337,95 @@ static enum wk_code check_manifest(struct arch_run *r, bool *noop,
         goto out;
     }
     *has_old = true;
-    if (old->state == MF_ARCHIVED)
+    r->mf_gen = old->generation;
+    if (old->state == MF_ARCHIVED) {
         *noop = true;
+    } else if (old->state == MF_RESTORING) {
+        rc = wk_err_set(err, WK_E_CONFLICT,
+                        "space '%s' is being restored (its manifest says "
+                        "restoring): let the unarchive finish, or run it "
+                        "again, before archiving",
+                        r->job->space_id);
+    }
 out:
     wk_buf_release(&b);
     return rc;
+}
+
+/* What a listing is (key, ETag, size of every object, in order), as a
+ * SHA-256: an upload is resumed only for the very same listing. */
+static void list_digest(const struct arch_list *l, char hex[65])
+{
+    struct store_sha256 *h = NULL;
+    struct wk_err e;
+
+    wk_err_clear(&e);
+    hex[0] = '\0';
+    if (store_sha256_new(&h, &e) != WK_OK)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct arch_obj *o = &l->v[i];
+        char sz[24];
+        int n = snprintf(sz, sizeof(sz), "%llu\n", (unsigned long long)o->size);
+        store_sha256_update(h, o->key, strlen(o->key) + 1);
+        store_sha256_update(h, o->etag ? o->etag : "",
+                            strlen(o->etag ? o->etag : "") + 1);
+        store_sha256_update(h, sz, (size_t)n);
+    }
+    store_sha256_final_hex(h, hex);
+    store_sha256_free(h);
+}
+
+/* The upload exists: record it with the job, so that a run taking the job
+ * over after a crash can continue it (job_ctx.resume). */
+static void upload_started(void *ud, const char *upload_id)
+{
+    struct arch_run *r = ud;
+    json_t *o = json_pack("{s:s, s:s, s:s}", "archiveKey", r->archive_key,
+                          "uploadId", upload_id, "listing", r->listing);
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    if (s)
+        prog_checkpoint(&r->prog, s);
+    free(s);
+    json_decref(o);
+}
+
+/* A run of this job died while uploading (ctx->resume): if the space is
+ * still listed exactly as then, take over its archive key and upload. */
+static void resume_check(struct arch_run *r, const struct mf *old, bool has_old)
+{
+    char want[65], pfx[JOB_SPACE_ID_MAX + 32];
+    const char *key, *id, *listing;
+    json_t *o;
+
+    r->resume_id[0] = '\0';
+    if (!r->ctx->resume || !r->ctx->resume[0])
+        return;
+    o = json_loads(r->ctx->resume, 0, NULL);
+    key = json_string_value(json_object_get(o, "archiveKey"));
+    id = json_string_value(json_object_get(o, "uploadId"));
+    listing = json_string_value(json_object_get(o, "listing"));
+    list_digest(&r->list, want);
+    snprintf(pfx, sizeof(pfx), "archived/%s/workspace-", r->job->space_id);
+    if (key && id && listing && id[0] && strlen(id) < sizeof(r->resume_id) &&
+        strlen(key) < sizeof(r->archive_key) &&
+        strncmp(key, pfx, strlen(pfx)) == 0 && store_key_valid(key) &&
+        !key_taken(old, has_old, key) && want[0] &&
+        strcmp(listing, want) == 0) {
+        snprintf(r->archive_key, sizeof(r->archive_key), "%s", key);
+        snprintf(r->resume_id, sizeof(r->resume_id), "%s", id);
+        WK_LOG(WK_LOG_INFO, "archive.resuming", KV_STR("job_id", r->job->id),
+               KV_STR("space_id", r->job->space_id),
+               KV_STR("archive_key", key));
+    } else {
+        WK_LOG(WK_LOG_INFO, "archive.not_resumed", KV_STR("job_id", r->job->id),
+               KV_STR("space_id", r->job->space_id),
+               KV_STR("reason", listing && want[0] && strcmp(listing, want) != 0
+                                    ? "listing changed"
+                                    : "unusable checkpoint"));
+    }
+    json_decref(o);
 }
 
 /* A batch GET failed. Objects that shrank, grew past a range or vanished
@@ -368,146 +458,224 @@ static enum wk_code read_failed(struct arch_run *r,
     return WK_OK;
 }
 
+/* One batch of ranges, read ahead of the ZIP writer (write_archive). */
+struct arch_batch {
+    struct store_get *reqs;     /* owned, slots */
+    struct wk_buf *bufs;        /* owned, slots */
+    struct arch_range *ranges;  /* owned, slots */
+    size_t nr, ng;              /* ranges, and GETs among them */
+    struct store_pending *pend; /* in flight, or NULL */
+    enum wk_code rc;            /* of the reads (once waited for) */
+    struct wk_err gerr;         /* and their error */
+};
+
+static enum wk_code batch_init(struct arch_batch *bt, size_t slots,
+                               uint64_t chunk, struct wk_err *err)
+{
+    memset(bt, 0, sizeof(*bt));
+    bt->reqs = calloc(slots, sizeof(*bt->reqs));
+    bt->bufs = calloc(slots, sizeof(*bt->bufs));
+    bt->ranges = calloc(slots, sizeof(*bt->ranges));
+    if (!bt->reqs || !bt->bufs || !bt->ranges)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < slots; i++)
+        wk_buf_init(&bt->bufs[i], chunk);
+    return WK_OK;
+}
+
+/* Wait for what is in flight (its outcome goes to bt->rc, bt->gerr). */
+static void batch_wait(struct arch_run *r, struct arch_batch *bt)
+{
+    if (bt->pend) {
+        bt->rc = store_get_finish(r->src, bt->pend, &bt->gerr);
+        bt->pend = NULL;
+    }
+}
+
+static void batch_release(struct arch_run *r, struct arch_batch *bt,
+                          size_t slots)
+{
+    batch_wait(r, bt);
+    if (bt->bufs)
+        for (size_t i = 0; i < slots; i++)
+            wk_buf_release(&bt->bufs[i]);
+    free(bt->bufs);
+    free(bt->reqs);
+    free(bt->ranges);
+}
+
+/* Plan the next batch from (*next_obj, *next_off), up to `slots` ranges
+ * and `bytes` of data, and start reading it. */
+static void batch_start(struct arch_run *r, struct arch_batch *bt, size_t slots,
+                        uint64_t bytes, size_t *next_obj, uint64_t *next_off)
+{
+    const struct job_config *cfg = r->ctx->cfg;
+    uint64_t batch_bytes = 0;
+
+    for (size_t i = 0; i < bt->ng; i++) {
+        if (bt->bufs[i].cap > ARCH_KEEP_BUF_BYTES)
+            wk_buf_release(&bt->bufs[i]);
+        else
+            wk_buf_reset(&bt->bufs[i]);
+    }
+    bt->nr = bt->ng = 0;
+    bt->rc = WK_OK;
+    wk_err_clear(&bt->gerr);
+    while (*next_obj < r->list.n && bt->nr < slots) {
+        const struct arch_obj *o = &r->list.v[*next_obj];
+        struct arch_range *rg = &bt->ranges[bt->nr];
+        uint64_t len = o->size - *next_off;
+        if (len > cfg->chunk_bytes)
+            len = cfg->chunk_bytes;
+        if (bt->nr > 0 && batch_bytes + len > bytes)
+            break;
+        rg->obj = *next_obj;
+        rg->off = *next_off;
+        rg->len = len;
+        if (len > 0) {
+            struct store_get *g = &bt->reqs[bt->ng];
+            rg->get = bt->ng;
+            memset(g, 0, sizeof(*g));
+            g->key = o->key;
+            g->offset = *next_off;
+            g->len = len;
+            g->out = &bt->bufs[bt->ng];
+            /* the listed version or nothing: a rewrite in between is a
+             * concurrent write, never a mix of two versions */
+            g->if_match = o->etag;
+            bt->ng++;
+        }
+        bt->nr++;
+        batch_bytes += len;
+        *next_off += len;
+        if (*next_off >= o->size) {
+            (*next_obj)++;
+            *next_off = 0;
+        }
+    }
+    if (bt->ng > 0)
+        bt->rc =
+            store_get_start(r->src, bt->reqs, bt->ng, &bt->pend, &bt->gerr);
+}
+
+/* Write a read batch into zw, in key order. */
+static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
+                                 struct arch_batch *bt, bool *changed,
+                                 struct wk_err *err)
+{
+    enum wk_code rc = WK_OK;
+
+    for (size_t i = 0; i < bt->nr; i++) {
+        const struct arch_range *rg = &bt->ranges[i];
+        const struct arch_obj *o = &r->list.v[rg->obj];
+        const struct wk_buf *b = rg->len ? &bt->bufs[rg->get] : NULL;
+
+        if (b && b->len != rg->len) {
+            /* The stores check this already; an exact length is what
+             * stands in for If-Match on every read. */
+            WK_LOG(WK_LOG_INFO, "archive.object_changed",
+                   KV_STR("job_id", r->job->id), KV_STR("key", o->key),
+                   KV_INT("attempt", r->attempt), KV_INT("expected", rg->len),
+                   KV_INT("got", b->len));
+            *changed = true;
+            return WK_OK;
+        }
+        if (rg->off == 0) {
+            /* Content that is compressed already is stored, not
+             * deflated again: only when the whole object is at hand
+             * and holds no data descriptor signature, which would
+             * cut the entry short for a streaming reader (zsniff.h);
+             * a bigger object is deflated. */
+            int store = b && rg->len == o->size &&
+                        zsniff_compressed(b->data, b->len, NULL) &&
+                        zsniff_store_safe(b->data, b->len);
+            rc = zipw_entry_begin(zw, o->key + r->prefix_len, o->size,
+                                  (time_t)o->mtime, store, err);
+            if (rc != WK_OK)
+                return rc;
+            r->cas_on =
+                r->cas && job_cas_name(o->key + r->prefix_len, r->cas_want);
+            if (r->cas_on)
+                store_sha256_reset(r->cas);
+        }
+        if (b) {
+            rc = zipw_entry_write(zw, b->data, b->len, err);
+            if (rc != WK_OK)
+                return rc;
+            if (r->cas_on)
+                store_sha256_update(r->cas, b->data, b->len);
+            r->prog.st.bytes_done += b->len;
+        }
+        if (rg->off + rg->len >= o->size) {
+            if (r->cas_on) {
+                char got[65];
+                store_sha256_final_hex(r->cas, got);
+                if (strcmp(got, r->cas_want) != 0) {
+                    rc = wk_err_set(err, WK_E_CORRUPT,
+                                    "source file '%s': content hashes "
+                                    "to %s, not its name",
+                                    o->key + r->prefix_len, got);
+                    return rc;
+                }
+            }
+            rc = zipw_entry_end(zw, err);
+            if (rc != WK_OK)
+                return rc;
+            r->prog.st.files_done++;
+        }
+        /* keep the next batch's reads moving while this one is written */
+        store_pump(r->src);
+    }
+    return WK_OK;
+}
+
 /* Stream r->list into zw. *changed (with WK_OK) when an object no longer
- * matches its listing: the archive is incomplete and must not be used. */
+ * matches its listing: the archive is incomplete and must not be used.
+ * Two batches, each half the fetch window: one is read while the other is
+ * compressed and uploaded. */
 static enum wk_code write_archive(struct arch_run *r, struct zipw *zw,
                                   bool *changed, struct wk_err *err)
 {
     const struct job_config *cfg = r->ctx->cfg;
-    size_t slots = cfg->window_objects ? cfg->window_objects : 1;
-    struct store_get *reqs = calloc(slots, sizeof(*reqs));
-    struct wk_buf *bufs = calloc(slots, sizeof(*bufs));
-    struct arch_range *ranges = calloc(slots, sizeof(*ranges));
+    size_t slots = cfg->window_objects > 1 ? cfg->window_objects / 2 : 1;
+    uint64_t bytes = cfg->window_bytes > 1 ? cfg->window_bytes / 2 : 1;
+    struct arch_batch bt[2];
+    struct arch_batch *cur = &bt[0], *next = &bt[1], *t;
     size_t next_obj = 0;
     uint64_t next_off = 0;
-    enum wk_code rc = WK_OK;
+    enum wk_code rc;
 
     *changed = false;
-    if (!reqs || !bufs || !ranges) {
-        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+    rc = batch_init(&bt[0], slots, cfg->chunk_bytes, err);
+    if (rc == WK_OK)
+        rc = batch_init(&bt[1], slots, cfg->chunk_bytes, err);
+    if (rc != WK_OK)
         goto out;
-    }
-    for (size_t i = 0; i < slots; i++)
-        wk_buf_init(&bufs[i], cfg->chunk_bytes);
-
-    while (next_obj < r->list.n) {
-        size_t nr = 0, ng = 0;
-        uint64_t batch_bytes = 0;
-
+    batch_start(r, cur, slots, bytes, &next_obj, &next_off);
+    while (cur->nr > 0) {
         if (cancelled(r->ctx)) {
             rc = wk_err_set(err, WK_E_CANCELLED, "archive cancelled");
             goto out;
         }
-        /* Next batch: up to `slots` ranges and window_bytes of data. */
-        while (next_obj < r->list.n && nr < slots) {
-            const struct arch_obj *o = &r->list.v[next_obj];
-            uint64_t len = o->size - next_off;
-            if (len > cfg->chunk_bytes)
-                len = cfg->chunk_bytes;
-            if (nr > 0 && batch_bytes + len > cfg->window_bytes)
-                break;
-            ranges[nr].obj = next_obj;
-            ranges[nr].off = next_off;
-            ranges[nr].len = len;
-            if (len > 0) {
-                ranges[nr].get = ng;
-                memset(&reqs[ng], 0, sizeof(reqs[ng]));
-                reqs[ng].key = o->key;
-                reqs[ng].offset = next_off;
-                reqs[ng].len = len;
-                reqs[ng].out = &bufs[ng];
-                ng++;
-            }
-            nr++;
-            batch_bytes += len;
-            next_off += len;
-            if (next_off >= o->size) {
-                next_obj++;
-                next_off = 0;
-            }
+        batch_wait(r, cur);
+        if (cur->rc != WK_OK) {
+            /* own error record: a failure that only means "changed" must
+             * not become the job's error */
+            rc = read_failed(r, cur->reqs, cur->ng, &cur->gerr, changed, err);
+            goto out;
         }
-        if (ng > 0) {
-            /* Own error record: a failure that only means "changed" must
-             * not become the job's error. */
-            struct wk_err gerr;
-            wk_err_clear(&gerr);
-            if (store_get_many(r->src, reqs, ng, &gerr) != WK_OK) {
-                rc = read_failed(r, reqs, ng, &gerr, changed, err);
-                goto out;
-            }
-        }
-        /* Commit in key order. */
-        for (size_t i = 0; i < nr; i++) {
-            const struct arch_range *rg = &ranges[i];
-            const struct arch_obj *o = &r->list.v[rg->obj];
-            const struct wk_buf *b = rg->len ? &bufs[rg->get] : NULL;
-
-            if (b && b->len != rg->len) {
-                /* The stores check this already; an exact length is what
-                 * stands in for If-Match on every read. */
-                WK_LOG(WK_LOG_INFO, "archive.object_changed",
-                       KV_STR("job_id", r->job->id), KV_STR("key", o->key),
-                       KV_INT("attempt", r->attempt),
-                       KV_INT("expected", rg->len), KV_INT("got", b->len));
-                *changed = true;
-                goto out;
-            }
-            if (rg->off == 0) {
-                /* Every entry is deflated, even content that will not
-                 * shrink: a stored entry with a data descriptor can be cut
-                 * short by a user-crafted file holding a fake descriptor,
-                 * which a streaming reader cannot tell from the real one,
-                 * and the space could then never be restored. */
-                rc = zipw_entry_begin(zw, o->key + r->prefix_len, o->size,
-                                      (time_t)o->mtime, 0, err);
-                if (rc != WK_OK)
-                    goto out;
-                r->cas_on =
-                    r->cas && job_cas_name(o->key + r->prefix_len, r->cas_want);
-                if (r->cas_on)
-                    store_sha256_reset(r->cas);
-            }
-            if (b) {
-                rc = zipw_entry_write(zw, b->data, b->len, err);
-                if (rc != WK_OK)
-                    goto out;
-                if (r->cas_on)
-                    store_sha256_update(r->cas, b->data, b->len);
-                r->prog.st.bytes_done += b->len;
-            }
-            if (rg->off + rg->len >= o->size) {
-                if (r->cas_on) {
-                    char got[65];
-                    store_sha256_final_hex(r->cas, got);
-                    if (strcmp(got, r->cas_want) != 0) {
-                        rc = wk_err_set(err, WK_E_CORRUPT,
-                                        "source file '%s': content hashes "
-                                        "to %s, not its name",
-                                        o->key + r->prefix_len, got);
-                        goto out;
-                    }
-                }
-                rc = zipw_entry_end(zw, err);
-                if (rc != WK_OK)
-                    goto out;
-                r->prog.st.files_done++;
-            }
-        }
-        for (size_t i = 0; i < ng; i++) {
-            if (bufs[i].cap > ARCH_KEEP_BUF_BYTES)
-                wk_buf_release(&bufs[i]);
-            else
-                wk_buf_reset(&bufs[i]);
-        }
+        batch_start(r, next, slots, bytes, &next_obj, &next_off);
+        rc = batch_commit(r, zw, cur, changed, err);
+        if (rc != WK_OK || *changed)
+            goto out;
         prog_update(&r->prog, false);
+        t = cur;
+        cur = next;
+        next = t;
     }
 out:
-    if (bufs)
-        for (size_t i = 0; i < slots; i++)
-            wk_buf_release(&bufs[i]);
-    free(bufs);
-    free(reqs);
-    free(ranges);
+    batch_release(r, &bt[0], slots);
+    batch_release(r, &bt[1], slots);
     return rc;
 }
 
@@ -559,8 +727,14 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
      * + a little for the end records. Deflate can grow data slightly. */
     est = r->list.total_bytes + r->list.total_bytes / 100 +
           (uint64_t)r->list.n * (256 + 2 * 1024) + (1u << 20);
+    memset(&wopts, 0, sizeof(wopts));
     wopts.part_bytes = job_part_bytes(est, ctx->cfg->part_bytes);
     wopts.parts_in_flight = ctx->cfg->parts_in_flight;
+    list_digest(&r->list, r->listing);
+    wopts.on_upload = upload_started;
+    wopts.on_upload_ud = r;
+    if (r->attempt == 1 && r->resume_id[0])
+        wopts.resume_upload_id = r->resume_id;
     rc = store_open_write(ctx->store, r->archive_key, &wopts, &w, err);
     if (rc != WK_OK)
         goto out;
@@ -589,10 +763,16 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
     {
         /* A CreateMultipartUpload whose reply was lost (and retried) left
          * a second upload on this very key: abort it. */
+        /* (resuming: also the uploads of older runs, not aborted before) */
+        char pfx[sizeof(r->archive_key)];
         size_t n = 0;
         struct wk_err aerr;
         wk_err_clear(&aerr);
-        if (store_abort_pending(ctx->store, r->archive_key, &n, &aerr) != WK_OK)
+        if (r->resume_id[0])
+            snprintf(pfx, sizeof(pfx), "archived/%s/", r->job->space_id);
+        else
+            snprintf(pfx, sizeof(pfx), "%s", r->archive_key);
+        if (store_abort_pending(ctx->store, pfx, &n, &aerr) != WK_OK)
             WK_LOG(WK_LOG_WARN, "archive.abort_extra_failed",
                    KV_STR("job_id", r->job->id), KV_STR("msg", aerr.msg));
         else if (n)
@@ -655,7 +835,8 @@ static enum wk_code delete_archived(struct arch_run *r, size_t *kept_newer,
                                     struct wk_err *err)
 {
     struct arch_list now;
-    const char **keys = NULL;
+    const char **keys = NULL, **etags = NULL;
+    bool *changed = NULL;
     size_t nkeys = 0, kept = 0, gone = 0, ndeleted = 0, i = 0, j = 0;
     enum wk_code rc;
 
@@ -670,7 +851,9 @@ static enum wk_code delete_archived(struct arch_run *r, size_t *kept_newer,
         goto out;
     }
     keys = calloc(r->list.n ? r->list.n : 1, sizeof(*keys));
-    if (!keys) {
+    etags = calloc(r->list.n ? r->list.n : 1, sizeof(*etags));
+    changed = calloc(r->list.n ? r->list.n : 1, sizeof(*changed));
+    if (!keys || !etags || !changed) {
         rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
     }
@@ -691,16 +874,23 @@ static enum wk_code delete_archived(struct arch_run *r, size_t *kept_newer,
             kept++;
             j++;
         } else {
-            if (obj_same(&r->list.v[i], &now.v[j]))
+            if (obj_same(&r->list.v[i], &now.v[j])) {
+                etags[nkeys] = r->list.v[i].etag;
                 keys[nkeys++] = r->list.v[i].key;
-            else
+            } else {
                 kept++;
+            }
             i++;
             j++;
         }
     }
+    /* each only at its archived version: a write landing after the listing
+     * above makes the server keep the object (S3 conditional delete) */
     if (nkeys > 0)
-        rc = store_delete_many(r->ctx->store, keys, nkeys, &ndeleted, err);
+        rc = store_delete_if(r->ctx->store, keys, etags, nkeys, &ndeleted,
+                             changed, err);
+    for (size_t k = 0; rc == WK_OK && k < nkeys; k++)
+        kept += changed[k];
     if (rc != WK_OK) {
         wk_err_prefix(err,
                       "archive and manifest are written, but %zu of %zu "
@@ -715,6 +905,8 @@ static enum wk_code delete_archived(struct arch_run *r, size_t *kept_newer,
                KV_INT("gone", gone), KV_INT("deleted", nkeys));
 out:
     free(keys);
+    free(etags);
+    free(changed);
     list_release(&now);
     return rc;
 }
@@ -794,7 +986,8 @@ static enum wk_code record_finish(struct arch_run *r, const struct mf *old,
     struct wk_buf b;
     struct wk_err gerr;
     json_t *root = NULL, *objs;
-    const char **del = NULL;
+    const char **del = NULL, **etags = NULL;
+    bool *changed = NULL;
     size_t ndel = 0, nd = 0;
     enum wk_code rc;
 
@@ -820,7 +1013,9 @@ static enum wk_code record_finish(struct arch_run *r, const struct mf *old,
                old->archive_key) != 0)
         goto out; /* another archive's record: not evidence for this one */
     del = calloc(r->list.n ? r->list.n : 1, sizeof(*del));
-    if (!del) {
+    etags = calloc(r->list.n ? r->list.n : 1, sizeof(*etags));
+    changed = calloc(r->list.n ? r->list.n : 1, sizeof(*changed));
+    if (!del || !etags || !changed) {
         rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
     }
@@ -839,13 +1034,15 @@ static enum wk_code record_finish(struct arch_run *r, const struct mf *old,
                        ob->etag ? ob->etag : "") == 0 &&
                 json_integer_value(json_array_get(e, 2)) ==
                     (json_int_t)ob->size) {
+                etags[ndel] = ob->etag;
                 del[ndel++] = ob->key;
                 break;
             }
         }
     }
     if (ndel)
-        rc = store_delete_many(r->ctx->store, del, ndel, &nd, err);
+        rc =
+            store_delete_if(r->ctx->store, del, etags, ndel, &nd, changed, err);
     if (rc != WK_OK)
         goto out;
     *done = nd;
@@ -856,6 +1053,8 @@ static enum wk_code record_finish(struct arch_run *r, const struct mf *old,
     record_remove(r);
 out:
     free(del);
+    free(etags);
+    free(changed);
     json_decref(root);
     wk_buf_release(&b);
     return rc;
@@ -959,15 +1158,59 @@ static void run_init(struct arch_run *r, const struct job *job,
     prog_init(&r->prog, ctx->sink);
 }
 
+/* The manifest as read (old), or a new one naming no archive, in state st,
+ * written over the version this run last read or wrote. */
+static enum wk_code write_state(struct arch_run *r, const struct mf *old,
+                                bool has_old, enum mf_state st,
+                                struct wk_err *err)
+{
+    struct mf *m = calloc(1, sizeof(*m));
+    enum wk_code rc;
+
+    if (!m)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    if (has_old) {
+        *m = *old;
+    } else {
+        snprintf(m->version, sizeof(m->version), "%s", MF_VERSION);
+        snprintf(m->space_id, sizeof(m->space_id), "%s", r->job->space_id);
+        snprintf(m->compression, sizeof(m->compression), "deflate");
+        m->created_at = (time_t)r->list.oldest;
+    }
+    m->state = st;
+    m->generation = r->mf_gen + 1;
+    rc = job_mf_put(r->ctx->store, r->mf_key, m, r->mf_etag, sizeof(r->mf_etag),
+                    err);
+    if (rc == WK_OK) {
+        r->mf_gen = m->generation;
+        r->marked = st == MF_ARCHIVING;
+    }
+    free(m);
+    return rc;
+}
+
+/* The archive did not happen (failed, skipped, handed back): the space is
+ * active again. A failure here leaves "archiving", which readers treat as
+ * active, and the next archive or unarchive repairs it. */
+static void unmark_archiving(struct arch_run *r, const struct mf *old,
+                             bool has_old)
+{
+    struct wk_err e;
+
+    wk_err_clear(&e);
+    if (write_state(r, old, has_old, MF_ACTIVE, &e) != WK_OK)
+        WK_LOG(WK_LOG_WARN, "archive.unmark_failed",
+               KV_STR("job_id", r->job->id),
+               KV_STR("space_id", r->job->space_id), KV_STR("msg", e.msg));
+}
+
 /* Write m over the manifest this run read (fencing, see check_manifest). */
 static enum wk_code manifest_write(struct arch_run *r, const struct mf *m,
-                                   struct wk_buf *mbuf, struct wk_err *err)
+                                   struct wk_err *err)
 {
-    enum wk_code rc = mf_to_json(m, mbuf, err);
+    enum wk_code rc = job_mf_put(r->ctx->store, r->mf_key, m, r->mf_etag,
+                                 sizeof(r->mf_etag), err);
 
-    if (rc == WK_OK)
-        rc = store_put_if(r->ctx->store, r->mf_key, mbuf->data, mbuf->len,
-                          r->mf_etag, NULL, 0, err);
     if (rc == WK_OK)
         WK_LOG(WK_LOG_INFO, "archive.uploaded", KV_STR("job_id", r->job->id),
                KV_STR("space_id", r->job->space_id),
@@ -987,7 +1230,7 @@ static void manifest_fill(const struct arch_run *r, const struct mf *old,
     if (has_old && old->created_at > 0 && old->created_at < m->created_at)
         m->created_at = old->created_at; /* known from an earlier archive */
     m->archived_at = r->now;
-    m->generation = (has_old ? old->generation : 0) + 1;
+    m->generation = r->mf_gen + 1;
     snprintf(m->compression, sizeof(m->compression), "deflate");
     snprintf(m->archive_key, sizeof(m->archive_key), "%s", r->archive_key);
     memcpy(m->checksum, r->sha, sizeof(m->checksum));
@@ -1024,7 +1267,6 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     struct mf_archive *drop = NULL; /* archives to delete */
     size_t ndrop = 0, kept_newer = 0;
     bool has_old = false;
-    struct wk_buf mbuf;
     bool noop = false, archived = false, manifest_written = false;
     bool gave_up = false;
     unsigned max_attempts = ctx->cfg->archive_tries;
@@ -1034,7 +1276,6 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     m = calloc(1, sizeof(*m));
     old = calloc(1, sizeof(*old));
     drop = calloc(MF_HISTORY_MAX + 1, sizeof(*drop));
-    wk_buf_init(&mbuf, 1u << 20);
     if (max_attempts < 1)
         max_attempts = 1;
     if (!m || !old || !drop) {
@@ -1117,13 +1358,18 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
         goto out;
     }
 
-    rc = abort_stale_uploads(&r, err);
+    resume_check(&r, old, has_old);
+    rc = r.resume_id[0] ? WK_OK : abort_stale_uploads(&r, err);
+    if (rc == WK_OK)
+        rc = write_state(&r, old, has_old, MF_ARCHIVING, err); /* the
+        objects stay the space until "archived": nothing is deleted before */
     if (rc != WK_OK)
         goto out;
     rc = archive_until_stable(&r, max_attempts, &gave_up, err);
     if (rc != WK_OK)
         goto out;
     if (gave_up) {
+        unmark_archiving(&r, old, has_old);
         /* Still in use: leave it active, untouched, and say so. */
         json_t *o = json_object();
         WK_LOG(WK_LOG_INFO, "archive.skipped", KV_STR("job_id", job->id),
@@ -1142,7 +1388,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     manifest_fill(&r, old, has_old, m, drop, &ndrop);
     rc = record_write(&r, err);
     if (rc == WK_OK)
-        rc = manifest_write(&r, m, &mbuf, err);
+        rc = manifest_write(&r, m, err);
     if (rc != WK_OK)
         goto out;
     manifest_written = true;
@@ -1184,9 +1430,11 @@ out:
         wk_err_clear(&derr);
         (void)drop_archive(&r, &derr);
     }
+    if (rc != WK_OK && r.marked && !manifest_written &&
+        rc != WK_E_CONFLICT) /* a conflict: someone else has it now */
+        unmark_archiving(&r, old, has_old);
     list_release(&r.list);
     list_release(&r.next);
-    wk_buf_release(&mbuf);
     free(m);
     free(old);
     free(drop);
@@ -1202,7 +1450,6 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     struct mf_archive *drop = NULL;
     size_t ndrop = 0;
     bool has_old = false, noop = false, orphan = false, gave_up = false;
-    struct wk_buf mbuf;
     unsigned max_attempts = ctx->cfg->archive_tries;
     enum wk_code rc;
 
@@ -1211,7 +1458,6 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     m = calloc(1, sizeof(*m));
     old = calloc(1, sizeof(*old));
     drop = calloc(MF_HISTORY_MAX + 1, sizeof(*drop));
-    wk_buf_init(&mbuf, 1u << 20);
     r.space_only = src->space_only;
     if (max_attempts < 1)
         max_attempts = 1;
@@ -1267,7 +1513,7 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     orphan = true;
 
     manifest_fill(&r, old, has_old, m, drop, &ndrop);
-    rc = manifest_write(&r, m, &mbuf, err);
+    rc = manifest_write(&r, m, err);
     if (rc != WK_OK)
         goto out;
     orphan = false; /* named by the manifest: kept from here on */
@@ -1291,7 +1537,6 @@ out:
     store_sha256_free(r.cas);
     list_release(&r.list);
     list_release(&r.next);
-    wk_buf_release(&mbuf);
     free(m);
     free(old);
     free(drop);

@@ -721,6 +721,7 @@ static enum wk_code run_big(struct mig_run *r, size_t obj, enum mig_act act,
         note_differs(r, o->name);
         goto out;
     }
+    memset(&wo, 0, sizeof(wo));
     wo.part_bytes = job_part_bytes(o->size, cfg->part_bytes);
     wo.parts_in_flight = cfg->parts_in_flight;
     rc = store_open_write(r->ctx->store, sl->dkey, &wo, &w, err);
@@ -1070,7 +1071,7 @@ static enum wk_code to_active(struct mig_run *r, bool has_mf, struct mf *m,
         return rc;
     if (r->job.overwrite) {
         r->write = true;
-    } else if (has_mf && m->state == MF_ARCHIVED) {
+    } else if (has_mf && mf_in_archive(m)) {
         return report_exists(r, "archived", result, err);
     } else if (mk.matches && !mk.done && !has_mf) {
         r->write = true; /* resume an interrupted copy */
@@ -1117,7 +1118,7 @@ static enum wk_code to_active(struct mig_run *r, bool has_mf, struct mf *m,
         prog_update(&r->prog, true);
         if (r->job.overwrite) {
             rc = delete_extras(r, &deleted, err);
-            if (rc == WK_OK && has_mf && m->state == MF_ARCHIVED) {
+            if (rc == WK_OK && has_mf && m->state != MF_ACTIVE) {
                 /* the source is the space now; its archive becomes
                  * history at the next archive */
                 struct wk_buf mb;

@@ -189,8 +189,9 @@ static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
             continue;
         if (!w && slot->data.len + n > cfg->chunk_bytes) {
             /* too big to hold: stream it (multipart on S3) */
-            struct store_writer_opts wo = { cfg->part_bytes,
-                                            cfg->parts_in_flight };
+            struct store_writer_opts wo = { .part_bytes = cfg->part_bytes,
+                                            .parts_in_flight =
+                                                cfg->parts_in_flight };
             rc = store_open_write(r->ctx->store, key, &wo, &w, err);
             if (rc == WK_OK && slot->data.len)
                 rc =
@@ -299,6 +300,33 @@ static bool keys_has(const struct ua_keys *k, const char *key)
     return k->n && bsearch(&key, k->v, k->n, sizeof(*k->v), cmp_str);
 }
 
+/* Best effort: write m in state st (a repair or a revert); a failure is
+ * logged, and leaves a state the next run handles. Noted in o when set. */
+static void set_state(struct ua_run *r, struct mf *m, enum mf_state st,
+                      char *etag, size_t etag_len, json_t *o)
+{
+    struct wk_err e;
+    enum mf_state was = m->state;
+
+    wk_err_clear(&e);
+    m->state = st;
+    m->generation++;
+    if (job_mf_put(r->ctx->store, r->mf_key, m, etag, etag_len, &e) != WK_OK) {
+        m->state = was;
+        m->generation--;
+        WK_LOG(WK_LOG_WARN, "unarchive.manifest_state_kept",
+               KV_STR("job_id", r->job->id),
+               KV_STR("space_id", r->job->space_id),
+               KV_STR("state", mf_state_name(was)), KV_STR("msg", e.msg));
+        return;
+    }
+    WK_LOG(WK_LOG_INFO, "unarchive.manifest_state",
+           KV_STR("job_id", r->job->id), KV_STR("space_id", r->job->space_id),
+           KV_STR("from", mf_state_name(was)), KV_STR("to", mf_state_name(st)));
+    if (o)
+        json_object_set_new(o, "repaired", json_string(mf_state_name(was)));
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -353,8 +381,13 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         struct store_stat mst;
         struct wk_err herr;
         wk_err_clear(&herr);
-        if (store_head(ctx->store, r.mf_key, &mst, &herr) == WK_OK)
+        rc = store_head(ctx->store, r.mf_key, &mst, &herr);
+        if (rc == WK_OK) {
             snprintf(mf_etag, sizeof(mf_etag), "%s", mst.etag);
+        } else if (rc != WK_E_NOTFOUND) {
+            wk_err_copy(err, &herr);
+            goto out;
+        }
     }
     rc = store_get_all(ctx->store, r.mf_key, &mbuf, err);
     if (rc == WK_E_NOTFOUND) {
@@ -369,7 +402,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     if (rc != WK_OK)
         goto out;
 
-    if (m->state == MF_ACTIVE) {
+    if (!mf_in_archive(m)) {
         if (job->archive_key[0]) {
             rc = wk_err_set(err, WK_E_INVAL,
                             "space '%s' is active: archive it before "
@@ -380,7 +413,14 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         json_t *o = json_object();
         json_object_set_new(o, "noop", json_true());
         json_object_set_new(o, "reason", json_string("already active"));
+        if (m->state == MF_ARCHIVING)
+            set_state(&r, m, MF_ACTIVE, mf_etag, sizeof(mf_etag), o);
         rc = job_result_take(result, o, err);
+        if (rc == WK_OK) {
+            r.prog.st.phase = "done";
+            r.prog.st.progress = 100;
+            prog_update(&r.prog, true);
+        }
         goto out;
     }
 
@@ -451,6 +491,16 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     if (rc != WK_OK)
         goto out;
 
+    if (m->state == MF_ARCHIVED) {
+        /* Readers wait for "ready"; a run that dies from here on leaves
+         * "restoring" and its retry carries on. */
+        m->state = MF_RESTORING;
+        m->generation++;
+        rc = job_mf_put(ctx->store, r.mf_key, m, mf_etag, sizeof(mf_etag), err);
+        if (rc != WK_OK)
+            goto out;
+    }
+
     r.prog.st.phase = "restoring";
     r.prog.st.bytes_total = want.uncompressed_size;
     r.prog.st.files_total = want.file_count;
@@ -507,11 +557,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     m->state = MF_ACTIVE;
     m->generation++;
     m->restored_at = ctx->now ? ctx->now() : time(NULL);
-    wk_buf_reset(&mbuf);
-    rc = mf_to_json(m, &mbuf, err);
-    if (rc == WK_OK)
-        rc = store_put_if(ctx->store, r.mf_key, mbuf.data, mbuf.len,
-                          mf_etag[0] ? mf_etag : NULL, NULL, 0, err);
+    rc = job_mf_put(ctx->store, r.mf_key, m, mf_etag, sizeof(mf_etag), err);
     if (rc != WK_OK)
         goto out;
     flipped = true;
@@ -539,6 +585,9 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
 out:
     if (rc != WK_OK && !flipped)
         cleanup_written(&r);
+    if (rc != WK_OK && !flipped && m && m->state == MF_RESTORING &&
+        rc != WK_E_CONFLICT) /* a conflict: someone else has it now */
+        set_state(&r, m, MF_ARCHIVED, mf_etag, sizeof(mf_etag), NULL);
     zipr_free(zr);
     store_sha256_free(cas);
     store_sha256_free(r.src.hash);

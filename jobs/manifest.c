@@ -27,7 +27,17 @@ void mf_key(const char *space_id, char *buf, size_t len)
 
 const char *mf_state_name(enum mf_state s)
 {
-    return s == MF_ARCHIVED ? "archived" : "active";
+    switch (s) {
+    case MF_ARCHIVED:
+        return "archived";
+    case MF_ARCHIVING:
+        return "archiving";
+    case MF_RESTORING:
+        return "restoring";
+    case MF_ACTIVE:
+    default:
+        return "active";
+    }
 }
 
 static enum wk_code bad_field(struct wk_err *err, enum wk_code code,
@@ -35,6 +45,9 @@ static enum wk_code bad_field(struct wk_err *err, enum wk_code code,
 {
     return wk_err_set(err, code, "manifest field '%s': %s", field, what);
 }
+
+#define STATE_EXPECTED \
+    "expected \"active\", \"archiving\", \"archived\" or \"restoring\""
 
 static bool space_id_ok(const char *s)
 {
@@ -111,12 +124,20 @@ static enum wk_code check_fields(const struct mf *m, enum wk_code code,
         return bad_field(err, code, "spaceId",
                          "expected 1-128 characters of [A-Za-z0-9._-], not "
                          "'.' or '..'");
-    if (m->state != MF_ACTIVE && m->state != MF_ARCHIVED)
-        return bad_field(err, code, "state",
-                         "expected \"active\" or \"archived\"");
+    if (m->state != MF_ACTIVE && m->state != MF_ARCHIVED &&
+        m->state != MF_ARCHIVING && m->state != MF_RESTORING)
+        return bad_field(err, code, "state", STATE_EXPECTED);
     if (!compression_ok(m->compression))
         return bad_field(err, code, "compression",
                          "expected \"deflate\" or \"store\"");
+    if (!m->archive_key[0] && !mf_in_archive(m)) {
+        /* never archived: nothing may describe an archive */
+        if (m->checksum[0] || m->size || m->uncompressed_size ||
+            m->file_count || m->n_history)
+            return bad_field(err, code, "archiveKey",
+                             "empty, but other fields describe an archive");
+        return WK_OK;
+    }
     problem = archive_key_problem(m->archive_key, m->space_id,
                                   sizeof(m->archive_key));
     if (problem)
@@ -186,7 +207,7 @@ enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
         rc = set_new(o, "state", json_string(mf_state_name(m->state)), err);
     if (rc == WK_OK)
         rc = set_time(o, "createdAt", m->created_at, err);
-    if (rc == WK_OK)
+    if (rc == WK_OK && m->archive_key[0])
         rc = set_time(o, "archivedAt", m->archived_at, err);
     if (rc == WK_OK && m->restored_at != 0)
         rc = set_time(o, "restoredAt", m->restored_at, err);
@@ -376,21 +397,23 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
                      "or '..'",
                      err);
     if (rc == WK_OK)
-        rc = get_str(root, "state", state, sizeof(state),
-                     "expected \"active\" or \"archived\"", err);
+        rc = get_str(root, "state", state, sizeof(state), STATE_EXPECTED, err);
     if (rc == WK_OK) {
         if (strcmp(state, "active") == 0)
             m.state = MF_ACTIVE;
         else if (strcmp(state, "archived") == 0)
             m.state = MF_ARCHIVED;
+        else if (strcmp(state, "archiving") == 0)
+            m.state = MF_ARCHIVING;
+        else if (strcmp(state, "restoring") == 0)
+            m.state = MF_RESTORING;
         else
-            rc = bad_field(err, WK_E_CORRUPT, "state",
-                           "expected \"active\" or \"archived\"");
+            rc = bad_field(err, WK_E_CORRUPT, "state", STATE_EXPECTED);
     }
     if (rc == WK_OK)
         rc = get_time(root, "createdAt", false, &m.created_at, err);
     if (rc == WK_OK)
-        rc = get_time(root, "archivedAt", false, &m.archived_at, err);
+        rc = get_time(root, "archivedAt", true, &m.archived_at, err);
     if (rc == WK_OK)
         rc = get_time(root, "restoredAt", true, &m.restored_at, err);
     if (rc == WK_OK)
@@ -414,6 +437,8 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
         rc = get_history(root, &m, err);
     if (rc == WK_OK)
         rc = check_fields(&m, WK_E_CORRUPT, err);
+    if (rc == WK_OK && m.archive_key[0] && m.archived_at == 0)
+        rc = bad_field(err, WK_E_CORRUPT, "archivedAt", "missing");
     if (rc == WK_OK)
         *out = m;
 out:

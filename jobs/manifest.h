@@ -8,6 +8,7 @@
 #ifndef WK_JOBS_MANIFEST_H
 #define WK_JOBS_MANIFEST_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -16,7 +17,16 @@
 
 #define MF_VERSION "1.0"
 
-enum mf_state { MF_ACTIVE = 0, MF_ARCHIVED = 1 };
+/* A space's tier. The objects under active/ are the space while it is
+ * active or archiving (an archive is being made; nothing is deleted before
+ * archived); the archive is the space while it is archived or restoring
+ * (objects are being written back; the space is not ready). */
+enum mf_state {
+    MF_ACTIVE = 0,
+    MF_ARCHIVED = 1,
+    MF_ARCHIVING = 2,
+    MF_RESTORING = 3
+};
 
 /* Earlier archives kept for restore (newest first), at most this many. */
 #define MF_HISTORY_MAX 16
@@ -38,6 +48,9 @@ struct mf {
     time_t archived_at;
     time_t restored_at;   /* 0 = absent */
     char compression[16]; /* "deflate" */
+    /* The current archive (archived, restoring; active after a restore;
+     * archiving: the last one). All empty or 0 when the space has never
+     * been archived, which only an active or archiving manifest can say. */
     char archive_key[256];
     char checksum[65]; /* lowercase hex SHA-256 of the ZIP object */
     uint64_t size;     /* bytes of the ZIP object */
@@ -62,5 +75,12 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
                       struct wk_err *err);
 
 const char *mf_state_name(enum mf_state s);
+
+/* The archive, not the objects under active/, is the space's content
+ * (archived or restoring). */
+static inline bool mf_in_archive(const struct mf *m)
+{
+    return m->state == MF_ARCHIVED || m->state == MF_RESTORING;
+}
 
 #endif

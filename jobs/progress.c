@@ -44,3 +44,9 @@ void prog_update(struct prog *p, bool force)
     p->last_ms = now;
     p->sink->ops->update(p->sink, &p->st);
 }
+
+void prog_checkpoint(struct prog *p, const char *json)
+{
+    if (p->sink && p->sink->ops->checkpoint)
+        p->sink->ops->checkpoint(p->sink, json);
+}

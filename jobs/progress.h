@@ -22,6 +22,9 @@ struct prog_state {
 struct prog_sink;
 struct prog_sink_ops {
     void (*update)(struct prog_sink *s, const struct prog_state *st);
+    /* Record json (an object, or "" to clear) with the job, for a run that
+     * takes the job over after a crash (job_ctx.resume). May be NULL. */
+    void (*checkpoint)(struct prog_sink *s, const char *json);
 };
 struct prog_sink {
     const struct prog_sink_ops *ops;
@@ -36,5 +39,7 @@ struct prog {
 void prog_init(struct prog *p, struct prog_sink *sink);
 /* Recompute progress from the counters and emit when due (or forced). */
 void prog_update(struct prog *p, bool force);
+/* Forward a checkpoint to the sink, if it keeps them. */
+void prog_checkpoint(struct prog *p, const char *json);
 
 #endif

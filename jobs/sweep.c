@@ -179,8 +179,8 @@ static enum wk_code manifest_archived(struct scan *s, const char *id,
         wk_err_prefix(&e2, "manifest '%s'", key);
         return wk_err_copy(err, &e2);
     }
-    *archived = s->mf->state == MF_ARCHIVED;
-    if (s->mf->state == MF_ACTIVE)
+    *archived = mf_in_archive(s->mf); /* restoring: not to be archived */
+    if (!*archived)
         *restored = (int64_t)s->mf->restored_at;
     return WK_OK;
 }

@@ -552,6 +552,74 @@ enum wk_code s3_xml_parse_delete(const char *p, size_t n,
     return rc;
 }
 
+/* ListPartsResult */
+
+static void parts_start(struct xp *x)
+{
+    struct s3_xml_parts *l = x->out;
+
+    if (x->depth == 2 && strcmp(x->names[1], "Part") == 0) {
+        if (xp_grow(x, (void **)&l->parts, &x->cap, l->n_parts,
+                    sizeof(*l->parts)))
+            l->n_parts++;
+    }
+}
+
+static void parts_end(struct xp *x, char *text, size_t len)
+{
+    struct s3_xml_parts *l = x->out;
+    struct s3_xml_part *pt = l->n_parts ? &l->parts[l->n_parts - 1] : NULL;
+    uint64_t v = 0;
+
+    (void)len;
+    if (pt && closing(x, "Part", "PartNumber")) {
+        xp_u64(x, text, &v);
+        if (x->rc == WK_OK && (v < 1 || v > 10000))
+            xp_fail(x, WK_E_CORRUPT, "S3 part number %llu out of range",
+                    (unsigned long long)v);
+        pt->number = (unsigned)v;
+    } else if (pt && closing(x, "Part", "Size")) {
+        xp_u64(x, text, &pt->size);
+    } else if (pt && closing(x, "Part", "ETag")) {
+        xp_etag(x, text, pt->etag);
+    } else if (closing(x, NULL, "Part")) {
+        if (pt && (pt->number == 0 || !pt->etag[0]))
+            xp_fail(x, WK_E_CORRUPT,
+                    "S3 part listing entry without a PartNumber or ETag");
+    } else if (closing(x, NULL, "IsTruncated")) {
+        xp_bool(x, text, &l->is_truncated);
+    } else if (closing(x, NULL, "NextPartNumberMarker")) {
+        xp_u64(x, text, &l->next_marker);
+    }
+}
+
+void s3_xml_parts_release(struct s3_xml_parts *l)
+{
+    if (!l)
+        return;
+    free(l->parts);
+    memset(l, 0, sizeof(*l));
+}
+
+enum wk_code s3_xml_parse_parts(const char *p, size_t n,
+                                struct s3_xml_parts *out, struct wk_err *err)
+{
+    struct xp x;
+    enum wk_code rc;
+
+    memset(&x, 0, sizeof(x));
+    memset(out, 0, sizeof(*out));
+    x.root = "ListPartsResult";
+    x.root2 = "ListPartsResponse"; /* moto's */
+    x.on_start = parts_start;
+    x.on_end = parts_end;
+    x.out = out;
+    rc = xp_run(&x, p, n, err);
+    if (rc != WK_OK)
+        s3_xml_parts_release(out);
+    return rc;
+}
+
 /* ListMultipartUploadsResult */
 
 static void uploads_start(struct xp *x)

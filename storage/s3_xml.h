@@ -99,6 +99,24 @@ enum wk_code s3_xml_parse_delete(const char *p, size_t n,
 void s3_xml_delete_release(struct s3_xml_delete *d);
 
 /* One <Upload> of ListMultipartUploadsResult. */
+/* ListPartsResult: the parts an unfinished multipart upload holds. */
+struct s3_xml_part {
+    unsigned number;
+    uint64_t size;
+    char etag[S3_XML_ETAG_MAX]; /* quotes removed */
+};
+
+struct s3_xml_parts {
+    struct s3_xml_part *parts; /* owned, n_parts entries */
+    size_t n_parts;
+    bool is_truncated;
+    uint64_t next_marker; /* NextPartNumberMarker */
+};
+
+enum wk_code s3_xml_parse_parts(const char *p, size_t n,
+                                struct s3_xml_parts *out, struct wk_err *err);
+void s3_xml_parts_release(struct s3_xml_parts *l);
+
 struct s3_xml_upload {
     char *key;       /* owned; decoded */
     char *upload_id; /* owned */

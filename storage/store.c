@@ -161,8 +161,20 @@ enum wk_code store_get_many_serial(struct store *st, struct store_get *reqs,
         enum wk_code rc;
 
         wk_err_clear(&g->err);
-        rc = store_get(st, g->key, g->offset, g->len, sink_to_buf, g->out,
-                       &g->err);
+        rc = WK_OK;
+        if (g->if_match && g->if_match[0]) {
+            /* compare, then read: not atomic, unlike S3's If-Match */
+            struct store_stat cur;
+            rc = store_head(st, g->key, &cur, &g->err);
+            if (rc == WK_OK && strcmp(cur.etag, g->if_match) != 0)
+                rc = wk_err_set(&g->err, WK_E_CONFLICT,
+                                "get '%s': changed since it was listed (ETag "
+                                "is no longer %s)",
+                                g->key, g->if_match);
+        }
+        if (rc == WK_OK)
+            rc = store_get(st, g->key, g->offset, g->len, sink_to_buf, g->out,
+                           &g->err);
         if (rc != WK_OK && first == WK_OK) {
             first = rc;
             wk_err_copy(err, &g->err);
@@ -220,6 +232,41 @@ enum wk_code store_put_if_headput(struct store *st, const char *key,
             etag_out[0] = '\0';
     }
     return rc;
+}
+
+enum wk_code store_delete_if_serial(struct store *st, const char *const *keys,
+                                    const char *const *etags, size_t n,
+                                    size_t *ndeleted, bool *kept,
+                                    struct wk_err *err)
+{
+    *ndeleted = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct store_stat cur;
+        struct wk_err herr;
+        size_t nd = 0;
+        enum wk_code rc;
+
+        kept[i] = false;
+        if (etags && etags[i] && etags[i][0]) {
+            wk_err_clear(&herr);
+            rc = store_head(st, keys[i], &cur, &herr);
+            if (rc == WK_E_NOTFOUND) {
+                (*ndeleted)++;
+                continue;
+            }
+            if (rc != WK_OK)
+                return wk_err_copy(err, &herr);
+            if (strcmp(cur.etag, etags[i]) != 0) {
+                kept[i] = true;
+                continue;
+            }
+        }
+        rc = store_delete_many(st, &keys[i], 1, &nd, err);
+        if (rc != WK_OK)
+            return rc;
+        *ndeleted += nd;
+    }
+    return WK_OK;
 }
 
 enum wk_code store_get_all(struct store *st, const char *key,

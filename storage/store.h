@@ -29,6 +29,7 @@
 
 struct store;
 struct store_writer;
+struct store_pending; /* a batch of GETs in flight (get_start) */
 
 /* One object in a listing. */
 struct store_entry {
@@ -62,6 +63,10 @@ struct store_get {
     uint64_t len;       /* bytes wanted; exactly this many must arrive */
     struct wk_buf *out; /* borrowed; the bytes are appended */
     struct wk_err err;  /* this request's outcome */
+    /* borrowed; NULL or "": any version. Else the read succeeds only while
+     * the object's ETag is this one, WK_E_CONFLICT otherwise (S3 If-Match,
+     * atomic; fs and mem compare before reading). */
+    const char *if_match;
 };
 
 /* One request of a batch PUT (store_put_many). */
@@ -75,6 +80,16 @@ struct store_put {
 struct store_writer_opts {
     uint64_t part_bytes;      /* multipart part size (S3); >= 5 MiB */
     unsigned parts_in_flight; /* concurrent part uploads (S3); >= 1 */
+    /* S3: continue this unfinished multipart upload (of the same key)
+     * instead of creating one. Its parts are listed (ListParts), and a
+     * part about to be sent whose size and MD5 equal a listed part's is
+     * not sent again. When the upload is gone, or the server cannot list
+     * parts, a new upload is made. NULL: a new upload. Others ignore it. */
+    const char *resume_upload_id;
+    /* Called with the upload's id once it exists (created or resumed), so
+     * that the caller can record it; may be NULL. */
+    void (*on_upload)(void *ud, const char *upload_id);
+    void *on_upload_ud;
 };
 
 struct store_ops {
@@ -96,6 +111,19 @@ struct store_ops {
      * when all succeeded, else the first failure (each has its own err). */
     enum wk_code (*get_many)(struct store *st, struct store_get *reqs, size_t n,
                              struct wk_err *err);
+    /* Optional (NULL: store_get_start() runs get_many at once). Start the
+     * GETs of reqs and return without waiting; they progress whenever the
+     * store is pumped or waited on (also by its writers), and get_finish
+     * waits for them, fills every req as get_many does, returns the same
+     * and frees *p. reqs and their buffers stay the caller's and must
+     * outlive p. On failure nothing is started and *p is NULL. */
+    enum wk_code (*get_start)(struct store *st, struct store_get *reqs,
+                              size_t n, struct store_pending **p,
+                              struct wk_err *err);
+    enum wk_code (*get_finish)(struct store *st, struct store_pending *p,
+                               struct wk_err *err);
+    /* Optional: move started requests along without blocking. */
+    void (*pump)(struct store *st);
     /* Write a whole object atomically (readers see old or new). */
     enum wk_code (*put)(struct store *st, const char *key, const void *p,
                         size_t n, struct wk_err *err);
@@ -120,6 +148,15 @@ struct store_ops {
      * first key that could not be deleted. */
     enum wk_code (*delete_many)(struct store *st, const char *const *keys,
                                 size_t n, size_t *ndeleted, struct wk_err *err);
+    /* Like delete_many, but each key only while its ETag is etags[i]
+     * (NULL or "": any version). An object that changed is neither deleted
+     * nor an error: kept[i] is set (every kept[i] is written). S3:
+     * DeleteObjects with an ETag per object (a server without conditional
+     * deletes deletes unconditionally); fs, mem: compare and delete under
+     * the lock of put_if. */
+    enum wk_code (*delete_if)(struct store *st, const char *const *keys,
+                              const char *const *etags, size_t n,
+                              size_t *ndeleted, bool *kept, struct wk_err *err);
     /* Abort unfinished streamed writes under prefix (S3: multipart uploads;
      * fs: stale .partial files). "Not implemented" by a server is not an
      * error: naborted = 0. */
@@ -219,6 +256,29 @@ static inline enum wk_code store_get_many(struct store *st,
 {
     return st->ops->get_many(st, reqs, n, err);
 }
+/* Start GETs (see get_start). Stores without asynchronous reads do the
+ * whole batch here: then *p is NULL and the return value and reqs hold
+ * the outcome; otherwise call store_get_finish(p) for it. */
+static inline enum wk_code store_get_start(struct store *st,
+                                           struct store_get *reqs, size_t n,
+                                           struct store_pending **p,
+                                           struct wk_err *err)
+{
+    *p = NULL;
+    if (st->ops->get_start)
+        return st->ops->get_start(st, reqs, n, p, err);
+    return st->ops->get_many(st, reqs, n, err);
+}
+static inline enum wk_code
+store_get_finish(struct store *st, struct store_pending *p, struct wk_err *err)
+{
+    return st->ops->get_finish(st, p, err);
+}
+static inline void store_pump(struct store *st)
+{
+    if (st->ops->pump)
+        st->ops->pump(st);
+}
 static inline enum wk_code store_put(struct store *st, const char *key,
                                      const void *p, size_t n,
                                      struct wk_err *err)
@@ -251,6 +311,14 @@ static inline enum wk_code store_delete_many(struct store *st,
                                              struct wk_err *err)
 {
     return st->ops->delete_many(st, keys, n, ndeleted, err);
+}
+static inline enum wk_code store_delete_if(struct store *st,
+                                           const char *const *keys,
+                                           const char *const *etags, size_t n,
+                                           size_t *ndeleted, bool *kept,
+                                           struct wk_err *err)
+{
+    return st->ops->delete_if(st, keys, etags, n, ndeleted, kept, err);
 }
 static inline enum wk_code store_abort_pending(struct store *st,
                                                const char *prefix,
@@ -296,6 +364,12 @@ static inline void store_writer_free(struct store_writer *w)
  * get and put: for backends without concurrency (fs, mem). */
 enum wk_code store_get_many_serial(struct store *st, struct store_get *reqs,
                                    size_t n, struct wk_err *err);
+/* delete_if by head, compare, delete_many, key by key (the caller holds
+ * whatever lock makes that atomic). */
+enum wk_code store_delete_if_serial(struct store *st, const char *const *keys,
+                                    const char *const *etags, size_t n,
+                                    size_t *ndeleted, bool *kept,
+                                    struct wk_err *err);
 enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,
                                    size_t n, struct wk_err *err);
 

@@ -19,6 +19,8 @@
  * S3 can hold both "a" and "a/b"; a file system cannot, so such a write
  * fails with WK_E_IO (ENOTDIR or EISDIR).
  */
+#define _DEFAULT_SOURCE /* flock() */
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +63,7 @@ struct fs_item {
     uint64_t size;
     int64_t mtime;
     long long mtime_ns;
+    unsigned long long ino;
     bool is_prefix;
 };
 
@@ -356,6 +360,7 @@ static enum wk_code items_add(struct fs_items *it, const char *key, size_t klen,
         x->mtime = (int64_t)sb->st_mtim.tv_sec;
         x->mtime_ns =
             (long long)sb->st_mtim.tv_sec * 1000000000LL + sb->st_mtim.tv_nsec;
+        x->ino = (unsigned long long)sb->st_ino;
     }
     it->n++;
     return WK_OK;
@@ -682,10 +687,10 @@ static enum wk_code fs_list(struct store *base, const char *prefix,
     for (size_t i = 0; rc == WK_OK && i < items.n; i++) {
         const struct fs_item *x = &items.v[i];
         struct store_entry e;
-        char etag[48];
+        char etag[80];
 
-        snprintf(etag, sizeof(etag), "%llu-%lld", (unsigned long long)x->size,
-                 x->mtime_ns);
+        snprintf(etag, sizeof(etag), "%llu-%lld-%llu",
+                 (unsigned long long)x->size, x->mtime_ns, x->ino);
         memset(&e, 0, sizeof(e));
         e.key = x->key;
         e.is_prefix = x->is_prefix;
@@ -726,10 +731,12 @@ static void fill_stat(const struct stat *sb, struct store_stat *out)
     memset(out, 0, sizeof(*out));
     out->size = (uint64_t)sb->st_size;
     out->mtime = (int64_t)sb->st_mtim.tv_sec;
-    snprintf(out->etag, sizeof(out->etag), "%llu-%lld",
+    /* a put renames a new file over the old one: the inode changes even
+     * when size and time (one clock tick) do not */
+    snprintf(out->etag, sizeof(out->etag), "%llu-%lld-%llu",
              (unsigned long long)sb->st_size,
-             (long long)sb->st_mtim.tv_sec * 1000000000LL +
-                 sb->st_mtim.tv_nsec);
+             (long long)sb->st_mtim.tv_sec * 1000000000LL + sb->st_mtim.tv_nsec,
+             (unsigned long long)sb->st_ino);
 }
 
 static enum wk_code fs_head(struct store *base, const char *key,
@@ -824,10 +831,31 @@ out:
     return rc;
 }
 
-/* Compare and put under a process-wide lock: atomic against the other
- * threads of this process, not against other processes sharing the
- * directory (a POSIX lock would need a lock file inside the store). */
+/* Compare and write under an exclusive flock() of the store's root
+ * directory, so workers (processes) sharing it on one machine are fenced
+ * against each other, and a process-wide mutex for the threads of one
+ * (flock() needs no file inside the store; NFS does not honour it). */
 static pthread_mutex_t fs_cond_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int fs_lock_root(const struct fs_store *st)
+{
+    int fd;
+
+    pthread_mutex_lock(&fs_cond_lock);
+    fd = open(st->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
+            ;
+    }
+    return fd; /* -1: the mutex alone */
+}
+
+static void fs_unlock_root(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock */
+    pthread_mutex_unlock(&fs_cond_lock);
+}
 
 static enum wk_code fs_put(struct store *base, const char *key, const void *p,
                            size_t n, struct wk_err *err);
@@ -837,11 +865,22 @@ static enum wk_code fs_put_if(struct store *base, const char *key,
                               char *etag_out, size_t etag_len,
                               struct wk_err *err)
 {
-    enum wk_code rc;
-    pthread_mutex_lock(&fs_cond_lock);
-    rc = store_put_if_headput(base, key, p, n, if_match, etag_out, etag_len,
-                              err);
-    pthread_mutex_unlock(&fs_cond_lock);
+    int lk = fs_lock_root((const struct fs_store *)base);
+    enum wk_code rc = store_put_if_headput(base, key, p, n, if_match, etag_out,
+                                           etag_len, err);
+    fs_unlock_root(lk);
+    return rc;
+}
+
+static enum wk_code fs_delete_if(struct store *base, const char *const *keys,
+                                 const char *const *etags, size_t n,
+                                 size_t *ndeleted, bool *kept,
+                                 struct wk_err *err)
+{
+    int lk = fs_lock_root((const struct fs_store *)base);
+    enum wk_code rc =
+        store_delete_if_serial(base, keys, etags, n, ndeleted, kept, err);
+    fs_unlock_root(lk);
     return rc;
 }
 
@@ -1080,6 +1119,7 @@ static const struct store_ops fs_ops = {
     .put_many = store_put_many_serial,
     .open_write = fs_open_write,
     .delete_many = fs_delete_many,
+    .delete_if = fs_delete_if,
     .abort_pending = fs_abort_pending,
     .count_pending = fs_count_pending,
     .free = fs_free,

@@ -375,6 +375,18 @@ static enum wk_code mem_put_if(struct store *base, const char *key,
     return rc;
 }
 
+static enum wk_code mem_delete_if(struct store *base, const char *const *keys,
+                                  const char *const *etags, size_t n,
+                                  size_t *ndeleted, bool *kept,
+                                  struct wk_err *err)
+{
+    enum wk_code rc;
+    pthread_mutex_lock(&mem_cond_lock);
+    rc = store_delete_if_serial(base, keys, etags, n, ndeleted, kept, err);
+    pthread_mutex_unlock(&mem_cond_lock);
+    return rc;
+}
+
 /* Take w off the pending list (lock held). */
 static void unlink_writer(struct mem_writer *w)
 {
@@ -585,6 +597,7 @@ static const struct store_ops mem_ops = {
     .put_many = store_put_many_serial,
     .open_write = mem_open_write,
     .delete_many = mem_delete_many,
+    .delete_if = mem_delete_if,
     .abort_pending = mem_abort_pending,
     .count_pending = mem_count_pending,
     .free = mem_free,

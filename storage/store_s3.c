@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "common/wk_log.h"
 #include "storage/s3_http.h"
 #include "storage/s3_xml.h"
@@ -53,6 +55,12 @@ struct s3_writer {
     uint64_t bytes;       /* bytes accepted */
     struct wk_err failed; /* first failure; later calls return it */
     bool committed;
+    /* resuming: the parts the upload already had, by ascending number */
+    struct s3_xml_part *known; /* owned, n_known entries */
+    size_t n_known, known_at;  /* known_at: next one to compare */
+    unsigned reused;           /* parts not sent again */
+    void (*on_upload)(void *ud, const char *upload_id);
+    void *on_upload_ud;
 };
 
 static enum wk_code check_key(const char *what, const char *key,
@@ -395,24 +403,75 @@ static bool batch_add(struct s3_store *st, struct batch *b, const char *what,
     return true;
 }
 
-static enum wk_code s3_get_many(struct store *base, struct store_get *reqs,
-                                size_t n, struct wk_err *err)
+/* Drive started requests without waiting (store_pump). A failure of
+ * libcurl itself shows in the requests when they are waited for. */
+static void s3_pump(struct store *base)
 {
     struct s3_store *st = (struct s3_store *)base;
+    struct wk_err e;
+    wk_err_clear(&e);
+    (void)s3_client_poll(st->cl, 0, NULL, &e);
+}
+
+/* A batch of GETs in flight (store_get_start). */
+struct store_pending {
     struct batch b;
+    struct s3_kv *hdrs;
+    char (*quoted)[S3_ETAG_MAX + 3];
+    struct store_get *reqs; /* borrowed, n entries */
+    size_t n;
+};
+
+static void pending_free(struct s3_store *st, struct store_pending *p)
+{
+    if (!p)
+        return;
+    for (size_t k = 0; k < p->b.n; k++)
+        s3_client_cancel(st->cl, &p->b.reqs[k]);
+    batch_release(&p->b);
+    free(p->hdrs);
+    free(p->quoted);
+    free(p);
+}
+
+static enum wk_code s3_get_start(struct store *base, struct store_get *reqs,
+                                 size_t n, struct store_pending **out,
+                                 struct wk_err *err)
+{
+    struct s3_store *st = (struct s3_store *)base;
+    struct store_pending *p = calloc(1, sizeof(*p));
     enum wk_code rc;
 
+    *out = NULL;
     for (size_t i = 0; i < n; i++)
         wk_err_clear(&reqs[i].err);
-    rc = batch_alloc(&b, n, "get", err);
-    if (rc != WK_OK)
+    if (!p)
+        return wk_err_set(err, WK_E_NOMEM, "get: out of memory");
+    p->reqs = reqs;
+    p->n = n;
+    rc = batch_alloc(&p->b, n, "get", err);
+    if (rc != WK_OK) {
+        free(p);
         return rc;
+    }
+    p->hdrs = calloc(n ? n : 1, sizeof(*p->hdrs));
+    p->quoted = calloc(n ? n : 1, sizeof(*p->quoted));
+    if (!p->hdrs || !p->quoted) {
+        pending_free(st, p);
+        return wk_err_set(err, WK_E_NOMEM, "get: out of memory");
+    }
     for (size_t i = 0; i < n; i++) {
         struct store_get *g = &reqs[i];
         struct s3_req *r;
-        if (!batch_add(st, &b, "get", g->key, i, &g->err))
+        if (!batch_add(st, &p->b, "get", g->key, i, &g->err))
             continue;
-        r = &b.reqs[b.n - 1];
+        r = &p->b.reqs[p->b.n - 1];
+        if (g->if_match && g->if_match[0]) {
+            snprintf(p->quoted[i], sizeof(p->quoted[i]), "\"%s\"", g->if_match);
+            p->hdrs[i] = (struct s3_kv){ "If-Match", p->quoted[i] };
+            r->headers = &p->hdrs[i];
+            r->n_headers = 1;
+        }
         if (g->len == 0) {
             r->method = "HEAD";
         } else {
@@ -421,11 +480,35 @@ static enum wk_code s3_get_many(struct store *base, struct store_get *reqs,
             set_range(r, g->offset, g->len);
         }
     }
-    (void)s3_client_run(st->cl, b.reqs, b.n, NULL); /* outcomes: below */
-    for (size_t k = 0; k < b.n; k++) {
-        struct s3_req *r = &b.reqs[k];
-        struct store_get *g = &reqs[b.idx[k]];
-        if (r->err.code != WK_OK) {
+    for (size_t k = 0; k < p->b.n; k++) {
+        struct wk_err e;
+        wk_err_clear(&e);
+        /* a request that cannot start keeps its error in req.err */
+        (void)s3_client_start(st->cl, &p->b.reqs[k], &e);
+    }
+    s3_pump(base); /* get them going */
+    *out = p;
+    return WK_OK;
+}
+
+static enum wk_code s3_get_finish(struct store *base, struct store_pending *p,
+                                  struct wk_err *err)
+{
+    struct s3_store *st = (struct s3_store *)base;
+
+    for (size_t k = 0; k < p->b.n; k++) {
+        struct s3_req *r = &p->b.reqs[k];
+        struct store_get *g = &p->reqs[p->b.idx[k]];
+        struct wk_err e;
+        wk_err_clear(&e);
+        if (r->xfer || r->done) /* (not started: its error is in r) */
+            (void)s3_client_wait(st->cl, r, &e); /* outcome: in r */
+        if (r->err.code != WK_OK && r->err.http_status == 412) {
+            wk_err_set(&g->err, WK_E_CONFLICT,
+                       "get '%s': changed since it was listed (ETag is no "
+                       "longer %s)",
+                       g->key, g->if_match);
+        } else if (r->err.code != WK_OK) {
             wk_err_copy(&g->err, &r->err);
         } else if (g->len == 0) {
             if (!r->has_content_length || g->offset > r->content_length)
@@ -441,11 +524,25 @@ static enum wk_code s3_get_many(struct store *base, struct store_get *reqs,
                        (unsigned long long)g->len);
         }
     }
-    batch_release(&b);
-    for (size_t i = 0; i < n; i++)
-        if (reqs[i].err.code != WK_OK)
-            return wk_err_copy(err, &reqs[i].err);
+    for (size_t i = 0; i < p->n; i++)
+        if (p->reqs[i].err.code != WK_OK) {
+            enum wk_code rc = wk_err_copy(err, &p->reqs[i].err);
+            pending_free(st, p);
+            return rc;
+        }
+    pending_free(st, p);
     return WK_OK;
+}
+
+static enum wk_code s3_get_many(struct store *base, struct store_get *reqs,
+                                size_t n, struct wk_err *err)
+{
+    struct store_pending *p = NULL;
+    enum wk_code rc = s3_get_start(base, reqs, n, &p, err);
+
+    if (rc != WK_OK)
+        return rc;
+    return s3_get_finish(base, p, err);
 }
 
 /* put */
@@ -541,6 +638,8 @@ struct del_state {
     size_t first_idx; /* caller index of the first failing key */
     struct wk_err first;
     size_t ndeleted;
+    const char *const *etags; /* borrowed; NULL: unconditional */
+    bool *kept;               /* borrowed; with etags */
 };
 
 static void del_fail(struct del_state *ds, size_t idx, const struct wk_err *e)
@@ -552,8 +651,8 @@ static void del_fail(struct del_state *ds, size_t idx, const struct wk_err *e)
 }
 
 static enum wk_code del_body(struct s3_store *st, const char *const *keys,
-                             size_t from, size_t to, struct wk_buf *body,
-                             struct wk_err *err)
+                             const char *const *etags, size_t from, size_t to,
+                             struct wk_buf *body, struct wk_err *err)
 {
     enum wk_code rc =
         wk_buf_appends(body,
@@ -570,7 +669,16 @@ static enum wk_code del_body(struct s3_store *st, const char *const *keys,
         if (rc == WK_OK)
             rc = s3_xml_escape(keys[i], strlen(keys[i]), body, err);
         if (rc == WK_OK)
-            rc = wk_buf_appends(body, "</Key></Object>", err);
+            rc = wk_buf_appends(body, "</Key>", err);
+        if (rc == WK_OK && etags && etags[i] && etags[i][0]) {
+            rc = wk_buf_appends(body, "<ETag>&quot;", err);
+            if (rc == WK_OK)
+                rc = s3_xml_escape(etags[i], strlen(etags[i]), body, err);
+            if (rc == WK_OK)
+                rc = wk_buf_appends(body, "&quot;</ETag>", err);
+        }
+        if (rc == WK_OK)
+            rc = wk_buf_appends(body, "</Object>", err);
     }
     if (rc == WK_OK)
         rc = wk_buf_appends(body, "</Delete>", err);
@@ -618,6 +726,15 @@ static void del_result(struct s3_store *st, const char *const *keys,
                 idx = i;
                 break;
             }
+        if (strcmp(de->code, "NoSuchKey") == 0) {
+            ds->ndeleted++; /* gone already */
+            continue;
+        }
+        if (ds->kept && strcmp(de->code, "PreconditionFailed") == 0 && rel &&
+            strcmp(keys[idx], rel) == 0) {
+            ds->kept[idx] = true; /* changed: kept, as asked */
+            continue;
+        }
         wk_err_clear(&e);
         wk_err_set(&e, WK_E_HTTP, "delete '%s': %s: %s", rel ? rel : de->key,
                    de->code, de->message);
@@ -636,11 +753,33 @@ static size_t count_valid(const char *const *keys, size_t from, size_t to)
     return n;
 }
 
+static enum wk_code s3_delete(struct s3_store *st, const char *const *keys,
+                              const char *const *etags, size_t n,
+                              size_t *ndeleted, bool *kept, struct wk_err *err);
+
 static enum wk_code s3_delete_many(struct store *base, const char *const *keys,
                                    size_t n, size_t *ndeleted,
                                    struct wk_err *err)
 {
-    struct s3_store *st = (struct s3_store *)base;
+    return s3_delete((struct s3_store *)base, keys, NULL, n, ndeleted, NULL,
+                     err);
+}
+
+static enum wk_code s3_delete_if(struct store *base, const char *const *keys,
+                                 const char *const *etags, size_t n,
+                                 size_t *ndeleted, bool *kept,
+                                 struct wk_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        kept[i] = false;
+    return s3_delete((struct s3_store *)base, keys, etags, n, ndeleted, kept,
+                     err);
+}
+
+static enum wk_code s3_delete(struct s3_store *st, const char *const *keys,
+                              const char *const *etags, size_t n,
+                              size_t *ndeleted, bool *kept, struct wk_err *err)
+{
     struct s3_req reqs[S3_DELETE_WINDOW];
     struct wk_buf bodies[S3_DELETE_WINDOW], outs[S3_DELETE_WINDOW];
     size_t from[S3_DELETE_WINDOW], to[S3_DELETE_WINDOW];
@@ -653,6 +792,8 @@ static enum wk_code s3_delete_many(struct store *base, const char *const *keys,
 
     memset(&ds, 0, sizeof(ds));
     ds.first_idx = SIZE_MAX;
+    ds.etags = etags;
+    ds.kept = kept;
     *ndeleted = 0;
     for (size_t w = 0; w < S3_DELETE_WINDOW; w++) {
         wk_buf_init(&bodies[w], S3_DELETE_BODY_MAX);
@@ -677,7 +818,7 @@ static enum wk_code s3_delete_many(struct store *base, const char *const *keys,
                 continue;
             wk_buf_reset(&bodies[w]);
             wk_buf_reset(&outs[w]);
-            rc = del_body(st, keys, from[w], to[w], &bodies[w], err);
+            rc = del_body(st, keys, etags, from[w], to[w], &bodies[w], err);
             if (rc != WK_OK)
                 break;
             s3_content_md5(bodies[w].data, bodies[w].len, md5[w]);
@@ -946,10 +1087,99 @@ static enum wk_code w_create(struct s3_writer *w)
     if (rc != WK_OK)
         wk_err_prefix(&w->failed, "create multipart upload");
     wk_buf_release(&body);
-    if (rc == WK_OK)
+    if (rc == WK_OK) {
         WK_LOG(WK_LOG_INFO, "s3.upload.created",
                KV_STR("bucket", s3_client_bucket(w->st->cl)),
                KV_STR("key", w->key));
+        if (w->on_upload)
+            w->on_upload(w->on_upload_ud, w->upload_id);
+    }
+    return rc;
+}
+
+/* Resuming: does the upload hold part s already, the same bytes (size and
+ * MD5, which is what a part's ETag is without SSE-KMS/SSE-C)? Then it is
+ * taken as it is, not sent again. */
+static bool w_reuse(struct s3_writer *w, struct s3_part *s)
+{
+    const struct s3_xml_part *k;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+    while (w->known_at < w->n_known && w->known[w->known_at].number < s->number)
+        w->known_at++;
+    if (w->known_at >= w->n_known)
+        return false;
+    k = &w->known[w->known_at];
+    if (k->number != s->number || k->size != s->len)
+        return false;
+    if (EVP_Digest(s->buf, s->len, md, &mdlen, EVP_md5(), NULL) != 1)
+        return false;
+    for (unsigned i = 0; i < mdlen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    if (strcmp(hex, k->etag) != 0)
+        return false;
+    snprintf(w->etags[s->number - 1], S3_ETAG_MAX, "%s", k->etag);
+    w->reused++;
+    s->len = 0;
+    if (w->cur == s)
+        w->cur = NULL;
+    WK_LOG(WK_LOG_INFO, "s3.part.reused",
+           KV_STR("bucket", s3_client_bucket(w->st->cl)), KV_STR("key", w->key),
+           KV_INT("part", s->number), KV_INT("bytes", k->size));
+    return true;
+}
+
+/* Resuming: the parts upload_id holds (ListParts, every page). */
+static enum wk_code w_list_parts(struct s3_writer *w, struct wk_err *err)
+{
+    uint64_t marker = 0;
+    enum wk_code rc = WK_OK;
+
+    do {
+        struct s3_kv q[2];
+        char mk[24];
+        struct s3_req req;
+        struct wk_buf body;
+        struct s3_xml_parts page;
+        size_t nq = 0;
+
+        q[nq++] = (struct s3_kv){ "uploadId", w->upload_id };
+        if (marker) {
+            snprintf(mk, sizeof(mk), "%llu", (unsigned long long)marker);
+            q[nq++] = (struct s3_kv){ "part-number-marker", mk };
+        }
+        wk_buf_init(&body, s3_client_max_small_body(w->st->cl));
+        s3_req_init(&req);
+        req.method = "GET";
+        req.key = w->key;
+        req.query = q;
+        req.n_query = nq;
+        req.out = &body;
+        rc = run_one(w->st, &req, err);
+        if (rc == WK_OK)
+            rc = s3_xml_parse_parts(body.data, body.len, &page, err);
+        wk_buf_release(&body);
+        if (rc != WK_OK)
+            break;
+        if (page.n_parts) {
+            void *p = realloc(w->known,
+                              (w->n_known + page.n_parts) * sizeof(*w->known));
+            if (!p) {
+                s3_xml_parts_release(&page);
+                return wk_err_set(err, WK_E_NOMEM, "out of memory");
+            }
+            w->known = p;
+            memcpy(w->known + w->n_known, page.parts,
+                   page.n_parts * sizeof(*page.parts));
+            w->n_known += page.n_parts;
+        }
+        marker = page.is_truncated && page.next_marker > marker
+                     ? page.next_marker
+                     : 0;
+        s3_xml_parts_release(&page);
+    } while (marker);
     return rc;
 }
 
@@ -974,6 +1204,8 @@ static enum wk_code w_submit(struct s3_writer *w, struct s3_part *s)
     }
     s->number = ++w->n_numbers;
     w->etags[s->number - 1][0] = '\0';
+    if (w_reuse(w, s))
+        return WK_OK;
     snprintf(s->num, sizeof(s->num), "%u", s->number);
     s->query[0] = (struct s3_kv){ "partNumber", s->num };
     s->query[1] = (struct s3_kv){ "uploadId", w->upload_id };
@@ -1168,7 +1400,8 @@ static enum wk_code s3w_commit(struct store_writer *base, struct wk_err *err)
     w->committed = true;
     WK_LOG(WK_LOG_INFO, "s3.upload.completed",
            KV_STR("bucket", s3_client_bucket(w->st->cl)), KV_STR("key", w->key),
-           KV_INT("parts", w->n_numbers), KV_INT("bytes", w->bytes));
+           KV_INT("parts", w->n_numbers), KV_INT("reused", w->reused),
+           KV_INT("bytes", w->bytes));
     return WK_OK;
 }
 
@@ -1198,9 +1431,39 @@ static void s3w_free(struct store_writer *base)
     }
     free(w->slots);
     free(w->etags);
+    free(w->known);
     free(w->upload_id);
     free(w->key);
     free(w);
+}
+
+/* Take over upload_id (see store_writer_opts); anything amiss: a new
+ * upload, and the old one is left to abort_pending. */
+static void w_resume(struct s3_writer *w, const char *upload_id)
+{
+    struct wk_err e;
+
+    wk_err_clear(&e);
+    w->upload_id = strdup(upload_id);
+    if (!w->upload_id)
+        return;
+    if (w_list_parts(w, &e) != WK_OK) {
+        WK_LOG(WK_LOG_INFO, "s3.upload.not_resumed",
+               KV_STR("bucket", s3_client_bucket(w->st->cl)),
+               KV_STR("key", w->key), KV_STR("code", wk_code_name(e.code)),
+               KV_STR("msg", e.msg));
+        free(w->upload_id);
+        w->upload_id = NULL;
+        free(w->known);
+        w->known = NULL;
+        w->n_known = 0;
+        return;
+    }
+    WK_LOG(WK_LOG_INFO, "s3.upload.resumed",
+           KV_STR("bucket", s3_client_bucket(w->st->cl)), KV_STR("key", w->key),
+           KV_INT("parts_there", w->n_known));
+    if (w->on_upload)
+        w->on_upload(w->on_upload_ud, w->upload_id);
 }
 
 static const struct store_writer_ops s3_writer_ops = {
@@ -1250,6 +1513,12 @@ static enum wk_code s3_open_write(struct store *base, const char *key,
     w->st = st;
     w->part_bytes = (size_t)part_bytes;
     w->n_slots = n_slots;
+    if (opts) {
+        w->on_upload = opts->on_upload;
+        w->on_upload_ud = opts->on_upload_ud;
+    }
+    if (opts && opts->resume_upload_id && opts->resume_upload_id[0])
+        w_resume(w, opts->resume_upload_id);
     *out = &w->base;
     return WK_OK;
 }
@@ -1275,7 +1544,11 @@ static const struct store_ops s3_ops = {
     .put_if = s3_put_if,
     .put_many = s3_put_many,
     .open_write = s3_open_write,
+    .get_start = s3_get_start,
+    .get_finish = s3_get_finish,
+    .pump = s3_pump,
     .delete_many = s3_delete_many,
+    .delete_if = s3_delete_if,
     .abort_pending = s3_abort_pending,
     .count_pending = s3_count_pending,
     .free = s3_free,

@@ -7,7 +7,12 @@ Passes (exit 0) when Python's zipfile finds no CRC error (testzip), the
 entry names are exactly the relative paths of the files under DIR, every
 entry is byte-identical to its file, no entry is a directory, link or
 absolute/.. path, and the entries come in restore order (space.json,
-sila.md, secrets, ops/, then the rest; key order within each group). Prints one JSON line with counts; on failure the first
+sila.md, secrets, ops/, then the rest; key order within each group), and
+compression earns its CPU: text (ops logs, space.json, sila.md) is
+deflated, while a JPEG or PNG of up to 1 MiB (read whole by the worker
+with any SILA_GET_CHUNK the tests use) is stored, unless it holds the data
+descriptor signature PK\7\8 (then a stored entry would be unsafe for a
+streaming reader). Prints one JSON line with counts; on failure the first
 problems go to stderr and the exit status is 1.
 """
 import json
@@ -26,6 +31,7 @@ def main():
     zpath, root = sys.argv[1], sys.argv[2]
     problems = []
     files = {}
+    counts = {}
     for d, _, names in os.walk(root):
         for n in names:
             p = os.path.join(d, n)
@@ -48,12 +54,25 @@ def main():
                 problems.append("entry %r has no source file" % n)
                 continue
             with open(files[n], "rb") as f:
-                if z.read(info) != f.read():
+                data = f.read()
+                if z.read(info) != data:
                     problems.append("entry %r differs from its file" % n)
+            method = info.compress_type
+            counts[method] = counts.get(method, 0) + 1
+            text = n.endswith(".jsonl") or n in ("sila.md",
+                                                 "space-v1/space.json")
+            image = data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n"
+            if text and method != zipfile.ZIP_DEFLATED:
+                problems.append("text entry %r is not deflated" % n)
+            if (image and len(data) <= 1 << 20 and b"PK\x07\x08" not in data
+                    and method != zipfile.ZIP_STORED):
+                problems.append("compressed entry %r is deflated again" % n)
         missing = set(files) - set(names)
         for n in sorted(missing)[:10]:
             problems.append("file %r is missing from the archive" % n)
     print(json.dumps({"entries": len(names), "files": len(files),
+                      "stored": counts.get(zipfile.ZIP_STORED, 0),
+                      "deflated": counts.get(zipfile.ZIP_DEFLATED, 0),
                       "problems": len(problems)}))
     for p in problems[:20]:
         print(p, file=sys.stderr)

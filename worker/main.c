@@ -655,7 +655,7 @@ static int cmd_cat(int argc, char **argv)
     } else {
         goto out;
     }
-    if (m->state == MF_ARCHIVED || archive_key) {
+    if (mf_in_archive(m) || archive_key) {
         const char *k = archive_key ? archive_key : m->archive_key;
         uint64_t size = m->size;
         if (archive_key && strcmp(archive_key, m->archive_key) != 0) {

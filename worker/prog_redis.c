@@ -45,7 +45,24 @@ static void pr_update(struct prog_sink *s, const struct prog_state *st)
     free(evs);
 }
 
-static const struct prog_sink_ops prog_redis_ops = { pr_update };
+/* The status hash's "upload" field. */
+static void pr_checkpoint(struct prog_sink *s, const char *json)
+{
+    struct prog_redis *pr = (struct prog_redis *)s;
+    const char *fields[] = { "upload", json, NULL };
+    struct wk_err err;
+
+    wk_err_clear(&err);
+    pr->checkpointed = json[0] != '\0';
+    if (q_hset(pr->q, pr->job_id, fields, &err) != WK_OK)
+        WK_LOG(WK_LOG_WARN, "progress.checkpoint_failed",
+               KV_STR("job_id", pr->job_id), KV_STR("msg", err.msg));
+}
+
+static const struct prog_sink_ops prog_redis_ops = {
+    .update = pr_update,
+    .checkpoint = pr_checkpoint,
+};
 
 void prog_redis_init(struct prog_redis *pr, struct q *q, const char *job_id,
                      const char *type, const char *space_id)
@@ -55,4 +72,10 @@ void prog_redis_init(struct prog_redis *pr, struct q *q, const char *job_id,
     pr->job_id = job_id;
     pr->type = type;
     pr->space_id = space_id;
+    pr->checkpointed = false;
+}
+
+void prog_checkpoint_clear(struct prog_redis *pr)
+{
+    pr_checkpoint(&pr->base, "");
 }

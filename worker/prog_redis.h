@@ -8,6 +8,8 @@
 #ifndef WK_WORKER_PROG_REDIS_H
 #define WK_WORKER_PROG_REDIS_H
 
+#include <stdbool.h>
+
 #include "jobs/progress.h"
 
 struct q;
@@ -18,7 +20,11 @@ struct prog_redis {
     const char *job_id;   /* borrowed */
     const char *type;     /* borrowed */
     const char *space_id; /* borrowed */
+    bool checkpointed;    /* a checkpoint was recorded */
 };
+
+/* Clear the job's checkpoint (the "upload" field). */
+void prog_checkpoint_clear(struct prog_redis *pr);
 
 void prog_redis_init(struct prog_redis *pr, struct q *q, const char *job_id,
                      const char *type, const char *space_id);

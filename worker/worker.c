@@ -264,6 +264,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     struct wk_buf result;
     struct wk_err err;
     char state[32] = "", attempts_s[16] = "0", token[400];
+    char resume[1024] = "";
     unsigned attempts = 0;
     bool locked = false, lost = false;
     int64_t t0 = mono_ms();
@@ -364,12 +365,24 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     ctx.cancel = &hb->cancel;
     ctx.store_opts = &cfg->store;
     ctx.store_url = cfg->store_url;
+    {
+        /* what a run that died left to resume (its multipart upload) */
+        struct wk_err cerr;
+        wk_err_clear(&cerr);
+        if (q_field(q, job.id, "upload", resume, sizeof(resume), &cerr) ==
+                WK_OK &&
+            resume[0])
+            ctx.resume = resume;
+    }
     WK_LOG(WK_LOG_INFO, "job.started", KV_STR("job_id", job.id),
            KV_STR("type", type), KV_STR("space_id", job.space_id),
            KV_INT("attempt", attempts));
     hb_begin(hb, m, job.space_id, token);
     rc = job_run(&job, &ctx, &result, &err);
     lost = hb_end(hb);
+    if (!lost && (pr.checkpointed || ctx.resume))
+        prog_checkpoint_clear(&pr); /* done with: nothing to resume (a
+                                       failed run aborted its upload) */
 out : {
     long long ms = (long long)(mono_ms() - t0);
     if (lost) {

@@ -104,6 +104,72 @@ START_TEST(test_it_rel_kill9_worker_job_taken_over)
 }
 END_TEST
 
+/* A worker killed while uploading an archive to S3: the worker taking the
+ * job over continues the same multipart upload (ListParts), sending only
+ * the parts the server does not hold yet. */
+START_TEST(test_it_rel_kill9_resumes_upload)
+{
+    char id[33], tmp[512], src[600], loga[600], logb[600], out[600];
+    char job[64], url[128], args[200], prefix[128];
+    struct it_env e;
+    struct store *st = it_s3_store(NULL);
+    struct wk_err err;
+    size_t pending = 99;
+    pid_t a, b;
+    int uploaded = 0, reused;
+
+    it_space_id(id);
+    it_tmpdir("rel-resume", tmp, sizeof(tmp));
+    snprintf(src, sizeof(src), "%s/space", tmp);
+    it_gen_space(src, id, 77,
+                 "--ops-files 40 --blobs 5 --big-blobs 6 --big-size 6291456");
+    snprintf(prefix, sizeof(prefix), "active/%s/", id);
+    it_upload_dir(src, prefix, NULL);
+    snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
+    it_env_init(&e, url, "rel-resume", NULL);
+    it_env_add(&e, "SILA_LEASE=2s");
+    it_env_add(&e, "SILA_PART_SIZE=5MiB");
+    it_env_add(&e, "SILA_PARTS_IN_FLIGHT=1");
+    snprintf(loga, sizeof(loga), "%s/worker-a.log", tmp);
+    snprintf(logb, sizeof(logb), "%s/worker-b.log", tmp);
+    snprintf(out, sizeof(out), "%s/out", tmp);
+    a = it_start_worker(&e, loga);
+    snprintf(args, sizeof(args), "enqueue archive %s", id);
+    enqueue(&e, args, job, sizeof(job), out);
+    for (int i = 0; i < 1200 && uploaded < 3; i++) {
+        uploaded = count_in("\"event\":\"s3.part.uploaded\"", loga);
+        it_sleep_ms(25);
+    }
+    ck_assert_msg(uploaded >= 3, "no parts uploaded (see %s)", loga);
+    kill(a, SIGKILL);
+    waitpid(a, NULL, 0);
+    uploaded = count_in("\"event\":\"s3.part.uploaded\"", loga);
+    ck_assert_ptr_nonnull(
+        strstr(it_job_field(it_prefix_of(&e), job, "upload"), "uploadId"));
+
+    b = it_start_worker(&e, logb);
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&e), job, 120), "succeeded");
+    ck_assert_int_eq(count_in("\"event\":\"job.reclaimed\"", logb), 1);
+    ck_assert_int_eq(count_in("\"event\":\"archive.resuming\"", logb), 1);
+    ck_assert_int_eq(count_in("\"event\":\"s3.upload.resumed\"", logb), 1);
+    reused = count_in("\"event\":\"s3.part.reused\"", logb);
+    ck_assert_msg(reused >= 3 && reused <= uploaded,
+                  "%d parts reused of %d uploaded (see %s)", reused, uploaded,
+                  logb);
+    ck_assert_int_eq(count_in("\"event\":\"s3.upload.created\"", logb), 0);
+    it_verify_archived(st, id, src, tmp);
+    ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "upload"), "");
+    snprintf(prefix, sizeof(prefix), "archived/%s/", id);
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_count_pending(st, prefix, &pending, &err), WK_OK);
+    ck_assert_uint_eq(pending, 0);
+    printf("it_reliability: resumed upload: %d of %d parts reused\n", reused,
+           uploaded);
+    ck_assert_int_eq(it_stop(b), 0);
+    store_free(st);
+}
+END_TEST
+
 START_TEST(test_it_rel_long_job_keeps_its_lease)
 {
     char id[33], tmp[512], src[600], root[600], loga[600], logb[600];
@@ -340,9 +406,10 @@ START_TEST(test_it_rel_sigterm_hands_job_back)
     ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "state"), "queued");
     /* nothing half-done was left: space active, no archive, no temp */
     ck_assert_int_eq(it_sh("test -z \"$(find '%s' -name '*.partial*')\" && "
-                           "test ! -e '%s/metadata/%s.json'",
+                           "test -z \"$(ls '%s/archived/%s' 2>/dev/null)\"",
                            root, root, id),
                      0);
+    ck_assert_str_eq(it_mf_state(st, id), "active");
     b = it_start_worker(&e, logb);
     ck_assert_str_eq(it_wait_job(it_prefix_of(&e), job, 120), "succeeded");
     it_verify_archived(st, id, src, tmp);
@@ -438,6 +505,7 @@ Suite *it_reliability_suite(void)
     TCase *tc = tcase_create("reliability");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_it_rel_kill9_worker_job_taken_over);
+    tcase_add_test(tc, test_it_rel_kill9_resumes_upload);
     tcase_add_test(tc, test_it_rel_long_job_keeps_its_lease);
     tcase_add_test(tc, test_it_rel_retry_with_backoff_then_success);
     tcase_add_test(tc, test_it_rel_dead_letter_then_retry_command);

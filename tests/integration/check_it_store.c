@@ -311,8 +311,8 @@ START_TEST(test_it_store_ranged_get)
     wk_buf_init(&b1, 4096);
     wk_buf_init(&b2, 4096);
     memset(ranges, 0, sizeof(ranges));
-    ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 } };
-    ranges[1] = (struct store_get){ key, 500, 500, &b2, { 0 } };
+    ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 }, NULL };
+    ranges[1] = (struct store_get){ key, 500, 500, &b2, { 0 }, NULL };
     ck_assert_msg(store_get_many(c.st, ranges, 2, &err) == WK_OK, "%s: %s",
                   c.be->name, err.msg);
     ck_assert_uint_eq(b1.len, 10);
@@ -324,6 +324,28 @@ START_TEST(test_it_store_ranged_get)
     wk_buf_reset(&b);
     ck_assert_int_eq(store_get(c.st, key, 900, 200, sink_buf, &b, &err),
                      WK_E_CONFLICT);
+
+    /* If-Match: the listed version or nothing */
+    {
+        struct store_stat sb;
+        char etag[sizeof(sb.etag)];
+        ck_assert_int_eq(store_head(c.st, key, &sb, &err), WK_OK);
+        snprintf(etag, sizeof(etag), "%s", sb.etag);
+        wk_buf_reset(&b1);
+        ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 }, etag };
+        ck_assert_msg(store_get_many(c.st, ranges, 1, &err) == WK_OK, "%s: %s",
+                      c.be->name, err.msg);
+        ck_assert_uint_eq(b1.len, 10);
+        fill_pattern(data, sizeof(data), 8); /* rewritten, same size */
+        ck_assert_int_eq(store_put(c.st, key, data, sizeof(data), &err), WK_OK);
+        wk_buf_reset(&b1);
+        ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 }, etag };
+        ck_assert_int_eq(store_get_many(c.st, ranges, 1, &err), WK_E_CONFLICT);
+        ck_assert_int_eq(ranges[0].err.code, WK_E_CONFLICT);
+        ck_assert_msg(strstr(ranges[0].err.msg, "changed since it was listed"),
+                      "%s: %s", c.be->name, ranges[0].err.msg);
+        ck_assert_uint_eq(b1.len, 0);
+    }
     wk_buf_release(&b);
     wk_buf_release(&b1);
     wk_buf_release(&b2);
@@ -551,7 +573,8 @@ END_TEST
 START_TEST(test_it_store_multipart_round_trip)
 {
     const size_t total = 13 * MIB + 12345;
-    struct store_writer_opts wo = { 5 * MIB, 2 };
+    struct store_writer_opts wo = { .part_bytes = 5 * MIB,
+                                    .parts_in_flight = 2 };
     struct store_writer *w = NULL;
     unsigned char *data = malloc(total);
     struct ctx c;
@@ -609,7 +632,8 @@ END_TEST
 
 START_TEST(test_it_store_multipart_small_object)
 {
-    struct store_writer_opts wo = { 5 * MIB, 2 };
+    struct store_writer_opts wo = { .part_bytes = 5 * MIB,
+                                    .parts_in_flight = 2 };
     struct store_writer *w = NULL;
     struct ctx c;
     char key[256];
@@ -636,7 +660,8 @@ END_TEST
 START_TEST(test_it_store_writer_abandoned)
 {
     const size_t total = 6 * MIB; /* one full part has gone up on S3 */
-    struct store_writer_opts wo = { 5 * MIB, 2 };
+    struct store_writer_opts wo = { .part_bytes = 5 * MIB,
+                                    .parts_in_flight = 2 };
     struct store_writer *w = NULL;
     unsigned char *data = malloc(total);
     struct ctx c;
@@ -675,7 +700,8 @@ END_TEST
 START_TEST(test_it_store_abort_pending)
 {
     const size_t total = 6 * MIB;
-    struct store_writer_opts wo = { 5 * MIB, 1 };
+    struct store_writer_opts wo = { .part_bytes = 5 * MIB,
+                                    .parts_in_flight = 1 };
     struct store_writer *w = NULL;
     unsigned char *data;
     struct ctx c;
@@ -710,7 +736,8 @@ END_TEST
 
 START_TEST(test_it_store_part_size_refused)
 {
-    struct store_writer_opts wo = { 5 * MIB - 1, 2 };
+    struct store_writer_opts wo = { .part_bytes = 5 * MIB - 1,
+                                    .parts_in_flight = 2 };
     struct store_writer *w = NULL;
     struct ctx c;
     char key[256];

@@ -128,7 +128,8 @@ static void add_big(struct zipw *zw, int b, unsigned char *buf,
  * visits every local header before the wanted one). */
 static void build_archive(struct store *st, struct archive_info *ai)
 {
-    struct store_writer_opts wo = { PART_BYTES, 4 };
+    struct store_writer_opts wo = { .part_bytes = PART_BYTES,
+                                    .parts_in_flight = 4 };
     struct zipw_opts zo = { 6 };
     struct store_writer *w = NULL;
     struct zipw *zw = NULL;

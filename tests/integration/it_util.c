@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jobs/manifest.h"
 #include "storage/store_hash.h"
 
 extern char **environ;
@@ -177,6 +178,28 @@ size_t it_count(struct store *st, const char *prefix)
     ck_assert_msg(store_list(st, prefix, NULL, count_cb, &n, &err) == WK_OK,
                   "%s", err.msg);
     return n;
+}
+
+const char *it_mf_state(struct store *st, const char *space_id)
+{
+    char key[200];
+    struct mf m;
+    struct wk_buf b;
+    struct wk_err err;
+    enum wk_code rc;
+
+    mf_key(space_id, key, sizeof(key));
+    wk_buf_init(&b, 1u << 20);
+    wk_err_clear(&err);
+    rc = store_get_all(st, key, &b, &err);
+    if (rc == WK_E_NOTFOUND) {
+        wk_buf_release(&b);
+        return "none";
+    }
+    ck_assert_msg(rc == WK_OK, "get '%s': %s", key, err.msg);
+    ck_assert_msg(mf_parse(b.data, b.len, &m, &err) == WK_OK, "%s", err.msg);
+    wk_buf_release(&b);
+    return mf_state_name(m.state);
 }
 
 char *it_get_text(struct store *st, const char *key, size_t *len)

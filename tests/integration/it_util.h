@@ -46,6 +46,10 @@ void it_space_id(char out[33]);
 /* Count objects under prefix. */
 size_t it_count(struct store *st, const char *prefix);
 
+/* The state its manifest gives a space ("active", "archiving",
+ * "archived", "restoring"), or "none" without a manifest. */
+const char *it_mf_state(struct store *st, const char *space_id);
+
 /* Read a small object into a NUL-terminated heap string (free()). */
 char *it_get_text(struct store *st, const char *key, size_t *len);
 

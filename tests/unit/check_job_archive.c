@@ -43,8 +43,13 @@ struct wrap_store {
     unsigned nget;            /* batch reads so far */
     wrap_hook on_list;        /* before listing nlist (1-based) is served */
     wrap_hook on_get;         /* before batch read nget is served */
+    wrap_hook on_delete;      /* before a conditional delete of n keys */
     bool fail_archive_delete; /* deleting archived/ keys fails */
     bool fail_active_delete;  /* deleting active/ keys fails */
+    unsigned fail_active_put; /* writing active/ keys fails after this many
+                                 batches (0 = never) */
+    unsigned nput;            /* batch writes to active/ so far */
+    char put_state[16];       /* the manifest's state at the first one */
     unsigned lines;           /* lines appended by the hooks */
 };
 
@@ -104,10 +109,20 @@ static enum wk_code wrap_put_if(struct store *st, const char *key,
                         etag_len, err);
 }
 
+static void manifest_state(struct store *st, char *out, size_t len);
+
 static enum wk_code wrap_put_many(struct store *st, struct store_put *reqs,
                                   size_t n, struct wk_err *err)
 {
-    return store_put_many(wrap_of(st)->inner, reqs, n, err);
+    struct wrap_store *w = wrap_of(st);
+    if (n > 0 && strncmp(reqs[0].key, "active/", 7) == 0) {
+        if (w->nput++ == 0)
+            manifest_state(w->inner, w->put_state, sizeof(w->put_state));
+        if (w->fail_active_put && w->nput > w->fail_active_put)
+            return wk_err_set(err, WK_E_NET, "put '%s': reset (test)",
+                              reqs[0].key);
+    }
+    return store_put_many(w->inner, reqs, n, err);
 }
 
 static enum wk_code wrap_open_write(struct store *st, const char *key,
@@ -140,6 +155,23 @@ static enum wk_code wrap_delete_many(struct store *st, const char *const *keys,
     return store_delete_many(w->inner, keys, n, ndeleted, err);
 }
 
+static enum wk_code wrap_delete_if(struct store *st, const char *const *keys,
+                                   const char *const *etags, size_t n,
+                                   size_t *ndeleted, bool *kept,
+                                   struct wk_err *err)
+{
+    struct wrap_store *w = wrap_of(st);
+    if (w->on_delete)
+        w->on_delete(w, n);
+    for (size_t i = 0; i < n && w->fail_active_delete; i++)
+        if (strncmp(keys[i], "active/", 7) == 0) {
+            *ndeleted = 0;
+            return wk_err_set(err, WK_E_NET, "delete '%s': reset (test)",
+                              keys[i]);
+        }
+    return store_delete_if(w->inner, keys, etags, n, ndeleted, kept, err);
+}
+
 static enum wk_code wrap_abort_pending(struct store *st, const char *prefix,
                                        size_t *naborted, struct wk_err *err)
 {
@@ -170,6 +202,7 @@ static const struct store_ops wrap_ops = {
     .put_many = wrap_put_many,
     .open_write = wrap_open_write,
     .delete_many = wrap_delete_many,
+    .delete_if = wrap_delete_if,
     .abort_pending = wrap_abort_pending,
     .count_pending = wrap_count_pending,
     .free = wrap_free,
@@ -287,7 +320,9 @@ static void test_sink_update(struct prog_sink *s, const struct prog_state *st)
     t->updates++;
 }
 
-static const struct prog_sink_ops test_sink_ops = { test_sink_update };
+static const struct prog_sink_ops test_sink_ops = {
+    .update = test_sink_update,
+};
 
 static time_t fixed_now(void)
 {
@@ -380,6 +415,29 @@ static void read_manifest(struct store *st, struct mf *m)
     ck_assert_msg(mf_parse(text, strlen(text), m, &err) == WK_OK, "%s",
                   err.msg);
     free(text);
+}
+
+static void manifest_state(struct store *st, char *out, size_t len)
+{
+    struct mf m;
+    read_manifest(st, &m);
+    snprintf(out, len, "%s", mf_state_name(m.state));
+}
+
+/* Rewrite the manifest's state (what a run that died would leave). */
+static void set_manifest_state(struct store *st, enum mf_state state)
+{
+    struct mf m;
+    struct wk_buf b;
+    struct wk_err e;
+
+    read_manifest(st, &m);
+    m.state = state;
+    wk_buf_init(&b, 1u << 20);
+    wk_err_clear(&e);
+    ck_assert_int_eq(mf_to_json(&m, &b, &e), WK_OK);
+    put_text(st, MF_KEY, wk_buf_cstr(&b));
+    wk_buf_release(&b);
 }
 
 /* ---- reading an archive back ---- */
@@ -512,6 +570,16 @@ static void hook_add_after_manifest(struct wrap_store *w, unsigned n)
         append_line(w, K_NEWPEER);
 }
 
+/* Between the last listing and the delete: the window only a conditional
+ * delete closes. */
+static void hook_change_at_delete(struct wrap_store *w, unsigned n)
+{
+    (void)n;
+    if (!w->lines++)
+        put_text(w->inner, K_PROPS,
+                 "[1,\"cc\",\"name\",\"written at the very last moment\"]\n");
+}
+
 /* Before the first read: compaction rewrites -p.jsonl shorter. */
 static void hook_shrink_before_read(struct wrap_store *w, unsigned n)
 {
@@ -611,6 +679,26 @@ START_TEST(test_job_archive_redone_after_writes)
 }
 END_TEST
 
+/* The manifest after an archive that did not happen: active, naming no
+ * archive, written twice (archiving, then active again) per run. */
+static void assert_still_active(struct wrap_store *w, uint64_t generation)
+{
+    char *text = get_text(w->inner, MF_KEY);
+    struct mf m;
+    struct wk_err e;
+
+    wk_err_clear(&e);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(mf_parse(text, strlen(text), &m, &e) == WK_OK, "%s", e.msg);
+    ck_assert_int_eq(m.state, MF_ACTIVE);
+    ck_assert_str_eq(m.archive_key, "");
+    ck_assert_str_eq(m.checksum, "");
+    ck_assert_uint_eq(m.n_history, 0);
+    ck_assert_uint_eq(m.generation, generation);
+    ck_assert_ptr_null(strstr(text, "archivedAt"));
+    free(text);
+}
+
 START_TEST(test_job_archive_gives_up_leaving_space_active)
 {
     struct wrap_store *w = new_space();
@@ -622,8 +710,8 @@ START_TEST(test_job_archive_gives_up_leaving_space_active)
     ck_assert_str_eq(wk_buf_cstr(&r.result),
                      "{\"skipped\":\"concurrent-writes\",\"attempts\":3}");
     ck_assert_uint_eq(w->lines, 3); /* one write seen per try */
-    /* no manifest, no archive, no upload left open, all of active/ */
-    ck_assert_ptr_null(get_text(w->inner, MF_KEY));
+    /* still active, no archive, no upload left open, all of active/ */
+    assert_still_active(w, 2);
     ck_assert_uint_eq(count(w->inner, "archived/"), 0);
     ck_assert_uint_eq(pending(w->inner), 0);
     ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
@@ -652,7 +740,7 @@ START_TEST(test_job_archive_tries_configurable)
     ck_assert_msg(run_archive_cfg(w, &r, 0, true) == WK_OK, "%s", r.err.msg);
     ck_assert_int_eq(res_int(&r, "attempts"), 1);
     run_release(&r);
-    ck_assert_ptr_null(get_text(w->inner, MF_KEY));
+    assert_still_active(w, 4);
     ck_assert_uint_eq(count(w->inner, "archived/"), 0);
     ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
     store_free(&w->base);
@@ -827,7 +915,7 @@ START_TEST(test_job_archive_space_emptied_meanwhile)
     ck_assert_int_eq(run_archive(w, &r), WK_E_NOTFOUND);
     ck_assert_str_eq(r.err.msg, "space '" SPACE
                                 "' has no objects under '" ACTIVE "' any more");
-    ck_assert_ptr_null(get_text(w->inner, MF_KEY));
+    assert_still_active(w, 2);
     ck_assert_uint_eq(count(w->inner, "archived/"), 0);
     run_release(&r);
     store_free(&w->base);
@@ -845,8 +933,8 @@ START_TEST(test_job_archive_undeletable_archive_fails)
     ck_assert_str_eq(r.err.msg, "space changed while archiving, and the unused "
                                 "archive could not be deleted: delete '" ARCHIVE
                                 "': HTTP 500 (test)");
-    /* active/ untouched, no manifest */
-    ck_assert_ptr_null(get_text(w->inner, MF_KEY));
+    /* active/ untouched, still active */
+    assert_still_active(w, 2);
     ck_assert_uint_eq(count(w->inner, ACTIVE), 8);
     run_release(&r);
     store_free(&w->base);
@@ -897,15 +985,134 @@ START_TEST(test_job_archive_generation_grows)
     text = get_text(w->inner, MF_KEY);
     wk_err_clear(&e);
     ck_assert_int_eq(mf_parse(text, strlen(text), &m, &e), WK_OK);
-    ck_assert_uint_eq(m.generation, 1);
+    ck_assert_uint_eq(m.generation, 2); /* archiving, archived */
     free(text);
     ck_assert_int_eq(run_job(w, &r, JOB_UNARCHIVE, 0, false), WK_OK);
     run_release(&r);
     text = get_text(w->inner, MF_KEY);
     ck_assert_int_eq(mf_parse(text, strlen(text), &m, &e), WK_OK);
-    ck_assert_uint_eq(m.generation, 2);
+    ck_assert_uint_eq(m.generation, 4); /* restoring, active */
     ck_assert_int_eq(m.state, MF_ACTIVE);
     free(text);
+    store_free(&w->base);
+}
+END_TEST
+
+START_TEST(test_job_archive_write_at_delete_is_kept)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    char *props;
+
+    w->on_delete = hook_change_at_delete;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "keptNewer"), 1);
+    run_release(&r);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 1);
+    props = get_text(w->inner, K_PROPS);
+    ck_assert_str_eq(
+        props, "[1,\"cc\",\"name\",\"written at the very last moment\"]\n");
+    free(props);
+    store_free(&w->base);
+}
+END_TEST
+
+/* While the archive is made the manifest says archiving (the objects are
+ * still the space); while a restore writes, restoring. */
+static char list_state[16];
+static void hook_state_after_upload(struct wrap_store *w, unsigned n)
+{
+    if (n == 2)
+        manifest_state(w->inner, list_state, sizeof(list_state));
+}
+
+START_TEST(test_job_archive_intermediate_states)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    struct mf m;
+
+    list_state[0] = '\0';
+    w->on_list = hook_state_after_upload;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    ck_assert_str_eq(list_state, "archiving");
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ARCHIVED);
+
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    run_release(&r);
+    ck_assert_str_eq(w->put_state, "restoring");
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ACTIVE);
+    ck_assert_uint_eq(m.generation, 4);
+    store_free(&w->base);
+}
+END_TEST
+
+/* A restore that fails half way leaves the space archived, not restoring,
+ * and nothing it wrote. */
+START_TEST(test_job_unarchive_failure_reverts_to_archived)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    struct mf m;
+
+    ck_assert_int_eq(run_archive(w, &r), WK_OK);
+    run_release(&r);
+    w->fail_active_put = 1;
+    ck_assert_int_eq(run_job(w, &r, JOB_UNARCHIVE, 0, false), WK_E_NET);
+    run_release(&r);
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ARCHIVED);
+    ck_assert_uint_eq(m.generation, 4); /* restoring, archived again */
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+    store_free(&w->base);
+}
+END_TEST
+
+/* What a run that died leaves is carried on by the next one: "restoring"
+ * by the next unarchive (an archive refuses it), "archiving" by the next
+ * archive, or repaired to active by an unarchive. */
+START_TEST(test_job_states_left_by_a_dead_run)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    struct mf m;
+
+    ck_assert_int_eq(run_archive(w, &r), WK_OK);
+    run_release(&r);
+    set_manifest_state(w->inner, MF_RESTORING);
+    ck_assert_int_eq(run_archive(w, &r), WK_E_CONFLICT);
+    ck_assert_str_eq(r.err.msg,
+                     "space '" SPACE "' is being restored (its manifest says "
+                     "restoring): let the unarchive finish, or run it again, "
+                     "before archiving");
+    run_release(&r);
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    ck_assert_int_eq(res_int(&r, "restored"), 7);
+    run_release(&r);
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ACTIVE);
+
+    set_manifest_state(w->inner, MF_ARCHIVING);
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    ck_assert_str_eq(res_str(&r, "reason"), "already active");
+    ck_assert_str_eq(res_str(&r, "repaired"), "archiving");
+    run_release(&r);
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ACTIVE);
+
+    set_manifest_state(w->inner, MF_ARCHIVING);
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ARCHIVED);
+    ck_assert_uint_eq(m.n_history, 1); /* the first archive, not a phantom */
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
     store_free(&w->base);
 }
 END_TEST
@@ -975,6 +1182,10 @@ Suite *job_archive_suite(void)
     tcase_add_test(tc, test_job_archive_rerun_finishes_interrupted_delete);
     tcase_add_test(tc, test_job_archive_manifest_written_meanwhile_is_fenced);
     tcase_add_test(tc, test_job_archive_generation_grows);
+    tcase_add_test(tc, test_job_archive_intermediate_states);
+    tcase_add_test(tc, test_job_archive_write_at_delete_is_kept);
+    tcase_add_test(tc, test_job_unarchive_failure_reverts_to_archived);
+    tcase_add_test(tc, test_job_states_left_by_a_dead_run);
     tcase_add_test(tc, test_job_archive_rerun_keeps_object_newer_than_record);
     suite_add_tcase(s, tc);
     return s;

@@ -273,7 +273,9 @@ static void test_sink_update(struct prog_sink *s, const struct prog_state *st)
     t->last_phase = st->phase;
 }
 
-static const struct prog_sink_ops test_sink_ops = { test_sink_update };
+static const struct prog_sink_ops test_sink_ops = {
+    .update = test_sink_update,
+};
 
 static time_t fixed_now(void)
 {
@@ -650,6 +652,13 @@ static enum wk_code fl_delete_many(struct store *st, const char *const *keys,
     return store_delete_many(inner_of(st), keys, n, nd, err);
 }
 
+static enum wk_code fl_delete_if(struct store *st, const char *const *keys,
+                                 const char *const *etags, size_t n, size_t *nd,
+                                 bool *kept, struct wk_err *err)
+{
+    return store_delete_if(inner_of(st), keys, etags, n, nd, kept, err);
+}
+
 static enum wk_code fl_abort_pending(struct store *st, const char *prefix,
                                      size_t *n, struct wk_err *err)
 {
@@ -678,6 +687,7 @@ static const struct store_ops flaky_ops = {
     .put_many = fl_put_many,
     .open_write = fl_open_write,
     .delete_many = fl_delete_many,
+    .delete_if = fl_delete_if,
     .abort_pending = fl_abort_pending,
     .count_pending = fl_count_pending,
     .free = fl_free,

@@ -50,6 +50,71 @@ START_TEST(test_manifest_key)
     ck_assert_str_eq(buf, "metadata/abc.json");
     ck_assert_str_eq(mf_state_name(MF_ACTIVE), "active");
     ck_assert_str_eq(mf_state_name(MF_ARCHIVED), "archived");
+    ck_assert_str_eq(mf_state_name(MF_ARCHIVING), "archiving");
+    ck_assert_str_eq(mf_state_name(MF_RESTORING), "restoring");
+}
+END_TEST
+
+/* The intermediate states round-trip; only active and archiving may name
+ * no archive (a space never archived), and then nothing else may describe
+ * one. */
+START_TEST(test_manifest_states_and_no_archive)
+{
+    static const enum mf_state states[] = { MF_ACTIVE, MF_ARCHIVING,
+                                            MF_ARCHIVED, MF_RESTORING };
+    struct mf m, back;
+    struct wk_buf b;
+    struct wk_err err;
+
+    wk_buf_init(&b, 1u << 16);
+    for (size_t i = 0; i < 4; i++) {
+        valid_mf(&m);
+        m.state = states[i];
+        m.generation = 7;
+        wk_buf_reset(&b);
+        wk_err_clear(&err);
+        ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_OK);
+        ck_assert_int_eq(mf_parse(b.data, b.len, &back, &err), WK_OK);
+        ck_assert_int_eq(back.state, states[i]);
+        ck_assert_uint_eq(back.generation, 7);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        valid_mf(&m);
+        m.state = states[i];
+        m.archive_key[0] = m.checksum[0] = '\0';
+        m.archived_at = 0;
+        m.size = m.uncompressed_size = m.file_count = 0;
+        wk_buf_reset(&b);
+        wk_err_clear(&err);
+        if (!mf_in_archive(&m)) {
+            ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_OK);
+            ck_assert_ptr_null(strstr(wk_buf_cstr(&b), "archivedAt"));
+            ck_assert_int_eq(mf_parse(b.data, b.len, &back, &err), WK_OK);
+            ck_assert_str_eq(back.archive_key, "");
+            /* ... and then nothing may describe an archive */
+            m.file_count = 3;
+            wk_buf_reset(&b);
+            ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_E_INVAL);
+            ck_assert_str_eq(err.msg,
+                             "manifest field 'archiveKey': empty, but other "
+                             "fields describe an archive");
+        } else {
+            ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_E_INVAL);
+            ck_assert_ptr_nonnull(strstr(err.msg, "'archiveKey'"));
+        }
+    }
+    wk_buf_release(&b);
+    /* an archive needs its time */
+    {
+        char *s = strdup(valid_json);
+        char *p = strstr(s, "  \"archivedAt\"");
+        char *e = strchr(p, '\n');
+        memmove(p, e + 1, strlen(e + 1) + 1);
+        wk_err_clear(&err);
+        ck_assert_int_eq(mf_parse(s, strlen(s), &back, &err), WK_E_CORRUPT);
+        ck_assert_str_eq(err.msg, "manifest field 'archivedAt': missing");
+        free(s);
+    }
 }
 END_TEST
 
@@ -168,9 +233,11 @@ START_TEST(test_manifest_invalid_fields_rejected)
     longid[129] = '\0';
     expect_bad("spaceId", json_string(longid), id_msg);
     expect_bad("state", json_string("deleted"),
-               "manifest field 'state': expected \"active\" or \"archived\"");
+               "manifest field 'state': expected \"active\", \"archiving\", "
+               "\"archived\" or \"restoring\"");
     expect_bad("state", json_integer(1),
-               "manifest field 'state': expected \"active\" or \"archived\"");
+               "manifest field 'state': expected \"active\", \"archiving\", "
+               "\"archived\" or \"restoring\"");
     snprintf(msg, sizeof(msg), "manifest field 'createdAt': %s", time_msg);
     expect_bad("createdAt", json_string("2009-10-12 17:50:30"), msg);
     expect_bad("createdAt", json_integer(1255369830), msg);
@@ -339,6 +406,7 @@ Suite *manifest_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, test_manifest_key);
+    tcase_add_test(tc, test_manifest_states_and_no_archive);
     tcase_add_test(tc, test_manifest_to_json_key_order);
     tcase_add_test(tc, test_manifest_roundtrip);
     tcase_add_test(tc, test_manifest_parse_without_restored_at);

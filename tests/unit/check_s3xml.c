@@ -463,6 +463,62 @@ START_TEST(test_s3xml_uploads)
 }
 END_TEST
 
+/* The AWS documentation's ListParts example, and moto's root name. */
+START_TEST(test_s3xml_parts)
+{
+    static const char body[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<ListPartsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        "<Bucket>example-bucket</Bucket><Key>example-object</Key>"
+        "<UploadId>XXBsb2FkIElEIGZvciBlbHZpbmcncyVcdS1tb3ZpZS5tMnRzEEEwbG9hZA"
+        "</UploadId><PartNumberMarker>1</PartNumberMarker>"
+        "<NextPartNumberMarker>3</NextPartNumberMarker><MaxParts>2</MaxParts>"
+        "<IsTruncated>true</IsTruncated>"
+        "<Part><PartNumber>2</PartNumber>"
+        "<LastModified>2010-11-10T20:48:34.000Z</LastModified>"
+        "<ETag>\"7778aef83f66abc1fa1e8477f296d394\"</ETag>"
+        "<Size>10485760</Size></Part>"
+        "<Part><PartNumber>3</PartNumber>"
+        "<LastModified>2010-11-10T20:48:33.000Z</LastModified>"
+        "<ETag>&quot;aaaa18db4cc2f85cedef654fccc4a4x8&quot;</ETag>"
+        "<Size>10485760</Size></Part></ListPartsResult>";
+    static const char moto[] =
+        "<ListPartsResponse><IsTruncated>false</IsTruncated>"
+        "<Part><PartNumber>1</PartNumber><ETag>\"ab\"</ETag><Size>5</Size>"
+        "</Part></ListPartsResponse>";
+    static const char no_number[] =
+        "<ListPartsResult><Part><ETag>x</ETag></Part></ListPartsResult>";
+    static const char too_big[] =
+        "<ListPartsResult><Part><PartNumber>10001</PartNumber><ETag>x</ETag>"
+        "</Part></ListPartsResult>";
+    struct s3_xml_parts l;
+    struct wk_err err;
+
+    wk_err_clear(&err);
+    ck_assert_int_eq(s3_xml_parse_parts(body, strlen(body), &l, &err), WK_OK);
+    ck_assert_uint_eq(l.n_parts, 2);
+    ck_assert_uint_eq(l.parts[0].number, 2);
+    ck_assert_uint_eq(l.parts[0].size, 10485760);
+    ck_assert_str_eq(l.parts[0].etag, "7778aef83f66abc1fa1e8477f296d394");
+    ck_assert_str_eq(l.parts[1].etag, "aaaa18db4cc2f85cedef654fccc4a4x8");
+    ck_assert(l.is_truncated);
+    ck_assert_uint_eq(l.next_marker, 3);
+    s3_xml_parts_release(&l);
+
+    ck_assert_int_eq(s3_xml_parse_parts(moto, strlen(moto), &l, &err), WK_OK);
+    ck_assert_uint_eq(l.n_parts, 1);
+    ck_assert_str_eq(l.parts[0].etag, "ab");
+    ck_assert(!l.is_truncated);
+    s3_xml_parts_release(&l);
+
+    /* a part without a number is corrupt, and so is one out of range */
+    ck_assert_int_eq(s3_xml_parse_parts(no_number, strlen(no_number), &l, &err),
+                     WK_E_CORRUPT);
+    ck_assert_int_eq(s3_xml_parse_parts(too_big, strlen(too_big), &l, &err),
+                     WK_E_CORRUPT);
+}
+END_TEST
+
 START_TEST(test_s3xml_escape)
 {
     struct wk_buf b;
@@ -525,6 +581,7 @@ Suite *s3xml_suite(void)
     tcase_add_test(tc, test_s3xml_complete_200_with_error);
     tcase_add_test(tc, test_s3xml_delete_result);
     tcase_add_test(tc, test_s3xml_uploads);
+    tcase_add_test(tc, test_s3xml_parts);
     tcase_add_test(tc, test_s3xml_escape);
     tcase_add_test(tc, test_s3xml_url_decode);
     suite_add_tcase(s, tc);

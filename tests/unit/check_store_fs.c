@@ -404,9 +404,9 @@ START_TEST(test_store_fs_get_many_put_many)
     ck_assert_int_eq(store_put_many(st, puts, 2, &err), WK_OK);
     for (int i = 0; i < 3; i++)
         wk_buf_init(&b[i], 100);
-    reqs[0] = (struct store_get){ "p/1", 0, 3, &b[0], { 0 } };
-    reqs[1] = (struct store_get){ "p/q/2", 1, 2, &b[1], { 0 } };
-    reqs[2] = (struct store_get){ "p/3", 0, 1, &b[2], { 0 } };
+    reqs[0] = (struct store_get){ "p/1", 0, 3, &b[0], { 0 }, NULL };
+    reqs[1] = (struct store_get){ "p/q/2", 1, 2, &b[1], { 0 }, NULL };
+    reqs[2] = (struct store_get){ "p/3", 0, 1, &b[2], { 0 }, NULL };
     ck_assert_int_eq(store_get_many(st, reqs, 2, &err), WK_OK);
     ck_assert_str_eq(wk_buf_cstr(&b[0]), "one");
     ck_assert_str_eq(wk_buf_cstr(&b[1]), "wo");
@@ -434,6 +434,36 @@ START_TEST(test_store_fs_delete_many_prunes_directories)
     ck_assert_int_eq(store_delete_many(st, keys, 1, &nd, &err), WK_OK);
     check_tree(""); /* the root itself stays */
     ck_assert_int_eq(access(root, F_OK), 0);
+}
+END_TEST
+
+/* Conditional delete: only the version asked for; a rewrite of the same
+ * size in the same clock tick is a new version too (a new inode). */
+START_TEST(test_store_fs_delete_if_keeps_changed)
+{
+    const char *keys[] = { "d/1", "d/2", "d/missing" };
+    char e1[80], e2[80];
+    const char *etags[3] = { e1, e2, "1-2-3" };
+    bool kept[3] = { true, true, true };
+    struct store_stat sb;
+    size_t nd = 0;
+
+    put_str("d/1", "one");
+    put_str("d/2", "two");
+    ck_assert_int_eq(store_head(st, "d/1", &sb, &err), WK_OK);
+    snprintf(e1, sizeof(e1), "%s", sb.etag);
+    ck_assert_int_eq(store_head(st, "d/2", &sb, &err), WK_OK);
+    snprintf(e2, sizeof(e2), "%s", sb.etag);
+    put_str("d/2", "TWO"); /* same size, at once */
+    ck_assert_int_eq(store_head(st, "d/2", &sb, &err), WK_OK);
+    ck_assert_str_ne(sb.etag, e2);
+    ck_assert_int_eq(store_delete_if(st, keys, etags, 3, &nd, kept, &err),
+                     WK_OK);
+    ck_assert_uint_eq(nd, 2); /* d/1, and d/missing (gone already) */
+    ck_assert(!kept[0]);
+    ck_assert(kept[1]);
+    ck_assert(!kept[2]);
+    check_tree("d/,d/2");
 }
 END_TEST
 
@@ -577,6 +607,7 @@ Suite *store_fs_suite(void)
     tcase_add_test(tc, test_store_fs_get_streams_in_chunks);
     tcase_add_test(tc, test_store_fs_get_many_put_many);
     tcase_add_test(tc, test_store_fs_delete_many_prunes_directories);
+    tcase_add_test(tc, test_store_fs_delete_if_keeps_changed);
     tcase_add_test(tc, test_store_fs_atomic_put_leaves_no_temp_files);
     tcase_add_test(tc, test_store_fs_put_failure_leaves_nothing);
     tcase_add_test(tc, test_store_fs_writer_commit);

@@ -1,6 +1,6 @@
 # sila-archiver: see README.md. Targets: all check check-unit check-it asan
 # lint bench demo deps clean.
-PKGS      := libcurl openssl hiredis jansson libarchive expat
+PKGS      := libcurl openssl hiredis jansson libarchive expat libmicrohttpd
 WK_STD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_FILE_OFFSET_BITS=64
 WK_WARN   := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
              -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wvla \

@@ -40,7 +40,9 @@ enum wk_code wk_buf_reserve(struct wk_buf *b, size_t n, struct wk_err *err)
     need = b->len + n + 1; /* room for the NUL */
     if (need <= b->cap)
         return WK_OK;
-    ncap = b->cap ? b->cap : 256;
+    /* a first allocation is what is asked for (a reserve of a known size
+     * must not take twice that); growth doubles */
+    ncap = b->cap ? b->cap : (need > 256 ? need : 256);
     while (ncap < need)
         ncap = ncap > (SIZE_MAX / 2) ? need : ncap * 2;
     if (ncap > b->max + 1)

@@ -79,6 +79,10 @@ bool wk_err_transient(const struct wk_err *err)
     case WK_E_NET:
         return true;
     case WK_E_HTTP:
+        /* 501 Not Implemented: the server lacks the call, for good */
+        if (err->http_status == 501 ||
+            strcmp(err->s3_code, "NotImplemented") == 0)
+            return false;
         if (err->http_status >= 500 || err->http_status == 429 ||
             err->http_status == 408)
             return true;

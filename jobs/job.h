@@ -50,8 +50,8 @@ struct job {
 
 /* Sizes and limits for a run; job_config_defaults() fills the defaults. */
 struct job_config {
-    uint64_t part_bytes;      /* multipart part size, >= 5 MiB (16 MiB) */
-    unsigned parts_in_flight; /* concurrent part uploads (2) */
+    uint64_t part_bytes;      /* multipart part size, >= 5 MiB (5 MiB) */
+    unsigned parts_in_flight; /* concurrent part uploads (4) */
     uint64_t window_bytes;    /* object bytes fetched per batch (16 MiB) */
     unsigned window_objects;  /* objects fetched per batch (64) */
     uint64_t chunk_bytes;     /* largest single GET, ranged beyond (8 MiB) */

@@ -527,6 +527,8 @@ static void batch_start(struct arch_run *r, struct arch_batch *bt, size_t slots,
         uint64_t len = o->size - *next_off;
         if (len > cfg->chunk_bytes)
             len = cfg->chunk_bytes;
+        if (len > bytes) /* a big object: ranges of one batch's share */
+            len = bytes;
         if (bt->nr > 0 && batch_bytes + len > bytes)
             break;
         rg->obj = *next_obj;
@@ -543,6 +545,9 @@ static void batch_start(struct arch_run *r, struct arch_batch *bt, size_t slots,
             /* the listed version or nothing: a rewrite in between is a
              * concurrent write, never a mix of two versions */
             g->if_match = o->etag;
+            /* room for exactly this (no doubling while it arrives); on
+             * failure the read fails and says so */
+            (void)wk_buf_reserve(g->out, (size_t)len, &g->err);
             bt->ng++;
         }
         bt->nr++;
@@ -629,30 +634,40 @@ static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
     return WK_OK;
 }
 
+/* Batches read ahead of the ZIP writer: while the oldest is compressed and
+ * uploaded, the others are being read, so the store always has requests
+ * to work on (no stall at a batch's slowest object). */
+#define ARCH_BATCHES 4
+
 /* Stream r->list into zw. *changed (with WK_OK) when an object no longer
  * matches its listing: the archive is incomplete and must not be used.
- * Two batches, each half the fetch window: one is read while the other is
- * compressed and uploaded. */
+ * The fetch window is split into ARCH_BATCHES batches, committed in key
+ * order; each is read again for what follows as soon as it is written. */
 static enum wk_code write_archive(struct arch_run *r, struct zipw *zw,
                                   bool *changed, struct wk_err *err)
 {
     const struct job_config *cfg = r->ctx->cfg;
-    size_t slots = cfg->window_objects > 1 ? cfg->window_objects / 2 : 1;
-    uint64_t bytes = cfg->window_bytes > 1 ? cfg->window_bytes / 2 : 1;
-    struct arch_batch bt[2];
-    struct arch_batch *cur = &bt[0], *next = &bt[1], *t;
-    size_t next_obj = 0;
+    size_t slots = cfg->window_objects / ARCH_BATCHES;
+    uint64_t bytes = cfg->window_bytes / ARCH_BATCHES;
+    struct arch_batch bt[ARCH_BATCHES];
+    size_t next_obj = 0, head = 0;
     uint64_t next_off = 0;
-    enum wk_code rc;
+    enum wk_code rc = WK_OK;
 
     *changed = false;
-    rc = batch_init(&bt[0], slots, cfg->chunk_bytes, err);
-    if (rc == WK_OK)
-        rc = batch_init(&bt[1], slots, cfg->chunk_bytes, err);
+    if (slots < 1)
+        slots = 1;
+    if (bytes < 1)
+        bytes = 1;
+    memset(bt, 0, sizeof(bt));
+    for (size_t i = 0; i < ARCH_BATCHES && rc == WK_OK; i++)
+        rc = batch_init(&bt[i], slots, cfg->chunk_bytes, err);
     if (rc != WK_OK)
         goto out;
-    batch_start(r, cur, slots, bytes, &next_obj, &next_off);
-    while (cur->nr > 0) {
+    for (size_t i = 0; i < ARCH_BATCHES; i++)
+        batch_start(r, &bt[i], slots, bytes, &next_obj, &next_off);
+    while (bt[head].nr > 0) {
+        struct arch_batch *cur = &bt[head];
         if (cancelled(r->ctx)) {
             rc = wk_err_set(err, WK_E_CANCELLED, "archive cancelled");
             goto out;
@@ -664,18 +679,16 @@ static enum wk_code write_archive(struct arch_run *r, struct zipw *zw,
             rc = read_failed(r, cur->reqs, cur->ng, &cur->gerr, changed, err);
             goto out;
         }
-        batch_start(r, next, slots, bytes, &next_obj, &next_off);
         rc = batch_commit(r, zw, cur, changed, err);
         if (rc != WK_OK || *changed)
             goto out;
+        batch_start(r, cur, slots, bytes, &next_obj, &next_off);
         prog_update(&r->prog, false);
-        t = cur;
-        cur = next;
-        next = t;
+        head = (head + 1) % ARCH_BATCHES;
     }
 out:
-    batch_release(r, &bt[0], slots);
-    batch_release(r, &bt[1], slots);
+    for (size_t i = 0; i < ARCH_BATCHES; i++)
+        batch_release(r, &bt[i], slots);
     return rc;
 }
 

@@ -15,13 +15,15 @@ static const struct magic magics[] = {
     { "jpeg", 0, 3, "\xff\xd8\xff" },
     { "png", 0, 8, "\x89PNG\r\n\x1a\n" },
     { "gif", 0, 4, "GIF8" },
-    { "webp", 8, 4, "WEBP" }, /* after "RIFF" and a size */
-    { "mp4", 4, 4, "ftyp" },  /* MP4, MOV, HEIC, AVIF, M4A, 3GP */
+    { "webp", 8, 4, "WEBP" },      /* after "RIFF" and a size */
+    { "mp4", 4, 4, "ftyp" },       /* MP4, MOV, HEIC, AVIF, M4A, 3GP */
     { "zip", 0, 4, "PK\x03\x04" }, /* also DOCX, XLSX, EPUB, JAR, APK */
     { "gzip", 0, 2, "\x1f\x8b" },
     { "zstd", 0, 4, "\x28\xb5\x2f\xfd" },
     { "bzip2", 0, 3, "BZh" },
-    { "xz", 0, 6, "\xfd" "7zXZ\x00" },
+    { "xz", 0, 6,
+      "\xfd"
+      "7zXZ\x00" },
     { "7z", 0, 6, "7z\xbc\xaf\x27\x1c" },
     { "rar", 0, 6, "Rar!\x1a\x07" },
     { "pdf", 0, 5, "%PDF-" },

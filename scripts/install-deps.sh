@@ -10,7 +10,7 @@ set -euo pipefail
 DEB_PKGS=(
     build-essential pkg-config
     libhiredis-dev libcurl4-openssl-dev libarchive-dev libssl-dev
-    libjansson-dev libexpat1-dev
+    libjansson-dev libexpat1-dev libmicrohttpd-dev
     check libsubunit-dev
     redis-server zip unzip
 )

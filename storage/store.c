@@ -39,7 +39,7 @@ enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err)
 
     memset(opts, 0, sizeof(*opts));
     snprintf(opts->region, sizeof(opts->region), "us-east-1");
-    opts->max_in_flight = 16;
+    opts->max_in_flight = 32;
     opts->max_retries = 5;
     opts->connect_timeout_ms = 5000;
     opts->request_timeout_ms = 30000;

@@ -1,5 +1,8 @@
 /* sila-archiver: process entry and command line. */
 #include <jansson.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -880,6 +883,14 @@ int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
 
+#ifdef __GLIBC__
+    /* The big buffers (upload parts, read batches) come from mmap and go
+     * back to the system when freed. glibc's adaptive threshold would
+     * serve them from the heap after the first free and keep them there,
+     * so the resident size would creep past the configured budget. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_ARENA_MAX, 2);
+#endif
     install_signals();
     if (!cmd || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
         strcmp(cmd, "help") == 0) {

@@ -169,7 +169,9 @@ static void write_script(const char *path, const char *text)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-static void conc_setup(struct conc *c, const char *tag, bool s3)
+/* extra_env: one more "NAME=value" for the worker, or NULL */
+static void conc_setup(struct conc *c, const char *tag, bool s3,
+                       const char *extra_env)
 {
     memset(c, 0, sizeof(*c));
     c->s3 = s3;
@@ -210,6 +212,8 @@ static void conc_setup(struct conc *c, const char *tag, bool s3)
     write_script(c->writer, writer_py);
     write_script(c->checker, check_py);
     it_env_init(&c->e, c->url, tag, NULL);
+    if (extra_env)
+        it_env_add(&c->e, extra_env);
     c->worker = it_start_worker(&c->e, c->log);
 }
 
@@ -377,7 +381,7 @@ static void busy_space(bool s3)
     pid_t writer;
     struct mf m;
 
-    conc_setup(&c, s3 ? "concbusys3" : "concbusy", s3);
+    conc_setup(&c, s3 ? "concbusys3" : "concbusy", s3, NULL);
     writer = start_writer(&c, "0.02");
     enqueue(&c, job, sizeof(job));
     res = job_result(&c, job);
@@ -424,7 +428,10 @@ static void writes_during_first_try(bool s3)
     struct mf m;
     int i;
 
-    conc_setup(&c, s3 ? "concredos3" : "concredo", s3);
+    /* An attempt takes tens of milliseconds (compressed blobs are stored,
+     * not deflated), so the writer may still be running through several:
+     * enough tries that one comes after it stopped. */
+    conc_setup(&c, s3 ? "concredos3" : "concredo", s3, "SILA_ARCHIVE_TRIES=20");
     writer = start_writer(&c, "0.02");
     enqueue(&c, job, sizeof(job));
     for (i = 0; i < 1200 && !change_noticed(&c); i++)

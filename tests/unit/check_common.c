@@ -32,6 +32,15 @@ START_TEST(test_common_err_transient)
     ck_assert(!wk_err_transient(&err));
     snprintf(err.s3_code, sizeof(err.s3_code), "SlowDown");
     ck_assert(wk_err_transient(&err));
+    /* a call the server does not have is not worth retrying (s3rver:
+     * ListMultipartUploads, AbortMultipartUpload) */
+    err.http_status = 501;
+    snprintf(err.s3_code, sizeof(err.s3_code), "NotImplemented");
+    ck_assert(!wk_err_transient(&err));
+    err.s3_code[0] = '\0';
+    ck_assert(!wk_err_transient(&err));
+    err.http_status = 500;
+    ck_assert(wk_err_transient(&err));
     wk_err_clear(&err);
     wk_err_set(&err, WK_E_INVAL, "bad");
     ck_assert(!wk_err_transient(&err));

@@ -29,7 +29,9 @@ START_TEST(test_zsniff_magic_numbers)
         { "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 16, "png" },
         { "GIF89a\x01\x00", 8, "gif" },
         { "RIFF\x24\x00\x00\x00WEBPVP8 ", 16, "webp" },
-        { "\x00\x00\x00\x20" "ftypisom", 12, "mp4" },
+        { "\x00\x00\x00\x20"
+          "ftypisom",
+          12, "mp4" },
         { "PK\x03\x04\x14\x00", 6, "zip" },
         { "\x1f\x8b\x08\x00", 4, "gzip" },
         { "\x28\xb5\x2f\xfd\x04", 5, "zstd" },
@@ -61,8 +63,8 @@ START_TEST(test_zsniff_text_is_compressible)
     for (size_t i = 0, len = 0; len + 100 < sizeof(ops); i++)
         len += (size_t)snprintf(
             ops + len, sizeof(ops) - len,
-            "[%zu,\"0123456789abcdef\",\"set\",\"msg-%zu\",\"hello %zu\"]\n",
-            i, i * 7, i * 13);
+            "[%zu,\"0123456789abcdef\",\"set\",\"msg-%zu\",\"hello %zu\"]\n", i,
+            i * 7, i * 13);
     ck_assert(!zsniff_compressed(ops, strlen(ops), &why));
     ck_assert_str_eq(why, "unset");
     ck_assert(!zsniff_compressed(b64, strlen(b64), NULL));

@@ -14,7 +14,7 @@ WK_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS   += -fsanitize=address,undefined
 endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm -lz
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 WK_CFLAGS  = $(WK_STD) $(WK_WARN) $(WK_SAN) -I. -I$(BUILD)/gen $(PKG_CFLAGS)
 
@@ -27,8 +27,8 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 IT_SRC   := $(wildcard tests/integration/*.c)
 IT_OBJ   := $(IT_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps check check-unit check-it check-long asan lint bench demo \
-	clean fmt
+.PHONY: all deps check check-unit check-it check-deploy check-long asan lint \
+	bench demo clean fmt
 
 all: $(BIN) build/sila-archiver
 
@@ -69,7 +69,13 @@ deps:
 check: deps
 	$(MAKE) --no-print-directory $(BIN) $(BUILD)/unit-tests $(BUILD)/it-tests
 	$(MAKE) --no-print-directory check-unit
+	$(MAKE) --no-print-directory check-deploy
 	$(MAKE) --no-print-directory check-it
+
+# deploy/ checked without a container engine: it parses, and its names and
+# variables are the program's (no drift).
+check-deploy:
+	python3 tests/check_deploy.py
 
 check-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests

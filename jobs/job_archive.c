@@ -67,10 +67,15 @@ struct arch_run {
     char cas_want[65];        /* its name's hash */
     char archive_key[256];
     char mf_key[JOB_SPACE_ID_MAX + 32];
-    char mf_etag[80];      /* the manifest as read or last written ("" =
-                              none): fencing */
-    uint64_t mf_gen;       /* and its generation */
-    char resume_id[256];   /* a dead run's upload to continue, or "" */
+    char mf_etag[80];        /* the manifest as read or last written ("" =
+                                none): fencing */
+    uint64_t mf_gen;         /* and its generation */
+    char resume_id[256];     /* a dead run's upload to continue, or "" */
+    struct zsniff_desc desc; /* the stored entry being streamed, when */
+    bool desc_on;            /* ...a big one is stored (see zsniff.h) */
+    bool hazard;             /* this attempt stored what it must not */
+    char **forced;           /* owned: keys to deflate, not store */
+    size_t nforced;
     char listing[65];      /* digest of the current attempt's listing */
     bool marked;           /* this run wrote it "archiving" */
     struct arch_list list; /* what the current attempt archives */
@@ -563,6 +568,47 @@ static void batch_start(struct arch_run *r, struct arch_batch *bt, size_t slots,
             store_get_start(r->src, bt->reqs, bt->ng, &bt->pend, &bt->gerr);
 }
 
+static bool is_forced(const struct arch_run *r, const char *key)
+{
+    for (size_t i = 0; i < r->nforced; i++)
+        if (strcmp(r->forced[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* A big stored entry holds what a streaming reader would take for its
+ * end: this archive is dropped and made again with the object deflated. */
+static enum wk_code store_refused(struct arch_run *r, const char *key,
+                                  bool *changed, struct wk_err *err)
+{
+    char **v = realloc(r->forced, (r->nforced + 1) * sizeof(*v));
+
+    if (!v)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    r->forced = v;
+    r->forced[r->nforced] = strdup(key);
+    if (!r->forced[r->nforced])
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    r->nforced++;
+    r->hazard = true;
+    r->desc_on = false;
+    *changed = true;
+    WK_LOG(WK_LOG_INFO, "archive.store_refused", KV_STR("job_id", r->job->id),
+           KV_STR("key", key),
+           KV_STR("reason", "holds a data descriptor signature with the "
+                            "CRC before it"));
+    return WK_OK;
+}
+
+static void forced_release(struct arch_run *r)
+{
+    for (size_t i = 0; i < r->nforced; i++)
+        free(r->forced[i]);
+    free(r->forced);
+    r->forced = NULL;
+    r->nforced = 0;
+}
+
 /* Write a read batch into zw, in key order. */
 static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
                                  struct arch_batch *bt, bool *changed,
@@ -591,9 +637,20 @@ static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
              * and holds no data descriptor signature, which would
              * cut the entry short for a streaming reader (zsniff.h);
              * a bigger object is deflated. */
-            int store = b && rg->len == o->size &&
-                        zsniff_compressed(b->data, b->len, NULL) &&
-                        zsniff_store_safe(b->data, b->len);
+            int store = 0;
+            r->desc_on = false;
+            if (b && zsniff_compressed(b->data, b->len, NULL) &&
+                !is_forced(r, o->key)) {
+                if (rg->len == o->size) {
+                    store = zsniff_store_safe(b->data, b->len);
+                } else {
+                    /* judged while it streams; a hazard redoes the
+                     * archive with this object deflated */
+                    store = 1;
+                    r->desc_on = true;
+                    zsniff_desc_init(&r->desc);
+                }
+            }
             rc = zipw_entry_begin(zw, o->key + r->prefix_len, o->size,
                                   (time_t)o->mtime, store, err);
             if (rc != WK_OK)
@@ -603,6 +660,8 @@ static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
             if (r->cas_on)
                 store_sha256_reset(r->cas);
         }
+        if (b && r->desc_on && !zsniff_desc_feed(&r->desc, b->data, b->len))
+            return store_refused(r, o->key, changed, err);
         if (b) {
             rc = zipw_entry_write(zw, b->data, b->len, err);
             if (rc != WK_OK)
@@ -612,6 +671,9 @@ static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
             r->prog.st.bytes_done += b->len;
         }
         if (rg->off + rg->len >= o->size) {
+            if (r->desc_on && !zsniff_desc_end(&r->desc))
+                return store_refused(r, o->key, changed, err);
+            r->desc_on = false;
             if (r->cas_on) {
                 char got[65];
                 store_sha256_final_hex(r->cas, got);
@@ -1133,7 +1195,12 @@ static enum wk_code archive_until_stable(struct arch_run *r,
             return rc;
         if (!changed)
             return WK_OK;
-        if (r->attempt >= max_attempts) {
+        if (r->hazard) {
+            /* not a try: the object is deflated next time (a redo per
+             * such object, at most) */
+            r->hazard = false;
+            r->attempt--;
+        } else if (r->attempt >= max_attempts) {
             *gave_up = true;
             return WK_OK;
         }
@@ -1448,6 +1515,7 @@ out:
         unmark_archiving(&r, old, has_old);
     list_release(&r.list);
     list_release(&r.next);
+    forced_release(&r);
     free(m);
     free(old);
     free(drop);
@@ -1550,6 +1618,7 @@ out:
     store_sha256_free(r.cas);
     list_release(&r.list);
     list_release(&r.next);
+    forced_release(&r);
     free(m);
     free(old);
     free(drop);

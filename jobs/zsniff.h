@@ -28,4 +28,20 @@ bool zsniff_compressed(const void *p, size_t n, const char **why);
 /* p[0..n) contains no "PK\7\8" (data descriptor signature). */
 bool zsniff_store_safe(const void *p, size_t n);
 
+/* The same question for an object too big to hold, asked while its bytes
+ * stream into a stored entry: libarchive's streaming reader ends a stored
+ * entry at the first "PK\7\8" followed by the CRC-32 of the data before
+ * it, so only such a place is a hazard (random data holds one with odds of
+ * 2^-32 per signature; a crafted file can). The last 7 bytes count as a
+ * hazard when they hold a signature at all (the real descriptor follows
+ * them). Feed the data in order; any false result means: do not store. */
+struct zsniff_desc {
+    unsigned long crc;     /* CRC-32 of the data before tail */
+    unsigned char tail[7]; /* the last bytes fed, not yet judged */
+    size_t ntail;
+};
+void zsniff_desc_init(struct zsniff_desc *d);
+bool zsniff_desc_feed(struct zsniff_desc *d, const void *p, size_t n);
+bool zsniff_desc_end(const struct zsniff_desc *d);
+
 #endif

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,6 +428,8 @@ static enum wk_code set_options(struct s3_client *cl, struct s3_xfer *x,
     SETOPT(e, CURLOPT_NOSIGNAL, 1L);
     SETOPT(e, CURLOPT_PATH_AS_IS, 1L);
     SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (cl->opts.ca_file[0])
+        SETOPT(e, CURLOPT_CAINFO, cl->opts.ca_file);
     SETOPT(e, CURLOPT_USERAGENT, S3_USER_AGENT);
     SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cl->opts.connect_timeout_ms);
@@ -460,11 +463,36 @@ static enum wk_code set_options(struct s3_client *cl, struct s3_xfer *x,
     return WK_OK;
 }
 
+static bool has_header(const struct s3_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (strcasecmp(req->headers[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+static bool has_query(const struct s3_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_query; i++)
+        if (strcmp(req->query[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* A request that makes an object (where SSE headers go): PUT Object, and
+ * CreateMultipartUpload (its parts inherit the setting). */
+static bool creates_object(const struct s3_req *req)
+{
+    if (strcmp(req->method, "PUT") == 0)
+        return !has_query(req, "partNumber");
+    return strcmp(req->method, "POST") == 0 && has_query(req, "uploads");
+}
+
 static enum wk_code xfer_send(struct s3_client *cl, struct s3_xfer *x,
                               struct wk_err *err)
 {
     struct s3_req *req = x->req;
-    struct s3_kv hdrs[S3_MAX_HEADERS + 2];
+    struct s3_kv hdrs[S3_MAX_HEADERS + 4];
     size_t nh = 0;
     char range[96], if_match[S3_ETAG_MAX + 4];
     struct s3_sigv4_req sr;
@@ -481,9 +509,18 @@ static enum wk_code xfer_send(struct s3_client *cl, struct s3_xfer *x,
         hdrs[nh++] = req->headers[i];
     if (attempt_range(x, range, sizeof(range)))
         hdrs[nh++] = (struct s3_kv){ "Range", range };
-    if (x->resumed) {
+    if (x->resumed && !has_header(req, "If-Match")) {
         snprintf(if_match, sizeof(if_match), "\"%s\"", x->resume_etag);
         hdrs[nh++] = (struct s3_kv){ "If-Match", if_match };
+    }
+    if (cl->opts.sse[0] && creates_object(req)) {
+        /* server-side encryption of every object written */
+        hdrs[nh++] =
+            (struct s3_kv){ "x-amz-server-side-encryption", cl->opts.sse };
+        if (cl->opts.sse_kms_key_id[0])
+            hdrs[nh++] =
+                (struct s3_kv){ "x-amz-server-side-encryption-aws-kms-key-id",
+                                cl->opts.sse_kms_key_id };
     }
 
     rc = wk_buf_appends(&path, cl->path_base, err);
@@ -694,6 +731,55 @@ static bool prepare_retry(struct s3_xfer *x)
     return true;
 }
 
+/* The process-wide counters (s3_http_stats). */
+static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct s3_http_stats stats;
+
+static void stats_attempt(CURL *easy, const struct wk_err *e, bool retry)
+{
+    curl_off_t up = 0, down = 0;
+
+    curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    curl_easy_getinfo(easy, CURLINFO_SIZE_DOWNLOAD_T, &down);
+    pthread_mutex_lock(&stats_mu);
+    stats.requests++;
+    stats.retries += retry;
+    stats.bytes_sent += up > 0 ? (uint64_t)up : 0;
+    stats.bytes_received += down > 0 ? (uint64_t)down : 0;
+    stats.in_flight--;
+    if (e->code != WK_OK) {
+        char code[sizeof(stats.errors[0].code)];
+        size_t i;
+        if (e->s3_code[0])
+            snprintf(code, sizeof(code), "%.39s", e->s3_code);
+        else if (e->http_status)
+            snprintf(code, sizeof(code), "HTTP %ld", (long)e->http_status);
+        else
+            snprintf(code, sizeof(code), "%s", wk_code_name(e->code));
+        for (i = 0; i < stats.n_errors; i++)
+            if (strcmp(stats.errors[i].code, code) == 0)
+                break;
+        if (i == stats.n_errors) {
+            if (stats.n_errors < S3_STATS_CODES) {
+                stats.n_errors++;
+                snprintf(stats.errors[i].code, sizeof(stats.errors[i].code),
+                         "%s", i == S3_STATS_CODES - 1 ? "other" : code);
+            } else {
+                i = S3_STATS_CODES - 1;
+            }
+        }
+        stats.errors[i].count++;
+    }
+    pthread_mutex_unlock(&stats_mu);
+}
+
+void s3_http_stats(struct s3_http_stats *out)
+{
+    pthread_mutex_lock(&stats_mu);
+    *out = stats;
+    pthread_mutex_unlock(&stats_mu);
+}
+
 static void attempt_done(struct s3_client *cl, struct s3_xfer *x, CURLcode res)
 {
     struct s3_req *req = x->req;
@@ -727,6 +813,9 @@ static void attempt_done(struct s3_client *cl, struct s3_xfer *x, CURLcode res)
             retry = wk_err_transient(&e);
         }
     }
+    stats_attempt(x->easy, &e,
+                  e.code != WK_OK && retry &&
+                      req->attempts <= cl->opts.max_retries);
     pool_put(cl, x->easy);
     x->easy = NULL;
     curl_slist_free_all(x->hdrs);
@@ -762,6 +851,9 @@ static void activate(struct s3_client *cl, struct s3_xfer *x)
     x->state = XS_ACTIVE;
     list_push(&cl->active, x);
     cl->n_active++;
+    pthread_mutex_lock(&stats_mu);
+    stats.in_flight++;
+    pthread_mutex_unlock(&stats_mu);
 }
 
 /* Fill free slots: due retries first, then new requests in order. */
@@ -922,6 +1014,9 @@ void s3_client_cancel(struct s3_client *cl, struct s3_req *req)
             x->easy = NULL;
             list_unlink(&cl->active, x);
             cl->n_active--;
+            pthread_mutex_lock(&stats_mu);
+            stats.in_flight--;
+            pthread_mutex_unlock(&stats_mu);
         } else if (x->state == XS_WAITING) {
             list_unlink(&cl->waiting, x);
         } else {
@@ -1052,6 +1147,31 @@ static bool bucket_ok(const char *b)
     return true;
 }
 
+/* host[:port] names this machine: 127.0.0.0/8, [::1] or localhost. */
+static bool loopback(const char *hostport)
+{
+    char h[256];
+    const char *end;
+
+    if (hostport[0] == '[') {
+        end = strchr(hostport, ']');
+        return end && (size_t)(end - hostport) == 4 &&
+               strncmp(hostport, "[::1", 4) == 0;
+    }
+    end = strchr(hostport, ':');
+    snprintf(h, sizeof(h), "%.*s",
+             (int)(end ? (size_t)(end - hostport) : strlen(hostport)),
+             hostport);
+    if (strcasecmp(h, "localhost") == 0)
+        return true;
+    if (strncmp(h, "127.", 4) != 0)
+        return false;
+    for (const char *p = h + 4; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || *p == '.'))
+            return false;
+    return true;
+}
+
 static enum wk_code set_endpoint(struct s3_client *cl, struct wk_err *err)
 {
     const char *ep = cl->opts.endpoint;
@@ -1091,6 +1211,12 @@ static enum wk_code set_endpoint(struct s3_client *cl, struct wk_err *err)
         return wk_err_set(err, WK_E_INVAL, "S3 endpoint '%s': bad host", ep);
     memcpy(cl->host, rest, hostlen);
     cl->host[hostlen] = '\0';
+    if (rest == ep + 7 && !cl->opts.allow_insecure && !loopback(cl->host))
+        return wk_err_set(err, WK_E_INVAL,
+                          "S3 endpoint '%s': plain http:// only on loopback "
+                          "(127.0.0.0/8, ::1, localhost); use https://, or "
+                          "SILA_ALLOW_INSECURE=1",
+                          ep);
     n = snprintf(cl->base_url, sizeof(cl->base_url), "%.*s",
                  (int)(rest - ep + hostlen), ep);
     if (n < 0 || (size_t)n >= sizeof(cl->base_url))
@@ -1208,4 +1334,37 @@ void s3_content_md5(const void *p, size_t n, char out[25])
         return;
     }
     EVP_EncodeBlock((unsigned char *)out, md, 16);
+}
+
+enum wk_code s3_client_presign(struct s3_client *cl, const char *key,
+                               unsigned expires_s, time_t now,
+                               struct wk_buf *url, struct wk_err *err)
+{
+    struct s3_sigv4_req sr;
+    struct s3_sigv4_out so;
+    struct wk_buf path;
+    enum wk_code rc;
+
+    s3_sigv4_out_init(&so);
+    wk_buf_init(&path, S3_URL_MAX);
+    rc = wk_buf_appendf(&path, err, "%s/%s", cl->path_base, key);
+    if (rc == WK_OK) {
+        memset(&sr, 0, sizeof(sr));
+        sr.method = "GET";
+        sr.host = cl->host;
+        sr.path = wk_buf_cstr(&path);
+        sr.region = cl->opts.region;
+        sr.service = "s3";
+        sr.now = now;
+        rc = s3_sigv4_presign(&sr, &cl->creds, expires_s, &so, err);
+    }
+    if (rc == WK_OK) {
+        wk_buf_reset(url);
+        rc = wk_buf_appendf(url, err, "%s%s?%s", cl->base_url,
+                            wk_buf_cstr(&so.encoded_path),
+                            wk_buf_cstr(&so.query_string));
+    }
+    s3_sigv4_out_release(&so);
+    wk_buf_release(&path);
+    return rc;
 }

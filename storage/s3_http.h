@@ -167,6 +167,28 @@ void s3_client_cancel(struct s3_client *cl, struct s3_req *req);
  * retried). */
 size_t s3_client_pending(const struct s3_client *cl);
 
+/* A presigned GET URL of key (full key, prefix included) valid for
+ * expires_s seconds from now, into url (replaced). Secret: never log it. */
+enum wk_code s3_client_presign(struct s3_client *cl, const char *key,
+                               unsigned expires_s, time_t now,
+                               struct wk_buf *url, struct wk_err *err);
+
+/* Process-wide counters over every client, for metrics. */
+#define S3_STATS_CODES 24
+struct s3_http_stats {
+    uint64_t requests; /* attempts that completed (retries included) */
+    uint64_t retries;  /* attempts that were retried */
+    uint64_t bytes_sent, bytes_received; /* bodies, every attempt */
+    int64_t in_flight;                   /* attempts on the wire now */
+    size_t n_errors;
+    struct {
+        char code[40]; /* S3 error code, "HTTP <status>" or the wk code */
+        uint64_t count;
+    } errors[S3_STATS_CODES]; /* failed attempts by code (the rest of the
+                                 codes add to the last one, "other") */
+};
+void s3_http_stats(struct s3_http_stats *out);
+
 /* Content-MD5 header value: base64 of the MD5 of (p, n); out >= 25. */
 void s3_content_md5(const void *p, size_t n, char out[25]);
 

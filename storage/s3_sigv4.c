@@ -674,3 +674,91 @@ out:
     wk_buf_release(&scratch);
     return rc;
 }
+
+enum wk_code s3_sigv4_presign(const struct s3_sigv4_req *req,
+                              const struct s3_creds *creds, unsigned expires_s,
+                              struct s3_sigv4_out *out, struct wk_err *err)
+{
+    struct s3_sigv4_req r;
+    struct s3_kv *q = NULL;
+    struct wk_buf scratch;
+    char date8[9], scope[3 * S3_SIGV4_NAME_MAX], cred[512], expires[16];
+    char cr_hash[65];
+    size_t nq = 0;
+    int n;
+    enum wk_code rc;
+
+    if (!req || !creds || !out)
+        return wk_err_set(err, WK_E_INVAL, "sigv4: null argument");
+    if (req->n_headers)
+        return wk_err_set(err, WK_E_INVAL,
+                          "sigv4: a presigned URL signs the host only");
+    if (expires_s < 1 || expires_s > 604800)
+        return wk_err_set(err, WK_E_INVAL,
+                          "sigv4: a presigned URL lasts 1 s to 7 days");
+    wk_buf_init(&scratch, S3_SIGV4_BUF_MAX);
+    sigv4_out_clear(out);
+    r = *req;
+    r.payload_hash = S3_UNSIGNED_PAYLOAD;
+    rc = check_request(&r, creds, err);
+    if (rc == WK_OK)
+        rc = format_amz_date(r.now, out->amz_date, err);
+    if (rc != WK_OK)
+        goto out;
+    memcpy(date8, out->amz_date, 8);
+    date8[8] = '\0';
+    n = snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date8, r.region,
+                 r.service);
+    if (n < 0 || (size_t)n >= sizeof(scope) ||
+        (size_t)snprintf(cred, sizeof(cred), "%s/%s", creds->access_key,
+                         scope) >= sizeof(cred)) {
+        rc = wk_err_set(err, WK_E_INTERNAL, "sigv4: credential too long");
+        goto out;
+    }
+    snprintf(expires, sizeof(expires), "%u", expires_s);
+    q = calloc(r.n_query + 6, sizeof(*q));
+    if (!q) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < r.n_query; i++)
+        q[nq++] = r.query[i];
+    q[nq++] = (struct s3_kv){ "X-Amz-Algorithm", S3_SIGV4_ALGORITHM };
+    q[nq++] = (struct s3_kv){ "X-Amz-Credential", cred };
+    q[nq++] = (struct s3_kv){ "X-Amz-Date", out->amz_date };
+    q[nq++] = (struct s3_kv){ "X-Amz-Expires", expires };
+    if (has_token(creds))
+        q[nq++] =
+            (struct s3_kv){ "X-Amz-Security-Token", creds->session_token };
+    q[nq++] = (struct s3_kv){ "X-Amz-SignedHeaders", "host" };
+    r.query = q;
+    r.n_query = nq;
+
+    rc = s3_uri_encode(r.path, strlen(r.path), true, &out->encoded_path, err);
+    if (rc == WK_OK)
+        rc = build_query(&r, &scratch, &out->query_string, err);
+    if (rc == WK_OK)
+        rc = wk_buf_appendf(
+            &out->canonical_request, err, "%s\n%s\n%s\nhost:%s\n\nhost\n%s",
+            r.method, wk_buf_cstr(&out->encoded_path),
+            wk_buf_cstr(&out->query_string), r.host, S3_UNSIGNED_PAYLOAD);
+    if (rc == WK_OK)
+        rc = sha256_hex(out->canonical_request.data, out->canonical_request.len,
+                        cr_hash, err);
+    if (rc == WK_OK)
+        rc = wk_buf_appendf(&out->string_to_sign, err,
+                            S3_SIGV4_ALGORITHM "\n%s\n%s\n%s", out->amz_date,
+                            scope, cr_hash);
+    if (rc == WK_OK)
+        rc = compute_signature(&r, creds, date8, &out->string_to_sign,
+                               out->signature, err);
+    if (rc == WK_OK)
+        rc = wk_buf_appendf(&out->query_string, err, "&X-Amz-Signature=%s",
+                            out->signature);
+out:
+    if (rc != WK_OK)
+        sigv4_out_clear(out);
+    free(q);
+    wk_buf_release(&scratch);
+    return rc;
+}

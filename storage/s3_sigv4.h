@@ -74,6 +74,15 @@ enum wk_code s3_sigv4_sign(const struct s3_sigv4_req *req,
                            const struct s3_creds *creds,
                            struct s3_sigv4_out *out, struct wk_err *err);
 
+/* A presigned URL's query (query-string signing, "UNSIGNED-PAYLOAD",
+ * only the Host header signed), valid expires_s seconds (1..604800) from
+ * req->now: out->query_string receives everything after '?' (req->query, the
+ * X-Amz-* parameters, then X-Amz-Signature), out->encoded_path the path.
+ * req->headers must be empty; req->payload_hash is ignored. */
+enum wk_code s3_sigv4_presign(const struct s3_sigv4_req *req,
+                              const struct s3_creds *creds, unsigned expires_s,
+                              struct s3_sigv4_out *out, struct wk_err *err);
+
 /* S3 URI encoding of (s, n) appended to out; keep_slash leaves '/' as is
  * (paths) and encodes it otherwise (query names and values). */
 enum wk_code s3_uri_encode(const char *s, size_t n, bool keep_slash,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/wk_parse.h"
 
@@ -54,9 +55,29 @@ enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err)
              "AWS_SECRET_ACCESS_KEY");
     copy_env(opts->session_token, sizeof(opts->session_token),
              "AWS_SESSION_TOKEN");
+    copy_env(opts->sse, sizeof(opts->sse), "SILA_SSE");
+    copy_env(opts->sse_kms_key_id, sizeof(opts->sse_kms_key_id),
+             "SILA_SSE_KMS_KEY_ID");
+    copy_env(opts->ca_file, sizeof(opts->ca_file), "SILA_CA_FILE");
+    {
+        const char *v = getenv("SILA_ALLOW_INSECURE");
+        opts->allow_insecure = v && strcmp(v, "1") == 0;
+    }
     rc = env_uint("SILA_S3_MAX_IN_FLIGHT", 1, 1024, &opts->max_in_flight, err);
     if (rc == WK_OK)
         rc = env_uint("SILA_S3_RETRIES", 0, 100, &opts->max_retries, err);
+    if (rc == WK_OK && opts->sse[0] && strcmp(opts->sse, "AES256") != 0 &&
+        strcmp(opts->sse, "aws:kms") != 0)
+        rc = wk_err_set(err, WK_E_INVAL,
+                        "SILA_SSE: expected AES256 or aws:kms, not '%s'",
+                        opts->sse);
+    if (rc == WK_OK && opts->sse_kms_key_id[0] &&
+        strcmp(opts->sse, "aws:kms") != 0)
+        rc = wk_err_set(err, WK_E_INVAL,
+                        "SILA_SSE_KMS_KEY_ID needs SILA_SSE=aws:kms");
+    if (rc == WK_OK && opts->ca_file[0] && access(opts->ca_file, R_OK) != 0)
+        rc = wk_err_set(err, WK_E_INVAL, "SILA_CA_FILE '%s': not readable",
+                        opts->ca_file);
     return rc;
 }
 

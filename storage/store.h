@@ -124,6 +124,11 @@ struct store_ops {
                                struct wk_err *err);
     /* Optional: move started requests along without blocking. */
     void (*pump)(struct store *st);
+    /* Optional (S3 only): a URL anyone can GET key with, for expires_s
+     * seconds (SigV4 query signing), into url. A secret: never log it. */
+    enum wk_code (*presign)(struct store *st, const char *key,
+                            unsigned expires_s, struct wk_buf *url,
+                            struct wk_err *err);
     /* Write a whole object atomically (readers see old or new). */
     enum wk_code (*put)(struct store *st, const char *key, const void *p,
                         size_t n, struct wk_err *err);
@@ -201,11 +206,16 @@ struct store_opts {
     unsigned connect_timeout_ms; /* default 5000 */
     unsigned request_timeout_ms; /* low-speed limit window (default 30000) */
     size_t max_small_body;       /* cap for listing/error bodies (8 MiB) */
+    char sse[16];                /* SILA_SSE: "", "AES256", "aws:kms" */
+    char sse_kms_key_id[256];    /* SILA_SSE_KMS_KEY_ID (aws:kms only) */
+    char ca_file[512];           /* SILA_CA_FILE: trust this CA bundle */
+    bool allow_insecure; /* SILA_ALLOW_INSECURE=1: http:// off loopback */
 };
 
 /* Defaults, then AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION /
  * AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
- * AWS_SESSION_TOKEN, SILA_S3_MAX_IN_FLIGHT, SILA_S3_RETRIES. */
+ * AWS_SESSION_TOKEN, SILA_S3_MAX_IN_FLIGHT, SILA_S3_RETRIES, SILA_SSE,
+ * SILA_SSE_KMS_KEY_ID, SILA_CA_FILE, SILA_ALLOW_INSECURE. */
 enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err);
 
 /* Settings of a migrate source that lives elsewhere: SILA_SOURCE_S3_ENDPOINT,
@@ -273,6 +283,16 @@ static inline enum wk_code
 store_get_finish(struct store *st, struct store_pending *p, struct wk_err *err)
 {
     return st->ops->get_finish(st, p, err);
+}
+static inline enum wk_code store_presign(struct store *st, const char *key,
+                                         unsigned expires_s, struct wk_buf *url,
+                                         struct wk_err *err)
+{
+    if (!st->ops->presign)
+        return wk_err_set(err, WK_E_INVAL,
+                          "presigned URLs need an s3:// store, not %s",
+                          st->ops->name);
+    return st->ops->presign(st, key, expires_s, url, err);
 }
 static inline void store_pump(struct store *st)
 {

@@ -413,6 +413,24 @@ static void s3_pump(struct store *base)
     (void)s3_client_poll(st->cl, 0, NULL, &e);
 }
 
+static enum wk_code s3_presign(struct store *base, const char *key,
+                               unsigned expires_s, struct wk_buf *url,
+                               struct wk_err *err)
+{
+    struct s3_store *st = (struct s3_store *)base;
+    char *full;
+    enum wk_code rc = check_key("presign", key, err);
+
+    if (rc != WK_OK)
+        return rc;
+    full = join_key(st, key);
+    if (!full)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    rc = s3_client_presign(st->cl, full, expires_s, time(NULL), url, err);
+    free(full);
+    return rc;
+}
+
 /* A batch of GETs in flight (store_get_start). */
 struct store_pending {
     struct batch b;
@@ -1544,6 +1562,7 @@ static const struct store_ops s3_ops = {
     .put_if = s3_put_if,
     .put_many = s3_put_many,
     .open_write = s3_open_write,
+    .presign = s3_presign,
     .get_start = s3_get_start,
     .get_finish = s3_get_finish,
     .pump = s3_pump,

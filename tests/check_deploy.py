@@ -8,7 +8,7 @@ cannot run (PyYAML missing: Debian package python3-yaml).
 
 What it checks:
   - every YAML document and JSON file under deploy/ parses;
-  - Deployment: resources, /healthz probes on the metrics port,
+  - Deployment: resources, /healthz and /livez probes on the metrics port,
     terminationGracePeriodSeconds above SILA_SHUTDOWN_GRACE (README default
     or the configured value), non-root, read-only root fs, no privilege
     escalation, all capabilities dropped, a writable /tmp;
@@ -32,7 +32,9 @@ What it checks:
   - compose: workers read-only with a /tmp tmpfs and a stop grace above the
     shutdown grace, a sweep --every service, files it mounts exist;
   - s3-lifecycle.json aborts incomplete multipart uploads;
-  - iam-policy.json allows exactly the S3 actions the worker needs.
+  - iam-policy.json allows exactly the S3 actions the worker needs;
+  - the Redis ACL line of docs/OPERATIONS.md grants exactly the commands
+    worker/*.c sends.
 """
 
 import json
@@ -67,6 +69,23 @@ IAM_BUCKET_ACTIONS = {"s3:ListBucket", "s3:ListBucketMultipartUploads"}
 IAM_OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject", "s3:DeleteObject",
                       "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
 IAM_OBJECT_PREFIXES = ("active/", "archived/", "metadata/")
+# Redis command names, to tell the commands in worker/*.c from their
+# arguments (COUNT, MAXLEN, GROUP...) and error prefixes (BUSY, LOADING).
+REDIS_COMMANDS = set("""
+APPEND AUTH BITCOUNT BLMOVE BLPOP BRPOP BZPOPMIN CLIENT COMMAND CONFIG COPY
+DBSIZE DECR DECRBY DEL DISCARD DUMP ECHO EVAL EVALSHA EVALSHA_RO EVAL_RO EXEC
+EXISTS EXPIRE EXPIREAT FCALL FLUSHALL FLUSHDB FUNCTION GET GETDEL GETEX GETSET
+HDEL HELLO HEXISTS HGET HGETALL HINCRBY HINCRBYFLOAT HKEYS HLEN HMGET HMSET
+HSCAN HSET HSETNX HSTRLEN HVALS INCR INCRBY INFO KEYS LINDEX LLEN LMOVE LPOP
+LPUSH LRANGE LREM LSET LTRIM MGET MONITOR MSET MULTI OBJECT PERSIST PEXPIRE
+PEXPIREAT PFADD PING PSUBSCRIBE PTTL PUBLISH PUBSUB PUNSUBSCRIBE QUIT RENAME
+RPOP RPUSH SADD SCAN SCARD SCRIPT SELECT SET SETEX SETNX SINTER SISMEMBER
+SMEMBERS SPOP SREM SSCAN STRLEN SUBSCRIBE TIME TOUCH TTL TYPE UNLINK
+UNSUBSCRIBE UNWATCH WAIT WATCH XACK XADD XAUTOCLAIM XCLAIM XDEL XGROUP XINFO
+XLEN XPENDING XRANGE XREAD XREADGROUP XREVRANGE XSETID XTRIM ZADD ZCARD ZCOUNT
+ZINCRBY ZPOPMAX ZPOPMIN ZRANGE ZRANGEBYSCORE ZRANK ZREM ZREMRANGEBYSCORE
+ZREVRANGE ZREVRANGEBYSCORE ZSCAN ZSCORE
+""".split())
 
 problems = []
 notes = []
@@ -130,10 +149,10 @@ def readme_config():
         return {}
     table = {}
     for line in m.group(1).splitlines():
-        if not line.startswith("|") or line.startswith("|---") or "Variable" in line:
+        if not line.startswith("|") or line.startswith("|---"):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 2:
+        if len(cells) < 2 or cells[0] == "Variable":
             continue
         names = re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[0])
         defaults = re.findall(r"`([^`]*)`", cells[1])
@@ -198,6 +217,10 @@ def k8s_objects(docs):
     return objs
 
 
+def name_of(obj):
+    return (obj.get("metadata") or {}).get("name")
+
+
 def by_kind(objs, kind):
     return [(p, o) for p, o in objs if o.get("kind") == kind]
 
@@ -229,6 +252,36 @@ def check_env_names(texts, c_names, readme):
             ok("`%s`" % n in text, "docs/OPERATIONS.md does not document %s" % n)
         for n in sorted(set(ENV_RE.findall(text))):
             ok(n in c_names, "docs/OPERATIONS.md: %s is not read by the program" % n)
+
+
+def redis_commands_used():
+    """Redis commands in worker/*.c: string literals and redis.call()s."""
+    used = set()
+    base = os.path.join(ROOT, "worker")
+    for fn in os.listdir(base):
+        if fn.endswith(".c"):
+            text = read(os.path.join(base, fn))
+            used |= {w for w in re.findall(r'"([A-Z]+)"', text) if w in REDIS_COMMANDS}
+            used |= {w.upper() for w in re.findall(r"redis\.call\('([A-Za-z]+)'", text)}
+    return used
+
+
+def check_redis_acl():
+    """The ACL line of docs/OPERATIONS.md grants exactly what q.c sends."""
+    ops = os.path.join(ROOT, "docs", "OPERATIONS.md")
+    if not os.path.exists(ops):
+        return
+    m = re.search(r"^ACL SETUSER sila-archiver .*$", read(ops), re.M)
+    if not ok(m is not None, "docs/OPERATIONS.md: no `ACL SETUSER sila-archiver ...` line"):
+        return
+    acl = {t[1:].split("|")[0].upper() for t in m.group(0).split() if t.startswith("+")}
+    used = redis_commands_used()
+    ok(not (used - acl), "docs/OPERATIONS.md: the ACL line lacks %s, which worker/*.c sends"
+       % sorted(used - acl))
+    ok(not (acl - used), "docs/OPERATIONS.md: the ACL line grants %s, which worker/*.c never sends"
+       % sorted(acl - used))
+    for t in ("~sila:*", "&sila:*", "-@all"):
+        ok(t in m.group(0).split(), "docs/OPERATIONS.md: the ACL line lacks %s" % t)
 
 
 def configured_grace(objs, compose):
@@ -263,8 +316,8 @@ def env_refs(container):
 
 
 def check_refs(path, obj, objs):
-    cm_names = {o["metadata"]["name"] for _, o in by_kind(objs, "ConfigMap")}
-    secrets = {o["metadata"]["name"]: set((o.get("stringData") or {}).keys()) |
+    cm_names = {name_of(o) for _, o in by_kind(objs, "ConfigMap")}
+    secrets = {name_of(o): set((o.get("stringData") or {}).keys()) |
                set((o.get("data") or {}).keys()) for _, o in by_kind(objs, "Secret")}
     for c in pod_spec(obj).get("containers") or []:
         cms, srefs = env_refs(c)
@@ -325,9 +378,11 @@ def check_deployment(objs, grace, images):
         ok((c.get("args") or c.get("command") or ["worker"])[0] == "worker",
            "%s: the worker container does not run `worker`" % rel(path))
         ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
-        for probe in ("readinessProbe", "livenessProbe"):
+        for probe, want in (("readinessProbe", "/healthz"), ("livenessProbe", "/livez")):
             hg = (c.get(probe) or {}).get("httpGet") or {}
-            ok(hg.get("path") == "/healthz", "%s: %s is not httpGet /healthz" % (rel(path), probe))
+            ok(hg.get("path") == want, "%s: %s is not httpGet %s" % (rel(path), probe, want))
+            ok(("\"%s\"" % want) in read(os.path.join(ROOT, "worker", "metrics.c")),
+               "%s: %s: worker/metrics.c does not serve %s" % (rel(path), probe, want))
             p = hg.get("port")
             p = ports.get(p, p)
             ok(p == port, "%s: %s port %r is not the metrics port %d (SILA_METRICS_ADDR)"
@@ -356,7 +411,7 @@ def check_keda(objs, deployment, secrets_keys):
     lo, hi = spec.get("minReplicaCount"), spec.get("maxReplicaCount")
     ok(isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi,
        "%s: minReplicaCount/maxReplicaCount %r/%r" % (rel(path), lo, hi))
-    tas = {o["metadata"]["name"]: o for _, o in by_kind(objs, "TriggerAuthentication")}
+    tas = {name_of(o): o for _, o in by_kind(objs, "TriggerAuthentication")}
     streams = set()
     for t in spec.get("triggers") or []:
         md = t.get("metadata") or {}
@@ -414,7 +469,7 @@ def check_secret(objs):
     keys = {}
     for path, o in by_kind(objs, "Secret"):
         sd = o.get("stringData") or {}
-        keys[o["metadata"]["name"]] = set(sd) | set(o.get("data") or {})
+        keys[name_of(o)] = set(sd) | set(o.get("data") or {})
         ok("data" not in o, "%s: use stringData (a readable template), not data" % rel(path))
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "REDIS_URL"):
             if ok(k in sd, "%s: no %s" % (rel(path), k)):
@@ -648,7 +703,7 @@ def check_dockerfile(images):
     ok("TMPDIR=/tmp" in env, "%s: ENV TMPDIR=/tmp missing" % rel(path))
     ok("SILA_METRICS_ADDR=0.0.0.0:9464" in env, "%s: ENV SILA_METRICS_ADDR=0.0.0.0:9464 missing" % rel(path))
     main_c = read(os.path.join(ROOT, "worker", "main.c"))
-    ok(re.search(r'strcmp\(cmd, "healthcheck"\)', main_c) is not None,
+    ok('"healthcheck"' in main_c,
        "%s: HEALTHCHECK runs `sila-archiver healthcheck`, but worker/main.c has no "
        "such command" % rel(path))
     m = re.search(r"docker build -f deploy/Dockerfile -t (\S+) \.", text)
@@ -737,6 +792,7 @@ def main():
     check_lifecycle(jsons)
     check_iam(jsons)
     check_images(images)
+    check_redis_acl()
 
     for n in notes:
         print("check_deploy: note: %s" % n)

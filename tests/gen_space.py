@@ -6,6 +6,7 @@ same bytes. Only the standard library is used.
 
     gen_space.py --out DIR [--space-id HEX32|random] [--seed N]
                  [--ops-files K] [--blobs M] [--big-blobs B] [--big-size BYTES]
+                 [--big-text]
                  [--var-blobs V] [--unknown-files U]
                  [--files N] [--total-mib T] [--end-date YYYY-MM-DD] [--days D]
 
@@ -308,10 +309,12 @@ class BlobWriter:
         self.files = 0
         self.bytes = 0
 
-    def cas(self, size):
-        """Writes one CAS blob of exactly size bytes; returns its sha256."""
+    def cas(self, size, text=False):
+        """Writes one CAS blob of exactly size bytes; returns its sha256.
+        text: hex digits (compressible, slow to deflate well) instead of
+        mostly incompressible content."""
         rng = self.rng
-        r = rng.random()
+        r = 1.0 if text else rng.random()
         head = jpeg_header(rng) if r < 0.35 else png_header(rng) if r < 0.5 else \
             b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" if r < 0.55 else b""
         head = head[:size]
@@ -326,7 +329,8 @@ class BlobWriter:
                 left -= len(head)
             while left > 0:
                 n = min(CHUNK, left)
-                chunk = rng.randbytes(n)
+                chunk = rng.randbytes(n // 2 + 1).hex().encode()[:n] if text \
+                    else rng.randbytes(n)
                 if left == n and r < 0.35 and n >= 2:
                     chunk = chunk[:-2] + b"\xff\xd9"  # JPEG end-of-image marker
                 f.write(chunk)
@@ -502,6 +506,9 @@ def parse_args(argv):
     p.add_argument("--big-blobs", type=int, default=3)
     p.add_argument("--big-size", type=int, default=None,
                    help="bytes per big blob (default: 3-6 MiB each)")
+    p.add_argument("--big-text", action="store_true",
+                   help="big blobs of hex text: compressible, so the worker "
+                        "deflates them (slow at level 9) instead of storing")
     p.add_argument("--var-blobs", type=int, default=10)
     p.add_argument("--unknown-files", type=int, default=0,
                    help="files the format doesn't know (space-v1/ops.sqlite, ...)")
@@ -612,8 +619,10 @@ def main(argv=None):
         if a.big_size is None:
             big = scaled[len(small):]
 
-    for s in small + big:
+    for s in small:
         blobs.cas(s)
+    for s in big:
+        blobs.cas(s, text=a.big_text)
     blobs.done()
 
     summary = {

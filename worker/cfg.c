@@ -172,6 +172,13 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
     rc = cfg_parse_redis_url(c->redis_url, &c->redis, err);
     if (rc != WK_OK)
         return rc;
+    if ((v = getenv("SILA_METRICS_ADDR")) && *v) {
+        if (strlen(v) >= sizeof(c->metrics_addr) || !strchr(v, ':'))
+            return wk_err_set(err, WK_E_INVAL,
+                              "SILA_METRICS_ADDR: expected host:port "
+                              "(127.0.0.1:9464)");
+        snprintf(c->metrics_addr, sizeof(c->metrics_addr), "%s", v);
+    }
     if ((v = getenv("SILA_KEY_PREFIX"))) {
         if (strlen(v) >= sizeof(c->prefix))
             return wk_err_set(err, WK_E_INVAL, "SILA_KEY_PREFIX: too long");

@@ -32,6 +32,7 @@ struct cfg {
     unsigned retry_max_ms;  /* SILA_RETRY_MAX: longest retry delay (5 min) */
     unsigned grace_ms;      /* SILA_SHUTDOWN_GRACE: SIGTERM waits this long
                                for the current job (25 s) */
+    char metrics_addr[128]; /* SILA_METRICS_ADDR "host:port", "" = off */
     struct job_config job;
     struct store_opts store;
 };

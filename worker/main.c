@@ -1,4 +1,5 @@
 /* sila-archiver: process entry and command line. */
+#include <curl/curl.h>
 #include <jansson.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -58,6 +59,10 @@ static const char usage_main[] =
     "not\n"
     "  status <jobId>               print a job's status as JSON\n"
     "  jobs                         list jobs not succeeded, and dead letters\n"
+    "  stats                        queue depths, running jobs, throughput\n"
+    "  audit [--count N]            the latest entries of the audit trail\n"
+    "  healthcheck                  exit 0 when this host's worker is healthy\n"
+    "  presign <spaceId>            print a download URL of the space's ZIP\n"
     "  retry <jobId>                run a failed (or dead) job again\n"
     "  enqueue migrate --source <u> bring a space folder or prefix in\n"
     "  migrate-all --from <url>     enqueue a migrate job per space folder\n"
@@ -304,6 +309,20 @@ static int load_job_file(const char *path, struct job *out)
     return rc;
 }
 
+/* "cli:<user>@<host>": who enqueued, for the audit trail. */
+static void cli_requester(char *buf, size_t len)
+{
+    char host[64] = "localhost";
+    const char *user = getenv("USER");
+
+    gethostname(host, sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    if (user && *user)
+        snprintf(buf, len, "cli:%.40s@%s", user, host);
+    else
+        snprintf(buf, len, "cli:uid%u@%s", (unsigned)getuid(), host);
+}
+
 static int cmd_enqueue(int argc, char **argv)
 {
     struct cfg cfg;
@@ -315,11 +334,13 @@ static int cmd_enqueue(int argc, char **argv)
     const char *pos[2] = { NULL, NULL };
     const char *file = NULL;
     struct job fjob;
-    char source[JOB_SOURCE_MAX + 1] = "";
+    char source[JOB_SOURCE_MAX + 1] = "", who[128];
     int npos = 0, rc;
 
     memset(&spec, 0, sizeof(spec));
     memset(&fjob, 0, sizeof(fjob));
+    cli_requester(who, sizeof(who));
+    spec.requested_by = who;
     if (wants_help(argc, argv)) {
         fputs(usage_enqueue, stdout);
         return 0;
@@ -520,7 +541,10 @@ static int cmd_migrate_all(int argc, char **argv)
         } else {
             struct q_spec spec;
             bool created = false;
+            char who[128];
             memset(&spec, 0, sizeof(spec));
+            cli_requester(who, sizeof(who));
+            spec.requested_by = who;
             spec.type = "migrate";
             spec.space_id = sp->space_id;
             spec.source = sp->source;
@@ -599,6 +623,79 @@ static enum wk_code cat_sink(const void *p, size_t n, void *ud,
     if (fwrite(p, 1, n, o->f) != n)
         return wk_err_set(err, WK_E_IO, "write to stdout failed");
     return WK_OK;
+}
+
+static const char usage_presign[] =
+    "usage: sila-archiver presign <spaceId> [--expires SECONDS]\n"
+    "\n"
+    "Prints a URL that downloads the space's current archive (a ZIP) with a\n"
+    "plain GET, valid for --expires seconds (3600; at most 604800, 7 days):\n"
+    "S3 query-string signing (SigV4) with the worker's credentials, no\n"
+    "request to the store but reading the manifest. Treat it as a secret.\n";
+
+static int cmd_presign(int argc, char **argv)
+{
+    struct cfg cfg;
+    struct store *st = NULL;
+    struct wk_err err;
+    struct wk_buf mb, url;
+    struct mf m;
+    char mkey[JOB_SPACE_ID_MAX + 32];
+    const char *space = NULL;
+    uint64_t expires = 3600;
+    int rc = 1;
+
+    if (wants_help(argc, argv)) {
+        fputs(usage_presign, stdout);
+        return 0;
+    }
+    wk_err_clear(&err);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--expires") == 0 && i + 1 < argc) {
+            if (wk_parse_u64(argv[++i], &expires, &err) != WK_OK ||
+                expires < 1 || expires > 604800) {
+                fprintf(stderr, "sila-archiver presign: --expires: 1 to "
+                                "604800 seconds\n");
+                return 2;
+            }
+        } else if (argv[i][0] == '-' || space) {
+            fputs(usage_presign, stderr);
+            return 2;
+        } else {
+            space = argv[i];
+        }
+    }
+    if (!space || !job_space_id_valid(space)) {
+        fputs(usage_presign, stderr);
+        return 2;
+    }
+    if ((rc = load_cfg(&cfg)) != 0)
+        return rc;
+    rc = 1;
+    wk_buf_init(&mb, 1u << 20);
+    wk_buf_init(&url, 64u << 10);
+    if (store_open_url(cfg.store_url, &cfg.store, &st, &err) != WK_OK)
+        goto out;
+    mf_key(space, mkey, sizeof(mkey));
+    if (store_get_all(st, mkey, &mb, &err) != WK_OK ||
+        mf_parse(mb.data, mb.len, &m, &err) != WK_OK)
+        goto out;
+    if (!m.archive_key[0]) {
+        wk_err_set(&err, WK_E_NOTFOUND, "space '%s' has no archive", space);
+        goto out;
+    }
+    if (store_presign(st, m.archive_key, (unsigned)expires, &url, &err) !=
+        WK_OK)
+        goto out;
+    printf("%s\n", wk_buf_cstr(&url));
+    rc = 0;
+out:
+    if (rc != 0)
+        rc = fail(&err);
+    store_free(st);
+    wk_buf_release(&mb);
+    wk_buf_release(&url);
+    return rc;
 }
 
 static int cmd_cat(int argc, char **argv)
@@ -704,6 +801,28 @@ static const char usage_jobs[] =
     "retrying, failed: id, state, type, spaceId, attempts, error,\n"
     "updatedAt), then one per dead letter (\"dead\": true), from Redis.\n";
 
+static const char usage_stats[] =
+    "usage: sila-archiver stats\n"
+    "\n"
+    "Prints, from Redis alone, one JSON object: per lane the jobs waiting\n"
+    "and running, jobs delayed (retry or busy space), dead letters, every\n"
+    "running job with its phase and progress, and the jobs and bytes\n"
+    "finished in the last 1, 5, 15 and 60 minutes.\n";
+
+static const char usage_audit[] =
+    "usage: sila-archiver audit [--count N]\n"
+    "\n"
+    "Prints the latest N (100) entries of the audit trail <prefix>audit,\n"
+    "oldest first, one JSON object per line: at, action, outcome, spaceId,\n"
+    "jobId, worker, requestedBy, files, bytes, durationMs, result or error.\n";
+
+static const char usage_healthcheck[] =
+    "usage: sila-archiver healthcheck\n"
+    "\n"
+    "Asks the worker's health endpoint (http://SILA_METRICS_ADDR/healthz,\n"
+    "0.0.0.0 meaning this host) and exits 0 when it answers 200: the worker\n"
+    "runs and reaches Redis. For container health checks.\n";
+
 static const char usage_retry[] =
     "usage: sila-archiver retry <jobId>\n"
     "\n"
@@ -751,6 +870,156 @@ static int do_jobs(struct q *q, char **args)
         fputs(wk_buf_cstr(&b), stdout);
     wk_buf_release(&b);
     return rc;
+}
+
+static int do_stats(struct q *q, char **args)
+{
+    static const unsigned windows[] = { 1, 5, 15, 60 };
+    struct q_depths d;
+    struct wk_buf run;
+    struct wk_err err;
+    json_t *o = json_object(), *lanes = json_object(), *tp = json_object();
+    json_t *running = json_array();
+    char *text;
+    int rc = 0;
+
+    (void)args;
+    wk_err_clear(&err);
+    wk_buf_init(&run, 16u << 20);
+    if (q_depths(q, &d, &err) != WK_OK ||
+        q_running_report(q, &run, &err) != WK_OK) {
+        rc = fail(&err);
+        goto out;
+    }
+    for (int l = 0; l < 2; l++)
+        json_object_set_new(lanes, l ? "urgent" : "normal",
+                            json_pack("{s:I, s:I}", "waiting",
+                                      (json_int_t)d.waiting[l], "running",
+                                      (json_int_t)d.running[l]));
+    json_object_set_new(o, "lanes", lanes);
+    lanes = NULL;
+    json_object_set_new(o, "delayed", json_integer(d.delayed));
+    json_object_set_new(o, "dead", json_integer(d.dead));
+    for (char *line = run.data, *nl; line && *line; line = nl + 1) {
+        json_t *j;
+        nl = strchr(line, '\n');
+        if (!nl)
+            break;
+        *nl = '\0';
+        j = json_loads(line, 0, NULL);
+        if (j)
+            json_array_append_new(running, j);
+    }
+    json_object_set_new(o, "running", running);
+    running = NULL;
+    for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+        struct q_throughput t;
+        char k[8];
+        if (q_throughput(q, windows[i], &t, &err) != WK_OK) {
+            rc = fail(&err);
+            goto out;
+        }
+        snprintf(k, sizeof(k), "%um", windows[i]);
+        json_object_set_new(tp, k,
+                            json_pack("{s:I, s:I, s:I, s:I}", "succeeded",
+                                      (json_int_t)t.succeeded, "failed",
+                                      (json_int_t)t.failed, "bytes",
+                                      (json_int_t)t.bytes, "files",
+                                      (json_int_t)t.files));
+    }
+    json_object_set_new(o, "throughput", tp);
+    tp = NULL;
+    text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (text)
+        printf("%s\n", text);
+    free(text);
+out:
+    json_decref(o);
+    json_decref(lanes);
+    json_decref(tp);
+    json_decref(running);
+    wk_buf_release(&run);
+    return rc;
+}
+
+static int do_audit(struct q *q, char **args)
+{
+    struct wk_buf b;
+    struct wk_err err;
+    unsigned n = 100;
+    int rc = 0;
+
+    if (args[0]) {
+        uint64_t v;
+        wk_err_clear(&err);
+        if (wk_parse_u64(args[0], &v, &err) != WK_OK || v < 1 || v > 100000) {
+            fprintf(stderr, "sila-archiver audit: --count: 1 to 100000\n");
+            return 2;
+        }
+        n = (unsigned)v;
+    }
+    wk_buf_init(&b, 256u << 20);
+    wk_err_clear(&err);
+    if (q_audit_tail(q, n, &b, &err) != WK_OK)
+        rc = fail(&err);
+    else
+        fputs(wk_buf_cstr(&b), stdout);
+    wk_buf_release(&b);
+    return rc;
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+static int cmd_healthcheck(int argc, char **argv)
+{
+    struct cfg cfg;
+    char url[256], host[128];
+    const char *colon;
+    CURL *c;
+    long status = 0;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(usage_healthcheck, stdout);
+        return 0;
+    }
+    if (argc != 1) {
+        fputs(usage_healthcheck, stderr);
+        return 2;
+    }
+    if ((rc = load_cfg(&cfg)) != 0)
+        return rc;
+    colon = strrchr(cfg.metrics_addr, ':');
+    if (!cfg.metrics_addr[0] || !colon) {
+        fprintf(stderr, "sila-archiver healthcheck: SILA_METRICS_ADDR is not "
+                        "set (the worker serves /healthz there)\n");
+        return 2;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - cfg.metrics_addr),
+             cfg.metrics_addr);
+    snprintf(url, sizeof(url), "http://%s:%s/healthz",
+             strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host, colon + 1);
+    c = curl_easy_init();
+    if (!c)
+        return 1;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 3000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    if (status != 200) {
+        fprintf(stderr, "sila-archiver healthcheck: %s: %s\n", url,
+                status ? "unhealthy" : "no answer");
+        return 1;
+    }
+    return 0;
 }
 
 static int do_retry(struct q *q, char **args)
@@ -913,6 +1182,25 @@ int main(int argc, char **argv)
         return cmd_migrate_all(argc - 1, argv + 1);
     if (strcmp(cmd, "jobs") == 0)
         return with_queue(argc - 1, argv + 1, usage_jobs, 0, do_jobs);
+    if (strcmp(cmd, "stats") == 0)
+        return with_queue(argc - 1, argv + 1, usage_stats, 0, do_stats);
+    if (strcmp(cmd, "audit") == 0) {
+        /* "audit --count N": the count is the one argument */
+        if (argc == 4 && strcmp(argv[2], "--count") == 0) {
+            char *a[] = { argv[0], argv[1], argv[3], NULL };
+            return with_queue(2, a + 1, usage_audit, 1, do_audit);
+        }
+        if (argc == 2) {
+            char *a[] = { argv[0], argv[1], NULL, NULL };
+            return with_queue(1, a + 1, usage_audit, 0, do_audit);
+        }
+        fputs(usage_audit, wants_help(argc - 1, argv + 1) ? stdout : stderr);
+        return wants_help(argc - 1, argv + 1) ? 0 : 2;
+    }
+    if (strcmp(cmd, "presign") == 0)
+        return cmd_presign(argc - 1, argv + 1);
+    if (strcmp(cmd, "healthcheck") == 0)
+        return cmd_healthcheck(argc - 1, argv + 1);
     if (strcmp(cmd, "retry") == 0)
         return with_queue(argc - 1, argv + 1, usage_retry, 1, do_retry);
     if (strcmp(cmd, "sweep") == 0)

@@ -15,6 +15,8 @@ static void pr_update(struct prog_sink *s, const struct prog_state *st)
     json_t *ev;
     char *evs;
 
+    pr->bytes_total = st->bytes_total;
+    pr->files_total = st->files_total;
     snprintf(pct, sizeof(pct), "%d", st->progress);
     snprintf(bd, sizeof(bd), "%llu", (unsigned long long)st->bytes_done);
     snprintf(bt, sizeof(bt), "%llu", (unsigned long long)st->bytes_total);
@@ -73,6 +75,7 @@ void prog_redis_init(struct prog_redis *pr, struct q *q, const char *job_id,
     pr->type = type;
     pr->space_id = space_id;
     pr->checkpointed = false;
+    pr->bytes_total = pr->files_total = 0;
 }
 
 void prog_checkpoint_clear(struct prog_redis *pr)

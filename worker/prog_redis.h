@@ -9,6 +9,7 @@
 #define WK_WORKER_PROG_REDIS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "jobs/progress.h"
 
@@ -16,11 +17,12 @@ struct q;
 
 struct prog_redis {
     struct prog_sink base;
-    struct q *q;          /* borrowed */
-    const char *job_id;   /* borrowed */
-    const char *type;     /* borrowed */
-    const char *space_id; /* borrowed */
-    bool checkpointed;    /* a checkpoint was recorded */
+    struct q *q;                       /* borrowed */
+    const char *job_id;                /* borrowed */
+    const char *type;                  /* borrowed */
+    const char *space_id;              /* borrowed */
+    bool checkpointed;                 /* a checkpoint was recorded */
+    uint64_t bytes_total, files_total; /* of the space, as last reported */
 };
 
 /* Clear the job's checkpoint (the "upload" field). */

@@ -356,6 +356,8 @@ enum wk_code q_enqueue(struct q *q, const struct q_spec *spec,
         json_object_set_new(js, "target", json_string(spec->target));
     if (js && spec->overwrite)
         json_object_set_new(js, "overwrite", json_true());
+    if (js && spec->requested_by && spec->requested_by[0])
+        json_object_set_new(js, "requestedBy", json_string(spec->requested_by));
     json = js ? json_dumps(js, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(js);
     if (!json)
@@ -618,12 +620,17 @@ enum wk_code q_publish(struct q *q, const char *job_id, const char *json,
     return WK_OK;
 }
 
+static void minute_key(const struct q *q, time_t t, char *buf, size_t len);
+
 enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
                       const char *space_id, bool ok, const char *error,
-                      const char *result_json, bool dead, struct wk_err *err)
+                      const char *result_json, bool dead,
+                      const struct q_done *done, struct wk_err *err)
 {
     char key[256], now[40], ttl[16], dedup[256], chan[256], deadkey[128];
-    struct q_tx_cmd cmds[7];
+    char auditkey[128], audmax[16], statkey[160], nbytes[24], nfiles[24];
+    char ms[24], who[JOB_ID_MAX + 1] = "";
+    struct q_tx_cmd cmds[12];
     int ncmd = 4;
     char *sev = NULL;
     json_t *ev = json_object();
@@ -740,6 +747,75 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
         tx_add(&cmds[ncmd], now);
         ncmd++;
     }
+    {
+        /* who asked for it, when the spec says ("requestedBy") */
+        json_t *spec =
+            json_loadb(m->json.data ? m->json.data : "", m->json.len, 0, NULL);
+        const char *rb =
+            json_string_value(json_object_get(spec, "requestedBy"));
+        if (rb)
+            snprintf(who, sizeof(who), "%s", rb);
+        json_decref(spec);
+    }
+    key_of(q, "audit", NULL, auditkey, sizeof(auditkey));
+    snprintf(audmax, sizeof(audmax), "%d", Q_AUDIT_MAX);
+    snprintf(nbytes, sizeof(nbytes), "%llu",
+             (unsigned long long)(done ? done->bytes : 0));
+    snprintf(nfiles, sizeof(nfiles), "%llu",
+             (unsigned long long)(done ? done->files : 0));
+    snprintf(ms, sizeof(ms), "%lld", (long long)(done ? done->duration_ms : 0));
+    tx_add(&cmds[ncmd], "XADD");
+    tx_add(&cmds[ncmd], auditkey);
+    tx_add(&cmds[ncmd], "MAXLEN");
+    tx_add(&cmds[ncmd], "~");
+    tx_add(&cmds[ncmd], audmax);
+    tx_add(&cmds[ncmd], "*");
+    tx_add(&cmds[ncmd], "at");
+    tx_add(&cmds[ncmd], now);
+    tx_add(&cmds[ncmd], "action");
+    tx_add(&cmds[ncmd], type ? type : "unknown");
+    tx_add(&cmds[ncmd], "outcome");
+    tx_add(&cmds[ncmd], ok ? "succeeded" : "failed");
+    tx_add(&cmds[ncmd], "spaceId");
+    tx_add(&cmds[ncmd], space_id ? space_id : "");
+    tx_add(&cmds[ncmd], "jobId");
+    tx_add(&cmds[ncmd], m->job_id);
+    tx_add(&cmds[ncmd], "worker");
+    tx_add(&cmds[ncmd], done && done->worker ? done->worker : "");
+    tx_add(&cmds[ncmd], "requestedBy");
+    tx_add(&cmds[ncmd], who);
+    tx_add(&cmds[ncmd], "files");
+    tx_add(&cmds[ncmd], nfiles);
+    tx_add(&cmds[ncmd], "bytes");
+    tx_add(&cmds[ncmd], nbytes);
+    tx_add(&cmds[ncmd], "durationMs");
+    tx_add(&cmds[ncmd], ms);
+    tx_add(&cmds[ncmd], ok ? "result" : "error");
+    tx_add(&cmds[ncmd], ok ? (result_json ? result_json : "{}")
+                           : (error ? error : "failed"));
+    ncmd++;
+    minute_key(q, time(NULL), statkey, sizeof(statkey));
+    tx_add(&cmds[ncmd], "HINCRBY");
+    tx_add(&cmds[ncmd], statkey);
+    tx_add(&cmds[ncmd], ok ? "succeeded" : "failed");
+    tx_add(&cmds[ncmd], "1");
+    ncmd++;
+    if (ok) {
+        tx_add(&cmds[ncmd], "HINCRBY");
+        tx_add(&cmds[ncmd], statkey);
+        tx_add(&cmds[ncmd], "bytes");
+        tx_add(&cmds[ncmd], nbytes);
+        ncmd++;
+        tx_add(&cmds[ncmd], "HINCRBY");
+        tx_add(&cmds[ncmd], statkey);
+        tx_add(&cmds[ncmd], "files");
+        tx_add(&cmds[ncmd], nfiles);
+        ncmd++;
+    }
+    tx_add(&cmds[ncmd], "EXPIRE");
+    tx_add(&cmds[ncmd], statkey);
+    tx_add(&cmds[ncmd], "7200");
+    ncmd++;
     rc = q_exec_tx(q, cmds, ncmd, "finish", err);
     free(evs);
     free(sev);
@@ -1047,14 +1123,16 @@ enum wk_code q_retry(struct q *q, const char *job_id, struct wk_err *err)
     return rc;
 }
 
-enum wk_code q_jobs_report(struct q *q, struct wk_buf *out, struct wk_err *err)
+/* Call fn for every status hash key (SCAN MATCH <prefix>job:*). */
+static enum wk_code scan_jobs(struct q *q,
+                              enum wk_code (*fn)(struct q *q, const char *key,
+                                                 void *ud, struct wk_err *err),
+                              void *ud, struct wk_err *err)
 {
-    char pattern[160], cursor[32] = "0", dead[128];
+    char pattern[160], cursor[32] = "0";
     enum wk_code rc = WK_OK;
-    size_t pl;
 
     snprintf(pattern, sizeof(pattern), "%sjob:*", q->prefix);
-    pl = strlen(q->prefix) + 4;
     do {
         const char *argv[] = {
             "SCAN", cursor, "MATCH", pattern, "COUNT", "1000"
@@ -1067,41 +1145,77 @@ enum wk_code q_jobs_report(struct q *q, struct wk_buf *out, struct wk_err *err)
             return wk_err_set(err, WK_E_INTERNAL, "redis SCAN: bad reply");
         }
         snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
-        for (size_t i = 0; i < rep->element[1]->elements && rc == WK_OK; i++) {
-            const char *k = rep->element[1]->element[i]->str;
-            const char *fields[] = {
-                "HMGET",   k,          "state", "type",
-                "spaceId", "attempts", "error", "updatedAt"
-            };
-            redisReply *h = q_cmds(q, err, "HMGET", 8, fields);
-            if (!h) {
-                rc = err ? err->code : WK_E_NET;
-                break;
-            }
-            if (h->type == REDIS_REPLY_ARRAY && h->elements == 6 &&
-                h->element[0]->type == REDIS_REPLY_STRING &&
-                strcmp(h->element[0]->str, "succeeded") != 0) {
-                json_t *o = json_object();
-                static const char *const names[] = { "state",   "type",
-                                                     "spaceId", "attempts",
-                                                     "error",   "updatedAt" };
-                json_object_set_new(o, "id", json_string(k + pl));
-                for (size_t f = 0; f < 6; f++)
-                    if (h->element[f]->type == REDIS_REPLY_STRING &&
-                        h->element[f]->str[0])
-                        json_object_set_new(o, names[f],
-                                            json_string(h->element[f]->str));
-                char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-                json_decref(o);
-                if (line) {
-                    rc = wk_buf_appendf(out, err, "%s\n", line);
-                    free(line);
-                }
-            }
-            freeReplyObject(h);
-        }
+        for (size_t i = 0; i < rep->element[1]->elements && rc == WK_OK; i++)
+            rc = fn(q, rep->element[1]->element[i]->str, ud, err);
         freeReplyObject(rep);
     } while (rc == WK_OK && strcmp(cursor, "0") != 0);
+    return rc;
+}
+
+/* One JSON line of the fields of key that are set, when its state passes
+ * the filter. */
+struct job_lines {
+    struct wk_buf *out;
+    const char *const *fields; /* the first is "state" */
+    size_t n;
+    bool running_only; /* else: everything but succeeded */
+};
+
+static enum wk_code job_line(struct q *q, const char *k, void *ud,
+                             struct wk_err *err)
+{
+    struct job_lines *jl = ud;
+    const char *argv[16];
+    redisReply *h;
+    enum wk_code rc = WK_OK;
+
+    argv[0] = "HMGET";
+    argv[1] = k;
+    for (size_t f = 0; f < jl->n; f++)
+        argv[2 + f] = jl->fields[f];
+    h = q_cmds(q, err, "HMGET", (int)(2 + jl->n), argv);
+    if (!h)
+        return err ? err->code : WK_E_NET;
+    if (h->type == REDIS_REPLY_ARRAY && h->elements == jl->n &&
+        h->element[0]->type == REDIS_REPLY_STRING &&
+        (jl->running_only ? strcmp(h->element[0]->str, "running") == 0
+                          : strcmp(h->element[0]->str, "succeeded") != 0)) {
+        json_t *o = json_object();
+        char *line;
+        json_object_set_new(o, "id", json_string(k + strlen(q->prefix) + 4));
+        for (size_t f = 0; f < jl->n; f++)
+            if (h->element[f]->type == REDIS_REPLY_STRING &&
+                h->element[f]->str[0])
+                json_object_set_new(o, jl->fields[f],
+                                    json_string(h->element[f]->str));
+        line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        if (line)
+            rc = wk_buf_appendf(jl->out, err, "%s\n", line);
+        free(line);
+    }
+    freeReplyObject(h);
+    return rc;
+}
+
+enum wk_code q_running_report(struct q *q, struct wk_buf *out,
+                              struct wk_err *err)
+{
+    static const char *const fields[] = { "state",    "type",     "spaceId",
+                                          "phase",    "progress", "worker",
+                                          "startedAt" };
+    struct job_lines jl = { out, fields, 7, true };
+    return scan_jobs(q, job_line, &jl, err);
+}
+
+enum wk_code q_jobs_report(struct q *q, struct wk_buf *out, struct wk_err *err)
+{
+    static const char *const fields[] = { "state",    "type",  "spaceId",
+                                          "attempts", "error", "updatedAt" };
+    struct job_lines jl = { out, fields, 6, false };
+    char dead[128];
+    enum wk_code rc = scan_jobs(q, job_line, &jl, err);
+
     if (rc != WK_OK)
         return rc;
 
@@ -1349,4 +1463,161 @@ enum wk_code q_space_busy(struct q *q, const char *space_id, bool *locked,
     }
     freeReplyObject(rep);
     return rc;
+}
+
+/* XINFO GROUPS of one lane: our group's lag and pending. */
+static void lane_depth(struct q *q, const char *stream, int64_t *waiting,
+                       int64_t *running, struct wk_err *err)
+{
+    const char *argv[] = { "XINFO", "GROUPS", stream };
+    redisReply *rep = q_cmds(q, err, "XINFO", 3, argv);
+
+    *waiting = *running = -1;
+    if (!rep)
+        return;
+    for (size_t g = 0; rep->type == REDIS_REPLY_ARRAY && g < rep->elements;
+         g++) {
+        const redisReply *grp = rep->element[g];
+        bool ours = false;
+        int64_t lag = -1, pending = -1;
+        if (grp->type != REDIS_REPLY_ARRAY)
+            continue;
+        for (size_t i = 0; i + 1 < grp->elements; i += 2) {
+            const redisReply *k = grp->element[i], *v = grp->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS)
+                continue;
+            if (strcmp(k->str, "name") == 0 && v->str &&
+                strcmp(v->str, Q_GROUP) == 0)
+                ours = true;
+            else if (strcmp(k->str, "pending") == 0 &&
+                     v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(k->str, "lag") == 0 &&
+                     v->type == REDIS_REPLY_INTEGER)
+                lag = v->integer;
+        }
+        if (ours) {
+            *waiting = lag;
+            *running = pending;
+        }
+    }
+    freeReplyObject(rep);
+}
+
+static int64_t int_reply(struct q *q, const char *cmd, const char *key,
+                         struct wk_err *err)
+{
+    const char *argv[] = { cmd, key };
+    redisReply *rep = q_cmds(q, err, cmd, 2, argv);
+    int64_t v = -1;
+
+    if (rep && rep->type == REDIS_REPLY_INTEGER)
+        v = rep->integer;
+    if (rep)
+        freeReplyObject(rep);
+    return v;
+}
+
+enum wk_code q_depths(struct q *q, struct q_depths *out, struct wk_err *err)
+{
+    char k[160];
+    struct wk_err e;
+
+    wk_err_clear(&e);
+    key_of(q, "jobs", NULL, k, sizeof(k));
+    lane_depth(q, k, &out->waiting[0], &out->running[0], &e);
+    key_of(q, "jobs:urgent", NULL, k, sizeof(k));
+    lane_depth(q, k, &out->waiting[1], &out->running[1], &e);
+    key_of(q, "jobs:delayed", NULL, k, sizeof(k));
+    out->delayed = int_reply(q, "ZCARD", k, &e);
+    key_of(q, "jobs:dead", NULL, k, sizeof(k));
+    out->dead = int_reply(q, "XLEN", k, &e);
+    /* a lane without the group yet is no error; a dead connection is */
+    if (e.code == WK_E_NET)
+        return wk_err_copy(err, &e);
+    return WK_OK;
+}
+
+enum wk_code q_ping(struct q *q, struct wk_err *err)
+{
+    const char *argv[] = { "PING" };
+    redisReply *rep = q_cmds(q, err, "PING", 1, argv);
+
+    if (!rep)
+        return err && err->code ? err->code : WK_E_NET;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_audit_tail(struct q *q, unsigned n, struct wk_buf *out,
+                          struct wk_err *err)
+{
+    char k[160], cnt[16];
+    const char *argv[] = { "XREVRANGE", k, "+", "-", "COUNT", cnt };
+    redisReply *rep;
+    enum wk_code rc = WK_OK;
+
+    key_of(q, "audit", NULL, k, sizeof(k));
+    snprintf(cnt, sizeof(cnt), "%u", n);
+    rep = q_cmds(q, err, "XREVRANGE", 6, argv);
+    if (!rep)
+        return err && err->code ? err->code : WK_E_NET;
+    /* newest first from Redis: print oldest first */
+    for (size_t i = rep->type == REDIS_REPLY_ARRAY ? rep->elements : 0;
+         i-- > 0 && rc == WK_OK;) {
+        const redisReply *ent = rep->element[i];
+        json_t *o;
+        char *line;
+        if (ent->type != REDIS_REPLY_ARRAY || ent->elements != 2 ||
+            ent->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        o = json_object();
+        json_object_set_new(o, "entry", json_string(ent->element[0]->str));
+        for (size_t f = 0; f + 1 < ent->element[1]->elements; f += 2)
+            json_object_set_new(
+                o, ent->element[1]->element[f]->str,
+                json_string(ent->element[1]->element[f + 1]->str));
+        line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        if (line)
+            rc = wk_buf_appendf(out, err, "%s\n", line);
+        free(line);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* The throughput hash of the minute t falls in. */
+static void minute_key(const struct q *q, time_t t, char *buf, size_t len)
+{
+    char stamp[32];
+    wk_fmt_stamp(t - t % 60, stamp, sizeof(stamp));
+    snprintf(buf, len, "%sstats:%.13s", q->prefix, stamp); /* ...THHMM */
+}
+
+enum wk_code q_throughput(struct q *q, unsigned minutes,
+                          struct q_throughput *out, struct wk_err *err)
+{
+    time_t now = time(NULL);
+
+    memset(out, 0, sizeof(*out));
+    for (unsigned m = 0; m < minutes; m++) {
+        char k[160];
+        const char *argv[] = { "HMGET",  k,       "succeeded",
+                               "failed", "bytes", "files" };
+        redisReply *rep;
+        minute_key(q, now - (time_t)m * 60, k, sizeof(k));
+        rep = q_cmds(q, err, "HMGET", 6, argv);
+        if (!rep)
+            return err && err->code ? err->code : WK_E_NET;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 4) {
+            uint64_t *dst[] = { &out->succeeded, &out->failed, &out->bytes,
+                                &out->files };
+            for (size_t i = 0; i < 4; i++)
+                if (rep->element[i]->type == REDIS_REPLY_STRING)
+                    *dst[i] += strtoull(rep->element[i]->str, NULL, 10);
+        }
+        freeReplyObject(rep);
+    }
+    return WK_OK;
 }

@@ -55,17 +55,48 @@ enum wk_code q_connect(const struct cfg_redis *r, const char *prefix,
 enum wk_code q_reconnect(struct q *q, struct wk_err *err);
 void q_free(struct q *q);
 
+/* How much work there is, from Redis alone. -1: unknown. */
+struct q_depths {
+    int64_t waiting[2]; /* entries not yet delivered (normal, urgent lane) */
+    int64_t running[2]; /* delivered, not yet acknowledged */
+    int64_t delayed;    /* waiting for a retry or a lock (jobs:delayed) */
+    int64_t dead;       /* dead letters (jobs:dead) */
+};
+enum wk_code q_depths(struct q *q, struct q_depths *out, struct wk_err *err);
+
+/* One JSON line per running job: id, state, type, spaceId, phase,
+ * progress, worker, startedAt. */
+enum wk_code q_running_report(struct q *q, struct wk_buf *out,
+                              struct wk_err *err);
+
+/* PING. */
+enum wk_code q_ping(struct q *q, struct wk_err *err);
+
+/* The audit trail and the throughput counters (q_finish writes both):
+ * the last n entries of <prefix>audit, one JSON object per line, newest
+ * last; and the jobs and bytes finished in each of the last `minutes`
+ * minutes, summed. */
+enum wk_code q_audit_tail(struct q *q, unsigned n, struct wk_buf *out,
+                          struct wk_err *err);
+struct q_throughput {
+    uint64_t succeeded, failed, bytes, files;
+};
+enum wk_code q_throughput(struct q *q, unsigned minutes,
+                          struct q_throughput *out, struct wk_err *err);
+
 /* Create the stream and group if missing (idempotent). */
 enum wk_code q_ensure_group(struct q *q, struct wk_err *err);
 
 struct q_spec {
     const char *type; /* "archive", "unarchive" */
     const char *space_id;
-    bool urgent;             /* the urgent lane */
-    const char *archive_key; /* unarchive of a specific archive, or NULL */
-    const char *source;      /* migrate: the source URL, or NULL */
-    const char *target;      /* migrate: "active" / "archived", or NULL */
-    bool overwrite;          /* migrate: replace an existing space */
+    bool urgent;              /* the urgent lane */
+    const char *archive_key;  /* unarchive of a specific archive, or NULL */
+    const char *source;       /* migrate: the source URL, or NULL */
+    const char *target;       /* migrate: "active" / "archived", or NULL */
+    bool overwrite;           /* migrate: replace an existing space */
+    const char *requested_by; /* who asks ("requestedBy": "cli:user@host",
+                                 "sweep"), for the audit trail, or NULL */
 };
 
 /* New job, atomically (one Lua script): when a job of the same type for
@@ -131,10 +162,22 @@ enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
 enum wk_code q_promote_delayed(struct q *q, unsigned *moved,
                                struct wk_err *err);
 
-/* Record the outcome (status hash + final event) and only then XACK. */
+/* What a finished job did, for the audit trail and the throughput. */
+struct q_done {
+    const char *worker;    /* consumer name */
+    uint64_t bytes, files; /* of the space, processed */
+    int64_t duration_ms;
+};
+
+/* Record the outcome (status hash + final event), append it to the audit
+ * trail <prefix>audit (a stream capped near Q_AUDIT_MAX entries: who,
+ * what, when, result) and the throughput hash of this minute, and only
+ * then XACK; all in one transaction. */
+#define Q_AUDIT_MAX 100000
 enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
                       const char *space_id, bool ok, const char *error,
-                      const char *result_json, bool dead, struct wk_err *err);
+                      const char *result_json, bool dead,
+                      const struct q_done *done, struct wk_err *err);
 
 /* Re-queue a failed job by id (its spec is in the status hash): it leaves
  * the dead-letter stream and starts again with attempts = 0. */

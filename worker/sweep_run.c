@@ -262,6 +262,7 @@ static enum wk_code hook_report(void *ud, const struct sweep_item *it,
             struct q_spec spec;
             memset(&spec, 0, sizeof(spec));
             spec.type = "archive";
+            spec.requested_by = "sweep";
             spec.space_id = it->space_id;
             rc = q_enqueue(r->q, &spec, id, &created, err);
             if (rc != WK_OK)

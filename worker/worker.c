@@ -12,6 +12,7 @@
 #include "jobs/job.h"
 #include "jobs/job_migrate.h"
 #include "storage/store.h"
+#include "worker/metrics.h"
 #include "worker/prog_redis.h"
 #include "worker/q.h"
 
@@ -186,15 +187,15 @@ static bool hb_end(struct hb *hb)
  * job is not redone needlessly. Gives up only on stop. */
 static void finish_job(struct q *q, const struct q_msg *m, const char *type,
                        const char *space_id, bool ok, const char *error,
-                       const char *result, bool dead,
+                       const char *result, bool dead, const struct q_done *done,
                        volatile sig_atomic_t *stop)
 {
     unsigned delay = WORKER_BACKOFF_MIN_MS;
     for (int attempt = 0;; attempt++) {
         struct wk_err err;
         wk_err_clear(&err);
-        if (q_finish(q, m, type, space_id, ok, error, result, dead, &err) ==
-            WK_OK)
+        if (q_finish(q, m, type, space_id, ok, error, result, dead, done,
+                     &err) == WK_OK)
             return;
         WK_LOG(WK_LOG_WARN, "job.finish_retried", KV_STR("job_id", m->job_id),
                KV_INT("attempt", attempt + 1), KV_STR("msg", err.msg));
@@ -272,6 +273,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     const char *type = NULL, *space_id = NULL;
 
     wk_err_clear(&err);
+    memset(&pr, 0, sizeof(pr));
     wk_buf_init(&result, WORKER_RESULT_MAX);
     if (m->job_id_ok) {
         struct wk_err serr;
@@ -374,6 +376,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
             resume[0])
             ctx.resume = resume;
     }
+    metrics_job_started(type);
     WK_LOG(WK_LOG_INFO, "job.started", KV_STR("job_id", job.id),
            KV_STR("type", type), KV_STR("space_id", job.space_id),
            KV_INT("attempt", attempts));
@@ -385,6 +388,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
                                        failed run aborted its upload) */
 out : {
     long long ms = (long long)(mono_ms() - t0);
+    struct q_done done = { consumer, pr.bytes_total, pr.files_total, ms };
     if (lost) {
         /* Another worker owns the job now: record nothing, ack nothing
          * (its delivery has the same entry id). */
@@ -394,8 +398,10 @@ out : {
         WK_LOG(WK_LOG_INFO, "job.succeeded", KV_STR("job_id", m->job_id),
                KV_STR("type", type), KV_STR("space_id", space_id),
                KV_INT("duration_ms", ms));
+        metrics_job_finished(type, true, (double)ms / 1000.0, pr.bytes_total,
+                             pr.files_total);
         finish_job(q, m, type, space_id, true, NULL, wk_buf_cstr(&result),
-                   false, stop);
+                   false, &done, stop);
     } else if (rc == WK_E_CANCELLED) {
         const char *fields[] = { "state", "queued", "error",
                                  "handed back at shutdown", NULL };
@@ -411,6 +417,7 @@ out : {
         snprintf(code, sizeof(code), "%s", wk_code_name(err.code));
         const char *fields[] = { "state",         "retrying", "error", err.msg,
                                  "nextAttemptAt", next,       NULL };
+        metrics_job_retried(type);
         WK_LOG(WK_LOG_WARN, "job.retrying", KV_STR("job_id", m->job_id),
                KV_STR("code", code), KV_INT("attempt", attempts),
                KV_INT("delay_ms", d), KV_STR("msg", err.msg));
@@ -423,7 +430,9 @@ out : {
                KV_INT("http_status", err.http_status), KV_STR("msg", err.msg),
                KV_INT("attempts", attempts), KV_BOOL("dead", dead),
                KV_INT("duration_ms", ms));
-        finish_job(q, m, type, space_id, false, err.msg, NULL, dead, stop);
+        metrics_job_finished(type, false, (double)ms / 1000.0, 0, 0);
+        finish_job(q, m, type, space_id, false, err.msg, NULL, dead, &done,
+                   stop);
     }
 }
     if (locked) {
@@ -443,6 +452,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     struct q *q = NULL;
     struct q_msg m;
     struct hb hb;
+    struct metrics *metrics = NULL;
     pthread_t hb_thread;
     char consumer[256], host[128] = "host", boot[17];
     unsigned delay = WORKER_BACKOFF_MIN_MS;
@@ -459,6 +469,13 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
              (unsigned)(mono_ms() & 0xffff));
     snprintf(consumer, sizeof(consumer), "%s-%d-%s", host, (int)getpid(), boot);
 
+    if (cfg->metrics_addr[0]) {
+        enum wk_code mrc = metrics_start(cfg, &metrics, err);
+        if (mrc != WK_OK) {
+            q_msg_release(&m);
+            return mrc;
+        }
+    }
     memset(&hb, 0, sizeof(hb));
     pthread_mutex_init(&hb.mu, NULL);
     pthread_cond_init(&hb.cv, NULL);
@@ -467,6 +484,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     hb.stop = stop;
     if (pthread_create(&hb_thread, NULL, hb_main, &hb) != 0) {
         q_msg_release(&m);
+        metrics_stop(metrics);
         return wk_err_set(err, WK_E_INTERNAL, "cannot start the heartbeat");
     }
     WK_LOG(WK_LOG_INFO, "worker.started", KV_STR("consumer", consumer),
@@ -536,6 +554,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     pthread_join(hb_thread, NULL);
     pthread_cond_destroy(&hb.cv);
     pthread_mutex_destroy(&hb.mu);
+    metrics_stop(metrics);
     WK_LOG(WK_LOG_INFO, "worker.stopped", KV_STR("consumer", consumer));
     q_free(q);
     q_msg_release(&m);

@@ -14,8 +14,10 @@
 #include "tests/integration/suites.h"
 
 /* A space big enough that archiving it at deflate level 9 keeps a core
- * busy for several seconds (random blobs do not compress). */
-#define HEAVY_GEN "--ops-files 60 --blobs 10 --big-blobs 3 --big-size 41943040"
+ * busy for several seconds: big blobs of hex text (random content would
+ * be stored, not deflated, and take no time). */
+#define HEAVY_GEN \
+    "--ops-files 60 --blobs 10 --big-blobs 3 --big-size 41943040 --big-text"
 
 /* A file:// store under tmp holding one generated space in active/. */
 static void fs_space(const char *tmp, const char *id, int seed, const char *gen,
@@ -153,7 +155,9 @@ START_TEST(test_it_rel_kill9_resumes_upload)
     ck_assert_int_eq(count_in("\"event\":\"archive.resuming\"", logb), 1);
     ck_assert_int_eq(count_in("\"event\":\"s3.upload.resumed\"", logb), 1);
     reused = count_in("\"event\":\"s3.part.reused\"", logb);
-    ck_assert_msg(reused >= 3 && reused <= uploaded,
+    /* (a part in flight can reach the server after the worker's last log
+     * line: one at most, with one part in flight) */
+    ck_assert_msg(reused >= 3 && reused <= uploaded + 1,
                   "%d parts reused of %d uploaded (see %s)", reused, uploaded,
                   logb);
     ck_assert_int_eq(count_in("\"event\":\"s3.upload.created\"", logb), 0);
@@ -163,8 +167,9 @@ START_TEST(test_it_rel_kill9_resumes_upload)
     wk_err_clear(&err);
     ck_assert_int_eq(store_count_pending(st, prefix, &pending, &err), WK_OK);
     ck_assert_uint_eq(pending, 0);
-    printf("it_reliability: resumed upload: %d of %d parts reused\n", reused,
-           uploaded);
+    printf("it_reliability: resumed upload: %d parts reused (%d logged as "
+           "uploaded before the kill)\n",
+           reused, uploaded);
     ck_assert_int_eq(it_stop(b), 0);
     store_free(st);
 }
@@ -182,8 +187,9 @@ START_TEST(test_it_rel_long_job_keeps_its_lease)
     it_space_id(id);
     it_tmpdir("rel-lease", tmp, sizeof(tmp));
     fs_space(tmp, id, 72,
-             "--ops-files 60 --blobs 10 --big-blobs 4 --big-size 41943040", src,
-             sizeof(src), root, sizeof(root));
+             "--ops-files 60 --blobs 10 --big-blobs 4 --big-size 41943040 "
+             "--big-text",
+             src, sizeof(src), root, sizeof(root));
     st = it_fs_store(root);
     snprintf(url, sizeof(url), "file://%s", root);
     it_env_init(&e, url, "rel-lease", NULL);

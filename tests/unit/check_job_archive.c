@@ -4,9 +4,11 @@
  * configured tries (space left active and untouched), and objects written
  * after the manifest are kept, never deleted. */
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "jobs/job.h"
 #include "jobs/manifest.h"
@@ -998,6 +1000,102 @@ START_TEST(test_job_archive_generation_grows)
 }
 END_TEST
 
+/* A big object that sniffs as compressed is stored as it streams; one
+ * that holds a crafted end-of-entry marker (the data descriptor signature
+ * followed by the CRC-32 before it) is caught and deflated instead, in a
+ * redo that is no try against the space's writers, and it restores
+ * byte for byte. */
+#define K_BIG ACTIVE "space-v1/files/var/uuid/0b/big-video"
+
+static unsigned char *big_object(size_t n, bool crafted)
+{
+    unsigned char *p = malloc(n);
+    unsigned x = 12345;
+
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (unsigned char)(x >> 9);
+    }
+    memcpy(p,
+           "\x00\x00\x00\x20"
+           "ftypisom",
+           12);
+    if (crafted) {
+        size_t at = n - 1000;
+        uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)at);
+        memcpy(p + at, "PK\x07\x08", 4);
+        for (int k = 0; k < 4; k++)
+            p[at + 4 + (size_t)k] = (unsigned char)(crc >> (8 * k));
+    }
+    return p;
+}
+
+/* The compression method of the entry `name` in a ZIP's bytes, from its
+ * local header (8 deflate, 0 stored), or -1. */
+static int zip_method(const struct wk_buf *z, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i + 30 + nl <= z->len; i++) {
+        const unsigned char *h = (const unsigned char *)z->data + i;
+        if (memcmp(h, "PK\x03\x04", 4) == 0 &&
+            (size_t)(h[26] | h[27] << 8) == nl && memcmp(h + 30, name, nl) == 0)
+            return h[8] | h[9] << 8;
+    }
+    return -1;
+}
+
+static void big_roundtrip(bool crafted)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    struct wk_err e;
+    size_t n = 6u << 20; /* ranged: more than a quarter of the window */
+    unsigned char *p = big_object(n, crafted);
+    struct wk_buf b;
+
+    wk_err_clear(&e);
+    ck_assert_int_eq(store_put(w->inner, K_BIG, p, n, &e), WK_OK);
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_int_eq(res_int(&r, "attempts"), 1);
+    run_release(&r);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+    {
+        struct mf m;
+        read_manifest(w->inner, &m);
+        wk_buf_init(&b, 64u << 20);
+        ck_assert_int_eq(store_get_all(w->inner, m.archive_key, &b, &e), WK_OK);
+        ck_assert_int_eq(zip_method(&b, K_BIG + strlen(ACTIVE)),
+                         crafted ? 8 : 0);
+        ck_assert_int_eq(zip_method(&b, K_PROPS + strlen(ACTIVE)), 8);
+        wk_buf_release(&b);
+    }
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    run_release(&r);
+    wk_buf_init(&b, 64u << 20);
+    ck_assert_int_eq(store_get_all(w->inner, K_BIG, &b, &e), WK_OK);
+    ck_assert_uint_eq(b.len, n);
+    ck_assert(memcmp(b.data, p, n) == 0);
+    wk_buf_release(&b);
+    free(p);
+    store_free(&w->base);
+}
+
+START_TEST(test_job_archive_big_compressed_object_stored)
+{
+    big_roundtrip(false);
+}
+END_TEST
+
+START_TEST(test_job_archive_big_object_with_fake_end_deflated)
+{
+    big_roundtrip(true);
+}
+END_TEST
+
 START_TEST(test_job_archive_write_at_delete_is_kept)
 {
     struct wrap_store *w = new_space();
@@ -1184,6 +1282,8 @@ Suite *job_archive_suite(void)
     tcase_add_test(tc, test_job_archive_generation_grows);
     tcase_add_test(tc, test_job_archive_intermediate_states);
     tcase_add_test(tc, test_job_archive_write_at_delete_is_kept);
+    tcase_add_test(tc, test_job_archive_big_compressed_object_stored);
+    tcase_add_test(tc, test_job_archive_big_object_with_fake_end_deflated);
     tcase_add_test(tc, test_job_unarchive_failure_reverts_to_archived);
     tcase_add_test(tc, test_job_states_left_by_a_dead_run);
     tcase_add_test(tc, test_job_archive_rerun_keeps_object_newer_than_record);

@@ -1264,6 +1264,55 @@ START_TEST(test_sigv4_limit_on_huge_path)
 }
 END_TEST
 
+/* Query-string signing: the AWS documentation's presigned GET example,
+ * and one with a session token and a path needing encoding whose
+ * signature botocore's S3SigV4QueryAuth computed for the same inputs. */
+START_TEST(test_sigv4_presign)
+{
+    struct s3_sigv4_req r;
+    struct s3_creds c = { "AKIAIOSFODNN7EXAMPLE",
+                          "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL };
+    struct s3_sigv4_out o;
+    struct wk_err e;
+
+    memset(&r, 0, sizeof(r));
+    r.method = "GET";
+    r.host = "examplebucket.s3.amazonaws.com";
+    r.path = "/test.txt";
+    r.region = "us-east-1";
+    r.service = "s3";
+    r.now = 1369353600; /* 2013-05-24T00:00:00Z */
+    s3_sigv4_out_init(&o);
+    wk_err_clear(&e);
+    ck_assert_msg(s3_sigv4_presign(&r, &c, 86400, &o, &e) == WK_OK, "%s",
+                  e.msg);
+    ck_assert_str_eq(
+        wk_buf_cstr(&o.query_string),
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE"
+        "%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date="
+        "20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&"
+        "X-Amz-Signature="
+        "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404");
+
+    c = (struct s3_creds){ "AKID", "secret", "tok/en+1" };
+    r.host = "127.0.0.1:9000";
+    r.path = "/sila/archived/a b/x.zip";
+    r.region = "eu-west-1";
+    ck_assert_int_eq(s3_sigv4_presign(&r, &c, 3600, &o, &e), WK_OK);
+    ck_assert_str_eq(wk_buf_cstr(&o.encoded_path),
+                     "/sila/archived/a%20b/x.zip");
+    ck_assert_ptr_nonnull(strstr(wk_buf_cstr(&o.query_string),
+                                 "&X-Amz-Security-Token=tok%2Fen%2B1&"));
+    ck_assert_str_eq(
+        o.signature,
+        "f6da277fed4309a15cf5e1e4dc0fdf94d36d11858010f39ee250e1b7ce96b251");
+    /* limits */
+    ck_assert_int_eq(s3_sigv4_presign(&r, &c, 0, &o, &e), WK_E_INVAL);
+    ck_assert_int_eq(s3_sigv4_presign(&r, &c, 604801, &o, &e), WK_E_INVAL);
+    s3_sigv4_out_release(&o);
+}
+END_TEST
+
 Suite *sigv4_suite(void)
 {
     Suite *s = suite_create("sigv4");
@@ -1275,6 +1324,7 @@ Suite *sigv4_suite(void)
 
     tcase_add_checked_fixture(kat, setup, teardown);
     tcase_add_test(kat, test_sigv4_aws_get_object_range);
+    tcase_add_test(kat, test_sigv4_presign);
     tcase_add_test(kat, test_sigv4_aws_put_object);
     tcase_add_test(kat, test_sigv4_aws_get_lifecycle);
     tcase_add_test(kat, test_sigv4_aws_list_objects);

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Print bench/run.sh's results as one table, with the ratios and issue 6's
+targets.
+
+    report.py RESULTS.tsv --server DESC --machine DESC --binary DESC
+              [--rss-max MIB] [--par N] [--strict]
+
+RESULTS.tsv has one row per workload and operation:
+    workload files bytes op sila_s job_s aws_s rclone_s lower_s rss_mib
+(a time is "FAIL" when that step failed, a peak RSS "?" when unknown; job_s
+is the job's own duration in the worker's log, for information: the ratios
+use sila_s, the wall clock of "enqueue --wait").
+
+Targets (issue 6), each a ratio sila / alternative from the same run:
+    archive     aws-cli <= 1/5, rclone <= 1/3 (1k and 10k only), lower <= 2
+    unarchive   aws-cli <= 1/4, rclone <= 1/2 (1k and 10k only), lower <= 2
+    every row   worker peak RSS <= --rss-max MiB (default 64)
+
+Exit status 0, or 3 with --strict when a row misses a target.
+"""
+
+import argparse
+import sys
+
+TARGETS = {  # op -> (aws-cli, rclone, lower bound) maximum ratio
+    "archive": (1 / 5, 1 / 3, 2.0),
+    "unarchive": (1 / 4, 1 / 2, 2.0),
+}
+PIPELINE_TARGET_WORKLOADS = {"1k", "10k"}  # the issue sets those for these two
+
+
+def num(s):
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def fmt_s(s):
+    v = num(s)
+    return "%.2f" % v if v is not None else s
+
+
+def ratio(a, b):
+    a, b = num(a), num(b)
+    if a is None or b is None or b <= 0:
+        return None
+    return a / b
+
+
+def fmt_r(r):
+    return "%.3f" % r if r is not None else "-"
+
+
+def frac(x):
+    return {1 / 5: "1/5", 1 / 3: "1/3", 1 / 4: "1/4", 1 / 2: "1/2"}.get(x, "%g" % x)
+
+
+def main(argv):
+    p = argparse.ArgumentParser()
+    p.add_argument("results")
+    p.add_argument("--server", required=True)
+    p.add_argument("--machine", required=True)
+    p.add_argument("--binary", required=True)
+    p.add_argument("--rss-max", type=float, default=64)
+    p.add_argument("--par", type=int, default=32)
+    p.add_argument("--strict", action="store_true")
+    a = p.parse_args(argv)
+
+    rows = []
+    with open(a.results) as f:
+        for line in f:
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) == 10:
+                rows.append(cols)
+
+    head = ["workload", "op", "sila s", "(job s)", "aws-cli s", "rclone s", "lower s",
+            "sila/aws", "sila/rclone", "sila/lower", "peak RSS MiB", "targets"]
+    table = []
+    met = missed = 0
+    for w, files, nbytes, op, sila, job, aws, rc, low, rss in rows:
+        r_aws, r_rc, r_low = ratio(sila, aws), ratio(sila, rc), ratio(sila, low)
+        t_aws, t_rc, t_low = TARGETS[op]
+        checks = []
+        if w in PIPELINE_TARGET_WORKLOADS:
+            checks += [("aws", r_aws, t_aws), ("rclone", r_rc, t_rc)]
+        checks.append(("lower", r_low, t_low))
+        bad = []
+        for what, r, t in checks:
+            if r is None:
+                bad.append("%s ?" % what)
+            elif r > t:
+                bad.append("%s %.2f>%s" % (what, r, frac(t)))
+        m = num(rss)
+        if m is None:
+            bad.append("rss ?")
+        elif m > a.rss_max:
+            bad.append("rss %.0f>%g" % (m, a.rss_max))
+        if sila == "FAIL":
+            bad.insert(0, "sila FAILED")
+        if bad:
+            missed += 1
+        else:
+            met += 1
+        label = "%s: %s files, %.0f MiB" % (w, files, int(nbytes) / (1 << 20))
+        table.append([label, op, fmt_s(sila), fmt_s(job), fmt_s(aws), fmt_s(rc), fmt_s(low),
+                      fmt_r(r_aws), fmt_r(r_rc), fmt_r(r_low), rss,
+                      "met" if not bad else "MISSED: " + ", ".join(bad)])
+
+    print("sila-archiver benchmark (issue 6): wall-clock seconds, one run, one server")
+    print("server:  %s, on 127.0.0.1" % a.server)
+    print("machine: %s" % a.machine)
+    print("binary:  %s" % a.binary)
+    print()
+    widths = [max(len(r[i]) for r in [head] + table) for i in range(len(head))]
+    right = set(range(2, 11))
+
+    def line(cols):
+        return "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+                         for i, c in enumerate(cols)).rstrip()
+
+    print(line(head))
+    print(line(["-" * x for x in widths]))
+    for r in table:
+        print(line(r))
+    print()
+    print("rows with every target met: %d of %d" % (met, met + missed))
+    print("targets: archive sila/aws <= 1/5, sila/rclone <= 1/3 (1k, 10k); "
+          "unarchive sila/aws <= 1/4, sila/rclone <= 1/2 (1k, 10k);")
+    print("         sila/lower <= 2 and worker peak RSS (VmHWM, per operation) "
+          "<= %g MiB for every workload" % a.rss_max)
+    print("aws-cli: s3 cp --recursive + zip -r + s3 cp (unarchive: s3 cp + unzip + "
+          "s3 cp --recursive), default settings")
+    print("rclone:  copy --fast-list --transfers 16 + zip -r + copyto (unarchive: "
+          "copyto + unzip + copy)")
+    print("lower:   curl --parallel --parallel-max %d --aws-sigv4: GET every object + "
+          "one PUT of an archive-sized object" % a.par)
+    print("         (unarchive: GET the archive + PUT every object)")
+    print("sila:    enqueue archive|unarchive <id> --wait (polls the job status every "
+          "200 ms) against a fresh worker;")
+    print("         (job s): the job's duration_ms in the worker's log, without "
+          "enqueue and polling")
+    return 3 if a.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

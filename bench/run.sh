@@ -1,0 +1,500 @@
+#!/usr/bin/env bash
+# Benchmark of issue 6: sila-archiver against the operator's tools, in one run,
+# on one S3 server on loopback. Prints one table: for each workload and each
+# operation (archive, unarchive) the wall-clock seconds of sila-archiver, of
+# the aws-cli pipeline, of the rclone pipeline and of a curl lower bound, the
+# ratios, whether the issue's targets are met, and the worker's peak RSS
+# (VmHWM from /proc/<pid>/status, reset between the two operations).
+#
+#   bash bench/run.sh                 (make bench builds first)
+#
+# Knobs (environment):
+#   BENCH_WORKLOADS=1k,10k,2g   subset of the workloads (default: all three)
+#       1k   generated space, 1,000 files / 100 MiB
+#       10k  generated space, 10,000 files / 200 MiB
+#       2g   generated space, 5,000 files / 2 GiB, 4 blobs of 200 MiB (memory)
+#   BENCH_QUICK=1               smoke run of the harness: 200 files / 10 MiB only
+#   BENCH_SERVER=auto|s3rver|moto  S3 server (auto: s3rver, moto if npm or
+#                               s3rver fails)
+#   BENCH_CACHE=DIR             where s3rver is npm-installed
+#                               (default ~/.cache/sila-bench)
+#   BENCH_OUT=FILE              also write the table (and notes) to FILE
+#   BENCH_STRICT=1              exit 3 when a target is missed (default: the
+#                               exit status only says whether every step ran
+#                               and checked out; the table says the rest)
+#   BENCH_KEEP=1                keep the temp dir (logs, configs) at exit
+#   BENCH_S3RVER_LOG=1          s3rver logs requests and errors (services/s3.log)
+#   BENCH_TMPDIR=DIR            where the temp dir goes (default $TMPDIR or
+#                               /tmp); needs ~16 GiB free for the 2g workload
+#   WK_BIN=PATH                 binary to measure (default build/rel/sila-archiver,
+#                               copied at start so a rebuild can't change it)
+#
+# How each number is measured (wall clock, bash $EPOCHREALTIME):
+#   sila       `sila-archiver enqueue archive|unarchive <id> --wait` against a
+#              fresh worker with default settings (one per workload)
+#   aws-cli    archive: aws s3 cp --recursive to disk + zip -r + aws s3 cp;
+#              unarchive: aws s3 cp (the archive) + unzip + aws s3 cp --recursive
+#   rclone     archive: rclone copy --fast-list --transfers 16 + zip -r +
+#              rclone copyto; unarchive: rclone copyto + unzip + rclone copy
+#   lower      archive: curl --parallel --parallel-max 32 GET of every object +
+#              one curl -T PUT of an archive-sized object (the aws-cli zip);
+#              unarchive: one GET of the archive + a parallel PUT of every object
+# The alternatives write under bench-alt/ and restore/ (never under active/ or
+# archived/), read the same space, and unarchive from sila-archiver's archive.
+# Setup (generate, upload) and checks (object counts) are not timed.
+#
+# Everything started here (redis-server, the S3 server, workers) is recorded
+# by PID (scripts/services.sh) and stopped at exit.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/services.sh
+source "$root/scripts/services.sh"
+# shellcheck source=bench/s3rver.sh
+source "$root/bench/s3rver.sh"
+
+BUCKET=sila-bench
+WORKLOADS=${BENCH_WORKLOADS:-1k,10k,2g}
+[ "${BENCH_QUICK:-0}" = 1 ] && WORKLOADS=quick
+SERVER=${BENCH_SERVER:-auto}
+CACHE=${BENCH_CACHE:-${HOME:-/root}/.cache/sila-bench}
+SRC_BIN=${WK_BIN:-$root/build/rel/sila-archiver}
+PAR=32          # curl lower bound concurrency
+RSS_MAX_MIB=64  # issue 6: peak RSS of the worker with default settings
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+    printf 'bench: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# --- 1. what is needed -------------------------------------------------------
+
+# Debian packages for the commands that are missing (build deps, redis-server,
+# moto and boto3 come from scripts/install-deps.sh).
+install_missing() {
+    local -a pkgs=()
+    command -v aws >/dev/null 2>&1 || pkgs+=(awscli)
+    command -v rclone >/dev/null 2>&1 || pkgs+=(rclone)
+    command -v zip >/dev/null 2>&1 || pkgs+=(zip)
+    command -v unzip >/dev/null 2>&1 || pkgs+=(unzip)
+    command -v curl >/dev/null 2>&1 || pkgs+=(curl)
+    if [ "$SERVER" != moto ]; then
+        command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+        command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+    fi
+    if [ "${#pkgs[@]}" -gt 0 ]; then
+        say "installing ${pkgs[*]}"
+        local sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+            die "apt-get update failed"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 ||
+            die "apt-get install ${pkgs[*]} failed"
+    fi
+    "$root/scripts/install-deps.sh" >&2 || die "scripts/install-deps.sh failed"
+    # curl learned --aws-sigv4 in 7.75 and --parallel in 7.66.
+    curl --help all 2>/dev/null | grep -q -- --aws-sigv4 ||
+        die "curl $(curl --version | head -n1 | cut -d' ' -f2) has no --aws-sigv4 (needs >= 7.75)"
+}
+
+install_missing
+if [ ! -x "$SRC_BIN" ]; then
+    say "$SRC_BIN missing: make -C $root"
+    make -C "$root" >&2 || die "build failed"
+fi
+
+tmp=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/sila-bench.XXXXXX")
+svc=$tmp/services
+mkdir -p "$svc" "$tmp/bin"
+RESULTS=$tmp/results.tsv
+NOTES=$tmp/notes.txt
+: >"$RESULTS"
+: >"$NOTES"
+failures=0
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    svc_stop "$svc" worker
+    [ "${server_kind:-}" != s3rver ] || bench_s3rver_stop "$svc"
+    svc_stop_all "$svc"
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        say "kept $tmp"
+    elif [ "$rc" -ne 0 ]; then
+        # Keep the logs and configs for a look, not gigabytes of data.
+        rm -rf "$svc/s3rver-data" "$tmp"/w-*/space "$tmp"/w-*/u-* \
+            "$tmp"/w-*/*-dl "$tmp"/w-*/*.zip
+        say "kept $tmp (logs)"
+    else
+        rm -rf "$tmp"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The binary under test, frozen: another build may replace the original.
+BIN=$tmp/bin/sila-archiver
+cp "$SRC_BIN" "$BIN"
+bin_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$root" diff --quiet HEAD -- 2>/dev/null || bin_rev="$bin_rev+dirty-tree"
+bin_rev="$bin_rev, binary sha256 $(sha256sum "$BIN" | cut -c1-12)"
+
+# The 2g workload holds ~14 GiB at its peak (space, downloads, zips, and the
+# server's copies of them); warn early rather than fail half-way.
+case ",$WORKLOADS," in
+*,2g,*)
+    avail_gib=$(df -Pk "$tmp" | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
+    [ "$avail_gib" -ge 16 ] ||
+        say "warning: only $avail_gib GiB free under $tmp; the 2g workload needs ~16 GiB (BENCH_TMPDIR)"
+    ;;
+esac
+
+# --- 2. servers --------------------------------------------------------------
+
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3
+server_desc=
+server_kind=
+start_moto() {
+    export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+    svc_start_s3 "$svc" || return 1
+    svc_make_bucket "$BUCKET" || return 1
+    server_kind=moto
+    server_desc="moto_server $(python3 -c 'import moto; print(moto.__version__)') (Python, single-threaded)"
+}
+start_s3rver() {
+    bench_s3rver_install "$CACHE" || return 1
+    bench_s3rver_start "$svc" "$BUCKET" || return 1
+    server_kind=s3rver
+    server_desc="s3rver $(bench_s3rver_version) (npm, Node.js $(node --version))"
+}
+
+svc_start_redis "$svc" || die "could not start redis-server"
+case $SERVER in
+s3rver) start_s3rver || die "could not start s3rver" ;;
+moto) start_moto || die "could not start moto_server" ;;
+auto)
+    if ! start_s3rver; then
+        say "s3rver unavailable: falling back to moto_server (slower: timings are server-bound)"
+        bench_s3rver_stop "$svc"
+        start_moto || die "could not start moto_server either"
+        server_desc="$server_desc [fallback: s3rver unavailable]"
+    fi
+    ;;
+*) die "BENCH_SERVER must be auto, s3rver or moto" ;;
+esac
+E=$SVC_S3_ENDPOINT
+export AWS_ENDPOINT_URL_S3=$E
+# The worker runs with default settings: no SILA_* tuning from the caller.
+while read -r v; do unset "$v"; done < <(compgen -e | grep '^SILA_' || true)
+export SILA_STORE=s3://$BUCKET
+export REDIS_URL=redis://127.0.0.1:$SVC_REDIS_PORT/0
+# rclone: an s3 remote named "bench" from the environment only.
+export RCLONE_CONFIG=/dev/null RCLONE_CONFIG_BENCH_TYPE=s3 \
+    RCLONE_CONFIG_BENCH_PROVIDER=Other RCLONE_CONFIG_BENCH_ENDPOINT=$E \
+    RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID \
+    RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+    RCLONE_CONFIG_BENCH_REGION=$AWS_REGION RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+say "server: $server_desc at $E, redis at $REDIS_URL"
+
+# --- 3. the tools, as an operator would call them -----------------------------
+
+awsc() { aws --endpoint-url "$E" --only-show-errors "$@"; }
+# AWS_CA_BUNDLE (if the environment sets one) makes rclone's S3 client refuse
+# its own HTTP transport; it is irrelevant on plain http.
+rcl() { env -u AWS_CA_BUNDLE rclone --log-level ERROR "$@"; }
+curls3() {
+    curl --silent --no-progress-meter --show-error --fail --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+        --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
+}
+s3u() { python3 "$root/bench/s3util.py" "$@"; }
+count() { s3u count "$BUCKET" "$1" | cut -d' ' -f1; }
+
+# timed VAR CMD...: run CMD, set VAR to its wall-clock seconds, or to FAIL.
+timed() {
+    local __var=$1 t0 t1
+    shift
+    t0=$EPOCHREALTIME
+    if "$@"; then
+        t1=$EPOCHREALTIME
+        printf -v "$__var" '%s' "$(python3 -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$t0" "$t1")"
+    else
+        printf -v "$__var" FAIL
+        failures=$((failures + 1))
+    fi
+}
+
+# expect WHAT GOT WANT: a cheap correctness check of a timed step.
+expect() {
+    if [ "$2" != "$3" ]; then
+        say "CHECK FAILED: $1: got $2, want $3"
+        echo "check failed: $1: got $2, want $3" >>"$NOTES"
+        failures=$((failures + 1))
+        return 1
+    fi
+}
+
+# curl_all CFG CODES ARGS...: run a parallel curl config; all must be 2xx.
+curl_all() {
+    local cfg=$1 codes=$2
+    shift 2
+    curls3 --parallel --parallel-max "$PAR" -w '%{http_code}\n' -K "$cfg" "$@" >"$codes"
+}
+codes_ok() { ! grep -qv '^2' "$1"; }
+
+arch_aws() {  # SID DIR
+    awsc s3 cp --recursive "s3://$BUCKET/active/$1/" "$2/aws-dl" &&
+        (cd "$2/aws-dl" && zip -qr "$2/aws.zip" .) &&
+        awsc s3 cp "$2/aws.zip" "s3://$BUCKET/bench-alt/aws/$1.zip"
+}
+arch_rclone() {  # SID DIR
+    rcl copy --fast-list --transfers 16 "bench:$BUCKET/active/$1" "$2/rc-dl" &&
+        (cd "$2/rc-dl" && zip -qr "$2/rclone.zip" .) &&
+        rcl copyto "$2/rclone.zip" "bench:$BUCKET/bench-alt/rclone/$1.zip"
+}
+arch_lower() {  # SID DIR ZIP
+    curl_all "$2/get.cfg" "$2/get.codes" &&
+        curls3 -o /dev/null -T "$3" "$E/$BUCKET/bench-alt/curl/$1.zip"
+}
+unarch_aws() {  # SID DIR KEY
+    awsc s3 cp "s3://$BUCKET/$3" "$2/u-aws.zip" &&
+        unzip -q "$2/u-aws.zip" -d "$2/u-aws" &&
+        awsc s3 cp --recursive "$2/u-aws" "s3://$BUCKET/restore/aws/$1/"
+}
+unarch_rclone() {  # SID DIR KEY
+    rcl copyto "bench:$BUCKET/$3" "$2/u-rc.zip" &&
+        unzip -q "$2/u-rc.zip" -d "$2/u-rc" &&
+        rcl copy --fast-list --transfers 16 "$2/u-rc" "bench:$BUCKET/restore/rclone/$1"
+}
+unarch_lower() {  # SID DIR KEY
+    curls3 -o /dev/null "$E/$BUCKET/$3" &&
+        curl_all "$2/put.cfg" "$2/put.codes"
+}
+
+# --- 4. the worker -------------------------------------------------------------
+
+worker_pid=
+start_worker() {  # LOG
+    "$BIN" worker </dev/null >>"$1" 2>&1 &
+    worker_pid=$!
+    svc_register_pid "$svc" worker "$worker_pid"
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q '"queue.connected"' "$1" 2>/dev/null && return 0
+        kill -0 "$worker_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    say "the worker did not connect; its log:"
+    tail -n 20 "$1" >&2
+    return 1
+}
+hwm_mib() {  # peak RSS of the worker since start or the last reset
+    awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$worker_pid/status" 2>/dev/null || echo "?"
+}
+hwm_reset() {  # Linux: writing 5 to clear_refs resets VmHWM
+    echo 5 >"/proc/$worker_pid/clear_refs" 2>/dev/null
+}
+# Worker log lines above info from line FROM on, grouped: printed and kept as
+# notes for the table (s3rver's NotImplemented answers show up here).
+worker_warnings() {  # LOG FROM WHAT
+    local sum
+    sum=$(python3 "$root/bench/logsum.py" "$1" "$2" "$3") || return 0
+    [ -n "$sum" ] || return 0
+    printf '%s\n' "$sum" >&2
+    printf '%s\n' "$sum" >>"$NOTES"
+}
+# What an alternative printed on stderr (errors, retries: rclone retries a
+# whole copy after a failed transfer, which shows in its time): kept as notes.
+tool_output() {  # LOG WHAT
+    [ -s "$1" ] || return 0
+    local n
+    n=$(wc -l <"$1" | tr -d ' ')
+    {
+        echo "$2 printed $n line(s) on stderr; first 5:"
+        head -n 5 "$1" | cut -c1-300 | sed 's/^/    /'
+    } | tee -a "$NOTES" >&2
+}
+job_s() { python3 "$root/bench/logsum.py" --job-seconds "$1" "$2"; }
+log_lines() { wc -l <"$1" | tr -d ' '; }
+
+# --- 5. one workload -------------------------------------------------------------
+
+gen_args() {
+    local common=(--seed 6 --end-date 2026-06-30)
+    case $1 in
+    quick) echo "${common[@]}" --files 200 --total-mib 10 ;;
+    1k) echo "${common[@]}" --files 1000 --total-mib 100 ;;
+    10k) echo "${common[@]}" --files 10000 --total-mib 200 ;;
+    2g) echo "${common[@]}" --files 5000 --total-mib 2048 --big-blobs 4 --big-size $((200 << 20)) ;;
+    *) return 1 ;;
+    esac
+}
+
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+run_workload() {
+    local name=$1 d=$tmp/w-$1 args summary sid files bytes wlog
+    local t_aws t_rc t_low t_sila t_job rss key size n from
+    args=$(gen_args "$name") || die "unknown workload '$name' (quick, 1k, 10k, 2g)"
+    mkdir -p "$d"
+    say "[$name] generating a space: gen_space.py $args"
+    # shellcheck disable=SC2086 # a list of options
+    summary=$(python3 "$root/tests/gen_space.py" --out "$d/space" $args)
+    sid=$(json_field "$summary" space_id)
+    files=$(json_field "$summary" files)
+    bytes=$(json_field "$summary" bytes)
+    say "[$name] space $sid: $files files, $bytes bytes; uploading to active/$sid/"
+    python3 "$root/tests/upload_dir.py" "$d/space" "$BUCKET" "active/$sid/" --jobs 16 >/dev/null ||
+        die "upload failed"
+    expect "[$name] uploaded objects" "$(count "active/$sid/")" "$files" || die "setup failed"
+    s3u curl-get "$E" "$BUCKET" "active/$sid/" "$d/space" "$d/get.cfg" >/dev/null
+    s3u curl-put "$E" "$BUCKET" "restore/curl/$sid/" "$d/space" "$d/put.cfg" >/dev/null
+
+    # Archive: the alternatives first (they leave active/ as it is), then sila.
+    say "[$name] archive: aws-cli pipeline"
+    timed t_aws arch_aws "$sid" "$d" 2>"$d/aws-archive.log"
+    tool_output "$d/aws-archive.log" "[$name] aws-cli archive"
+    [ "$t_aws" = FAIL ] || expect "[$name] aws-cli download" \
+        "$(find "$d/aws-dl" -type f | wc -l)" "$files" || t_aws=FAIL
+    rm -rf "$d/aws-dl"
+    say "[$name] archive: rclone pipeline"
+    timed t_rc arch_rclone "$sid" "$d" 2>"$d/rclone-archive.log"
+    tool_output "$d/rclone-archive.log" "[$name] rclone archive"
+    [ "$t_rc" = FAIL ] || expect "[$name] rclone download" \
+        "$(find "$d/rc-dl" -type f | wc -l)" "$files" || t_rc=FAIL
+    rm -rf "$d/rc-dl" "$d/rclone.zip"
+    s3u rm "$BUCKET" "bench-alt/rclone/"
+    say "[$name] archive: curl lower bound"
+    if [ -f "$d/aws.zip" ]; then
+        timed t_low arch_lower "$sid" "$d" "$d/aws.zip" 2>"$d/lower-archive.log"
+        tool_output "$d/lower-archive.log" "[$name] curl archive"
+        [ "$t_low" = FAIL ] || { codes_ok "$d/get.codes" &&
+            expect "[$name] curl GETs" "$(wc -l <"$d/get.codes")" "$files"; } || t_low=FAIL
+    else
+        t_low=FAIL
+    fi
+    s3u rm "$BUCKET" "bench-alt/curl/"
+
+    say "[$name] archive: sila-archiver"
+    wlog=$d/worker.log
+    : >"$wlog"
+    start_worker "$wlog" || die "worker start failed"
+    hwm_reset || true
+    from=$(($(log_lines "$wlog") + 1))
+    timed t_sila "$BIN" enqueue archive "$sid" --wait >"$d/enqueue-archive.out" 2>&1
+    rss=$(hwm_mib)
+    worker_warnings "$wlog" "$from" "[$name] archive"
+    key=
+    if [ "$t_sila" = FAIL ]; then
+        say "[$name] the archive job failed:"
+        tail -n 5 "$d/enqueue-archive.out" >&2
+        echo "[$name] archive job failed: $(tail -n 1 "$d/enqueue-archive.out")" >>"$NOTES"
+    else
+        key=$(s3u archive "$BUCKET" "$sid") || key=
+        size=${key#* }
+        key=${key%% *}
+        [ -n "$key" ] || die "no manifest after a successful archive job"
+        n=$(count "active/$sid/")
+        expect "[$name] active objects left after archive" "$n" 0 || true
+        say "[$name] archive $key: $size bytes (aws-cli zip: $(stat -c %s "$d/aws.zip" 2>/dev/null || echo ?))"
+    fi
+    printf '%s\t%s\t%s\tarchive\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" "$bytes" \
+        "$t_sila" "$(job_s "$wlog" "$from")" "$t_aws" "$t_rc" "$t_low" "$rss" >>"$RESULTS"
+
+    # Unarchive: sila first (restores active/), then the alternatives from the
+    # same archive (sila's; the aws-cli pipeline's if sila failed).
+    t_sila=FAIL
+    t_job=-
+    rss='?'
+    if [ -n "$key" ]; then
+        say "[$name] unarchive: sila-archiver"
+        hwm_reset || true
+        from=$(($(log_lines "$wlog") + 1))
+        timed t_sila "$BIN" enqueue unarchive "$sid" --wait >"$d/enqueue-unarchive.out" 2>&1
+        rss=$(hwm_mib)
+        t_job=$(job_s "$wlog" "$from")
+        worker_warnings "$wlog" "$from" "[$name] unarchive"
+        if [ "$t_sila" = FAIL ]; then
+            say "[$name] the unarchive job failed:"
+            tail -n 5 "$d/enqueue-unarchive.out" >&2
+            echo "[$name] unarchive job failed: $(tail -n 1 "$d/enqueue-unarchive.out")" >>"$NOTES"
+        else
+            expect "[$name] objects restored by sila-archiver" "$(count "active/$sid/")" "$files" ||
+                t_sila=FAIL
+        fi
+    else
+        key=bench-alt/aws/$sid.zip
+    fi
+    svc_stop "$svc" worker
+    rm -f "$d/aws.zip"
+
+    say "[$name] unarchive: aws-cli pipeline"
+    timed t_aws unarch_aws "$sid" "$d" "$key" 2>"$d/aws-unarchive.log"
+    tool_output "$d/aws-unarchive.log" "[$name] aws-cli unarchive"
+    [ "$t_aws" = FAIL ] || expect "[$name] aws-cli restore" \
+        "$(count "restore/aws/$sid/")" "$files" || t_aws=FAIL
+    rm -rf "$d/u-aws" "$d/u-aws.zip"
+    s3u rm "$BUCKET" "restore/aws/$sid/"
+    say "[$name] unarchive: rclone pipeline"
+    timed t_rc unarch_rclone "$sid" "$d" "$key" 2>"$d/rclone-unarchive.log"
+    tool_output "$d/rclone-unarchive.log" "[$name] rclone unarchive"
+    [ "$t_rc" = FAIL ] || expect "[$name] rclone restore" \
+        "$(count "restore/rclone/$sid/")" "$files" || t_rc=FAIL
+    rm -rf "$d/u-rc" "$d/u-rc.zip"
+    s3u rm "$BUCKET" "restore/rclone/$sid/"
+    say "[$name] unarchive: curl lower bound"
+    timed t_low unarch_lower "$sid" "$d" "$key" 2>"$d/lower-unarchive.log"
+    tool_output "$d/lower-unarchive.log" "[$name] curl unarchive"
+    [ "$t_low" = FAIL ] || { codes_ok "$d/put.codes" &&
+        expect "[$name] curl PUTs" "$(count "restore/curl/$sid/")" "$files"; } || t_low=FAIL
+    s3u rm "$BUCKET" "restore/curl/$sid/"
+    printf '%s\t%s\t%s\tunarchive\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" "$bytes" \
+        "$t_sila" "$t_job" "$t_aws" "$t_rc" "$t_low" "$rss" >>"$RESULTS"
+
+    # What this workload left: nothing big on disk or on the server.
+    s3u rm "$BUCKET" "active/$sid/"
+    s3u rm "$BUCKET" "archived/$sid/"
+    s3u rm "$BUCKET" "bench-alt/"
+    rm -rf "$d/space"
+}
+
+IFS=, read -r -a wl <<<"$WORKLOADS"
+for w in "${wl[@]}"; do
+    gen_args "$w" >/dev/null || die "unknown workload '$w' (quick, 1k, 10k, 2g)"
+done
+for w in "${wl[@]}"; do
+    run_workload "$w"
+done
+
+# --- 6. the table ----------------------------------------------------------------
+
+report_rc=0
+strict=()
+[ "${BENCH_STRICT:-0}" != 1 ] || strict=(--strict)
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+{
+    python3 "$root/bench/report.py" "$RESULTS" \
+        --server "$server_desc" \
+        --machine "$(nproc) CPUs${cpu:+ ($cpu)}, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)" \
+        --binary "sila-archiver $bin_rev, default settings" \
+        --rss-max "$RSS_MAX_MIB" --par "$PAR" "${strict[@]}" || report_rc=$?
+    if [ -s "$NOTES" ]; then
+        echo
+        echo "Notes:"
+        cat "$NOTES"
+    fi
+} >"$tmp/table.txt"
+echo
+cat "$tmp/table.txt"
+if [ -n "${BENCH_OUT:-}" ]; then
+    cp "$tmp/table.txt" "$BENCH_OUT"
+    say "table written to $BENCH_OUT"
+fi
+[ "$failures" -eq 0 ] || die "$failures step(s) failed (see the notes above)"
+[ "$report_rc" -eq 0 ] || { say "targets missed (BENCH_STRICT=1)"; exit "$report_rc"; }

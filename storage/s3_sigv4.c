@@ -585,6 +585,26 @@ static enum wk_code compute_signature(const struct s3_sigv4_req *req,
     return rc;
 }
 
+/* out->canonical_request is complete: hash it into the string to sign
+ * and sign that into out->signature. */
+static enum wk_code sign_canonical(const struct s3_sigv4_req *req,
+                                   const struct s3_creds *creds,
+                                   const char *date8, const char *scope,
+                                   struct s3_sigv4_out *out, struct wk_err *err)
+{
+    char cr_hash[65];
+    enum wk_code rc = sha256_hex(out->canonical_request.data,
+                                 out->canonical_request.len, cr_hash, err);
+    if (rc == WK_OK)
+        rc = wk_buf_appendf(&out->string_to_sign, err,
+                            S3_SIGV4_ALGORITHM "\n%s\n%s\n%s", out->amz_date,
+                            scope, cr_hash);
+    if (rc == WK_OK)
+        rc = compute_signature(req, creds, date8, &out->string_to_sign,
+                               out->signature, err);
+    return rc;
+}
+
 enum wk_code s3_sigv4_sign(const struct s3_sigv4_req *req,
                            const struct s3_creds *creds,
                            struct s3_sigv4_out *out, struct wk_err *err)
@@ -596,7 +616,6 @@ enum wk_code s3_sigv4_sign(const struct s3_sigv4_req *req,
     struct wk_buf signed_hdrs; /* "host;x-amz-content-sha256;..." */
     char date8[9];
     char scope[3 * S3_SIGV4_NAME_MAX];
-    char cr_hash[65];
     int n;
     enum wk_code rc;
 
@@ -644,15 +663,7 @@ enum wk_code s3_sigv4_sign(const struct s3_sigv4_req *req,
         rc = wk_buf_appendf(&out->canonical_request, err, "\n%s\n%s",
                             wk_buf_cstr(&signed_hdrs), req->payload_hash);
     if (rc == WK_OK)
-        rc = sha256_hex(out->canonical_request.data, out->canonical_request.len,
-                        cr_hash, err);
-    if (rc == WK_OK)
-        rc = wk_buf_appendf(&out->string_to_sign, err,
-                            S3_SIGV4_ALGORITHM "\n%s\n%s\n%s", out->amz_date,
-                            scope, cr_hash);
-    if (rc == WK_OK)
-        rc = compute_signature(req, creds, date8, &out->string_to_sign,
-                               out->signature, err);
+        rc = sign_canonical(req, creds, date8, scope, out, err);
     if (rc != WK_OK)
         goto out;
 
@@ -683,7 +694,6 @@ enum wk_code s3_sigv4_presign(const struct s3_sigv4_req *req,
     struct s3_kv *q = NULL;
     struct wk_buf scratch;
     char date8[9], scope[3 * S3_SIGV4_NAME_MAX], cred[512], expires[16];
-    char cr_hash[65];
     size_t nq = 0;
     int n;
     enum wk_code rc;
@@ -743,15 +753,7 @@ enum wk_code s3_sigv4_presign(const struct s3_sigv4_req *req,
             r.method, wk_buf_cstr(&out->encoded_path),
             wk_buf_cstr(&out->query_string), r.host, S3_UNSIGNED_PAYLOAD);
     if (rc == WK_OK)
-        rc = sha256_hex(out->canonical_request.data, out->canonical_request.len,
-                        cr_hash, err);
-    if (rc == WK_OK)
-        rc = wk_buf_appendf(&out->string_to_sign, err,
-                            S3_SIGV4_ALGORITHM "\n%s\n%s\n%s", out->amz_date,
-                            scope, cr_hash);
-    if (rc == WK_OK)
-        rc = compute_signature(&r, creds, date8, &out->string_to_sign,
-                               out->signature, err);
+        rc = sign_canonical(&r, creds, date8, scope, out, err);
     if (rc == WK_OK)
         rc = wk_buf_appendf(&out->query_string, err, "&X-Amz-Signature=%s",
                             out->signature);

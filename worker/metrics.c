@@ -18,8 +18,8 @@
 static const char *const type_names[N_TYPES] = { "archive", "unarchive",
                                                  "migrate" };
 /* Job duration buckets, seconds. */
-static const double buckets[] = { 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
-                                  1800 };
+static const double buckets[] = { 0.5, 1,   2.5, 5,   10,  30,
+                                  60,  120, 300, 600, 1800 };
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -138,12 +138,12 @@ enum wk_code metrics_render(struct q *q, struct wk_buf *o, struct wk_err *err)
                       "counter", snap.retried, err);
     if (rc == WK_OK)
         rc = per_type(o, "sila_space_bytes_total",
-                      "Bytes of spaces processed by succeeded jobs.",
-                      "counter", snap.bytes, err);
+                      "Bytes of spaces processed by succeeded jobs.", "counter",
+                      snap.bytes, err);
     if (rc == WK_OK)
         rc = per_type(o, "sila_space_files_total",
-                      "Files of spaces processed by succeeded jobs.",
-                      "counter", snap.files, err);
+                      "Files of spaces processed by succeeded jobs.", "counter",
+                      snap.files, err);
     if (rc == WK_OK)
         rc = wk_buf_appendf(o, err,
                             "# HELP sila_job_duration_seconds Wall time of "
@@ -275,9 +275,8 @@ static struct q *conn(struct metrics *m)
 static enum MHD_Result reply(struct MHD_Connection *con, unsigned status,
                              const char *type, const char *body, size_t len)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body,
-                                        MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     enum MHD_Result ret;
 
     if (!r)
@@ -317,8 +316,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *con,
         if (metrics_render(conn(m), &b, &e) != WK_OK)
             ret = reply(con, 500, "text/plain", "render failed\n", 14);
         else
-            ret = reply(con, 200, "text/plain; version=0.0.4",
-                        wk_buf_cstr(&b), b.len);
+            ret = reply(con, 200, "text/plain; version=0.0.4", wk_buf_cstr(&b),
+                        b.len);
         wk_buf_release(&b);
         return ret;
     }
@@ -344,8 +343,7 @@ enum wk_code metrics_start(const struct cfg *cfg, struct metrics **out,
                           cfg->metrics_addr);
     port = strtol(colon + 1, &end, 10);
     if (*end || port < 1 || port > 65535)
-        return wk_err_set(err, WK_E_INVAL,
-                          "SILA_METRICS_ADDR '%s': bad port",
+        return wk_err_set(err, WK_E_INVAL, "SILA_METRICS_ADDR '%s': bad port",
                           cfg->metrics_addr);
     snprintf(host, sizeof(host), "%.*s", (int)(colon - cfg->metrics_addr),
              cfg->metrics_addr);
@@ -365,13 +363,11 @@ enum wk_code metrics_start(const struct cfg *cfg, struct metrics **out,
     if (!m)
         return wk_err_set(err, WK_E_NOMEM, "out of memory");
     m->cfg = cfg;
-    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-                                MHD_USE_ERROR_LOG,
-                            (uint16_t)port, NULL, NULL, handle, m,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-                            MHD_OPTION_END);
+    m->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
+        NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_END);
     if (!m->d) {
         free(m);
         return wk_err_set(err, WK_E_IO,
@@ -379,8 +375,7 @@ enum wk_code metrics_start(const struct cfg *cfg, struct metrics **out,
                           "use?)",
                           cfg->metrics_addr);
     }
-    WK_LOG(WK_LOG_INFO, "metrics.listening",
-           KV_STR("addr", cfg->metrics_addr));
+    WK_LOG(WK_LOG_INFO, "metrics.listening", KV_STR("addr", cfg->metrics_addr));
     *out = m;
     return WK_OK;
 }

@@ -21,8 +21,8 @@ static int http_get(const char *url, const char *path)
     FILE *p;
 
     snprintf(cmd, sizeof(cmd),
-             "curl -s --noproxy '*' -m 5 -o '%s' -w '%%{http_code}' '%s'",
-             path, url);
+             "curl -s --noproxy '*' -m 5 -o '%s' -w '%%{http_code}' '%s'", path,
+             url);
     p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     if (!fgets(code, sizeof(code), p))
@@ -134,10 +134,10 @@ START_TEST(test_it_ops_metrics_health_stats_audit)
     ck_assert_int_eq(json_integer_value(json_object_get(a, "succeeded")), 2);
     ck_assert_int_eq(json_integer_value(json_object_get(a, "bytes")),
                      2 * (json_int_t)ds.bytes);
-    ck_assert_int_eq(json_integer_value(json_object_get(
-                         json_object_get(json_object_get(j, "lanes"), "normal"),
-                         "waiting")),
-                     0);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(
+            json_object_get(json_object_get(j, "lanes"), "normal"), "waiting")),
+        0);
     json_decref(j);
 
     /* the audit trail: who, what, when, result */
@@ -156,13 +156,14 @@ START_TEST(test_it_ops_metrics_health_stats_audit)
                              "succeeded");
             ck_assert_str_eq(json_string_value(json_object_get(o, "spaceId")),
                              id);
-            ck_assert(strncmp(json_string_value(
-                                  json_object_get(o, "requestedBy")),
-                              "cli:", 4) == 0);
+            ck_assert(
+                strncmp(json_string_value(json_object_get(o, "requestedBy")),
+                        "cli:", 4) == 0);
             ck_assert(strlen(json_string_value(json_object_get(o, "worker"))) >
                       0);
             ck_assert_int_eq(
-                (int)strtol(json_string_value(json_object_get(o, "files")), NULL, 10),
+                (int)strtol(json_string_value(json_object_get(o, "files")),
+                            NULL, 10),
                 (int)ds.files);
             ck_assert_ptr_nonnull(strstr(
                 json_string_value(json_object_get(o, "result")), "archiveKey"));
@@ -209,7 +210,8 @@ START_TEST(test_it_ops_sse_on_every_write)
         it_sh("python3 - '%s' '%s' '%s' <<'PY'\n"
               "import boto3, json, sys\n"
               "ep, b, sid = sys.argv[1:4]\n"
-              "s3 = boto3.client('s3', endpoint_url=ep, region_name='us-east-1')\n"
+              "s3 = boto3.client('s3', endpoint_url=ep, "
+              "region_name='us-east-1')\n"
               "mk = 'metadata/%%s.json' %% sid\n"
               "m = json.loads(s3.get_object(Bucket=b, Key=mk)['Body'].read())\n"
               "for k in (m['archiveKey'], mk):\n"
@@ -234,9 +236,8 @@ START_TEST(test_it_ops_sse_on_every_write)
         ck_assert_ptr_nonnull(strstr(purl, "X-Amz-Expires=600"));
         ck_assert_ptr_null(strstr(purl, IT_SECRET));
         snprintf(zip, sizeof(zip), "%s/presigned.zip", tmp);
-        ck_assert_int_eq(it_sh("curl -sf --noproxy '*' -o '%s' '%s'", zip,
-                               purl),
-                         0);
+        ck_assert_int_eq(
+            it_sh("curl -sf --noproxy '*' -o '%s' '%s'", zip, purl), 0);
         ck_assert_int_eq(
             it_sh("python3 - '%s' '%s' '%s' '%s' <<'PY'\n"
                   "import boto3, hashlib, json, sys\n"
@@ -260,7 +261,8 @@ START_TEST(test_it_ops_sse_on_every_write)
         it_sh("python3 - '%s' '%s' '%s' <<'PY'\n"
               "import boto3, sys\n"
               "ep, b, sid = sys.argv[1:4]\n"
-              "s3 = boto3.client('s3', endpoint_url=ep, region_name='us-east-1')\n"
+              "s3 = boto3.client('s3', endpoint_url=ep, "
+              "region_name='us-east-1')\n"
               "n = 0\n"
               "for p in s3.get_paginator('list_objects_v2').paginate(\n"
               "        Bucket=b, Prefix='active/%%s/' %% sid):\n"

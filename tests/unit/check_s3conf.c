@@ -31,9 +31,9 @@ static enum wk_code client_for(const char *endpoint, bool insecure,
 START_TEST(test_s3conf_plain_http_only_on_loopback)
 {
     static const char *const ok[] = {
-        "http://127.0.0.1:9000", "http://127.1.2.3", "http://localhost:9000",
-        "http://[::1]:9000",     "https://s3.example.com",
-        "https://10.0.0.5:9000/prefix",
+        "http://127.0.0.1:9000",  "http://127.1.2.3",
+        "http://localhost:9000",  "http://[::1]:9000",
+        "https://s3.example.com", "https://10.0.0.5:9000/prefix",
     };
     static const char *const refused[] = {
         "http://10.0.0.5:9000",      "http://minio:9000",

@@ -32,7 +32,7 @@ void metrics_job_finished(const char *type, bool ok, double seconds,
                           uint64_t bytes, uint64_t files);
 
 /* The exposition text (what /metrics serves); depths from Redis are
- * included when q_depths gets them (q may be NULL). Exposed for tests. */
+ * included when q_depths can read them (q may be NULL). Exposed for tests. */
 struct q;
 enum wk_code metrics_render(struct q *q, struct wk_buf *out,
                             struct wk_err *err);

@@ -363,9 +363,10 @@ enum wk_code metrics_start(const struct cfg *cfg, struct metrics **out,
     if (!m)
         return wk_err_set(err, WK_E_NOMEM, "out of memory");
     m->cfg = cfg;
+    /* (no MHD_USE_ERROR_LOG: the log is JSON lines only) */
     m->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
-        NULL, NULL, handle, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, handle, m,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)16, MHD_OPTION_END);
     if (!m->d) {

@@ -500,7 +500,9 @@ static void batch_wait(struct arch_run *r, struct arch_batch *bt)
 static void batch_release(struct arch_run *r, struct arch_batch *bt,
                           size_t slots)
 {
-    batch_wait(r, bt);
+    /* still in flight only when the archive stopped early: stop it */
+    store_get_abandon(r->src, bt->pend);
+    bt->pend = NULL;
     if (bt->bufs)
         for (size_t i = 0; i < slots; i++)
             wk_buf_release(&bt->bufs[i]);

@@ -122,6 +122,9 @@ struct store_ops {
                               struct wk_err *err);
     enum wk_code (*get_finish)(struct store *st, struct store_pending *p,
                                struct wk_err *err);
+    /* Stop what p still has in flight and free it (an error path: the
+     * reqs' outcomes are then undefined). */
+    void (*get_abandon)(struct store *st, struct store_pending *p);
     /* Optional: move started requests along without blocking. */
     void (*pump)(struct store *st);
     /* Optional (S3 only): a URL anyone can GET key with, for expires_s
@@ -293,6 +296,11 @@ static inline enum wk_code store_presign(struct store *st, const char *key,
                           "presigned URLs need an s3:// store, not %s",
                           st->ops->name);
     return st->ops->presign(st, key, expires_s, url, err);
+}
+static inline void store_get_abandon(struct store *st, struct store_pending *p)
+{
+    if (p)
+        st->ops->get_abandon(st, p);
 }
 static inline void store_pump(struct store *st)
 {

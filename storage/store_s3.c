@@ -552,6 +552,11 @@ static enum wk_code s3_get_finish(struct store *base, struct store_pending *p,
     return WK_OK;
 }
 
+static void s3_get_abandon(struct store *base, struct store_pending *p)
+{
+    pending_free((struct s3_store *)base, p);
+}
+
 static enum wk_code s3_get_many(struct store *base, struct store_get *reqs,
                                 size_t n, struct wk_err *err)
 {
@@ -1565,6 +1570,7 @@ static const struct store_ops s3_ops = {
     .presign = s3_presign,
     .get_start = s3_get_start,
     .get_finish = s3_get_finish,
+    .get_abandon = s3_get_abandon,
     .pump = s3_pump,
     .delete_many = s3_delete_many,
     .delete_if = s3_delete_if,

@@ -7,6 +7,15 @@ WK_WARN   := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
              -Wpointer-arith -Wundef -Wcast-qual
 CFLAGS    ?= -O2 -g
 BUILD     := build/rel
+ifeq ($(FUZZ),1)
+# libFuzzer (clang): the library instrumented for coverage, ASan, UBSan
+CC        := clang
+BUILD     := build/fuzz
+CFLAGS    := -O1 -g -fno-omit-frame-pointer
+WK_SAN    := -fsanitize=fuzzer-no-link,address,undefined \
+             -fno-sanitize-recover=all -Wno-format-nonliteral
+LDFLAGS   += -fsanitize=fuzzer,address,undefined
+endif
 ifeq ($(SAN),1)
 BUILD     := build/san
 CFLAGS    := -O1 -g -fno-omit-frame-pointer
@@ -28,7 +37,7 @@ IT_SRC   := $(wildcard tests/integration/*.c)
 IT_OBJ   := $(IT_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all deps check check-unit check-it check-deploy check-long asan lint \
-	bench demo clean fmt
+	bench demo clean fmt fuzz
 
 all: $(BIN) build/sila-archiver
 
@@ -109,6 +118,29 @@ demo: deps
 bench: deps
 	$(MAKE) --no-print-directory $(BIN)
 	bench/run.sh
+
+# Fuzzing (clang's libFuzzer): each target runs FUZZ_SECONDS (60) from the
+# seed corpus (tests/fuzz/corpus/<target>/ and tests/hostile/); new inputs
+# go to build/fuzz/corpus/, crashes to build/fuzz/crash-*: a finding
+# becomes a file in tests/hostile/ (see its README).
+FUZZ_TARGETS := fuzz_job fuzz_manifest fuzz_s3xml fuzz_zipname
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@command -v clang >/dev/null || { echo 'fuzz: needs clang (apt-get install clang)'; exit 1; }
+	$(MAKE) --no-print-directory FUZZ=1 $(FUZZ_TARGETS:%=build/fuzz/%)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus/$$t tests/fuzz/corpus/$$t && \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s" && \
+		build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+			-rss_limit_mb=2048 -artifact_prefix=build/fuzz/$$t- \
+			-print_final_stats=1 build/fuzz/corpus/$$t \
+			tests/fuzz/corpus/$$t >build/fuzz/$$t.log 2>&1; rc=$$?; \
+		grep -E 'Done [0-9]+ runs|ERROR|SUMMARY|crash-' build/fuzz/$$t.log; \
+		test $$rc -eq 0 || { echo "fuzz: $$t failed, see build/fuzz/$$t.log"; exit 1; }; \
+	done
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(BUILD)/libsila.a
+	$(CC) $(WK_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsila.a $(PKG_LIBS)
 
 clean:
 	rm -rf build

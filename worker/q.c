@@ -817,6 +817,14 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
     tx_add(&cmds[ncmd], "7200");
     ncmd++;
     rc = q_exec_tx(q, cmds, ncmd, "finish", err);
+    if (rc == WK_OK) /* the audit trail's line in the log too */
+        WK_LOG(WK_LOG_INFO, "audit", KV_STR("action", type ? type : "unknown"),
+               KV_STR("outcome", ok ? "succeeded" : "failed"),
+               KV_STR("space_id", space_id ? space_id : ""),
+               KV_STR("job_id", m->job_id),
+               KV_STR("worker", done && done->worker ? done->worker : ""),
+               KV_STR("requested_by", who), KV_STR("files", nfiles),
+               KV_STR("bytes", nbytes), KV_STR("duration_ms", ms));
     free(evs);
     free(sev);
     return rc;

@@ -172,6 +172,11 @@ START_TEST(test_it_ops_metrics_health_stats_audit)
         }
         fclose(f);
         ck_assert_int_eq(n, 2);
+        /* ...and the same in the worker's JSON log */
+        ck_assert_int_eq(it_sh("test $(grep -c '\"event\":\"audit\".*"
+                               "\"requested_by\":\"cli:' '%s') -eq 2",
+                               log),
+                         0);
     }
 
     /* a worker that is gone: the health check says so */

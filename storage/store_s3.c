@@ -608,6 +608,33 @@ static enum wk_code s3_put(struct store *base, const char *key, const void *p,
     return s3_put_many(base, &one, 1, err);
 }
 
+/* After a retried conditional PUT failed its precondition: does the key
+ * hold exactly p[0..n) (what the first attempt sent)? Then its etag. */
+static bool landed_anyway(struct store *base, const char *key, const void *p,
+                          size_t n, char *etag_out, size_t etag_len)
+{
+    struct store_stat sb;
+    struct store_get g;
+    struct wk_buf cur;
+    struct wk_err e;
+    bool same;
+
+    wk_err_clear(&e);
+    wk_buf_init(&cur, n + 1);
+    memset(&g, 0, sizeof(g));
+    g.key = key;
+    g.len = n;
+    g.out = &cur;
+    g.if_match = sb.etag; /* the bytes of the version the HEAD saw */
+    same = store_head(base, key, &sb, &e) == WK_OK && sb.size == n &&
+           (n == 0 || (store_get_many(base, &g, 1, &e) == WK_OK &&
+                       cur.len == n && memcmp(cur.data, p, n) == 0));
+    wk_buf_release(&cur);
+    if (same && etag_out && etag_len)
+        snprintf(etag_out, etag_len, "%s", sb.etag);
+    return same;
+}
+
 static enum wk_code s3_put_if(struct store *base, const char *key,
                               const void *p, size_t n, const char *if_match,
                               char *etag_out, size_t etag_len,
@@ -618,6 +645,7 @@ static enum wk_code s3_put_if(struct store *base, const char *key,
     struct s3_kv hdr;
     char quoted[S3_ETAG_MAX + 3];
     struct wk_err one;
+    unsigned attempts = 0;
     enum wk_code rc;
 
     if (!if_match)
@@ -643,10 +671,19 @@ static enum wk_code s3_put_if(struct store *base, const char *key,
         r->n_headers = 1;
         (void)s3_client_run(st->cl, b.reqs, b.n, NULL);
         wk_err_copy(&one, &b.reqs[0].err);
+        attempts = b.reqs[0].attempts;
         if (one.code == WK_OK && etag_out && etag_len)
             snprintf(etag_out, etag_len, "%s", b.reqs[0].etag);
     }
     batch_release(&b);
+    if ((one.code == WK_E_CONFLICT || one.http_status == 412) && attempts > 1 &&
+        landed_anyway(base, key, p, n, etag_out, etag_len)) {
+        /* an earlier attempt wrote it, but its reply was lost: the retry
+         * found our own version in place */
+        WK_LOG(WK_LOG_WARN, "s3.put_if.repeated",
+               KV_STR("bucket", s3_client_bucket(st->cl)), KV_STR("key", key));
+        return WK_OK;
+    }
     if (one.code == WK_E_CONFLICT || one.http_status == 412)
         return wk_err_set(err, WK_E_CONFLICT,
                           "put '%s': precondition failed (changed by someone "

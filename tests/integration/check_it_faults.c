@@ -370,6 +370,56 @@ START_TEST(test_it_faults_lost_complete_response)
 }
 END_TEST
 
+/* The server writes the manifest but the reply is lost (reset after the
+ * conditional PUT was handled): the retry's precondition no longer holds,
+ * yet what is there is this worker's own write, which it recognises; the
+ * job succeeds, nothing is lost. */
+START_TEST(test_it_faults_lost_manifest_put_response)
+{
+    char id[33], tmp[512], src[600], log[600], out[600], job[200], url[128];
+    char ctl[600], target[128], endpoint[128], prefix[128];
+    struct it_env e;
+    struct store *st = it_s3_store(NULL);
+    struct fault_stats fs;
+    int port = it_free_port(), rc;
+    pid_t w, proxy;
+
+    it_space_id(id);
+    it_tmpdir("faults-mf", tmp, sizeof(tmp));
+    snprintf(src, sizeof(src), "%s/space", tmp);
+    it_gen_space(src, id, 64, "--ops-files 20 --blobs 5 --big-blobs 0");
+    snprintf(prefix, sizeof(prefix), "active/%s/", id);
+    it_upload_dir(src, prefix, NULL);
+
+    snprintf(ctl, sizeof(ctl), "%s/faults.json", tmp);
+    proxy_addrs(port, target, sizeof(target), endpoint, sizeof(endpoint));
+    proxy = start_s3_proxy(port, target, ctl,
+                           "{\"preset\": 1.0, \"reset_modes\": "
+                           "[\"response\"], \"match\": \"PUT\", "
+                           "\"path\": \"/metadata/[0-9a-f]+\\\\.json\", "
+                           "\"limit\": 1}\n");
+    snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
+    it_env_init(&e, url, "faults-mf", endpoint);
+    it_env_add(&e, "SILA_S3_RETRIES=5");
+    it_env_add(&e, "SILA_MAX_ATTEMPTS=1"); /* no job-level retry to hide it */
+    snprintf(log, sizeof(log), "%s/worker.log", tmp);
+    snprintf(out, sizeof(out), "%s/enqueue.out", tmp);
+    w = it_start_worker(&e, log);
+
+    rc = run_job(&e, "archive", id, job, sizeof(job), out);
+    ck_assert_msg(rc == 0, "archive exited %d: %s (see %s)", rc,
+                  it_job_field(it_prefix_of(&e), job, "error"), log);
+    it_verify_archived(st, id, src, tmp);
+    ck_assert_int_eq(log_count(log, "\"event\":\"s3.put_if.repeated\""), 1);
+    ck_assert_int_eq(it_stop(w), 0);
+    ck_assert_int_eq(it_stop(proxy), 0);
+    read_stats(ctl, &fs);
+    print_stats("lost manifest PUT responses", &fs);
+    ck_assert_int_eq(fs.reset_response, 1);
+    store_free(st);
+}
+END_TEST
+
 Suite *it_faults_suite(void)
 {
     Suite *s = suite_create("it_faults");
@@ -378,6 +428,7 @@ Suite *it_faults_suite(void)
     tcase_add_test(tc, test_it_faults_roundtrip_survives_transient_faults);
     tcase_add_test(tc, test_it_faults_put_slowdown_fails_cleanly);
     tcase_add_test(tc, test_it_faults_lost_complete_response);
+    tcase_add_test(tc, test_it_faults_lost_manifest_put_response);
     suite_add_tcase(s, tc);
     return s;
 }

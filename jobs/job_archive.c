@@ -370,11 +370,11 @@ static void list_digest(const struct arch_list *l, char hex[65])
         return;
     for (size_t i = 0; i < l->n; i++) {
         const struct arch_obj *o = &l->v[i];
+        const char *etag = o->etag ? o->etag : "";
         char sz[24];
         int n = snprintf(sz, sizeof(sz), "%llu\n", (unsigned long long)o->size);
         store_sha256_update(h, o->key, strlen(o->key) + 1);
-        store_sha256_update(h, o->etag ? o->etag : "",
-                            strlen(o->etag ? o->etag : "") + 1);
+        store_sha256_update(h, etag, strlen(etag) + 1);
         store_sha256_update(h, sz, (size_t)n);
     }
     store_sha256_final_hex(h, hex);

@@ -302,6 +302,24 @@ static bool keys_has(const struct ua_keys *k, const char *key)
 
 /* Best effort: write m in state st (a repair or a revert); a failure is
  * logged, and leaves a state the next run handles. Noted in o when set. */
+/* Write m in state st over the version etag names; m (in memory) says
+ * what the store holds afterwards either way. */
+static enum wk_code put_state(struct ua_run *r, struct mf *m, enum mf_state st,
+                              char *etag, size_t etag_len, struct wk_err *err)
+{
+    enum mf_state was = m->state;
+    enum wk_code rc;
+
+    m->state = st;
+    m->generation++;
+    rc = job_mf_put(r->ctx->store, r->mf_key, m, etag, etag_len, err);
+    if (rc != WK_OK) {
+        m->state = was;
+        m->generation--;
+    }
+    return rc;
+}
+
 static void set_state(struct ua_run *r, struct mf *m, enum mf_state st,
                       char *etag, size_t etag_len, json_t *o)
 {
@@ -309,11 +327,7 @@ static void set_state(struct ua_run *r, struct mf *m, enum mf_state st,
     enum mf_state was = m->state;
 
     wk_err_clear(&e);
-    m->state = st;
-    m->generation++;
-    if (job_mf_put(r->ctx->store, r->mf_key, m, etag, etag_len, &e) != WK_OK) {
-        m->state = was;
-        m->generation--;
+    if (put_state(r, m, st, etag, etag_len, &e) != WK_OK) {
         WK_LOG(WK_LOG_WARN, "unarchive.manifest_state_kept",
                KV_STR("job_id", r->job->id),
                KV_STR("space_id", r->job->space_id),
@@ -494,9 +508,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     if (m->state == MF_ARCHIVED) {
         /* Readers wait for "ready"; a run that dies from here on leaves
          * "restoring" and its retry carries on. */
-        m->state = MF_RESTORING;
-        m->generation++;
-        rc = job_mf_put(ctx->store, r.mf_key, m, mf_etag, sizeof(mf_etag), err);
+        rc = put_state(&r, m, MF_RESTORING, mf_etag, sizeof(mf_etag), err);
         if (rc != WK_OK)
             goto out;
     }
@@ -554,12 +566,15 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     /* Everything verified: the space is active again. */
     r.prog.st.phase = "activating";
     prog_update(&r.prog, true);
-    m->state = MF_ACTIVE;
-    m->generation++;
-    m->restored_at = ctx->now ? ctx->now() : time(NULL);
-    rc = job_mf_put(ctx->store, r.mf_key, m, mf_etag, sizeof(mf_etag), err);
-    if (rc != WK_OK)
-        goto out;
+    {
+        time_t before = m->restored_at;
+        m->restored_at = ctx->now ? ctx->now() : time(NULL);
+        rc = put_state(&r, m, MF_ACTIVE, mf_etag, sizeof(mf_etag), err);
+        if (rc != WK_OK) {
+            m->restored_at = before; /* still restoring: reverted below */
+            goto out;
+        }
+    }
     flipped = true;
     {
         int64_t ms = mono_ms() - t0;

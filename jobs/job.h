@@ -21,6 +21,7 @@
 struct store;
 struct store_opts;
 struct prog_sink;
+struct seal_keyring;
 
 #define JOB_ID_MAX       128
 #define JOB_SPACE_ID_MAX 128
@@ -78,6 +79,11 @@ struct job_ctx {
      * "" = none. Archive: {"archiveKey", "uploadId", "listing"}, to resume
      * its multipart upload. Borrowed. */
     const char *resume;
+    /* Master keys (SILA_ENCRYPTION_KEY_FILE); borrowed. Set: new archives
+     * are sealed under the first key (storage/seal.h), sealed archives are
+     * opened with any. NULL: archives are plain ZIPs and a sealed one
+     * cannot be read. */
+    const struct seal_keyring *keys;
 };
 
 void job_config_defaults(struct job_config *cfg);

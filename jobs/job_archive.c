@@ -15,6 +15,7 @@
 #include "jobs/zipr.h"
 #include "jobs/zipw.h"
 #include "storage/store.h"
+#include "storage/seal.h"
 #include "storage/store_hash.h"
 
 #define ARCH_MAX_FILES      (10u * 1000u * 1000u)
@@ -84,6 +85,7 @@ struct arch_run {
     unsigned attempt; /* 1-based */
     char sha[65];     /* of the verified archive */
     uint64_t zip_size;
+    struct seal_info enc; /* how the verified archive is sealed */
     struct prog prog;
     time_t now;
 };
@@ -275,13 +277,7 @@ static void build_history(const struct mf *old, bool has_old, unsigned keep,
         if (i == 0) {
             if (!old->archive_key[0])
                 continue;
-            memset(&a, 0, sizeof(a));
-            snprintf(a.key, sizeof(a.key), "%s", old->archive_key);
-            memcpy(a.checksum, old->checksum, sizeof(a.checksum));
-            a.size = old->size;
-            a.uncompressed_size = old->uncompressed_size;
-            a.file_count = old->file_count;
-            a.archived_at = old->archived_at;
+            mf_current(old, &a);
         } else {
             a = old->history[i - 1];
         }
@@ -780,6 +776,8 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
 {
     const struct job_ctx *ctx = r->ctx;
     struct store_writer *w = NULL;
+    struct seal_writer *sw = NULL;
+    struct seal_dk dk;
     struct zipw *zw = NULL;
     struct store_writer_opts wopts;
     struct zipw_opts zopts;
@@ -791,6 +789,9 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
 
     *changed = false;
     r->have_next = false;
+    memset(&r->enc, 0, sizeof(r->enc));
+    memset(&dk, 0, sizeof(dk));
+    memset(&zopts, 0, sizeof(zopts));
     list_release(&r->next);
     r->prog.st.bytes_total = r->list.total_bytes;
     r->prog.st.files_total = r->list.n;
@@ -815,6 +816,21 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
     rc = store_open_write(ctx->store, r->archive_key, &wopts, &w, err);
     if (rc != WK_OK)
         goto out;
+    if (ctx->keys) {
+        /* a fresh data key for every stream: one key never seals two
+         * different streams, so a redo or a resumed upload re-sends its
+         * parts rather than reuse a nonce */
+        rc = seal_dk_new(ctx->keys, r->job->space_id, &r->enc, &dk, err);
+        if (rc == WK_OK) {
+            rc = seal_writer_new(w, &dk, &sw, err);
+            w = NULL; /* owned by sw, even on failure */
+        }
+        seal_dk_wipe(&dk);
+        if (rc != WK_OK)
+            goto out;
+        w = seal_writer_sink(sw);
+        zopts.no_hash = true; /* the stored bytes are hashed by sw */
+    }
     zopts.level = ctx->cfg->deflate_level;
     rc = zipw_new(w, &zopts, &zw, err);
     if (rc != WK_OK)
@@ -824,6 +840,7 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
            KV_STR("archive_key", r->archive_key), KV_INT("files", r->list.n),
            KV_INT("bytes", r->list.total_bytes),
            KV_INT("part_bytes", wopts.part_bytes),
+           KV_STR("key_id", r->enc.on ? r->enc.key_id : ""),
            KV_INT("attempt", r->attempt));
     rc = write_archive(r, zw, changed, err);
     if (rc != WK_OK || *changed)
@@ -863,15 +880,21 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
     rc = store_head(ctx->store, r->archive_key, &st, err);
     if (rc != WK_OK)
         goto out;
-    if (st.size != zipw_bytes_out(zw)) {
-        rc = wk_err_set(err, WK_E_CORRUPT,
-                        "archive '%s' is %llu bytes in the store, %llu "
-                        "were written",
-                        r->archive_key, (unsigned long long)st.size,
-                        (unsigned long long)zipw_bytes_out(zw));
-        goto out;
+    {
+        uint64_t wrote = sw ? seal_writer_bytes_out(sw) : zipw_bytes_out(zw);
+        if (st.size != wrote) {
+            rc = wk_err_set(err, WK_E_CORRUPT,
+                            "archive '%s' is %llu bytes in the store, %llu "
+                            "were written",
+                            r->archive_key, (unsigned long long)st.size,
+                            (unsigned long long)wrote);
+            goto out;
+        }
     }
-    zipw_sha256_hex(zw, r->sha);
+    if (sw)
+        seal_writer_sha256_hex(sw, r->sha);
+    else
+        zipw_sha256_hex(zw, r->sha);
     r->zip_size = st.size;
 
     /* Users keep writing while a space is archived: the archive holds the
@@ -1319,6 +1342,7 @@ static void manifest_fill(const struct arch_run *r, const struct mf *old,
     m->size = r->zip_size;
     m->uncompressed_size = r->list.total_bytes;
     m->file_count = r->list.n;
+    m->enc = r->enc;
     build_history(old, has_old, r->ctx->cfg->keep_archives, m, drop, ndrop);
 }
 

@@ -12,13 +12,15 @@
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
 #include "jobs/zipr.h"
+#include "storage/seal.h"
 #include "storage/store.h"
 #include "storage/store_hash.h"
 
 #define UA_RATIO_MIN_BYTES (1u << 20)
 #define UA_KEEP_BUF_BYTES  (256u * 1024u)
 
-/* The archive, read in ranged GETs of chunk bytes and hashed in order. */
+/* The archive, read in ranged GETs of chunk bytes and hashed in order (the
+ * stored bytes); a sealed one is opened on the way, a chunk at a time. */
 struct ua_src {
     struct store *st; /* borrowed */
     const char *key;  /* borrowed */
@@ -26,6 +28,10 @@ struct ua_src {
     uint64_t chunk;
     struct wk_buf buf;
     struct store_sha256 *hash; /* owned */
+    struct seal_dec *dec;      /* owned; NULL: a plain ZIP */
+    size_t used;               /* bytes of buf already opened */
+    size_t step;               /* stored bytes per seal_dec_update() */
+    struct wk_buf plain;       /* one chunk's plaintext */
 };
 
 struct ua_keys;
@@ -53,22 +59,19 @@ struct ua_run {
     struct prog prog;
 };
 
-static enum wk_code src_read(void *ud, const void **p, size_t *n,
-                             struct wk_err *err)
+/* The next stored bytes into s->buf, hashed; nothing at the end. */
+static enum wk_code src_fetch(struct ua_src *s, struct wk_err *err)
 {
-    struct ua_src *s = ud;
     struct store_get g;
     uint64_t len;
     enum wk_code rc;
 
-    *p = NULL;
-    *n = 0;
+    wk_buf_reset(&s->buf);
     if (s->off >= s->size)
         return WK_OK;
     len = s->size - s->off;
     if (len > s->chunk)
         len = s->chunk;
-    wk_buf_reset(&s->buf);
     memset(&g, 0, sizeof(g));
     g.key = s->key;
     g.offset = s->off;
@@ -83,9 +86,51 @@ static enum wk_code src_read(void *ud, const void **p, size_t *n,
                           (unsigned long long)s->off);
     store_sha256_update(s->hash, s->buf.data, s->buf.len);
     s->off += len;
-    *p = s->buf.data;
-    *n = s->buf.len;
     return WK_OK;
+}
+
+static enum wk_code src_read(void *ud, const void **p, size_t *n,
+                             struct wk_err *err)
+{
+    struct ua_src *s = ud;
+    enum wk_code rc;
+
+    *p = NULL;
+    *n = 0;
+    if (!s->dec) {
+        rc = src_fetch(s, err);
+        *p = s->buf.data;
+        *n = s->buf.len;
+        return rc;
+    }
+    /* Sealed: hand out each chunk's plaintext once its tag checked. */
+    for (;;) {
+        size_t take;
+        if (s->used == s->buf.len) {
+            if (s->off >= s->size)
+                return seal_dec_final(s->dec, err);
+            rc = src_fetch(s, err);
+            if (rc != WK_OK)
+                return rc;
+            s->used = 0;
+        }
+        take = s->buf.len - s->used;
+        if (take > s->step)
+            take = s->step;
+        wk_buf_reset(&s->plain);
+        rc = seal_dec_update(s->dec, s->buf.data + s->used, take, &s->plain,
+                             err);
+        if (rc != WK_OK) {
+            wk_err_prefix(err, "archive '%s'", s->key);
+            return rc;
+        }
+        s->used += take;
+        if (s->plain.len > 0) {
+            *p = s->plain.data;
+            *n = s->plain.len;
+            return WK_OK;
+        }
+    }
 }
 
 static enum wk_code note_written(struct ua_run *r, const char *key,
@@ -439,26 +484,12 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     }
 
     /* Which archive: the current one, or one named from the history. */
-    if (!job->archive_key[0] || strcmp(job->archive_key, m->archive_key) == 0) {
-        snprintf(want.key, sizeof(want.key), "%s", m->archive_key);
-        memcpy(want.checksum, m->checksum, sizeof(want.checksum));
-        want.size = m->size;
-        want.uncompressed_size = m->uncompressed_size;
-        want.file_count = m->file_count;
-        want.archived_at = m->archived_at;
-    } else {
-        size_t i;
-        for (i = 0; i < m->n_history; i++)
-            if (strcmp(m->history[i].key, job->archive_key) == 0)
-                break;
-        if (i == m->n_history) {
-            rc = wk_err_set(err, WK_E_NOTFOUND,
-                            "archive '%s' is not in the manifest of space "
-                            "'%s' (current or history)",
-                            job->archive_key, job->space_id);
-            goto out;
-        }
-        want = m->history[i];
+    if (!mf_find_archive(m, job->archive_key, &want)) {
+        rc = wk_err_set(err, WK_E_NOTFOUND,
+                        "archive '%s' is not in the manifest of space "
+                        "'%s' (current or history)",
+                        job->archive_key, job->space_id);
+        goto out;
     }
 
     /* Objects already under active/ are newer than the archive (written
@@ -492,6 +523,28 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     r.src.key = want.key;
     r.src.size = want.size;
     r.src.chunk = cfg->chunk_bytes;
+    if (want.enc.on) {
+        /* opened before anything changes: without the key the space
+         * simply stays archived */
+        struct seal_dk dk;
+        if (!ctx->keys)
+            rc = wk_err_set(err, WK_E_INVAL,
+                            "archive '%s' is encrypted (key %s) and no "
+                            "SILA_ENCRYPTION_KEY_FILE is configured",
+                            want.key, want.enc.key_id);
+        else if ((rc = seal_dk_open(ctx->keys, job->space_id, &want.enc, &dk,
+                                    err)) == WK_OK) {
+            rc = seal_dec_new(&dk, want.size, &r.src.dec, err);
+            seal_dk_wipe(&dk);
+        }
+        if (rc != WK_OK) {
+            if (ctx->keys)
+                wk_err_prefix(err, "archive '%s'", want.key);
+            goto out;
+        }
+        r.src.step = (size_t)want.enc.chunk_bytes + SEAL_TAG_BYTES;
+        wk_buf_init(&r.src.plain, want.enc.chunk_bytes);
+    }
     rc = store_sha256_new(&r.src.hash, err);
     if (rc == WK_OK)
         rc = store_sha256_new(&cas, err);
@@ -606,6 +659,8 @@ out:
     zipr_free(zr);
     store_sha256_free(cas);
     store_sha256_free(r.src.hash);
+    seal_dec_free(r.src.dec);
+    wk_buf_release(&r.src.plain);
     wk_buf_release(&r.src.buf);
     if (r.pending) {
         for (size_t i = 0; i < cfg->window_objects; i++) {

@@ -112,6 +112,24 @@ static const char *archive_key_problem(const char *key, const char *space_id,
     return NULL;
 }
 
+/* A sealed archive's record: what seal_dk_open() needs, well-formed. */
+static enum wk_code check_enc(const struct seal_info *e, const char *field,
+                              enum wk_code code, struct wk_err *err)
+{
+    if (!e->on)
+        return WK_OK;
+    if (!seal_key_id_valid(e->key_id))
+        return bad_field(err, code, field,
+                         "keyId: expected 16 lowercase hex characters");
+    if (!seal_wrapped_valid(e->wrapped))
+        return bad_field(err, code, field,
+                         "wrappedKey: expected 80 base64 characters");
+    if (!seal_chunk_valid(e->chunk_bytes))
+        return bad_field(err, code, field,
+                         "chunkSize: expected 4096 to 16777216");
+    return WK_OK;
+}
+
 /* Checks shared by writing and parsing (everything but the times). */
 static enum wk_code check_fields(const struct mf *m, enum wk_code code,
                                  struct wk_err *err)
@@ -133,7 +151,7 @@ static enum wk_code check_fields(const struct mf *m, enum wk_code code,
     if (!m->archive_key[0] && !mf_in_archive(m)) {
         /* never archived: nothing may describe an archive */
         if (m->checksum[0] || m->size || m->uncompressed_size ||
-            m->file_count || m->n_history)
+            m->file_count || m->n_history || m->enc.on)
             return bad_field(err, code, "archiveKey",
                              "empty, but other fields describe an archive");
         return WK_OK;
@@ -145,6 +163,8 @@ static enum wk_code check_fields(const struct mf *m, enum wk_code code,
     if (!checksum_ok(m->checksum))
         return bad_field(err, code, "checksum",
                          "expected 64 lowercase hex characters");
+    if (check_enc(&m->enc, "encryption", code, err) != WK_OK)
+        return code;
     if (m->n_history > MF_HISTORY_MAX)
         return bad_field(err, code, "history", "too many entries");
     for (size_t i = 0; i < m->n_history; i++) {
@@ -155,6 +175,8 @@ static enum wk_code check_fields(const struct mf *m, enum wk_code code,
         if (!checksum_ok(h->checksum))
             return bad_field(err, code, "history[].checksum",
                              "expected 64 lowercase hex characters");
+        if (check_enc(&h->enc, "history[].encryption", code, err) != WK_OK)
+            return code;
     }
     return WK_OK;
 }
@@ -183,6 +205,31 @@ static enum wk_code set_u64(json_t *o, const char *k, uint64_t v,
     if (v > (uint64_t)INT64_MAX)
         return bad_field(err, WK_E_INVAL, k, "too large");
     return set_new(o, k, json_integer((json_int_t)v), err);
+}
+
+/* "encryption": {scheme, algorithm, keyId, wrappedKey, chunkSize}, only
+ * for a sealed archive. */
+static enum wk_code set_enc(json_t *o, const struct seal_info *e,
+                            struct wk_err *err)
+{
+    json_t *v;
+    enum wk_code rc;
+
+    if (!e->on)
+        return WK_OK;
+    v = json_object();
+    rc = set_new(o, "encryption", v, err);
+    if (rc == WK_OK)
+        rc = set_new(v, "scheme", json_string(SEAL_SCHEME), err);
+    if (rc == WK_OK)
+        rc = set_new(v, "algorithm", json_string(SEAL_ALGORITHM), err);
+    if (rc == WK_OK)
+        rc = set_new(v, "keyId", json_string(e->key_id), err);
+    if (rc == WK_OK)
+        rc = set_new(v, "wrappedKey", json_string(e->wrapped), err);
+    if (rc == WK_OK)
+        rc = set_u64(v, "chunkSize", e->chunk_bytes, err);
+    return rc;
 }
 
 enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
@@ -223,6 +270,8 @@ enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
         rc = set_u64(o, "uncompressedSize", m->uncompressed_size, err);
     if (rc == WK_OK)
         rc = set_u64(o, "fileCount", m->file_count, err);
+    if (rc == WK_OK)
+        rc = set_enc(o, &m->enc, err);
     if (rc == WK_OK && m->generation > 0)
         rc = set_u64(o, "generation", m->generation, err);
     if (rc == WK_OK && m->n_history > 0) {
@@ -246,6 +295,8 @@ enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
                 rc = set_u64(e, "fileCount", h->file_count, err);
             if (rc == WK_OK)
                 rc = set_time(e, "archivedAt", h->archived_at, err);
+            if (rc == WK_OK)
+                rc = set_enc(e, &h->enc, err);
         }
     }
     if (rc != WK_OK)
@@ -262,6 +313,33 @@ out:
     free(text);
     json_decref(o);
     return rc;
+}
+
+void mf_current(const struct mf *m, struct mf_archive *out)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(out->key, sizeof(out->key), "%s", m->archive_key);
+    memcpy(out->checksum, m->checksum, sizeof(out->checksum));
+    out->size = m->size;
+    out->uncompressed_size = m->uncompressed_size;
+    out->file_count = m->file_count;
+    out->archived_at = m->archived_at;
+    out->enc = m->enc;
+}
+
+bool mf_find_archive(const struct mf *m, const char *key,
+                     struct mf_archive *out)
+{
+    if (!key[0] || strcmp(key, m->archive_key) == 0) {
+        mf_current(m, out);
+        return m->archive_key[0] != '\0';
+    }
+    for (size_t i = 0; i < m->n_history; i++)
+        if (strcmp(m->history[i].key, key) == 0) {
+            *out = m->history[i];
+            return true;
+        }
+    return false;
 }
 
 /* ---- parsing ---- */
@@ -321,6 +399,49 @@ static enum wk_code get_u64(json_t *root, const char *k, uint64_t *out,
     return WK_OK;
 }
 
+/* Optional "encryption" of root (a manifest or a history entry). A scheme
+ * this version does not know is refused: its archive cannot be read, and
+ * reading it as a plain ZIP would be wrong. */
+static enum wk_code get_enc(json_t *root, const char *field,
+                            struct seal_info *e, struct wk_err *err)
+{
+    json_t *v = json_object_get(root, "encryption");
+    char scheme[32], alg[32];
+    uint64_t chunk = 0;
+    enum wk_code rc;
+
+    memset(e, 0, sizeof(*e));
+    if (!v || json_is_null(v))
+        return WK_OK;
+    if (!json_is_object(v))
+        return bad_field(err, WK_E_CORRUPT, field, "expected an object");
+    rc = get_str(v, "scheme", scheme, sizeof(scheme),
+                 "expected \"" SEAL_SCHEME "\"", err);
+    if (rc == WK_OK && strcmp(scheme, SEAL_SCHEME) != 0)
+        rc = bad_field(err, WK_E_CORRUPT, field,
+                       "scheme: expected \"" SEAL_SCHEME "\"");
+    if (rc == WK_OK)
+        rc = get_str(v, "algorithm", alg, sizeof(alg),
+                     "expected \"" SEAL_ALGORITHM "\"", err);
+    if (rc == WK_OK && strcmp(alg, SEAL_ALGORITHM) != 0)
+        rc = bad_field(err, WK_E_CORRUPT, field,
+                       "algorithm: expected \"" SEAL_ALGORITHM "\"");
+    if (rc == WK_OK)
+        rc = get_str(v, "keyId", e->key_id, sizeof(e->key_id),
+                     "expected 16 lowercase hex characters", err);
+    if (rc == WK_OK)
+        rc = get_str(v, "wrappedKey", e->wrapped, sizeof(e->wrapped),
+                     "expected 80 base64 characters", err);
+    if (rc == WK_OK)
+        rc = get_u64(v, "chunkSize", &chunk, err);
+    if (rc == WK_OK && !seal_chunk_valid(chunk))
+        rc = bad_field(err, WK_E_CORRUPT, field,
+                       "chunkSize: expected 4096 to 16777216");
+    e->chunk_bytes = (uint32_t)(rc == WK_OK ? chunk : 0);
+    e->on = rc == WK_OK;
+    return rc;
+}
+
 /* Optional "history": an array of {archiveKey, checksum, size,
  * uncompressedSize, fileCount, archivedAt}; the strings are checked by
  * check_fields(). */
@@ -357,6 +478,8 @@ static enum wk_code get_history(json_t *root, struct mf *m, struct wk_err *err)
             rc = get_u64(e, "fileCount", &h->file_count, err);
         if (rc == WK_OK)
             rc = get_time(e, "archivedAt", false, &h->archived_at, err);
+        if (rc == WK_OK)
+            rc = get_enc(e, "history[].encryption", &h->enc, err);
         if (rc != WK_OK)
             return rc;
         m->n_history = i + 1;
@@ -431,6 +554,8 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
         rc = get_u64(root, "uncompressedSize", &m.uncompressed_size, err);
     if (rc == WK_OK)
         rc = get_u64(root, "fileCount", &m.file_count, err);
+    if (rc == WK_OK)
+        rc = get_enc(root, "encryption", &m.enc, err);
     if (rc == WK_OK && json_object_get(root, "generation"))
         rc = get_u64(root, "generation", &m.generation, err);
     if (rc == WK_OK)

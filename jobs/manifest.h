@@ -14,6 +14,7 @@
 
 #include "common/wk_buf.h"
 #include "common/wk_err.h"
+#include "storage/seal.h"
 
 #define MF_VERSION "1.0"
 
@@ -38,6 +39,7 @@ struct mf_archive {
     uint64_t uncompressed_size;
     uint64_t file_count;
     time_t archived_at;
+    struct seal_info enc; /* "encryption"; enc.on false: a plain ZIP */
 };
 
 struct mf {
@@ -56,6 +58,9 @@ struct mf {
     uint64_t size;     /* bytes of the ZIP object */
     uint64_t uncompressed_size;
     uint64_t file_count;
+    /* "encryption": the current archive is sealed (client-side encryption,
+     * storage/seal.h); enc.on false: it is a plain ZIP */
+    struct seal_info enc;
     uint64_t generation; /* grows by one with every manifest write; 0 when
                             absent (written by an older version) */
     size_t n_history;
@@ -75,6 +80,14 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
                       struct wk_err *err);
 
 const char *mf_state_name(enum mf_state s);
+
+/* The current archive as one record (the form of a history entry). */
+void mf_current(const struct mf *m, struct mf_archive *out);
+
+/* The archive named key: the current one (also for key "") or one from
+ * the history. False when the manifest names no such archive. */
+bool mf_find_archive(const struct mf *m, const char *key,
+                     struct mf_archive *out);
 
 /* The archive, not the objects under active/, is the space's content
  * (archived or restoring). */

@@ -78,15 +78,17 @@ struct zcat_block {
 };
 
 struct zcat {
-    struct store *st;        /* borrowed */
-    const char *key;         /* borrowed */
-    uint64_t size;           /* archive size */
-    uint64_t pos;            /* next byte libarchive reads */
-    struct zcat_block tail;  /* the last ZCAT_TAIL_BYTES, kept */
-    struct zcat_block head;  /* the first ZCAT_MIN_BLOCK, kept */
-    struct zcat_block block; /* the latest fetch, reused */
-    uint64_t last_end;       /* end of the range handed out last */
-    size_t last_bytes;       /* its size: the next block doubles it */
+    struct store *st;         /* borrowed */
+    const char *key;          /* borrowed */
+    const struct seal_dk *dk; /* borrowed; NULL: a plain ZIP */
+    struct wk_buf sealed[2];  /* stored chunks of a fetch (sealed) */
+    uint64_t size;            /* archive (ZIP) size */
+    uint64_t pos;             /* next byte libarchive reads */
+    struct zcat_block tail;   /* the last ZCAT_TAIL_BYTES, kept */
+    struct zcat_block head;   /* the first ZCAT_MIN_BLOCK, kept */
+    struct zcat_block block;  /* the latest fetch, reused */
+    uint64_t last_end;        /* end of the range handed out last */
+    size_t last_bytes;        /* its size: the next block doubles it */
     uint64_t data_end; /* where the entry's data would end stored; 0: unknown */
     struct zcat_stats stats;
     struct wk_err err; /* first store failure seen in a callback */
@@ -132,14 +134,27 @@ static enum wk_code fetch(struct zcat *zc, struct zcat_block **blocks,
         reqs[i].offset = offs[i];
         reqs[i].len = lens[i];
         reqs[i].out = &blocks[i]->buf;
+        if (zc->dk) {
+            /* the whole chunks around the range: the block then starts at
+             * the first one's plaintext offset */
+            seal_range(zc->size, zc->dk->chunk_bytes, offs[i], lens[i],
+                       &reqs[i].offset, &reqs[i].len, &blocks[i]->off);
+            wk_buf_reset(&zc->sealed[i]);
+            reqs[i].out = &zc->sealed[i];
+        }
         zc->stats.requests++;
     }
     rc = store_get_many(zc->st, reqs, n, err);
     for (size_t i = 0; i < n; i++) {
-        zc->stats.bytes_fetched += blocks[i]->buf.len;
-        if (rc != WK_OK)
-            wk_buf_reset(&blocks[i]->buf);
+        zc->stats.bytes_fetched += reqs[i].out->len;
+        if (rc == WK_OK && zc->dk)
+            rc = seal_open_range(zc->dk, zc->size, reqs[i].offset,
+                                 zc->sealed[i].data, zc->sealed[i].len,
+                                 &blocks[i]->buf, err);
     }
+    if (rc != WK_OK)
+        for (size_t i = 0; i < n; i++)
+            wk_buf_reset(&blocks[i]->buf);
     return rc;
 }
 
@@ -220,11 +235,22 @@ static la_ssize_t zcat_read_cb(struct archive *a, void *ud, const void **out)
         archive_set_error(a, EIO, "%s", zc->err.msg);
         return ARCHIVE_FATAL;
     }
-    *out = b->buf.data;
-    zc->pos += want;
-    zc->last_end = zc->pos;
-    zc->last_bytes = want;
-    return (la_ssize_t)want;
+    /* (sealed: the block may start before pos and end after pos + want) */
+    if (!in_block(b, zc->pos)) {
+        wk_err_set(&zc->err, WK_E_CORRUPT, "short read at offset %llu",
+                   (unsigned long long)zc->pos);
+        archive_set_error(a, EIO, "%s", zc->err.msg);
+        return ARCHIVE_FATAL;
+    }
+    {
+        size_t skip = (size_t)(zc->pos - b->off);
+        size_t n = b->buf.len - skip;
+        *out = b->buf.data + skip;
+        zc->pos += n;
+        zc->last_end = zc->pos;
+        zc->last_bytes = want;
+        return (la_ssize_t)n;
+    }
 }
 
 static la_int64_t zcat_seek_cb(struct archive *a, void *ud, la_int64_t off,
@@ -370,9 +396,9 @@ static enum wk_code copy_entry(struct zcat *zc, struct archive *ar,
 }
 
 enum wk_code zcat_read(struct store *st, const char *archive_key,
-                       uint64_t archive_size, const char *name,
-                       store_sink_cb sink, void *ud, struct zcat_stats *stats,
-                       struct wk_err *err)
+                       uint64_t archive_size, const struct seal_dk *dk,
+                       const char *name, store_sink_cb sink, void *ud,
+                       struct zcat_stats *stats, struct wk_err *err)
 {
     struct zcat zc;
     struct archive *ar = NULL;
@@ -385,9 +411,18 @@ enum wk_code zcat_read(struct store *st, const char *archive_key,
     zc.st = st;
     zc.key = archive_key;
     zc.size = archive_size;
-    wk_buf_init(&zc.tail.buf, ZCAT_TAIL_BYTES);
-    wk_buf_init(&zc.head.buf, ZCAT_MIN_BLOCK);
-    wk_buf_init(&zc.block.buf, ZCAT_MAX_BLOCK);
+    zc.dk = dk;
+    {
+        /* sealed: a block grows by up to a chunk at either end */
+        size_t more = dk ? 2 * (size_t)dk->chunk_bytes : 0;
+        wk_buf_init(&zc.tail.buf, ZCAT_TAIL_BYTES + more);
+        wk_buf_init(&zc.head.buf, ZCAT_MIN_BLOCK + more);
+        wk_buf_init(&zc.block.buf, ZCAT_MAX_BLOCK + more);
+        size_t span = ZCAT_MAX_BLOCK + ZCAT_TAIL_BYTES + more;
+        size_t tags = dk ? (span / dk->chunk_bytes + 2) * SEAL_TAG_BYTES : 0;
+        for (size_t i = 0; i < 2; i++)
+            wk_buf_init(&zc.sealed[i], span + tags);
+    }
     wk_err_clear(&zc.err);
     set_shown(zc.shown, sizeof(zc.shown), name);
     if (stats)
@@ -399,7 +434,17 @@ enum wk_code zcat_read(struct store *st, const char *archive_key,
                         archive_key, problem);
         goto out;
     }
-    if (archive_size < ZCAT_EOCD_BYTES || archive_size > (uint64_t)INT64_MAX) {
+    if (dk) {
+        struct wk_err serr;
+        wk_err_clear(&serr);
+        if (seal_plain_size(archive_size, dk->chunk_bytes, &zc.size, &serr) !=
+            WK_OK) {
+            rc = wk_err_set(err, WK_E_CORRUPT, "read '%s' from '%s': %s",
+                            zc.shown, archive_key, serr.msg);
+            goto out;
+        }
+    }
+    if (zc.size < ZCAT_EOCD_BYTES || zc.size > (uint64_t)INT64_MAX) {
         rc =
             wk_err_set(err, WK_E_CORRUPT,
                        "read '%s' from '%s': %llu bytes cannot be a ZIP "
@@ -449,5 +494,7 @@ out:
     block_release(&zc.block);
     block_release(&zc.head);
     block_release(&zc.tail);
+    wk_buf_release(&zc.sealed[0]);
+    wk_buf_release(&zc.sealed[1]);
     return rc;
 }

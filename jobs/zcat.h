@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "common/wk_err.h"
+#include "storage/seal.h"
 #include "storage/store.h"
 
 struct zcat_stats {
@@ -28,11 +29,15 @@ struct zcat_stats {
     unsigned requests;      /* ranged GETs issued */
 };
 
-/* Read entry `name` of the ZIP object `archive_key` (archive_size bytes,
- * from the manifest or a HEAD) and stream it to sink. stats may be NULL. */
+/* Read entry `name` of the ZIP object `archive_key` (archive_size stored
+ * bytes, from the manifest or a HEAD) and stream it to sink. A sealed
+ * archive (storage/seal.h) is read with its data key dk, NULL for a plain
+ * ZIP: each range becomes the whole chunks that cover it, every one
+ * authenticated before a byte of it is used (a tampered chunk is
+ * WK_E_CORRUPT). stats may be NULL. */
 enum wk_code zcat_read(struct store *st, const char *archive_key,
-                       uint64_t archive_size, const char *name,
-                       store_sink_cb sink, void *ud, struct zcat_stats *stats,
-                       struct wk_err *err);
+                       uint64_t archive_size, const struct seal_dk *dk,
+                       const char *name, store_sink_cb sink, void *ud,
+                       struct zcat_stats *stats, struct wk_err *err);
 
 #endif

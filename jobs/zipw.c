@@ -86,7 +86,8 @@ static la_ssize_t zipw_write_cb(struct archive *a, void *ud, const void *p,
         zw->discard = true;
         return (la_ssize_t)n;
     }
-    store_sha256_update(zw->hash, p, n);
+    if (zw->hash)
+        store_sha256_update(zw->hash, p, n);
     zw->bytes_out += n;
     return (la_ssize_t)n;
 }
@@ -158,9 +159,11 @@ enum wk_code zipw_new(struct store_writer *sink, const struct zipw_opts *opts,
     zw->sink = sink;
     zw->level = level;
     wk_err_clear(&zw->sink_err);
-    rc = store_sha256_new(&zw->hash, err);
-    if (rc != WK_OK)
-        goto out;
+    if (!opts || !opts->no_hash) {
+        rc = store_sha256_new(&zw->hash, err);
+        if (rc != WK_OK)
+            goto out;
+    }
     zw->ar = archive_write_new();
     zw->entry = archive_entry_new();
     if (!zw->ar || !zw->entry) {
@@ -332,7 +335,8 @@ enum wk_code zipw_finish(struct zipw *zw, struct wk_err *err)
     if (rc != WK_OK)
         return rc;
     zw->finished = true;
-    store_sha256_final_hex(zw->hash, zw->hex);
+    if (zw->hash)
+        store_sha256_final_hex(zw->hash, zw->hex);
     return WK_OK;
 }
 

@@ -16,6 +16,7 @@
 #ifndef WK_JOBS_ZIPW_H
 #define WK_JOBS_ZIPW_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 #include <time.h>
@@ -28,7 +29,8 @@ struct zipw;
 #define ZIPW_BLOCK_BYTES (64u * 1024u)
 
 struct zipw_opts {
-    int level; /* deflate level 1..9; 0 = store every entry */
+    int level;    /* deflate level 1..9; 0 = store every entry */
+    bool no_hash; /* skip the SHA-256 (the sink hashes what it stores) */
 };
 
 enum wk_code zipw_new(struct store_writer *sink, const struct zipw_opts *opts,

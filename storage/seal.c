@@ -150,8 +150,8 @@ static enum wk_code parse_text(struct seal_keyring *kr, const char *p,
             i++; /* the newline */
         while (s < e && (p[s] == ' ' || p[s] == '\t'))
             s++;
-        while (e > s && (p[e - 1] == ' ' || p[e - 1] == '\t' ||
-                         p[e - 1] == '\r'))
+        while (e > s &&
+               (p[e - 1] == ' ' || p[e - 1] == '\t' || p[e - 1] == '\r'))
             e--;
         if (s == e || p[s] == '#')
             continue;
@@ -166,8 +166,8 @@ static enum wk_code parse_text(struct seal_keyring *kr, const char *p,
             int hi = hexval((unsigned char)p[s + 2 * j]);
             int lo = hexval((unsigned char)p[s + 2 * j + 1]);
             if (hi < 0 || lo < 0) {
-                rc = wk_err_set(err, WK_E_INVAL,
-                                "%s line %u: not a hex digit", what, line);
+                rc = wk_err_set(err, WK_E_INVAL, "%s line %u: not a hex digit",
+                                what, line);
                 break;
             }
             key[j] = (unsigned char)(hi << 4 | lo);
@@ -182,8 +182,7 @@ static enum wk_code parse_text(struct seal_keyring *kr, const char *p,
 }
 
 enum wk_code seal_keyring_parse(const void *data, size_t len, const char *what,
-                                struct seal_keyring **out,
-                                struct wk_err *err)
+                                struct seal_keyring **out, struct wk_err *err)
 {
     struct seal_keyring *kr;
     bool text = true;
@@ -519,7 +518,7 @@ static enum wk_code chunk_open(struct seal_aead *a, uint64_t index, bool final,
     enum wk_code rc;
 
     WK_ASSERT(n >= SEAL_TAG_BYTES);
-    rc = wk_buf_reserve(out, pn + 1, err);
+    rc = wk_buf_reserve(out, pn, err);
     if (rc != WK_OK)
         return rc;
     dst = (unsigned char *)out->data + out->len;
@@ -584,8 +583,7 @@ static enum wk_code sw_flush(struct seal_writer *sw, bool final,
             return rc;
         sw->header_done = true;
     }
-    if (!chunk_seal(&sw->aead, sw->index, final, sw->plain, sw->fill,
-                    sw->out))
+    if (!chunk_seal(&sw->aead, sw->index, final, sw->plain, sw->fill, sw->out))
         return wk_err_set(err, WK_E_INTERNAL, "AES-256-GCM failed");
     rc = sw_emit(sw, sw->out, sw->fill + SEAL_TAG_BYTES, err);
     if (rc != WK_OK)
@@ -717,11 +715,11 @@ void seal_writer_sha256_hex(const struct seal_writer *sw, char hex[65])
 
 struct seal_dec {
     struct seal_aead aead;
-    uint64_t stored;    /* object size */
-    uint64_t seen;      /* bytes fed so far */
+    uint64_t stored; /* object size */
+    uint64_t seen;   /* bytes fed so far */
     uint64_t n_chunks;
-    uint64_t index;     /* next chunk */
-    uint64_t plain;     /* plaintext size */
+    uint64_t index; /* next chunk */
+    uint64_t plain; /* plaintext size */
     uint32_t chunk;
     unsigned char *buf; /* the chunk being gathered: chunk + tag */
     size_t fill;
@@ -797,16 +795,15 @@ enum wk_code seal_dec_update(struct seal_dec *d, const void *p, size_t n,
             take = n;
         /* a whole chunk in the input: open it in place */
         if (d->fill == 0 && take == want) {
-            rc = chunk_open(&d->aead, d->index, d->index + 1 == d->n_chunks,
-                            s, want, out, err);
+            rc = chunk_open(&d->aead, d->index, d->index + 1 == d->n_chunks, s,
+                            want, out, err);
         } else {
             memcpy(d->buf + d->fill, s, take);
             d->fill += take;
             rc = WK_OK;
             if (d->fill == want) {
-                rc = chunk_open(&d->aead, d->index,
-                                d->index + 1 == d->n_chunks, d->buf, want, out,
-                                err);
+                rc = chunk_open(&d->aead, d->index, d->index + 1 == d->n_chunks,
+                                d->buf, want, out, err);
                 d->fill = 0;
             } else {
                 s += take;
@@ -826,10 +823,9 @@ enum wk_code seal_dec_update(struct seal_dec *d, const void *p, size_t n,
 enum wk_code seal_dec_final(struct seal_dec *d, struct wk_err *err)
 {
     if (d->seen != d->stored || d->index != d->n_chunks)
-        return wk_err_set(err, WK_E_CORRUPT,
-                          "sealed archive: ends after %llu of %llu bytes",
-                          (unsigned long long)d->seen,
-                          (unsigned long long)d->stored);
+        return wk_err_set(
+            err, WK_E_CORRUPT, "sealed archive: ends after %llu of %llu bytes",
+            (unsigned long long)d->seen, (unsigned long long)d->stored);
     return WK_OK;
 }
 
@@ -847,8 +843,7 @@ void seal_dec_free(struct seal_dec *d)
 /* ---- random access ---------------------------------------------------- */
 
 void seal_range(uint64_t plain_size, uint32_t chunk_bytes, uint64_t off,
-                uint64_t len, uint64_t *s_off, uint64_t *s_len,
-                uint64_t *p_off)
+                uint64_t len, uint64_t *s_off, uint64_t *s_len, uint64_t *p_off)
 {
     uint64_t n = chunk_count(plain_size, chunk_bytes);
     uint64_t first, last, end;
@@ -865,7 +860,8 @@ void seal_range(uint64_t plain_size, uint32_t chunk_bytes, uint64_t off,
     if (last >= n)
         last = n - 1;
     *p_off = first * chunk_bytes;
-    *s_off = SEAL_HEADER_BYTES + first * ((uint64_t)chunk_bytes + SEAL_TAG_BYTES);
+    *s_off =
+        SEAL_HEADER_BYTES + first * ((uint64_t)chunk_bytes + SEAL_TAG_BYTES);
     end = (last + 1 == n) ? plain_size : (last + 1) * chunk_bytes;
     *s_len = (end - *p_off) + (last - first + 1) * SEAL_TAG_BYTES;
 }

@@ -51,8 +51,8 @@ struct seal_dec;
 
 /* What the manifest records about a sealed archive ("encryption"). */
 struct seal_info {
-    bool on;                             /* false: a plain ZIP object */
-    char key_id[SEAL_KEY_ID_CHARS + 1];  /* master key that wraps it */
+    bool on;                              /* false: a plain ZIP object */
+    char key_id[SEAL_KEY_ID_CHARS + 1];   /* master key that wraps it */
     char wrapped[SEAL_WRAPPED_CHARS + 1]; /* base64 */
     uint32_t chunk_bytes;
 };

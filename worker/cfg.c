@@ -242,5 +242,26 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
         rc = env_ms("SILA_SHUTDOWN_GRACE", 0, 3600000, &c->grace_ms, err);
     if (rc == WK_OK)
         rc = store_opts_from_env(&c->store, err);
+    if (rc == WK_OK && (v = getenv("SILA_ENCRYPTION_KEY_FILE")) && *v) {
+        struct seal_keyring *kr = NULL;
+        if (strlen(v) >= sizeof(c->key_file))
+            return wk_err_set(err, WK_E_INVAL,
+                              "SILA_ENCRYPTION_KEY_FILE: path too long");
+        snprintf(c->key_file, sizeof(c->key_file), "%s", v);
+        /* a bad key file stops the process now, not the first job */
+        rc = cfg_keys(c, &kr, err);
+        seal_keyring_free(kr);
+        if (rc != WK_OK)
+            wk_err_prefix(err, "SILA_ENCRYPTION_KEY_FILE");
+    }
     return rc;
+}
+
+enum wk_code cfg_keys(const struct cfg *c, struct seal_keyring **out,
+                      struct wk_err *err)
+{
+    *out = NULL;
+    if (!c->key_file[0])
+        return WK_OK;
+    return seal_keyring_load(c->key_file, out, err);
 }

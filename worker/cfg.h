@@ -8,6 +8,7 @@
 
 #include "common/wk_err.h"
 #include "jobs/job.h"
+#include "storage/seal.h"
 #include "storage/store.h"
 
 struct cfg_redis {
@@ -33,12 +34,20 @@ struct cfg {
     unsigned grace_ms;      /* SILA_SHUTDOWN_GRACE: SIGTERM waits this long
                                for the current job (25 s) */
     char metrics_addr[128]; /* SILA_METRICS_ADDR "host:port", "" = off */
+    char key_file[512];     /* SILA_ENCRYPTION_KEY_FILE, "" = no client-side
+                               encryption; checked by cfg_from_env() */
     struct job_config job;
     struct store_opts store;
 };
 
 /* Defaults, then the environment. */
 enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err);
+
+/* The master keys of c->key_file, read now (so a rotated key file is seen
+ * by the next job); *out = NULL when none is configured. Release with
+ * seal_keyring_free(). */
+enum wk_code cfg_keys(const struct cfg *c, struct seal_keyring **out,
+                      struct wk_err *err);
 
 /* "redis://[user[:pass]@]host[:port][/db]" (also "redis://:pass@host"). */
 enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,

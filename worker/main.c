@@ -18,7 +18,9 @@
 #include "jobs/manifest.h"
 #include "jobs/zcat.h"
 #include "jobs/zipr.h"
+#include "storage/seal.h"
 #include "storage/store.h"
+#include "storage/store_hash.h"
 #include "worker/cfg.h"
 #include "worker/q.h"
 #include "worker/sweep_run.h"
@@ -63,6 +65,8 @@ static const char usage_main[] =
     "  audit [--count N]            the latest entries of the audit trail\n"
     "  healthcheck                  exit 0 when this host's worker is healthy\n"
     "  presign <spaceId>            print a download URL of the space's ZIP\n"
+    "  export <spaceId>             write the space's archive (a ZIP) to "
+    "stdout\n"
     "  retry <jobId>                run a failed (or dead) job again\n"
     "  enqueue migrate --source <u> bring a space folder or prefix in\n"
     "  migrate-all --from <url>     enqueue a migrate job per space folder\n"
@@ -107,7 +111,19 @@ static const char usage_cat[] =
     "\n"
     "Writes one file of a space to stdout, e.g. 'space-v1/space.json'. An\n"
     "archived space is read without restoring it: range requests fetch the\n"
-    "archive's central directory and the one entry. Reads SILA_STORE.\n";
+    "archive's central directory and the one entry (an encrypted archive\n"
+    "is decrypted and authenticated on the way, with the key from\n"
+    "SILA_ENCRYPTION_KEY_FILE). Reads SILA_STORE.\n";
+
+static const char usage_export[] =
+    "usage: sila-archiver export <spaceId> [--archive-key <key>] > space.zip\n"
+    "\n"
+    "Writes the space's current archive (or the one named, from its\n"
+    "history) to stdout as a plain ZIP: an encrypted archive is decrypted\n"
+    "and authenticated chunk by chunk (SILA_ENCRYPTION_KEY_FILE), and the\n"
+    "stored object's SHA-256 is checked against the manifest at the end.\n"
+    "Exits 1, after a message on stderr, when any check fails: the output\n"
+    "is then incomplete and must be discarded. Refuses a terminal.\n";
 
 static const char usage_status[] =
     "usage: sila-archiver status <jobId>\n"
@@ -625,6 +641,38 @@ static enum wk_code cat_sink(const void *p, size_t n, void *ud,
     return WK_OK;
 }
 
+/* The archive of manifest m named key ("" or NULL: the current one) into
+ * *a, and its data key into *dk when it is sealed (*sealed). */
+static enum wk_code pick_archive(const struct cfg *cfg, const struct mf *m,
+                                 const char *key, struct mf_archive *a,
+                                 struct seal_dk *dk, bool *sealed,
+                                 struct wk_err *err)
+{
+    struct seal_keyring *kr = NULL;
+    enum wk_code rc;
+
+    *sealed = false;
+    if (!mf_find_archive(m, key ? key : "", a))
+        return key && key[0]
+                   ? wk_err_set(err, WK_E_NOTFOUND,
+                                "archive '%s' is not in the manifest", key)
+                   : wk_err_set(err, WK_E_NOTFOUND, "space '%s' has no archive",
+                                m->space_id);
+    if (!a->enc.on)
+        return WK_OK;
+    rc = cfg_keys(cfg, &kr, err);
+    if (rc == WK_OK && !kr)
+        rc = wk_err_set(err, WK_E_INVAL,
+                        "archive '%s' is encrypted (key %s) and no "
+                        "SILA_ENCRYPTION_KEY_FILE is configured",
+                        a->key, a->enc.key_id);
+    if (rc == WK_OK)
+        rc = seal_dk_open(kr, m->space_id, &a->enc, dk, err);
+    seal_keyring_free(kr);
+    *sealed = rc == WK_OK;
+    return rc;
+}
+
 static const char usage_presign[] =
     "usage: sila-archiver presign <spaceId> [--expires SECONDS]\n"
     "\n"
@@ -682,6 +730,15 @@ static int cmd_presign(int argc, char **argv)
         goto out;
     if (!m.archive_key[0]) {
         wk_err_set(&err, WK_E_NOTFOUND, "space '%s' has no archive", space);
+        goto out;
+    }
+    if (m.enc.on) {
+        /* the URL would serve ciphertext nobody outside can open */
+        wk_err_set(&err, WK_E_INVAL,
+                   "the archive of space '%s' is encrypted client-side (key "
+                   "%s): a presigned URL would serve ciphertext; use "
+                   "'sila-archiver export %s > space.zip'",
+                   space, m.enc.key_id, space);
         goto out;
     }
     if (store_presign(st, m.archive_key, (unsigned)expires, &url, &err) !=
@@ -756,21 +813,16 @@ static int cmd_cat(int argc, char **argv)
         goto out;
     }
     if (mf_in_archive(m) || archive_key) {
-        const char *k = archive_key ? archive_key : m->archive_key;
-        uint64_t size = m->size;
-        if (archive_key && strcmp(archive_key, m->archive_key) != 0) {
-            size_t i;
-            for (i = 0; i < m->n_history; i++)
-                if (strcmp(m->history[i].key, archive_key) == 0)
-                    break;
-            if (i == m->n_history) {
-                wk_err_set(&err, WK_E_NOTFOUND,
-                           "archive '%s' is not in the manifest", archive_key);
-                goto out;
-            }
-            size = m->history[i].size;
-        }
-        if (zcat_read(st, k, size, pos[1], cat_sink, &out, NULL, &err) != WK_OK)
+        struct mf_archive a;
+        struct seal_dk dk;
+        bool sealed = false;
+        enum wk_code zrc;
+        if (pick_archive(&cfg, m, archive_key, &a, &dk, &sealed, &err) != WK_OK)
+            goto out;
+        zrc = zcat_read(st, a.key, a.size, sealed ? &dk : NULL, pos[1],
+                        cat_sink, &out, NULL, &err);
+        seal_dk_wipe(&dk);
+        if (zrc != WK_OK)
             goto out;
     } else {
         if (wk_buf_appendf(&key, &err, "active/%s/%s", pos[0], pos[1]) !=
@@ -790,6 +842,129 @@ out:
     store_free(st);
     wk_buf_release(&mb);
     wk_buf_release(&key);
+    free(m);
+    return rc;
+}
+
+/* export: the stored archive streamed through SHA-256 (and, sealed,
+ * through the chunk opener) to stdout. */
+struct export_out {
+    FILE *f;
+    struct store_sha256 *hash;
+    struct seal_dec *dec; /* NULL: a plain ZIP */
+    struct wk_buf plain;
+};
+
+static enum wk_code export_sink(const void *p, size_t n, void *ud,
+                                struct wk_err *err)
+{
+    struct export_out *o = ud;
+    const char *s = p;
+
+    store_sha256_update(o->hash, p, n);
+    if (!o->dec)
+        return cat_sink(p, n, &(struct cat_out){ o->f }, err);
+    /* a chunk at a time: plaintext is written once authenticated */
+    while (n > 0) {
+        size_t take = n < SEAL_CHUNK_BYTES ? n : SEAL_CHUNK_BYTES;
+        enum wk_code rc;
+        wk_buf_reset(&o->plain);
+        rc = seal_dec_update(o->dec, s, take, &o->plain, err);
+        if (rc == WK_OK && o->plain.len)
+            rc = cat_sink(o->plain.data, o->plain.len,
+                          &(struct cat_out){ o->f }, err);
+        if (rc != WK_OK)
+            return rc;
+        s += take;
+        n -= take;
+    }
+    return WK_OK;
+}
+
+static int cmd_export(int argc, char **argv)
+{
+    struct cfg cfg;
+    struct store *st = NULL;
+    struct wk_err err;
+    struct wk_buf mb;
+    struct mf *m = NULL;
+    struct mf_archive a;
+    struct seal_dk dk;
+    struct export_out out;
+    const char *space = NULL, *archive_key = NULL;
+    char mkey[JOB_SPACE_ID_MAX + 32], sha[65];
+    bool sealed = false;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(usage_export, stdout);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--archive-key") == 0 && i + 1 < argc)
+            archive_key = argv[++i];
+        else if (argv[i][0] == '-' || space) {
+            fputs(usage_export, stderr);
+            return 2;
+        } else
+            space = argv[i];
+    }
+    if (!space || !job_space_id_valid(space)) {
+        fputs(usage_export, stderr);
+        return 2;
+    }
+    if (isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "sila-archiver export: stdout is a terminal; "
+                        "redirect it to a file\n");
+        return 2;
+    }
+    if ((rc = load_cfg(&cfg)) != 0)
+        return rc;
+    rc = 1;
+    wk_err_clear(&err);
+    memset(&out, 0, sizeof(out));
+    memset(&dk, 0, sizeof(dk));
+    out.f = stdout;
+    wk_buf_init(&mb, 1u << 20);
+    wk_buf_init(&out.plain, SEAL_CHUNK_MAX);
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        wk_err_set(&err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if (store_open_url(cfg.store_url, &cfg.store, &st, &err) != WK_OK)
+        goto out;
+    mf_key(space, mkey, sizeof(mkey));
+    if (store_get_all(st, mkey, &mb, &err) != WK_OK ||
+        mf_parse(mb.data, mb.len, m, &err) != WK_OK ||
+        pick_archive(&cfg, m, archive_key, &a, &dk, &sealed, &err) != WK_OK ||
+        store_sha256_new(&out.hash, &err) != WK_OK ||
+        (sealed && seal_dec_new(&dk, a.size, &out.dec, &err) != WK_OK))
+        goto out;
+    if (store_get(st, a.key, 0, UINT64_MAX, export_sink, &out, &err) != WK_OK ||
+        (out.dec && seal_dec_final(out.dec, &err) != WK_OK))
+        goto out;
+    store_sha256_final_hex(out.hash, sha);
+    if (strcmp(sha, a.checksum) != 0) {
+        wk_err_set(&err, WK_E_CORRUPT,
+                   "archive '%s': SHA-256 %s does not match the manifest's %s",
+                   a.key, sha, a.checksum);
+        goto out;
+    }
+    if (fflush(stdout) != 0) {
+        wk_err_set(&err, WK_E_IO, "write to stdout failed");
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0)
+        rc = fail(&err);
+    seal_dk_wipe(&dk);
+    seal_dec_free(out.dec);
+    store_sha256_free(out.hash);
+    wk_buf_release(&out.plain);
+    wk_buf_release(&mb);
+    store_free(st);
     free(m);
     return rc;
 }
@@ -1199,6 +1374,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "presign") == 0)
         return cmd_presign(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0)
+        return cmd_export(argc - 1, argv + 1);
     if (strcmp(cmd, "healthcheck") == 0)
         return cmd_healthcheck(argc - 1, argv + 1);
     if (strcmp(cmd, "retry") == 0)

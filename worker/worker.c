@@ -262,6 +262,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     struct job_ctx ctx;
     struct prog_redis pr;
     struct store *st = NULL;
+    struct seal_keyring *keys = NULL;
     struct wk_buf result;
     struct wk_err err;
     char state[32] = "", attempts_s[16] = "0", token[400];
@@ -357,6 +358,8 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
                    KV_STR("job_id", m->job_id), KV_STR("msg", herr.msg));
     }
     rc = store_open_url(cfg->store_url, &cfg->store, &st, &err);
+    if (rc == WK_OK)
+        rc = cfg_keys(cfg, &keys, &err);
     if (rc != WK_OK)
         goto out;
     prog_redis_init(&pr, q, job.id, type, job.space_id);
@@ -367,6 +370,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     ctx.cancel = &hb->cancel;
     ctx.store_opts = &cfg->store;
     ctx.store_url = cfg->store_url;
+    ctx.keys = keys;
     {
         /* what a run that died left to resume (its multipart upload) */
         struct wk_err cerr;
@@ -443,6 +447,7 @@ out : {
                    KV_STR("job_id", m->job_id), KV_STR("msg", uerr.msg));
     }
     store_free(st);
+    seal_keyring_free(keys);
     wk_buf_release(&result);
 }
 
@@ -487,10 +492,21 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
         metrics_stop(metrics);
         return wk_err_set(err, WK_E_INTERNAL, "cannot start the heartbeat");
     }
-    WK_LOG(WK_LOG_INFO, "worker.started", KV_STR("consumer", consumer),
-           KV_STR("redis_host", cfg->redis.host),
-           KV_INT("redis_port", cfg->redis.port),
-           KV_INT("lease_ms", cfg->lease_ms));
+    {
+        /* key ids only: which master key seals new archives */
+        struct seal_keyring *kr = NULL;
+        struct wk_err kerr;
+        wk_err_clear(&kerr);
+        if (cfg_keys(cfg, &kr, &kerr) != WK_OK)
+            kr = NULL;
+        WK_LOG(WK_LOG_INFO, "worker.started", KV_STR("consumer", consumer),
+               KV_STR("redis_host", cfg->redis.host),
+               KV_INT("redis_port", cfg->redis.port),
+               KV_INT("lease_ms", cfg->lease_ms),
+               KV_STR("encryption_key_id", seal_keyring_id(kr, 0)),
+               KV_INT("encryption_keys", seal_keyring_count(kr)));
+        seal_keyring_free(kr);
+    }
 
     while (!*stop) {
         struct wk_err e;

@@ -189,8 +189,8 @@ static struct zcat_stats cat_note(struct store *st,
     note_name(i, name, sizeof(name));
     wk_buf_init(&out, 1u << 20);
     wk_err_clear(&err);
-    ck_assert_msg(zcat_read(st, ai->key, ai->size, name, sink_buf, &out, &s,
-                            &err) == WK_OK,
+    ck_assert_msg(zcat_read(st, ai->key, ai->size, NULL, name, sink_buf, &out,
+                            &s, &err) == WK_OK,
                   "%s", err.msg);
     ck_assert_uint_eq(out.len, want_len);
     ck_assert(memcmp(out.data, want, want_len) == 0);
@@ -239,8 +239,9 @@ START_TEST(test_it_zcat_big_archive_on_s3)
 
     /* a missing entry: every local header is visited */
     wk_err_clear(&err);
-    ck_assert_int_eq(zcat_read(st, ai.key, ai.size, "space-v1/notes/none.md",
-                               sink_hash, NULL, &s, &err),
+    ck_assert_int_eq(zcat_read(st, ai.key, ai.size, NULL,
+                               "space-v1/notes/none.md", sink_hash, NULL, &s,
+                               &err),
                      WK_E_NOTFOUND);
     printf("it_zcat: missing entry: %llu bytes fetched in %u requests\n",
            (unsigned long long)s.bytes_fetched, s.requests);
@@ -250,8 +251,9 @@ START_TEST(test_it_zcat_big_archive_on_s3)
     /* a 20 MiB entry, whole */
     t0 = now_s();
     ck_assert_int_eq(store_sha256_new(&h, &err), WK_OK);
-    ck_assert_msg(zcat_read(st, ai.key, ai.size, "space-v1/files/big-0.bin",
-                            sink_hash, h, &s, &err) == WK_OK,
+    ck_assert_msg(zcat_read(st, ai.key, ai.size, NULL,
+                            "space-v1/files/big-0.bin", sink_hash, h, &s,
+                            &err) == WK_OK,
                   "%s", err.msg);
     store_sha256_final_hex(h, hex);
     store_sha256_free(h);

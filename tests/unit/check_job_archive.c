@@ -13,8 +13,11 @@
 #include "jobs/job.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
+#include "jobs/zcat.h"
 #include "jobs/zipr.h"
+#include "storage/seal.h"
 #include "storage/store.h"
+#include "storage/store_hash.h"
 #include "tests/unit/suites.h"
 
 #define SPACE     "0123456789abcdef0123456789abcdef"
@@ -339,6 +342,9 @@ struct run {
     json_t *res; /* parsed result on success */
 };
 
+/* Master keys the next runs get (NULL: no client-side encryption). */
+static const struct seal_keyring *g_keys;
+
 static enum wk_code run_job(struct wrap_store *w, struct run *r,
                             enum job_type type, unsigned tries, bool set_tries)
 {
@@ -361,6 +367,7 @@ static enum wk_code run_job(struct wrap_store *w, struct run *r,
     ctx.sink = &r->sink.base;
     ctx.cfg = &r->cfg;
     ctx.now = fixed_now;
+    ctx.keys = g_keys;
     wk_buf_init(&r->result, 1u << 16);
     wk_err_clear(&r->err);
     rc = job_run(&job, &ctx, &r->result, &r->err);
@@ -1260,6 +1267,267 @@ START_TEST(test_job_archive_rerun_keeps_object_newer_than_record)
 }
 END_TEST
 
+/* ---- client-side encryption (storage/seal.h) ---- */
+
+#define SEAL_KEY_A \
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"
+#define SEAL_KEY_B \
+    "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\n"
+
+static struct seal_keyring *test_ring(const char *text)
+{
+    struct seal_keyring *kr = NULL;
+    struct wk_err err;
+    wk_err_clear(&err);
+    ck_assert_msg(seal_keyring_parse(text, strlen(text), "test", &kr, &err) ==
+                      WK_OK,
+                  "%s", err.msg);
+    return kr;
+}
+
+static void get_bytes(struct store *st, const char *key, struct wk_buf *b)
+{
+    struct wk_err err;
+    wk_buf_init(b, 1u << 24);
+    wk_err_clear(&err);
+    ck_assert_msg(store_get_all(st, key, b, &err) == WK_OK, "%s", err.msg);
+}
+
+static bool contains(const struct wk_buf *b, const char *s)
+{
+    size_t k = strlen(s);
+    for (size_t i = 0; i + k <= b->len; i++)
+        if (memcmp(b->data + i, s, k) == 0)
+            return true;
+    return false;
+}
+
+static enum wk_code sink_to_buf(const void *p, size_t n, void *ud,
+                                struct wk_err *err)
+{
+    return wk_buf_append(ud, p, n, err);
+}
+
+/* One file of an archive (plain or sealed) through zcat. */
+static char *cat_file(struct store *st, const struct mf_archive *a,
+                      const struct seal_keyring *kr, const char *name,
+                      enum wk_code *rc_out, struct wk_err *err)
+{
+    struct seal_dk dk;
+    struct wk_buf out;
+    enum wk_code rc = WK_OK;
+    size_t len;
+
+    wk_buf_init(&out, 1u << 20);
+    wk_err_clear(err);
+    if (a->enc.on)
+        rc = seal_dk_open(kr, SPACE, &a->enc, &dk, err);
+    if (rc == WK_OK)
+        rc = zcat_read(st, a->key, a->size, a->enc.on ? &dk : NULL, name,
+                       sink_to_buf, &out, NULL, err);
+    seal_dk_wipe(&dk);
+    *rc_out = rc;
+    if (rc != WK_OK) {
+        wk_buf_release(&out);
+        return NULL;
+    }
+    char *s = wk_buf_detach(&out, &len);
+    return s ? s : strdup("");
+}
+
+static void assert_archived_untouched(struct wrap_store *w)
+{
+    struct mf m;
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ARCHIVED);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+}
+
+START_TEST(test_job_archive_sealed_round_trip)
+{
+    struct seal_keyring *a = test_ring(SEAL_KEY_A);
+    struct wrap_store *w = new_space();
+    struct run r;
+    struct mf m;
+    struct mf_archive cur;
+    struct wk_buf zip;
+    struct wk_err err;
+    enum wk_code rc;
+    char sha[65], *text;
+
+    g_keys = a;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    read_manifest(w->inner, &m);
+    ck_assert(m.enc.on);
+    ck_assert_str_eq(m.enc.key_id, seal_keyring_id(a, 0));
+    ck_assert_uint_eq(m.enc.chunk_bytes, SEAL_CHUNK_BYTES);
+    /* the stored object: sealed, its checksum and size the manifest's, no
+     * name or content of the space readable in it */
+    get_bytes(w->inner, m.archive_key, &zip);
+    ck_assert_uint_eq(zip.len, m.size);
+    store_sha256_hex(zip.data, zip.len, sha);
+    ck_assert_str_eq(sha, m.checksum);
+    ck_assert(memcmp(zip.data, "SILASEAL\x01", 9) == 0);
+    ck_assert(!contains(&zip, "space-v1/"));
+    ck_assert(!contains(&zip, "# Sila workspace"));
+    ck_assert(!contains(&zip, "PK\x03\x04"));
+    wk_buf_release(&zip);
+
+    /* cat: one entry through ranged, authenticated reads */
+    mf_current(&m, &cur);
+    text = cat_file(w->inner, &cur, a, "sila.md", &rc, &err);
+    ck_assert_msg(rc == WK_OK, "%s", err.msg);
+    ck_assert_str_eq(text, "# Sila workspace\n");
+    free(text);
+
+    /* restore: every file back as it was */
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    run_release(&r);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+    text = get_text(w->inner, K_SILA);
+    ck_assert_str_eq(text, "# Sila workspace\n");
+    free(text);
+    text = get_text(w->inner, K_SECRETS);
+    ck_assert_str_eq(text, "c2VjcmV0cw==\n");
+    free(text);
+    read_manifest(w->inner, &m);
+    ck_assert_int_eq(m.state, MF_ACTIVE);
+
+    g_keys = NULL;
+    store_free(&w->base);
+    seal_keyring_free(a);
+}
+END_TEST
+
+START_TEST(test_job_archive_sealed_key_rotation)
+{
+    struct seal_keyring *a = test_ring(SEAL_KEY_A);
+    struct seal_keyring *ba = test_ring(SEAL_KEY_B SEAL_KEY_A);
+    struct seal_keyring *b = test_ring(SEAL_KEY_B);
+    struct wrap_store *w = new_space();
+    struct run r;
+    struct mf m;
+    struct wk_err err;
+    enum wk_code rc;
+    char *text;
+
+    g_keys = a;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    /* the new key goes first; the old one stays for old archives */
+    g_keys = ba;
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    run_release(&r);
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    read_manifest(w->inner, &m);
+    ck_assert_str_eq(m.enc.key_id, seal_keyring_id(b, 0));
+    ck_assert_uint_eq(m.n_history, 1);
+    ck_assert(m.history[0].enc.on);
+    ck_assert_str_eq(m.history[0].enc.key_id, seal_keyring_id(a, 0));
+    ck_assert_str_ne(m.history[0].enc.wrapped, m.enc.wrapped);
+    /* the old archive reads with the ring that still holds its key... */
+    text = cat_file(w->inner, &m.history[0], ba, "sila.md", &rc, &err);
+    ck_assert_msg(rc == WK_OK, "%s", err.msg);
+    ck_assert_str_eq(text, "# Sila workspace\n");
+    free(text);
+    /* ...and not once that key is gone; the current one still does */
+    ck_assert_ptr_null(
+        cat_file(w->inner, &m.history[0], b, "sila.md", &rc, &err));
+    ck_assert_int_eq(rc, WK_E_INVAL);
+    ck_assert(strstr(err.msg, seal_keyring_id(a, 0)));
+    g_keys = b;
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    run_release(&r);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+
+    g_keys = NULL;
+    store_free(&w->base);
+    seal_keyring_free(a);
+    seal_keyring_free(ba);
+    seal_keyring_free(b);
+}
+END_TEST
+
+START_TEST(test_job_archive_sealed_restore_refused)
+{
+    struct seal_keyring *a = test_ring(SEAL_KEY_A);
+    struct seal_keyring *b = test_ring(SEAL_KEY_B);
+    struct wrap_store *w = new_space();
+    struct run r;
+    struct mf m;
+    struct wk_buf zip, mtext;
+    struct wk_err err;
+    char sha[65];
+
+    g_keys = a;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    read_manifest(w->inner, &m);
+
+    /* no key configured: a clear error, the space stays archived */
+    g_keys = NULL;
+    ck_assert_int_eq(run_job(w, &r, JOB_UNARCHIVE, 0, false), WK_E_INVAL);
+    ck_assert_msg(strstr(r.err.msg, "is encrypted (key ") &&
+                      strstr(r.err.msg, "no SILA_ENCRYPTION_KEY_FILE"),
+                  "%s", r.err.msg);
+    run_release(&r);
+    assert_archived_untouched(w);
+    /* another key only */
+    g_keys = b;
+    ck_assert_int_eq(run_job(w, &r, JOB_UNARCHIVE, 0, false), WK_E_INVAL);
+    ck_assert_msg(strstr(r.err.msg, m.enc.key_id), "%s", r.err.msg);
+    run_release(&r);
+    assert_archived_untouched(w);
+
+    /* one byte of the archive changed, and the manifest's checksum and
+     * size made to match it: only the authentication can tell */
+    g_keys = a;
+    get_bytes(w->inner, m.archive_key, &zip);
+    zip.data[zip.len / 2] ^= 0x01;
+    wk_err_clear(&err);
+    ck_assert_int_eq(
+        store_put(w->inner, m.archive_key, zip.data, zip.len, &err), WK_OK);
+    store_sha256_hex(zip.data, zip.len, sha);
+    memcpy(m.checksum, sha, sizeof(m.checksum));
+    wk_buf_init(&mtext, 1u << 20);
+    ck_assert_int_eq(mf_to_json(&m, &mtext, &err), WK_OK);
+    put_text(w->inner, MF_KEY, wk_buf_cstr(&mtext));
+    ck_assert_int_eq(run_job(w, &r, JOB_UNARCHIVE, 0, false), WK_E_CORRUPT);
+    ck_assert_msg(strstr(r.err.msg, "does not authenticate"), "%s", r.err.msg);
+    run_release(&r);
+    assert_archived_untouched(w);
+    /* the wrapped key moved from another archive of another space is
+     * refused too (it is bound to the spaceId) */
+    {
+        struct seal_info other;
+        struct seal_dk dk;
+        ck_assert_int_eq(seal_dk_new(a, "another-space", &other, &dk, &err),
+                         WK_OK);
+        seal_dk_wipe(&dk);
+        m.enc = other;
+        wk_buf_reset(&mtext);
+        ck_assert_int_eq(mf_to_json(&m, &mtext, &err), WK_OK);
+        put_text(w->inner, MF_KEY, wk_buf_cstr(&mtext));
+        ck_assert_int_eq(run_job(w, &r, JOB_UNARCHIVE, 0, false), WK_E_CORRUPT);
+        ck_assert_msg(strstr(r.err.msg, "data key does not authenticate"), "%s",
+                      r.err.msg);
+        run_release(&r);
+        assert_archived_untouched(w);
+    }
+    wk_buf_release(&mtext);
+    wk_buf_release(&zip);
+    g_keys = NULL;
+    store_free(&w->base);
+    seal_keyring_free(a);
+    seal_keyring_free(b);
+}
+END_TEST
+
 Suite *job_archive_suite(void)
 {
     Suite *s = suite_create("job_archive");
@@ -1287,6 +1555,9 @@ Suite *job_archive_suite(void)
     tcase_add_test(tc, test_job_unarchive_failure_reverts_to_archived);
     tcase_add_test(tc, test_job_states_left_by_a_dead_run);
     tcase_add_test(tc, test_job_archive_rerun_keeps_object_newer_than_record);
+    tcase_add_test(tc, test_job_archive_sealed_round_trip);
+    tcase_add_test(tc, test_job_archive_sealed_key_rotation);
+    tcase_add_test(tc, test_job_archive_sealed_restore_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -166,6 +166,63 @@ START_TEST(test_manifest_roundtrip)
 }
 END_TEST
 
+/* "encryption" of a sealed archive: the documented shape, round-tripped
+ * for the current archive and a history entry, absent when plain. */
+START_TEST(test_manifest_encryption_roundtrip)
+{
+    static const char wrapped[] =
+        "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83v"
+        "EjRWeJCrze8S";
+    struct mf m, back;
+    struct mf_archive a;
+    struct wk_buf b;
+    struct wk_err err;
+
+    valid_mf(&m);
+    m.enc.on = true;
+    snprintf(m.enc.key_id, sizeof(m.enc.key_id), "7763a8e2a8c815ea");
+    snprintf(m.enc.wrapped, sizeof(m.enc.wrapped), "%s", wrapped);
+    m.enc.chunk_bytes = 65536;
+    m.n_history = 1;
+    m.history[0].enc = m.enc;
+    m.history[0].enc.key_id[0] = '0';
+    snprintf(m.history[0].key, sizeof(m.history[0].key),
+             "archived/space-1_a.B/older.zip");
+    memcpy(m.history[0].checksum, SUM, 65);
+    m.history[0].archived_at = 1600000000;
+    wk_err_clear(&err);
+    wk_buf_init(&b, 1 << 16);
+    ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_OK);
+    ck_assert_ptr_nonnull(strstr(wk_buf_cstr(&b),
+                                 "  \"encryption\": {\n"
+                                 "    \"scheme\": \"sila-seal-v1\",\n"
+                                 "    \"algorithm\": \"AES-256-GCM\",\n"
+                                 "    \"keyId\": \"7763a8e2a8c815ea\",\n"
+                                 "    \"wrappedKey\": \""));
+    ck_assert_ptr_nonnull(strstr(wk_buf_cstr(&b), "\"chunkSize\": 65536"));
+    ck_assert_int_eq(mf_parse(b.data, b.len, &back, &err), WK_OK);
+    ck_assert(back.enc.on);
+    ck_assert_str_eq(back.enc.key_id, "7763a8e2a8c815ea");
+    ck_assert_str_eq(back.enc.wrapped, wrapped);
+    ck_assert_uint_eq(back.enc.chunk_bytes, 65536);
+    ck_assert(back.history[0].enc.on);
+    ck_assert_str_eq(back.history[0].enc.key_id, "0763a8e2a8c815ea");
+    /* lookups carry it */
+    ck_assert(mf_find_archive(&back, "", &a) && a.enc.on);
+    ck_assert(mf_find_archive(&back, "archived/space-1_a.B/older.zip", &a));
+    ck_assert_str_eq(a.enc.key_id, "0763a8e2a8c815ea");
+    ck_assert(!mf_find_archive(&back, "archived/space-1_a.B/none.zip", &a));
+    /* a plain archive says nothing about encryption */
+    valid_mf(&m);
+    wk_buf_reset(&b);
+    ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_OK);
+    ck_assert_ptr_null(strstr(wk_buf_cstr(&b), "encryption"));
+    ck_assert_int_eq(mf_parse(b.data, b.len, &back, &err), WK_OK);
+    ck_assert(!back.enc.on);
+    wk_buf_release(&b);
+}
+END_TEST
+
 START_TEST(test_manifest_parse_without_restored_at)
 {
     struct mf m;
@@ -416,6 +473,7 @@ Suite *manifest_suite(void)
     tcase_add_test(tc, test_manifest_unknown_fields_ignored);
     tcase_add_test(tc, test_manifest_to_json_rejects_bad_struct);
     tcase_add_test(tc, test_manifest_history_roundtrip);
+    tcase_add_test(tc, test_manifest_encryption_roundtrip);
     suite_add_tcase(s, tc);
     return s;
 }

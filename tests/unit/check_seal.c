@@ -28,8 +28,7 @@ static struct seal_keyring *ring(const char *text)
     return kr;
 }
 
-static bool has(const unsigned char *h, size_t n, const void *needle,
-                size_t k)
+static bool has(const unsigned char *h, size_t n, const void *needle, size_t k)
 {
     for (size_t i = 0; i + k <= n; i++)
         if (memcmp(h + i, needle, k) == 0)
@@ -156,8 +155,7 @@ START_TEST(test_seal_data_key_wrapping)
         ck_assert_str_ne(i2.wrapped, info.wrapped);
     }
     /* key not configured */
-    ck_assert_int_eq(seal_dk_open(b, "space-1", &info, &got, &err),
-                     WK_E_INVAL);
+    ck_assert_int_eq(seal_dk_open(b, "space-1", &info, &got, &err), WK_E_INVAL);
     ck_assert(strstr(err.msg, ID_A));
     ck_assert(strstr(err.msg, "SILA_ENCRYPTION_KEY_FILE does not hold"));
     /* moved to another space */
@@ -218,9 +216,9 @@ static size_t seal_it(const struct seal_dk *dk, const unsigned char *plain,
     ck_assert_int_eq(seal_writer_new(w, dk, &sw, &err), WK_OK);
     for (size_t off = 0; off < n; off += step) {
         size_t k = n - off < step ? n - off : step;
-        ck_assert_int_eq(store_writer_write(seal_writer_sink(sw), plain + off,
-                                            k, &err),
-                         WK_OK);
+        ck_assert_int_eq(
+            store_writer_write(seal_writer_sink(sw), plain + off, k, &err),
+            WK_OK);
     }
     ck_assert_int_eq(store_writer_commit(seal_writer_sink(sw), &err), WK_OK);
     wk_buf_init(&b, 64u << 20);
@@ -293,8 +291,7 @@ START_TEST(test_seal_stream_round_trip)
             ck_assert(!has(s, n, plain, 36));
         for (size_t j = 0; j < sizeof(steps) / sizeof(steps[0]); j++) {
             ck_assert_msg(open_all(&dk, s, n, steps[j], &out, &err) == WK_OK,
-                          "size %zu step %zu: %s", sizes[i], steps[j],
-                          err.msg);
+                          "size %zu step %zu: %s", sizes[i], steps[j], err.msg);
             ck_assert_uint_eq(out.len, sizes[i]);
             ck_assert(sizes[i] == 0 || memcmp(out.data, plain, sizes[i]) == 0);
         }
@@ -410,8 +407,8 @@ START_TEST(test_seal_range_reads)
     const uint32_t c = SEAL_CHUNK_MIN;
     const size_t psize = 7 * c + 123;
     const uint64_t ranges[][2] = {
-        { 0, 1 },        { 0, 22 },     { c - 1, 2 },     { c, c },
-        { 3 * c + 5, 1 }, { psize - 22, 22 }, { psize - 1, 1 }, { 0, psize },
+        { 0, 1 },          { 0, 22 },          { c - 1, 2 },     { c, c },
+        { 3 * c + 5, 1 },  { psize - 22, 22 }, { psize - 1, 1 }, { 0, psize },
         { 2 * c, 10 * c }, /* past the end: clamped */
     };
     struct seal_dk dk;
@@ -443,9 +440,9 @@ START_TEST(test_seal_range_reads)
         /* a flipped byte inside the range */
         s[so + sl / 2] ^= 1;
         wk_buf_reset(&out);
-        ck_assert_int_eq(seal_open_range(&dk, psize, so, s + so, (size_t)sl,
-                                         &out, &err),
-                         WK_E_CORRUPT);
+        ck_assert_int_eq(
+            seal_open_range(&dk, psize, so, s + so, (size_t)sl, &out, &err),
+            WK_E_CORRUPT);
         s[so + sl / 2] ^= 1;
     }
     /* the last chunk read as if it were a middle one: its nonce differs */
@@ -454,9 +451,9 @@ START_TEST(test_seal_range_reads)
         seal_range(psize, c, psize - 1, 1, &so, &sl, &po);
         wk_buf_reset(&out);
         wk_err_clear(&err);
-        ck_assert_int_eq(seal_open_range(&dk, psize + c, so, s + so,
-                                         (size_t)sl, &out, &err),
-                         WK_E_CORRUPT);
+        ck_assert_int_eq(
+            seal_open_range(&dk, psize + c, so, s + so, (size_t)sl, &out, &err),
+            WK_E_CORRUPT);
     }
     wk_buf_release(&out);
     free(plain);

@@ -238,7 +238,7 @@ static uint64_t put_zip(struct store *dst, const char *key,
 {
     struct store_writer *w = NULL;
     struct zipw *zw = NULL;
-    struct zipw_opts opts = { 6 };
+    struct zipw_opts opts = { .level = 6 };
     struct wk_err err;
     uint64_t size;
 
@@ -316,7 +316,7 @@ static enum wk_code cat(struct store *from, const char *key, uint64_t size,
 {
     wk_buf_init(out, 16u * MIB);
     wk_err_clear(err);
-    return zcat_read(from, key, size, name, sink_buf, out, stats, err);
+    return zcat_read(from, key, size, NULL, name, sink_buf, out, stats, err);
 }
 
 /* Read name from the fixture archive and compare with what was written;
@@ -515,7 +515,7 @@ START_TEST(test_zcat_zip64_entry_count)
 {
     struct store_writer *w = NULL;
     struct zipw *zw = NULL;
-    struct zipw_opts opts = { 6 };
+    struct zipw_opts opts = { .level = 6 };
     struct zcat_stats s;
     struct wk_buf out;
     struct wk_err err;
@@ -706,7 +706,7 @@ START_TEST(test_zcat_sink_error_stops)
     int calls = 0;
 
     wk_err_clear(&err);
-    ck_assert_int_eq(zcat_read(st, ZIP_KEY, zip_size, "files/big.bin",
+    ck_assert_int_eq(zcat_read(st, ZIP_KEY, zip_size, NULL, "files/big.bin",
                                sink_fail, &calls, NULL, &err),
                      WK_E_IO);
     ck_assert_int_eq(calls, 1);

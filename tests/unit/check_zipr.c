@@ -336,7 +336,7 @@ static void write_zip(const struct tentry *t, size_t n, int level,
                       struct wk_buf *zip)
 {
     struct buf_writer w = { { &buf_ops, 0 }, zip };
-    struct zipw_opts opts = { level };
+    struct zipw_opts opts = { .level = level };
     struct zipw *zw = NULL;
     struct wk_err err;
 
@@ -1212,7 +1212,7 @@ static void *zip64_write(void *arg)
 {
     struct zip64_writer *zw64 = arg;
     struct pipe_writer pw = { { &pipe_ops, 0 }, zw64->fd };
-    struct zipw_opts opts = { 1 };
+    struct zipw_opts opts = { .level = 1 };
     struct zipw *zw = NULL;
     unsigned char *zeros = calloc(1, 1 << 20);
     enum wk_code rc = zeros ? WK_OK : WK_E_NOMEM;

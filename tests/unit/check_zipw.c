@@ -80,7 +80,7 @@ static void build_zip(int level, struct wk_buf *zip, char hex[65],
     struct store *st = NULL;
     struct store_writer *w = NULL;
     struct zipw *zw = NULL;
-    struct zipw_opts opts = { level };
+    struct zipw_opts opts = { .level = level };
     struct wk_err err;
 
     wk_err_clear(&err);
@@ -290,7 +290,7 @@ START_TEST(test_zipw_sink_gets_whole_blocks)
 {
     struct rec_writer r;
     struct zipw *zw = NULL;
-    struct zipw_opts opts = { 1 };
+    struct zipw_opts opts = { .level = 1 };
     struct wk_err err;
 
     memset(&r, 0, sizeof(r));
@@ -459,7 +459,7 @@ START_TEST(test_zipw_bad_level_refused)
 {
     struct rec_writer r;
     struct zipw *zw = NULL;
-    struct zipw_opts opts = { 10 };
+    struct zipw_opts opts = { .level = 10 };
     struct wk_err err;
 
     memset(&r, 0, sizeof(r));
@@ -514,7 +514,7 @@ START_TEST(test_zipw_zip64_over_4gib)
     char cmd[512];
     struct file_writer fw;
     struct zipw *zw = NULL;
-    struct zipw_opts opts = { 1 };
+    struct zipw_opts opts = { .level = 1 };
     struct wk_err err;
     unsigned char *zeros;
     uint64_t left;

@@ -31,7 +31,7 @@ struct ua_src {
     struct seal_dec *dec;      /* owned; NULL: a plain ZIP */
     size_t used;               /* bytes of buf already opened */
     size_t step;               /* stored bytes per seal_dec_update() */
-    struct wk_buf plain;       /* one chunk's plaintext */
+    struct wk_buf plain;       /* the plaintext of one step */
 };
 
 struct ua_keys;
@@ -543,7 +543,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
             goto out;
         }
         r.src.step = (size_t)want.enc.chunk_bytes + SEAL_TAG_BYTES;
-        wk_buf_init(&r.src.plain, want.enc.chunk_bytes);
+        /* a step ends at most one chunk and the short last one */
+        wk_buf_init(&r.src.plain, 2 * (size_t)want.enc.chunk_bytes);
     }
     rc = store_sha256_new(&r.src.hash, err);
     if (rc == WK_OK)

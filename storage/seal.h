@@ -116,8 +116,10 @@ void seal_writer_sha256_hex(const struct seal_writer *sw, char hex[65]);
 
 /* Sequential opening of a whole sealed object of stored_size bytes: feed
  * its bytes in order, in pieces of any size; the plaintext of each chunk
- * is appended to out once its tag checks. seal_dec_final() fails unless
- * the whole object came through. Tampering is WK_E_CORRUPT. */
+ * is appended to out once its tag checks (a piece of chunk_bytes + 16
+ * bytes can complete two chunks: the end of one and a short last one).
+ * seal_dec_final() fails unless the whole object came through. Tampering is
+ * WK_E_CORRUPT. */
 enum wk_code seal_dec_new(const struct seal_dk *dk, uint64_t stored_size,
                           struct seal_dec **out, struct wk_err *err);
 enum wk_code seal_dec_update(struct seal_dec *d, const void *p, size_t n,

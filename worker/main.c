@@ -926,7 +926,7 @@ static int cmd_export(int argc, char **argv)
     memset(&dk, 0, sizeof(dk));
     out.f = stdout;
     wk_buf_init(&mb, 1u << 20);
-    wk_buf_init(&out.plain, SEAL_CHUNK_MAX);
+    wk_buf_init(&out.plain, 2 * (size_t)SEAL_CHUNK_MAX + SEAL_CHUNK_BYTES);
     m = calloc(1, sizeof(*m));
     if (!m) {
         wk_err_set(&err, WK_E_NOMEM, "out of memory");

@@ -130,7 +130,7 @@ static void build_archive(struct store *st, struct archive_info *ai)
 {
     struct store_writer_opts wo = { .part_bytes = PART_BYTES,
                                     .parts_in_flight = 4 };
-    struct zipw_opts zo = { 6 };
+    struct zipw_opts zo = { .level = 6 };
     struct store_writer *w = NULL;
     struct zipw *zw = NULL;
     unsigned char *buf = malloc(CHUNK);

@@ -1355,11 +1355,28 @@ START_TEST(test_job_archive_sealed_round_trip)
     enum wk_code rc;
     char sha[65], *text;
 
+    /* many chunks: text and a big incompressible object */
+    {
+        size_t n = 700000;
+        unsigned char *p = malloc(n);
+        unsigned x = 7;
+        ck_assert_ptr_nonnull(p);
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            p[i] = (unsigned char)(x >> 7);
+        }
+        wk_err_clear(&err);
+        ck_assert_int_eq(store_put(w->inner, K_BIG, p, n, &err), WK_OK);
+        free(p);
+    }
     g_keys = a;
     ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
     run_release(&r);
     read_manifest(w->inner, &m);
     ck_assert(m.enc.on);
+    ck_assert_uint_gt(m.size, 10 * SEAL_CHUNK_BYTES);
     ck_assert_str_eq(m.enc.key_id, seal_keyring_id(a, 0));
     ck_assert_uint_eq(m.enc.chunk_bytes, SEAL_CHUNK_BYTES);
     /* the stored object: sealed, its checksum and size the manifest's, no
@@ -1385,7 +1402,7 @@ START_TEST(test_job_archive_sealed_round_trip)
     ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
                   r.err.msg);
     run_release(&r);
-    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 8);
     text = get_text(w->inner, K_SILA);
     ck_assert_str_eq(text, "# Sila workspace\n");
     free(text);

@@ -123,7 +123,7 @@ bench: deps
 # seed corpus (tests/fuzz/corpus/<target>/ and tests/hostile/); new inputs
 # go to build/fuzz/corpus/, crashes to build/fuzz/crash-*: a finding
 # becomes a file in tests/hostile/ (see its README).
-FUZZ_TARGETS := fuzz_job fuzz_manifest fuzz_s3xml fuzz_zipname
+FUZZ_TARGETS := fuzz_job fuzz_manifest fuzz_s3xml fuzz_zipname fuzz_seal
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@command -v clang >/dev/null || { echo 'fuzz: needs clang (apt-get install clang)'; exit 1; }

@@ -22,6 +22,9 @@
 #   BENCH_STRICT=1              exit 3 when a target is missed (default: the
 #                               exit status only says whether every step ran
 #                               and checked out; the table says the rest)
+#   BENCH_ENCRYPT=1             the worker seals archives (SILA_ENCRYPTION_KEY_FILE,
+#                               a fresh key); the alternatives then unarchive
+#                               the aws-cli pipeline's plain ZIP
 #   BENCH_KEEP=1                keep the temp dir (logs, configs) at exit
 #   BENCH_S3RVER_LOG=1          s3rver logs requests and errors (services/s3.log)
 #   BENCH_TMPDIR=DIR            where the temp dir goes (default $TMPDIR or
@@ -194,6 +197,12 @@ export AWS_ENDPOINT_URL_S3=$E
 while read -r v; do unset "$v"; done < <(compgen -e | grep '^SILA_' || true)
 export SILA_STORE=s3://$BUCKET
 export REDIS_URL=redis://127.0.0.1:$SVC_REDIS_PORT/0
+settings="default settings"
+if [ "${BENCH_ENCRYPT:-0}" = 1 ]; then
+    (umask 077 && openssl rand -hex 32 >"$tmp/master.key")
+    export SILA_ENCRYPTION_KEY_FILE=$tmp/master.key
+    settings="default settings, client-side encryption"
+fi
 # rclone: an s3 remote named "bench" from the environment only.
 export RCLONE_CONFIG=/dev/null RCLONE_CONFIG_BENCH_TYPE=s3 \
     RCLONE_CONFIG_BENCH_PROVIDER=Other RCLONE_CONFIG_BENCH_ENDPOINT=$E \
@@ -433,6 +442,8 @@ run_workload() {
     fi
     svc_stop "$svc" worker
     rm -f "$d/aws.zip"
+    # a sealed archive is no ZIP for the alternatives: they take aws-cli's
+    [ "${BENCH_ENCRYPT:-0}" != 1 ] || key=bench-alt/aws/$sid.zip
 
     say "[$name] unarchive: aws-cli pipeline"
     timed t_aws unarch_aws "$sid" "$d" "$key" 2>"$d/aws-unarchive.log"
@@ -482,7 +493,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
     python3 "$root/bench/report.py" "$RESULTS" \
         --server "$server_desc" \
         --machine "$(nproc) CPUs${cpu:+ ($cpu)}, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)" \
-        --binary "sila-archiver $bin_rev, default settings" \
+        --binary "sila-archiver $bin_rev, $settings" \
         --rss-max "$RSS_MAX_MIB" --par "$PAR" "${strict[@]}" || report_rc=$?
     if [ -s "$NOTES" ]; then
         echo

@@ -14,8 +14,8 @@
 #include "jobs/zsniff.h"
 #include "jobs/zipr.h"
 #include "jobs/zipw.h"
-#include "storage/store.h"
 #include "storage/seal.h"
+#include "storage/store.h"
 #include "storage/store_hash.h"
 
 #define ARCH_MAX_FILES      (10u * 1000u * 1000u)

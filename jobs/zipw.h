@@ -3,7 +3,8 @@
  * ZIP format writer (deflate or stored per entry, ZIP64 whenever needed,
  * sizes and CRC after each entry's data so the output is append-only).
  *
- * Every byte handed to the sink is also hashed (SHA-256) and counted, so the
+ * Every byte handed to the sink is also hashed (SHA-256; unless no_hash:
+ * a sealing sink hashes what it stores instead) and counted, so the
  * archive's checksum and size are known at zipw_finish() without reading it
  * back. Memory: one libarchive work buffer plus one output block
  * (ZIPW_BLOCK_BYTES); never a function of entry or archive size.

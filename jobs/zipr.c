@@ -427,8 +427,9 @@ static enum wk_code refuse(struct zipr *zr, struct wk_err *err, const char *why)
 }
 
 /* A libarchive failure: the caller's read error if that was the cause,
- * else the archive is bad. */
-static enum wk_code ar_fail(struct zipr *zr, struct wk_err *err)
+ * else the archive is bad. hdr: the offset of the header libarchive was
+ * reading, or UINT64_MAX. */
+static enum wk_code ar_fail(struct zipr *zr, uint64_t hdr, struct wk_err *err)
 {
     const char *msg = archive_error_string(zr->ar);
     char text[200];
@@ -454,6 +455,11 @@ static enum wk_code ar_fail(struct zipr *zr, struct wk_err *err)
         return wk_err_set(err, WK_E_CORRUPT,
                           "archive is truncated or corrupt: entry '%s': %s",
                           zr->shown, text);
+    if (hdr != UINT64_MAX)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive is truncated or corrupt: header at offset "
+                          "%llu: %s",
+                          ull(hdr), text);
     return wk_err_set(err, WK_E_CORRUPT, "archive is truncated or corrupt: %s",
                       text);
 }
@@ -794,7 +800,7 @@ static enum wk_code next_block(struct zipr *zr, struct wk_err *err)
         if (r == ARCHIVE_EOF)
             return end_entry(zr, err);
         if (r != ARCHIVE_OK)
-            return ar_fail(zr, err);
+            return ar_fail(zr, UINT64_MAX, err);
         if (n == 0)
             continue;
         if (off < 0 || (uint64_t)off != zr->produced)
@@ -812,8 +818,29 @@ static enum wk_code next_block(struct zipr *zr, struct wk_err *err)
 
 /* ---- the central directory and end records ---- */
 
+/* The entry whose header or data holds offset off (entries are contiguous
+ * from offset 0 to cd_start, in offset order), or NULL. A record naming an
+ * entry we never saw, inside another one, points into its data. */
+static const struct zipr_rec *rec_covering(const struct zipr *zr, uint64_t off,
+                                           uint64_t cd_start)
+{
+    size_t lo = 0, hi = zr->n_recs;
+
+    if (off >= cd_start)
+        return NULL;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (zr->recs[mid].offset <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 ? &zr->recs[lo - 1] : NULL;
+}
+
+/* A central directory record (p, complete) starting past cd_start. */
 static enum wk_code cd_record(struct zipr *zr, const unsigned char *p,
-                              struct wk_err *err)
+                              uint64_t cd_start, struct wk_err *err)
 {
     unsigned system = le16(p + 4) >> 8;
     uint16_t method = le16(p + 10);
@@ -828,6 +855,22 @@ static enum wk_code cd_record(struct zipr *zr, const unsigned char *p,
     bool z64;
 
     show_name(zr->shown, p + 46, n);
+    if (!rec &&
+        zip64_extra(p + 46 + n, m, &z64, &usize, &csize, &offset, &disk)) {
+        /* David Fifield's "better zip bomb": entries overlapping in one
+         * kernel, each local header quoted as the data of the one before */
+        const struct zipr_rec *in = rec_covering(zr, offset, cd_start);
+        if (in && in->offset != offset) {
+            char inside[ZIPR_SHOWN_MAX + 4];
+            show_name(inside, (const unsigned char *)in->name, in->name_len);
+            zr->failed = true;
+            return wk_err_set(err, WK_E_CORRUPT,
+                              "archive is truncated or corrupt: the central "
+                              "directory's entry '%s' at offset %llu overlaps "
+                              "entry '%s' (overlapping entries: zip bomb?)",
+                              zr->shown, ull(offset), inside);
+        }
+    }
     if (!rec || rec->in_cd) {
         zr->failed = true;
         return wk_err_set(err, WK_E_CORRUPT,
@@ -860,11 +903,41 @@ static bool eocd_field(uint64_t field, uint64_t value, uint64_t sentinel,
     return zip64 && field == sentinel;
 }
 
-static enum wk_code end_mismatch(struct wk_err *err)
+/* The ZIP64 end record at p (56 bytes) against the central directory:
+ * NULL or what is wrong. */
+static const char *z64_end_problem(const unsigned char *p, uint64_t n_cd,
+                                   uint64_t cd_size, uint64_t cd_start,
+                                   char *why, size_t whylen)
 {
-    return wk_err_set(err, WK_E_CORRUPT,
-                      "archive is truncated or corrupt: the end record does "
-                      "not match the central directory");
+    uint64_t rest = le64(p + 4);
+
+    if (rest < 44 || rest > 65536)
+        snprintf(why, whylen, "the ZIP64 end record's size (%llu) is wrong",
+                 ull(rest));
+    else if (le32(p + 16) != 0 || le32(p + 20) != 0)
+        snprintf(why, whylen,
+                 "the ZIP64 end record is for a multi-disk "
+                 "archive");
+    else if (le64(p + 24) != n_cd || le64(p + 32) != n_cd)
+        snprintf(why, whylen,
+                 "the ZIP64 end record says %llu entries, the central "
+                 "directory has %llu",
+                 ull(le64(p + 32)), ull(n_cd));
+    else if (le64(p + 40) != cd_size || le64(p + 48) != cd_start)
+        snprintf(why, whylen,
+                 "the ZIP64 end record says the central directory is %llu "
+                 "bytes at offset %llu, it is %llu bytes at offset %llu",
+                 ull(le64(p + 40)), ull(le64(p + 48)), ull(cd_size),
+                 ull(cd_start));
+    else
+        return NULL;
+    return why;
+}
+
+static enum wk_code end_refused(const char *why, struct wk_err *err)
+{
+    return wk_err_set(err, WK_E_CORRUPT, "archive is truncated or corrupt: %s",
+                      why);
 }
 
 static enum wk_code read_central_directory(struct zipr *zr, struct wk_err *err)
@@ -872,6 +945,7 @@ static enum wk_code read_central_directory(struct zipr *zr, struct wk_err *err)
     uint64_t cd_start = zr->next_hdr, off = cd_start, n_cd = 0;
     uint64_t cd_size, z64_off = 0;
     const unsigned char *p;
+    char why[200];
     bool z64 = false;
     size_t len;
     enum wk_code rc;
@@ -890,7 +964,7 @@ static enum wk_code read_central_directory(struct zipr *zr, struct wk_err *err)
         rc = src_need(zr, off, len, &p, err);
         if (rc != WK_OK)
             goto out;
-        rc = cd_record(zr, p, err);
+        rc = cd_record(zr, p, cd_start, err);
         if (rc != WK_OK)
             goto out;
         n_cd++;
@@ -904,10 +978,8 @@ static enum wk_code read_central_directory(struct zipr *zr, struct wk_err *err)
         if (rc != WK_OK)
             goto out;
         rest = le64(p + 4);
-        if (rest < 44 || rest > 65536 || le32(p + 16) != 0 ||
-            le32(p + 20) != 0 || le64(p + 24) != n_cd || le64(p + 32) != n_cd ||
-            le64(p + 40) != cd_size || le64(p + 48) != cd_start) {
-            rc = end_mismatch(err);
+        if (z64_end_problem(p, n_cd, cd_size, cd_start, why, sizeof(why))) {
+            rc = end_refused(why, err);
             goto out;
         }
         z64 = true;
@@ -916,9 +988,23 @@ static enum wk_code read_central_directory(struct zipr *zr, struct wk_err *err)
         rc = src_need(zr, off, 20, &p, err);
         if (rc != WK_OK)
             goto out;
-        if (memcmp(p, "PK\006\007", 4) != 0 || le32(p + 4) != 0 ||
-            le64(p + 8) != z64_off || le32(p + 16) > 1) {
-            rc = end_mismatch(err);
+        if (memcmp(p, "PK\006\007", 4) != 0) {
+            rc = end_refused("no ZIP64 end locator after the ZIP64 end record",
+                             err);
+            goto out;
+        }
+        if (le64(p + 8) != z64_off) {
+            snprintf(why, sizeof(why),
+                     "the ZIP64 end locator points to offset %llu, the ZIP64 "
+                     "end record is at %llu",
+                     ull(le64(p + 8)), ull(z64_off));
+            rc = end_refused(why, err);
+            goto out;
+        }
+        if (le32(p + 4) != 0 || le32(p + 16) > 1) {
+            rc = end_refused("the ZIP64 end locator is for a multi-disk "
+                             "archive",
+                             err);
             goto out;
         }
         off += 20;
@@ -942,7 +1028,14 @@ static enum wk_code read_central_directory(struct zipr *zr, struct wk_err *err)
         !eocd_field(le16(p + 10), n_cd, 0xffff, z64) ||
         !eocd_field(le32(p + 12), cd_size, 0xffffffff, z64) ||
         !eocd_field(le32(p + 16), cd_start, 0xffffffff, z64)) {
-        rc = end_mismatch(err);
+        snprintf(why, sizeof(why),
+                 "the end record (%u entries, %lu bytes at offset %lu) does "
+                 "not match the central directory (%llu entries, %llu bytes "
+                 "at offset %llu)",
+                 (unsigned)le16(p + 10), (unsigned long)le32(p + 12),
+                 (unsigned long)le32(p + 16), ull(n_cd), ull(cd_size),
+                 ull(cd_start));
+        rc = end_refused(why, err);
         goto out;
     }
     len = 22 + (size_t)le16(p + 20); /* and the archive comment */
@@ -1015,7 +1108,7 @@ enum wk_code zipr_new(zipr_read_cb cb, void *ud, const struct zipr_limits *lim,
         goto out;
     }
     if (archive_read_open(zr->ar, zr, NULL, zipr_la_read, NULL) != ARCHIVE_OK) {
-        rc = ar_fail(zr, err);
+        rc = ar_fail(zr, UINT64_MAX, err);
         goto out;
     }
 out:
@@ -1062,7 +1155,7 @@ enum wk_code zipr_next(struct zipr *zr, struct zipr_entry *e, bool *eof,
         return WK_OK;
     }
     if (r != ARCHIVE_OK && !(r == ARCHIVE_WARN && conversion_warning(zr->ar)))
-        return ar_fail(zr, err);
+        return ar_fail(zr, zr->next_hdr, err);
     return begin_entry(zr, ae, e, err);
 }
 

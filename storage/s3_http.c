@@ -49,6 +49,8 @@ struct s3_xfer {
     size_t out_start;              /* req->out->len before the first attempt */
     long status;                   /* this attempt's status line */
     bool resumed;                  /* this attempt resumes a streamed body */
+    bool range_checked;            /* this attempt's Content-Range checked */
+    bool err_cut;                  /* error body past its cap: stopped */
     struct wk_err cb_err;          /* a sink or buffer failure: final */
     char resume_etag[S3_ETAG_MAX]; /* the body's ETag, for If-Match */
     char errbuf[CURL_ERROR_SIZE];
@@ -297,6 +299,47 @@ static bool status_ok(long st)
     return st >= 200 && st < 300;
 }
 
+static bool attempt_range(const struct s3_xfer *x, char *buf, size_t len);
+
+/* A 2xx reply to a request with a Range (or a resumed one) must hold the
+ * bytes asked for: a 206 whose Content-Range starts where we asked and
+ * ends within the range, or a 200 (the whole object) only when we asked
+ * from byte 0 (the caller checks the length). Sets cb_err if not. */
+static bool range_reply_ok(struct s3_xfer *x)
+{
+    const struct s3_req *req = x->req;
+    uint64_t off =
+        (req->ranged ? req->range_off : 0) + (x->resumed ? req->received : 0);
+    unsigned long long a = 0, b = 0;
+    int used = 0;
+    char what[160], asked[64];
+
+    if (!req->ranged && !x->resumed)
+        return true;
+    if (!attempt_range(x, asked, sizeof(asked)))
+        asked[0] = '\0';
+    describe(x->cl, req, what, sizeof(what));
+    if (x->status != 206) {
+        if (off == 0)
+            return true;
+        wk_err_set(&x->cb_err, WK_E_CORRUPT,
+                   "%s: asked for %s, got HTTP %ld (the whole object)", what,
+                   asked, x->status);
+        return false;
+    }
+    if (sscanf(req->content_range, "bytes %llu-%llu/%n", &a, &b, &used) < 2 ||
+        used == 0 || a != off || b < a ||
+        (req->ranged && req->range_len != UINT64_MAX &&
+         b - req->range_off >= req->range_len)) {
+        wk_err_set(&x->cb_err, WK_E_CORRUPT,
+                   "%s: asked for %s, got HTTP 206 with Content-Range "
+                   "'%.60s'",
+                   what, asked, req->content_range);
+        return false;
+    }
+    return true;
+}
+
 static size_t on_write(char *p, size_t size, size_t nitems, void *ud)
 {
     struct s3_xfer *x = ud;
@@ -305,9 +348,14 @@ static size_t on_write(char *p, size_t size, size_t nitems, void *ud)
     char what[160];
 
     if (!status_ok(x->status)) {
-        /* keep the start of an error body; the rest is dropped */
+        /* keep the start of an error body; past that, stop reading it (a
+         * huge or endless error body is not worth the wait) */
         size_t room = x->errbody.max - x->errbody.len;
         (void)wk_buf_append(&x->errbody, p, n < room ? n : room, NULL);
+        if (n > room) {
+            x->err_cut = true;
+            return 0;
+        }
         return n;
     }
     if (x->resumed && x->status != 206) {
@@ -316,6 +364,11 @@ static size_t on_write(char *p, size_t size, size_t nitems, void *ud)
                    "%s: resumed read got HTTP %ld instead of 206", what,
                    x->status);
         return 0;
+    }
+    if (!x->range_checked) {
+        x->range_checked = true;
+        if (!range_reply_ok(x))
+            return 0;
     }
     if (x->resume_etag[0] == '\0')
         copy_value(x->resume_etag, sizeof(x->resume_etag), req->etag,
@@ -582,6 +635,8 @@ static enum wk_code xfer_send(struct s3_client *cl, struct s3_xfer *x,
         goto out;
     }
     x->status = 0;
+    x->range_checked = false;
+    x->err_cut = false;
     x->up_off = 0;
     x->errbuf[0] = '\0';
     wk_buf_reset(&x->errbody);
@@ -794,12 +849,20 @@ static void attempt_done(struct s3_client *cl, struct s3_xfer *x, CURLcode res)
 
     if (x->cb_err.code != WK_OK) {
         e = x->cb_err;
-    } else if (res != CURLE_OK) {
+    } else if (res != CURLE_OK && !(x->err_cut && !status_ok(x->status))) {
         net_error(cl, x, res, &e);
         retry = curl_transient(res);
     } else if (!status_ok(x->status)) {
         http_error(cl, x, x->errbody.data, x->errbody.len, &e);
         retry = wk_err_transient(&e);
+    } else if (strcmp(req->method, "GET") == 0 && x->status != 200 &&
+               x->status != 206) {
+        /* 204, 203...: S3 never answers a GET so; no body is not an
+         * empty object */
+        char what[160];
+        describe(cl, req, what, sizeof(what));
+        wk_err_set(&e, WK_E_HTTP, "%s: unexpected HTTP %ld", what, x->status);
+        e.http_status = x->status;
     } else if (req->flags & S3_REQ_ERROR_IN_2XX) {
         const char *body = x->errbody.data;
         size_t len = x->errbody.len;

@@ -37,8 +37,14 @@
  * s3_code set, message "GET 'key': HTTP 503 SlowDown: <Message>"),
  * WK_E_NOTFOUND for 404 NoSuchKey / NoSuchUpload and a HEAD 404,
  * WK_E_CONFLICT for 412 and 416, WK_E_LIMIT when a body passes its buffer's
- * cap, and the sink's own code when a sink fails (never retried). Messages
- * name the method and key, never credentials, signatures or headers.
+ * cap, and the sink's own code when a sink fails (never retried). A 2xx
+ * reply to a request with a Range must be for the bytes asked for (a 206
+ * whose Content-Range starts there and ends within the range, or a 200
+ * when the range starts at 0), else WK_E_CORRUPT before any byte reaches
+ * the sink or buffer; a GET answered with a 2xx other than 200 or 206 is
+ * WK_E_HTTP. Neither is retried. An error body is read up to
+ * S3_ERR_BODY_MAX only, then the transfer stops. Messages name the method
+ * and key, never credentials, signatures or headers.
  */
 #ifndef WK_STORAGE_S3_HTTP_H
 #define WK_STORAGE_S3_HTTP_H

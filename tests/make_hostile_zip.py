@@ -136,7 +136,12 @@ class RawZip:
 
     def add(self, name, data, method=8, crc=None, descriptor=False,
             mode=S_IFREG | 0o644, local_extra=b"", cd_name=None,
-            flags=0, zip64=False):
+            flags=0, zip64=False, z64_local=None, z64_cd=None,
+            sentinel=False):
+        """zip64: sizes (and the offset, in the central directory) in ZIP64
+        extra fields; z64_local / z64_cd replace those fields' bytes (the
+        header fields still hold 0xFFFFFFFF). sentinel: 0xFFFFFFFF in the
+        size fields and no ZIP64 extra field at all."""
         t, d = dos_time()
         real_crc = zlib.crc32(data)
         if crc is None:
@@ -155,9 +160,13 @@ class RawZip:
                                                        len(data))
         if zip64:
             # sizes only in the ZIP64 extra field: both, as the spec says
-            local_extra = struct.pack("<HHQQ", 1, 16, lus, lcs) + local_extra
+            if z64_local is None:
+                z64_local = struct.pack("<HHQQ", 1, 16, lus, lcs)
+            local_extra = z64_local + local_extra
             lcs = lus = 0xFFFFFFFF
             self.zip64 = True
+        if sentinel:
+            lcs = lus = 0xFFFFFFFF
         self.buf += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04",
                                 45 if zip64 else 20, flags, method, t, d,
                                 lcrc, lcs, lus, len(name), len(local_extra))
@@ -170,7 +179,11 @@ class RawZip:
         cs, us, off, cd_extra = len(body), len(data), offset, b""
         if zip64:
             cd_extra = struct.pack("<HHQQQ", 1, 24, us, cs, off)
+            if z64_cd is not None:
+                cd_extra = z64_cd
             cs = us = off = 0xFFFFFFFF
+        if sentinel:
+            cs = us = 0xFFFFFFFF
         self.cd += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02",
                                (3 << 8) | 45, 45 if zip64 else 20, flags,
                                method, t, d, crc, cs, us, len(cd_name),
@@ -178,15 +191,22 @@ class RawZip:
         self.cd += cd_name + cd_extra
         self.count += 1
 
-    def bytes(self, trailing=b""):
+    def bytes(self, trailing=b"", z64_count=None, z64_size=None,
+              z64_offset=None, locator=None):
+        """z64_*: what the ZIP64 end record says instead of the truth (entry
+        count, central directory size and offset); locator: where the
+        ZIP64 end locator says that record is."""
         start = len(self.buf)
         end = b""
         count, size, offset = self.count, len(self.cd), start
         if self.zip64:
             z64 = start + len(self.cd)
+            n = count if z64_count is None else z64_count
             end = struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0,
-                              0, count, count, size, start)
-            end += struct.pack("<4sIQI", b"PK\x06\x07", 0, z64, 1)
+                              0, n, n, size if z64_size is None else z64_size,
+                              start if z64_offset is None else z64_offset)
+            end += struct.pack("<4sIQI", b"PK\x06\x07", 0,
+                               z64 if locator is None else locator, 1)
             count, size, offset = 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF
         eocd = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count,
                            size, offset, 0)
@@ -406,6 +426,152 @@ def kind_method(a):
             "bzip2 compression (method 12)")
 
 
+def zip64_space(**add):
+    """The good space in ZIP64 (as kind zip64); add: extra arguments for the
+    first entry (sila.md, deflated)."""
+    z = RawZip()
+    for i, (name, data, method) in enumerate(good_entries()):
+        z.add(name.encode(), data, method=method, zip64=True,
+              descriptor=method == 8 and not add, **(add if i == 0 else {}))
+    return z
+
+
+def kind_z64_locator_outside(a):
+    return (zip64_space().bytes(locator=1 << 40), 4, "the ZIP64 end locator "
+            "points far past the end of the file")
+
+
+def kind_z64_locator_garbage(a):
+    return (zip64_space().bytes(locator=0), 4, "the ZIP64 end locator "
+            "points at the first local header, not at a ZIP64 end record")
+
+
+def kind_z64_eocd_count(a):
+    return (zip64_space().bytes(z64_count=5), 4, "the ZIP64 end record "
+            "says 5 entries, the central directory has 4")
+
+
+def kind_z64_eocd_size(a):
+    z = zip64_space()
+    return (z.bytes(z64_size=len(z.cd) + 46), 4, "the ZIP64 end record's "
+            "central directory size is 46 bytes too large")
+
+
+def kind_z64_eocd_offset(a):
+    return (zip64_space().bytes(z64_offset=0), 4, "the ZIP64 end record "
+            "says the central directory starts at offset 0, over the "
+            "entries")
+
+
+def kind_z64_extra_short(a):
+    data = sila_md()
+    short = struct.pack("<HHQ", 1, 8, len(data))
+    return (zip64_space(z64_local=short).bytes(), 4, "local ZIP64 extra "
+            "field of 8 bytes where both sizes are 0xFFFFFFFF (16 needed)")
+
+
+def kind_z64_extra_overrun(a):
+    data = sila_md()
+    # declares 24 bytes of data and holds 16: runs past the extra area
+    over = struct.pack("<HHQQ", 1, 24, len(data), 0)
+    return (zip64_space(z64_local=over).bytes(), 4, "local ZIP64 extra "
+            "field that declares more bytes than the extra area holds")
+
+
+def kind_z64_huge(a):
+    data = sila_md()
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    cs = len(co.compress(data) + co.flush())
+    huge = 1 << 63
+    return (zip64_space(
+        z64_local=struct.pack("<HHQQ", 1, 16, huge, cs),
+        z64_cd=struct.pack("<HHQQQ", 1, 24, huge, cs, 0)).bytes(), 4,
+        "ZIP64 extra fields (local and central) declaring 2^63 "
+        "uncompressed bytes for a small entry")
+
+
+def kind_z64_huge_stored(a):
+    z = RawZip()
+    data = b"stored entry data\n" * 10
+    huge = 1 << 62
+    z.add(b"space-v1/huge", data, method=0, zip64=True,
+          z64_local=struct.pack("<HHQQ", 1, 16, huge, huge),
+          z64_cd=struct.pack("<HHQQQ", 1, 24, huge, huge, 0))
+    z.add(b"space-v1/next", b"next\n")
+    return (z.bytes(), 2, "a stored entry whose ZIP64 extra fields declare "
+            "2^62 bytes: a reader that trusts it takes the rest of the "
+            "archive as its data")
+
+
+def kind_z64_cd_disagrees(a):
+    data = sila_md()
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    cs = len(co.compress(data) + co.flush())
+    return (zip64_space(
+        z64_cd=struct.pack("<HHQQQ", 1, 24, len(data) + 1000, cs, 0)).bytes(),
+        4, "the central directory's ZIP64 extra field gives another "
+        "uncompressed size than the local one")
+
+
+def kind_sentinel(a):
+    z = RawZip()
+    for name, data, method in good_entries():
+        z.add(name.encode(), data, method=method, sentinel=name == "sila.md")
+    return (z.bytes(), 4, "0xFFFFFFFF sizes in the first entry's local "
+            "header and central directory record, no ZIP64 extra field")
+
+
+def kind_overlap(a):
+    """David Fifield's overlapping-files bomb ("A better zip bomb", 2019):
+    every local header is quoted (a stored deflate block) by the entry
+    before it, and all entries share one deflated kernel, so the central
+    directory's entries overlap."""
+    k = 5
+    names = [("space-v1/bomb-%d" % i).encode() for i in range(k)]
+    co = zlib.compressobj(9, zlib.DEFLATED, -15)
+    plain = bytes(4 << 20)
+    kernel = co.compress(plain) + co.flush()
+    t, d = dos_time()
+
+    def lfh(name, crc, cs, us):
+        return struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 8, t, d,
+                           crc, cs, us, len(name), 0) + name
+
+    # from the last entry back: its data is the kernel; entry i's data is a
+    # stored block quoting entry i + 1's header, then entry i + 1's data, so
+    # it outputs every later header and then the kernel's output
+    crcs, css, uss, headers = [0] * k, [0] * k, [0] * k, [b""] * k
+    crcs[-1], css[-1], uss[-1] = zlib.crc32(plain), len(kernel), len(plain)
+    headers[-1] = lfh(names[-1], crcs[-1], css[-1], uss[-1])
+    for i in range(k - 2, -1, -1):
+        h = headers[i + 1]
+        crcs[i] = zlib.crc32(plain, zlib.crc32(b"".join(headers[i + 1:])))
+        css[i] = 5 + len(h) + css[i + 1]
+        uss[i] = len(h) + uss[i + 1]
+        headers[i] = lfh(names[i], crcs[i], css[i], uss[i])
+    body = bytearray()
+    offsets = []
+    for i in range(k):
+        offsets.append(len(body))
+        body += headers[i]
+        if i < k - 1:
+            n = len(headers[i + 1])
+            body += struct.pack("<BHH", 0, n, n ^ 0xFFFF)
+    body += kernel
+    cd = bytearray()
+    for i in range(k):
+        cd += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02",
+                          (3 << 8) | 20, 20, 0, 8, t, d, crcs[i], css[i],
+                          uss[i], len(names[i]), 0, 0, 0, 0,
+                          (S_IFREG | 0o644) << 16, offsets[i])
+        cd += names[i]
+    eocd = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, k, k, len(cd),
+                       len(body), 0)
+    return (bytes(body + cd + eocd), k, "%d entries overlapping in one "
+            "deflated kernel of %d MiB: %d MiB out of %d KiB" % (
+                k, len(plain) >> 20, sum(uss) >> 20, len(body) >> 10))
+
+
 KINDS = {
     "good": kind_good,
     "stream": kind_stream,
@@ -434,6 +600,18 @@ KINDS = {
     "trailing": kind_trailing,
     "encrypted": kind_encrypted,
     "method": kind_method,
+    "z64_locator_outside": kind_z64_locator_outside,
+    "z64_locator_garbage": kind_z64_locator_garbage,
+    "z64_eocd_count": kind_z64_eocd_count,
+    "z64_eocd_size": kind_z64_eocd_size,
+    "z64_eocd_offset": kind_z64_eocd_offset,
+    "z64_extra_short": kind_z64_extra_short,
+    "z64_extra_overrun": kind_z64_extra_overrun,
+    "z64_huge": kind_z64_huge,
+    "z64_huge_stored": kind_z64_huge_stored,
+    "z64_cd_disagrees": kind_z64_cd_disagrees,
+    "sentinel": kind_sentinel,
+    "overlap": kind_overlap,
 }
 
 

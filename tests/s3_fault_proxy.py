@@ -23,6 +23,27 @@ initially no faults) sets what happens to the requests that match:
                             "reset_modes": ["request", "response", "body"]
      "pslow": 0.05,         response delayed by "slow_ms" (default 1500)
      "slow_ms": 1500,
+     "phostile": 0.05,      a hostile reply of the kind "hostile" names:
+     "hostile": "huge_body",
+                            "huge_body": 200 OK, an XML listing's start and
+                              "hostile_bytes" (default 16 MiB) in all, not
+                              forwarded; "huge_error": the same as 403
+                              AccessDenied; "truncated_xml": forwarded,
+                              the reply body cut in half (Content-Length
+                              says the half); "not_xml": 200 OK with an
+                              HTML page, not forwarded; "status": HTTP
+                              "status" (default 418) with no body and no
+                              Location, not forwarded; "short_body":
+                              forwarded, half the body sent under the
+                              full Content-Length, then the connection
+                              closed cleanly; "wrong_range": forwarded, a
+                              206's Content-Range moved to another start
+                              (bytes unchanged); "error_in_200": 200 OK
+                              whose body is an S3 <Error> ("error_code",
+                              default InternalError), not forwarded
+     "hostile_bytes": 16777216,
+     "status": 418,
+     "error_code": "InternalError",
      "match": "PUT|GET",    regex, full match on the method (default: any)
      "path": "uploadId=",   regex, searched in the request target (default: any)
      "limit": 1}            inject at most this many faults, counted from the
@@ -37,8 +58,8 @@ and printed ("seed N") so that a run can be replayed.
 
 Counters go to FILE.stats (JSON, rewritten atomically every 50 ms when they
 changed, and on SIGTERM): requests, forwarded, p500, p503_slowdown, reset
-(and reset_request, reset_response, reset_body), slow, upstream_errors, and
-by_method: {METHOD: {same keys}}. Each injected fault is also logged on
+(and reset_request, reset_response, reset_body), slow, hostile (and
+hostile_<kind>), upstream_errors, and by_method: {METHOD: {same keys}}. Each injected fault is also logged on
 stdout ("fault <kind> <METHOD> <target>"). Stdlib only, one thread per connection;
 stopped by SIGTERM.
 """
@@ -54,9 +75,12 @@ import sys
 import threading
 import time
 
+HOSTILE_KINDS = ("huge_body", "huge_error", "truncated_xml", "not_xml",
+                 "status", "short_body", "wrong_range", "error_in_200")
 COUNTERS = ("requests", "forwarded", "p500", "p503_slowdown", "reset",
             "reset_request", "reset_response", "reset_body", "slow",
-            "upstream_errors")
+            "upstream_errors", "hostile") + tuple(
+                "hostile_" + k for k in HOSTILE_KINDS)
 RESET_MODES = ("request", "response", "body")
 MAX_HEADER = 64 * 1024
 
@@ -249,7 +273,7 @@ def draw(method, target):
     except re.error:
         return None, rng, c
     acc = 0.0
-    for fault in ("p500", "p503_slowdown", "preset", "pslow"):
+    for fault in ("p500", "p503_slowdown", "preset", "pslow", "phostile"):
         try:
             acc += float(c.get(fault, 0) or 0)
         except (TypeError, ValueError):
@@ -406,6 +430,140 @@ def relay(up, client, method, start, headers, status, cut, rng):
     return True
 
 
+def read_body(up, framing, length):
+    """The whole response body from upstream, raw (chunked kept as is)."""
+    if framing == "length":
+        return up.rd.read(length)
+    if framing == "chunked":
+        return read_chunked(up.rd)
+    if framing == "close":
+        chunks = []
+        while True:
+            d = up.rd.read_some(65536)
+            if not d:
+                break
+            chunks.append(d)
+        up.drop()
+        return b"".join(chunks)
+    return b""
+
+
+def dechunk(raw):
+    """The payload of a raw chunked body."""
+    out, i = bytearray(), 0
+    while True:
+        j = raw.index(b"\n", i)
+        size = int(raw[i:j].split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            return bytes(out)
+        out += raw[j + 1:j + 1 + size]
+        i = j + 1 + size + 2
+
+
+def without(headers, *names):
+    return [(n, raw) for n, raw in headers if n not in names]
+
+
+def send_stream(client, head, total, first):
+    """head, then first, then spaces up to total body bytes."""
+    client.sendall(head)
+    client.sendall(first[:total])
+    left = total - min(len(first), total)
+    pad = b" " * 65536
+    while left > 0:
+        n = min(left, len(pad))
+        client.sendall(pad[:n])
+        left -= n
+
+
+REASONS = {200: "OK", 204: "No Content", 301: "Moved Permanently",
+           302: "Found", 307: "Temporary Redirect", 403: "Forbidden",
+           418: "I'm a teapot"}
+
+
+def hostile_reply(kind, c, up, client, method, head, body, rng):
+    """Answer with a hostile reply of this kind. Returns whether the client
+    connection may be kept."""
+    try:
+        size = int(c.get("hostile_bytes", 16 << 20))
+    except (TypeError, ValueError):
+        size = 16 << 20
+    if kind in ("huge_body", "huge_error"):
+        if kind == "huge_body":
+            status, first = 200, (
+                b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult '
+                b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b'
+                b'</Name><Prefix></Prefix><KeyCount>0</KeyCount>'
+                b'<IsTruncated>false</IsTruncated>')
+        else:
+            status, first = 403, (
+                b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
+                b'AccessDenied</Code><Message>Access Denied</Message>')
+        send_stream(client, ("HTTP/1.1 %d %s\r\nContent-Type: "
+                             "application/xml\r\nContent-Length: %d\r\n\r\n"
+                             % (status, REASONS[status], size)).encode(),
+                    size, first)
+        return True
+    if kind == "not_xml":
+        page = (b"<!DOCTYPE html><html><head><title>Sign in</title></head>"
+                b"<body><p>Please sign in to the network.</p></body></html>")
+        client.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                       b"Content-Length: %d\r\n\r\n" % len(page) + page)
+        return True
+    if kind == "error_in_200":
+        code = str(c.get("error_code") or "InternalError")
+        err = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s"
+               "</Code><Message>We encountered an internal error. Please "
+               "try again.</Message><RequestId>0</RequestId></Error>"
+               % code).encode()
+        client.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml"
+                       b"\r\nContent-Length: %d\r\n\r\n" % len(err) + err)
+        return True
+    if kind == "status":
+        try:
+            status = int(c.get("status", 418))
+        except (TypeError, ValueError):
+            status = 418
+        length = "" if status == 204 else "Content-Length: 0\r\n"
+        client.sendall(("HTTP/1.1 %d %s\r\n%s\r\n" % (
+            status, REASONS.get(status, "Unknown"), length)).encode())
+        return True
+    # the rest change what the server said
+    start, headers, status = forward(up, method, head, body)
+    count(method, "forwarded")
+    framing, length = body_framing(method, status, headers)
+    raw = read_body(up, framing, length)
+    payload = dechunk(raw) if framing == "chunked" else raw
+    headers = without(headers, "transfer-encoding", "content-length",
+                      "connection")
+    if kind == "wrong_range":
+        cr = header(headers, "content-range")
+        m = re.match(r"bytes (\d+)-(\d+)/(\S+)", cr or "")
+        if m:
+            a, b = int(m.group(1)), int(m.group(2))
+            na = 0 if a > 0 else 1
+            headers = without(headers, "content-range") + [(
+                "content-range", ("Content-Range: bytes %d-%d/%s\r\n" % (
+                    na, na + b - a, m.group(3))).encode())]
+        out = payload
+        length_said = len(out)
+    elif kind == "truncated_xml":
+        out = payload[:len(payload) // 2]
+        length_said = len(out)
+    else:  # short_body
+        out = payload[:len(payload) // 2]
+        length_said = len(payload)
+    resp = (start + b"".join(r for _, r in headers)
+            + b"Content-Length: %d\r\n" % length_said)
+    if kind == "short_body":
+        client.sendall(resp + b"Connection: close\r\n\r\n" + out)
+        time.sleep(0.05)
+        client.shutdown(socket.SHUT_WR)
+        return False
+    client.sendall(resp + b"\r\n" + out)
+    return True
+
+
 def handle(client, target):
     rd = Reader(client)
     up = Upstream(target)
@@ -450,6 +608,15 @@ def handle(client, target):
                 note("reset_response", method, tgt)
                 up.drop()
                 raise Reset()
+            elif fault == "phostile":
+                kind = c.get("hostile")
+                if kind not in HOSTILE_KINDS:
+                    kind = "status"
+                count(method, "hostile", "hostile_" + kind)
+                note("hostile_" + kind, method, tgt)
+                if not hostile_reply(kind, c, up, client, method, head, body,
+                                     rng):
+                    return
             else:
                 if fault == "pslow":
                     count(method, "slow")

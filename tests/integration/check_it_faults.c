@@ -63,7 +63,7 @@ static pid_t start_s3_proxy(int port, const char *target, const char *ctl,
 /* What the proxy injected, from <ctl>.stats. */
 struct fault_stats {
     long long requests, forwarded, p500, p503, reset, reset_request,
-        reset_response, reset_body, slow, upstream_errors;
+        reset_response, reset_body, slow, upstream_errors, hostile;
 };
 
 static long long stat_of(json_t *o, const char *key)
@@ -92,6 +92,7 @@ static void read_stats(const char *ctl, struct fault_stats *s)
     s->reset_body = stat_of(o, "reset_body");
     s->slow = stat_of(o, "slow");
     s->upstream_errors = stat_of(o, "upstream_errors");
+    s->hostile = stat_of(o, "hostile");
     json_decref(o);
 }
 
@@ -420,6 +421,239 @@ START_TEST(test_it_faults_lost_manifest_put_response)
 }
 END_TEST
 
+/* Peak resident memory of process pid (VmHWM), KiB. */
+static long peak_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    ck_assert_int_gt(kib, 0);
+    return kib;
+}
+
+/* The state in the space's manifest, or -1 when it has none. */
+static int manifest_state(struct store *st, const char *id)
+{
+    char key[200];
+    struct wk_err err;
+    struct mf *m;
+    size_t len;
+    char *text;
+    int state;
+
+    snprintf(key, sizeof(key), "metadata/%s.json", id);
+    if (it_count(st, key) == 0)
+        return -1;
+    m = calloc(1, sizeof(*m));
+    ck_assert_ptr_nonnull(m);
+    text = it_get_text(st, key, &len);
+    wk_err_clear(&err);
+    ck_assert_msg(mf_parse(text, len, m, &err) == WK_OK, "%s", err.msg);
+    state = (int)m->state;
+    free(text);
+    free(m);
+    return state;
+}
+
+/* The space is whole in active/, its manifest (if any, an archive that
+ * failed after it started leaves one) says active, and nothing of an
+ * archive exists. */
+static void assert_fully_active(struct store *st, const char *id,
+                                const char *src, size_t files)
+{
+    char key[200];
+    int state = manifest_state(st, id);
+
+    snprintf(key, sizeof(key), "active/%s/", id);
+    ck_assert_uint_eq(it_count(st, key), files);
+    ck_assert_int_eq(compare_active(id, src), 0);
+    ck_assert_msg(state == -1 || state == MF_ACTIVE, "manifest state %d",
+                  state);
+    snprintf(key, sizeof(key), "archived/%s/", id);
+    ck_assert_uint_eq(it_count(st, key), 0);
+    ck_assert_uint_eq(pending_uploads(st, key), 0);
+}
+
+/* The space is archived (manifest state) and nothing is left in active/. */
+static void assert_fully_archived(struct store *st, const char *id)
+{
+    char key[200];
+
+    ck_assert_int_eq(manifest_state(st, id), MF_ARCHIVED);
+    snprintf(key, sizeof(key), "active/%s/", id);
+    ck_assert_uint_eq(it_count(st, key), 0);
+}
+
+/* Run a job that must fail on the hostile reply control sets up: the
+ * error names what was wrong and the worker is still there. */
+static void expect_hostile_failure(const struct it_env *e, pid_t w,
+                                   const char *ctl, const char *control,
+                                   const char *type, const char *id,
+                                   const char *expect, const char *out)
+{
+    char job[200], msg[4096];
+    int rc;
+
+    it_write_file(ctl, control);
+    it_sleep_ms(200); /* the proxy re-reads it every 50 ms */
+    rc = run_job(e, type, id, job, sizeof(job), out);
+    snprintf(msg, sizeof(msg), "%s",
+             it_job_field(it_prefix_of(e), job, "error"));
+    fprintf(stderr, "it_faults: %s under %s-> error '%s'\n", type, control,
+            msg);
+    ck_assert_msg(rc != 0, "%s succeeded under %s", type, control);
+    ck_assert_str_eq(it_job_field(it_prefix_of(e), job, "state"), "failed");
+    ck_assert_msg(strstr(msg, expect) != NULL, "error '%s' lacks '%s'", msg,
+                  expect);
+    ck_assert_msg(kill(w, 0) == 0, "the worker died under %s", control);
+}
+
+/* Hostile S3 replies: a listing bigger than the client's cap, cut short or
+ * not XML, an error reply with a huge body, statuses S3 does not send (301
+ * and 307 without Location, 418, 204 to a GET), a 206 for another range.
+ * Each archive fails at once (no retry of what will not get better) with
+ * an error naming what was wrong, the space stays fully active, the worker
+ * keeps serving with its memory bounded. Then transient ones: a
+ * CompleteMultipartUpload 200 whose body is an <Error>, a body shorter than
+ * its Content-Length: the archive and the restore succeed after a retry. */
+START_TEST(test_it_faults_hostile_replies)
+{
+    static const struct {
+        const char *control, *type, *expect;
+    } cases[] = {
+        /* ListObjectsV2 (GET /bucket?list-type=2...) */
+        { "{\"phostile\": 1, \"hostile\": \"huge_body\", \"hostile_bytes\": "
+          "67108864, \"path\": \"list-type=2\"}\n",
+          "archive", "reply body over the limit of 8388608 bytes" },
+        { "{\"phostile\": 1, \"hostile\": \"huge_error\", \"hostile_bytes\": "
+          "67108864, \"path\": \"list-type=2\"}\n",
+          "archive", "HTTP 403" },
+        { "{\"phostile\": 1, \"hostile\": \"truncated_xml\", \"path\": "
+          "\"list-type=2\"}\n",
+          "archive", "XML" },
+        { "{\"phostile\": 1, \"hostile\": \"not_xml\", \"path\": "
+          "\"list-type=2\"}\n",
+          "archive", "XML" },
+        { "{\"phostile\": 1, \"hostile\": \"status\", \"status\": 301, "
+          "\"path\": \"list-type=2\"}\n",
+          "archive", "HTTP 301" },
+        { "{\"phostile\": 1, \"hostile\": \"status\", \"status\": 418, "
+          "\"path\": \"list-type=2\"}\n",
+          "archive", "HTTP 418" },
+        /* object GETs */
+        { "{\"phostile\": 1, \"hostile\": \"wrong_range\", \"match\": "
+          "\"GET\", \"path\": \"/active/\"}\n",
+          "archive", "got HTTP 206 with Content-Range 'bytes " },
+        { "{\"phostile\": 1, \"hostile\": \"status\", \"status\": 204, "
+          "\"match\": \"GET\", \"path\": \"/active/\"}\n",
+          "archive", "unexpected HTTP 204" },
+        { "{\"phostile\": 1, \"hostile\": \"status\", \"status\": 307, "
+          "\"match\": \"GET\", \"path\": \"/active/\"}\n",
+          "archive", "HTTP 307" },
+    };
+    char id[33], tmp[512], src[600], log[600], out[600], job[200], url[128];
+    char ctl[600], target[128], endpoint[128], prefix[128];
+    struct it_env e;
+    struct store *st = it_s3_store(NULL);
+    struct fault_stats fs;
+    int port = it_free_port(), rc;
+    long peak;
+    size_t files;
+    pid_t w, proxy;
+
+    it_space_id(id);
+    it_tmpdir("faults-hostile", tmp, sizeof(tmp));
+    snprintf(src, sizeof(src), "%s/space", tmp);
+    it_gen_space(src, id, 65, "--ops-files 40 --blobs 10 --big-blobs 1");
+    snprintf(prefix, sizeof(prefix), "active/%s/", id);
+    it_upload_dir(src, prefix, NULL);
+    files = it_stats_of(src).files;
+    ck_assert_uint_eq(it_count(st, prefix), files);
+
+    snprintf(ctl, sizeof(ctl), "%s/faults.json", tmp);
+    proxy_addrs(port, target, sizeof(target), endpoint, sizeof(endpoint));
+    proxy = start_s3_proxy(port, target, ctl, "{}\n");
+    snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
+    it_env_init(&e, url, "faults-hostile", endpoint);
+    it_env_add(&e, "SILA_S3_RETRIES=3");
+    it_env_add(&e, "SILA_MAX_ATTEMPTS=1"); /* the job's own outcome */
+    snprintf(log, sizeof(log), "%s/worker.log", tmp);
+    snprintf(out, sizeof(out), "%s/enqueue.out", tmp);
+    w = it_start_worker(&e, log);
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        expect_hostile_failure(&e, w, ctl, cases[i].control, cases[i].type, id,
+                               cases[i].expect, out);
+        assert_fully_active(st, id, src, files);
+    }
+    /* permanent: none of them was retried */
+    ck_assert_int_eq(log_count(log, "\"event\":\"s3.request.retried\""), 0);
+    /* 64 MiB bodies came in, at most the 8 MiB listing cap was kept */
+    peak = peak_rss_kib(w);
+    fprintf(stderr,
+            "it_faults: worker peak RSS after hostile replies: %ld "
+            "KiB\n",
+            peak);
+    ck_assert_int_lt(peak, 48 * 1024);
+
+    /* transient: CompleteMultipartUpload says 200 but its body is an
+     * <Error> (the upload is not complete): retried, and the archive is
+     * whole */
+    it_write_file(ctl, "{\"phostile\": 1, \"hostile\": \"error_in_200\", "
+                       "\"match\": \"POST\", \"path\": \"uploadId=\", "
+                       "\"limit\": 1}\n");
+    it_sleep_ms(200);
+    rc = run_job(&e, "archive", id, job, sizeof(job), out);
+    ck_assert_msg(rc == 0, "archive exited %d: %s (see %s)", rc,
+                  it_job_field(it_prefix_of(&e), job, "error"), log);
+    it_verify_archived(st, id, src, tmp);
+    assert_fully_archived(st, id);
+    ck_assert_int_eq(log_count(log, "\"event\":\"s3.request.retried\".*"
+                                    "\"method\":\"POST\".*"
+                                    "\"s3_code\":\"InternalError\""),
+                     1);
+
+    /* the archive read back under another range: refused, still archived */
+    expect_hostile_failure(&e, w, ctl,
+                           "{\"phostile\": 1, \"hostile\": \"wrong_range\", "
+                           "\"match\": \"GET\", \"path\": \"/archived/\"}\n",
+                           "unarchive", id,
+                           "got HTTP 206 with Content-Range 'bytes ", out);
+    assert_fully_archived(st, id);
+
+    /* a reply shorter than its Content-Length, once: retried, restored */
+    it_write_file(ctl, "{\"phostile\": 1, \"hostile\": \"short_body\", "
+                       "\"match\": \"GET\", \"path\": \"/archived/\", "
+                       "\"limit\": 1}\n");
+    it_sleep_ms(200);
+    rc = run_job(&e, "unarchive", id, job, sizeof(job), out);
+    ck_assert_msg(rc == 0, "unarchive exited %d: %s (see %s)", rc,
+                  it_job_field(it_prefix_of(&e), job, "error"), log);
+    ck_assert_int_eq(compare_active(id, src), 0);
+    ck_assert_uint_eq(it_count(st, prefix), files);
+    ck_assert_int_eq(manifest_state(st, id), MF_ACTIVE);
+    ck_assert_int_eq(log_count(log, "\"event\":\"s3.request.retried\".*"
+                                    "\"method\":\"GET\""),
+                     1);
+
+    ck_assert_int_eq(it_stop(w), 0);
+    ck_assert_int_eq(it_stop(proxy), 0);
+    read_stats(ctl, &fs);
+    print_stats("hostile replies", &fs);
+    ck_assert_int_ge(fs.hostile,
+                     (long long)(sizeof(cases) / sizeof(cases[0])) + 3);
+    store_free(st);
+}
+END_TEST
+
 Suite *it_faults_suite(void)
 {
     Suite *s = suite_create("it_faults");
@@ -429,6 +663,7 @@ Suite *it_faults_suite(void)
     tcase_add_test(tc, test_it_faults_put_slowdown_fails_cleanly);
     tcase_add_test(tc, test_it_faults_lost_complete_response);
     tcase_add_test(tc, test_it_faults_lost_manifest_put_response);
+    tcase_add_test(tc, test_it_faults_hostile_replies);
     suite_add_tcase(s, tc);
     return s;
 }

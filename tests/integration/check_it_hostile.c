@@ -116,6 +116,28 @@ START_TEST(test_it_hostile_archives_refused)
         { "gap", NULL, "truncated or corrupt", 0 },
         { "trailing", NULL, "truncated or corrupt", 0 },
         { "encrypted", NULL, "encrypted", 0 },
+        /* ZIP64 edge cases and overlapping entries */
+        { "z64_locator_outside", NULL,
+          "ZIP64 end locator points to offset 1099511627776", 0 },
+        { "z64_locator_garbage", NULL, "ZIP64 end locator points to offset 0",
+          0 },
+        { "z64_eocd_count", NULL,
+          "ZIP64 end record says 5 entries, the central directory has 4", 0 },
+        { "z64_eocd_size", NULL,
+          "ZIP64 end record says the central directory is 560 bytes", 0 },
+        { "z64_eocd_offset", NULL,
+          "ZIP64 end record says the central directory is 514 bytes at "
+          "offset 0",
+          0 },
+        { "z64_extra_short", NULL, "Malformed 64-bit compressed size", 0 },
+        { "z64_extra_overrun", NULL, "Extra data overflow", 0 },
+        { "z64_huge", NULL, "Malformed 64-bit uncompressed size", 0 },
+        { "z64_huge_stored", NULL, "'space-v1/huge': Truncated ZIP file data",
+          0 },
+        { "z64_cd_disagrees", NULL,
+          "central directory disagrees with the local header", 0 },
+        { "sentinel", NULL, "expected 4294967295", 0 },
+        { "overlap", NULL, "overlapping entries: zip bomb?", 0 },
     };
     char tmp[512], root[600], log[600], out[600], job[200], url[700];
     char zip[700], id[64], args[200], before[600], after[600];
@@ -210,6 +232,18 @@ START_TEST(test_it_hostile_manifest_mismatch_refused)
                             sizeof(job), out),
                      0);
     ck_assert_uint_eq(it_count(st, "active/space-good/"), files);
+
+    /* and so does the same space in ZIP64 */
+    snprintf(zip, sizeof(zip), "%s/zip64.zip", tmp);
+    make_zip("zip64", NULL, zip);
+    zip_counts(zip, &files, &bytes);
+    plant(st, root, "space-zip64", zip, bytes, files, NULL);
+    ck_assert_int_eq(it_cli(&e, "enqueue unarchive space-zip64 --wait", job,
+                            sizeof(job), out),
+                     0);
+    ck_assert_uint_eq(it_count(st, "active/space-zip64/"), files);
+    snprintf(zip, sizeof(zip), "%s/good.zip", tmp);
+    zip_counts(zip, &files, &bytes);
 
     plant(st, root, "space-sum", zip, bytes, files, bad_sum);
     snprintf(args, sizeof(args), "enqueue unarchive space-sum --wait");

@@ -1038,6 +1038,127 @@ START_TEST(test_zipr_refuses_other_compression)
 }
 END_TEST
 
+/* ---- ZIP64 edge cases and overlapping entries ---- */
+
+/* The locator must point at the ZIP64 end record that precedes it. */
+START_TEST(test_zipr_refuses_zip64_locator_outside_file)
+{
+    expect_refused(
+        "z64_locator_outside", NULL, &roomy,
+        "archive is truncated or corrupt: the ZIP64 end locator points to "
+        "offset 1099511627776, the ZIP64 end record is at 11353");
+}
+END_TEST
+
+START_TEST(test_zipr_refuses_zip64_locator_at_garbage)
+{
+    expect_refused(
+        "z64_locator_garbage", NULL, &roomy,
+        "archive is truncated or corrupt: the ZIP64 end locator points to "
+        "offset 0, the ZIP64 end record is at 11353");
+}
+END_TEST
+
+START_TEST(test_zipr_refuses_zip64_end_record_count)
+{
+    expect_refused(
+        "z64_eocd_count", NULL, &roomy,
+        "archive is truncated or corrupt: the ZIP64 end record says 5 "
+        "entries, the central directory has 4");
+}
+END_TEST
+
+START_TEST(test_zipr_refuses_zip64_end_record_cd_size)
+{
+    expect_refused(
+        "z64_eocd_size", NULL, &roomy,
+        "archive is truncated or corrupt: the ZIP64 end record says the "
+        "central directory is 560 bytes at offset 10839, it is 514 "
+        "bytes at offset 10839");
+}
+END_TEST
+
+/* The central directory said to start over the entries. */
+START_TEST(test_zipr_refuses_zip64_end_record_cd_offset)
+{
+    expect_refused(
+        "z64_eocd_offset", NULL, &roomy,
+        "archive is truncated or corrupt: the ZIP64 end record says the "
+        "central directory is 514 bytes at offset 0, it is 514 "
+        "bytes at offset 10839");
+}
+END_TEST
+
+START_TEST(test_zipr_refuses_zip64_extra_too_short)
+{
+    expect_refused(
+        "z64_extra_short", NULL, &roomy,
+        "archive is truncated or corrupt: header at offset 0: Malformed "
+        "64-bit compressed size");
+}
+END_TEST
+
+START_TEST(test_zipr_refuses_zip64_extra_overrun)
+{
+    expect_refused(
+        "z64_extra_overrun", NULL, &roomy,
+        "archive is truncated or corrupt: header at offset 0: Extra data "
+        "overflow: Need 24 bytes but only found 16 bytes");
+}
+END_TEST
+
+/* libarchive refuses a size past INT64_MAX in the header already. */
+START_TEST(test_zipr_refuses_zip64_size_2_63)
+{
+    expect_refused(
+        "z64_huge", NULL, &roomy,
+        "archive is truncated or corrupt: header at offset 0: Malformed "
+        "64-bit uncompressed size");
+}
+END_TEST
+
+/* A stored entry declaring 2^62 bytes would swallow the rest of the
+ * archive as its data: it ends truncated, and nothing comes after it. */
+START_TEST(test_zipr_refuses_zip64_huge_stored_size)
+{
+    expect_refused("z64_huge_stored", NULL, &roomy,
+                   "archive is truncated or corrupt: entry 'space-v1/huge': "
+                   "Truncated ZIP file data");
+}
+END_TEST
+
+/* The central directory's ZIP64 sizes are checked against what the entry
+ * really held, not only the 32-bit fields. */
+START_TEST(test_zipr_refuses_zip64_sizes_disagree)
+{
+    expect_refused(
+        "z64_cd_disagrees", NULL, &roomy,
+        "entry 'sila.md': central directory disagrees with the local "
+        "header");
+}
+END_TEST
+
+/* 0xFFFFFFFF sizes with no ZIP64 extra field are taken literally. */
+START_TEST(test_zipr_refuses_size_sentinel_without_zip64)
+{
+    expect_refused("sentinel", NULL, &roomy,
+                   "archive is truncated or corrupt: entry 'sila.md': ZIP "
+                   "compressed data is wrong size (read 78, expected "
+                   "4294967295)");
+}
+END_TEST
+
+/* David Fifield's overlapping-files bomb: 5 x 4 MiB out of 4 KiB. */
+START_TEST(test_zipr_refuses_overlapping_entries)
+{
+    expect_refused(
+        "overlap", NULL, &roomy,
+        "archive is truncated or corrupt: the central directory's entry "
+        "'space-v1/bomb-1' at offset 50 overlaps entry "
+        "'space-v1/bomb-0' (overlapping entries: zip bomb?)");
+}
+END_TEST
+
 START_TEST(test_zipr_refuses_non_zip)
 {
     struct wk_buf zip;
@@ -1391,6 +1512,18 @@ Suite *zipr_suite(void)
     tcase_add_test(hz, test_zipr_refuses_encrypted);
     tcase_add_test(hz, test_zipr_refuses_other_compression);
     tcase_add_test(hz, test_zipr_skipped_entry_still_checked);
+    tcase_add_test(hz, test_zipr_refuses_zip64_locator_outside_file);
+    tcase_add_test(hz, test_zipr_refuses_zip64_locator_at_garbage);
+    tcase_add_test(hz, test_zipr_refuses_zip64_end_record_count);
+    tcase_add_test(hz, test_zipr_refuses_zip64_end_record_cd_size);
+    tcase_add_test(hz, test_zipr_refuses_zip64_end_record_cd_offset);
+    tcase_add_test(hz, test_zipr_refuses_zip64_extra_too_short);
+    tcase_add_test(hz, test_zipr_refuses_zip64_extra_overrun);
+    tcase_add_test(hz, test_zipr_refuses_zip64_size_2_63);
+    tcase_add_test(hz, test_zipr_refuses_zip64_huge_stored_size);
+    tcase_add_test(hz, test_zipr_refuses_zip64_sizes_disagree);
+    tcase_add_test(hz, test_zipr_refuses_size_sentinel_without_zip64);
+    tcase_add_test(hz, test_zipr_refuses_overlapping_entries);
     suite_add_tcase(s, hz);
 
     tcase_set_timeout(big, 1800);

@@ -628,17 +628,30 @@ out:
     return rc;
 }
 
+static enum wk_code write_out(FILE *f, const void *p, size_t n,
+                              struct wk_err *err)
+{
+    if (fwrite(p, 1, n, f) != n)
+        return wk_err_set(err, WK_E_IO, "write to stdout failed");
+    return WK_OK;
+}
+
 struct cat_out {
     FILE *f;
+    uint64_t left; /* an entry of an archive is never larger than the
+                      archive's uncompressedSize (a zip bomb is) */
 };
 
 static enum wk_code cat_sink(const void *p, size_t n, void *ud,
                              struct wk_err *err)
 {
     struct cat_out *o = ud;
-    if (fwrite(p, 1, n, o->f) != n)
-        return wk_err_set(err, WK_E_IO, "write to stdout failed");
-    return WK_OK;
+    if (n > o->left)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "the entry is larger than the archive's "
+                          "uncompressedSize: stopped (zip bomb?)");
+    o->left -= n;
+    return write_out(o->f, p, n, err);
 }
 
 /* The archive of manifest m named key ("" or NULL: the current one) into
@@ -762,7 +775,7 @@ static int cmd_cat(int argc, char **argv)
     struct wk_err err;
     struct wk_buf mb, key;
     struct mf *m = NULL;
-    struct cat_out out = { stdout };
+    struct cat_out out = { stdout, UINT64_MAX };
     const char *archive_key = NULL;
     const char *pos[2] = { NULL, NULL };
     int npos = 0, rc;
@@ -819,6 +832,7 @@ static int cmd_cat(int argc, char **argv)
         enum wk_code zrc;
         if (pick_archive(&cfg, m, archive_key, &a, &dk, &sealed, &err) != WK_OK)
             goto out;
+        out.left = a.uncompressed_size;
         zrc = zcat_read(st, a.key, a.size, sealed ? &dk : NULL, pos[1],
                         cat_sink, &out, NULL, &err);
         seal_dk_wipe(&dk);
@@ -863,7 +877,7 @@ static enum wk_code export_sink(const void *p, size_t n, void *ud,
 
     store_sha256_update(o->hash, p, n);
     if (!o->dec)
-        return cat_sink(p, n, &(struct cat_out){ o->f }, err);
+        return write_out(o->f, p, n, err);
     /* a chunk at a time: plaintext is written once authenticated */
     while (n > 0) {
         size_t take = n < SEAL_CHUNK_BYTES ? n : SEAL_CHUNK_BYTES;
@@ -871,8 +885,7 @@ static enum wk_code export_sink(const void *p, size_t n, void *ud,
         wk_buf_reset(&o->plain);
         rc = seal_dec_update(o->dec, s, take, &o->plain, err);
         if (rc == WK_OK && o->plain.len)
-            rc = cat_sink(o->plain.data, o->plain.len,
-                          &(struct cat_out){ o->f }, err);
+            rc = write_out(o->f, o->plain.data, o->plain.len, err);
         if (rc != WK_OK)
             return rc;
         s += take;

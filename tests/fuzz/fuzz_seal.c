@@ -39,8 +39,8 @@ static size_t seal_all(const struct seal_dk *dk, const uint8_t *p, size_t n,
     return out->len;
 }
 
-static enum wk_code open_all(const struct seal_dk *dk, const char *s,
-                             size_t n, size_t step, struct wk_buf *out)
+static enum wk_code open_all(const struct seal_dk *dk, const char *s, size_t n,
+                             size_t step, struct wk_buf *out)
 {
     struct seal_dec *d;
     struct wk_err err;

@@ -83,19 +83,20 @@ START_TEST(test_it_crypt_sealed_space)
      * ZIP inside holds the space byte for byte */
     snprintf(zip, sizeof(zip), "%s/opened.zip", tmp);
     ck_assert_msg(seal_open(id, keyfile, zip, pylog) == 0, "see %s", pylog);
-    ck_assert_int_eq(it_sh("python3 - '%s' '%s' <<'PY'\n"
-                           "import os, sys, zipfile\n"
-                           "z = zipfile.ZipFile(sys.argv[1])\n"
-                           "root = sys.argv[2]\n"
-                           "files = {os.path.relpath(os.path.join(d, n), root)\n"
-                           "         for d, _, ns in os.walk(root) for n in ns}\n"
-                           "assert set(z.namelist()) == files, 'names'\n"
-                           "for n in files:\n"
-                           "    assert z.read(n) == open(os.path.join(root, n),"
-                           " 'rb').read(), n\n"
-                           "PY",
-                           zip, src),
-                     0);
+    ck_assert_int_eq(
+        it_sh("python3 - '%s' '%s' <<'PY'\n"
+              "import os, sys, zipfile\n"
+              "z = zipfile.ZipFile(sys.argv[1])\n"
+              "root = sys.argv[2]\n"
+              "files = {os.path.relpath(os.path.join(d, n), root)\n"
+              "         for d, _, ns in os.walk(root) for n in ns}\n"
+              "assert set(z.namelist()) == files, 'names'\n"
+              "for n in files:\n"
+              "    assert z.read(n) == open(os.path.join(root, n),"
+              " 'rb').read(), n\n"
+              "PY",
+              zip, src),
+        0);
     /* the stored object shows no name and no content of the space */
     snprintf(zip2, sizeof(zip2), "%s/stored.bin", tmp);
     it_download(st, m.archive_key, zip2);
@@ -142,8 +143,7 @@ START_TEST(test_it_crypt_sealed_space)
         ck_assert_uint_ge(m.n_history, 1);
         ck_assert_str_eq(m.history[0].enc.key_id, old_id);
         /* the old key is still needed for the old archive only */
-        ck_assert_msg(seal_open(id, keyfile, zip, pylog) == 0, "see %s",
-                      pylog);
+        ck_assert_msg(seal_open(id, keyfile, zip, pylog) == 0, "see %s", pylog);
     }
 
     /* tampering: one byte of the stored archive, and the manifest's
@@ -180,10 +180,11 @@ START_TEST(test_it_crypt_sealed_space)
     ck_assert_int_eq(it_sh("grep -q 'does not authenticate' '%s'", out), 0);
 
     /* the worker logged which key seals, never a key */
-    ck_assert_int_eq(it_sh("grep -q '\"encryption_key_id\":\"[0-9a-f]\\{16\\}\"'"
-                           " '%s'",
-                           log),
-                     0);
+    ck_assert_int_eq(
+        it_sh("grep -q '\"encryption_key_id\":\"[0-9a-f]\\{16\\}\"'"
+              " '%s'",
+              log),
+        0);
     ck_assert_int_eq(it_stop(w), 0);
     ck_assert_int_eq(
         it_sh("p=%s; redis-cli -p $p --scan --pattern '%s*' | "

@@ -196,6 +196,17 @@ START_TEST(test_it_hostile_archives_refused)
                            "-qx %zu",
                            log, sizeof(cases) / sizeof(cases[0])),
                      0);
+    /* cat stops a bomb at the manifest's uncompressedSize: 50 MiB of
+     * zeros in an archive that says 1 MiB */
+    snprintf(zip, sizeof(zip), "%s/zips-bomb.zip", tmp);
+    plant(st, root, "space-catbomb", zip, 1048576, 1, NULL);
+    ck_assert_int_eq(
+        it_cli(&e, "cat space-catbomb space-v1/bomb", job, sizeof(job), out),
+        1);
+    ck_assert_int_eq(it_sh("grep -a -q 'zip bomb?' '%s' && test $(stat -c %%s "
+                           "'%s') -le 1100000",
+                           out, out),
+                     0);
     ck_assert_int_eq(it_stop(w), 0);
     store_free(st);
 }

@@ -16,6 +16,7 @@
 #include "storage/s3_sigv4.h"
 #include "storage/store_hash.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/unit_util.h"
 
 #define AWS_AK    "AKIAIOSFODNN7EXAMPLE"
 #define AWS_SK    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -768,19 +769,6 @@ static char *case_json(const struct oracle_case *c)
     return line;
 }
 
-/* Append s as one word for popen's shell ('a'\''b'), then a space. */
-static void shell_quote(struct wk_buf *b, const char *s)
-{
-    ck_assert_int_eq(wk_buf_append(b, "'", 1, NULL), WK_OK);
-    for (; *s; s++) {
-        if (*s == '\'')
-            ck_assert_int_eq(wk_buf_appends(b, "'\\''", NULL), WK_OK);
-        else
-            ck_assert_int_eq(wk_buf_append(b, s, 1, NULL), WK_OK);
-    }
-    ck_assert_int_eq(wk_buf_append(b, "' ", 2, NULL), WK_OK);
-}
-
 static const char *json_str(json_t *o, const char *key)
 {
     const char *s = json_string_value(json_object_get(o, key));
@@ -841,9 +829,9 @@ static json_t **run_oracle(void)
     ck_assert_int_eq(fclose(f), 0);
 
     wk_buf_init(&cmd, 16384);
-    shell_quote(&cmd, python);
-    shell_quote(&cmd, script);
-    shell_quote(&cmd, tmpl);
+    ut_shell_quote(&cmd, python);
+    ut_shell_quote(&cmd, script);
+    ut_shell_quote(&cmd, tmpl);
     f = popen(wk_buf_cstr(&cmd), "r");
     ck_assert_msg(f, "popen '%s' failed", wk_buf_cstr(&cmd));
     while (getline(&line, &cap, f) > 0) {

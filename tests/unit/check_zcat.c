@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/wk_buf.h"
 #include "common/wk_err.h"
@@ -12,6 +13,7 @@
 #include "jobs/zipw.h"
 #include "storage/store.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/unit_util.h"
 
 #define KIB          1024u
 #define MIB          (1024u * 1024u)
@@ -817,6 +819,119 @@ START_TEST(test_zcat_small_archive_read_whole)
 }
 END_TEST
 
+/* At most cap bytes, then WK_E_LIMIT: what a caller of cat bounds. */
+struct capped {
+    struct wk_buf buf;
+    size_t cap;
+};
+
+static enum wk_code sink_capped(const void *p, size_t n, void *ud,
+                                struct wk_err *err)
+{
+    struct capped *c = ud;
+    if (n > c->cap - c->buf.len)
+        return wk_err_set(err, WK_E_LIMIT, "more than %zu bytes", c->cap);
+    return wk_buf_append(&c->buf, p, n, err);
+}
+
+/* The entry names Python's zipfile finds in zip (none when it cannot read
+ * it), one per line, into names. */
+static void zip_names(const struct wk_buf *zip, char *names, size_t cap)
+{
+    char path[] = "/tmp/wk-zcat-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f;
+    size_t n;
+    char cmd[512];
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, zip->data, zip->len), (ssize_t)zip->len);
+    close(fd);
+    snprintf(
+        cmd, sizeof(cmd),
+        "python3 -c 'import sys, zipfile\n"
+        "try:\n"
+        "    print(\"\\n\".join(zipfile.ZipFile(sys.argv[1]).namelist()))\n"
+        "except Exception:\n"
+        "    pass' '%s'",
+        path);
+    f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    n = fread(names, 1, cap - 1, f);
+    names[n] = '\0';
+    pclose(f);
+    unlink(path);
+}
+
+/* Every archive of tests/make_hostile_zip.py (the unarchive's corpus), each
+ * of its entries read with cat: never a crash, a hang or output beyond
+ * what the caller allows; the good ones read, the bad ones end in a clear
+ * corrupt, not found, or a refused name. */
+START_TEST(test_zcat_hostile_archives)
+{
+    static const char *const good[] = { "good", "stream", "zip64",
+                                        "zip64_stream" };
+    static const char *const bad_crc[] = { "badcrc", "badcrc_stored" };
+    char kinds[4096], names[16384], *ks = NULL;
+    FILE *f;
+    size_t nk = 0, nread = 0, n;
+    struct store *hs;
+    struct wk_err err;
+
+    f = popen("python3 tests/make_hostile_zip.py --list", "r");
+    ck_assert_ptr_nonnull(f);
+    n = fread(kinds, 1, sizeof(kinds) - 1, f);
+    kinds[n] = '\0';
+    ck_assert_int_eq(pclose(f), 0);
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_mem_new(&hs, &err), WK_OK);
+    for (char *k = strtok_r(kinds, "\n", &ks); k;
+         k = strtok_r(NULL, "\n", &ks)) {
+        struct wk_buf zip;
+        char *ns = NULL;
+        bool is_good = false, is_badcrc = false, saw_crc = false;
+        if (!ut_hostile_zip(k, NULL, &zip)) {
+            wk_buf_release(&zip);
+            continue;
+        }
+        nk++;
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+            is_good |= strcmp(k, good[i]) == 0;
+        for (size_t i = 0; i < sizeof(bad_crc) / sizeof(bad_crc[0]); i++)
+            is_badcrc |= strcmp(k, bad_crc[i]) == 0;
+        zip_names(&zip, names, sizeof(names));
+        ck_assert_int_eq(store_put(hs, ZIP_KEY, zip.data, zip.len, &err),
+                         WK_OK);
+        for (char *name = strtok_r(names, "\n", &ns); name;
+             name = strtok_r(NULL, "\n", &ns)) {
+            struct capped c;
+            enum wk_code rc;
+            wk_buf_init(&c.buf, 16u * MIB);
+            c.cap = 16u * MIB;
+            wk_err_clear(&err);
+            rc = zcat_read(hs, ZIP_KEY, zip.len, NULL, name, sink_capped, &c,
+                           NULL, &err);
+            nread++;
+            ck_assert_msg(
+                rc == WK_OK || rc == WK_E_CORRUPT || rc == WK_E_NOTFOUND ||
+                    rc == WK_E_INVAL || rc == WK_E_LIMIT,
+                "%s '%s': %s: %s", k, name, wk_code_name(rc), err.msg);
+            ck_assert_uint_le(c.buf.len, c.cap);
+            if (is_good)
+                ck_assert_msg(rc == WK_OK, "%s '%s': %s", k, name, err.msg);
+            saw_crc |= rc == WK_E_CORRUPT && strstr(err.msg, "CRC");
+            wk_buf_release(&c.buf);
+        }
+        /* the entry with the bad CRC is caught, when read to its end */
+        ck_assert_msg(!is_badcrc || saw_crc, "%s: no CRC error", k);
+        wk_buf_release(&zip);
+    }
+    ck_assert_uint_ge(nk, 30);
+    ck_assert_uint_ge(nread, 60);
+    store_free(hs);
+}
+END_TEST
+
 Suite *zcat_suite(void)
 {
     Suite *s = suite_create("zcat");
@@ -845,6 +960,7 @@ Suite *zcat_suite(void)
     tcase_add_test(tc, test_zcat_not_a_zip_is_corrupt);
     tcase_add_test(tc, test_zcat_wrong_size_fails);
     tcase_add_test(tc, test_zcat_small_archive_read_whole);
+    tcase_add_test(tc, test_zcat_hostile_archives);
     suite_add_tcase(s, tc);
     return s;
 }

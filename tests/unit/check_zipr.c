@@ -15,6 +15,7 @@
 #include "storage/store.h"
 #include "storage/store_hash.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/unit_util.h"
 
 #define ZIP_MAX_BYTES ((size_t)64 << 20)
 #define MAX_GOT       16
@@ -158,80 +159,6 @@ static enum wk_code read_zip(const struct wk_buf *zip,
 
 /* ---- archives from the hostile-zip script ---- */
 
-/* Append s as one shell word ('a'\''b') and a space. */
-static void shell_quote(struct wk_buf *b, const char *s)
-{
-    ck_assert_int_eq(wk_buf_append(b, "'", 1, NULL), WK_OK);
-    for (; *s; s++) {
-        if (*s == '\'')
-            ck_assert_int_eq(wk_buf_appends(b, "'\\''", NULL), WK_OK);
-        else
-            ck_assert_int_eq(wk_buf_append(b, s, 1, NULL), WK_OK);
-    }
-    ck_assert_int_eq(wk_buf_append(b, "' ", 2, NULL), WK_OK);
-}
-
-static void read_file(const char *path, struct wk_buf *out)
-{
-    FILE *f = fopen(path, "rb");
-    char chunk[65536];
-    size_t n;
-
-    ck_assert_msg(f, "cannot open '%s'", path);
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        ck_assert_int_eq(wk_buf_append(out, chunk, n, NULL), WK_OK);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-/* Run tests/make_hostile_zip.py KIND (with extra arguments) and load the
- * result into zip. False when the script skips the kind. */
-static bool hostile(const char *kind, const char *args, struct wk_buf *zip)
-{
-    const char *srcdir = getenv("WK_SRCDIR");
-    char script[2048], dir[] = "/tmp/wk-zipr-XXXXXX", out[2200];
-    char line[1024] = "";
-    struct wk_buf cmd;
-    bool skipped;
-    FILE *f;
-    int status;
-
-    if (srcdir && *srcdir)
-        snprintf(script, sizeof(script), "%s/tests/make_hostile_zip.py",
-                 srcdir);
-    else
-        snprintf(script, sizeof(script), "tests/make_hostile_zip.py");
-    ck_assert_msg(access(script, R_OK) == 0,
-                  "'%s' not found: run from the source tree or set "
-                  "WK_SRCDIR",
-                  script);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(out, sizeof(out), "%s/%s.zip", dir, kind);
-    wk_buf_init(&cmd, 16384);
-    shell_quote(&cmd, "python3");
-    shell_quote(&cmd, script);
-    shell_quote(&cmd, kind);
-    shell_quote(&cmd, out);
-    if (args)
-        ck_assert_int_eq(wk_buf_appends(&cmd, args, NULL), WK_OK);
-    f = popen(wk_buf_cstr(&cmd), "r");
-    ck_assert_ptr_nonnull(f);
-    if (!fgets(line, sizeof(line), f))
-        line[0] = '\0';
-    status = pclose(f);
-    ck_assert_msg(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "'%s' failed (status %d)", wk_buf_cstr(&cmd), status);
-    wk_buf_release(&cmd);
-    ck_assert_msg(strstr(line, "\"kind\""), "no JSON summary: '%s'", line);
-    skipped = strstr(line, "\"skipped\": true") != NULL;
-    wk_buf_init(zip, ZIP_MAX_BYTES);
-    if (!skipped) {
-        read_file(out, zip);
-        unlink(out);
-    }
-    rmdir(dir);
-    return !skipped;
-}
-
 /* The kind is refused as corrupt with exactly msg, whatever the pieces. */
 static void expect_refused(const char *kind, const char *args,
                            const struct zipr_limits *lim, const char *msg)
@@ -240,7 +167,7 @@ static void expect_refused(const char *kind, const char *args,
     struct got g;
     struct wk_err err;
 
-    ck_assert(hostile(kind, args, &zip));
+    ck_assert(ut_hostile_zip(kind, args, &zip));
     for (int pass = 0; pass < 2; pass++) {
         wk_err_clear(&err);
         ck_assert_int_eq(
@@ -505,7 +432,7 @@ START_TEST(test_zipr_good_space_from_python)
         struct got g;
         struct wk_err err;
 
-        ck_assert(hostile(kinds[k], NULL, &zip));
+        ck_assert(ut_hostile_zip(kinds[k], NULL, &zip));
         for (int pass = 0; pass < 2; pass++) {
             wk_err_clear(&err);
             ck_assert_msg(read_zip(&zip, &roomy, pass ? odd : whole,
@@ -671,7 +598,7 @@ START_TEST(test_zipr_hardlink_cannot_be_expressed)
 {
     struct wk_buf zip;
 
-    ck_assert(!hostile("hardlink", NULL, &zip));
+    ck_assert(!ut_hostile_zip("hardlink", NULL, &zip));
     wk_buf_release(&zip);
 }
 END_TEST
@@ -706,7 +633,7 @@ START_TEST(test_zipr_refuses_bomb)
     struct got g;
     struct wk_err err;
 
-    ck_assert(hostile("bomb", NULL, &zip));
+    ck_assert(ut_hostile_zip("bomb", NULL, &zip));
     for (int pass = 0; pass < 2; pass++) {
         size_t len;
 
@@ -861,7 +788,7 @@ START_TEST(test_zipr_refuses_corrupt_deflate)
     struct got g;
     struct wk_err err;
 
-    ck_assert(hostile("corrupt", NULL, &zip));
+    ck_assert(ut_hostile_zip("corrupt", NULL, &zip));
     wk_err_clear(&err);
     ck_assert_int_eq(read_zip(&zip, &roomy, odd, 5, &g, &err), WK_E_CORRUPT);
     /* how it shows depends on the damage: bad data, size or CRC */
@@ -1186,7 +1113,7 @@ START_TEST(test_zipr_skipped_entry_still_checked)
     struct wk_err err;
     bool eof;
 
-    ck_assert(hostile("badcrc", NULL, &zip));
+    ck_assert(ut_hostile_zip("badcrc", NULL, &zip));
     msrc_init(&s, zip.data, zip.len, odd, 5);
     wk_err_clear(&err);
     ck_assert_int_eq(zipr_new(msrc_read, &s, &roomy, &zr, &err), WK_OK);

@@ -17,20 +17,6 @@
 #define KEY_A "6b1f0c9e2d4a7358b0e1f2a3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7"
 #define KEY_B "d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817069999"
 
-static void read_mf(struct store *st, const char *id, struct mf *m)
-{
-    char key[128];
-    size_t len;
-    struct wk_err err;
-    char *text;
-
-    snprintf(key, sizeof(key), "metadata/%s.json", id);
-    text = it_get_text(st, key, &len);
-    wk_err_clear(&err);
-    ck_assert_msg(mf_parse(text, len, m, &err) == WK_OK, "%s", err.msg);
-    free(text);
-}
-
 /* The python decoder; returns its exit status. */
 static int seal_open(const char *id, const char *keyfile, const char *zip,
                      const char *log)
@@ -75,7 +61,7 @@ START_TEST(test_it_crypt_sealed_space)
     snprintf(args, sizeof(args), "enqueue archive %s --wait", id);
     ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 0);
     ck_assert_uint_eq(it_count(st, prefix), 0);
-    read_mf(st, id, &m);
+    it_read_mf(st, id, &m);
     ck_assert_int_eq(m.state, MF_ARCHIVED);
     ck_assert(m.enc.on);
 
@@ -138,7 +124,7 @@ START_TEST(test_it_crypt_sealed_space)
         snprintf(old_id, sizeof(old_id), "%s", m.enc.key_id);
         snprintf(args, sizeof(args), "enqueue archive %s --wait", id);
         ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 0);
-        read_mf(st, id, &m);
+        it_read_mf(st, id, &m);
         ck_assert_str_ne(m.enc.key_id, old_id);
         ck_assert_uint_ge(m.n_history, 1);
         ck_assert_str_eq(m.history[0].enc.key_id, old_id);
@@ -186,19 +172,12 @@ START_TEST(test_it_crypt_sealed_space)
               log),
         0);
     ck_assert_int_eq(it_stop(w), 0);
-    ck_assert_int_eq(
-        it_sh("p=%s; redis-cli -p $p --scan --pattern '%s*' | "
-              "while read -r k; do case $(redis-cli -p $p TYPE \"$k\") in "
-              "hash) redis-cli -p $p HGETALL \"$k\";; "
-              "stream) redis-cli -p $p XRANGE \"$k\" - +;; "
-              "string) redis-cli -p $p GET \"$k\";; esac; done "
-              "> '%s/redis-dump.txt' && test -s '%s/redis-dump.txt'",
-              it_env("WK_TEST_REDIS_PORT"), it_prefix_of(&e), tmp, tmp),
-        0);
-    ck_assert_int_eq(it_sh("! grep -r -l -i -e '%s' -e '%s' -e '%.20s' -e "
-                           "'%.20s' '%s' --exclude-dir=keys",
-                           IT_SECRET, IT_TOKEN, KEY_A, KEY_B, tmp),
-                     0);
+    {
+        /* (a prefix of each key is enough to find it) */
+        static const char *const keys[] = { "6b1f0c9e2d4a7358b0e1",
+                                            "d3c2b1a09f8e7d6c5b4a", NULL };
+        it_assert_no_secrets(&e, tmp, keys);
+    }
     store_free(st);
 }
 END_TEST

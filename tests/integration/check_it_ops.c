@@ -187,19 +187,7 @@ START_TEST(test_it_ops_metrics_health_stats_audit)
     /* no secret anywhere: the worker's log, every command's output, the
      * metrics, and everything under the test's Redis prefix (status
      * hashes, results, audit, events are not kept) */
-    ck_assert_int_eq(
-        it_sh("p=%s; redis-cli -p $p --scan --pattern '%s*' | "
-              "while read -r k; do case $(redis-cli -p $p TYPE \"$k\") in "
-              "hash) redis-cli -p $p HGETALL \"$k\";; "
-              "stream) redis-cli -p $p XRANGE \"$k\" - +;; "
-              "string) redis-cli -p $p GET \"$k\";; "
-              "zset) redis-cli -p $p ZRANGE \"$k\" 0 -1;; esac; done "
-              "> '%s/redis-dump.txt' && test -s '%s/redis-dump.txt'",
-              it_env("WK_TEST_REDIS_PORT"), it_prefix_of(&e), tmp, tmp),
-        0);
-    ck_assert_int_eq(
-        it_sh("! grep -r -l -e '%s' -e '%s' '%s'", IT_SECRET, IT_TOKEN, tmp),
-        0);
+    it_assert_no_secrets(&e, tmp, NULL);
 }
 END_TEST
 

@@ -12,19 +12,6 @@
 #include "tests/integration/it_flow.h"
 #include "tests/integration/suites.h"
 
-static void read_mf(struct store *st, const char *id, struct mf *m)
-{
-    char key[256];
-    size_t len;
-    struct wk_err err;
-    char *text;
-    snprintf(key, sizeof(key), "metadata/%s.json", id);
-    text = it_get_text(st, key, &len);
-    wk_err_clear(&err);
-    ck_assert_msg(mf_parse(text, len, m, &err) == WK_OK, "%s", err.msg);
-    free(text);
-}
-
 static int run_job(const struct it_env *e, const char *type, const char *id,
                    const char *extra, char *job, size_t len, const char *out)
 {
@@ -77,7 +64,7 @@ START_TEST(test_it_unarchive_s3_roundtrip_events_history)
     ck_assert_int_eq(run_job(&e, "archive", id, NULL, job, sizeof(job), out),
                      0);
     it_verify_archived(st, id, src, tmp);
-    read_mf(st, id, m);
+    it_read_mf(st, id, m);
 
     /* the app server waits on the space's channel */
     snprintf(sublog, sizeof(sublog), "%s/space-events.txt", tmp);
@@ -96,7 +83,7 @@ START_TEST(test_it_unarchive_s3_roundtrip_events_history)
         run_job(&e, "unarchive", id, "--urgent", job, sizeof(job), out) == 0,
         "unarchive failed, see %s and %s", out, log);
     ck_assert_int_eq(compare_active(id, src), 0);
-    read_mf(st, id, m2);
+    it_read_mf(st, id, m2);
     ck_assert_int_eq(m2->state, MF_ACTIVE);
     ck_assert(m2->restored_at >= m->archived_at);
     ck_assert_str_eq(m2->archive_key, m->archive_key);
@@ -131,7 +118,7 @@ START_TEST(test_it_unarchive_s3_roundtrip_events_history)
     ck_assert_int_eq(store_put(st, key, "[1,\"x\",null]\n", 13, &err), WK_OK);
     ck_assert_int_eq(run_job(&e, "archive", id, NULL, job, sizeof(job), out),
                      0);
-    read_mf(st, id, m2);
+    it_read_mf(st, id, m2);
     ck_assert_int_eq(m2->state, MF_ARCHIVED);
     ck_assert_uint_eq(m2->n_history, 1);
     ck_assert_str_eq(m2->history[0].key, m->archive_key);
@@ -188,7 +175,7 @@ START_TEST(test_it_unarchive_fs_roundtrip_keeps_newest)
         it_sleep_ms(1100); /* archive names have one-second resolution */
     }
     /* newest 2 kept: the current one and one in the history */
-    read_mf(st, id, m);
+    it_read_mf(st, id, m);
     ck_assert_uint_eq(m->n_history, 1);
     ck_assert_int_eq(
         it_sh("test $(ls '%s/archived/%s' | wc -l) -eq 2", root, id), 0);

@@ -84,6 +84,47 @@ int it_cli(const struct it_env *e, const char *args, char *job_id, size_t len,
     return st;
 }
 
+void it_read_mf(struct store *st, const char *space_id, struct mf *m)
+{
+    char key[256];
+    size_t len;
+    struct wk_err err;
+    char *text;
+
+    snprintf(key, sizeof(key), "metadata/%s.json", space_id);
+    text = it_get_text(st, key, &len);
+    wk_err_clear(&err);
+    ck_assert_msg(mf_parse(text, len, m, &err) == WK_OK, "%s", err.msg);
+    free(text);
+}
+
+void it_assert_no_secrets(const struct it_env *e, const char *tmp,
+                          const char *const *extra)
+{
+    char pats[2048];
+    size_t n;
+
+    ck_assert_int_eq(
+        it_sh("p=%s; redis-cli -p $p --scan --pattern '%s*' | "
+              "while read -r k; do case $(redis-cli -p $p TYPE \"$k\") in "
+              "hash) redis-cli -p $p HGETALL \"$k\";; "
+              "stream) redis-cli -p $p XRANGE \"$k\" - +;; "
+              "string) redis-cli -p $p GET \"$k\";; "
+              "zset) redis-cli -p $p ZRANGE \"$k\" 0 -1;; esac; done "
+              "> '%s/redis-dump.txt' && test -s '%s/redis-dump.txt'",
+              it_env("WK_TEST_REDIS_PORT"), it_prefix_of(e), tmp, tmp),
+        0);
+    n = (size_t)snprintf(pats, sizeof(pats), "-e '%s' -e '%s'", IT_SECRET,
+                         IT_TOKEN);
+    for (size_t i = 0; extra && extra[i]; i++) {
+        n += (size_t)snprintf(pats + n, sizeof(pats) - n, " -e '%s'", extra[i]);
+        ck_assert_uint_lt(n, sizeof(pats));
+    }
+    ck_assert_msg(
+        it_sh("! grep -r -l -i %s '%s' --exclude-dir=keys", pats, tmp) == 0,
+        "a secret was found under %s (grep -r -l -i %s)", tmp, pats);
+}
+
 void it_verify_archived(struct store *st, const char *space_id,
                         const char *src_dir, const char *tmp)
 {

@@ -45,6 +45,17 @@ void it_env_add(struct it_env *e, const char *kv);
 int it_cli(const struct it_env *e, const char *args, char *job_id, size_t len,
            const char *out_path);
 
+/* The manifest of space_id, parsed (the test fails when it cannot be). */
+struct mf;
+void it_read_mf(struct store *st, const char *space_id, struct mf *m);
+
+/* Nothing the run produced holds a secret: every file under tmp (logs,
+ * command output; except a "keys" folder) and a dump of every Redis key
+ * under e's prefix are searched for IT_SECRET, IT_TOKEN and each of the
+ * NULL-terminated extra strings (may be NULL). */
+void it_assert_no_secrets(const struct it_env *e, const char *tmp,
+                          const char *const *extra);
+
 /* Everything the archive issue promises about an archived space. */
 void it_verify_archived(struct store *st, const char *space_id,
                         const char *src_dir, const char *tmp);

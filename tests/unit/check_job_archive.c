@@ -19,6 +19,7 @@
 #include "storage/store.h"
 #include "storage/store_hash.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/unit_util.h"
 
 #define SPACE     "0123456789abcdef0123456789abcdef"
 #define ACTIVE    "active/" SPACE "/"
@@ -1359,14 +1360,8 @@ START_TEST(test_job_archive_sealed_round_trip)
     {
         size_t n = 700000;
         unsigned char *p = malloc(n);
-        unsigned x = 7;
         ck_assert_ptr_nonnull(p);
-        for (size_t i = 0; i < n; i++) {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            p[i] = (unsigned char)(x >> 7);
-        }
+        ut_noise(p, n, 7);
         wk_err_clear(&err);
         ck_assert_int_eq(store_put(w->inner, K_BIG, p, n, &err), WK_OK);
         free(p);

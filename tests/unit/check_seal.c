@@ -11,6 +11,7 @@
 #include "storage/store.h"
 #include "storage/store_hash.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/unit_util.h"
 
 #define KEY_A "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 #define KEY_B "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
@@ -34,17 +35,6 @@ static bool has(const unsigned char *h, size_t n, const void *needle, size_t k)
         if (memcmp(h + i, needle, k) == 0)
             return true;
     return false;
-}
-
-static void noise(unsigned char *p, size_t n, unsigned seed)
-{
-    unsigned x = seed ? seed : 1;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        p[i] = (unsigned char)(x >> 7);
-    }
 }
 
 START_TEST(test_seal_keyring_forms)
@@ -275,7 +265,7 @@ START_TEST(test_seal_stream_round_trip)
     unsigned char *plain = malloc(100000);
 
     test_dk(&dk, c);
-    noise(plain, 100000, 5);
+    ut_noise(plain, 100000, 5);
     memcpy(plain, "a very recognisable plaintext marker", 36);
     wk_buf_init(&out, 1u << 20);
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -325,7 +315,7 @@ START_TEST(test_seal_stream_tamper)
     uint64_t p;
 
     test_dk(&dk, c);
-    noise(plain, 5 * c + 100, 9);
+    ut_noise(plain, 5 * c + 100, 9);
     n = seal_it(&dk, plain, 5 * c + 100, 4096, &s);
     t = malloc(n + full);
     wk_buf_init(&out, 1u << 20);
@@ -418,7 +408,7 @@ START_TEST(test_seal_range_reads)
     size_t n;
 
     test_dk(&dk, c);
-    noise(plain, psize, 3);
+    ut_noise(plain, psize, 3);
     n = seal_it(&dk, plain, psize, 65536, &s);
     wk_buf_init(&out, 1u << 20);
     for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {

@@ -7,18 +7,7 @@
 
 #include "jobs/zsniff.h"
 #include "tests/unit/suites.h"
-
-/* Deterministic pseudo-random bytes (xorshift), as a JPEG body would be. */
-static void noise(unsigned char *p, size_t n, unsigned seed)
-{
-    unsigned x = seed ? seed : 1;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        p[i] = (unsigned char)(x >> 7);
-    }
-}
+#include "tests/unit/unit_util.h"
 
 START_TEST(test_zsniff_magic_numbers)
 {
@@ -79,7 +68,7 @@ START_TEST(test_zsniff_entropy)
     unsigned char *p = malloc(65536);
     const char *why = NULL;
 
-    noise(p, 65536, 42);
+    ut_noise(p, 65536, 42);
     ck_assert(zsniff_compressed(p, 65536, &why));
     ck_assert_str_eq(why, "entropy");
     /* too short a sample to judge: deflated */
@@ -101,7 +90,7 @@ START_TEST(test_zsniff_store_safe)
     ck_assert(!zsniff_store_safe("PPK\x07\x08", 5));
     ck_assert(!zsniff_store_safe("xxPK\x07\x08yy", 8));
     ck_assert(zsniff_store_safe("PK\x03\x04PK\x01\x02PK\x07", 11));
-    noise(p, 100000, 7);
+    ut_noise(p, 100000, 7);
     /* whatever noise holds by chance, a planted signature is found */
     memcpy(p + 99996, "PK\x07\x08", 4);
     ck_assert(!zsniff_store_safe(p, 100000));
@@ -139,7 +128,7 @@ START_TEST(test_zsniff_desc_hazard)
     size_t n = 300000;
     unsigned char *p = malloc(n);
 
-    noise(p, n, 99);
+    ut_noise(p, n, 99);
     /* signatures with a wrong CRC are harmless: stored */
     memcpy(p + 1000, "PK\x07\x08\0\0\0\0", 8);
     memcpy(p + 70000, "PK\x07\x08", 4);
@@ -157,7 +146,7 @@ START_TEST(test_zsniff_desc_hazard)
     }
     plant(p, 0); /* at the very start: the CRC of nothing */
     ck_assert(!desc_ok(p, n, 4096));
-    noise(p, n, 99);
+    ut_noise(p, n, 99);
     /* a signature in the last bytes: the real descriptor follows it */
     memcpy(p + n - 6, "PK\x07\x08", 4);
     ck_assert(!desc_ok(p, n, 4096));

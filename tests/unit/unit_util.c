@@ -10,6 +10,17 @@
 #include "common/wk_buf.h"
 #include "tests/unit/unit_util.h"
 
+void ut_noise(unsigned char *p, size_t n, unsigned seed)
+{
+    unsigned x = seed ? seed : 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (unsigned char)(x >> 7);
+    }
+}
+
 void ut_shell_quote(struct wk_buf *b, const char *s)
 {
     ck_assert_int_eq(wk_buf_append(b, "'", 1, NULL), WK_OK);

@@ -13,6 +13,9 @@
 /* Largest archive a hostile kind may produce. */
 #define UT_ZIP_MAX_BYTES ((size_t)64 << 20)
 
+/* Deterministic pseudo-random bytes (xorshift), as a JPEG body would be. */
+void ut_noise(unsigned char *p, size_t n, unsigned seed);
+
 /* Append s as one word for popen's shell ('a'\''b'), then a space. */
 void ut_shell_quote(struct wk_buf *b, const char *s);
 

@@ -12,6 +12,9 @@
 #include "common/wk_err.h"
 
 /* Decimal digits only (no sign, no spaces), must fit in uint64_t. */
+/* Value of a hex digit (either case), -1 for any other character. */
+int wk_hex_digit(int c);
+
 enum wk_code wk_parse_u64(const char *s, uint64_t *out, struct wk_err *err);
 
 /* A size with an optional suffix: "16777216", "16M", "16MiB", "512k", "1G". */

@@ -749,17 +749,6 @@ enum wk_code s3_xml_escape(const char *s, size_t n, struct wk_buf *out,
     return rc;
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 enum wk_code s3_xml_url_decode(char *s, struct wk_err *err)
 {
     char *w = s;
@@ -768,8 +757,8 @@ enum wk_code s3_xml_url_decode(char *s, struct wk_err *err)
         if (*r == '+') {
             *w++ = ' ';
         } else if (*r == '%') {
-            int hi = hex_val(r[1]);
-            int lo = hi < 0 ? -1 : hex_val(r[2]);
+            int hi = wk_hex_digit(r[1]);
+            int lo = hi < 0 ? -1 : wk_hex_digit(r[2]);
             if (lo < 0 || (hi == 0 && lo == 0))
                 return wk_err_set(err, WK_E_CORRUPT,
                                   "bad URL escape in S3 listing value");

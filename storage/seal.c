@@ -14,8 +14,6 @@
  * stored in base64.
  */
 #include "storage/seal.h"
-#include "storage/store.h"
-#include "storage/store_hash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "common/wk_parse.h"
+#include "storage/store.h"
+#include "storage/store_hash.h"
 
 #define SEAL_NONCE_BYTES 12u
 #define SEAL_WRAP_BYTES  (SEAL_NONCE_BYTES + SEAL_KEY_BYTES + SEAL_TAG_BYTES)
@@ -74,17 +75,6 @@ static void make_nonce(uint64_t index, bool final,
 {
     put_be64(n, index);
     put_be32(n + 8, final ? 1u : 0u);
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static void key_id(const unsigned char key[SEAL_KEY_BYTES],
@@ -163,8 +153,8 @@ static enum wk_code parse_text(struct seal_keyring *kr, const char *p,
             break;
         }
         for (size_t j = 0; j < SEAL_KEY_BYTES; j++) {
-            int hi = hexval((unsigned char)p[s + 2 * j]);
-            int lo = hexval((unsigned char)p[s + 2 * j + 1]);
+            int hi = wk_hex_digit((unsigned char)p[s + 2 * j]);
+            int lo = wk_hex_digit((unsigned char)p[s + 2 * j + 1]);
             if (hi < 0 || lo < 0) {
                 rc = wk_err_set(err, WK_E_INVAL, "%s line %u: not a hex digit",
                                 what, line);

@@ -20,6 +20,7 @@
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
 #include "jobs/zipr.h"
+#include "storage/seal.h"
 #include "storage/store.h"
 #include "storage/store_hash.h"
 #include "tests/unit/suites.h"
@@ -290,6 +291,9 @@ struct run {
     json_t *res;
 };
 
+/* Master keys of the next runs (NULL: no client-side encryption). */
+static const struct seal_keyring *g_keys;
+
 static enum wk_code run_spec(struct store *dst, const char *spec,
                              const char *store_url, struct run *r)
 {
@@ -314,6 +318,7 @@ static enum wk_code run_spec(struct store *dst, const char *spec,
     ctx.cfg = &r->cfg;
     ctx.now = fixed_now;
     ctx.store_url = store_url;
+    ctx.keys = g_keys;
     rc = job_run(&job, &ctx, &r->result, &r->err);
     if (rc == WK_OK) {
         r->res = json_loads(wk_buf_cstr(&r->result), 0, NULL);
@@ -1121,6 +1126,51 @@ START_TEST(test_job_migrate_to_archived)
 }
 END_TEST
 
+/* With client-side encryption a migrate straight to archived seals its
+ * archive like an archive job, and it restores. */
+START_TEST(test_job_migrate_to_archived_sealed)
+{
+    static const char key[] =
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+    struct store *dst = new_mem();
+    struct seal_keyring *kr = NULL;
+    char url[256];
+    struct run r;
+    struct mf m;
+    struct wk_err err;
+    size_t len;
+    char *text;
+
+    wk_err_clear(&err);
+    ck_assert_int_eq(seal_keyring_parse(key, strlen(key), "k", &kr, &err),
+                     WK_OK);
+    g_keys = kr;
+    make_space("s1", SPACE, url, sizeof(url));
+    ck_assert_msg(run_migrate(dst, url, ",\"target\":\"archived\"", &r) ==
+                      WK_OK,
+                  "%s", r.err.msg);
+    run_release(&r);
+    text = get_obj(dst, MF_KEY, &len);
+    ck_assert_msg(mf_parse(text, len, &m, &err) == WK_OK, "%s", err.msg);
+    free(text);
+    ck_assert_int_eq(m.state, MF_ARCHIVED);
+    ck_assert(m.enc.on);
+    ck_assert_str_eq(m.enc.key_id, seal_keyring_id(kr, 0));
+    text = get_obj(dst, m.archive_key, &len);
+    ck_assert(len > 9 && memcmp(text, "SILASEAL\x01", 9) == 0);
+    free(text);
+    ck_assert_msg(run_spec(dst,
+                           "{\"type\":\"unarchive\",\"spaceId\":\"" SPACE "\"}",
+                           NULL, &r) == WK_OK,
+                  "%s", r.err.msg);
+    run_release(&r);
+    ck_assert_uint_eq(count(dst, ACTIVE), NFILES);
+    g_keys = NULL;
+    seal_keyring_free(kr);
+    store_free(dst);
+}
+END_TEST
+
 START_TEST(test_job_migrate_overwrite_archived_with_active)
 {
     struct store *dst = new_mem();
@@ -1240,6 +1290,7 @@ Suite *job_migrate_suite(void)
     tcase_add_test(tc, test_job_migrate_ignores_files_outside_space);
     tcase_add_test(tc, test_job_migrate_to_archived);
     tcase_add_test(tc, test_job_migrate_overwrite_archived_with_active);
+    tcase_add_test(tc, test_job_migrate_to_archived_sealed);
     tcase_add_test(tc, test_job_migrate_list_spaces);
     suite_add_tcase(s, tc);
     return s;

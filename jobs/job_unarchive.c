@@ -538,7 +538,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
             seal_dk_wipe(&dk);
         }
         if (rc != WK_OK) {
-            if (ctx->keys)
+            if (ctx->keys && rc != WK_E_INVAL) /* (INVAL names the key) */
                 wk_err_prefix(err, "archive '%s'", want.key);
             goto out;
         }

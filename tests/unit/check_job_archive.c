@@ -1465,6 +1465,44 @@ START_TEST(test_job_archive_sealed_key_rotation)
 }
 END_TEST
 
+/* Turning encryption on: the plain archive made before still restores
+ * and reads, the next archive is sealed, the plain one kept in history. */
+START_TEST(test_job_archive_plain_then_sealed)
+{
+    struct seal_keyring *a = test_ring(SEAL_KEY_A);
+    struct wrap_store *w = new_space();
+    struct run r;
+    struct mf m;
+    struct wk_err err;
+    enum wk_code rc;
+    char *text;
+
+    g_keys = NULL;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    read_manifest(w->inner, &m);
+    ck_assert(!m.enc.on);
+    g_keys = a;
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    run_release(&r);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    read_manifest(w->inner, &m);
+    ck_assert(m.enc.on);
+    ck_assert_uint_eq(m.n_history, 1);
+    ck_assert(!m.history[0].enc.on);
+    text = cat_file(w->inner, &m.history[0], a, "sila.md", &rc, &err);
+    ck_assert_msg(rc == WK_OK, "%s", err.msg);
+    ck_assert_str_eq(text, "# Sila workspace\n");
+    free(text);
+    g_keys = NULL;
+    store_free(&w->base);
+    seal_keyring_free(a);
+}
+END_TEST
+
 START_TEST(test_job_archive_sealed_restore_refused)
 {
     struct seal_keyring *a = test_ring(SEAL_KEY_A);
@@ -1570,6 +1608,7 @@ Suite *job_archive_suite(void)
     tcase_add_test(tc, test_job_archive_sealed_round_trip);
     tcase_add_test(tc, test_job_archive_sealed_key_rotation);
     tcase_add_test(tc, test_job_archive_sealed_restore_refused);
+    tcase_add_test(tc, test_job_archive_plain_then_sealed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -343,9 +343,9 @@ static size_t wrap_aad(const char *space_id, unsigned char *aad, size_t cap)
     return l + s;
 }
 
-enum wk_code seal_dk_new(const struct seal_keyring *kr, const char *space_id,
-                         struct seal_info *info, struct seal_dk *dk,
-                         struct wk_err *err)
+enum wk_code seal_dk_wrap(const struct seal_keyring *kr, const char *space_id,
+                          const struct seal_dk *dk, struct seal_info *info,
+                          struct wk_err *err)
 {
     unsigned char w[SEAL_WRAP_BYTES];
     unsigned char aad[256];
@@ -353,26 +353,40 @@ enum wk_code seal_dk_new(const struct seal_keyring *kr, const char *space_id,
     const struct seal_key *mk;
 
     memset(info, 0, sizeof(*info));
-    memset(dk, 0, sizeof(*dk));
     if (!kr || kr->n == 0)
         return wk_err_set(err, WK_E_INVAL, "no encryption key configured");
     mk = &kr->keys[0];
-    if (RAND_bytes(dk->key, (int)SEAL_KEY_BYTES) != 1 ||
-        RAND_bytes(w, (int)SEAL_NONCE_BYTES) != 1)
+    /* a random nonce per wrap: a key is wrapped only a few times */
+    if (RAND_bytes(w, (int)SEAL_NONCE_BYTES) != 1)
         return wk_err_set(err, WK_E_INTERNAL, "no random bytes (OpenSSL)");
-    dk->chunk_bytes = SEAL_CHUNK_BYTES;
     aadlen = wrap_aad(space_id, aad, sizeof(aad));
     if (!gcm_once(true, mk->key, w, aad, aadlen, dk->key, SEAL_KEY_BYTES,
-                  w + SEAL_NONCE_BYTES,
-                  w + SEAL_NONCE_BYTES + SEAL_KEY_BYTES)) {
-        seal_dk_wipe(dk);
+                  w + SEAL_NONCE_BYTES, w + SEAL_NONCE_BYTES + SEAL_KEY_BYTES))
         return wk_err_set(err, WK_E_INTERNAL, "wrapping a data key failed");
-    }
     EVP_EncodeBlock((unsigned char *)info->wrapped, w, (int)sizeof(w));
     memcpy(info->key_id, mk->id, sizeof(info->key_id));
     info->chunk_bytes = dk->chunk_bytes;
     info->on = true;
     return WK_OK;
+}
+
+enum wk_code seal_dk_new(const struct seal_keyring *kr, const char *space_id,
+                         struct seal_info *info, struct seal_dk *dk,
+                         struct wk_err *err)
+{
+    enum wk_code rc;
+
+    memset(info, 0, sizeof(*info));
+    memset(dk, 0, sizeof(*dk));
+    if (!kr || kr->n == 0)
+        return wk_err_set(err, WK_E_INVAL, "no encryption key configured");
+    if (RAND_bytes(dk->key, (int)SEAL_KEY_BYTES) != 1)
+        return wk_err_set(err, WK_E_INTERNAL, "no random bytes (OpenSSL)");
+    dk->chunk_bytes = SEAL_CHUNK_BYTES;
+    rc = seal_dk_wrap(kr, space_id, dk, info, err);
+    if (rc != WK_OK)
+        seal_dk_wipe(dk);
+    return rc;
 }
 
 enum wk_code seal_dk_open(const struct seal_keyring *kr, const char *space_id,

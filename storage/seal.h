@@ -88,6 +88,11 @@ bool seal_chunk_valid(uint64_t n);
 enum wk_code seal_dk_new(const struct seal_keyring *kr, const char *space_id,
                          struct seal_info *info, struct seal_dk *dk,
                          struct wk_err *err);
+/* Wrap an existing data key dk (of an archive of space_id) under the
+ * current master key into info: rotation without touching the archive. */
+enum wk_code seal_dk_wrap(const struct seal_keyring *kr, const char *space_id,
+                          const struct seal_dk *dk, struct seal_info *info,
+                          struct wk_err *err);
 /* Unwrap an archive's data key. WK_E_INVAL when the keyring lacks the key
  * id (not configured), WK_E_CORRUPT when the wrapped key does not
  * authenticate (tampered, or moved from another space). */

@@ -16,6 +16,7 @@
 #include "jobs/job.h"
 #include "jobs/job_migrate.h"
 #include "jobs/manifest.h"
+#include "jobs/rekey.h"
 #include "jobs/zcat.h"
 #include "jobs/zipr.h"
 #include "storage/seal.h"
@@ -67,6 +68,8 @@ static const char usage_main[] =
     "  presign <spaceId>            print a download URL of the space's ZIP\n"
     "  export <spaceId>             write the space's archive (a ZIP) to "
     "stdout\n"
+    "  rekey <spaceId>|--all        wrap archives' data keys under the "
+    "current key\n"
     "  retry <jobId>                run a failed (or dead) job again\n"
     "  enqueue migrate --source <u> bring a space folder or prefix in\n"
     "  migrate-all --from <url>     enqueue a migrate job per space folder\n"
@@ -982,6 +985,168 @@ out:
     return rc;
 }
 
+static const char usage_rekey[] =
+    "usage: sila-archiver rekey (<spaceId> | --all) [--dry-run]\n"
+    "\n"
+    "Retires old master keys: the data key of every encrypted archive the\n"
+    "space's manifest names (current and history) that an older key of\n"
+    "SILA_ENCRYPTION_KEY_FILE wraps is wrapped again under the first key.\n"
+    "Only the manifest changes (conditionally, under the space's lock); the\n"
+    "archives stay as they are. --all does every space with a manifest.\n"
+    "Prints one JSON line per space and a summary; exits 1 when any space\n"
+    "failed (a busy space: run again later). Once no manifest names an old\n"
+    "key id, that key can be removed from the file.\n";
+
+struct rekey_ids {
+    char **v;
+    size_t n, cap;
+};
+
+static enum wk_code rekey_list_cb(const struct store_entry *e, void *ud,
+                                  struct wk_err *err)
+{
+    struct rekey_ids *ids = ud;
+    const char *id = e->key + strlen("metadata/");
+    size_t len = strlen(id);
+
+    if (len <= 5 || strcmp(id + len - 5, ".json") != 0)
+        return WK_OK;
+    if (ids->n == ids->cap) {
+        size_t ncap = ids->cap ? ids->cap * 2 : 256;
+        char **p = realloc(ids->v, ncap * sizeof(*p));
+        if (!p)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        ids->v = p;
+        ids->cap = ncap;
+    }
+    ids->v[ids->n] = strndup(id, len - 5);
+    if (!ids->v[ids->n])
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    ids->n++;
+    return WK_OK;
+}
+
+/* One space under its lock; prints its JSON line. */
+static bool rekey_one(struct q *q, struct store *st,
+                      const struct seal_keyring *kr, const struct cfg *cfg,
+                      const char *space, bool dry_run, unsigned *rewrapped)
+{
+    char token[256] = "cli-rekey-";
+    struct rekey_out ro;
+    struct wk_err err;
+    bool got = false;
+    enum wk_code rc;
+    json_t *o = json_object();
+
+    wk_err_clear(&err);
+    memset(&ro, 0, sizeof(ro));
+    rc = q_lock_token(token + strlen(token), sizeof(token) - strlen(token),
+                      &err);
+    if (rc == WK_OK)
+        rc = q_lock(q, space, token, cfg->lease_ms, &got, &err);
+    if (rc == WK_OK && !got)
+        rc = wk_err_set(&err, WK_E_CONFLICT,
+                        "space '%s' is busy (a job holds its lock): run "
+                        "again later",
+                        space);
+    if (rc == WK_OK)
+        rc = job_rekey(st, kr, space, dry_run, &ro, &err);
+    if (got) {
+        struct wk_err uerr;
+        wk_err_clear(&uerr);
+        q_unlock(q, space, token, &uerr);
+    }
+    json_object_set_new(o, "spaceId", json_string(space));
+    if (rc == WK_OK) {
+        json_object_set_new(o, "sealed", json_integer(ro.sealed));
+        json_object_set_new(o, dry_run ? "toRewrap" : "rewrapped",
+                            json_integer(ro.rewrapped));
+        json_object_set_new(o, "keyId", json_string(seal_keyring_id(kr, 0)));
+        if (!ro.has_manifest)
+            json_object_set_new(o, "manifest", json_false());
+        *rewrapped += ro.rewrapped;
+    } else {
+        json_object_set_new(o, "error", json_string(err.msg));
+    }
+    {
+        char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (line)
+            printf("%s\n", line);
+        free(line);
+    }
+    json_decref(o);
+    return rc == WK_OK;
+}
+
+static int cmd_rekey(int argc, char **argv)
+{
+    struct cfg cfg;
+    struct store *st = NULL;
+    struct seal_keyring *kr = NULL;
+    struct q *q = NULL;
+    struct rekey_ids ids = { NULL, 0, 0 };
+    struct wk_err err;
+    const char *space = NULL;
+    bool all = false, dry_run = false;
+    unsigned rewrapped = 0, failed = 0;
+    int rc;
+
+    if (wants_help(argc, argv)) {
+        fputs(usage_rekey, stdout);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--all") == 0)
+            all = true;
+        else if (strcmp(argv[i], "--dry-run") == 0)
+            dry_run = true;
+        else if (argv[i][0] == '-' || space) {
+            fputs(usage_rekey, stderr);
+            return 2;
+        } else
+            space = argv[i];
+    }
+    if (all == (space != NULL) || (space && !job_space_id_valid(space))) {
+        fputs(usage_rekey, stderr);
+        return 2;
+    }
+    if ((rc = load_cfg(&cfg)) != 0)
+        return rc;
+    rc = 1;
+    wk_err_clear(&err);
+    if (cfg_keys(&cfg, &kr, &err) != WK_OK)
+        goto out;
+    if (!kr) {
+        wk_err_set(&err, WK_E_INVAL, "rekey needs SILA_ENCRYPTION_KEY_FILE");
+        goto out;
+    }
+    if (store_open_url(cfg.store_url, &cfg.store, &st, &err) != WK_OK ||
+        q_connect(&cfg.redis, cfg.prefix, 10000, &q, &err) != WK_OK)
+        goto out;
+    if (all &&
+        store_list(st, "metadata/", NULL, rekey_list_cb, &ids, &err) != WK_OK)
+        goto out;
+    if (!all)
+        failed += !rekey_one(q, st, kr, &cfg, space, dry_run, &rewrapped);
+    for (size_t i = 0; i < ids.n && !stop_flag; i++)
+        failed += !rekey_one(q, st, kr, &cfg, ids.v[i], dry_run, &rewrapped);
+    printf("{\"summary\":true,\"spaces\":%zu,\"%s\":%u,\"failed\":%u,"
+           "\"keyId\":\"%s\"}\n",
+           all ? ids.n : (size_t)1, dry_run ? "toRewrap" : "rewrapped",
+           rewrapped, failed, seal_keyring_id(kr, 0));
+    rc = failed ? 1 : 0;
+out:
+    if (rc != 0 && err.code != WK_OK)
+        rc = fail(&err);
+    for (size_t i = 0; i < ids.n; i++)
+        free(ids.v[i]);
+    free(ids.v);
+    q_free(q);
+    store_free(st);
+    seal_keyring_free(kr);
+    return rc;
+}
+
 static const char usage_jobs[] =
     "usage: sila-archiver jobs\n"
     "\n"
@@ -1389,6 +1554,8 @@ int main(int argc, char **argv)
         return cmd_presign(argc - 1, argv + 1);
     if (strcmp(cmd, "export") == 0)
         return cmd_export(argc - 1, argv + 1);
+    if (strcmp(cmd, "rekey") == 0)
+        return cmd_rekey(argc - 1, argv + 1);
     if (strcmp(cmd, "healthcheck") == 0)
         return cmd_healthcheck(argc - 1, argv + 1);
     if (strcmp(cmd, "retry") == 0)

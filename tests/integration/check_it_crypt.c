@@ -182,6 +182,84 @@ START_TEST(test_it_crypt_sealed_space)
 }
 END_TEST
 
+/* rekey --all on a file:// store: every space's old data keys wrapped
+ * under the new key, after which the old key can go; a space whose lock a
+ * job holds is left alone and reported. */
+START_TEST(test_it_crypt_rekey_all)
+{
+    char ids[2][33], tmp[512], root[600], src[700], log[600], out[600];
+    char job[256], url[700], args[256], keyfile[600], kenv[700];
+    struct it_env e;
+    pid_t w;
+
+    it_tmpdir("rekey", tmp, sizeof(tmp));
+    snprintf(root, sizeof(root), "%s/store", tmp);
+    for (int i = 0; i < 2; i++) {
+        it_space_id(ids[i]);
+        snprintf(src, sizeof(src), "%s/space-%d", tmp, i);
+        it_gen_space(src, ids[i], 50 + i,
+                     "--ops-files 8 --blobs 3 --big-blobs 0");
+        ck_assert_int_eq(
+            it_sh("mkdir -p '%s/active' && cp -r '%s' '%s/active/%s'", root,
+                  src, root, ids[i]),
+            0);
+    }
+    snprintf(keyfile, sizeof(keyfile), "%s/keys/master.key", tmp);
+    ck_assert_int_eq(
+        it_sh("mkdir -m 700 '%s/keys' && echo " KEY_A " > '%s'", tmp, keyfile),
+        0);
+    snprintf(url, sizeof(url), "file://%s", root);
+    it_env_init(&e, url, "rekey", NULL);
+    snprintf(kenv, sizeof(kenv), "SILA_ENCRYPTION_KEY_FILE=%s", keyfile);
+    it_env_add(&e, kenv);
+    snprintf(log, sizeof(log), "%s/worker.log", tmp);
+    snprintf(out, sizeof(out), "%s/out", tmp);
+    w = it_start_worker(&e, log);
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof(args), "enqueue archive %s --wait", ids[i]);
+        ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 0);
+    }
+
+    /* new key first, then rekey everything */
+    ck_assert_int_eq(
+        it_sh("printf '%%s\\n%%s\\n' " KEY_B " " KEY_A " > '%s'", keyfile), 0);
+    ck_assert_int_eq(it_cli(&e, "rekey --all --dry-run", job, sizeof(job), out),
+                     0);
+    ck_assert_int_eq(it_sh("grep -q '\"summary\":true,\"spaces\":2,"
+                           "\"toRewrap\":2,\"failed\":0' '%s'",
+                           out),
+                     0);
+    ck_assert_int_eq(it_cli(&e, "rekey --all", job, sizeof(job), out), 0);
+    ck_assert_int_eq(it_sh("grep -q '\"summary\":true,\"spaces\":2,"
+                           "\"rewrapped\":2,\"failed\":0' '%s'",
+                           out),
+                     0);
+    /* the old key removed: both archives still export as valid ZIPs */
+    ck_assert_int_eq(it_sh("echo " KEY_B " > '%s'", keyfile), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof(args), "export %s", ids[i]);
+        ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 0);
+        ck_assert_int_eq(
+            it_sh("python3 -c 'import sys, zipfile; "
+                  "sys.exit(zipfile.ZipFile(sys.argv[1]).testzip() "
+                  "is not None)' '%s'",
+                  out),
+            0);
+    }
+    /* a space a job holds is not touched, and the run says so */
+    ck_assert_int_eq(
+        it_sh("printf '%%s\\n%%s\\n' " KEY_A " " KEY_B " > '%s'", keyfile), 0);
+    it_redis("SET %slock:%s someone PX 60000", it_prefix_of(&e), ids[0]);
+    snprintf(args, sizeof(args), "rekey %s", ids[0]);
+    ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 1);
+    ck_assert_int_eq(it_sh("grep -q 'is busy' '%s'", out), 0);
+    it_redis("DEL %slock:%s", it_prefix_of(&e), ids[0]);
+    ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 0);
+    ck_assert_int_eq(it_sh("grep -q '\"rewrapped\":1,' '%s'", out), 0);
+    ck_assert_int_eq(it_stop(w), 0);
+}
+END_TEST
+
 Suite *it_crypt_suite(void)
 {
     Suite *s = suite_create("it_crypt");
@@ -189,6 +267,7 @@ Suite *it_crypt_suite(void)
 
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_it_crypt_sealed_space);
+    tcase_add_test(tc, test_it_crypt_rekey_all);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,6 +12,7 @@
 
 #include "jobs/job.h"
 #include "jobs/manifest.h"
+#include "jobs/rekey.h"
 #include "jobs/progress.h"
 #include "jobs/zcat.h"
 #include "jobs/zipr.h"
@@ -1503,6 +1504,81 @@ START_TEST(test_job_archive_plain_then_sealed)
 }
 END_TEST
 
+/* rekey: old archives' data keys wrapped again under the current key, the
+ * archives untouched; then the old key is no longer needed. */
+START_TEST(test_job_archive_sealed_rekey)
+{
+    struct seal_keyring *a = test_ring(SEAL_KEY_A);
+    struct seal_keyring *ba = test_ring(SEAL_KEY_B SEAL_KEY_A);
+    struct seal_keyring *b = test_ring(SEAL_KEY_B);
+    struct wrap_store *w = new_space();
+    struct rekey_out ro;
+    struct run r;
+    struct mf before, m;
+    struct wk_buf z0, z1;
+    struct wk_err err;
+    enum wk_code rc;
+    char *text;
+
+    g_keys = a;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    g_keys = ba;
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    run_release(&r);
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    read_manifest(w->inner, &before);
+    ck_assert_str_eq(before.history[0].enc.key_id, seal_keyring_id(a, 0));
+    get_bytes(w->inner, before.history[0].key, &z0);
+
+    /* without the old key: refused, nothing written */
+    wk_err_clear(&err);
+    ck_assert_int_eq(job_rekey(w->inner, b, SPACE, false, &ro, &err),
+                     WK_E_INVAL);
+    read_manifest(w->inner, &m);
+    ck_assert_uint_eq(m.generation, before.generation);
+    /* a dry run counts */
+    wk_err_clear(&err);
+    ck_assert_int_eq(job_rekey(w->inner, ba, SPACE, true, &ro, &err), WK_OK);
+    ck_assert_uint_eq(ro.sealed, 2);
+    ck_assert_uint_eq(ro.rewrapped, 1);
+    read_manifest(w->inner, &m);
+    ck_assert_uint_eq(m.generation, before.generation);
+    /* the real thing */
+    ck_assert_int_eq(job_rekey(w->inner, ba, SPACE, false, &ro, &err), WK_OK);
+    ck_assert_uint_eq(ro.rewrapped, 1);
+    read_manifest(w->inner, &m);
+    ck_assert_uint_eq(m.generation, before.generation + 1);
+    ck_assert_str_eq(m.history[0].enc.key_id, seal_keyring_id(b, 0));
+    ck_assert_str_eq(m.enc.wrapped, before.enc.wrapped); /* current: as is */
+    ck_assert_str_eq(m.history[0].checksum, before.history[0].checksum);
+    get_bytes(w->inner, m.history[0].key, &z1);
+    ck_assert(z0.len == z1.len && memcmp(z0.data, z1.data, z0.len) == 0);
+    /* again: nothing left to do */
+    ck_assert_int_eq(job_rekey(w->inner, ba, SPACE, false, &ro, &err), WK_OK);
+    ck_assert_uint_eq(ro.rewrapped, 0);
+    /* the old archive opens with the new key alone */
+    text = cat_file(w->inner, &m.history[0], b, "sila.md", &rc, &err);
+    ck_assert_msg(rc == WK_OK, "%s", err.msg);
+    ck_assert_str_eq(text, "# Sila workspace\n");
+    free(text);
+    /* no manifest: nothing to do, not an error */
+    ck_assert_int_eq(job_rekey(w->inner, b, "no-such-space", false, &ro, &err),
+                     WK_OK);
+    ck_assert(!ro.has_manifest);
+
+    wk_buf_release(&z0);
+    wk_buf_release(&z1);
+    g_keys = NULL;
+    store_free(&w->base);
+    seal_keyring_free(a);
+    seal_keyring_free(ba);
+    seal_keyring_free(b);
+}
+END_TEST
+
 START_TEST(test_job_archive_sealed_restore_refused)
 {
     struct seal_keyring *a = test_ring(SEAL_KEY_A);
@@ -1609,6 +1685,7 @@ Suite *job_archive_suite(void)
     tcase_add_test(tc, test_job_archive_sealed_key_rotation);
     tcase_add_test(tc, test_job_archive_sealed_restore_refused);
     tcase_add_test(tc, test_job_archive_plain_then_sealed);
+    tcase_add_test(tc, test_job_archive_sealed_rekey);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -177,6 +177,18 @@ START_TEST(test_seal_data_key_wrapping)
     ck_assert(!seal_key_id_valid("7763A8E2A8C815EA"));
     ck_assert(!seal_key_id_valid("7763a8e2a8c815e"));
     ck_assert(!seal_chunk_valid(1024) && !seal_chunk_valid(1u << 30));
+    /* wrapped again under the current key: the same data key, now opened
+     * by the new key alone */
+    {
+        struct seal_info re;
+        ck_assert_int_eq(seal_dk_wrap(ba, "space-1", &dk, &re, &err), WK_OK);
+        ck_assert_str_eq(re.key_id, ID_B);
+        ck_assert_uint_eq(re.chunk_bytes, dk.chunk_bytes);
+        ck_assert_int_eq(seal_dk_open(b, "space-1", &re, &got, &err), WK_OK);
+        ck_assert(memcmp(got.key, dk.key, SEAL_KEY_BYTES) == 0);
+        ck_assert_int_eq(seal_dk_open(a, "space-1", &re, &got, &err),
+                         WK_E_INVAL);
+    }
     seal_dk_wipe(&dk);
     seal_dk_wipe(&got);
     seal_keyring_free(a);

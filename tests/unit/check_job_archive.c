@@ -1414,6 +1414,25 @@ START_TEST(test_job_archive_sealed_round_trip)
 }
 END_TEST
 
+/* Archive under first, restore and archive again under then: the current
+ * archive is then sealed by then's first key, the older one in history. */
+static void archive_twice(struct wrap_store *w,
+                          const struct seal_keyring *first,
+                          const struct seal_keyring *then)
+{
+    struct run r;
+
+    g_keys = first;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+    g_keys = then;
+    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
+                  r.err.msg);
+    run_release(&r);
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    run_release(&r);
+}
+
 START_TEST(test_job_archive_sealed_key_rotation)
 {
     struct seal_keyring *a = test_ring(SEAL_KEY_A);
@@ -1426,16 +1445,8 @@ START_TEST(test_job_archive_sealed_key_rotation)
     enum wk_code rc;
     char *text;
 
-    g_keys = a;
-    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
-    run_release(&r);
     /* the new key goes first; the old one stays for old archives */
-    g_keys = ba;
-    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
-                  r.err.msg);
-    run_release(&r);
-    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
-    run_release(&r);
+    archive_twice(w, a, ba);
     read_manifest(w->inner, &m);
     ck_assert_str_eq(m.enc.key_id, seal_keyring_id(b, 0));
     ck_assert_uint_eq(m.n_history, 1);
@@ -1513,22 +1524,13 @@ START_TEST(test_job_archive_sealed_rekey)
     struct seal_keyring *b = test_ring(SEAL_KEY_B);
     struct wrap_store *w = new_space();
     struct rekey_out ro;
-    struct run r;
     struct mf before, m;
     struct wk_buf z0, z1;
     struct wk_err err;
     enum wk_code rc;
     char *text;
 
-    g_keys = a;
-    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
-    run_release(&r);
-    g_keys = ba;
-    ck_assert_msg(run_job(w, &r, JOB_UNARCHIVE, 0, false) == WK_OK, "%s",
-                  r.err.msg);
-    run_release(&r);
-    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
-    run_release(&r);
+    archive_twice(w, a, ba);
     read_manifest(w->inner, &before);
     ck_assert_str_eq(before.history[0].enc.key_id, seal_keyring_id(a, 0));
     get_bytes(w->inner, before.history[0].key, &z0);

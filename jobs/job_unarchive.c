@@ -30,8 +30,7 @@ struct ua_src {
     struct store_sha256 *hash; /* owned */
     struct seal_dec *dec;      /* owned; NULL: a plain ZIP */
     size_t used;               /* bytes of buf already opened */
-    size_t step;               /* stored bytes per seal_dec_update() */
-    struct wk_buf plain;       /* the plaintext of one step */
+    struct wk_buf plain;       /* the plaintext of one chunk */
 };
 
 struct ua_keys;
@@ -114,9 +113,10 @@ static enum wk_code src_read(void *ud, const void **p, size_t *n,
                 return rc;
             s->used = 0;
         }
+        /* up to the next chunk boundary: opened where it lies */
         take = s->buf.len - s->used;
-        if (take > s->step)
-            take = s->step;
+        if (seal_dec_want(s->dec) && take > seal_dec_want(s->dec))
+            take = seal_dec_want(s->dec); /* (0: extra bytes, refused) */
         wk_buf_reset(&s->plain);
         rc = seal_dec_update(s->dec, s->buf.data + s->used, take, &s->plain,
                              err);
@@ -527,24 +527,17 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         /* opened before anything changes: without the key the space
          * simply stays archived */
         struct seal_dk dk;
-        if (!ctx->keys)
-            rc = wk_err_set(err, WK_E_INVAL,
-                            "archive '%s' is encrypted (key %s) and no "
-                            "SILA_ENCRYPTION_KEY_FILE is configured",
-                            want.key, want.enc.key_id);
-        else if ((rc = seal_dk_open(ctx->keys, job->space_id, &want.enc, &dk,
-                                    err)) == WK_OK) {
+        rc = mf_open_key(&want, job->space_id, ctx->keys, &dk, err);
+        if (rc == WK_OK) {
             rc = seal_dec_new(&dk, want.size, &r.src.dec, err);
             seal_dk_wipe(&dk);
         }
         if (rc != WK_OK) {
-            if (ctx->keys && rc != WK_E_INVAL) /* (INVAL names the key) */
+            if (rc != WK_E_INVAL) /* (INVAL names the archive's key) */
                 wk_err_prefix(err, "archive '%s'", want.key);
             goto out;
         }
-        r.src.step = (size_t)want.enc.chunk_bytes + SEAL_TAG_BYTES;
-        /* a step ends at most one chunk and the short last one */
-        wk_buf_init(&r.src.plain, 2 * (size_t)want.enc.chunk_bytes);
+        wk_buf_init(&r.src.plain, want.enc.chunk_bytes);
     }
     rc = store_sha256_new(&r.src.hash, err);
     if (rc == WK_OK)

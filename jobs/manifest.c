@@ -327,6 +327,18 @@ void mf_current(const struct mf *m, struct mf_archive *out)
     out->enc = m->enc;
 }
 
+enum wk_code mf_open_key(const struct mf_archive *a, const char *space_id,
+                         const struct seal_keyring *kr, struct seal_dk *dk,
+                         struct wk_err *err)
+{
+    if (!kr)
+        return wk_err_set(err, WK_E_INVAL,
+                          "archive '%s' is encrypted (key %s) and no "
+                          "SILA_ENCRYPTION_KEY_FILE is configured",
+                          a->key, a->enc.key_id);
+    return seal_dk_open(kr, space_id, &a->enc, dk, err);
+}
+
 bool mf_find_archive(const struct mf *m, const char *key,
                      struct mf_archive *out)
 {

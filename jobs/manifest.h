@@ -84,6 +84,13 @@ const char *mf_state_name(enum mf_state s);
 /* The current archive as one record (the form of a history entry). */
 void mf_current(const struct mf *m, struct mf_archive *out);
 
+/* The data key of sealed archive a of space_id, from kr: WK_E_INVAL naming
+ * the key id when kr is NULL or lacks it, WK_E_CORRUPT when the wrapped key
+ * does not authenticate (see seal_dk_open). */
+enum wk_code mf_open_key(const struct mf_archive *a, const char *space_id,
+                         const struct seal_keyring *kr, struct seal_dk *dk,
+                         struct wk_err *err);
+
 /* The archive named key: the current one (also for key "") or one from
  * the history. False when the manifest names no such archive. */
 bool mf_find_archive(const struct mf *m, const char *key,

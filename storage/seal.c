@@ -833,6 +833,14 @@ enum wk_code seal_dec_final(struct seal_dec *d, struct wk_err *err)
     return WK_OK;
 }
 
+size_t seal_dec_want(const struct seal_dec *d)
+{
+    if (d->index >= d->n_chunks)
+        return 0;
+    return (SEAL_HEADER_BYTES - d->head_fill) + chunk_stored(d, d->index) -
+           d->fill;
+}
+
 void seal_dec_free(struct seal_dec *d)
 {
     if (!d)

@@ -130,6 +130,10 @@ enum wk_code seal_dec_new(const struct seal_dk *dk, uint64_t stored_size,
 enum wk_code seal_dec_update(struct seal_dec *d, const void *p, size_t n,
                              struct wk_buf *out, struct wk_err *err);
 enum wk_code seal_dec_final(struct seal_dec *d, struct wk_err *err);
+/* Stored bytes that complete the next chunk (the header first): a piece of
+ * exactly this size, or fed from a chunk boundary, is opened in place,
+ * without a copy. 0 once everything came. */
+size_t seal_dec_want(const struct seal_dec *d);
 void seal_dec_free(struct seal_dec *d);
 
 /* Random access. The stored range [*s_off, *s_off + *s_len) holds the whole

@@ -677,13 +677,8 @@ static enum wk_code pick_archive(const struct cfg *cfg, const struct mf *m,
     if (!a->enc.on)
         return WK_OK;
     rc = cfg_keys(cfg, &kr, err);
-    if (rc == WK_OK && !kr)
-        rc = wk_err_set(err, WK_E_INVAL,
-                        "archive '%s' is encrypted (key %s) and no "
-                        "SILA_ENCRYPTION_KEY_FILE is configured",
-                        a->key, a->enc.key_id);
     if (rc == WK_OK)
-        rc = seal_dk_open(kr, m->space_id, &a->enc, dk, err);
+        rc = mf_open_key(a, m->space_id, kr, dk, err);
     seal_keyring_free(kr);
     *sealed = rc == WK_OK;
     return rc;
@@ -883,7 +878,8 @@ static enum wk_code export_sink(const void *p, size_t n, void *ud,
         return write_out(o->f, p, n, err);
     /* a chunk at a time: plaintext is written once authenticated */
     while (n > 0) {
-        size_t take = n < SEAL_CHUNK_BYTES ? n : SEAL_CHUNK_BYTES;
+        size_t want = seal_dec_want(o->dec);
+        size_t take = want && n > want ? want : n;
         enum wk_code rc;
         wk_buf_reset(&o->plain);
         rc = seal_dec_update(o->dec, s, take, &o->plain, err);
@@ -942,7 +938,7 @@ static int cmd_export(int argc, char **argv)
     memset(&dk, 0, sizeof(dk));
     out.f = stdout;
     wk_buf_init(&mb, 1u << 20);
-    wk_buf_init(&out.plain, 2 * (size_t)SEAL_CHUNK_MAX + SEAL_CHUNK_BYTES);
+    wk_buf_init(&out.plain, SEAL_CHUNK_MAX);
     m = calloc(1, sizeof(*m));
     if (!m) {
         wk_err_set(&err, WK_E_NOMEM, "out of memory");

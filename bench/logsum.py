@@ -12,7 +12,7 @@ line is info or debug.
 
 The second prints the duration_ms of the first job.succeeded (or job.failed)
 from FROM_LINE on, in seconds: the job's own time in the worker, without the
-enqueue and the --wait polling around it ("-" if there is none).
+enqueue and the --wait around it ("-" if there is none).
 """
 
 import json

@@ -928,69 +928,40 @@ out:
     return rc;
 }
 
-/* After the manifest: list once more and delete only the objects whose
- * version is still the archived one. Whatever was added or changed since
- * the listing the archive was checked against stays (*kept_newer). */
+/* After the manifest: delete the objects of the listing the archive was
+ * checked against (r->list, which the listing after the upload matched),
+ * each only at its archived version, then list what is left: the objects
+ * added since, or rewritten and kept by a conditional delete (*kept_newer).
+ * Listing after the delete rather than before it costs one listing of what
+ * remains (usually nothing) instead of one of the whole space. */
 static enum wk_code delete_archived(struct arch_run *r, size_t *kept_newer,
                                     struct wk_err *err)
 {
     struct arch_list now;
     const char **keys = NULL, **etags = NULL;
     bool *changed = NULL;
-    size_t nkeys = 0, kept = 0, gone = 0, ndeleted = 0, i = 0, j = 0;
-    enum wk_code rc;
+    size_t nkeys = r->list.n, kept = 0, ndeleted = 0;
+    enum wk_code rc = WK_OK;
 
     memset(&now, 0, sizeof(now));
     *kept_newer = 0;
-    rc = list_load(r, &now, err);
-    if (rc != WK_OK) {
-        wk_err_prefix(err,
-                      "archive and manifest are written, but listing '%s' "
-                      "before deleting failed",
-                      r->prefix);
-        goto out;
-    }
-    keys = calloc(r->list.n ? r->list.n : 1, sizeof(*keys));
-    etags = calloc(r->list.n ? r->list.n : 1, sizeof(*etags));
-    changed = calloc(r->list.n ? r->list.n : 1, sizeof(*changed));
+    keys = calloc(nkeys ? nkeys : 1, sizeof(*keys));
+    etags = calloc(nkeys ? nkeys : 1, sizeof(*etags));
+    changed = calloc(nkeys ? nkeys : 1, sizeof(*changed));
     if (!keys || !etags || !changed) {
         rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
     }
-    /* Archive order, so the ops files (the ones users write) go first,
-     * right after the listing. */
-    while (i < r->list.n || j < now.n) {
-        int c;
-        if (i == r->list.n)
-            c = 1;
-        else if (j == now.n)
-            c = -1;
-        else
-            c = obj_cmp(&r->list.v[i], &now.v[j]);
-        if (c < 0) {
-            gone++;
-            i++;
-        } else if (c > 0) {
-            kept++;
-            j++;
-        } else {
-            if (obj_same(&r->list.v[i], &now.v[j])) {
-                etags[nkeys] = r->list.v[i].etag;
-                keys[nkeys++] = r->list.v[i].key;
-            } else {
-                kept++;
-            }
-            i++;
-            j++;
-        }
+    /* archive order: the ops files (the ones users write) go first */
+    for (size_t i = 0; i < nkeys; i++) {
+        keys[i] = r->list.v[i].key;
+        etags[i] = r->list.v[i].etag;
     }
     /* each only at its archived version: a write landing after the listing
-     * above makes the server keep the object (S3 conditional delete) */
+     * makes the server keep the object (S3 conditional delete) */
     if (nkeys > 0)
         rc = store_delete_if(r->ctx->store, keys, etags, nkeys, &ndeleted,
                              changed, err);
-    for (size_t k = 0; rc == WK_OK && k < nkeys; k++)
-        kept += changed[k];
     if (rc != WK_OK) {
         wk_err_prefix(err,
                       "archive and manifest are written, but %zu of %zu "
@@ -998,11 +969,22 @@ static enum wk_code delete_archived(struct arch_run *r, size_t *kept_newer,
                       nkeys - ndeleted, nkeys, r->prefix);
         goto out;
     }
-    *kept_newer = kept;
-    if (kept || gone)
+    for (size_t k = 0; k < nkeys; k++)
+        kept += changed[k];
+    rc = list_load(r, &now, err);
+    if (rc != WK_OK) {
+        wk_err_prefix(err,
+                      "archive, manifest and delete are done, but listing "
+                      "what is left under '%s' failed",
+                      r->prefix);
+        goto out;
+    }
+    *kept_newer = now.n;
+    if (now.n)
         WK_LOG(WK_LOG_WARN, "archive.kept_newer", KV_STR("job_id", r->job->id),
-               KV_STR("space_id", r->job->space_id), KV_INT("kept", kept),
-               KV_INT("gone", gone), KV_INT("deleted", nkeys));
+               KV_STR("space_id", r->job->space_id), KV_INT("kept", now.n),
+               KV_INT("kept_by_server", kept), KV_INT("deleted", ndeleted),
+               KV_STR("key", now.v[0].key));
 out:
     free(keys);
     free(etags);
@@ -1499,8 +1481,9 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
         goto out;
     manifest_written = true;
 
-    /* Delete first, while the listing is fresh: a write landing between
-     * that listing and the delete is the one a user could lose. */
+    /* Delete right away, while the listing after the upload is fresh: on a
+     * server without conditional deletes, a write landing between that
+     * listing and the delete is the one a user could lose. */
     r.prog.st.phase = "deleting";
     prog_update(&r.prog, true);
     rc = delete_archived(&r, &kept_newer, err);

@@ -212,17 +212,26 @@ static const char *str_of(json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : "";
 }
 
-/* Follow a job until it ends: 0 succeeded, 1 failed. */
+/* Follow a job until it ends: 0 succeeded, 1 failed. As PROTOCOL.md
+ * advises: subscribe to the job's channel first, then read the status hash
+ * (the truth) again at every event, so the end is seen when it is
+ * published; every WAIT_POLL_MS anyway (pub/sub is lossy), and every
+ * 200 ms when the subscription cannot be had. */
+#define WAIT_POLL_MS 1000
 static int wait_job(struct q *q, const char *id)
 {
     bool tty = isatty(STDOUT_FILENO);
     int last_pct = -1;
     char last_phase[32] = "";
     struct wk_buf b;
+    struct q *sub = NULL;
+    struct wk_err serr;
     int rc = 1;
     unsigned delay = 100;
 
     wk_buf_init(&b, 1u << 20);
+    wk_err_clear(&serr);
+    (void)q_subscribe_job(q, id, &sub, &serr); /* none: poll */
     while (!stop_flag) {
         struct wk_err err;
         json_t *o;
@@ -292,8 +301,18 @@ static int wait_job(struct q *q, const char *id)
             break;
         }
         json_decref(o);
-        sleep_ms(200);
+        if (sub) {
+            bool got;
+            wk_err_clear(&serr);
+            if (q_sub_wait(sub, WAIT_POLL_MS, &got, &serr) != WK_OK) {
+                q_free(sub); /* lost: poll from here on */
+                sub = NULL;
+            }
+        } else {
+            sleep_ms(200);
+        }
     }
+    q_free(sub);
     wk_buf_release(&b);
     return rc;
 }

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <hiredis.h>
 #include <jansson.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +196,73 @@ static void key_of(const struct q *q, const char *suffix, const char *id,
                    char *buf, size_t len)
 {
     snprintf(buf, len, "%s%s%s", q->prefix, suffix, id ? id : "");
+}
+
+enum wk_code q_subscribe_job(const struct q *q, const char *job_id,
+                             struct q **out, struct wk_err *err)
+{
+    char chan[256];
+    struct q *sub = NULL;
+    redisReply *rep;
+    enum wk_code rc;
+
+    *out = NULL;
+    rc = q_connect(&q->r, q->prefix, q->read_timeout_ms, &sub, err);
+    if (rc != WK_OK)
+        return rc;
+    key_of(q, "job:", job_id, chan, sizeof(chan));
+    const char *argv[] = { "SUBSCRIBE", chan };
+    rep = q_cmds(sub, err, "SUBSCRIBE", 2, argv); /* the confirmation */
+    if (!rep) {
+        q_free(sub);
+        return err ? err->code : WK_E_NET;
+    }
+    freeReplyObject(rep);
+    *out = sub;
+    return WK_OK;
+}
+
+enum wk_code q_sub_wait(struct q *sub, unsigned timeout_ms, bool *got,
+                        struct wk_err *err)
+{
+    void *rep = NULL;
+    struct pollfd pfd;
+    int n;
+
+    *got = false;
+    if (!sub->c)
+        return wk_err_set(err, WK_E_NET, "redis subscription: not connected");
+    /* a message already read along with an earlier one? */
+    if (redisGetReplyFromReader(sub->c, &rep) != REDIS_OK)
+        goto lost;
+    if (!rep) {
+        pfd.fd = sub->c->fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        n = poll(&pfd, 1, timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms);
+        if (n < 0 && errno == EINTR)
+            return WK_OK; /* a signal: the caller looks at its flags */
+        if (n < 0)
+            return wk_err_sys(err, WK_E_NET, errno, "redis subscription: poll");
+        if (n == 0)
+            return WK_OK;
+        if (redisBufferRead(sub->c) != REDIS_OK ||
+            redisGetReplyFromReader(sub->c, &rep) != REDIS_OK)
+            goto lost;
+    }
+    if (rep) {
+        *got = true; /* a message, a part of one read so far is not */
+        freeReplyObject(rep);
+    }
+    return WK_OK;
+lost : {
+    enum wk_code rc =
+        wk_err_set(err, WK_E_NET, "redis subscription: %s",
+                   sub->c->errstr[0] ? sub->c->errstr : "connection lost");
+    redisFree(sub->c);
+    sub->c = NULL;
+    return rc;
+}
 }
 
 static enum wk_code ensure_group(struct q *q, const char *suffix,

@@ -55,6 +55,16 @@ enum wk_code q_connect(const struct cfg_redis *r, const char *prefix,
 enum wk_code q_reconnect(struct q *q, struct wk_err *err);
 void q_free(struct q *q);
 
+/* A second connection like q's, subscribed to the job's channel
+ * <prefix>job:<id>: it serves only q_sub_wait(). Free with q_free(). */
+enum wk_code q_subscribe_job(const struct q *q, const char *job_id,
+                             struct q **out, struct wk_err *err);
+/* Wait up to timeout_ms for a message on a q_subscribe_job() connection;
+ * *got says whether one came (a signal ends the wait early, WK_OK). A lost
+ * connection is WK_E_NET and stays lost: subscribe again. */
+enum wk_code q_sub_wait(struct q *sub, unsigned timeout_ms, bool *got,
+                        struct wk_err *err);
+
 /* How much work there is, from Redis alone. -1: unknown. */
 struct q_depths {
     int64_t waiting[2]; /* entries not yet delivered (normal, urgent lane) */

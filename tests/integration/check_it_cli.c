@@ -5,10 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/integration/it_util.h"
 #include "tests/integration/suites.h"
+#include "worker/cfg.h"
+#include "worker/q.h"
 
 /* Run the CLI with an environment prefix; output into path. */
 static int cli(const char *envs, const char *args, const char *out)
@@ -195,6 +198,101 @@ START_TEST(test_it_cli_progress_events_published)
 }
 END_TEST
 
+/* The job channel as --wait follows it: a wait ends with the job's own
+ * events, never another job's, and times out when nothing comes. */
+START_TEST(test_it_cli_job_channel_wait)
+{
+    struct cfg_redis rc;
+    struct q *q = NULL, *sub = NULL;
+    struct wk_err err;
+    char url[128], prefix[64], chan[128];
+    bool got = true;
+
+    wk_err_clear(&err);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%s/0",
+             it_env("WK_TEST_REDIS_PORT"));
+    ck_assert_int_eq(cfg_parse_redis_url(url, &rc, &err), WK_OK);
+    snprintf(prefix, sizeof(prefix), "test:%d:chan:", (int)getpid());
+    ck_assert_int_eq(q_connect(&rc, prefix, 5000, &q, &err), WK_OK);
+    ck_assert_msg(q_subscribe_job(q, "job1", &sub, &err) == WK_OK, "%s",
+                  err.msg);
+    snprintf(chan, sizeof(chan), "%sjob:job1", prefix);
+    ck_assert_str_eq(it_redis("PUBLISH %s %s", chan, "{}"), "1");
+
+    ck_assert_int_eq(q_sub_wait(sub, 2000, &got, &err), WK_OK);
+    ck_assert(got);
+    ck_assert_int_eq(q_sub_wait(sub, 50, &got, &err), WK_OK);
+    ck_assert(!got); /* nothing more */
+    ck_assert_int_eq(q_publish(q, "job2", "{}", &err), WK_OK);
+    ck_assert_int_eq(q_sub_wait(sub, 200, &got, &err), WK_OK);
+    ck_assert(!got); /* another job's */
+    /* two at once: the second may arrive in the same read */
+    ck_assert_int_eq(q_publish(q, "job1", "{\"state\":\"running\"}", &err),
+                     WK_OK);
+    ck_assert_int_eq(q_publish(q, "job1", "{\"state\":\"succeeded\"}", &err),
+                     WK_OK);
+    ck_assert_int_eq(q_sub_wait(sub, 2000, &got, &err), WK_OK);
+    ck_assert(got);
+    ck_assert_int_eq(q_sub_wait(sub, 2000, &got, &err), WK_OK);
+    ck_assert(got);
+    ck_assert_int_eq(q_sub_wait(sub, 50, &got, &err), WK_OK);
+    ck_assert(!got);
+    q_free(sub);
+    q_free(q);
+}
+END_TEST
+
+/* Pub/sub is lossy: a job that ends without an event (its final PUBLISH
+ * lost) still ends the wait, from the status hash. */
+START_TEST(test_it_cli_wait_ends_without_event)
+{
+    char tmp[512], log[600], prefix[64], e_prefix[96], e_redis[96];
+    char id[128] = "", key[256];
+    const char *args[] = { "enqueue", "archive", "nowaitevent", "--wait",
+                           NULL };
+    const char *env[3];
+    pid_t pid;
+    int st = 0, status = -1;
+    FILE *f;
+
+    it_tmpdir("cli-wait", tmp, sizeof(tmp));
+    snprintf(log, sizeof(log), "%s/out", tmp);
+    snprintf(prefix, sizeof(prefix), "test:%d:nowait:", (int)getpid());
+    snprintf(e_prefix, sizeof(e_prefix), "SILA_KEY_PREFIX=%s", prefix);
+    snprintf(e_redis, sizeof(e_redis), "REDIS_URL=redis://127.0.0.1:%s/0",
+             it_env("WK_TEST_REDIS_PORT"));
+    env[0] = e_prefix;
+    env[1] = e_redis;
+    env[2] = NULL;
+    pid = it_spawn(args, env, log); /* no worker: it waits */
+    for (int i = 0; i < 100 && !id[0]; i++) {
+        it_sleep_ms(50);
+        f = fopen(log, "r");
+        if (f) {
+            if (!fgets(id, sizeof(id), f) || !strchr(id, '\n'))
+                id[0] = '\0';
+            fclose(f);
+        }
+    }
+    ck_assert_msg(id[0], "no job id printed");
+    id[strcspn(id, "\n")] = '\0';
+    it_sleep_ms(300); /* it is waiting now */
+    ck_assert_int_eq(waitpid(pid, &st, WNOHANG), 0);
+    snprintf(key, sizeof(key), "%sjob:%s", prefix, id);
+    it_redis("HSET %s state succeeded progress 100 result {\"ok\":1}", key);
+    for (int i = 0; i < 100 && status < 0; i++) { /* up to 5 s */
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+        else
+            it_sleep_ms(50);
+    }
+    if (status < 0)
+        it_stop(pid);
+    ck_assert_int_eq(status, 0);
+    ck_assert_int_eq(grep_file("succeeded", log), 0);
+}
+END_TEST
+
 Suite *it_cli_suite(void)
 {
     Suite *s = suite_create("it_cli");
@@ -203,6 +301,8 @@ Suite *it_cli_suite(void)
     tcase_add_test(tc, test_it_cli_help_and_usage_errors);
     tcase_add_test(tc, test_it_cli_redis_auth_from_url);
     tcase_add_test(tc, test_it_cli_progress_events_published);
+    tcase_add_test(tc, test_it_cli_job_channel_wait);
+    tcase_add_test(tc, test_it_cli_wait_ends_without_event);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,9 +7,13 @@ targets.
 
 RESULTS.tsv has one row per workload and operation:
     workload files bytes op sila_s job_s aws_s rclone_s lower_s rss_mib
+    [sila_cpu aws_cpu rclone_cpu lower_cpu]
 (a time is "FAIL" when that step failed, a peak RSS "?" when unknown; job_s
 is the job's own duration in the worker's log, for information: the ratios
-use sila_s, the wall clock of "enqueue --wait").
+use sila_s, the wall clock of "enqueue --wait"). The optional *_cpu columns
+are the S3 server's CPU seconds during each step ("?" when unknown); with
+them a second table shows the server's work per step and how many of its
+cores it kept busy (CPU seconds / wall seconds).
 
 Targets (issue 6), each a ratio sila / alternative from the same run:
     archive     aws-cli <= 1/5, rclone <= 1/3 (1k and 10k only), lower <= 2
@@ -72,13 +76,17 @@ def main(argv):
         for line in f:
             cols = line.rstrip("\n").split("\t")
             if len(cols) == 10:
+                cols += ["?"] * 4
+            if len(cols) == 14:
                 rows.append(cols)
 
     head = ["workload", "op", "sila s", "(job s)", "aws-cli s", "rclone s", "lower s",
             "sila/aws", "sila/rclone", "sila/lower", "peak RSS MiB", "targets"]
     table = []
     met = missed = 0
-    for w, files, nbytes, op, sila, job, aws, rc, low, rss in rows:
+    cpu_table = []
+    cpu_known = False
+    for w, files, nbytes, op, sila, job, aws, rc, low, rss, *cpus in rows:
         r_aws, r_rc, r_low = ratio(sila, aws), ratio(sila, rc), ratio(sila, low)
         t_aws, t_rc, t_low = TARGETS[op]
         checks = []
@@ -109,6 +117,12 @@ def main(argv):
         else:
             met += 1
         label = "%s: %s files, %.0f MiB" % (w, files, int(nbytes) / (1 << 20))
+        cells = []
+        cpu_known = cpu_known or any(num(c) is not None for c in cpus)
+        for c, t in zip(cpus, (sila, aws, rc, low)):
+            busy = ratio(c, t)
+            cells.append("%s (%.2f)" % (fmt_s(c), busy) if busy is not None else fmt_s(c))
+        cpu_table.append([label, op] + cells)
         table.append([label, op, fmt_s(sila), fmt_s(job), fmt_s(aws), fmt_s(rc), fmt_s(low),
                       fmt_r(r_aws), fmt_r(r_rc), fmt_r(r_low), rss,
                       "met" if not bad else "MISSED: " + ", ".join(bad)])
@@ -129,6 +143,15 @@ def main(argv):
     print(line(["-" * x for x in widths]))
     for r in table:
         print(line(r))
+    if cpu_known:
+        print()
+        print("S3 server CPU seconds during each step (and cores it kept busy: "
+              "CPU s / wall s)")
+        chead = ["workload", "op", "sila", "aws-cli", "rclone", "lower"]
+        cw = [max(len(r[i]) for r in [chead] + cpu_table) for i in range(len(chead))]
+        for r in [chead, ["-" * x for x in cw]] + cpu_table:
+            print("  ".join(c.rjust(cw[i]) if i >= 2 else c.ljust(cw[i])
+                            for i, c in enumerate(r)).rstrip())
     print()
     print("rows with every target met: %d of %d" % (met, met + missed))
     print("targets: archive sila/aws <= 1/5, sila/rclone <= 1/3 (1k, 10k); "

@@ -42,6 +42,9 @@
 #   lower      archive: curl --parallel --parallel-max 32 GET of every object +
 #              one curl -T PUT of an archive-sized object (the aws-cli zip);
 #              unarchive: one GET of the archive + a parallel PUT of every object
+# With each time, the S3 server's CPU seconds (user + system of its process,
+# from /proc/<pid>/stat) during that step: how much work each way of doing
+# the job asks of the server, and how busy it kept it.
 # The alternatives write under bench-alt/ and restore/ (never under active/ or
 # archived/), read the same space, and unarchive from sila-archiver's archive.
 # Setup (generate, upload) and checks (object counts) are not timed.
@@ -225,10 +228,22 @@ curls3() {
 s3u() { python3 "$root/bench/s3util.py" "$@"; }
 count() { s3u count "$BUCKET" "$1" | cut -d' ' -f1; }
 
-# timed VAR CMD...: run CMD, set VAR to its wall-clock seconds, or to FAIL.
+# srv_cpu: the S3 server's user + system CPU seconds so far (all its threads),
+# "?" when unknown.
+srv_cpu() {
+    local pid
+    pid=$(cat "$svc/s3.pid" 2>/dev/null) || { echo "?"; return; }
+    # (fields after the ")" that ends the command name: utime is the 12th)
+    sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null |
+        awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($12 + $13) / hz }' || echo "?"
+}
+
+# timed VAR CMD...: run CMD, set VAR to its wall-clock seconds, or to FAIL,
+# and VAR_cpu to the S3 server's CPU seconds meanwhile ("?" if unknown).
 timed() {
-    local __var=$1 t0 t1
+    local __var=$1 t0 t1 c0 c1
     shift
+    c0=$(srv_cpu)
     t0=$EPOCHREALTIME
     if "$@"; then
         t1=$EPOCHREALTIME
@@ -237,6 +252,9 @@ timed() {
         printf -v "$__var" FAIL
         failures=$((failures + 1))
     fi
+    c1=$(srv_cpu)
+    printf -v "${__var}_cpu" '%s' "$(awk -v a="$c0" -v b="$c1" \
+        'BEGIN { if (a == "?" || b == "?" || a == "" || b == "") print "?"; else printf "%.2f", b - a }')"
 }
 
 # expect WHAT GOT WANT: a cheap correctness check of a timed step.
@@ -350,6 +368,7 @@ json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.ar
 run_workload() {
     local name=$1 d=$tmp/w-$1 args summary sid files bytes wlog
     local t_aws t_rc t_low t_sila t_job rss key size n from
+    local t_aws_cpu t_rc_cpu t_low_cpu t_sila_cpu
     args=$(gen_args "$name") || die "unknown workload '$name' (quick, 1k, 10k, 2g)"
     mkdir -p "$d"
     say "[$name] generating a space: gen_space.py $args"
@@ -386,7 +405,7 @@ run_workload() {
         [ "$t_low" = FAIL ] || { codes_ok "$d/get.codes" &&
             expect "[$name] curl GETs" "$(wc -l <"$d/get.codes")" "$files"; } || t_low=FAIL
     else
-        t_low=FAIL
+        t_low=FAIL t_low_cpu="?"
     fi
     s3u rm "$BUCKET" "bench-alt/curl/"
 
@@ -413,12 +432,14 @@ run_workload() {
         expect "[$name] active objects left after archive" "$n" 0 || true
         say "[$name] archive $key: $size bytes (aws-cli zip: $(stat -c %s "$d/aws.zip" 2>/dev/null || echo ?))"
     fi
-    printf '%s\t%s\t%s\tarchive\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" "$bytes" \
-        "$t_sila" "$(job_s "$wlog" "$from")" "$t_aws" "$t_rc" "$t_low" "$rss" >>"$RESULTS"
+    printf '%s\t%s\t%s\tarchive\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" \
+        "$bytes" "$t_sila" "$(job_s "$wlog" "$from")" "$t_aws" "$t_rc" "$t_low" "$rss" \
+        "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" >>"$RESULTS"
 
     # Unarchive: sila first (restores active/), then the alternatives from the
     # same archive (sila's; the aws-cli pipeline's if sila failed).
     t_sila=FAIL
+    t_sila_cpu='?'
     t_job=-
     rss='?'
     if [ -n "$key" ]; then
@@ -465,8 +486,9 @@ run_workload() {
     [ "$t_low" = FAIL ] || { codes_ok "$d/put.codes" &&
         expect "[$name] curl PUTs" "$(count "restore/curl/$sid/")" "$files"; } || t_low=FAIL
     s3u rm "$BUCKET" "restore/curl/$sid/"
-    printf '%s\t%s\t%s\tunarchive\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" "$bytes" \
-        "$t_sila" "$t_job" "$t_aws" "$t_rc" "$t_low" "$rss" >>"$RESULTS"
+    printf '%s\t%s\t%s\tunarchive\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" \
+        "$bytes" "$t_sila" "$t_job" "$t_aws" "$t_rc" "$t_low" "$rss" \
+        "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" >>"$RESULTS"
 
     # What this workload left: nothing big on disk or on the server.
     s3u rm "$BUCKET" "active/$sid/"

@@ -25,6 +25,15 @@
 #   BENCH_ENCRYPT=1             the worker seals archives (SILA_ENCRYPTION_KEY_FILE,
 #                               a fresh key); the alternatives then unarchive
 #                               the aws-cli pipeline's plain ZIP
+#   BENCH_S3RVER_DATA=auto|disk|DIR  where s3rver keeps its objects. auto (the
+#                               default): a tmpfs (/dev/shm) when it has room
+#                               (2 GiB, 12 GiB with 2g), else the temp dir on
+#                               disk. On ext4, creating files right after
+#                               deleting tens of thousands (an archive's delete,
+#                               then a restore) makes the kernel's inode
+#                               allocator the server's bottleneck, by a varying
+#                               amount (measured: a 10k restore took 12-27 s on
+#                               disk, 9-10 s on tmpfs); the table says which
 #   BENCH_KEEP=1                keep the temp dir (logs, configs) at exit
 #   BENCH_S3RVER_LOG=1          s3rver logs requests and errors (services/s3.log)
 #   BENCH_TMPDIR=DIR            where the temp dir goes (default $TMPDIR or
@@ -127,6 +136,7 @@ cleanup() {
     svc_stop "$svc" worker
     [ "${server_kind:-}" != s3rver ] || bench_s3rver_stop "$svc"
     svc_stop_all "$svc"
+    [ -z "${s3_data_own:-}" ] || rm -rf "$s3_data_own" # (outside $tmp)
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         say "kept $tmp"
     elif [ "$rc" -ne 0 ]; then
@@ -173,11 +183,35 @@ start_moto() {
     server_kind=moto
     server_desc="moto_server $(python3 -c 'import moto; print(moto.__version__)') (Python, single-threaded)"
 }
+s3_data_own=
+# s3rver_data: the directory for s3rver's objects (BENCH_S3RVER_DATA), and
+# s3_data_desc saying where it is.
+s3rver_data() {
+    local want=${BENCH_S3RVER_DATA:-auto} need=2 free
+    case ",$WORKLOADS," in *,2g,*) need=12 ;; esac
+    if [ "$want" = auto ]; then
+        want=disk
+        if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+            free=$(df -Pk /dev/shm | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
+            [ "$free" -lt "$need" ] || want=/dev/shm
+        fi
+    fi
+    if [ "$want" = disk ]; then
+        s3_data=$svc/s3rver-data
+    else
+        s3_data=$(mktemp -d "$want/sila-bench-s3.XXXXXX") || return 1
+        s3_data_own=$s3_data
+    fi
+    local fs
+    fs=$(stat -f -c %T "$(dirname "$s3_data")")
+    if [ "$fs" = tmpfs ]; then s3_data_desc="objects on tmpfs"; else s3_data_desc="objects on disk ($fs)"; fi
+}
 start_s3rver() {
     bench_s3rver_install "$CACHE" || return 1
-    bench_s3rver_start "$svc" "$BUCKET" || return 1
+    s3rver_data || return 1
+    bench_s3rver_start "$svc" "$BUCKET" "$s3_data" || return 1
     server_kind=s3rver
-    server_desc="s3rver $(bench_s3rver_version) (npm, Node.js $(node --version))"
+    server_desc="s3rver $(bench_s3rver_version) (npm, Node.js $(node --version)), $s3_data_desc"
 }
 
 svc_start_redis "$svc" || die "could not start redis-server"

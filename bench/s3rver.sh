@@ -8,9 +8,10 @@
 #
 #   bench_s3rver_install CACHE   npm install s3rver@3 into CACHE/s3rver (once);
 #                                sets BENCH_S3RVER_BIN
-#   bench_s3rver_start DIR BUCKET
+#   bench_s3rver_start DIR BUCKET [DATA]
 #                                start it on a free 127.0.0.1 port with data in
-#                                DIR/s3rver-data and BUCKET created (silent;
+#                                DATA (default DIR/s3rver-data) and BUCKET
+#                                created (silent;
 #                                BENCH_S3RVER_LOG=1 logs every request and
 #                                error to DIR/s3.log, slower); exports
 #                                SVC_S3_ENDPOINT and s3rver's fixed credentials
@@ -47,16 +48,17 @@ bench_s3rver_version() {
 
 bench_s3rver_start() {
     local dir=${1:?bench_s3rver_start DIR BUCKET} bucket=${2:?bench_s3rver_start DIR BUCKET}
+    local data=${3:-$1/s3rver-data}
     [ -n "$BENCH_S3RVER_BIN" ] || { echo "bench: call bench_s3rver_install first" >&2; return 1; }
     local -a quiet=(--silent)
     [ "${BENCH_S3RVER_LOG:-0}" != 1 ] || quiet=()
-    mkdir -p "$dir/s3rver-data" || return 1
+    mkdir -p "$data" || return 1
     _svc_add_no_proxy
     # "env" execs node, so the recorded PID is the server's own. Node 17+ needs
     # the legacy OpenSSL provider for s3rver's MD5-based code paths.
     _svc_start s3 http "$dir" "$SVC_WAIT_S3_S" \
         env NODE_OPTIONS=--openssl-legacy-provider node "$BENCH_S3RVER_BIN" \
-        --directory "$dir/s3rver-data" --address 127.0.0.1 --port @PORT@ \
+        --directory "$data" --address 127.0.0.1 --port @PORT@ \
         "${quiet[@]}" --no-vhost-buckets --configure-bucket "$bucket" || return 1
     # shellcheck disable=SC2154 # _svc_port is set by _svc_start
     export SVC_S3_ENDPOINT=http://127.0.0.1:$_svc_port

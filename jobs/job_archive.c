@@ -1200,8 +1200,12 @@ static enum wk_code archive_until_stable(struct arch_run *r,
         rc = archive_once(r, &changed, err);
         if (rc != WK_OK)
             return rc;
-        if (!changed)
+        if (!changed) {
+            /* the listing after the upload matched r->list: one is enough */
+            list_release(&r->next);
+            r->have_next = false;
             return WK_OK;
+        }
         if (r->hazard) {
             /* not a try: the object is deflated next time (a redo per
              * such object, at most) */

@@ -227,6 +227,7 @@ enum wk_code q_sub_wait(struct q *sub, unsigned timeout_ms, bool *got,
 {
     void *rep = NULL;
     struct pollfd pfd;
+    enum wk_code rc;
     int n;
 
     *got = false;
@@ -250,19 +251,17 @@ enum wk_code q_sub_wait(struct q *sub, unsigned timeout_ms, bool *got,
             redisGetReplyFromReader(sub->c, &rep) != REDIS_OK)
             goto lost;
     }
-    if (rep) {
-        *got = true; /* a message, a part of one read so far is not */
+    if (rep) { /* (none yet when only a part of one has arrived) */
+        *got = true;
         freeReplyObject(rep);
     }
     return WK_OK;
-lost : {
-    enum wk_code rc =
-        wk_err_set(err, WK_E_NET, "redis subscription: %s",
-                   sub->c->errstr[0] ? sub->c->errstr : "connection lost");
+lost:
+    rc = wk_err_set(err, WK_E_NET, "redis subscription: %s",
+                    sub->c->errstr[0] ? sub->c->errstr : "connection lost");
     redisFree(sub->c);
     sub->c = NULL;
     return rc;
-}
 }
 
 static enum wk_code ensure_group(struct q *q, const char *suffix,

@@ -121,6 +121,8 @@ const char *wk_code_name(enum wk_code code)
         return "corrupt";
     case WK_E_CONFLICT:
         return "conflict";
+    case WK_E_FENCED:
+        return "fenced";
     }
     return "unknown";
 }

@@ -25,6 +25,7 @@ enum wk_code {
     WK_E_INTERNAL,  /* broken invariant: a bug */
     WK_E_CORRUPT,   /* data failed verification (checksum, format): permanent */
     WK_E_CONFLICT,  /* state changed under us (precondition failed) */
+    WK_E_FENCED,    /* this run lost its job (lease) to another worker */
 };
 
 struct wk_err {

@@ -84,6 +84,17 @@ struct job_ctx {
      * opened with any. NULL: archives are plain ZIPs and a sealed one
      * cannot be read. */
     const struct seal_keyring *keys;
+    /* Ownership check, called right before every destructive or
+     * state-changing step (a delete of originals, the drop of an archive,
+     * the cleanup of restored objects, a manifest write, a pending-delete
+     * record): WK_OK while this run still owns its job, WK_E_FENCED when
+     * another worker may have taken it over (lease lost or not renewed in
+     * time). On WK_E_FENCED the job stops at once and undoes nothing: the
+     * state belongs to the successor. step names the step for the log.
+     * NULL = the run always owns its job (CLI, unit tests). */
+    enum wk_code (*fence)(void *fence_ud, const char *step,
+                          struct wk_err *err);
+    void *fence_ud;
 };
 
 void job_config_defaults(struct job_config *cfg);

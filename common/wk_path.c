@@ -1,7 +1,14 @@
 #include "common/wk_path.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+struct wk_nameset_slot {
+    char *name; /* owned; NULL: free slot */
+    size_t len;
+    uint64_t hash;
+};
 
 bool wk_utf8_valid(const void *p, size_t len)
 {
@@ -79,6 +86,95 @@ const char *wk_path_problem(const void *p, size_t len, size_t max)
         }
     }
     return NULL;
+}
+
+const char *wk_name_problem(const void *s, size_t len)
+{
+    return wk_path_problem(s, len, WK_NAME_MAX);
+}
+
+/* FNV-1a, 64 bits: names are ours to bound, not an attacker's hash
+ * flooding target (a set holds at most one archive's entries). */
+static uint64_t name_hash(const unsigned char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+void wk_nameset_init(struct wk_nameset *set)
+{
+    memset(set, 0, sizeof(*set));
+}
+
+static struct wk_nameset_slot *slot_find(struct wk_nameset_slot *v, size_t cap,
+                                         const void *s, size_t len, uint64_t h)
+{
+    size_t i = (size_t)h & (cap - 1);
+
+    for (;;) {
+        struct wk_nameset_slot *e = &v[i];
+        if (!e->name ||
+            (e->hash == h && e->len == len && memcmp(e->name, s, len) == 0))
+            return e;
+        i = (i + 1) & (cap - 1);
+    }
+}
+
+bool wk_nameset_has(const struct wk_nameset *set, const void *s, size_t len)
+{
+    if (set->cap == 0)
+        return false;
+    return slot_find(set->slot, set->cap, s, len, name_hash(s, len))->name !=
+           NULL;
+}
+
+int wk_nameset_add(struct wk_nameset *set, const void *s, size_t len)
+{
+    uint64_t h = name_hash(s, len);
+    struct wk_nameset_slot *e;
+    char *copy;
+
+    if ((set->n + 1) * 4 > set->cap * 3) { /* load <= 3/4 */
+        size_t ncap = set->cap ? set->cap * 2 : 64;
+        struct wk_nameset_slot *nv;
+        if (ncap > SIZE_MAX / sizeof(*nv))
+            return -1;
+        nv = calloc(ncap, sizeof(*nv));
+        if (!nv)
+            return -1;
+        for (size_t i = 0; i < set->cap; i++)
+            if (set->slot[i].name)
+                *slot_find(nv, ncap, set->slot[i].name, set->slot[i].len,
+                           set->slot[i].hash) = set->slot[i];
+        free(set->slot);
+        set->slot = nv;
+        set->cap = ncap;
+    }
+    e = slot_find(set->slot, set->cap, s, len, h);
+    if (e->name)
+        return 0;
+    copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, s, len);
+    copy[len] = '\0';
+    e->name = copy;
+    e->len = len;
+    e->hash = h;
+    set->n++;
+    return 1;
+}
+
+void wk_nameset_release(struct wk_nameset *set)
+{
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->slot[i].name);
+    free(set->slot);
+    memset(set, 0, sizeof(*set));
 }
 
 void wk_path_shown(char *dst, size_t cap, const void *p, size_t len)

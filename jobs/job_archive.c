@@ -8,6 +8,7 @@
 
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
+#include "common/wk_path.h"
 #include "jobs/job_int.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
@@ -38,9 +39,12 @@ struct arch_list {
     size_t n, cap;
     uint64_t total_bytes;
     int64_t oldest;
-    size_t skip;     /* length of the key prefix that is not the name */
-    bool space_only; /* skip names outside the space layout (migrate) */
-    size_t ignored;  /* keys skipped by space_only */
+    const char *prefix; /* borrowed: the listed prefix (the run's) */
+    size_t skip;        /* its length: the part of a key that is no name */
+    bool tolerant;      /* what is left after the delete: a key outside the
+                           prefix is skipped (counted in foreign), a name
+                           the policy refuses is kept like any other */
+    size_t foreign;     /* keys skipped by tolerant */
 };
 
 /* How a later listing differs from an earlier one. */
@@ -62,7 +66,6 @@ struct arch_run {
     struct store *src;                /* borrowed: ctx->store, or a source */
     char prefix[ARCH_PREFIX_MAX + 1]; /* "active/<id>/", or the source's */
     size_t prefix_len;
-    bool space_only;          /* see struct arch_list */
     struct store_sha256 *cas; /* owned; CAS blobs verified when set */
     bool cas_on;              /* the current entry is a CAS blob */
     char cas_want[65];        /* its name's hash */
@@ -124,18 +127,32 @@ static enum wk_code list_cb(const struct store_entry *e, void *ud,
 
     if (e->is_prefix)
         return WK_OK;
-    if (l->space_only) {
-        const char *rel = e->key + l->skip;
-        char why[64];
-        if (strcmp(rel, "sila.md") != 0 && strncmp(rel, "space-v1/", 9) != 0) {
-            l->ignored++;
+    klen = strlen(e->key);
+    if (klen < l->skip || memcmp(e->key, l->prefix, l->skip) != 0) {
+        /* a server that ignores the prefix: such a key is never archived
+         * under a made-up name, nor deleted */
+        char shown[160];
+        if (l->tolerant) {
+            l->foreign++;
             return WK_OK;
         }
-        if (!zipr_name_valid(rel, why, sizeof(why)))
+        wk_path_shown(shown, sizeof(shown), e->key, klen);
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "listing of '%s' returned key '%s', which is "
+                          "outside it: the store ignores the prefix",
+                          l->prefix, shown);
+    }
+    if (!l->tolerant) {
+        /* the one name policy, the restore's own: refused before anything
+         * is written or deleted */
+        char why[64], shown[160];
+        if (!zipr_name_valid(e->key + l->skip, why, sizeof(why))) {
+            wk_path_shown(shown, sizeof(shown), e->key, klen);
             return wk_err_set(err, WK_E_INVAL,
-                              "source file '%.200s' cannot be part of a "
-                              "space: %s",
-                              rel, why);
+                              "key '%s' cannot be archived: %s (rename or "
+                              "delete it)",
+                              shown, why);
+        }
     }
     if (l->n == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 256;
@@ -149,7 +166,6 @@ static enum wk_code list_cb(const struct store_entry *e, void *ud,
         l->v = v;
         l->cap = ncap;
     }
-    klen = strlen(e->key);
     elen = e->etag ? strlen(e->etag) : 0;
     if (elen > ARCH_ETAG_MAX)
         return wk_err_set(err, WK_E_LIMIT, "object '%s': etag of %zu bytes",
@@ -183,19 +199,42 @@ static int obj_cmp(const void *a, const void *b)
 }
 
 /* A listing of active/<spaceId>/ (or the source) in archive order
- * (obj_cmp). */
-static enum wk_code list_load(struct arch_run *r, struct arch_list *l,
-                              struct wk_err *err)
+ * (obj_cmp); tolerant: see struct arch_list. Unless tolerant, every key
+ * is under the prefix, its name passes the name policy, and no key is
+ * listed twice (a buggy listing would make an archive the restore
+ * refuses), else the listing fails naming the key. */
+static enum wk_code list_load_as(struct arch_run *r, struct arch_list *l,
+                                 bool tolerant, struct wk_err *err)
 {
     enum wk_code rc;
 
     list_release(l);
+    l->prefix = r->prefix;
     l->skip = r->prefix_len;
-    l->space_only = r->space_only;
+    l->tolerant = tolerant;
     rc = store_list(r->src, r->prefix, NULL, list_cb, l, err);
     if (rc == WK_OK && l->n > 1)
         qsort(l->v, l->n, sizeof(*l->v), obj_cmp);
+    for (size_t i = 1; rc == WK_OK && !tolerant && i < l->n; i++)
+        if (strcmp(l->v[i - 1].key, l->v[i].key) == 0) {
+            char shown[160];
+            wk_path_shown(shown, sizeof(shown), l->v[i].key,
+                          strlen(l->v[i].key));
+            rc = wk_err_set(err, WK_E_CORRUPT,
+                            "listing of '%s' returned key '%s' twice",
+                            r->prefix, shown);
+        }
+    if (rc == WK_OK && l->foreign)
+        WK_LOG(WK_LOG_WARN, "archive.foreign_keys_skipped",
+               KV_STR("job_id", r->job->id), KV_STR("prefix", r->prefix),
+               KV_INT("count", l->foreign));
     return rc;
+}
+
+static enum wk_code list_load(struct arch_run *r, struct arch_list *l,
+                              struct wk_err *err)
+{
+    return list_load_as(r, l, false, err);
 }
 
 /* The same object version: a write changes the ETag (S3: the content's
@@ -971,7 +1010,8 @@ static enum wk_code delete_archived(struct arch_run *r, size_t *kept_newer,
     }
     for (size_t k = 0; k < nkeys; k++)
         kept += changed[k];
-    rc = list_load(r, &now, err);
+    /* after the delete: what is left is kept, whatever its name */
+    rc = list_load_as(r, &now, true, err);
     if (rc != WK_OK) {
         wk_err_prefix(err,
                       "archive, manifest and delete are done, but listing "
@@ -1389,7 +1429,8 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     if (rc != WK_OK)
         goto out;
     pick_archive_key(&r, old, has_old);
-    rc = list_load(&r, &r.list, err);
+    /* archived already: what is left is only counted (tolerant) */
+    rc = list_load_as(&r, &r.list, noop, err);
     if (rc != WK_OK)
         goto out;
     if (noop && r.list.n > 0) {
@@ -1411,7 +1452,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
             goto out;
         }
         list_release(&r.list);
-        rc = list_load(&r, &r.list, err);
+        rc = list_load_as(&r, &r.list, true, err);
         if (rc != WK_OK)
             goto out;
     }
@@ -1552,7 +1593,6 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     m = calloc(1, sizeof(*m));
     old = calloc(1, sizeof(*old));
     drop = calloc(MF_HISTORY_MAX + 1, sizeof(*drop));
-    r.space_only = src->space_only;
     if (max_attempts < 1)
         max_attempts = 1;
     if (!m || !old || !drop) {
@@ -1620,7 +1660,6 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     out->uncompressed_size = m->uncompressed_size;
     out->file_count = m->file_count;
     out->attempts = r.attempt;
-    out->ignored = r.list.ignored;
 out:
     if (rc != WK_OK && orphan) {
         /* No manifest names it: do not leave an orphan archive behind. */

@@ -40,9 +40,6 @@ struct job_archive_src {
                             of store); entry names are the keys without it */
     bool verify_cas;     /* hash every CAS blob against its name while it
                             streams: a mismatch is WK_E_CORRUPT, naming it */
-    bool space_only;     /* skip keys outside sila.md and space-v1/ (counted
-                            in out->ignored); refuse, WK_E_INVAL, a key that
-                            is no valid entry name (zipr_name_valid) */
 };
 
 /* What job_archive_from() made. */
@@ -52,7 +49,6 @@ struct job_archive_out {
     char checksum[65]; /* SHA-256 of the ZIP */
     uint64_t size, uncompressed_size, file_count;
     unsigned attempts;
-    size_t ignored; /* keys skipped by space_only */
 };
 
 /* Archive the files of src (not active/) as job->space_id, the way the

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/wk_path.h"
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
 #include "jobs/job_int.h"
@@ -34,10 +35,12 @@ struct mig_list {
     struct mig_obj *v; /* owned; sorted by name once loaded */
     size_t n, cap;
     uint64_t total_bytes;
-    size_t skip;     /* key prefix length that is not part of the name */
-    bool space_only; /* skip names outside sila.md and space-v1/ */
-    size_t ignored;  /* names skipped by space_only */
-    char first_ignored[128];
+    const char *prefix; /* borrowed: the listed prefix */
+    size_t skip;        /* its length: the part of a key that is no name */
+    bool strict;        /* the source: every name must pass the name policy
+                           and be listed once, else the job fails naming it
+                           (what is copied is what archives and restores) */
+    size_t foreign;     /* keys outside the prefix, skipped (not strict) */
 };
 
 enum mig_act {
@@ -304,25 +307,34 @@ static enum wk_code list_cb(const struct store_entry *e, void *ud,
                             struct wk_err *err)
 {
     struct mig_list *l = ud;
-    const char *name = e->key + l->skip;
+    const char *name;
+    char shown[160];
 
     if (e->is_prefix)
         return WK_OK;
-    if (l->space_only) {
-        char why[64];
-        if (strcmp(name, "sila.md") != 0 &&
-            strncmp(name, "space-v1/", 9) != 0) {
-            /* not part of a space (a restore would refuse it) */
-            if (l->ignored++ == 0)
-                snprintf(l->first_ignored, sizeof(l->first_ignored), "%s",
-                         name);
+    if (strlen(e->key) < l->skip || memcmp(e->key, l->prefix, l->skip) != 0) {
+        /* a server that ignores the prefix: never copied, never compared */
+        if (!l->strict) {
+            l->foreign++;
             return WK_OK;
         }
-        if (!zipr_name_valid(name, why, sizeof(why)))
+        wk_path_shown(shown, sizeof(shown), e->key, strlen(e->key));
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "listing of '%s' returned key '%s', which is "
+                          "outside it: the store ignores the prefix",
+                          l->prefix, shown);
+    }
+    name = e->key + l->skip;
+    if (l->strict) {
+        /* the one name policy: every safe file is copied as it is */
+        char why[64];
+        if (!zipr_name_valid(name, why, sizeof(why))) {
+            wk_path_shown(shown, sizeof(shown), name, strlen(name));
             return wk_err_set(err, WK_E_INVAL,
-                              "source file '%.200s' cannot be part of a "
+                              "source file '%s' cannot be part of a "
                               "space: %s",
-                              name, why);
+                              shown, why);
+        }
     }
     if (l->n == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 256;
@@ -351,18 +363,27 @@ static int obj_cmp(const void *a, const void *b)
                   ((const struct mig_obj *)b)->name);
 }
 
-static enum wk_code list_load(struct store *st, const char *prefix,
-                              bool space_only, struct mig_list *l,
-                              struct wk_err *err)
+static enum wk_code list_load(struct store *st, const char *prefix, bool strict,
+                              struct mig_list *l, struct wk_err *err)
 {
     enum wk_code rc;
 
     list_release(l);
+    l->prefix = prefix;
     l->skip = strlen(prefix);
-    l->space_only = space_only;
+    l->strict = strict;
     rc = store_list(st, prefix, NULL, list_cb, l, err);
     if (rc == WK_OK && l->n > 1)
         qsort(l->v, l->n, sizeof(*l->v), obj_cmp);
+    for (size_t i = 1; rc == WK_OK && strict && i < l->n; i++)
+        if (strcmp(l->v[i - 1].name, l->v[i].name) == 0) {
+            char shown[160];
+            wk_path_shown(shown, sizeof(shown), l->v[i].name,
+                          strlen(l->v[i].name));
+            rc = wk_err_set(err, WK_E_CORRUPT,
+                            "listing of the source returned file '%s' twice",
+                            shown);
+        }
     return rc;
 }
 
@@ -1017,7 +1038,6 @@ static enum wk_code to_archived(struct mig_run *r, bool has_mf,
     as.store = r->src;
     as.prefix = "";
     as.verify_cas = true;
-    as.space_only = true;
     rc = job_archive_from(&r->job, r->ctx, &as, &ao, err);
     if (rc != WK_OK)
         return rc;
@@ -1036,8 +1056,7 @@ static enum wk_code to_archived(struct mig_run *r, bool has_mf,
     WK_LOG(WK_LOG_INFO, "migrate.archived", KV_STR("job_id", r->job.id),
            KV_STR("space_id", r->job.space_id),
            KV_STR("archive_key", ao.archive_key),
-           KV_INT("files", ao.file_count), KV_INT("ignored", ao.ignored),
-           KV_INT("deleted", deleted));
+           KV_INT("files", ao.file_count), KV_INT("deleted", deleted));
     o = result_base(r);
     if (!o)
         return wk_err_set(err, WK_E_NOMEM, "out of memory");
@@ -1049,7 +1068,9 @@ static enum wk_code to_archived(struct mig_run *r, bool has_mf,
     json_object_set_new(o, "manifestKey", json_string(ao.manifest_key));
     json_object_set_new(o, "checksum", json_string(ao.checksum));
     json_object_set_new(o, "size", json_integer((json_int_t)ao.size));
-    json_object_set_new(o, "ignored", json_integer((json_int_t)ao.ignored));
+    /* every safe file is migrated: nothing is ignored any more (the field
+     * stays for clients that read it) */
+    json_object_set_new(o, "ignored", json_integer(0));
     if (r->job.overwrite)
         json_object_set_new(o, "deleted", json_integer((json_int_t)deleted));
     rc = job_result_take(result, o, err);
@@ -1102,7 +1123,7 @@ static enum wk_code to_active(struct mig_run *r, bool has_mf, struct mf *m,
            KV_STR("space_id", r->job.space_id), KV_STR("target", "active"),
            KV_INT("files", r->slist.n), KV_INT("bytes", r->slist.total_bytes),
            KV_INT("present", r->dlist.n), KV_BOOL("write", r->write),
-           KV_INT("ignored", r->slist.ignored));
+           KV_INT("foreign", r->slist.foreign));
     rc = alloc_slots(r, err);
     if (rc == WK_OK)
         rc = store_sha256_new(&r->cas, err);
@@ -1151,8 +1172,7 @@ static enum wk_code to_active(struct mig_run *r, bool has_mf, struct mf *m,
     json_object_set_new(o, "totalFiles", json_integer((json_int_t)r->slist.n));
     json_object_set_new(o, "totalBytes",
                         json_integer((json_int_t)r->slist.total_bytes));
-    json_object_set_new(o, "ignored",
-                        json_integer((json_int_t)r->slist.ignored));
+    json_object_set_new(o, "ignored", json_integer(0)); /* see to_archived() */
     if (r->job.overwrite)
         json_object_set_new(o, "deleted", json_integer((json_int_t)deleted));
     rc = job_result_take(result, o, err);

@@ -68,8 +68,6 @@
 #define ZCAT_TAIL_BYTES (64u * 1024u)
 /* Smallest ZIP: an end of central directory record. */
 #define ZCAT_EOCD_BYTES 22u
-/* Longest name a ZIP header can hold. */
-#define ZCAT_NAME_MAX 65535u
 
 /* A cached range of the archive. */
 struct zcat_block {
@@ -103,12 +101,6 @@ static bool in_block(const struct zcat_block *b, uint64_t pos)
 static void block_release(struct zcat_block *b)
 {
     wk_buf_release(&b->buf);
-}
-
-/* A name every extractor treats as a plain relative file path. */
-static const char *name_problem(const char *name)
-{
-    return wk_path_problem(name, strlen(name), ZCAT_NAME_MAX);
 }
 
 /* The name for messages (see wk_path_shown). */
@@ -428,7 +420,7 @@ enum wk_code zcat_read(struct store *st, const char *archive_key,
     if (stats)
         memset(stats, 0, sizeof(*stats));
 
-    problem = name_problem(name);
+    problem = wk_name_problem(name, strlen(name)); /* the one policy */
     if (problem) {
         rc = wk_err_set(err, WK_E_INVAL, "read '%s' from '%s': %s", zc.shown,
                         archive_key, problem);

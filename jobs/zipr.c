@@ -63,7 +63,6 @@
 /* Raw bytes kept for our own parsing: a local header (30 + 2 x 64 KiB), a
  * central directory record (46 + 3 x 64 KiB), plus one piece, fit. */
 #define ZIPR_CAPTURE_MAX ((size_t)1024 * 1024)
-#define ZIPR_NAME_MAX    1024u
 /* Names in messages are cut to this many bytes. */
 #define ZIPR_SHOWN_MAX 100u
 
@@ -153,18 +152,11 @@ static unsigned long long ull(uint64_t v)
     return (unsigned long long)v;
 }
 
-/* Why the name s (len bytes, possibly holding NUL) breaks the layout's
- * rules, or NULL. */
+/* Why the name s (len bytes, possibly holding NUL) is refused, or NULL:
+ * the one policy (wk_name_problem), nothing of our own. */
 static const char *name_problem(const unsigned char *s, size_t len)
 {
-    const char *problem = wk_path_problem(s, len, ZIPR_NAME_MAX);
-
-    if (problem)
-        return problem;
-    if (!(len == 7 && memcmp(s, "sila.md", 7) == 0) &&
-        !(len > 9 && memcmp(s, "space-v1/", 9) == 0))
-        return "outside sila.md and space-v1/";
-    return NULL;
+    return wk_name_problem(s, len);
 }
 
 bool zipr_name_valid(const char *name, char *why, size_t whylen)

@@ -79,11 +79,12 @@ uint64_t zipr_total_bytes(const struct zipr *zr);
 
 void zipr_free(struct zipr *zr);
 
-/* The space layout's rules for an entry name (also used for keys): UTF-8,
- * relative, no empty/"."/".." components, no backslash, NUL or control
- * characters, at most 1024 bytes, and under the layout's top level:
- * "sila.md" or "space-v1/...". On false, why (if not NULL) says which
- * rule failed, e.g. "'..' component". */
+/* The name policy (common/wk_path.h, wk_name_problem) for an entry name or
+ * a space key without "active/<spaceId>/": UTF-8, relative, no empty, "."
+ * or ".." component, no backslash, NUL or control character, at most
+ * WK_NAME_MAX bytes; anywhere in the space (no layout rule). The entry
+ * point the archive job, restore, `cat` and migrate call. On false, why
+ * (if not NULL) says which rule failed, e.g. "'..' component". */
 bool zipr_name_valid(const char *name, char *why, size_t whylen);
 
 #endif

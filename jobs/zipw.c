@@ -48,8 +48,6 @@
 
 /* Largest piece handed to archive_write_data() at once. */
 #define ZIPW_WRITE_MAX ((size_t)1 << 30)
-/* Longest entry name a ZIP header can hold. */
-#define ZIPW_NAME_MAX 65535u
 
 struct zipw {
     struct archive *ar;          /* owned */
@@ -65,8 +63,9 @@ struct zipw {
     bool in_entry;
     bool finished;
     bool failed;
-    bool discard; /* drop output: the sink failed, or zipw_free() */
-    char hex[65]; /* SHA-256 of the output, set by zipw_finish() */
+    bool discard;            /* drop output: the sink failed, or zipw_free() */
+    char hex[65];            /* SHA-256 of the output, set by zipw_finish() */
+    struct wk_nameset names; /* owned: every entry name so far */
 };
 
 /* Never fails toward libarchive: after a sink failure (kept in sink_err
@@ -127,12 +126,6 @@ static enum wk_code check_usable(const struct zipw *zw, const char *what,
         return wk_err_set(err, WK_E_INTERNAL, "%s: zip writer already finished",
                           what);
     return WK_OK;
-}
-
-/* A name every extractor treats as a plain relative file path. */
-static const char *name_problem(const char *name)
-{
-    return wk_path_problem(name, strlen(name), ZIPW_NAME_MAX);
 }
 
 /* The name for messages (see wk_path_shown). */
@@ -208,7 +201,18 @@ enum wk_code zipw_entry_begin(struct zipw *zw, const char *name, uint64_t size,
     if (rc != WK_OK)
         return rc;
     set_msg_name(shown, sizeof(shown), name);
-    problem = name_problem(name);
+    /* the reader's own policy: we never write what a restore refuses */
+    problem = wk_name_problem(name, strlen(name));
+    if (!problem) {
+        int added = wk_nameset_add(&zw->names, name, strlen(name));
+        if (added < 0) {
+            zw->failed = true;
+            return wk_err_set(err, WK_E_NOMEM, "zip entry '%s': out of memory",
+                              shown);
+        }
+        if (added == 0)
+            problem = "duplicate name";
+    }
     if (problem) {
         zw->failed = true;
         return wk_err_set(err, WK_E_INVAL, "zip entry '%s': %s", shown,
@@ -365,5 +369,6 @@ void zipw_free(struct zipw *zw)
     }
     archive_entry_free(zw->entry);
     store_sha256_free(zw->hash);
+    wk_nameset_release(&zw->names);
     free(zw);
 }

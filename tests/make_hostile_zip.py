@@ -346,9 +346,28 @@ def kind_duplicate(a):
             "the same name twice")
 
 
-def kind_outside(a):
-    return (with_zipfile([("etc/passwd", b"root:x:0:0\n")]), 1,
-            "a name outside sila.md and space-v1/")
+def kind_rootfiles(a):
+    # not hostile: a space with files outside sila.md and space-v1/, as
+    # every earlier version archived them; they must restore
+    return (with_zipfile(good_entries() + [
+        ("notes.txt", b"my notes\n"),
+        (".DS_Store", b"\x00\x00\x00\x01Bud1"),
+        (".cache/x", b""),
+        ("a b+c%d~e.txt", b"odd but safe\n"),
+    ]), 8, "the good space plus root-level files, dotfiles and a dotted "
+        "folder (what older versions archived)")
+
+
+def kind_emptycomp(a):
+    z = RawZip()
+    z.add(b"space-v1//a", b"x\n")
+    return z.bytes(), 1, "an empty path component (S3 allows a//b)"
+
+
+def kind_badutf8(a):
+    z = RawZip()
+    z.add(b"space-v1/a\xffb", b"x\n")
+    return z.bytes(), 1, "a name that is not UTF-8"
 
 
 def kind_bomb(a):
@@ -588,7 +607,9 @@ KINDS = {
     "device": kind_device,
     "directory": kind_directory,
     "duplicate": kind_duplicate,
-    "outside": kind_outside,
+    "rootfiles": kind_rootfiles,
+    "emptycomp": kind_emptycomp,
+    "badutf8": kind_badutf8,
     "bomb": kind_bomb,
     "oversize": kind_oversize,
     "truncated": kind_truncated,

@@ -961,11 +961,15 @@ START_TEST(test_job_migrate_refuses_source_inside_store)
 }
 END_TEST
 
-START_TEST(test_job_migrate_ignores_files_outside_space)
+/* One name policy: a space folder's safe files outside sila.md and
+ * space-v1/ are migrated as they are (the archive and restore keep them
+ * too); a name the policy refuses fails the job, naming it. */
+START_TEST(test_job_migrate_copies_files_outside_space)
 {
     struct store *dst = new_mem(), *st = NULL;
     char url[256];
     struct wk_err err;
+    struct wk_buf b;
     struct run r;
 
     make_space("s1", SPACE, url, sizeof(url));
@@ -973,11 +977,17 @@ START_TEST(test_job_migrate_ignores_files_outside_space)
     ck_assert_int_eq(store_fs_new(url + 7, &st, &err), WK_OK);
     put_text(st, ".DS_Store", "finder junk");
     ck_assert_msg(run_migrate(dst, url, NULL, &r) == WK_OK, "%s", r.err.msg);
-    ck_assert_int_eq(res_int(&r, "ignored"), 1);
-    ck_assert_int_eq(res_int(&r, "files"), NFILES);
+    ck_assert_int_eq(res_int(&r, "ignored"), 0);
+    ck_assert_int_eq(res_int(&r, "files"), NFILES + 1);
     run_release(&r);
-    ck_assert_uint_eq(count(dst, ACTIVE), NFILES);
-    /* a name the layout refuses, inside space-v1/, fails the job */
+    ck_assert_uint_eq(count(dst, ACTIVE), NFILES + 1);
+    wk_buf_init(&b, 1024);
+    ck_assert_int_eq(store_get_all(dst, "active/" SPACE "/.DS_Store", &b, &err),
+                     WK_OK);
+    ck_assert_uint_eq(b.len, 11);
+    ck_assert(memcmp(b.data, "finder junk", 11) == 0);
+    wk_buf_release(&b);
+    /* a name the policy refuses fails the job */
     {
         char path[600];
         FILE *fp;
@@ -1287,7 +1297,7 @@ Suite *job_migrate_suite(void)
     tcase_add_test(tc, test_job_migrate_refuses_id_mismatch);
     tcase_add_test(tc, test_job_migrate_resolve_space_id);
     tcase_add_test(tc, test_job_migrate_refuses_source_inside_store);
-    tcase_add_test(tc, test_job_migrate_ignores_files_outside_space);
+    tcase_add_test(tc, test_job_migrate_copies_files_outside_space);
     tcase_add_test(tc, test_job_migrate_to_archived);
     tcase_add_test(tc, test_job_migrate_overwrite_archived_with_active);
     tcase_add_test(tc, test_job_migrate_to_archived_sealed);

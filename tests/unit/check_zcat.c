@@ -870,7 +870,7 @@ static void zip_names(const struct wk_buf *zip, char *names, size_t cap)
 START_TEST(test_zcat_hostile_archives)
 {
     static const char *const good[] = { "good", "stream", "zip64",
-                                        "zip64_stream" };
+                                        "zip64_stream", "rootfiles" };
     static const char *const bad_crc[] = { "badcrc", "badcrc_stored" };
     char kinds[4096], names[16384], *ks = NULL;
     FILE *f;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/wk_path.h"
 #include "jobs/job.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
@@ -312,6 +313,55 @@ static void mf_state_of(struct store *st, char *out, size_t len)
     snprintf(out, len, "%s", mf_state_name(m.state));
     wk_buf_release(&b);
 }
+
+/* ---- the policy itself ---- */
+
+/* zipr_name_valid() is wk_name_problem(): the same verdict and reason. */
+START_TEST(test_names_policy_is_one_function)
+{
+    static const char *const cases[] = {
+        "sila.md", ".DS_Store",   "a b",  "x/../y", "a//b",      "a\\b", "/abs",
+        "dir/",    "caf\xc3\xa9", "\xff", "a\x01",  "a\xc2\x85", ".",    "",
+    };
+    char why[64];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *p = wk_name_problem(cases[i], strlen(cases[i]));
+        why[0] = '\0';
+        ck_assert_int_eq(zipr_name_valid(cases[i], why, sizeof(why)),
+                         p == NULL);
+        if (p)
+            ck_assert_str_eq(why, p);
+    }
+}
+END_TEST
+
+START_TEST(test_names_nameset_finds_duplicates)
+{
+    struct wk_nameset set;
+    char name[32];
+
+    wk_nameset_init(&set);
+    for (unsigned i = 0; i < 5000; i++) {
+        snprintf(name, sizeof(name), "space-v1/f%u", i);
+        ck_assert_int_eq(wk_nameset_add(&set, name, strlen(name)), 1);
+    }
+    ck_assert_uint_eq(set.n, 5000);
+    for (unsigned i = 0; i < 5000; i += 7) {
+        snprintf(name, sizeof(name), "space-v1/f%u", i);
+        ck_assert(wk_nameset_has(&set, name, strlen(name)));
+        ck_assert_int_eq(wk_nameset_add(&set, name, strlen(name)), 0);
+    }
+    /* bytes, not characters: NFC and NFD are two names; a prefix is not
+     * the name */
+    ck_assert_int_eq(wk_nameset_add(&set, "caf\xc3\xa9", 5), 1);
+    ck_assert_int_eq(wk_nameset_add(&set, "cafe\xcc\x81", 6), 1);
+    ck_assert(!wk_nameset_has(&set, "space-v1/f1", 10));
+    ck_assert_uint_eq(set.n, 5002);
+    wk_nameset_release(&set);
+    ck_assert(!wk_nameset_has(&set, "caf\xc3\xa9", 5));
+}
+END_TEST
 
 /* ---- safe names: verbatim both ways ---- */
 
@@ -737,6 +787,8 @@ Suite *names_suite(void)
     TCase *big = tcase_create("zip64");
 
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_names_policy_is_one_function);
+    tcase_add_test(tc, test_names_nameset_finds_duplicates);
     tcase_add_test(tc, test_names_safe_keys_round_trip);
     tcase_add_test(tc, test_names_refused_key_fails_archive_before_delete);
     tcase_add_test(tc, test_names_foreign_key_refused);

@@ -18,11 +18,11 @@
 #include "storage/seal.h"
 #include "storage/store.h"
 
-#define ZIPCD_EOCD_BYTES    22u
-#define ZIPCD_LOC_BYTES     20u
-#define ZIPCD_Z64_BYTES     56u
-#define ZIPCD_LOCAL_FIXED   30u
-#define ZIPCD_SHOWN_MAX     100u
+#define ZIPCD_EOCD_BYTES  22u
+#define ZIPCD_LOC_BYTES   20u
+#define ZIPCD_Z64_BYTES   56u
+#define ZIPCD_LOCAL_FIXED 30u
+#define ZIPCD_SHOWN_MAX   100u
 
 static uint16_t le16(const unsigned char *p)
 {
@@ -164,8 +164,8 @@ static bool eocd_field(uint64_t field, uint64_t value, uint64_t sentinel,
     return zip64 && field == sentinel;
 }
 
-bool zipcd_eocd_matches(const unsigned char *p, uint64_t n_cd,
-                        uint64_t cd_size, uint64_t cd_start, bool zip64)
+bool zipcd_eocd_matches(const unsigned char *p, uint64_t n_cd, uint64_t cd_size,
+                        uint64_t cd_start, bool zip64)
 {
     return eocd_field(le16(p + 4), 0, 0xffff, zip64) &&
            eocd_field(le16(p + 6), 0, 0xffff, zip64) &&
@@ -182,9 +182,9 @@ struct zipcd_rd {
     const char *key;          /* borrowed */
     const struct seal_dk *dk; /* borrowed; NULL: plain */
     uint64_t stored_size;
-    uint64_t size;         /* plain ZIP bytes */
-    struct wk_buf sealed;  /* stored bytes of one fetch */
-    struct wk_buf plain;   /* their plaintext (whole chunks) */
+    uint64_t size;        /* plain ZIP bytes */
+    struct wk_buf sealed; /* stored bytes of one fetch */
+    struct wk_buf plain;  /* their plaintext (whole chunks) */
     unsigned requests;
 };
 
@@ -228,8 +228,7 @@ static enum wk_code fetch(struct zipcd_rd *rd, uint64_t off, uint64_t len,
         return wk_err_set(err, WK_E_CORRUPT,
                           "archive '%s': short read at offset %llu", rd->key,
                           ull(off));
-    return wk_buf_append(out, rd->plain.data + (off - p_off), (size_t)len,
-                         err);
+    return wk_buf_append(out, rd->plain.data + (off - p_off), (size_t)len, err);
 }
 
 static enum wk_code bad(struct zipcd_rd *rd, struct wk_err *err,
@@ -285,8 +284,8 @@ static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
                               size_t block, zipcd_entry_cb cb, void *ud,
                               struct wk_err *err)
 {
-    struct wk_buf win;   /* plain bytes [win_off, win_off + win.len) */
-    char *name = NULL;   /* NUL-terminated copy for the callback */
+    struct wk_buf win; /* plain bytes [win_off, win_off + win.len) */
+    char *name = NULL; /* NUL-terminated copy for the callback */
     uint64_t win_off = cd_off, pos = cd_off, end = cd_off + cd_size;
     uint64_t fetched; /* next byte not yet in win */
     uint64_t idx = 0;
@@ -308,8 +307,7 @@ static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
         for (int pass = 0; pass < 2; pass++) {
             /* make [pos, pos + need) available */
             if (end - pos < need) {
-                rc = bad(rd, err,
-                         "the central directory ends inside a record");
+                rc = bad(rd, err, "the central directory ends inside a record");
                 goto out;
             }
             if (in_tail) {
@@ -333,8 +331,8 @@ static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
                         goto out;
                     fetched += want;
                 }
-                base = (const unsigned char *)win.data +
-                       (size_t)(pos - win_off);
+                base =
+                    (const unsigned char *)win.data + (size_t)(pos - win_off);
             }
             if (pass == 0) {
                 if (memcmp(base, "PK\001\002", 4) != 0) {
@@ -409,9 +407,9 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
         block_bytes = ZIPCD_BLOCK_MIN;
     {
         size_t more = dk ? 2 * (size_t)dk->chunk_bytes : 0;
-        size_t span = (block_bytes > ZIPCD_TAIL_BYTES ? block_bytes
-                                                      : ZIPCD_TAIL_BYTES) +
-                      more;
+        size_t span =
+            (block_bytes > ZIPCD_TAIL_BYTES ? block_bytes : ZIPCD_TAIL_BYTES) +
+            more;
         size_t tags = dk ? (span / dk->chunk_bytes + 2) * SEAL_TAG_BYTES : 0;
         wk_buf_init(&rd.sealed, span + tags);
         wk_buf_init(&rd.plain, span);
@@ -519,7 +517,8 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
                  "at offset %llu)%s",
                  (unsigned)le16(e + 10), (unsigned long)le32(e + 12),
                  (unsigned long)le32(e + 16), ull(n_entries), ull(cd_size),
-                 ull(cd_off), zip64 ? "" : ", and there is no ZIP64 end record");
+                 ull(cd_off),
+                 zip64 ? "" : ", and there is no ZIP64 end record");
         rc = bad(&rd, err, why);
         goto out;
     }

@@ -105,8 +105,8 @@ const char *zipcd_z64_end_problem(const unsigned char *p, uint64_t n_cd,
 /* The end record at p (22 bytes) says exactly this central directory: each
  * field holds the value, or (zip64 only) the ZIP64 sentinel; without a ZIP64
  * end record, no value may need one. */
-bool zipcd_eocd_matches(const unsigned char *p, uint64_t n_cd,
-                        uint64_t cd_size, uint64_t cd_start, bool zip64);
+bool zipcd_eocd_matches(const unsigned char *p, uint64_t n_cd, uint64_t cd_size,
+                        uint64_t cd_start, bool zip64);
 
 /* ---- store layer ---- */
 

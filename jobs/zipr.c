@@ -88,7 +88,9 @@ struct zipr_rec {
 struct zipr {
     struct archive *ar; /* owned */
     zipr_read_cb cb;
-    void *ud; /* borrowed: the callback's */
+    void *ud;                     /* borrowed: the callback's */
+    zipr_declared_cb declared_cb; /* NULL: no authority for sizes */
+    void *declared_ud;            /* borrowed: declared's */
     struct zipr_limits lim;
     struct wk_err src_err; /* first failure of the callback */
 
@@ -122,6 +124,8 @@ struct zipr {
     uint16_t flags;
     bool zip64;        /* a ZIP64 extra field: 64-bit data descriptor */
     uint64_t declared; /* uncompressed size; UINT64_MAX if unknown */
+    bool authority;    /* declared comes from the authority: no ratio */
+    uint32_t auth_crc; /* and the CRC-32 it declares */
     uint64_t local_csize;
     uint64_t data_start;
     uint64_t produced;
@@ -633,6 +637,24 @@ static enum wk_code begin_entry(struct zipr *zr, struct archive_entry *ae,
         zr->declared = UINT64_MAX;
     else
         zr->declared = usize;
+    zr->authority = false;
+    if (zr->declared_cb) {
+        uint64_t dus = 0;
+        uint32_t dcrc = 0;
+        if (zr->declared_cb(zr->declared_ud, zr->n_recs - 1, &dus, &dcrc)) {
+            if (zr->declared != UINT64_MAX && zr->declared != dus) {
+                char why[128];
+                snprintf(why, sizeof(why),
+                         "header declares %llu bytes, the central directory "
+                         "%llu",
+                         ull(zr->declared), ull(dus));
+                return refuse(zr, err, why);
+            }
+            zr->declared = dus;
+            zr->authority = true;
+            zr->auth_crc = dcrc;
+        }
+    }
     zr->data_start = (uint64_t)consumed;
     zr->produced = 0;
     zr->blk = NULL;
@@ -691,8 +713,17 @@ static enum wk_code end_entry(struct zipr *zr, struct wk_err *err)
     }
     if (zr->declared != UINT64_MAX && zr->produced != zr->declared) {
         char why[128];
-        snprintf(why, sizeof(why), "%llu bytes, its header declares %llu",
-                 ull(zr->produced), ull(zr->declared));
+        snprintf(why, sizeof(why), "%llu bytes, its %s declares %llu",
+                 ull(zr->produced),
+                 zr->authority ? "central directory" : "header",
+                 ull(zr->declared));
+        return refuse(zr, err, why);
+    }
+    if (zr->authority && rec->crc != zr->auth_crc) {
+        char why[128];
+        snprintf(why, sizeof(why),
+                 "CRC-32 %08lx, its central directory declares %08lx",
+                 (unsigned long)rec->crc, (unsigned long)zr->auth_crc);
         return refuse(zr, err, why);
     }
     rec->csize = csize;
@@ -711,9 +742,9 @@ static enum wk_code check_block(struct zipr *zr, size_t n, struct wk_err *err)
 
     if (zr->declared != UINT64_MAX && after > zr->declared) {
         char why[96];
-        snprintf(why, sizeof(why),
-                 "more than the %llu bytes its header declares",
-                 ull(zr->declared));
+        snprintf(why, sizeof(why), "more than the %llu bytes its %s declares",
+                 ull(zr->declared),
+                 zr->authority ? "central directory" : "header");
         return refuse(zr, err, why);
     }
     if (zr->total > zr->lim.max_total_bytes ||
@@ -724,7 +755,7 @@ static enum wk_code check_block(struct zipr *zr, size_t n, struct wk_err *err)
                           "manifest's uncompressedSize",
                           ull(zr->lim.max_total_bytes));
     }
-    if (rec->method != 0 && after > zr->lim.ratio_min_bytes) {
+    if (rec->method != 0 && !zr->authority && after > zr->lim.ratio_min_bytes) {
         la_int64_t pos = archive_filter_bytes(zr->ar, -1);
         uint64_t in = pos > 0 && (uint64_t)pos > zr->data_start
                           ? (uint64_t)pos - zr->data_start
@@ -1090,6 +1121,12 @@ enum wk_code zipr_read(struct zipr *zr, void *buf, size_t len, size_t *nread,
     zr->blk_len -= n;
     *nread = n;
     return WK_OK;
+}
+
+void zipr_set_declared(struct zipr *zr, zipr_declared_cb declared, void *ud)
+{
+    zr->declared_cb = declared;
+    zr->declared_ud = ud;
 }
 
 uint64_t zipr_total_bytes(const struct zipr *zr)

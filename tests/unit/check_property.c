@@ -72,15 +72,22 @@ static void space_release(struct prop_space *sp)
 
 /* Pieces a name component is made of: safe, and some of them awkward. */
 static const char *const pieces[] = {
-    "a",  "b",   "z",  "0",   "9",   "-",   "_",   " ",
-    "+",  "%",   "~",  "=",   ",",   "@",   "(",   ")",
-    "'",  "!",   "#",  "$",   "&",   ";",   "[",   "]",
-    "{",  "}",   "^",  "`",   "doc", "IMG", "tmp", "x.y",
-    "ä",  "日本", "é",  "😀",  "ß",   "Ω",   "\xe2\x80\x8b" /* ZWSP */,
+    "a",    "b",   "z",
+    "0",    "9",   "-",
+    "_",    " ",   "+",
+    "%",    "~",   "=",
+    ",",    "@",   "(",
+    ")",    "'",   "!",
+    "#",    "$",   "&",
+    ";",    "[",   "]",
+    "{",    "}",   "^",
+    "`",    "doc", "IMG",
+    "tmp",  "x.y", "ä",
+    "日本", "é",   "😀",
+    "ß",    "Ω",   "\xe2\x80\x8b" /* ZWSP */,
 };
 
-static void add_component(struct prop_rng *r, char *out, size_t cap,
-                          bool dot)
+static void add_component(struct prop_rng *r, char *out, size_t cap, bool dot)
 {
     size_t len = strlen(out);
     unsigned n = 1 + rnd_below(r, 6);
@@ -264,8 +271,7 @@ START_TEST(test_property_archive_restore_round_trip)
     uint64_t bytes = 0, files = 0, zeros9 = 0;
     struct timespec t0, t1;
 
-    fprintf(stderr,
-            "property: seed %llu, %u iterations, root-level names %s\n",
+    fprintf(stderr, "property: seed %llu, %u iterations, root-level names %s\n",
             (unsigned long long)seed, iters, root_names ? "on" : "off");
     clock_gettime(CLOCK_MONOTONIC, &t0);
     wk_buf_init(&result, 1u << 16);
@@ -288,8 +294,8 @@ START_TEST(test_property_archive_restore_round_trip)
         wk_err_clear(&err);
         ck_assert_int_eq(store_mem_new(&st, &err), WK_OK);
         for (size_t i = 0; i < sp.n; i++) {
-            ck_assert_msg(store_put(st, sp.f[i].key, sp.f[i].data,
-                                    sp.f[i].len, &err) == WK_OK,
+            ck_assert_msg(store_put(st, sp.f[i].key, sp.f[i].data, sp.f[i].len,
+                                    &err) == WK_OK,
                           "put '%s': %s", sp.f[i].key, err.msg);
             bytes += sp.f[i].len;
             if (cfg.deflate_level == 9 && sp.f[i].len > MIB &&
@@ -310,8 +316,9 @@ START_TEST(test_property_archive_restore_round_trip)
                       wk_buf_cstr(&result));
         ck_assert_int_eq(store_list(st, PROP_ACTIVE, NULL, list_cb, &l, &err),
                          WK_OK);
-        ck_assert_msg(l.n == 0, "iteration %u: %zu objects left after the "
-                                "archive",
+        ck_assert_msg(l.n == 0,
+                      "iteration %u: %zu objects left after the "
+                      "archive",
                       it, l.n);
 
         rc = run(st, JOB_UNARCHIVE, &cfg, &result, &err);
@@ -328,8 +335,8 @@ START_TEST(test_property_archive_restore_round_trip)
         for (size_t i = 0; i < sp.n; i++) {
             wk_buf_reset(&got);
             ck_assert_msg(store_get_all(st, sp.f[i].key, &got, &err) == WK_OK,
-                          "iteration %u (seed %llu): '%s' not restored: %s",
-                          it, (unsigned long long)seed, sp.f[i].key, err.msg);
+                          "iteration %u (seed %llu): '%s' not restored: %s", it,
+                          (unsigned long long)seed, sp.f[i].key, err.msg);
             ck_assert_msg(got.len == sp.f[i].len &&
                               (got.len == 0 ||
                                memcmp(got.data, sp.f[i].data, got.len) == 0),

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/wk_log.h"
+#include "common/wk_path.h"
 #include "jobs/job_archive.h"
 #include "jobs/job_int.h"
 #include "jobs/manifest.h"
@@ -38,15 +39,17 @@ struct ua_src {
  * per entry, in archive order, its uncompressed size and CRC-32, the
  * authority zipr holds each entry to (zipr_set_declared) instead of the
  * ratio limit. 12 bytes per entry; never more entries than the manifest's
- * fileCount (a directory with more is refused before anything is
- * written). */
+ * fileCount, nor more declared bytes than its uncompressedSize (a directory
+ * that says more is refused before anything is written). */
 struct ua_cd {
     uint64_t *usize; /* owned */
     uint32_t *crc;   /* owned */
     size_t n, cap;
-    uint64_t max;     /* entries allowed */
-    uint64_t next_at; /* local header offsets must grow */
-    bool ordered;     /* entries in offset order: index i is entry i */
+    uint64_t max;       /* entries allowed */
+    uint64_t max_bytes; /* declared bytes allowed (uncompressedSize) */
+    uint64_t bytes;     /* declared so far */
+    uint64_t next_at;   /* local header offsets must grow */
+    bool ordered;       /* entries in offset order: index i is entry i */
 };
 
 static enum wk_code cd_entry(const struct zipcd_entry *e, void *ud,
@@ -59,6 +62,16 @@ static enum wk_code cd_entry(const struct zipcd_entry *e, void *ud,
                           "archive has more than %llu entries, the "
                           "manifest's fileCount",
                           (unsigned long long)cd->max);
+    if (e->usize > cd->max_bytes - cd->bytes) {
+        char shown[128];
+        wk_path_shown(shown, sizeof(shown), e->name, e->name_len);
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive holds more than %llu bytes, the "
+                          "manifest's uncompressedSize: its central directory "
+                          "declares entry '%s' past them",
+                          (unsigned long long)cd->max_bytes, shown);
+    }
+    cd->bytes += e->usize;
     if (cd->n == cd->cap) {
         size_t ncap = cd->cap ? cd->cap * 2 : 256;
         uint64_t *u;
@@ -114,14 +127,12 @@ static enum wk_code cd_preread(const struct job *job, const struct job_ctx *ctx,
     enum wk_code rc;
 
     cd->max = want->file_count;
+    cd->max_bytes = want->uncompressed_size;
     cd->ordered = true;
     rc = zipcd_read(ctx->store, want->key, want->size, dk,
                     (size_t)ctx->cfg->chunk_bytes, cd_entry, cd, &info, err);
-    if (rc != WK_OK) {
-        if (rc == WK_E_CORRUPT)
-            wk_err_prefix(err, "archive '%s'", want->key);
-        return rc;
-    }
+    if (rc != WK_OK)
+        return rc; /* (zipcd's messages name the archive) */
     WK_LOG(WK_LOG_INFO, "unarchive.directory_read", KV_STR("job_id", job->id),
            KV_STR("archive_key", want->key), KV_INT("entries", info.entries),
            KV_INT("ordered", cd->ordered), KV_INT("requests", info.requests));

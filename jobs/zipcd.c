@@ -257,6 +257,10 @@ static enum wk_code record_check(struct zipcd_rd *rd,
     if (!e->extra_ok)
         why = "a size or offset needs a ZIP64 extra field that is missing or "
               "malformed";
+    else if (e->usize > (uint64_t)INT64_MAX)
+        why = "Malformed 64-bit uncompressed size";
+    else if (e->csize > (uint64_t)INT64_MAX)
+        why = "Malformed 64-bit compressed size";
     else if (e->disk != 0)
         why = "entry on another disk";
     else if (e->offset > cd_off || cd_off - e->offset < ZIPCD_LOCAL_FIXED ||
@@ -280,7 +284,7 @@ static enum wk_code record_check(struct zipcd_rd *rd,
  * have bytes of it may already be in tail (at tail_off). */
 static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
                               uint64_t tail_off, uint64_t cd_off,
-                              uint64_t cd_size, uint64_t n_entries,
+                              uint64_t cd_size, uint64_t n_entries, bool zip64,
                               size_t block, zipcd_entry_cb cb, void *ud,
                               struct wk_err *err)
 {
@@ -289,6 +293,8 @@ static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
     uint64_t win_off = cd_off, pos = cd_off, end = cd_off + cd_size;
     uint64_t fetched; /* next byte not yet in win */
     uint64_t idx = 0;
+    uint64_t prev_end = 0; /* least end of the entry before, in offset order */
+    uint64_t prev_off = 0;
     const unsigned char *base;
     enum wk_code rc = WK_OK;
 
@@ -359,6 +365,22 @@ static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
         name[e.name_len] = '\0';
         e.name = name;
         rc = record_check(rd, &e, cd_off, err);
+        if (rc == WK_OK && idx > 0 && e.offset >= prev_off &&
+            e.offset < prev_end) {
+            /* in offset order, each local header (at least 30 bytes and
+             * the name) and its data end before the next one starts;
+             * overlapping entries share one kernel (Fifield's bomb) */
+            char why[160];
+            snprintf(why, sizeof(why),
+                     "central directory entry %llu at offset %llu overlaps "
+                     "the entry before it (overlapping entries: zip bomb?)",
+                     ull(idx), ull(e.offset));
+            rc = bad(rd, err, why);
+        }
+        if (rc == WK_OK) {
+            prev_off = e.offset;
+            prev_end = e.offset + ZIPCD_LOCAL_FIXED + e.name_len + e.csize;
+        }
         if (rc == WK_OK && cb)
             rc = cb(&e, ud, err);
         if (rc != WK_OK)
@@ -369,9 +391,9 @@ static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
     if (idx != n_entries) {
         char why[128];
         snprintf(why, sizeof(why),
-                 "the end record says %llu entries, the central directory "
+                 "the %send record says %llu entries, the central directory "
                  "has %llu",
-                 ull(n_entries), ull(idx));
+                 zip64 ? "ZIP64 " : "", ull(n_entries), ull(idx));
         rc = bad(rd, err, why);
     }
 out:
@@ -486,8 +508,8 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
         if (memcmp(zr, "PK\006\006", 4) != 0 ||
             z64_off + 12 + le64(zr + 4) != eocd - ZIPCD_LOC_BYTES) {
             snprintf(why, sizeof(why),
-                     "no ZIP64 end record ending at the locator (offset "
-                     "%llu)",
+                     "the ZIP64 end locator points to offset %llu, where no "
+                     "ZIP64 end record ends at the locator",
                      ull(z64_off));
             rc = bad(&rd, err, why);
             goto out;
@@ -504,9 +526,10 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
     }
     if (cd_off > cd_end || cd_end - cd_off != cd_size) {
         snprintf(why, sizeof(why),
-                 "the central directory (%llu bytes at offset %llu) does not "
-                 "end where the end records start (offset %llu)",
-                 ull(cd_size), ull(cd_off), ull(cd_end));
+                 "the %send record says the central directory is %llu bytes "
+                 "at offset %llu, which does not end where the end records "
+                 "start (offset %llu)",
+                 zip64 ? "ZIP64 " : "", ull(cd_size), ull(cd_off), ull(cd_end));
         rc = bad(&rd, err, why);
         goto out;
     }
@@ -531,7 +554,7 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
         rc = bad(&rd, err, why);
         goto out;
     }
-    rc = stream_cd(&rd, &tail, tail_off, cd_off, cd_size, n_entries,
+    rc = stream_cd(&rd, &tail, tail_off, cd_off, cd_size, n_entries, zip64,
                    block_bytes, cb, ud, err);
     if (rc != WK_OK)
         goto out;

@@ -120,7 +120,8 @@ typedef enum wk_code (*zipcd_entry_cb)(const struct zipcd_entry *e, void *ud,
  * less than ZIPCD_BLOCK_MIN is raised to it). cb may be NULL; info (may be
  * NULL) is filled on success. Checks, besides the end records: every
  * record's signature, its ZIP64 extra where a value needs it, disk 0, its
- * local header and data inside the part before the central directory, the
+ * local header and data inside the part before the central directory, no
+ * two entries overlapping (checked between neighbours in offset order), the
  * record count. Names are not judged here (the callback does that). */
 enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
                         const struct seal_dk *dk, size_t block_bytes,

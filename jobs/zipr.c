@@ -645,9 +645,9 @@ static enum wk_code begin_entry(struct zipr *zr, struct archive_entry *ae,
             if (zr->declared != UINT64_MAX && zr->declared != dus) {
                 char why[128];
                 snprintf(why, sizeof(why),
-                         "header declares %llu bytes, the central directory "
-                         "%llu",
-                         ull(zr->declared), ull(dus));
+                         "central directory disagrees with the local header "
+                         "(%llu bytes, the header %llu)",
+                         ull(dus), ull(zr->declared));
                 return refuse(zr, err, why);
             }
             zr->declared = dus;

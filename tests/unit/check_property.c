@@ -4,8 +4,9 @@
  * byte, with the same count. Random: safe names (unicode, spaces, '+', '%',
  * '~', dotfiles, deep or flat placement, and root-level names when
  * PROP_ROOT_NAMES is on), sizes from 0 to several MiB, content of zeros, a
- * repeating block or noise, deflate level 1 or 9, and the job's window and
- * chunk sizes. The first space holds a file of zeros at level 9 (more than
+ * repeating block or noise, deflate level 1 or 9, the job's window and
+ * chunk sizes, and a plain or a sealed archive (client-side encryption).
+ * The first space holds a file of zeros at level 9 (more than
  * 1000:1, which the ratio limit alone refuses).
  *
  * The seed is printed; PROPERTY_SEED=<n> replays one, PROPERTY_ITERS=<n>
@@ -20,6 +21,7 @@
 #include "common/wk_buf.h"
 #include "common/wk_err.h"
 #include "jobs/job.h"
+#include "storage/seal.h"
 #include "storage/store.h"
 #include "tests/unit/suites.h"
 
@@ -28,8 +30,10 @@
 #define PROP_ITERS  300u
 #define PROP_SEED   20261206u
 #define PROP_FILES  12u
-#define KIB         1024u
-#define MIB         (1024u * 1024u)
+#define PROP_KEY \
+    "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+#define KIB 1024u
+#define MIB (1024u * 1024u)
 /* Names at the top of the space, outside sila.md and space-v1/ (a user's
  * notes.txt, .DS_Store): the restore refuses them until the name policy of
  * issue 14 lands; then turn this on. */
@@ -217,7 +221,8 @@ static time_t prop_now(void)
 }
 
 static enum wk_code run(struct store *st, enum job_type type,
-                        const struct job_config *cfg, struct wk_buf *result,
+                        const struct job_config *cfg,
+                        const struct seal_keyring *keys, struct wk_buf *result,
                         struct wk_err *err)
 {
     struct job job;
@@ -231,6 +236,7 @@ static enum wk_code run(struct store *st, enum job_type type,
     ctx.store = st;
     ctx.cfg = cfg;
     ctx.now = prop_now;
+    ctx.keys = keys;
     wk_buf_reset(result);
     wk_err_clear(err);
     return job_run(&job, &ctx, result, err);
@@ -268,12 +274,17 @@ START_TEST(test_property_archive_restore_round_trip)
     struct prop_rng r = { seed * 2654435761u + 1 };
     struct wk_buf result, got;
     struct wk_err err;
-    uint64_t bytes = 0, files = 0, zeros9 = 0;
+    uint64_t bytes = 0, files = 0, zeros9 = 0, nsealed = 0;
+    struct seal_keyring *kr = NULL;
     struct timespec t0, t1;
 
     fprintf(stderr, "property: seed %llu, %u iterations, root-level names %s\n",
             (unsigned long long)seed, iters, root_names ? "on" : "off");
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    wk_err_clear(&err);
+    ck_assert_int_eq(seal_keyring_parse(PROP_KEY "\n", strlen(PROP_KEY) + 1,
+                                        "property", &kr, &err),
+                     WK_OK);
     wk_buf_init(&result, 1u << 16);
     wk_buf_init(&got, 16 * MIB);
     for (unsigned it = 0; it < iters; it++) {
@@ -281,6 +292,7 @@ START_TEST(test_property_archive_restore_round_trip)
         struct prop_space sp;
         struct job_config cfg;
         struct listing l;
+        bool sealed;
         static const uint64_t chunks[] = { 256 * KIB, 1 * MIB, 8 * MIB };
         enum wk_code rc;
 
@@ -291,6 +303,8 @@ START_TEST(test_property_archive_restore_round_trip)
         cfg.window_objects = 1 + rnd_below(&r, 8);
         cfg.window_bytes = (1 + rnd_below(&r, 16)) * MIB;
         cfg.chunk_bytes = chunks[rnd_below(&r, 3)];
+        sealed = rnd_below(&r, 4) == 0; /* client-side encryption */
+        nsealed += sealed;
         wk_err_clear(&err);
         ck_assert_int_eq(store_mem_new(&st, &err), WK_OK);
         for (size_t i = 0; i < sp.n; i++) {
@@ -305,7 +319,7 @@ START_TEST(test_property_archive_restore_round_trip)
         }
         files += sp.n;
 
-        rc = run(st, JOB_ARCHIVE, &cfg, &result, &err);
+        rc = run(st, JOB_ARCHIVE, &cfg, sealed ? kr : NULL, &result, &err);
         ck_assert_msg(rc == WK_OK,
                       "iteration %u (seed %llu): archive of %zu files, "
                       "level %d: %s",
@@ -321,7 +335,7 @@ START_TEST(test_property_archive_restore_round_trip)
                       "archive",
                       it, l.n);
 
-        rc = run(st, JOB_UNARCHIVE, &cfg, &result, &err);
+        rc = run(st, JOB_UNARCHIVE, &cfg, sealed ? kr : NULL, &result, &err);
         ck_assert_msg(rc == WK_OK,
                       "iteration %u (seed %llu): restore of %zu files, "
                       "level %d: %s",
@@ -357,13 +371,14 @@ START_TEST(test_property_archive_restore_round_trip)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fprintf(stderr,
-            "property: %u spaces, %llu files, %llu bytes, %llu zero files "
-            "at level 9, %.1f s\n",
-            iters, (unsigned long long)files, (unsigned long long)bytes,
-            (unsigned long long)zeros9,
+            "property: %u spaces (%llu sealed), %llu files, %llu bytes, "
+            "%llu zero files at level 9, %.1f s\n",
+            iters, (unsigned long long)nsealed, (unsigned long long)files,
+            (unsigned long long)bytes, (unsigned long long)zeros9,
             (double)(t1.tv_sec - t0.tv_sec) +
                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     ck_assert_uint_ge(zeros9, 1);
+    seal_keyring_free(kr);
     wk_buf_release(&got);
     wk_buf_release(&result);
 }

@@ -288,6 +288,18 @@ static void expect_corrupt(struct store *st, const char *want)
     ck_assert_msg(strstr(err.msg, want), "'%s' lacks '%s'", err.msg, want);
 }
 
+static void le16put(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void le32put(unsigned char *p, uint32_t v)
+{
+    le16put(p, v & 0xffff);
+    le16put(p + 2, v >> 16);
+}
+
 /* ---- zipcd ---- */
 
 /* A small archive: its central directory comes with the tail, one GET. */
@@ -436,6 +448,40 @@ START_TEST(test_verify_zipcd_bad_record)
 }
 END_TEST
 
+/* Entry 2's local header offset moved inside entry 1. */
+static void overlap_entries(struct wk_buf *b)
+{
+    unsigned char *e = (unsigned char *)b->data + b->len - 22;
+    unsigned char *p = (unsigned char *)b->data +
+                       ((uint32_t)e[16] | ((uint32_t)e[17] << 8) |
+                        ((uint32_t)e[18] << 16) | ((uint32_t)e[19] << 24));
+    unsigned char *q;
+    uint32_t off;
+
+    p += 46 + (p[28] | (p[29] << 8)) + (p[30] | (p[31] << 8)) +
+         (p[32] | (p[33] << 8)); /* entry 1 */
+    q = p + 46 + (p[28] | (p[29] << 8)) + (p[30] | (p[31] << 8)) +
+        (p[32] | (p[33] << 8)); /* entry 2 */
+    off = ((uint32_t)p[42] | ((uint32_t)p[43] << 8) | ((uint32_t)p[44] << 16) |
+           ((uint32_t)p[45] << 24)) +
+          1;
+    le32put(q + 42, off);
+}
+
+START_TEST(test_verify_zipcd_overlap)
+{
+    struct spy *sp = spy_new();
+    struct written w;
+
+    write_archive(&sp->base, 10, NULL, &w);
+    rewrite(&sp->base, overlap_entries);
+    expect_corrupt(&sp->base, "central directory entry 2 at offset ");
+    expect_corrupt(&sp->base, "overlapping entries: zip bomb?");
+    free(w.recs);
+    store_free(&sp->base);
+}
+END_TEST
+
 static struct seal_keyring *ring(void)
 {
     struct seal_keyring *kr = NULL;
@@ -538,18 +584,6 @@ static enum wk_code run(struct spy *sp, enum job_type type,
     return rc;
 }
 
-static void le16put(unsigned char *p, unsigned v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void le32put(unsigned char *p, uint32_t v)
-{
-    le16put(p, v & 0xffff);
-    le16put(p + 2, v >> 16);
-}
-
 static void le64put(unsigned char *p, uint64_t v)
 {
     le32put(p, (uint32_t)v);
@@ -617,7 +651,8 @@ static void craft_zip(struct wk_buf *b, uint64_t declared)
 }
 
 /* Archive a space of one BIG_BYTES file; the manifest then names zip (its
- * size, checksum) as the current archive, declaring uncompressed bytes. */
+ * size, checksum; NULL: the archive made) as the current archive,
+ * declaring uncompressed bytes (0 and no zip: the manifest as written). */
 static void archived_space(struct spy *sp, const struct wk_buf *zip,
                            uint64_t uncompressed, struct job_config *cfg)
 {
@@ -635,18 +670,21 @@ static void archived_space(struct spy *sp, const struct wk_buf *zip,
         store_put(sp->inner, ACTIVE BIG_NAME, zeros, BIG_BYTES, &err), WK_OK);
     free(zeros);
     ck_assert_msg(run(sp, JOB_ARCHIVE, cfg, &err) == WK_OK, "%s", err.msg);
-    if (!zip)
+    if (!zip && !uncompressed)
         return;
     mf_key(SPACE, mk, sizeof(mk));
     wk_buf_init(&mb, 1u << 20);
     ck_assert_int_eq(store_get_all(sp->inner, mk, &mb, &err), WK_OK);
     ck_assert_int_eq(mf_parse(mb.data, mb.len, &m, &err), WK_OK);
     ck_assert_int_eq(m.state, MF_ARCHIVED);
-    ck_assert_int_eq(
-        store_put(sp->inner, m.archive_key, zip->data, zip->len, &err), WK_OK);
-    m.size = zip->len;
+    if (zip) {
+        ck_assert_int_eq(
+            store_put(sp->inner, m.archive_key, zip->data, zip->len, &err),
+            WK_OK);
+        m.size = zip->len;
+        store_sha256_hex(zip->data, zip->len, m.checksum);
+    }
     m.uncompressed_size = uncompressed;
-    store_sha256_hex(zip->data, zip->len, m.checksum);
     wk_buf_reset(&mb);
     ck_assert_int_eq(mf_to_json(&m, &mb, &err), WK_OK);
     ck_assert_int_eq(store_put(sp->inner, mk, mb.data, mb.len, &err), WK_OK);
@@ -705,6 +743,42 @@ START_TEST(test_verify_restore_part_size_grown_for_declared_size)
 }
 END_TEST
 
+/* A central directory declaring more than the manifest's uncompressedSize
+ * is refused before anything is restored: no write, space still archived. */
+START_TEST(test_verify_restore_refuses_declared_past_manifest)
+{
+    struct spy *sp = spy_new();
+    struct job_config cfg;
+    struct wk_err err;
+    struct wk_buf mb;
+    struct mf m;
+    char mk[128], want[200];
+
+    archived_space(sp, NULL, BIG_BYTES - 1, &cfg);
+    ck_assert_int_eq(run(sp, JOB_UNARCHIVE, &cfg, &err), WK_E_CORRUPT);
+    snprintf(want, sizeof(want),
+             "archive holds more than %u bytes, the manifest's "
+             "uncompressedSize: its central directory declares entry '" BIG_NAME
+             "' past them",
+             (unsigned)BIG_BYTES - 1);
+    ck_assert_str_eq(err.msg, want);
+    ck_assert_uint_eq(sp->nparts, 0);
+    mf_key(SPACE, mk, sizeof(mk));
+    wk_buf_init(&mb, 1u << 20);
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_get_all(sp->inner, mk, &mb, &err), WK_OK);
+    ck_assert_int_eq(mf_parse(mb.data, mb.len, &m, &err), WK_OK);
+    ck_assert_int_eq(m.state, MF_ARCHIVED);
+    {
+        struct store_stat sb;
+        ck_assert_int_eq(store_head(sp->inner, ACTIVE BIG_NAME, &sb, &err),
+                         WK_E_NOTFOUND);
+    }
+    wk_buf_release(&mb);
+    store_free(&sp->base);
+}
+END_TEST
+
 Suite *verify_suite(void)
 {
     Suite *s = suite_create("verify");
@@ -714,6 +788,7 @@ Suite *verify_suite(void)
     tcase_add_test(tc, test_verify_zipcd_cd_must_end_at_eocd);
     tcase_add_test(tc, test_verify_zipcd_nothing_after_eocd);
     tcase_add_test(tc, test_verify_zipcd_bad_record);
+    tcase_add_test(tc, test_verify_zipcd_overlap);
     tcase_add_test(tc, test_verify_zipcd_sealed);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
@@ -721,6 +796,7 @@ Suite *verify_suite(void)
     tcase_add_test(tc, test_verify_restore_part_bytes_grow);
     tcase_add_test(tc, test_verify_restore_part_size_from_entry);
     tcase_add_test(tc, test_verify_restore_part_size_grown_for_declared_size);
+    tcase_add_test(tc, test_verify_restore_refuses_declared_past_manifest);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

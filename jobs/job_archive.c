@@ -12,6 +12,7 @@
 #include "jobs/job_int.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
+#include "jobs/zipcd.h"
 #include "jobs/zsniff.h"
 #include "jobs/zipr.h"
 #include "jobs/zipw.h"
@@ -804,6 +805,113 @@ static enum wk_code drop_archive(struct arch_run *r, struct wk_err *err)
     return rc;
 }
 
+/* Reading the uploaded archive's central directory back (verify_upload):
+ * entry i must be what the writer wrote for r->list.v[i]. */
+struct arch_verify {
+    const struct arch_run *r;
+    const struct zipw_rec *recs; /* borrowed from the zipw */
+    size_t n_recs;
+};
+
+static enum wk_code verify_entry(const struct zipcd_entry *e, void *ud,
+                                 struct wk_err *err)
+{
+    const struct arch_verify *v = ud;
+    const struct arch_run *r = v->r;
+    const struct arch_obj *o;
+    const struct zipw_rec *w;
+    const char *want;
+    char shown[128], why[160];
+
+    wk_path_shown(shown, sizeof(shown), e->name, e->name_len);
+    why[0] = '\0';
+    if (e->index >= r->list.n || e->index >= v->n_recs) {
+        snprintf(why, sizeof(why), "more entries than the %zu written",
+                 v->n_recs);
+        goto bad;
+    }
+    o = &r->list.v[e->index];
+    w = &v->recs[e->index];
+    want = o->key + r->prefix_len;
+    if (e->name_len != strlen(e->name)) {
+        snprintf(why, sizeof(why), "name holds a NUL byte");
+    } else if (!zipr_name_valid(e->name, why, sizeof(why))) {
+        /* why says which rule */
+    } else if (strcmp(e->name, want) != 0) {
+        char w_shown[128];
+        wk_path_shown(w_shown, sizeof(w_shown), want, strlen(want));
+        snprintf(why, sizeof(why), "written as '%s'", w_shown);
+    } else if (e->index > 0 && strcmp(e->name, r->list.v[e->index - 1].key +
+                                                   r->prefix_len) == 0) {
+        /* names equal the listing in its order (sorted): a repeat is the
+         * one before */
+        snprintf(why, sizeof(why), "duplicate name");
+    } else if (e->usize != w->size || e->usize != o->size) {
+        snprintf(why, sizeof(why),
+                 "%llu bytes in the central directory, %llu were written",
+                 (unsigned long long)e->usize, (unsigned long long)w->size);
+    } else if (e->crc != w->crc32) {
+        snprintf(why, sizeof(why),
+                 "CRC-32 %08lx in the central directory, %08lx was written",
+                 (unsigned long)e->crc, (unsigned long)w->crc32);
+    } else if (e->method != (w->stored ? 0 : 8)) {
+        snprintf(why, sizeof(why), "compression method %u, not %s",
+                 (unsigned)e->method, w->stored ? "stored" : "deflate");
+    } else if (w->stored && e->csize != e->usize) {
+        snprintf(why, sizeof(why), "stored with %llu compressed bytes for %llu",
+                 (unsigned long long)e->csize, (unsigned long long)e->usize);
+    } else if (e->flags & 0x2041) {
+        snprintf(why, sizeof(why), "marked encrypted");
+    }
+    if (!why[0])
+        return WK_OK;
+bad:
+    return wk_err_set(err, WK_E_CORRUPT,
+                      "archive '%s' does not verify: entry %llu '%s': %s",
+                      r->archive_key, (unsigned long long)e->index, shown, why);
+}
+
+/* Read the uploaded archive's central directory back (ranged GETs: the
+ * tail, then the directory in chunk_bytes blocks) and check it with the
+ * restore's rules against what zw wrote: every name valid, none repeated,
+ * the count, each entry's name, size, CRC-32 and method, ZIP64 records
+ * wherever a value needs them (zipcd.h). Nothing was deleted yet: a
+ * failure here drops the upload and leaves the space active. */
+static enum wk_code verify_upload(struct arch_run *r, const struct zipw *zw,
+                                  uint64_t stored_size,
+                                  const struct seal_dk *dk, struct wk_err *err)
+{
+    struct arch_verify v;
+    struct zipcd_info info;
+    enum wk_code rc;
+
+    memset(&v, 0, sizeof(v));
+    memset(&info, 0, sizeof(info));
+    v.r = r;
+    v.recs = zipw_entries(zw, &v.n_recs);
+    if (v.n_recs != r->list.n)
+        return wk_err_set(err, WK_E_INTERNAL,
+                          "archive '%s': %zu entries written for %zu listed",
+                          r->archive_key, v.n_recs, r->list.n);
+    rc = zipcd_read(r->ctx->store, r->archive_key, stored_size, dk,
+                    (size_t)r->ctx->cfg->chunk_bytes, verify_entry, &v, &info,
+                    err);
+    if (rc != WK_OK)
+        return rc;
+    if (info.entries != v.n_recs)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive '%s' does not verify: %llu entries in the "
+                          "central directory, %zu were written",
+                          r->archive_key, (unsigned long long)info.entries,
+                          v.n_recs);
+    WK_LOG(WK_LOG_INFO, "archive.verified", KV_STR("job_id", r->job->id),
+           KV_STR("archive_key", r->archive_key),
+           KV_INT("entries", info.entries), KV_INT("cd_bytes", info.cd_size),
+           KV_INT("zip64", info.zip64 ? 1 : 0),
+           KV_INT("requests", info.requests));
+    return WK_OK;
+}
+
 /* One attempt: r->list into a new ZIP, uploaded, verified, then listed
  * again. On WK_OK either the archive is in place and matches r->list
  * (r->sha, r->zip_size set), or *changed: the space changed meanwhile and
@@ -864,7 +972,7 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
             rc = seal_writer_new(w, &dk, &sw, err);
             w = NULL; /* owned by sw, even on failure */
         }
-        seal_dk_wipe(&dk);
+        /* (dk is kept to read the upload back: wiped at out) */
         if (rc != WK_OK)
             goto out;
         w = seal_writer_sink(sw);
@@ -930,6 +1038,9 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
             goto out;
         }
     }
+    rc = verify_upload(r, zw, st.size, sw ? &dk : NULL, err);
+    if (rc != WK_OK)
+        goto out;
     if (sw)
         seal_writer_sha256_hex(sw, r->sha);
     else
@@ -962,6 +1073,7 @@ out:
             rc = derr.code;
         }
     }
+    seal_dk_wipe(&dk);
     zipw_free(zw);
     store_writer_free(w); /* aborts the upload unless committed */
     return rc;

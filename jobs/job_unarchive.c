@@ -7,10 +7,12 @@
 #include <time.h>
 
 #include "common/wk_log.h"
+#include "common/wk_path.h"
 #include "jobs/job_archive.h"
 #include "jobs/job_int.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
+#include "jobs/zipcd.h"
 #include "jobs/zipr.h"
 #include "storage/seal.h"
 #include "storage/store.h"
@@ -32,6 +34,110 @@ struct ua_src {
     size_t used;               /* bytes of buf already opened */
     struct wk_buf plain;       /* the plaintext of one chunk */
 };
+
+/* The central directory of the archive, read before the restore (zipcd):
+ * per entry, in archive order, its uncompressed size and CRC-32, the
+ * authority zipr holds each entry to (zipr_set_declared) instead of the
+ * ratio limit. 12 bytes per entry; never more entries than the manifest's
+ * fileCount, nor more declared bytes than its uncompressedSize (a directory
+ * that says more is refused before anything is written). */
+struct ua_cd {
+    uint64_t *usize; /* owned */
+    uint32_t *crc;   /* owned */
+    size_t n, cap;
+    uint64_t max;       /* entries allowed */
+    uint64_t max_bytes; /* declared bytes allowed (uncompressedSize) */
+    uint64_t bytes;     /* declared so far */
+    uint64_t next_at;   /* local header offsets must grow */
+    bool ordered;       /* entries in offset order: index i is entry i */
+};
+
+static enum wk_code cd_entry(const struct zipcd_entry *e, void *ud,
+                             struct wk_err *err)
+{
+    struct ua_cd *cd = ud;
+
+    if (e->index >= cd->max)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive has more than %llu entries, the "
+                          "manifest's fileCount",
+                          (unsigned long long)cd->max);
+    if (e->usize > cd->max_bytes - cd->bytes) {
+        char shown[128];
+        wk_path_shown(shown, sizeof(shown), e->name, e->name_len);
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive holds more than %llu bytes, the "
+                          "manifest's uncompressedSize: its central directory "
+                          "declares entry '%s' past them",
+                          (unsigned long long)cd->max_bytes, shown);
+    }
+    cd->bytes += e->usize;
+    if (cd->n == cd->cap) {
+        size_t ncap = cd->cap ? cd->cap * 2 : 256;
+        uint64_t *u;
+        uint32_t *c;
+        if (ncap > cd->max)
+            ncap = (size_t)cd->max;
+        u = realloc(cd->usize, ncap * sizeof(*u));
+        if (!u)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        cd->usize = u;
+        c = realloc(cd->crc, ncap * sizeof(*c));
+        if (!c)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        cd->crc = c;
+        cd->cap = ncap;
+    }
+    if (e->offset < cd->next_at)
+        cd->ordered = false;
+    cd->next_at = e->offset + 1;
+    cd->usize[cd->n] = e->usize;
+    cd->crc[cd->n] = e->crc;
+    cd->n++;
+    return WK_OK;
+}
+
+/* zipr's authority: entry i is central directory record i. */
+static bool cd_declared(void *ud, uint64_t index, uint64_t *usize,
+                        uint32_t *crc)
+{
+    const struct ua_cd *cd = ud;
+
+    if (!cd->ordered || index >= cd->n)
+        return false;
+    *usize = cd->usize[index];
+    *crc = cd->crc[index];
+    return true;
+}
+
+static void cd_release(struct ua_cd *cd)
+{
+    free(cd->usize);
+    free(cd->crc);
+    memset(cd, 0, sizeof(*cd));
+}
+
+/* Read the central directory of want (dk: sealed, else NULL) into cd. */
+static enum wk_code cd_preread(const struct job *job, const struct job_ctx *ctx,
+                               const struct mf_archive *want,
+                               const struct seal_dk *dk, struct ua_cd *cd,
+                               struct wk_err *err)
+{
+    struct zipcd_info info;
+    enum wk_code rc;
+
+    cd->max = want->file_count;
+    cd->max_bytes = want->uncompressed_size;
+    cd->ordered = true;
+    rc = zipcd_read(ctx->store, want->key, want->size, dk,
+                    (size_t)ctx->cfg->chunk_bytes, cd_entry, cd, &info, err);
+    if (rc != WK_OK)
+        return rc; /* (zipcd's messages name the archive) */
+    WK_LOG(WK_LOG_INFO, "unarchive.directory_read", KV_STR("job_id", job->id),
+           KV_STR("archive_key", want->key), KV_INT("entries", info.entries),
+           KV_INT("ordered", cd->ordered), KV_INT("requests", info.requests));
+    return WK_OK;
+}
 
 struct ua_keys;
 static bool keys_has(const struct ua_keys *k, const char *key);
@@ -234,9 +340,11 @@ static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
             continue;
         if (!w && slot->data.len + n > cfg->chunk_bytes) {
             /* too big to hold: stream it (multipart on S3) */
-            struct store_writer_opts wo = { .part_bytes = cfg->part_bytes,
-                                            .parts_in_flight =
-                                                cfg->parts_in_flight };
+            struct store_writer_opts wo = {
+                .part_bytes =
+                    job_unarchive_part_bytes(e->size, cfg->part_bytes),
+                .parts_in_flight = cfg->parts_in_flight
+            };
             rc = store_open_write(r->ctx->store, key, &wo, &w, err);
             if (rc == WK_OK && slot->data.len)
                 rc =
@@ -386,6 +494,14 @@ static void set_state(struct ua_run *r, struct mf *m, enum mf_state st,
         json_object_set_new(o, "repaired", json_string(mf_state_name(was)));
 }
 
+uint64_t job_unarchive_part_bytes(uint64_t entry_size, uint64_t configured)
+{
+    /* an entry of unknown size (a foreign archive without sizes) gets the
+     * configured part size */
+    return job_part_bytes(entry_size == UINT64_MAX ? 0 : entry_size,
+                          configured);
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -402,6 +518,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     struct mf_archive want;
     struct zipr *zr = NULL;
     struct zipr_limits lim;
+    struct ua_cd cd;
     struct store_sha256 *cas = NULL;
     struct store_stat st;
     struct wk_buf mbuf;
@@ -415,6 +532,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
 
     memset(&r, 0, sizeof(r));
     memset(&want, 0, sizeof(want));
+    memset(&cd, 0, sizeof(cd));
     wk_buf_init(&mbuf, 1u << 20);
     r.job = job;
     r.ctx = ctx;
@@ -530,6 +648,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         rc = mf_open_key(&want, job->space_id, ctx->keys, &dk, err);
         if (rc == WK_OK) {
             rc = seal_dec_new(&dk, want.size, &r.src.dec, err);
+            if (rc == WK_OK)
+                rc = cd_preread(job, ctx, &want, &dk, &cd, err);
             seal_dk_wipe(&dk);
         }
         if (rc != WK_OK) {
@@ -538,6 +658,10 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
             goto out;
         }
         wk_buf_init(&r.src.plain, want.enc.chunk_bytes);
+    } else {
+        rc = cd_preread(job, ctx, &want, NULL, &cd, err);
+        if (rc != WK_OK)
+            goto out;
     }
     rc = store_sha256_new(&r.src.hash, err);
     if (rc == WK_OK)
@@ -551,6 +675,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     rc = zipr_new(src_read, &r.src, &lim, &zr, err);
     if (rc != WK_OK)
         goto out;
+    /* our own archive: its central directory, not the ratio, bounds it */
+    zipr_set_declared(zr, cd_declared, &cd);
 
     if (m->state == MF_ARCHIVED) {
         /* Readers wait for "ready"; a run that dies from here on leaves
@@ -651,6 +777,7 @@ out:
         rc != WK_E_CONFLICT) /* a conflict: someone else has it now */
         set_state(&r, m, MF_ARCHIVED, mf_etag, sizeof(mf_etag), NULL);
     zipr_free(zr);
+    cd_release(&cd);
     store_sha256_free(cas);
     store_sha256_free(r.src.hash);
     seal_dec_free(r.src.dec);

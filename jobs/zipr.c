@@ -49,6 +49,8 @@
  */
 #include "jobs/zipr.h"
 
+#include "jobs/zipcd.h"
+
 #include "common/wk_path.h"
 
 #include <archive.h>
@@ -85,7 +87,9 @@ struct zipr_rec {
 struct zipr {
     struct archive *ar; /* owned */
     zipr_read_cb cb;
-    void *ud; /* borrowed: the callback's */
+    void *ud;                     /* borrowed: the callback's */
+    zipr_declared_cb declared_cb; /* NULL: no authority for sizes */
+    void *declared_ud;            /* borrowed: declared's */
     struct zipr_limits lim;
     struct wk_err src_err; /* first failure of the callback */
 
@@ -119,6 +123,8 @@ struct zipr {
     uint16_t flags;
     bool zip64;        /* a ZIP64 extra field: 64-bit data descriptor */
     uint64_t declared; /* uncompressed size; UINT64_MAX if unknown */
+    bool authority;    /* declared comes from the authority: no ratio */
+    uint32_t auth_crc; /* and the CRC-32 it declares */
     uint64_t local_csize;
     uint64_t data_start;
     uint64_t produced;
@@ -531,54 +537,6 @@ static const char *attr_problem(unsigned system, uint32_t ext)
     return NULL;
 }
 
-/* The ZIP64 extra field (0x0001) in extra: the 64-bit values of the fields
- * that hold 0xffffffff (0xffff for the disk), in the order usize, csize,
- * offset, disk. Returns false if the field is malformed. */
-static bool zip64_extra(const unsigned char *x, size_t m, bool *found,
-                        uint64_t *usize, uint64_t *csize, uint64_t *offset,
-                        uint32_t *disk)
-{
-    size_t i = 0;
-
-    *found = false;
-    while (i + 4 <= m) {
-        unsigned id = le16(x + i), size = le16(x + i + 2);
-        const unsigned char *d = x + i + 4;
-        size_t k = 0;
-
-        if (i + 4 + size > m)
-            return false;
-        if (id == 0x0001) {
-            *found = true;
-            if (usize && *usize == 0xffffffff) {
-                if (k + 8 > size)
-                    return false;
-                *usize = le64(d + k);
-                k += 8;
-            }
-            if (csize && *csize == 0xffffffff) {
-                if (k + 8 > size)
-                    return false;
-                *csize = le64(d + k);
-                k += 8;
-            }
-            if (offset && *offset == 0xffffffff) {
-                if (k + 8 > size)
-                    return false;
-                *offset = le64(d + k);
-                k += 8;
-            }
-            if (disk && *disk == 0xffff) {
-                if (k + 4 > size)
-                    return false;
-                *disk = le32(d + k);
-            }
-        }
-        i += 4 + (size_t)size;
-    }
-    return true;
-}
-
 /* Check the header libarchive just parsed against the raw bytes, and the
  * entry against the rules. */
 static enum wk_code begin_entry(struct zipr *zr, struct archive_entry *ae,
@@ -643,7 +601,7 @@ static enum wk_code begin_entry(struct zipr *zr, struct archive_entry *ae,
                           "header does not match the archive",
                           zr->shown);
     }
-    if (!zip64_extra(extra, m, &z64, &usize, &csize, NULL, NULL))
+    if (!zipcd_zip64_extra(extra, m, &z64, &usize, &csize, NULL, NULL))
         return refuse(zr, err, "malformed ZIP64 extra field");
     if (rec_find(zr, (const char *)name, n))
         return refuse(zr, err, "duplicate name");
@@ -671,6 +629,24 @@ static enum wk_code begin_entry(struct zipr *zr, struct archive_entry *ae,
         zr->declared = UINT64_MAX;
     else
         zr->declared = usize;
+    zr->authority = false;
+    if (zr->declared_cb) {
+        uint64_t dus = 0;
+        uint32_t dcrc = 0;
+        if (zr->declared_cb(zr->declared_ud, zr->n_recs - 1, &dus, &dcrc)) {
+            if (zr->declared != UINT64_MAX && zr->declared != dus) {
+                char why[128];
+                snprintf(why, sizeof(why),
+                         "central directory disagrees with the local header "
+                         "(%llu bytes, the header %llu)",
+                         ull(dus), ull(zr->declared));
+                return refuse(zr, err, why);
+            }
+            zr->declared = dus;
+            zr->authority = true;
+            zr->auth_crc = dcrc;
+        }
+    }
     zr->data_start = (uint64_t)consumed;
     zr->produced = 0;
     zr->blk = NULL;
@@ -729,8 +705,17 @@ static enum wk_code end_entry(struct zipr *zr, struct wk_err *err)
     }
     if (zr->declared != UINT64_MAX && zr->produced != zr->declared) {
         char why[128];
-        snprintf(why, sizeof(why), "%llu bytes, its header declares %llu",
-                 ull(zr->produced), ull(zr->declared));
+        snprintf(why, sizeof(why), "%llu bytes, its %s declares %llu",
+                 ull(zr->produced),
+                 zr->authority ? "central directory" : "header",
+                 ull(zr->declared));
+        return refuse(zr, err, why);
+    }
+    if (zr->authority && rec->crc != zr->auth_crc) {
+        char why[128];
+        snprintf(why, sizeof(why),
+                 "CRC-32 %08lx, its central directory declares %08lx",
+                 (unsigned long)rec->crc, (unsigned long)zr->auth_crc);
         return refuse(zr, err, why);
     }
     rec->csize = csize;
@@ -749,9 +734,9 @@ static enum wk_code check_block(struct zipr *zr, size_t n, struct wk_err *err)
 
     if (zr->declared != UINT64_MAX && after > zr->declared) {
         char why[96];
-        snprintf(why, sizeof(why),
-                 "more than the %llu bytes its header declares",
-                 ull(zr->declared));
+        snprintf(why, sizeof(why), "more than the %llu bytes its %s declares",
+                 ull(zr->declared),
+                 zr->authority ? "central directory" : "header");
         return refuse(zr, err, why);
     }
     if (zr->total > zr->lim.max_total_bytes ||
@@ -762,7 +747,7 @@ static enum wk_code check_block(struct zipr *zr, size_t n, struct wk_err *err)
                           "manifest's uncompressedSize",
                           ull(zr->lim.max_total_bytes));
     }
-    if (rec->method != 0 && after > zr->lim.ratio_min_bytes) {
+    if (rec->method != 0 && !zr->authority && after > zr->lim.ratio_min_bytes) {
         la_int64_t pos = archive_filter_bytes(zr->ar, -1);
         uint64_t in = pos > 0 && (uint64_t)pos > zr->data_start
                           ? (uint64_t)pos - zr->data_start
@@ -834,25 +819,18 @@ static const struct zipr_rec *rec_covering(const struct zipr *zr, uint64_t off,
 static enum wk_code cd_record(struct zipr *zr, const unsigned char *p,
                               uint64_t cd_start, struct wk_err *err)
 {
-    unsigned system = le16(p + 4) >> 8;
-    uint16_t method = le16(p + 10);
-    uint32_t crc = le32(p + 16);
-    uint64_t csize = le32(p + 20), usize = le32(p + 24);
-    size_t n = le16(p + 28), m = le16(p + 30);
-    uint32_t disk = le16(p + 34);
-    uint32_t ext = le32(p + 38);
-    uint64_t offset = le32(p + 42);
-    struct zipr_rec *rec = rec_find(zr, (const char *)p + 46, n);
+    struct zipcd_entry ce;
+    struct zipr_rec *rec;
     const char *problem;
-    bool z64;
 
-    show_name(zr->shown, p + 46, n);
-    if (!rec &&
-        zip64_extra(p + 46 + n, m, &z64, &usize, &csize, &offset, &disk)) {
+    zipcd_record_parse(p, &ce);
+    rec = rec_find(zr, ce.name, ce.name_len);
+    show_name(zr->shown, (const unsigned char *)ce.name, ce.name_len);
+    if (!rec && ce.extra_ok) {
         /* David Fifield's "better zip bomb": entries overlapping in one
          * kernel, each local header quoted as the data of the one before */
-        const struct zipr_rec *in = rec_covering(zr, offset, cd_start);
-        if (in && in->offset != offset) {
+        const struct zipr_rec *in = rec_covering(zr, ce.offset, cd_start);
+        if (in && in->offset != ce.offset) {
             char inside[ZIPR_SHOWN_MAX + 4];
             show_name(inside, (const unsigned char *)in->name, in->name_len);
             zr->failed = true;
@@ -860,7 +838,7 @@ static enum wk_code cd_record(struct zipr *zr, const unsigned char *p,
                               "archive is truncated or corrupt: the central "
                               "directory's entry '%s' at offset %llu overlaps "
                               "entry '%s' (overlapping entries: zip bomb?)",
-                              zr->shown, ull(offset), inside);
+                              zr->shown, ull(ce.offset), inside);
         }
     }
     if (!rec || rec->in_cd) {
@@ -872,58 +850,18 @@ static enum wk_code cd_record(struct zipr *zr, const unsigned char *p,
                           rec ? "twice" : "but the archive has no such entry");
     }
     rec->in_cd = true;
-    problem = attr_problem(system, ext);
+    problem = attr_problem(ce.version_made >> 8, ce.ext_attr);
     if (problem)
         return refuse(zr, err, problem);
-    if (!zip64_extra(p + 46 + n, m, &z64, &usize, &csize, &offset, &disk))
+    if (!ce.extra_ok)
         return refuse(zr, err,
                       "malformed ZIP64 extra field in the central directory");
-    if (offset != rec->offset || csize != rec->csize || usize != rec->usize ||
-        crc != rec->crc || method != rec->method || disk != 0)
+    if (ce.offset != rec->offset || ce.csize != rec->csize ||
+        ce.usize != rec->usize || ce.crc != rec->crc ||
+        ce.method != rec->method || ce.disk != 0)
         return refuse(zr, err,
                       "central directory disagrees with the local header");
     return WK_OK;
-}
-
-/* An end record field: the value, or the ZIP64 sentinel when the value is
- * that large or a ZIP64 end record holds it. */
-static bool eocd_field(uint64_t field, uint64_t value, uint64_t sentinel,
-                       bool zip64)
-{
-    if (field == (value < sentinel ? value : sentinel))
-        return true;
-    return zip64 && field == sentinel;
-}
-
-/* The ZIP64 end record at p (56 bytes) against the central directory:
- * NULL or what is wrong. */
-static const char *z64_end_problem(const unsigned char *p, uint64_t n_cd,
-                                   uint64_t cd_size, uint64_t cd_start,
-                                   char *why, size_t whylen)
-{
-    uint64_t rest = le64(p + 4);
-
-    if (rest < 44 || rest > 65536)
-        snprintf(why, whylen, "the ZIP64 end record's size (%llu) is wrong",
-                 ull(rest));
-    else if (le32(p + 16) != 0 || le32(p + 20) != 0)
-        snprintf(why, whylen,
-                 "the ZIP64 end record is for a multi-disk "
-                 "archive");
-    else if (le64(p + 24) != n_cd || le64(p + 32) != n_cd)
-        snprintf(why, whylen,
-                 "the ZIP64 end record says %llu entries, the central "
-                 "directory has %llu",
-                 ull(le64(p + 32)), ull(n_cd));
-    else if (le64(p + 40) != cd_size || le64(p + 48) != cd_start)
-        snprintf(why, whylen,
-                 "the ZIP64 end record says the central directory is %llu "
-                 "bytes at offset %llu, it is %llu bytes at offset %llu",
-                 ull(le64(p + 40)), ull(le64(p + 48)), ull(cd_size),
-                 ull(cd_start));
-    else
-        return NULL;
-    return why;
 }
 
 static enum wk_code end_refused(const char *why, struct wk_err *err)
@@ -952,7 +890,7 @@ static enum wk_code read_central_directory(struct zipr *zr, struct wk_err *err)
         rc = src_need(zr, off, 46, &p, err);
         if (rc != WK_OK)
             goto out;
-        len = 46 + (size_t)le16(p + 28) + le16(p + 30) + le16(p + 32);
+        len = zipcd_record_len(p);
         rc = src_need(zr, off, len, &p, err);
         if (rc != WK_OK)
             goto out;
@@ -970,7 +908,8 @@ static enum wk_code read_central_directory(struct zipr *zr, struct wk_err *err)
         if (rc != WK_OK)
             goto out;
         rest = le64(p + 4);
-        if (z64_end_problem(p, n_cd, cd_size, cd_start, why, sizeof(why))) {
+        if (zipcd_z64_end_problem(p, n_cd, cd_size, cd_start, why,
+                                  sizeof(why))) {
             rc = end_refused(why, err);
             goto out;
         }
@@ -1014,12 +953,7 @@ static enum wk_code read_central_directory(struct zipr *zr, struct wk_err *err)
     rc = src_need(zr, off, 22, &p, err);
     if (rc != WK_OK)
         goto out;
-    if (!eocd_field(le16(p + 4), 0, 0xffff, z64) ||
-        !eocd_field(le16(p + 6), 0, 0xffff, z64) ||
-        !eocd_field(le16(p + 8), n_cd, 0xffff, z64) ||
-        !eocd_field(le16(p + 10), n_cd, 0xffff, z64) ||
-        !eocd_field(le32(p + 12), cd_size, 0xffffffff, z64) ||
-        !eocd_field(le32(p + 16), cd_start, 0xffffffff, z64)) {
+    if (!zipcd_eocd_matches(p, n_cd, cd_size, cd_start, z64)) {
         snprintf(why, sizeof(why),
                  "the end record (%u entries, %lu bytes at offset %lu) does "
                  "not match the central directory (%llu entries, %llu bytes "
@@ -1179,6 +1113,12 @@ enum wk_code zipr_read(struct zipr *zr, void *buf, size_t len, size_t *nread,
     zr->blk_len -= n;
     *nread = n;
     return WK_OK;
+}
+
+void zipr_set_declared(struct zipr *zr, zipr_declared_cb declared, void *ud)
+{
+    zr->declared_cb = declared;
+    zr->declared_ud = ud;
 }
 
 uint64_t zipr_total_bytes(const struct zipr *zr)

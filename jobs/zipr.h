@@ -7,7 +7,9 @@
  * entry must be a regular file (no symlink, hard link, directory, device),
  * and no name may repeat. While data is read, limits are enforced on the
  * bytes actually produced (not on sizes the archive declares): the total
- * over all entries, and the expansion ratio of each entry (zip bombs).
+ * over all entries, and the expansion ratio of each entry (zip bombs),
+ * unless the caller vouches for the entry's size (zipr_set_declared():
+ * then the entry must produce exactly that size).
  * libarchive verifies each entry's CRC-32; a mismatch, a truncated or
  * corrupt archive is WK_E_CORRUPT. Limit violations and refused entries
  * are WK_E_CORRUPT too (permanent: the archive is bad), with a message
@@ -61,6 +63,20 @@ struct zipr_entry {
  * Release with zipr_free(). */
 enum wk_code zipr_new(zipr_read_cb cb, void *ud, const struct zipr_limits *lim,
                       struct zipr **out, struct wk_err *err);
+
+/* An authority for entry sizes, set before the first zipr_next(): what a
+ * central directory read beforehand (zipcd) declares for the entry at
+ * index (0-based, archive order). When declared returns true, that entry
+ * is held to exactly *usize bytes (refused the moment its data goes past
+ * them, or when it ends short; a local header declaring another size is
+ * refused before any data) and to the CRC-32 *crc, and max_ratio does not
+ * apply to it: its expansion is bounded by a size the archive recorded,
+ * and the total still by max_total_bytes. Without it, or when it returns
+ * false for an entry, max_ratio applies (a foreign archive). ud is
+ * borrowed and must outlive zr. */
+typedef bool (*zipr_declared_cb)(void *ud, uint64_t index, uint64_t *usize,
+                                 uint32_t *crc);
+void zipr_set_declared(struct zipr *zr, zipr_declared_cb declared, void *ud);
 
 /* Next entry header, validated; *eof = true after the last entry, once
  * the central directory and end records were read and checked (the whole

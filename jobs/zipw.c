@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "storage/store.h"
 #include "storage/store_hash.h"
@@ -60,6 +61,10 @@ struct zipw {
     char name[128]; /* current entry, cut for messages */
     uint64_t entry_size;
     uint64_t entry_written;
+    uint32_t entry_crc;
+    bool entry_stored;
+    struct zipw_rec *recs; /* owned: one per completed entry */
+    size_t n_recs, cap_recs;
     bool in_entry;
     bool finished;
     bool failed;
@@ -67,6 +72,18 @@ struct zipw {
     char hex[65];            /* SHA-256 of the output, set by zipw_finish() */
     struct wk_nameset names; /* owned: every entry name so far */
 };
+
+/* zlib's crc32 takes a uInt length. */
+static uint32_t crc_update(uint32_t crc, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        uInt k = n > (size_t)1 << 30 ? (uInt)1 << 30 : (uInt)n;
+        crc = (uint32_t)crc32(crc, p, k);
+        p += k;
+        n -= k;
+    }
+    return crc;
+}
 
 /* Never fails toward libarchive: after a sink failure (kept in sink_err
  * and reported by the zipw call that caused it) or once zipw_free() is
@@ -249,6 +266,8 @@ enum wk_code zipw_entry_begin(struct zipw *zw, const char *name, uint64_t size,
     }
     zw->entry_size = size;
     zw->entry_written = 0;
+    zw->entry_crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    zw->entry_stored = zw->level == 0 || store;
     zw->in_entry = true;
     return sink_failed(zw, err);
 }
@@ -284,6 +303,7 @@ enum wk_code zipw_entry_write(struct zipw *zw, const void *p, size_t n,
                 archive_set_error(zw->ar, EIO, "no data accepted");
             return ar_fail(zw, what, err);
         }
+        zw->entry_crc = crc_update(zw->entry_crc, c, (size_t)w);
         c += w;
         n -= (size_t)w;
         zw->entry_written += (uint64_t)w;
@@ -313,11 +333,25 @@ enum wk_code zipw_entry_end(struct zipw *zw, struct wk_err *err)
                           zw->name, (unsigned long long)zw->entry_written,
                           (unsigned long long)zw->entry_size);
     }
+    if (zw->n_recs == zw->cap_recs) {
+        size_t ncap = zw->cap_recs ? zw->cap_recs * 2 : 256;
+        struct zipw_rec *v = realloc(zw->recs, ncap * sizeof(*v));
+        if (!v) {
+            zw->failed = true;
+            return wk_err_set(err, WK_E_NOMEM, "zip: out of memory");
+        }
+        zw->recs = v;
+        zw->cap_recs = ncap;
+    }
     if (archive_write_finish_entry(zw->ar) != ARCHIVE_OK) {
         char what[160];
         snprintf(what, sizeof(what), "zip entry '%s'", zw->name);
         return ar_fail(zw, what, err);
     }
+    zw->recs[zw->n_recs].size = zw->entry_written;
+    zw->recs[zw->n_recs].crc32 = zw->entry_crc;
+    zw->recs[zw->n_recs].stored = zw->entry_stored;
+    zw->n_recs++;
     zw->in_entry = false;
     return sink_failed(zw, err);
 }
@@ -342,6 +376,12 @@ enum wk_code zipw_finish(struct zipw *zw, struct wk_err *err)
     if (zw->hash)
         store_sha256_final_hex(zw->hash, zw->hex);
     return WK_OK;
+}
+
+const struct zipw_rec *zipw_entries(const struct zipw *zw, size_t *n)
+{
+    *n = zw->n_recs;
+    return zw->recs;
 }
 
 uint64_t zipw_bytes_out(const struct zipw *zw)
@@ -370,5 +410,6 @@ void zipw_free(struct zipw *zw)
     archive_entry_free(zw->entry);
     store_sha256_free(zw->hash);
     wk_nameset_release(&zw->names);
+    free(zw->recs);
     free(zw);
 }

@@ -50,6 +50,20 @@ enum wk_code zipw_entry_end(struct zipw *zw, struct wk_err *err);
 /* Write the central directory and flush everything to the sink. */
 enum wk_code zipw_finish(struct zipw *zw, struct wk_err *err);
 
+/* What the writer wrote for one entry, from the data it was handed. */
+struct zipw_rec {
+    uint64_t size;  /* uncompressed bytes */
+    uint32_t crc32; /* CRC-32 of those bytes */
+    bool stored;    /* written without compression */
+};
+
+/* The entries completed so far (zipw_entry_end), in archive order: *n of
+ * them. Borrowed until the next zipw call or zipw_free(). Memory: one
+ * struct zipw_rec (16 bytes) per entry, the only part of a zipw that grows
+ * with the entry count; a verifier reads it back entry by entry against
+ * the central directory the store holds. */
+const struct zipw_rec *zipw_entries(const struct zipw *zw, size_t *n);
+
 /* Bytes handed to the sink so far, and (after finish) their SHA-256. */
 uint64_t zipw_bytes_out(const struct zipw *zw);
 void zipw_sha256_hex(const struct zipw *zw, char hex[65]);

@@ -108,7 +108,11 @@ START_TEST(test_it_hostile_archives_refused)
         { "device", NULL, "device", 0 },
         { "directory", NULL, "directory", 0 },
         { "duplicate", NULL, "duplicate name", 0 },
-        { "bomb", NULL, "(zip bomb?)", 0 },
+        /* (the central directory declares 50 MiB: past uncompressedSize,
+         * refused before a byte is inflated; within it, the restore holds
+         * the entry to its declared size, not to the ratio) */
+        { "bomb", NULL,
+          "more than 1048576 bytes, the manifest's uncompressedSize", 1048576 },
         { "oversize", "--max 1048576",
           "more than 1048576 bytes, the manifest's uncompressedSize", 1048576 },
         { "truncated", NULL, "truncated or corrupt", 0 },
@@ -133,11 +137,11 @@ START_TEST(test_it_hostile_archives_refused)
         { "z64_extra_short", NULL, "Malformed 64-bit compressed size", 0 },
         { "z64_extra_overrun", NULL, "Extra data overflow", 0 },
         { "z64_huge", NULL, "Malformed 64-bit uncompressed size", 0 },
-        { "z64_huge_stored", NULL, "'space-v1/huge': Truncated ZIP file data",
-          0 },
+        { "z64_huge_stored", NULL,
+          "'space-v1/huge': local header or data outside the entries", 0 },
         { "z64_cd_disagrees", NULL,
           "central directory disagrees with the local header", 0 },
-        { "sentinel", NULL, "expected 4294967295", 0 },
+        { "sentinel", NULL, "needs a ZIP64 extra field that is missing", 0 },
         { "overlap", NULL, "overlapping entries: zip bomb?", 0 },
     };
     char tmp[512], root[600], log[600], out[600], job[200], url[700];

@@ -58,6 +58,9 @@ struct wrap_store {
     unsigned nput;            /* batch writes to active/ so far */
     char put_state[16];       /* the manifest's state at the first one */
     unsigned lines;           /* lines appended by the hooks */
+    /* after a streamed write of an archived/ key is committed (the store
+     * now holds it; the job has not read it back yet) */
+    void (*on_commit)(struct wrap_store *w, const char *key);
 };
 
 static struct wrap_store *wrap_of(struct store *st)
@@ -132,12 +135,67 @@ static enum wk_code wrap_put_many(struct store *st, struct store_put *reqs,
     return store_put_many(w->inner, reqs, n, err);
 }
 
+/* A streamed write through to the inner store, with on_commit. */
+struct wrap_writer {
+    struct store_writer base;
+    struct store_writer *inner; /* owned */
+    struct wrap_store *w;       /* borrowed */
+    char key[256];
+};
+
+static enum wk_code wrap_w_write(struct store_writer *sw, const void *p,
+                                 size_t n, struct wk_err *err)
+{
+    return store_writer_write(((struct wrap_writer *)sw)->inner, p, n, err);
+}
+
+static enum wk_code wrap_w_commit(struct store_writer *sw, struct wk_err *err)
+{
+    struct wrap_writer *ww = (struct wrap_writer *)sw;
+    enum wk_code rc = store_writer_commit(ww->inner, err);
+    if (rc == WK_OK && ww->w->on_commit &&
+        strncmp(ww->key, "archived/", 9) == 0)
+        ww->w->on_commit(ww->w, ww->key);
+    return rc;
+}
+
+static void wrap_w_free(struct store_writer *sw)
+{
+    struct wrap_writer *ww = (struct wrap_writer *)sw;
+    store_writer_free(ww->inner);
+    free(ww);
+}
+
+static const struct store_writer_ops wrap_writer_ops = {
+    .name = "wrap",
+    .write = wrap_w_write,
+    .commit = wrap_w_commit,
+    .free = wrap_w_free,
+};
+
 static enum wk_code wrap_open_write(struct store *st, const char *key,
                                     const struct store_writer_opts *opts,
                                     struct store_writer **out,
                                     struct wk_err *err)
 {
-    return store_open_write(wrap_of(st)->inner, key, opts, out, err);
+    struct wrap_store *w = wrap_of(st);
+    struct wrap_writer *ww;
+    enum wk_code rc;
+
+    if (!w->on_commit)
+        return store_open_write(w->inner, key, opts, out, err);
+    ww = calloc(1, sizeof(*ww));
+    ck_assert_ptr_nonnull(ww);
+    rc = store_open_write(w->inner, key, opts, &ww->inner, err);
+    if (rc != WK_OK) {
+        free(ww);
+        return rc;
+    }
+    ww->base.ops = &wrap_writer_ops;
+    ww->w = w;
+    snprintf(ww->key, sizeof(ww->key), "%s", key);
+    *out = &ww->base;
+    return WK_OK;
 }
 
 static enum wk_code wrap_delete_many(struct store *st, const char *const *keys,
@@ -1661,6 +1719,182 @@ START_TEST(test_job_archive_sealed_restore_refused)
 }
 END_TEST
 
+/* ---- verification before the delete: a corrupted upload ---- */
+
+/* What the store holds of an uploaded archive, rewritten by a hook. */
+static void archive_edit(struct wrap_store *w, const char *key,
+                         void (*edit)(unsigned char *zip, size_t *len))
+{
+    struct wk_buf b;
+    struct wk_err err;
+    size_t len;
+    unsigned char *zip;
+
+    wk_buf_init(&b, 1u << 24);
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_get_all(w->inner, key, &b, &err), WK_OK);
+    zip = (unsigned char *)wk_buf_detach(&b, &len);
+    ck_assert_ptr_nonnull(zip);
+    edit(zip, &len);
+    ck_assert_int_eq(store_put(w->inner, key, zip, len, &err), WK_OK);
+    free(zip);
+}
+
+static uint32_t zle32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+/* The central directory record of entry i (no comment, no ZIP64 here). */
+static unsigned char *cd_rec(unsigned char *zip, size_t len, unsigned i)
+{
+    unsigned char *e = zip + len - 22;
+    unsigned char *p;
+
+    ck_assert_int_eq(memcmp(e, "PK\005\006", 4), 0);
+    p = zip + zle32(e + 16);
+    while (i-- > 0)
+        p += 46 + (p[28] | (p[29] << 8)) + (p[30] | (p[31] << 8)) +
+             (p[32] | (p[33] << 8));
+    ck_assert_int_eq(memcmp(p, "PK\001\002", 4), 0);
+    return p;
+}
+
+/* Entry 1 is sila.md (restore order: space.json, sila.md, secrets...). */
+static void edit_crc(unsigned char *zip, size_t *len)
+{
+    cd_rec(zip, *len, 1)[16] ^= 0x01;
+}
+
+static void edit_name(unsigned char *zip, size_t *len)
+{
+    unsigned char *p = cd_rec(zip, *len, 1);
+    ck_assert_int_eq(memcmp(p + 46, "sila.md", 7), 0);
+    p[46 + 6] = 'x'; /* "sila.mx" */
+}
+
+static void edit_size(unsigned char *zip, size_t *len)
+{
+    cd_rec(zip, *len, 1)[24] ^= 0x04;
+}
+
+static void edit_offset(unsigned char *zip, size_t *len)
+{
+    unsigned char *e = zip + *len - 22;
+    unsigned char *p = cd_rec(zip, *len, 1);
+    uint32_t cd = zle32(e + 16);
+    p[42] = (unsigned char)cd;
+    p[43] = (unsigned char)(cd >> 8);
+    p[44] = (unsigned char)(cd >> 16);
+    p[45] = (unsigned char)(cd >> 24);
+}
+
+static void edit_count(unsigned char *zip, size_t *len)
+{
+    unsigned char *e = zip + *len - 22;
+    e[8]--;
+    e[10]--;
+}
+
+static void edit_truncate(unsigned char *zip, size_t *len)
+{
+    (void)zip;
+    *len -= 10;
+}
+
+static void edit_dup(unsigned char *zip, size_t *len)
+{
+    /* entry 6's name becomes entry 5's: both are space-v1/ops/... of the
+     * same length in this space (K_MOVES, K_PROPS) */
+    unsigned char *a = cd_rec(zip, *len, 4), *b = cd_rec(zip, *len, 5);
+    size_t na = a[28] | (a[29] << 8), nb = b[28] | (b[29] << 8);
+    ck_assert_uint_eq(na, nb);
+    memcpy(b + 46, a + 46, na);
+}
+
+static void (*g_edit)(unsigned char *zip, size_t *len);
+
+static void hook_corrupt_upload(struct wrap_store *w, const char *key)
+{
+    archive_edit(w, key, g_edit);
+}
+
+/* The archive job fails before deleting anything: the space is active
+ * with all of its objects, the upload is gone, the error says why. */
+static void check_corrupt_upload(void (*edit)(unsigned char *, size_t *),
+                                 const char *want)
+{
+    struct wrap_store *w = new_space();
+    struct run r;
+    char *sila;
+
+    g_edit = edit;
+    w->on_commit = hook_corrupt_upload;
+    ck_assert_int_eq(run_archive(w, &r), WK_E_CORRUPT);
+    ck_assert_msg(strstr(r.err.msg, want), "error '%s' lacks '%s'", r.err.msg,
+                  want);
+    assert_still_active(w, 2);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 7);
+    ck_assert_uint_eq(count(w->inner, "archived/"), 0);
+    ck_assert_ptr_null(get_text(w->inner, RECORD));
+    ck_assert_uint_eq(pending(w->inner), 0);
+    sila = get_text(w->inner, K_SILA);
+    ck_assert_str_eq(sila, "# Sila workspace\n");
+    free(sila);
+    run_release(&r);
+    /* and it archives once the store behaves */
+    w->on_commit = NULL;
+    ck_assert_msg(run_archive(w, &r) == WK_OK, "%s", r.err.msg);
+    ck_assert_uint_eq(count(w->inner, ACTIVE), 0);
+    run_release(&r);
+    store_free(&w->base);
+}
+
+START_TEST(test_job_archive_verify_bad_crc)
+{
+    check_corrupt_upload(edit_crc, "does not verify: entry 1 'sila.md': "
+                                   "CRC-32");
+}
+END_TEST
+
+START_TEST(test_job_archive_verify_bad_name)
+{
+    check_corrupt_upload(edit_name, "entry 1 'sila.mx': ");
+}
+END_TEST
+
+START_TEST(test_job_archive_verify_bad_size)
+{
+    check_corrupt_upload(edit_size, "entry 1 'sila.md': ");
+}
+END_TEST
+
+START_TEST(test_job_archive_verify_offset_outside)
+{
+    check_corrupt_upload(edit_offset, "entry 1 'sila.md': local header or "
+                                      "data outside");
+}
+END_TEST
+
+START_TEST(test_job_archive_verify_bad_count)
+{
+    check_corrupt_upload(edit_count, "more records than the end record says");
+}
+END_TEST
+
+START_TEST(test_job_archive_verify_truncated)
+{
+    check_corrupt_upload(edit_truncate, "bytes in the store");
+}
+END_TEST
+
+START_TEST(test_job_archive_verify_duplicate)
+{
+    check_corrupt_upload(edit_dup, "entry 5 '");
+}
+END_TEST
+
 Suite *job_archive_suite(void)
 {
     Suite *s = suite_create("job_archive");
@@ -1693,6 +1927,13 @@ Suite *job_archive_suite(void)
     tcase_add_test(tc, test_job_archive_sealed_restore_refused);
     tcase_add_test(tc, test_job_archive_plain_then_sealed);
     tcase_add_test(tc, test_job_archive_sealed_rekey);
+    tcase_add_test(tc, test_job_archive_verify_bad_crc);
+    tcase_add_test(tc, test_job_archive_verify_bad_name);
+    tcase_add_test(tc, test_job_archive_verify_bad_size);
+    tcase_add_test(tc, test_job_archive_verify_offset_outside);
+    tcase_add_test(tc, test_job_archive_verify_bad_count);
+    tcase_add_test(tc, test_job_archive_verify_truncated);
+    tcase_add_test(tc, test_job_archive_verify_duplicate);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -102,6 +102,10 @@ static void got_release(struct got *g)
     memset(g, 0, sizeof(*g));
 }
 
+/* The size authority the next reads get (zipr_set_declared), or NULL. */
+static zipr_declared_cb g_decl;
+static void *g_decl_ud;
+
 /* Read the whole archive through zipr, in reads of odd sizes. */
 static enum wk_code read_with(struct msrc *s, const struct zipr_limits *lim,
                               struct got *g, struct wk_err *err)
@@ -115,6 +119,8 @@ static enum wk_code read_with(struct msrc *s, const struct zipr_limits *lim,
     ck_assert_ptr_nonnull(buf);
     memset(g, 0, sizeof(*g));
     rc = zipr_new(msrc_read, s, lim, &zr, err);
+    if (rc == WK_OK && g_decl)
+        zipr_set_declared(zr, g_decl, g_decl_ud);
     while (rc == WK_OK) {
         struct zipr_entry e;
         struct got_entry *ge;
@@ -254,12 +260,19 @@ static void setup(void)
 
 static void teardown(void)
 {
+    g_decl = NULL;
+    g_decl_ud = NULL;
     free(text_data);
     free(random_data);
     free(pk_data);
 }
 
 /* Our writer's archive of entries t[0..n) into zip. */
+static unsigned long crc32_of(const unsigned char *p, size_t n)
+{
+    return crc32(crc32(0L, Z_NULL, 0), p, (uInt)n);
+}
+
 static void write_zip(const struct tentry *t, size_t n, int level,
                       struct wk_buf *zip)
 {
@@ -740,6 +753,175 @@ START_TEST(test_zipr_ratio_only_past_min_bytes)
     ck_assert_int_eq(read_zip(&zip, &stored_lim, odd, 5, &g, &err), WK_OK);
     got_release(&g);
     wk_buf_release(&zip);
+}
+END_TEST
+
+/* ---- the central directory as the authority for sizes ---- */
+
+#define ZEROS_BYTES (4u * 1024u * 1024u)
+
+/* What a pre-read central directory would say, per entry index. */
+struct decl {
+    uint64_t usize[4];
+    uint32_t crc[4];
+    size_t n;
+    unsigned calls;
+};
+
+static bool decl_cb(void *ud, uint64_t index, uint64_t *usize, uint32_t *crc)
+{
+    struct decl *d = ud;
+    d->calls++;
+    if (index >= d->n)
+        return false;
+    *usize = d->usize[index];
+    *crc = d->crc[index];
+    return true;
+}
+
+/* The real declaration of our own writer's archive t (from its records). */
+static void decl_of(const struct tentry *t, size_t n, struct decl *d)
+{
+    memset(d, 0, sizeof(*d));
+    for (size_t i = 0; i < n; i++) {
+        d->usize[i] = t[i].len;
+        d->crc[i] = (uint32_t)crc32_of(t[i].data, t[i].len);
+    }
+    d->n = n;
+}
+
+/* 4 MiB of zeros at deflate level 9 expand past 1000:1: refused as a bomb
+ * by the ratio limit without authority (a foreign archive), restored with
+ * the central directory's declaration. */
+START_TEST(test_zipr_declared_size_lifts_ratio)
+{
+    static const struct zipr_limits lim = { (uint64_t)1 << 30, 10, 1000,
+                                            (uint64_t)1 << 20 };
+    unsigned char *zeros = calloc(1, ZEROS_BYTES);
+    struct tentry t[2] = { { "space-v1/zeros", NULL, ZEROS_BYTES, 0 },
+                           { "space-v1/text", NULL, TEXT_BYTES, 0 } };
+    struct decl d;
+    struct wk_buf zip;
+    struct got g;
+    struct wk_err err;
+
+    ck_assert_ptr_nonnull(zeros);
+    t[0].data = zeros;
+    t[1].data = text_data;
+    write_zip(t, 2, 9, &zip);
+    wk_err_clear(&err);
+    ck_assert_int_eq(read_zip(&zip, &lim, whole, 1, &g, &err), WK_E_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "entry 'space-v1/zeros': expands ") &&
+                      strstr(err.msg, "(zip bomb?)"),
+                  "%s", err.msg);
+    got_release(&g);
+
+    decl_of(t, 2, &d);
+    g_decl = decl_cb;
+    g_decl_ud = &d;
+    for (int pass = 0; pass < 2; pass++) {
+        wk_err_clear(&err);
+        ck_assert_msg(read_zip(&zip, &lim, pass ? odd : whole, pass ? 5 : 1, &g,
+                               &err) == WK_OK,
+                      "%s", err.msg);
+        ck_assert(g.eof);
+        ck_assert_uint_eq(g.n, 2);
+        ck_assert_uint_eq(g.e[0].data.len, ZEROS_BYTES);
+        ck_assert_int_eq(memcmp(g.e[0].data.data, zeros, ZEROS_BYTES), 0);
+        ck_assert_uint_eq(g.e[0].size, ZEROS_BYTES);
+        got_release(&g);
+    }
+    ck_assert_uint_ge(d.calls, 4);
+    wk_buf_release(&zip);
+    free(zeros);
+}
+END_TEST
+
+/* With authority the size must be exact: a declaration the entry does not
+ * match is refused, before any data for a header that disagrees. */
+START_TEST(test_zipr_declared_size_must_match)
+{
+    static const struct zipr_limits lim = { (uint64_t)1 << 30, 10, 1000,
+                                            (uint64_t)1 << 20 };
+    struct tentry t[1] = { { "space-v1/text", NULL, TEXT_BYTES, 0 } };
+    struct decl d;
+    struct wk_buf zip;
+    struct got g;
+    struct wk_err err;
+    char want[160];
+
+    t[0].data = text_data;
+    write_zip(t, 1, 9, &zip);
+    decl_of(t, 1, &d);
+    d.usize[0] = TEXT_BYTES - 1;
+    g_decl = decl_cb;
+    g_decl_ud = &d;
+    wk_err_clear(&err);
+    ck_assert_int_eq(read_zip(&zip, &lim, odd, 5, &g, &err), WK_E_CORRUPT);
+    snprintf(want, sizeof(want),
+             "entry 'space-v1/text': central directory disagrees with the "
+             "local header (%u bytes, the header %u)",
+             (unsigned)TEXT_BYTES - 1, (unsigned)TEXT_BYTES);
+    ck_assert_str_eq(err.msg, want);
+    ck_assert_uint_eq(g.n, 0);
+    got_release(&g);
+    wk_buf_release(&zip);
+}
+END_TEST
+
+START_TEST(test_zipr_declared_crc_must_match)
+{
+    static const struct zipr_limits lim = { (uint64_t)1 << 30, 10, 1000,
+                                            (uint64_t)1 << 20 };
+    struct tentry t[1] = { { "space-v1/text", NULL, TEXT_BYTES, 0 } };
+    struct decl d;
+    struct wk_buf zip;
+    struct got g;
+    struct wk_err err;
+
+    t[0].data = text_data;
+    write_zip(t, 1, 1, &zip);
+    decl_of(t, 1, &d);
+    d.crc[0] ^= 1;
+    g_decl = decl_cb;
+    g_decl_ud = &d;
+    wk_err_clear(&err);
+    ck_assert_int_eq(read_zip(&zip, &lim, whole, 1, &g, &err), WK_E_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "entry 'space-v1/text': CRC-32 ") &&
+                      strstr(err.msg, "its central directory declares"),
+                  "%s", err.msg);
+    got_release(&g);
+    wk_buf_release(&zip);
+}
+END_TEST
+
+/* An entry without a declaration (index past it) keeps the ratio limit. */
+START_TEST(test_zipr_undeclared_entry_keeps_ratio)
+{
+    static const struct zipr_limits lim = { (uint64_t)1 << 30, 10, 1000,
+                                            (uint64_t)1 << 20 };
+    unsigned char *zeros = calloc(1, ZEROS_BYTES);
+    struct tentry t[2] = { { "space-v1/text", NULL, TEXT_BYTES, 0 },
+                           { "space-v1/zeros", NULL, ZEROS_BYTES, 0 } };
+    struct decl d;
+    struct wk_buf zip;
+    struct got g;
+    struct wk_err err;
+
+    ck_assert_ptr_nonnull(zeros);
+    t[0].data = text_data;
+    t[1].data = zeros;
+    write_zip(t, 2, 9, &zip);
+    decl_of(t, 1, &d); /* only the first entry */
+    g_decl = decl_cb;
+    g_decl_ud = &d;
+    wk_err_clear(&err);
+    ck_assert_int_eq(read_zip(&zip, &lim, whole, 1, &g, &err), WK_E_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "entry 'space-v1/zeros': expands "), "%s",
+                  err.msg);
+    got_release(&g);
+    wk_buf_release(&zip);
+    free(zeros);
 }
 END_TEST
 
@@ -1503,6 +1685,10 @@ Suite *zipr_suite(void)
     tcase_add_test(tc, test_zipr_reads_to_the_end_then_stops);
     tcase_add_test(tc, test_zipr_name_valid);
     tcase_add_test(tc, test_zipr_ratio_only_past_min_bytes);
+    tcase_add_test(tc, test_zipr_declared_size_lifts_ratio);
+    tcase_add_test(tc, test_zipr_declared_size_must_match);
+    tcase_add_test(tc, test_zipr_declared_crc_must_match);
+    tcase_add_test(tc, test_zipr_undeclared_entry_keeps_ratio);
     tcase_add_test(tc, test_zipr_total_may_reach_max_exactly);
     tcase_add_test(tc, test_zipr_refuses_more_than_max_entries);
     tcase_add_test(tc, test_zipr_every_truncation_refused);

@@ -79,6 +79,24 @@ static int count_both(const char *a, const char *b, const char *file)
     return n;
 }
 
+/* Lines holding both a and b in the worker logs dir/worker-*.log. */
+static int count_both_logs(const char *a, const char *b, const char *dir)
+{
+    char cmd[1024];
+    int n = 0;
+    FILE *p;
+    snprintf(cmd, sizeof(cmd),
+             "cat '%s'/worker-*.log | grep -- '%s' | grep -c -- '%s'", dir, a,
+             b);
+    p = popen(cmd, "r");
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = 0;
+        pclose(p);
+    }
+    return n;
+}
+
 static void wait_for_line(const char *pattern, const char *file, int secs)
 {
     for (int i = 0; i < secs * 20; i++) {
@@ -206,6 +224,69 @@ START_TEST(test_it_queue_held_aside_entry_goes_back)
 }
 END_TEST
 
+/* 1b. The same read returns both deliveries of one job (an urgent request
+ * for a job queued on the normal lane adds it to the urgent lane too). A
+ * runs the urgent delivery; B takes the given-back normal one over and
+ * must see that the job runs under another entry: acknowledged, not run,
+ * and the status hash keeps saying "running" (no "queued" from a busy
+ * space lock written over a running job). */
+START_TEST(test_it_queue_both_deliveries_of_one_job)
+{
+    char ids[1][33], tmp[512], root[600], loga[600], logb[600], out[600];
+    char url[700], args[200], job[64], again[64];
+    struct it_env ea, eb;
+    pid_t a, b;
+
+    it_tmpdir("q-twice", tmp, sizeof(tmp));
+    fs_spaces(tmp, ids, 1, root, sizeof(root));
+    snprintf(url, sizeof(url), "file://%s", root);
+    it_env_init(&ea, url, "q-twice", NULL);
+    it_env_add(&ea, "SILA_LEASE=4s");
+    it_env_add(&ea, "SILA_QUEUE_BLOCK_MS=1000");
+    eb = ea;
+    it_env_add(&ea,
+               "SILA_FAILPOINTS=queue.read_both=sleep:3000,job.started=sleep:"
+               "6000");
+    snprintf(loga, sizeof(loga), "%s/worker-a.log", tmp);
+    snprintf(logb, sizeof(logb), "%s/worker-b.log", tmp);
+    snprintf(out, sizeof(out), "%s/out", tmp);
+
+    a = it_start_worker(&ea, loga);
+    wait_for_line("\"name\":\"queue.read_both\"", loga, 20);
+    snprintf(args, sizeof(args), "enqueue archive %s", ids[0]);
+    enqueue(&ea, args, job, sizeof(job), out);
+    snprintf(args, sizeof(args), "enqueue archive %s --urgent", ids[0]);
+    enqueue(&ea, args, again, sizeof(again), out);
+    ck_assert_str_eq(again, job);
+    wait_for_line("\"event\":\"queue.given_back\"", loga, 10);
+    wait_state(&ea, job, "running", 10);
+    ck_assert_str_eq(it_job_field(it_prefix_of(&ea), job, "lane"),
+                     "jobs:urgent");
+
+    b = it_start_worker(&eb, logb);
+    wait_for_line("job.duplicate_skipped", logb, 3);
+    ck_assert_int_eq(count_both("job.duplicate_skipped", job, logb), 1);
+    for (int i = 0; i < 10; i++) { /* A's run goes on, undisturbed */
+        ck_assert_str_eq(it_job_field(it_prefix_of(&ea), job, "state"),
+                         "running");
+        it_sleep_ms(100);
+    }
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&ea), job, 30), "succeeded");
+    ck_assert_str_eq(it_job_field(it_prefix_of(&ea), job, "attempts"), "1");
+    ck_assert_int_eq(count_in("job.started", logb), 0);
+    ck_assert_int_eq(count_in("job.space_busy", logb), 0);
+    ck_assert_int_eq(count_in("lease.lost", loga), 0);
+    ck_assert_str_eq(
+        it_redis("XPENDING %sjobs sila-workers - + 10", it_prefix_of(&ea)),
+        "(array of 0)");
+    ck_assert_str_eq(it_redis("XPENDING %sjobs:urgent sila-workers - + 10",
+                              it_prefix_of(&ea)),
+                     "(array of 0)");
+    ck_assert_int_eq(it_stop(a), 0);
+    ck_assert_int_eq(it_stop(b), 0);
+}
+END_TEST
+
 /* A test-side "worker" that claims the next entry and begins its run, as
  * a worker would, then vanishes. */
 static void ghost_begin(struct q *q, const char *consumer, const char *job)
@@ -236,14 +317,14 @@ static void ghost_begin(struct q *q, const char *consumer, const char *job)
  * time, after which new requests get jobs that complete. */
 START_TEST(test_it_queue_stranded_job_repaired)
 {
-    char ids[3][33], tmp[512], root[600], log[600], out[600], url[700];
+    char ids[3][33], tmp[512], root[600], log[700], out[600], url[700];
     char args[200], job[3][64], again[64], redis_url[128];
     struct it_env e;
     struct cfg_redis rc;
     struct q *q = NULL;
     struct wk_err err;
     const char *pre;
-    pid_t w;
+    pid_t w[3];
     long long t0, took;
 
     it_tmpdir("q-strand", tmp, sizeof(tmp));
@@ -253,7 +334,6 @@ START_TEST(test_it_queue_stranded_job_repaired)
     it_env_add(&e, "SILA_LEASE=1s");
     it_env_add(&e, "SILA_MAX_ATTEMPTS=5");
     pre = it_prefix_of(&e);
-    snprintf(log, sizeof(log), "%s/worker.log", tmp);
     snprintf(out, sizeof(out), "%s/out", tmp);
     for (int i = 0; i < 3; i++) {
         snprintf(args, sizeof(args), "enqueue archive %s", ids[i]);
@@ -289,7 +369,11 @@ START_TEST(test_it_queue_stranded_job_repaired)
     ck_assert_str_eq(again, job[2]);
 
     t0 = now_ms();
-    w = it_start_worker(&e, log);
+    /* three workers run the repair at once: each job is repaired once */
+    for (int i = 0; i < 3; i++) {
+        snprintf(log, sizeof(log), "%s/worker-%d.log", tmp, i);
+        w[i] = it_start_worker(&e, log);
+    }
     /* a and b: queued again under their own id, then run to the end */
     ck_assert_str_eq(it_wait_job(pre, job[0], 30), "succeeded");
     ck_assert_str_eq(it_wait_job(pre, job[1], 30), "succeeded");
@@ -300,10 +384,14 @@ START_TEST(test_it_queue_stranded_job_repaired)
     ck_assert_msg(took < 8000, "repair took %lld ms", took);
     ck_assert_str_eq(it_job_field(pre, job[0], "attempts"), "2");
     ck_assert_str_eq(it_job_field(pre, job[1], "attempts"), "2");
-    ck_assert_int_eq(count_both("queue.job_repaired", job[0], log), 1);
-    ck_assert_int_eq(count_both("\"requeued\"", job[0], log), 1);
-    ck_assert_int_eq(count_both("\"requeued\"", job[1], log), 1);
-    ck_assert_int_eq(count_both("\"failed\"", job[2], log), 1);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(count_both_logs("queue.job_repaired", job[i], tmp), 1);
+    ck_assert_int_eq(count_both_logs("\"requeued\"", job[0], tmp), 1);
+    ck_assert_int_eq(count_both_logs("\"requeued\"", job[1], tmp), 1);
+    ck_assert_int_eq(count_both_logs("\"failed\"", job[2], tmp), 1);
+    ck_assert_int_eq(count_both_logs("\"job.started\"", job[0], tmp), 1);
+    ck_assert_int_eq(count_both_logs("\"job.started\"", job[1], tmp), 1);
+    ck_assert_int_eq(count_both_logs("\"job.started\"", job[2], tmp), 0);
     ck_assert_ptr_nonnull(strstr(it_job_field(pre, job[2], "error"),
                                  "queue entry of this running job was lost"));
     ck_assert_ptr_nonnull(
@@ -321,7 +409,8 @@ START_TEST(test_it_queue_stranded_job_repaired)
     ck_assert_int_eq(it_cli(&e, args, again, sizeof(again), out), 0);
     ck_assert_str_ne(again, job[2]);
     ck_assert_str_eq(it_job_field(pre, again, "state"), "succeeded");
-    ck_assert_int_eq(it_stop(w), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(it_stop(w[i]), 0);
 }
 END_TEST
 
@@ -576,6 +665,7 @@ Suite *it_queue_suite(void)
         const TTest *test;
     } cases[] = {
         { "aside", test_it_queue_held_aside_entry_goes_back },
+        { "aside", test_it_queue_both_deliveries_of_one_job },
         { "repair", test_it_queue_stranded_job_repaired },
         { "deliveries", test_it_queue_crashing_job_dead_lettered },
         { "deliveries", test_it_queue_crash_before_run_counted },

@@ -1214,18 +1214,37 @@ static const char *lane_of(const struct q *q, const struct q_msg *m)
     return "jobs";
 }
 
+/* KEYS: job hash, delayed set, lane stream, running index. ARGV: group,
+ * entry id, lane, due ms, delayed member, job id, then field/value pairs.
+ * A job running under another delivery (both lanes of one job) is not
+ * touched: this entry is only acknowledged. Returns 1, or 0 for that. */
+static const char requeue_lua[] =
+    "local f = redis.call('HMGET', KEYS[1], 'state', 'lane', 'entry')\n"
+    "if f[1] == 'running' and f[3] and f[3] ~= '' and\n"
+    "   (f[2] ~= ARGV[3] or f[3] ~= ARGV[2]) then\n"
+    "  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 7))\n"
+    "redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])\n"
+    "redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])\n"
+    "redis.call('ZREM', KEYS[4], ARGV[6])\n"
+    "return 1\n";
+
 enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
                        const char *const *fields, struct wk_err *err)
 {
     char key[256], delayed[128], now[40], due[32], running[128];
-    struct q_tx_cmd cmds[4];
+    const char *argv[Q_MAX_FIELDS * 2 + 8];
+    int argc = 0;
     struct timespec ts;
     json_t *mem = NULL;
     char *mems = NULL;
-    enum wk_code rc;
+    redisReply *rep;
 
     key_of(q, "job:", m->job_id, key, sizeof(key));
     key_of(q, "jobs:delayed", NULL, delayed, sizeof(delayed));
+    key_of(q, "jobs:running", NULL, running, sizeof(running));
     q_now_rfc3339(now, sizeof(now));
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(due, sizeof(due), "%llu",
@@ -1237,30 +1256,36 @@ enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
     json_decref(mem);
     if (!mems)
         return wk_err_set(err, WK_E_NOMEM, "cannot encode the job");
-    memset(cmds, 0, sizeof(cmds));
-    tx_add(&cmds[0], "HSET");
-    tx_add(&cmds[0], key);
-    for (int i = 0; fields && fields[i]; i += 2) {
-        tx_add(&cmds[0], fields[i]);
-        tx_add(&cmds[0], fields[i + 1]);
+    argv[argc++] = "EVAL";
+    argv[argc++] = requeue_lua;
+    argv[argc++] = "4";
+    argv[argc++] = key;
+    argv[argc++] = delayed;
+    argv[argc++] = m->stream;
+    argv[argc++] = running;
+    argv[argc++] = Q_GROUP;
+    argv[argc++] = m->entry_id;
+    argv[argc++] = lane_of(q, m);
+    argv[argc++] = due;
+    argv[argc++] = mems;
+    argv[argc++] = m->job_id;
+    for (int i = 0; fields && fields[i] && argc + 4 <= Q_MAX_FIELDS * 2;
+         i += 2) {
+        argv[argc++] = fields[i];
+        argv[argc++] = fields[i + 1];
     }
-    tx_add(&cmds[0], "updatedAt");
-    tx_add(&cmds[0], now);
-    tx_add(&cmds[1], "ZADD");
-    tx_add(&cmds[1], delayed);
-    tx_add(&cmds[1], due);
-    tx_add(&cmds[1], mems);
-    tx_add(&cmds[2], "XACK");
-    tx_add(&cmds[2], m->stream);
-    tx_add(&cmds[2], Q_GROUP);
-    tx_add(&cmds[2], m->entry_id);
-    key_of(q, "jobs:running", NULL, running, sizeof(running));
-    tx_add(&cmds[3], "ZREM");
-    tx_add(&cmds[3], running);
-    tx_add(&cmds[3], m->job_id);
-    rc = q_exec_tx(q, cmds, 4, "requeue", err);
+    argv[argc++] = "updatedAt";
+    argv[argc++] = now;
+    rep = q_cmds(q, err, "requeue", argc, argv);
     free(mems);
-    return rc;
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+        WK_LOG(WK_LOG_INFO, "job.duplicate_skipped",
+               KV_STR("job_id", m->job_id), KV_STR("state", "running"),
+               KV_STR("stream", m->stream));
+    freeReplyObject(rep);
+    return WK_OK;
 }
 
 /* KEYS[1] delayed set; ARGV[1] now ms, ARGV[2] key prefix. */

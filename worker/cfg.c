@@ -1,6 +1,7 @@
 #include "worker/cfg.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@ static enum wk_code url_decode(const char *s, size_t n, char *out,
             unsigned v = 0;
             if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
                 !isxdigit((unsigned char)s[i + 2]) ||
-                sscanf(s + i + 1, "%2x", &v) != 1)
+                sscanf(s + i + 1, "%2x", &v) != 1 || v == 0)
                 return wk_err_set(err, WK_E_INVAL,
                                   "REDIS_URL: bad percent escape");
             c = (char)v;
@@ -33,10 +34,33 @@ static enum wk_code url_decode(const char *s, size_t n, char *out,
     return WK_OK;
 }
 
-enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,
-                                 struct wk_err *err)
+/* A host name or an IPv4 address: letters, digits, '.', '-', '_'. */
+static bool host_ok(const char *h, size_t n)
 {
-    const char *p, *at, *hostp, *slash, *colon;
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)h[i]) && !strchr(".-_", h[i]))
+            return false;
+    return true;
+}
+
+/* An IPv6 address between brackets: hex digits, ':' and '.'. */
+static bool ipv6_ok(const char *h, size_t n)
+{
+    if (n < 2)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)h[i]) && h[i] != ':' && h[i] != '.')
+            return false;
+    return true;
+}
+
+static enum wk_code parse_redis_url(const char *url, struct cfg_redis *out,
+                                    struct wk_err *err)
+{
+    const char *p, *at, *hostp, *end, *portp = NULL;
+    size_t hlen;
     uint64_t n;
 
     memset(out, 0, sizeof(*out));
@@ -45,9 +69,11 @@ enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,
         return wk_err_set(err, WK_E_INVAL,
                           "REDIS_URL: expected redis://host[:port][/db]");
     p = url + 8;
-    slash = strchr(p, '/');
-    at = strchr(p, '@');
-    if (at && (!slash || at < slash)) {
+    /* The userinfo ends at the LAST '@' (as in redis-py and urllib): a
+     * password may hold '@', ':' and even '/' unencoded. user and password
+     * split at the first ':'; both are percent-decoded. */
+    at = strrchr(p, '@');
+    if (at) {
         const char *uc = memchr(p, ':', (size_t)(at - p));
         if (uc) {
             if (url_decode(p, (size_t)(uc - p), out->user, sizeof(out->user),
@@ -63,33 +89,58 @@ enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,
     } else {
         hostp = p;
     }
-    slash = strchr(hostp, '/');
-    {
-        size_t hlen = slash ? (size_t)(slash - hostp) : strlen(hostp);
-        char hostport[300];
-        if (hlen == 0 || hlen >= sizeof(hostport))
+    end = hostp + strcspn(hostp, "/");
+    /* The host is checked strictly, so that whatever a mistyped URL holds
+     * (a password cut at an unencoded character) never becomes a "host"
+     * that is logged; errors never quote the URL. */
+    if (hostp[0] == '[') {
+        const char *rb = memchr(hostp, ']', (size_t)(end - hostp));
+        if (!rb || !ipv6_ok(hostp + 1, (size_t)(rb - hostp - 1)) ||
+            (rb + 1 != end && rb[1] != ':'))
             return wk_err_set(err, WK_E_INVAL, "REDIS_URL: bad host");
-        memcpy(hostport, hostp, hlen);
-        hostport[hlen] = '\0';
-        colon = strrchr(hostport, ':');
-        if (colon) {
-            if (wk_parse_u64(colon + 1, &n, NULL) != WK_OK || n == 0 ||
-                n > 65535)
-                return wk_err_set(err, WK_E_INVAL, "REDIS_URL: bad port");
-            out->port = (int)n;
-            hostport[colon - hostport] = '\0';
-        }
-        if (!hostport[0] || strlen(hostport) >= sizeof(out->host))
+        hostp++;
+        hlen = (size_t)(rb - hostp);
+        if (rb + 1 != end)
+            portp = rb + 2;
+    } else {
+        const char *colon = memchr(hostp, ':', (size_t)(end - hostp));
+        hlen = colon ? (size_t)(colon - hostp) : (size_t)(end - hostp);
+        if (!host_ok(hostp, hlen))
             return wk_err_set(err, WK_E_INVAL, "REDIS_URL: bad host");
-        memcpy(out->host, hostport, strlen(hostport) + 1);
+        if (colon)
+            portp = colon + 1;
     }
-    if (slash && slash[1]) {
-        if (wk_parse_u64(slash + 1, &n, NULL) != WK_OK || n > 10000)
+    if (hlen >= sizeof(out->host))
+        return wk_err_set(err, WK_E_INVAL, "REDIS_URL: bad host");
+    memcpy(out->host, hostp, hlen);
+    out->host[hlen] = '\0';
+    if (portp) {
+        char port[8];
+        size_t plen = (size_t)(end - portp);
+        if (plen == 0 || plen >= sizeof(port))
+            return wk_err_set(err, WK_E_INVAL, "REDIS_URL: bad port");
+        memcpy(port, portp, plen);
+        port[plen] = '\0';
+        if (wk_parse_u64(port, &n, NULL) != WK_OK || n == 0 || n > 65535)
+            return wk_err_set(err, WK_E_INVAL, "REDIS_URL: bad port");
+        out->port = (int)n;
+    }
+    if (*end == '/' && end[1]) {
+        if (wk_parse_u64(end + 1, &n, NULL) != WK_OK || n > 10000)
             return wk_err_set(err, WK_E_INVAL,
                               "REDIS_URL: bad database number");
         out->db = (int)n;
     }
     return WK_OK;
+}
+
+enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,
+                                 struct wk_err *err)
+{
+    enum wk_code rc = parse_redis_url(url, out, err);
+    if (rc != WK_OK) /* nothing of a half-parsed password stays behind */
+        memset(out, 0, sizeof(*out));
+    return rc;
 }
 
 static enum wk_code env_size(const char *name, uint64_t lo, uint64_t hi,

@@ -49,7 +49,12 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err);
 enum wk_code cfg_keys(const struct cfg *c, struct seal_keyring **out,
                       struct wk_err *err);
 
-/* "redis://[user[:pass]@]host[:port][/db]" (also "redis://:pass@host"). */
+/* "redis://[user[:pass]@]host[:port][/db]" (also "redis://:pass@host",
+ * "redis://[::1]:6379"). The userinfo ends at the last '@', user and
+ * password split at its first ':', both percent-decoded (%00 refused); so a
+ * password may hold '@', ':' and '/' as they are. The host must be a name,
+ * an IPv4 address or a bracketed IPv6 address. Error messages never quote
+ * the URL. */
 enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,
                                  struct wk_err *err);
 

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/wk_fail.h"
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
 
@@ -20,10 +21,12 @@
 #define Q_STREAM_MAXLEN "100000"        /* approximate trim at XADD */
 #define Q_MAX_FIELDS    32
 
+/* A normal-lane entry given back by q_claim() looks idle this long, more
+ * than any lease (SILA_LEASE is at most 1 h): any worker reclaims it. */
+#define Q_GIVE_BACK_IDLE_MS "86400000"
+
 struct q {
-    redisContext *c;    /* owned */
-    struct q_msg stash; /* a normal entry read together with an urgent one */
-    bool has_stash;
+    redisContext *c; /* owned */
     struct cfg_redis r;
     char prefix[64];
     unsigned read_timeout_ms;
@@ -167,7 +170,6 @@ enum wk_code q_connect(const struct cfg_redis *r, const char *prefix,
     q->r = *r;
     snprintf(q->prefix, sizeof(q->prefix), "%s", prefix);
     q->read_timeout_ms = read_timeout_ms;
-    q_msg_init(&q->stash);
     rc = do_connect(q, err);
     if (rc != WK_OK) {
         q_free(q);
@@ -188,7 +190,6 @@ void q_free(struct q *q)
         return;
     if (q->c)
         redisFree(q->c);
-    q_msg_release(&q->stash);
     free(q);
 }
 
@@ -492,6 +493,7 @@ static enum wk_code msg_from_entry(const char *stream, const redisReply *entry,
     snprintf(out->stream, sizeof(out->stream), "%s", stream);
     snprintf(out->entry_id, sizeof(out->entry_id), "%s",
              entry->element[0]->str);
+    out->deliveries = 1; /* a new read; q_reclaim() asks XPENDING */
     kv = entry->element[1];
     out->job_id_ok = false;
     snprintf(out->job_id, sizeof(out->job_id), "%s", out->entry_id);
@@ -575,9 +577,30 @@ static void msg_move(struct q_msg *dst, struct q_msg *src)
     memcpy(dst->entry_id, src->entry_id, sizeof(dst->entry_id));
     memcpy(dst->job_id, src->job_id, sizeof(dst->job_id));
     dst->job_id_ok = src->job_id_ok;
+    dst->deliveries = src->deliveries;
     dst->json = keep;
     if (src->json.len)
         wk_buf_append(&dst->json, src->json.data, src->json.len, NULL);
+}
+
+/* Hand a pending entry of ours back to the group: it looks idle for a day
+ * (any worker's XAUTOCLAIM takes it at once) and its delivery count is
+ * reset, so that this delivery, which ran nothing, does not count. */
+static enum wk_code give_back(struct q *q, const char *consumer,
+                              const struct q_msg *m, struct wk_err *err)
+{
+    redisReply *rep;
+    const char *argv[] = {
+        "XCLAIM",     m->stream,   Q_GROUP, consumer,
+        "0",          m->entry_id, "IDLE",  Q_GIVE_BACK_IDLE_MS,
+        "RETRYCOUNT", "0",         "JUSTID"
+    };
+
+    rep = q_cmds(q, err, "XCLAIM", (int)(sizeof(argv) / sizeof(argv[0])), argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    freeReplyObject(rep);
+    return WK_OK;
 }
 
 enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
@@ -592,22 +615,27 @@ enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
     q_msg_init(&two[1]);
     /* urgent work first, without waiting */
     rc = read_group(q, consumer, 0, false, two, &n, err);
-    if (rc == WK_OK && n == 0 && q->has_stash) {
-        msg_move(out, &q->stash);
-        q->has_stash = false;
-        *got = true;
-        goto out;
-    }
-    if (rc == WK_OK && n == 0)
+    if (rc == WK_OK && n == 0) {
+        wk_fail_point("queue.read_both");
         rc = read_group(q, consumer, block_ms, true, two, &n, err);
+    }
     if (rc != WK_OK || n == 0)
         goto out;
     msg_move(out, &two[0]);
     *got = true;
     if (n == 2) {
-        /* both lanes answered: the normal entry is ours now; run it next */
-        msg_move(&q->stash, &two[1]);
-        q->has_stash = true;
+        /* both lanes answered: run the urgent entry; the normal one goes
+         * back now rather than wait (unrenewed) behind it */
+        struct wk_err gerr;
+        wk_err_clear(&gerr);
+        if (give_back(q, consumer, &two[1], &gerr) == WK_OK)
+            WK_LOG(WK_LOG_INFO, "queue.given_back",
+                   KV_STR("job_id", two[1].job_id),
+                   KV_STR("entry_id", two[1].entry_id),
+                   KV_STR("stream", two[1].stream));
+        else /* still pending for us: reclaimed once its lease runs out */
+            WK_LOG(WK_LOG_WARN, "queue.give_back_failed",
+                   KV_STR("job_id", two[1].job_id), KV_STR("msg", gerr.msg));
     }
 out:
     q_msg_release(&two[0]);
@@ -635,6 +663,99 @@ enum wk_code q_field(struct q *q, const char *job_id, const char *field,
     snprintf(buf, len, "%s", rep->type == REDIS_REPLY_STRING ? rep->str : "");
     freeReplyObject(rep);
     return WK_OK;
+}
+
+/* The lane of an entry without the prefix ("jobs" or "jobs:urgent"). */
+static const char *lane_of(const struct q *q, const struct q_msg *m);
+
+enum wk_code q_delivery_state(struct q *q, const struct q_msg *m, char *buf,
+                              size_t len, bool *recorded, bool *ours,
+                              struct wk_err *err)
+{
+    char key[256];
+    redisReply *rep;
+    const redisReply *st, *lane, *entry;
+
+    *recorded = *ours = false;
+    key_of(q, "job:", m->job_id, key, sizeof(key));
+    const char *argv[] = { "HMGET", key, "state", "lane", "entry" };
+    rep = q_cmds(q, err, "HMGET", 5, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
+        freeReplyObject(rep);
+        return wk_err_set(err, WK_E_INTERNAL, "redis HMGET: bad reply");
+    }
+    st = rep->element[0];
+    lane = rep->element[1];
+    entry = rep->element[2];
+    snprintf(buf, len, "%s", st->type == REDIS_REPLY_STRING ? st->str : "");
+    if (entry->type == REDIS_REPLY_STRING && entry->str[0]) {
+        *recorded = true;
+        *ours = lane->type == REDIS_REPLY_STRING &&
+                strcmp(lane->str, lane_of(q, m)) == 0 &&
+                strcmp(entry->str, m->entry_id) == 0;
+    }
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+/* KEYS: job hash, running index. ARGV: consumer, now RFC 3339, now ms,
+ * max attempts, lane, entry id, job id. Returns {began 0|1, attempts}. */
+static const char begin_lua[] =
+    "local a = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') or 0\n"
+    "if a >= tonumber(ARGV[4]) then return {0, a} end\n"
+    "a = redis.call('HINCRBY', KEYS[1], 'attempts', 1)\n"
+    "redis.call('HSET', KEYS[1], 'state', 'running', 'startedAt', ARGV[2],\n"
+    "           'worker', ARGV[1], 'waiting', '', 'lane', ARGV[5],\n"
+    "           'entry', ARGV[6], 'updatedAt', ARGV[2])\n"
+    "redis.call('HDEL', KEYS[1], 'entryLostAt')\n"
+    "redis.call('ZADD', KEYS[2], ARGV[3], ARGV[7])\n"
+    "return {1, a}\n";
+
+static void now_ms_str(char *buf, size_t len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(buf, len, "%llu",
+             (unsigned long long)ts.tv_sec * 1000ULL +
+                 (unsigned long long)(ts.tv_nsec / 1000000));
+}
+
+enum wk_code q_begin(struct q *q, const struct q_msg *m, const char *consumer,
+                     unsigned max_attempts, bool *began, unsigned *attempts,
+                     struct wk_err *err)
+{
+    char key[256], running[128], now[40], ms[32], maxa[16];
+    redisReply *rep;
+    enum wk_code rc = WK_OK;
+
+    *began = false;
+    *attempts = 0;
+    key_of(q, "job:", m->job_id, key, sizeof(key));
+    key_of(q, "jobs:running", NULL, running, sizeof(running));
+    q_now_rfc3339(now, sizeof(now));
+    now_ms_str(ms, sizeof(ms));
+    snprintf(maxa, sizeof(maxa), "%u", max_attempts);
+    const char *argv[] = { "EVAL",  begin_lua,     "2",         key,
+                           running, consumer,      now,         ms,
+                           maxa,    lane_of(q, m), m->entry_id, m->job_id };
+    rep = q_cmds(q, err, "begin", (int)(sizeof(argv) / sizeof(argv[0])), argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_INTEGER) {
+        rc = wk_err_set(err, WK_E_INTERNAL, "redis begin: bad reply");
+    } else {
+        *began = rep->element[0]->integer == 1;
+        *attempts = rep->element[1]->integer < 0 ? 0
+                    : rep->element[1]->integer > UINT_MAX
+                        ? UINT_MAX
+                        : (unsigned)rep->element[1]->integer;
+    }
+    freeReplyObject(rep);
+    return rc;
 }
 
 enum wk_code q_ack(struct q *q, const struct q_msg *m, struct wk_err *err)
@@ -697,9 +818,9 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
 {
     char key[256], now[40], ttl[16], dedup[256], chan[256], deadkey[128];
     char auditkey[128], audmax[16], statkey[160], nbytes[24], nfiles[24];
-    char ms[24], who[JOB_ID_MAX + 1] = "";
-    struct q_tx_cmd cmds[12];
-    int ncmd = 4;
+    char ms[24], who[JOB_ID_MAX + 1] = "", running[128];
+    struct q_tx_cmd cmds[13];
+    int ncmd = 5;
     char *sev = NULL;
     json_t *ev = json_object();
     char *evs = NULL;
@@ -766,6 +887,10 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
     tx_add(&cmds[3], m->stream);
     tx_add(&cmds[3], Q_GROUP);
     tx_add(&cmds[3], m->entry_id);
+    key_of(q, "jobs:running", NULL, running, sizeof(running));
+    tx_add(&cmds[4], "ZREM");
+    tx_add(&cmds[4], running);
+    tx_add(&cmds[4], m->job_id);
     if (type && space_id) {
         /* this job no longer blocks a new one of its kind */
         snprintf(dedup, sizeof(dedup), "%sdedup:%s:%s", q->prefix, type,
@@ -961,6 +1086,30 @@ out:
 
 /* ---- leases, locks, retries ---- */
 
+/* m->deliveries from XPENDING (the count includes this delivery). */
+static enum wk_code delivery_count(struct q *q, struct q_msg *m,
+                                   struct wk_err *err)
+{
+    redisReply *rep;
+    const char *argv[] = { "XPENDING",  m->stream,   Q_GROUP,
+                           m->entry_id, m->entry_id, "1" };
+
+    rep = q_cmds(q, err, "XPENDING", 6, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    /* [[id, consumer, idle ms, deliveries]] */
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
+        rep->element[0]->type == REDIS_REPLY_ARRAY &&
+        rep->element[0]->elements == 4 &&
+        rep->element[0]->element[3]->type == REDIS_REPLY_INTEGER &&
+        rep->element[0]->element[3]->integer > 0)
+        m->deliveries = rep->element[0]->element[3]->integer > UINT_MAX
+                            ? UINT_MAX
+                            : (unsigned)rep->element[0]->element[3]->integer;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
 static enum wk_code reclaim_one(struct q *q, const char *suffix,
                                 const char *consumer, unsigned min_idle_ms,
                                 struct q_msg *out, bool *got,
@@ -992,6 +1141,8 @@ static enum wk_code reclaim_one(struct q *q, const char *suffix,
         }
     }
     freeReplyObject(rep);
+    if (rc == WK_OK && *got)
+        rc = delivery_count(q, out, err);
     return rc;
 }
 
@@ -1063,18 +1214,37 @@ static const char *lane_of(const struct q *q, const struct q_msg *m)
     return "jobs";
 }
 
+/* KEYS: job hash, delayed set, lane stream, running index. ARGV: group,
+ * entry id, lane, due ms, delayed member, job id, then field/value pairs.
+ * A job running under another delivery (both lanes of one job) is not
+ * touched: this entry is only acknowledged. Returns 1, or 0 for that. */
+static const char requeue_lua[] =
+    "local f = redis.call('HMGET', KEYS[1], 'state', 'lane', 'entry')\n"
+    "if f[1] == 'running' and f[3] and f[3] ~= '' and\n"
+    "   (f[2] ~= ARGV[3] or f[3] ~= ARGV[2]) then\n"
+    "  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], unpack(ARGV, 7))\n"
+    "redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])\n"
+    "redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])\n"
+    "redis.call('ZREM', KEYS[4], ARGV[6])\n"
+    "return 1\n";
+
 enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
                        const char *const *fields, struct wk_err *err)
 {
-    char key[256], delayed[128], now[40], due[32];
-    struct q_tx_cmd cmds[3];
+    char key[256], delayed[128], now[40], due[32], running[128];
+    const char *argv[Q_MAX_FIELDS * 2 + 8];
+    int argc = 0;
     struct timespec ts;
     json_t *mem = NULL;
     char *mems = NULL;
-    enum wk_code rc;
+    redisReply *rep;
 
     key_of(q, "job:", m->job_id, key, sizeof(key));
     key_of(q, "jobs:delayed", NULL, delayed, sizeof(delayed));
+    key_of(q, "jobs:running", NULL, running, sizeof(running));
     q_now_rfc3339(now, sizeof(now));
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(due, sizeof(due), "%llu",
@@ -1086,26 +1256,36 @@ enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
     json_decref(mem);
     if (!mems)
         return wk_err_set(err, WK_E_NOMEM, "cannot encode the job");
-    memset(cmds, 0, sizeof(cmds));
-    tx_add(&cmds[0], "HSET");
-    tx_add(&cmds[0], key);
-    for (int i = 0; fields && fields[i]; i += 2) {
-        tx_add(&cmds[0], fields[i]);
-        tx_add(&cmds[0], fields[i + 1]);
+    argv[argc++] = "EVAL";
+    argv[argc++] = requeue_lua;
+    argv[argc++] = "4";
+    argv[argc++] = key;
+    argv[argc++] = delayed;
+    argv[argc++] = m->stream;
+    argv[argc++] = running;
+    argv[argc++] = Q_GROUP;
+    argv[argc++] = m->entry_id;
+    argv[argc++] = lane_of(q, m);
+    argv[argc++] = due;
+    argv[argc++] = mems;
+    argv[argc++] = m->job_id;
+    for (int i = 0; fields && fields[i] && argc + 4 <= Q_MAX_FIELDS * 2;
+         i += 2) {
+        argv[argc++] = fields[i];
+        argv[argc++] = fields[i + 1];
     }
-    tx_add(&cmds[0], "updatedAt");
-    tx_add(&cmds[0], now);
-    tx_add(&cmds[1], "ZADD");
-    tx_add(&cmds[1], delayed);
-    tx_add(&cmds[1], due);
-    tx_add(&cmds[1], mems);
-    tx_add(&cmds[2], "XACK");
-    tx_add(&cmds[2], m->stream);
-    tx_add(&cmds[2], Q_GROUP);
-    tx_add(&cmds[2], m->entry_id);
-    rc = q_exec_tx(q, cmds, 3, "requeue", err);
+    argv[argc++] = "updatedAt";
+    argv[argc++] = now;
+    rep = q_cmds(q, err, "requeue", argc, argv);
     free(mems);
-    return rc;
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+        WK_LOG(WK_LOG_INFO, "job.duplicate_skipped",
+               KV_STR("job_id", m->job_id), KV_STR("state", "running"),
+               KV_STR("stream", m->stream));
+    freeReplyObject(rep);
+    return WK_OK;
 }
 
 /* KEYS[1] delayed set; ARGV[1] now ms, ARGV[2] key prefix. */
@@ -1141,6 +1321,142 @@ enum wk_code q_promote_delayed(struct q *q, unsigned *moved, struct wk_err *err)
         return err ? err->code : WK_E_NET;
     if (rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
         *moved = (unsigned)rep->integer;
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+/* KEYS[1] running index. ARGV: [1] now ms, [2] lease ms, [3] max attempts,
+ * [4] key prefix, [5] now RFC 3339, [6] group, [7] batch, [8] audit max.
+ * Returns {job id, "requeued"|"failed", ...}. */
+static const char repair_lua[] =
+    "local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local pre = ARGV[4]\n"
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - lease,\n"
+    "                       'LIMIT', 0, tonumber(ARGV[7]))\n"
+    "local out = {}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local h = pre .. 'job:' .. id\n"
+    "  local f = redis.call('HMGET', h, 'state', 'lane', 'entry',\n"
+    "                       'entryLostAt', 'attempts', 'spec', 'type',\n"
+    "                       'spaceId')\n"
+    "  local lane, entry, lost = f[2], f[3], tonumber(f[4])\n"
+    "  if f[1] ~= 'running' or not entry or\n"
+    "     (lane ~= 'jobs' and lane ~= 'jobs:urgent') then\n"
+    "    redis.call('ZREM', KEYS[1], id)\n"
+    "  else\n"
+    "    local stream = pre .. lane\n"
+    /* pending in the group and still in the stream (a trimmed entry stays
+     * in the PEL, but XAUTOCLAIM only drops it) */
+    "    local pending = false\n"
+    "    local ok, r = pcall(redis.call, 'XPENDING', stream, ARGV[6], entry,\n"
+    "                        entry, 1)\n"
+    "    if ok and type(r) == 'table' and #r > 0 then\n"
+    "      pending = #redis.call('XRANGE', stream, entry, entry) > 0\n"
+    "    end\n"
+    "    if pending then\n"
+    "      if lost then redis.call('HDEL', h, 'entryLostAt') end\n"
+    "      redis.call('ZADD', KEYS[1], now, id)\n"
+    "    elseif not lost then\n"
+    /* seen gone once: a live owner notices within a lease (its heartbeat
+     * finds the entry gone); look again after a whole lease */
+    "      redis.call('HSET', h, 'entryLostAt', ARGV[1])\n"
+    "      redis.call('ZADD', KEYS[1], now, id)\n"
+    "    elseif now - lost < lease then\n"
+    "      redis.call('ZADD', KEYS[1], lost, id)\n"
+    "    else\n"
+    "      local spec, jt, sp = f[6], f[7], f[8]\n"
+    "      local attempts = tonumber(f[5]) or 0\n"
+    "      redis.call('ZREM', KEYS[1], id)\n"
+    "      redis.call('HDEL', h, 'entryLostAt', 'lane', 'entry')\n"
+    "      if spec and attempts < tonumber(ARGV[3]) then\n"
+    "        redis.call('HSET', h, 'state', 'queued', 'phase', '',\n"
+    "                   'waiting', 'its queue entry was lost: queued again',\n"
+    "                   'updatedAt', ARGV[5])\n"
+    "        redis.call('XADD', stream, 'MAXLEN', '~', '100000', '*',\n"
+    "                   'id', id, 'job', spec)\n"
+    "        out[#out + 1] = id\n"
+    "        out[#out + 1] = 'requeued'\n"
+    "      else\n"
+    "        local msg = 'the queue entry of this running job was lost ' ..\n"
+    "          '(acknowledged, trimmed or its consumer deleted) after ' ..\n"
+    "          attempts .. ' runs'\n"
+    "        if not spec then\n"
+    "          msg = msg .. ', and no spec is kept to queue it again'\n"
+    "        else\n"
+    "          msg = msg .. ' (SILA_MAX_ATTEMPTS is ' .. ARGV[3] .. ')'\n"
+    "        end\n"
+    "        redis.call('HSET', h, 'state', 'failed', 'error', msg,\n"
+    "                   'phase', '', 'finishedAt', ARGV[5],\n"
+    "                   'updatedAt', ARGV[5])\n"
+    "        redis.call('EXPIRE', h, 604800)\n"
+    "        local rb = ''\n"
+    "        if spec then\n"
+    "          local okj, j = pcall(cjson.decode, spec)\n"
+    "          if okj and type(j) == 'table' and\n"
+    "             type(j.requestedBy) == 'string' then rb = j.requestedBy end\n"
+    "        end\n"
+    "        if jt and sp then\n"
+    "          local dk = pre .. 'dedup:' .. jt .. ':' .. sp\n"
+    "          if redis.call('GET', dk) == id then redis.call('DEL', dk) end\n"
+    "          if jt == 'unarchive' then\n"
+    "            redis.call('PUBLISH', pre .. 'space:' .. sp, cjson.encode(\n"
+    "              {event = 'failed', spaceId = sp, jobId = id, error = "
+    "msg}))\n"
+    "          end\n"
+    "        end\n"
+    "        redis.call('XADD', pre .. 'jobs:dead', 'MAXLEN', '~', '10000',\n"
+    "                   '*', 'id', id, 'job', spec or '', 'error', msg,\n"
+    "                   'failedAt', ARGV[5])\n"
+    "        redis.call('XADD', pre .. 'audit', 'MAXLEN', '~', ARGV[8], '*',\n"
+    "                   'at', ARGV[5], 'action', jt or 'unknown',\n"
+    "                   'outcome', 'failed', 'spaceId', sp or '',\n"
+    "                   'jobId', id, 'worker', 'repair', 'requestedBy', rb,\n"
+    "                   'files', '0', 'bytes', '0', 'durationMs', '0',\n"
+    "                   'error', msg)\n"
+    "        redis.call('PUBLISH', h, cjson.encode(\n"
+    "          {jobId = id, state = 'failed', error = msg}))\n"
+    "        out[#out + 1] = id\n"
+    "        out[#out + 1] = 'failed'\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+enum wk_code q_repair(struct q *q, unsigned lease_ms, unsigned max_attempts,
+                      unsigned *requeued, unsigned *failed, struct wk_err *err)
+{
+    char running[128], now_ms[32], now[40], lease[16], maxa[16], batch[8];
+    char audmax[16];
+    redisReply *rep;
+
+    *requeued = *failed = 0;
+    key_of(q, "jobs:running", NULL, running, sizeof(running));
+    now_ms_str(now_ms, sizeof(now_ms));
+    q_now_rfc3339(now, sizeof(now));
+    snprintf(lease, sizeof(lease), "%u", lease_ms);
+    snprintf(maxa, sizeof(maxa), "%u", max_attempts);
+    snprintf(batch, sizeof(batch), "%d", Q_REPAIR_BATCH);
+    snprintf(audmax, sizeof(audmax), "%d", Q_AUDIT_MAX);
+    const char *argv[] = { "EVAL", repair_lua, "1", running, now_ms, lease,
+                           maxa,   q->prefix,  now, Q_GROUP, batch,  audmax };
+    rep = q_cmds(q, err, "repair", (int)(sizeof(argv) / sizeof(argv[0])), argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i + 1 < rep->elements;
+         i += 2) {
+        const redisReply *id = rep->element[i], *what = rep->element[i + 1];
+        bool req;
+        if (id->type != REDIS_REPLY_STRING || what->type != REDIS_REPLY_STRING)
+            continue;
+        req = strcmp(what->str, "requeued") == 0;
+        if (req)
+            (*requeued)++;
+        else
+            (*failed)++;
+        WK_LOG(req ? WK_LOG_WARN : WK_LOG_ERROR, "queue.job_repaired",
+               KV_STR("job_id", id->str), KV_STR("action", what->str));
+    }
     freeReplyObject(rep);
     return WK_OK;
 }

@@ -11,6 +11,9 @@
  *   <prefix>jobs:delayed sorted set of jobs waiting for a retry or a lock
  *                        (score: due time in ms; member: {id, lane, job})
  *   <prefix>jobs:dead    stream of jobs that ran out of attempts
+ *   <prefix>jobs:running sorted set of jobs whose run began (member: job
+ *                        id; score: ms when its queue entry was last seen
+ *                        pending), for q_repair()
  *   <prefix>lock:<spaceId>  per-space lock: a random token, with an expiry
  *   <prefix>job:<id>     status hash (state, type, spaceId, progress, ...)
  *   <prefix>job:<id>     pub/sub channel of progress and final events
@@ -38,11 +41,13 @@ struct q;
 
 /* A claimed queue entry; release with q_msg_release(). */
 struct q_msg {
-    char stream[128];   /* the lane it came from */
-    char entry_id[64];  /* stream entry id */
-    char job_id[129];   /* from the entry's "id" field (or entry id) */
-    bool job_id_ok;     /* the "id" field was present and valid */
-    struct wk_buf json; /* the entry's "job" field */
+    char stream[128];    /* the lane it came from */
+    char entry_id[64];   /* stream entry id */
+    char job_id[129];    /* from the entry's "id" field (or entry id) */
+    bool job_id_ok;      /* the "id" field was present and valid */
+    unsigned deliveries; /* times the entry was delivered, this one
+                            included (XPENDING's count; 1 for a new read) */
+    struct wk_buf json;  /* the entry's "job" field */
 };
 
 void q_msg_init(struct q_msg *m);
@@ -119,9 +124,29 @@ enum wk_code q_enqueue(struct q *q, const struct q_spec *spec,
                        struct wk_err *err);
 
 /* One entry for this consumer: the urgent lane first, then either lane,
- * waiting up to block_ms. */
+ * waiting up to block_ms. When one read returns an entry of each lane, the
+ * normal one is given back at once: it stays pending but with an idle time
+ * of a day and a delivery count of 0, so the next q_reclaim() of any worker
+ * (this one included) takes it. Nothing is held aside while a job runs. */
 enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
                      struct q_msg *out, bool *got, struct wk_err *err);
+
+/* The job's state into buf ("" when the hash is gone), and whether the run
+ * it records (fields lane and entry, set by q_begin()) is this entry's:
+ * *recorded false when the hash names no entry (a run by an older worker),
+ * else *ours says whether it is m. */
+enum wk_code q_delivery_state(struct q *q, const struct q_msg *m, char *buf,
+                              size_t len, bool *recorded, bool *ours,
+                              struct wk_err *err);
+
+/* Begin a run of m, atomically (one script): unless the job has already
+ * started max_attempts runs (*began = false; *attempts = that count), the
+ * status hash gets attempts + 1, state "running", startedAt, worker,
+ * lane and entry (the delivery that runs it), and the job joins
+ * <prefix>jobs:running. q_finish() and q_requeue() take it out again. */
+enum wk_code q_begin(struct q *q, const struct q_msg *m, const char *consumer,
+                     unsigned max_attempts, bool *began, unsigned *attempts,
+                     struct wk_err *err);
 
 /* The job's state field into buf ("" when the hash is gone). */
 enum wk_code q_state(struct q *q, const char *job_id, char *buf, size_t len,
@@ -167,6 +192,20 @@ enum wk_code q_unlock(struct q *q, const char *space_id, const char *token,
  * name/value pairs), the job goes into the delayed set due in delay_ms. */
 enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
                        const char *const *fields, struct wk_err *err);
+
+/* Repair stranded jobs, at most Q_REPAIR_BATCH per call, atomically (one
+ * script; any number of workers may call it at once). A job of
+ * <prefix>jobs:running whose state is "running" but whose queue entry is
+ * not pending in its lane any more (acknowledged, trimmed, its consumer
+ * deleted, a Redis restored from an old copy) is marked (entryLostAt);
+ * when it is still so lease_ms later, it is put back on its lane (state
+ * "queued", same id and spec; its dedup key keeps naming it) if it has
+ * started fewer than max_attempts runs and has a spec, else failed for good
+ * with a dead letter, its dedup key released. A job is looked at once per
+ * lease_ms at most. *requeued and *failed count what this call did. */
+#define Q_REPAIR_BATCH 16
+enum wk_code q_repair(struct q *q, unsigned lease_ms, unsigned max_attempts,
+                      unsigned *requeued, unsigned *failed, struct wk_err *err);
 
 /* Move due delayed jobs to their lanes; *moved is set to the count. */
 enum wk_code q_promote_delayed(struct q *q, unsigned *moved,

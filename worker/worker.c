@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/wk_fail.h"
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
 #include "jobs/job.h"
@@ -265,10 +266,10 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     struct seal_keyring *keys = NULL;
     struct wk_buf result;
     struct wk_err err;
-    char state[32] = "", attempts_s[16] = "0", token[400];
+    char state[32] = "", token[400];
     char resume[1024] = "";
     unsigned attempts = 0;
-    bool locked = false, lost = false;
+    bool locked = false, lost = false, exhausted = false;
     int64_t t0 = mono_ms();
     enum wk_code rc;
     const char *type = NULL, *space_id = NULL;
@@ -278,13 +279,17 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     wk_buf_init(&result, WORKER_RESULT_MAX);
     if (m->job_id_ok) {
         struct wk_err serr;
+        bool recorded = false, ours = false;
         wk_err_clear(&serr);
-        if (q_state(q, m->job_id, state, sizeof(state), &serr) != WK_OK)
+        if (q_delivery_state(q, m, state, sizeof(state), &recorded, &ours,
+                             &serr) != WK_OK)
             state[0] = '\0';
         /* A job put on both lanes (an urgent request for a queued job) is
          * delivered twice: the second delivery only acknowledges. A job
-         * taken over from a dead worker says "running" and is run. */
-        if ((!reclaimed && strcmp(state, "running") == 0) ||
+         * taken over from a dead worker says "running" with this very
+         * entry (older workers recorded none: then a reclaim) and is run. */
+        if ((strcmp(state, "running") == 0 &&
+             (recorded ? !ours : !reclaimed)) ||
             strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0) {
             WK_LOG(WK_LOG_INFO, "job.duplicate_skipped",
                    KV_STR("job_id", m->job_id), KV_STR("state", state),
@@ -325,12 +330,27 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
         goto out;
     }
     snprintf(job.id, sizeof(job.id), "%s", m->job_id);
+    /* Deliveries are counted when they happen, not when a run ends: a job
+     * that kills its worker every time ends in the dead letters. */
+    if (m->deliveries > cfg->max_attempts) {
+        exhausted = true;
+        rc = wk_err_set(&err, WK_E_LIMIT,
+                        "gave up after %u deliveries without an outcome: the "
+                        "worker died or lost its lease during each (out of "
+                        "memory? a crash?); SILA_MAX_ATTEMPTS is %u",
+                        m->deliveries - 1, cfg->max_attempts);
+        goto out;
+    }
+    wk_fail_point("job.claimed");
 
     /* One job per space at a time: a busy space waits, it does not fail. */
     snprintf(token, sizeof(token), "%s/%s", consumer, job.id);
     if (q_lock(q, job.space_id, token, cfg->lease_ms, &locked, &err) != WK_OK) {
-        rc = err.code;
-        goto out;
+        /* nothing ran: the entry stays pending, taken over after the lease */
+        WK_LOG(WK_LOG_WARN, "job.begin_failed", KV_STR("job_id", job.id),
+               KV_STR("msg", err.msg));
+        wk_buf_release(&result);
+        return;
     }
     if (!locked) {
         const char *fields[] = { "state", "queued", "waiting",
@@ -342,20 +362,27 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
         return;
     }
     {
-        char now[40], hattempts[16] = "0";
+        /* attempts counts runs begun, in the status hash (crashes too) */
+        bool began = false;
         struct wk_err herr;
         wk_err_clear(&herr);
-        /* attempts counts runs; it survives crashes in the status hash */
-        q_field(q, job.id, "attempts", hattempts, sizeof(hattempts), &herr);
-        attempts = (unsigned)strtoul(hattempts, NULL, 10) + 1;
-        snprintf(attempts_s, sizeof(attempts_s), "%u", attempts);
-        q_now_rfc3339(now, sizeof(now));
-        const char *fields[] = { "state",   "running", "startedAt", now,
-                                 "worker",  consumer,  "attempts",  attempts_s,
-                                 "waiting", "",        NULL };
-        if (q_hset(q, m->job_id, fields, &herr) != WK_OK)
-            WK_LOG(WK_LOG_WARN, "job.status_failed",
-                   KV_STR("job_id", m->job_id), KV_STR("msg", herr.msg));
+        if (q_begin(q, m, consumer, cfg->max_attempts, &began, &attempts,
+                    &herr) != WK_OK) {
+            WK_LOG(WK_LOG_WARN, "job.begin_failed", KV_STR("job_id", job.id),
+                   KV_STR("msg", herr.msg));
+            q_unlock(q, job.space_id, token, &herr);
+            wk_buf_release(&result);
+            return;
+        }
+        if (!began) {
+            exhausted = true;
+            rc = wk_err_set(&err, WK_E_LIMIT,
+                            "gave up after %u runs without an outcome: the "
+                            "worker died or lost its lease during each (out "
+                            "of memory? a crash?); SILA_MAX_ATTEMPTS is %u",
+                            attempts, cfg->max_attempts);
+            goto out;
+        }
     }
     rc = store_open_url(cfg->store_url, &cfg->store, &st, &err);
     if (rc == WK_OK)
@@ -385,6 +412,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
            KV_STR("type", type), KV_STR("space_id", job.space_id),
            KV_INT("attempt", attempts));
     hb_begin(hb, m, job.space_id, token);
+    wk_fail_point("job.started");
     rc = job_run(&job, &ctx, &result, &err);
     lost = hb_end(hb);
     if (!lost && (pr.checkpointed || ctx.resume))
@@ -407,8 +435,13 @@ out : {
         finish_job(q, m, type, space_id, true, NULL, wk_buf_cstr(&result),
                    false, &done, stop);
     } else if (rc == WK_E_CANCELLED) {
-        const char *fields[] = { "state", "queued", "error",
-                                 "handed back at shutdown", NULL };
+        /* a run handed back at shutdown does not count as an attempt */
+        char prev[16];
+        snprintf(prev, sizeof(prev), "%u", attempts ? attempts - 1 : 0);
+        const char *fields[] = { "state",    "queued",
+                                 "error",    "handed back at shutdown",
+                                 "attempts", prev,
+                                 NULL };
         WK_LOG(WK_LOG_WARN, "job.handed_back", KV_STR("job_id", m->job_id),
                KV_INT("duration_ms", ms));
         requeue_job(q, m, 0, fields, stop);
@@ -427,7 +460,7 @@ out : {
                KV_INT("delay_ms", d), KV_STR("msg", err.msg));
         requeue_job(q, m, d, fields, stop);
     } else {
-        bool dead = retryable(&err);
+        bool dead = retryable(&err) || exhausted;
         WK_LOG(WK_LOG_ERROR, "job.failed", KV_STR("job_id", m->job_id),
                KV_STR("type", type), KV_STR("space_id", space_id),
                KV_STR("code", wk_code_name(err.code)),
@@ -462,6 +495,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     char consumer[256], host[128] = "host", boot[17];
     unsigned delay = WORKER_BACKOFF_MIN_MS;
     bool ready = false;
+    int64_t next_repair = 0;
 
     if (!cfg->store_url[0])
         return wk_err_set(err, WK_E_INVAL,
@@ -538,6 +572,17 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
         }
         /* due retries back to their lanes; then work a dead worker left;
          * then new work, urgent lane first */
+        if (mono_ms() >= next_repair) {
+            /* stranded jobs (running, their entry gone) back or failed */
+            unsigned requeued = 0, failed = 0;
+            struct wk_err re;
+            wk_err_clear(&re);
+            next_repair = mono_ms() + cfg->lease_ms / 3;
+            if (q_repair(q, cfg->lease_ms, cfg->max_attempts, &requeued,
+                         &failed, &re) != WK_OK)
+                WK_LOG(WK_LOG_WARN, "queue.repair_failed",
+                       KV_STR("msg", re.msg));
+        }
         if (q_promote_delayed(q, &moved, &e) == WK_OK &&
             q_reclaim(q, consumer, cfg->lease_ms, &m, &got, &e) == WK_OK) {
             reclaimed = got;

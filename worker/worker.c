@@ -49,6 +49,8 @@ struct hb {
     char space_id[JOB_SPACE_ID_MAX + 1], token[400];
     bool lost;                    /* another worker owns the entry now */
     int64_t last_ok_ms;           /* last proof of ownership (monotonic) */
+    bool lock_only;               /* Redis lost its data and the lock was
+                                     taken again: the lock alone proves it */
     char fenced_step[64];         /* the step a fence refused, or "" */
     struct q *fq;                 /* owned: the fence's connection (job
                                      thread only) */
@@ -89,6 +91,16 @@ static void hb_mark_lost(struct hb *hb)
     hb->cancel = 1;
 }
 
+/* Redis lost its data and the lock was taken again (lock held by the
+ * caller). */
+static void hb_relocked(struct hb *hb, const char *job_id)
+{
+    if (!hb->lock_only)
+        WK_LOG(WK_LOG_WARN, "lease.relocked", KV_STR("job_id", job_id),
+               KV_STR("reason", "redis lost the lock and the stream"));
+    hb->lock_only = true;
+}
+
 static void hb_renew(struct hb *hb, struct q **hq)
 {
     struct q_msg m;
@@ -96,6 +108,7 @@ static void hb_renew(struct hb *hb, struct q **hq)
     struct wk_err err;
     enum q_own own = Q_OWN_NONE;
     int64_t sent;
+    bool lock_only;
 
     q_msg_init(&m);
     pthread_mutex_lock(&hb->mu);
@@ -104,6 +117,7 @@ static void hb_renew(struct hb *hb, struct q **hq)
     memcpy(m.job_id, hb->job_id, sizeof(m.job_id));
     memcpy(space, hb->space_id, sizeof(space));
     memcpy(token, hb->token, sizeof(token));
+    lock_only = hb->lock_only;
     pthread_mutex_unlock(&hb->mu);
 
     wk_err_clear(&err);
@@ -117,7 +131,7 @@ static void hb_renew(struct hb *hb, struct q **hq)
      * stale run never takes the entry back from its successor */
     sent = mono_ms();
     if (q_own_renew(*hq, &m, hb->consumer, space, token, hb->cfg->lease_ms,
-                    &own, &err) != WK_OK) {
+                    lock_only, &own, &err) != WK_OK) {
         WK_LOG(WK_LOG_WARN, "lease.renew_failed", KV_STR("job_id", m.job_id),
                KV_STR("msg", err.msg));
         q_free(*hq);
@@ -125,7 +139,9 @@ static void hb_renew(struct hb *hb, struct q **hq)
         goto out;
     }
     pthread_mutex_lock(&hb->mu);
-    if (own == Q_OWN_HELD) {
+    if (own == Q_OWN_RELOCKED)
+        hb_relocked(hb, m.job_id);
+    if (own == Q_OWN_HELD || own == Q_OWN_RELOCKED) {
         if (sent > hb->last_ok_ms)
             hb->last_ok_ms = sent;
     } else if (!hb->lost) {
@@ -204,6 +220,7 @@ static void hb_begin(struct hb *hb, const struct q_msg *m, const char *space_id,
     snprintf(hb->token, sizeof(hb->token), "%s", token);
     hb->lost = false;
     hb->last_ok_ms = claimed_ms;
+    hb->lock_only = false;
     hb->fenced_step[0] = '\0';
     hb->cancel = *hb->stop && hb->cfg->grace_ms == 0;
     hb->active = true;
@@ -237,7 +254,7 @@ static enum wk_code fence_check(void *ud, const char *step, struct wk_err *err)
     struct wk_err qerr;
     enum q_own own = Q_OWN_NONE;
     int64_t last, now, sent;
-    bool lost;
+    bool lost, lock_only;
     unsigned rt_ms = cfg->lease_ms / WORKER_FENCE_DIV;
 
     q_msg_init(&m);
@@ -249,6 +266,7 @@ static enum wk_code fence_check(void *ud, const char *step, struct wk_err *err)
     memcpy(token, hb->token, sizeof(token));
     lost = hb->lost;
     last = hb->last_ok_ms;
+    lock_only = hb->lock_only;
     pthread_mutex_unlock(&hb->mu);
 
     now = mono_ms();
@@ -273,14 +291,28 @@ static enum wk_code fence_check(void *ud, const char *step, struct wk_err *err)
         goto fenced;
     }
     sent = mono_ms();
-    if (q_own_renew(hb->fq, &m, hb->consumer, space, token, cfg->lease_ms, &own,
-                    &qerr) != WK_OK) {
+    if (q_own_renew(hb->fq, &m, hb->consumer, space, token, cfg->lease_ms,
+                    lock_only, &own, &qerr) != WK_OK &&
+        qerr.code == WK_E_NET) {
+        /* a connection that broke since the last check (a Redis restart):
+         * once more on a new one */
+        wk_err_clear(&qerr);
+        q_free(hb->fq);
+        hb->fq = NULL;
+        if (q_connect(&cfg->redis, cfg->prefix, rt_ms, &hb->fq, &qerr) ==
+            WK_OK) {
+            sent = mono_ms();
+            q_own_renew(hb->fq, &m, hb->consumer, space, token, cfg->lease_ms,
+                        lock_only, &own, &qerr);
+        }
+    }
+    if (qerr.code != WK_OK) {
         snprintf(why, sizeof(why), "cannot reach redis: %.160s", qerr.msg);
         q_free(hb->fq);
         hb->fq = NULL;
         goto fenced;
     }
-    if (own != Q_OWN_HELD) {
+    if (own != Q_OWN_HELD && own != Q_OWN_RELOCKED) {
         snprintf(why, sizeof(why), "%s",
                  own == Q_OWN_ENTRY_LOST
                      ? "the queue entry is no longer pending to this worker"
@@ -293,6 +325,8 @@ static enum wk_code fence_check(void *ud, const char *step, struct wk_err *err)
         goto fenced;
     }
     pthread_mutex_lock(&hb->mu);
+    if (own == Q_OWN_RELOCKED)
+        hb_relocked(hb, m.job_id);
     if (sent > hb->last_ok_ms)
         hb->last_ok_ms = sent;
     pthread_mutex_unlock(&hb->mu);

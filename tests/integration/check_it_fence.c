@@ -407,7 +407,7 @@ END_TEST
 /* Start tests/s3_fault_proxy.py in front of target with control written to
  * ctl first; returns its pid once it listens. */
 static pid_t start_s3_proxy(int port, const char *target, const char *ctl,
-                            const char *control)
+                            const char *control, const char *seed)
 {
     char portstr[16], script[600], out[700];
     pid_t pid;
@@ -427,7 +427,7 @@ static pid_t start_s3_proxy(int port, const char *target, const char *ctl,
             close(fd);
         }
         execlp("python3", "python3", script, "--port", portstr, "--target",
-               target, "--control", ctl, "--seed", "20261206", (char *)NULL);
+               target, "--control", ctl, "--seed", seed, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 100; i++) {
@@ -440,25 +440,57 @@ static pid_t start_s3_proxy(int port, const char *target, const char *ctl,
     return -1;
 }
 
-/* (e) The manifest PUT lands but its reply is lost, and so are the replies
- * of every retry (each reset after the server handled it): the worker
- * reads the manifest back, finds our archive and generation, and carries
- * on (unfenced by that, it used to drop the archive the manifest names and
- * later delete the originals from the pending-delete record). */
-START_TEST(test_it_fence_ambiguous_manifest_write)
+/* The seed under which the proxy's draws for the n-th PUT of target
+ * (n = 1, 2, 3: the manifest write and its two retries; n = 0 was the
+ * "archiving" write) are: a reset, a 503, a 503 (p503_slowdown 0.5 first,
+ * then preset 0.5: see draw() in tests/s3_fault_proxy.py). */
+static long reset_then_503_seed(const char *target)
+{
+    char cmd[1024];
+    long seed = -1;
+    FILE *p;
+
+    snprintf(
+        cmd, sizeof(cmd),
+        "python3 -c \"import random,sys\n"
+        "t=sys.argv[1]\n"
+        "u=lambda s,n: random.Random('%%d|PUT|%%s|%%d' %% (s,t,n)).random()\n"
+        "print(next(s for s in range(1,100000) if u(s,1)>=0.5 and "
+        "u(s,2)<0.5 and u(s,3)<0.5))\" '%s'",
+        target);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(fscanf(p, "%ld", &seed), 1);
+    pclose(p);
+    return seed;
+}
+
+/* (e) The manifest PUT lands but its reply is lost, and the retries fail
+ * too: with then_503, the first reply is lost (reset after the server
+ * handled it) and both retries get 503 SlowDown; otherwise every reply is
+ * lost. The worker reads the manifest back, finds our archive and
+ * generation, and carries on. (Unfixed, it dropped the archive the
+ * manifest names, and the retry deleted the originals from the
+ * pending-delete record.) */
+static void ambiguous_manifest_write(bool then_503)
 {
     struct fx f;
     char args[200], job[64], ctl[600], control[512], endpoint[128];
-    char target[128], ep_env[200];
+    char target[128], ep_env[200], mtarget[300], seed[24] = "20261206";
     const char *ep = it_env("WK_TEST_S3_ENDPOINT");
     pid_t w1, proxy;
     int port = it_free_port();
 
-    fx_init(&f, "fence-amb", 85, "--ops-files 30 --blobs 6 --big-blobs 1",
-            "archive.uploaded=stop", false);
+    fx_init(&f, then_503 ? "fence-amb503" : "fence-amb", 85,
+            "--ops-files 30 --blobs 6 --big-blobs 1", "archive.uploaded=stop",
+            false);
     snprintf(ctl, sizeof(ctl), "%s/proxy.ctl", f.tmp);
     snprintf(target, sizeof(target), "%s", strstr(ep, "//") + 2);
-    proxy = start_s3_proxy(port, target, ctl, "{}");
+    snprintf(mtarget, sizeof(mtarget), "/%s/metadata/%s.json",
+             it_env("WK_TEST_BUCKET"), f.id);
+    if (then_503)
+        snprintf(seed, sizeof(seed), "%ld", reset_then_503_seed(mtarget));
+    proxy = start_s3_proxy(port, target, ctl, "{}", seed);
     snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", port);
     snprintf(ep_env, sizeof(ep_env), "AWS_ENDPOINT_URL_S3=%s", endpoint);
     it_env_add(&f.e1, ep_env); /* the later one wins */
@@ -466,11 +498,18 @@ START_TEST(test_it_fence_ambiguous_manifest_write)
     snprintf(args, sizeof(args), "enqueue archive %s", f.id);
     enqueue(&f.e, args, job, sizeof(job), f.out);
     wait_stopped(w1, f.log1, 60);
-    /* now every PUT of the manifest is handled, and its reply lost */
-    snprintf(control, sizeof(control),
-             "{\"preset\": 1.0, \"reset_modes\": [\"response\"], "
-             "\"match\": \"PUT\", \"path\": \"metadata/%s\\\\.json\"}",
-             f.id);
+    /* from now on the PUTs of the manifest (the record is another key) */
+    if (then_503)
+        snprintf(control, sizeof(control),
+                 "{\"p503_slowdown\": 0.5, \"preset\": 0.5, "
+                 "\"reset_modes\": [\"response\"], \"match\": \"PUT\", "
+                 "\"path\": \"metadata/%s\\\\.json\"}",
+                 f.id);
+    else
+        snprintf(control, sizeof(control),
+                 "{\"preset\": 1.0, \"reset_modes\": [\"response\"], "
+                 "\"match\": \"PUT\", \"path\": \"metadata/%s\\\\.json\"}",
+                 f.id);
     it_write_file(ctl, control);
     it_sleep_ms(400); /* read every 50 ms */
     kill(w1, SIGCONT);
@@ -480,16 +519,37 @@ START_TEST(test_it_fence_ambiguous_manifest_write)
                      1);
     ck_assert_int_eq(count_in("\"event\":\"archive.orphan_kept\"", f.log1), 0);
     it_sleep_ms(200);
-    ck_assert_int_eq(it_sh("python3 -c \"import json,sys; "
-                           "d=json.load(open(sys.argv[1])); "
-                           "sys.exit(0 if d['by_method']['PUT']"
-                           "['reset_response'] >= 2 else 1)\" '%s.stats'",
-                           ctl),
-                     0);
+    /* the faults were the ones meant: the first reply lost, then 503s */
+    if (then_503)
+        ck_assert_int_eq(it_sh("python3 -c \"import json,sys; "
+                               "d=json.load(open(sys.argv[1]))['by_method']"
+                               "['PUT']; sys.exit(0 if d['reset_response'] == "
+                               "1 and d['p503_slowdown'] == 2 else 1)\" "
+                               "'%s.stats'",
+                               ctl),
+                         0);
+    else
+        ck_assert_int_eq(it_sh("python3 -c \"import json,sys; "
+                               "d=json.load(open(sys.argv[1]))['by_method']"
+                               "['PUT']; sys.exit(0 if d['reset_response'] >= "
+                               "2 else 1)\" '%s.stats'",
+                               ctl),
+                         0);
     ck_assert_int_eq(it_stop(w1), 0);
     it_stop(proxy);
     it_verify_archived(f.st, f.id, f.src, f.tmp);
     store_free(f.st);
+}
+
+START_TEST(test_it_fence_ambiguous_manifest_write)
+{
+    ambiguous_manifest_write(false);
+}
+END_TEST
+
+START_TEST(test_it_fence_ambiguous_manifest_write_then_503)
+{
+    ambiguous_manifest_write(true);
 }
 END_TEST
 
@@ -669,6 +729,53 @@ START_TEST(test_it_fence_user_write_during_restore_survives)
 }
 END_TEST
 
+/* (h) Redis out of reach at the moment of a destructive step (a partition
+ * from Redis only): ownership cannot be proven, so the run is fenced, and
+ * records nothing; once Redis is back the job is taken over (here by the
+ * same worker, after the lease) and finishes. */
+START_TEST(test_it_fence_redis_unreachable)
+{
+    struct fx f;
+    char args[200], job[64], ctl[600], target[64], redis_env[128];
+    pid_t w1, proxy;
+    int port = it_free_port();
+
+    fx_init(&f, "fence-part", 89, "--ops-files 30 --blobs 6 --big-blobs 1",
+            "archive.uploaded=stop", false);
+    it_env_add(&f.e1, "SILA_LEASE=3s");
+    snprintf(ctl, sizeof(ctl), "%s/redis-proxy.ctl", f.tmp);
+    snprintf(target, sizeof(target), "127.0.0.1:%s",
+             it_env("WK_TEST_REDIS_PORT"));
+    it_write_file(ctl, "up\n");
+    proxy = it_start_proxy(port, target, ctl);
+    snprintf(redis_env, sizeof(redis_env), "REDIS_URL=redis://127.0.0.1:%d/0",
+             port);
+    it_env_add(&f.e1, redis_env); /* the later one wins */
+    w1 = it_start_worker(&f.e1, f.log1);
+    snprintf(args, sizeof(args), "enqueue archive %s", f.id);
+    enqueue(&f.e, args, job, sizeof(job), f.out);
+    wait_stopped(w1, f.log1, 60);
+    it_write_file(ctl, "down\n");
+    it_sleep_ms(300); /* read every 50 ms */
+    kill(w1, SIGCONT);
+    ck_assert_msg(wait_in_log("\"event\":\"job.fenced\"", f.log1, 20),
+                  "not fenced (see %s)", f.log1);
+    ck_assert_int_eq(
+        count_in("\"event\":\"fence.refused\".*cannot reach redis", f.log1), 1);
+    /* nothing recorded, nothing undone: still archiving, archive kept */
+    ck_assert_str_eq(it_job_field(it_prefix_of(&f.e), job, "state"), "running");
+    ck_assert_str_eq(it_mf_state(f.st, f.id), "archiving");
+    ck_assert_int_eq(count_in("\"event\":\"archive.orphan_kept\"", f.log1), 0);
+    it_write_file(ctl, "up\n");
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&f.e), job, 90), "succeeded");
+    ck_assert_int_eq(count_in("\"event\":\"job.reclaimed\"", f.log1), 1);
+    ck_assert_int_eq(it_stop(w1), 0);
+    it_stop(proxy);
+    it_verify_archived(f.st, f.id, f.src, f.tmp);
+    store_free(f.st);
+}
+END_TEST
+
 Suite *it_fence_suite(void)
 {
     Suite *s = suite_create("it_fence");
@@ -679,9 +786,11 @@ Suite *it_fence_suite(void)
     tcase_add_test(tc, test_it_fence_unarchive_mid_restore);
     tcase_add_test(tc, test_it_fence_unarchive_before_flip);
     tcase_add_test(tc, test_it_fence_ambiguous_manifest_write);
+    tcase_add_test(tc, test_it_fence_ambiguous_manifest_write_then_503);
     tcase_add_test(tc, test_it_fence_pending_delete_checks_archive);
     tcase_add_test(tc, test_it_fence_one_restore_at_a_time);
     tcase_add_test(tc, test_it_fence_user_write_during_restore_survives);
+    tcase_add_test(tc, test_it_fence_redis_unreachable);
     suite_add_tcase(s, tc);
     return s;
 }

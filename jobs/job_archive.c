@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/wk_fail.h"
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
 #include "common/wk_path.h"
@@ -25,6 +26,9 @@
 #define ARCH_ETAG_MAX       1024u          /* longer change tags are refused */
 #define ARCH_PREFIX_MAX     1024u          /* longest source key prefix */
 #define ARCH_CAS_PREFIX     "space-v1/files/static/sha256/"
+/* Originals are deleted this many at a time (one DeleteObjects), each
+ * batch after an ownership check (job_ctx.fence). */
+#define ARCH_DELETE_BATCH 1000u
 
 struct arch_obj {
     char *key;        /* owned; full store key, then the etag in the same
@@ -331,6 +335,16 @@ static void build_history(const struct mf *old, bool has_old, unsigned keep,
 static bool cancelled(const struct job_ctx *ctx)
 {
     return ctx->cancel && *ctx->cancel;
+}
+
+/* Does this run still own its job (job_ctx.fence)? Called right before a
+ * destructive or state-changing step; WK_E_FENCED: stop, undo nothing. */
+static enum wk_code fence(const struct job_ctx *ctx, const char *step,
+                          struct wk_err *err)
+{
+    if (!ctx->fence)
+        return WK_OK;
+    return ctx->fence(ctx->fence_ud, step, err);
 }
 
 /* Existing manifest: none (*has_old false), archived already (a no-op),
@@ -797,7 +811,13 @@ static enum wk_code drop_archive(struct arch_run *r, struct wk_err *err)
 {
     const char *k = r->archive_key;
     size_t nd = 0;
-    enum wk_code rc = store_delete_many(r->ctx->store, &k, 1, &nd, err);
+    enum wk_code rc;
+
+    /* a successor may have adopted this very key (a resumed upload) */
+    rc = fence(r->ctx, "archive.drop", err);
+    if (rc != WK_OK)
+        return rc;
+    rc = store_delete_many(r->ctx->store, &k, 1, &nd, err);
 
     if (rc != WK_OK)
         WK_LOG(WK_LOG_WARN, "archive.orphan_kept", KV_STR("job_id", r->job->id),
@@ -1065,7 +1085,11 @@ out:
     if (committed && (rc != WK_OK || *changed)) {
         struct wk_err derr;
         wk_err_clear(&derr);
-        if (drop_archive(r, &derr) != WK_OK && rc == WK_OK) {
+        enum wk_code drc = drop_archive(r, &derr);
+        if (drc == WK_E_FENCED && rc != WK_E_FENCED) {
+            wk_err_clear(err);
+            rc = wk_err_copy(err, &derr);
+        } else if (drc != WK_OK && rc == WK_OK) {
             /* A redo or a skip would leave it behind: fail instead. */
             wk_err_copy(err, &derr);
             wk_err_prefix(err, "space changed while archiving, and the "
@@ -1076,6 +1100,32 @@ out:
     seal_dk_wipe(&dk);
     zipw_free(zw);
     store_writer_free(w); /* aborts the upload unless committed */
+    return rc;
+}
+
+/* store_delete_if in batches of ARCH_DELETE_BATCH, each right after an
+ * ownership check: a run that lost its job stops between two batches
+ * (WK_E_FENCED) and deletes nothing more. *ndeleted counts all batches. */
+static enum wk_code delete_batched(struct arch_run *r, const char **keys,
+                                   const char **etags, size_t n,
+                                   size_t *ndeleted, bool *kept,
+                                   struct wk_err *err)
+{
+    enum wk_code rc = WK_OK;
+
+    *ndeleted = 0;
+    for (size_t off = 0; off < n && rc == WK_OK; off += ARCH_DELETE_BATCH) {
+        size_t cnt = n - off < ARCH_DELETE_BATCH ? n - off : ARCH_DELETE_BATCH;
+        size_t nd = 0;
+        rc = fence(r->ctx, "archive.delete", err);
+        if (rc != WK_OK)
+            break;
+        rc = store_delete_if(r->ctx->store, keys + off, etags + off, cnt, &nd,
+                             kept + off, err);
+        *ndeleted += nd;
+        if (rc == WK_OK)
+            wk_fail_point("archive.delete_batch");
+    }
     return rc;
 }
 
@@ -1111,8 +1161,9 @@ static enum wk_code delete_archived(struct arch_run *r, size_t *kept_newer,
     /* each only at its archived version: a write landing after the listing
      * makes the server keep the object (S3 conditional delete) */
     if (nkeys > 0)
-        rc = store_delete_if(r->ctx->store, keys, etags, nkeys, &ndeleted,
-                             changed, err);
+        rc = delete_batched(r, keys, etags, nkeys, &ndeleted, changed, err);
+    if (rc == WK_E_FENCED)
+        goto out;
     if (rc != WK_OK) {
         wk_err_prefix(err,
                       "archive and manifest are written, but %zu of %zu "
@@ -1171,6 +1222,19 @@ static enum wk_code record_write(struct arch_run *r, struct wk_err *err)
         return wk_err_set(err, WK_E_NOMEM, "out of memory");
     }
     json_object_set_new(o, "archiveKey", json_string(r->archive_key));
+    {
+        /* what the delete it drives checks first (record_finish) */
+        struct store_stat ast;
+        rc = store_head(r->ctx->store, r->archive_key, &ast, err);
+        if (rc != WK_OK) {
+            json_decref(arr);
+            goto out;
+        }
+        json_object_set_new(o, "archiveSize",
+                            json_integer((json_int_t)ast.size));
+        json_object_set_new(o, "archiveEtag", json_string(ast.etag));
+        json_object_set_new(o, "checksum", json_string(r->sha));
+    }
     json_object_set_new(o, "objects", arr);
     for (size_t i = 0; i < r->list.n; i++) {
         const struct arch_obj *ob = &r->list.v[i];
@@ -1187,25 +1251,71 @@ static enum wk_code record_write(struct arch_run *r, struct wk_err *err)
         goto out;
     }
     record_key(r, key, sizeof(key));
-    rc = store_put(r->ctx->store, key, text, strlen(text), err);
+    rc = fence(r->ctx, "archive.record", err);
+    if (rc == WK_OK)
+        rc = store_put(r->ctx->store, key, text, strlen(text), err);
 out:
     free(text);
     json_decref(o);
     return rc;
 }
 
-static void record_remove(struct arch_run *r)
+/* WK_E_FENCED (into err) when this run no longer owns its job; any other
+ * failure is only logged (the record is then left for the next run). */
+static enum wk_code record_remove(struct arch_run *r, struct wk_err *err)
 {
     char key[JOB_SPACE_ID_MAX + 48];
     const char *k = key;
     size_t nd = 0;
     struct wk_err derr;
+    enum wk_code rc = fence(r->ctx, "archive.record_remove", err);
 
+    if (rc != WK_OK)
+        return rc;
     record_key(r, key, sizeof(key));
     wk_err_clear(&derr);
     if (store_delete_many(r->ctx->store, &k, 1, &nd, &derr) != WK_OK)
         WK_LOG(WK_LOG_WARN, "archive.record_kept", KV_STR("job_id", r->job->id),
                KV_STR("key", key), KV_STR("msg", derr.msg));
+    return WK_OK;
+}
+
+/* Before a delete driven by a pending-delete record: the archive it names
+ * must exist with the recorded size (and the manifest's), the recorded
+ * ETag and checksum where recorded. WK_E_CORRUPT (nothing is deleted)
+ * otherwise. */
+static enum wk_code record_archive_check(struct arch_run *r,
+                                         const struct mf *old, json_t *root,
+                                         struct wk_err *err)
+{
+    struct store_stat ast;
+    struct wk_err herr;
+    json_t *sz = json_object_get(root, "archiveSize");
+    const char *etag = json_string_value(json_object_get(root, "archiveEtag"));
+    const char *sum = json_string_value(json_object_get(root, "checksum"));
+    enum wk_code rc;
+
+    wk_err_clear(&herr);
+    rc = store_head(r->ctx->store, old->archive_key, &ast, &herr);
+    if (rc == WK_E_NOTFOUND)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive '%s' named by the manifest and the "
+                          "pending-delete record does not exist: nothing "
+                          "under active/ is deleted",
+                          old->archive_key);
+    if (rc != WK_OK)
+        return wk_err_copy(err, &herr);
+    if (ast.size != old->size ||
+        (json_is_integer(sz) && (uint64_t)json_integer_value(sz) != ast.size) ||
+        (etag && etag[0] && strcmp(etag, ast.etag) != 0) ||
+        (sum && sum[0] && strcmp(sum, old->checksum) != 0))
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive '%s' is not the one the pending-delete "
+                          "record names (%llu bytes, etag '%s'): nothing "
+                          "under active/ is deleted",
+                          old->archive_key, (unsigned long long)ast.size,
+                          ast.etag);
+    return WK_OK;
 }
 
 /* The space is archived (old) and r->list holds what is under active/.
@@ -1246,6 +1356,9 @@ static enum wk_code record_finish(struct arch_run *r, const struct mf *old,
         strcmp(json_string_value(json_object_get(root, "archiveKey")),
                old->archive_key) != 0)
         goto out; /* another archive's record: not evidence for this one */
+    rc = record_archive_check(r, old, root, err);
+    if (rc != WK_OK)
+        goto out;
     del = calloc(r->list.n ? r->list.n : 1, sizeof(*del));
     etags = calloc(r->list.n ? r->list.n : 1, sizeof(*etags));
     changed = calloc(r->list.n ? r->list.n : 1, sizeof(*changed));
@@ -1275,8 +1388,7 @@ static enum wk_code record_finish(struct arch_run *r, const struct mf *old,
         }
     }
     if (ndel)
-        rc =
-            store_delete_if(r->ctx->store, del, etags, ndel, &nd, changed, err);
+        rc = delete_batched(r, del, etags, ndel, &nd, changed, err);
     if (rc != WK_OK)
         goto out;
     *done = nd;
@@ -1284,7 +1396,7 @@ static enum wk_code record_finish(struct arch_run *r, const struct mf *old,
     WK_LOG(WK_LOG_INFO, "archive.delete_finished", KV_STR("job_id", r->job->id),
            KV_STR("space_id", r->job->space_id), KV_INT("deleted", nd),
            KV_INT("kept", *left));
-    record_remove(r);
+    rc = record_remove(r, err);
 out:
     free(del);
     free(etags);
@@ -1422,8 +1534,10 @@ static enum wk_code write_state(struct arch_run *r, const struct mf *old,
     }
     m->state = st;
     m->generation = r->mf_gen + 1;
-    rc = job_mf_put(r->ctx->store, r->mf_key, m, r->mf_etag, sizeof(r->mf_etag),
-                    err);
+    rc = fence(r->ctx, "archive.manifest_state", err);
+    if (rc == WK_OK)
+        rc = job_mf_put(r->ctx->store, r->mf_key, m, r->mf_etag,
+                        sizeof(r->mf_etag), err);
     if (rc == WK_OK) {
         r->mf_gen = m->generation;
         r->marked = st == MF_ARCHIVING;
@@ -1447,12 +1561,83 @@ static void unmark_archiving(struct arch_run *r, const struct mf *old,
                KV_STR("space_id", r->job->space_id), KV_STR("msg", e.msg));
 }
 
-/* Write m over the manifest this run read (fencing, see check_manifest). */
-static enum wk_code manifest_write(struct arch_run *r, const struct mf *m,
-                                   struct wk_err *err)
+/* After a failed manifest write: does the store hold m anyway (the first
+ * PUT landed, its reply was lost, the retries failed)? *landed then, and
+ * r->mf_etag is its version; *known false when the manifest could not be
+ * read back either (then nothing may be undone: it may name the archive). */
+static void manifest_read_back(struct arch_run *r, const struct mf *m,
+                               bool *landed, bool *known)
 {
-    enum wk_code rc = job_mf_put(r->ctx->store, r->mf_key, m, r->mf_etag,
-                                 sizeof(r->mf_etag), err);
+    struct wk_buf b;
+    struct wk_err e;
+    struct store_stat mst;
+    struct mf *cur = calloc(1, sizeof(*cur));
+
+    *landed = false;
+    *known = false;
+    wk_buf_init(&b, 1u << 20);
+    wk_err_clear(&e);
+    if (!cur)
+        goto out;
+    if (store_head(r->ctx->store, r->mf_key, &mst, &e) == WK_E_NOTFOUND) {
+        *known = true; /* no manifest at all: ours did not land */
+        goto out;
+    }
+    wk_err_clear(&e);
+    if (store_get_all(r->ctx->store, r->mf_key, &b, &e) != WK_OK)
+        goto out;
+    *known = true; /* one that does not parse is not ours either */
+    if (mf_parse(b.data, b.len, cur, &e) != WK_OK)
+        goto out;
+    *landed = strcmp(cur->archive_key, m->archive_key) == 0 &&
+              cur->generation == m->generation && cur->state == m->state;
+    if (*landed) {
+        /* its version, for a later write (the HEAD may predate the GET:
+         * read it again) */
+        wk_err_clear(&e);
+        if (store_head(r->ctx->store, r->mf_key, &mst, &e) == WK_OK)
+            snprintf(r->mf_etag, sizeof(r->mf_etag), "%s", mst.etag);
+    }
+out:
+    WK_LOG(WK_LOG_WARN, "archive.manifest_read_back",
+           KV_STR("job_id", r->job->id), KV_STR("key", r->mf_key),
+           KV_BOOL("landed", *landed), KV_BOOL("known", *known),
+           KV_STR("msg", e.msg));
+    wk_buf_release(&b);
+    free(cur);
+}
+
+/* Write m over the manifest this run read (fencing, see check_manifest).
+ * A failure whose outcome is unknown (reply lost, then 503 or a timeout)
+ * is settled by reading the manifest back: if it names our archive and
+ * generation it was written (WK_OK). *unknown when even that failed: the
+ * caller must not drop the archive. */
+static enum wk_code manifest_write(struct arch_run *r, const struct mf *m,
+                                   bool *unknown, struct wk_err *err)
+{
+    enum wk_code rc;
+
+    *unknown = false;
+    rc = fence(r->ctx, "archive.manifest", err);
+    if (rc != WK_OK)
+        return rc;
+    rc = job_mf_put(r->ctx->store, r->mf_key, m, r->mf_etag, sizeof(r->mf_etag),
+                    err);
+    /* (a failed precondition is known: not ours; s3_put_if already
+     * recognises its own retried write) */
+    if (rc != WK_OK && rc != WK_E_FENCED && rc != WK_E_CONFLICT) {
+        bool landed = false, known = false;
+        manifest_read_back(r, m, &landed, &known);
+        if (landed) {
+            WK_LOG(WK_LOG_WARN, "archive.manifest_landed",
+                   KV_STR("job_id", r->job->id), KV_STR("key", r->mf_key),
+                   KV_STR("msg", err->msg));
+            wk_err_clear(err);
+            rc = WK_OK;
+        } else if (!known) {
+            *unknown = true;
+        }
+    }
 
     if (rc == WK_OK)
         WK_LOG(WK_LOG_INFO, "archive.uploaded", KV_STR("job_id", r->job->id),
@@ -1485,10 +1670,13 @@ static void manifest_fill(const struct arch_run *r, const struct mf *old,
 }
 
 /* Archives beyond the kept number: the manifest no longer names them. */
-static void drop_old_archives(const struct arch_run *r,
-                              const struct mf_archive *drop, size_t ndrop)
+static enum wk_code drop_old_archives(const struct arch_run *r,
+                                      const struct mf_archive *drop,
+                                      size_t ndrop, struct wk_err *err)
 {
-    for (size_t i = 0; i < ndrop; i++) {
+    enum wk_code rc = ndrop ? fence(r->ctx, "archive.drop_old", err) : WK_OK;
+
+    for (size_t i = 0; i < ndrop && rc == WK_OK; i++) {
         const char *k = drop[i].key;
         size_t nd = 0;
         struct wk_err derr;
@@ -1501,6 +1689,7 @@ static void drop_old_archives(const struct arch_run *r,
             WK_LOG(WK_LOG_INFO, "archive.old_archive_deleted",
                    KV_STR("job_id", r->job->id), KV_STR("archive_key", k));
     }
+    return rc;
 }
 
 enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
@@ -1512,7 +1701,7 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     size_t ndrop = 0, kept_newer = 0;
     bool has_old = false;
     bool noop = false, archived = false, manifest_written = false;
-    bool gave_up = false;
+    bool gave_up = false, mf_unknown = false;
     unsigned max_attempts = ctx->cfg->archive_tries;
     enum wk_code rc;
 
@@ -1629,11 +1818,13 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
         goto out;
     }
     archived = true;
+    /* test failpoint: paused here, a successor may adopt this archive */
+    wk_fail_point("archive.uploaded");
 
     manifest_fill(&r, old, has_old, m, drop, &ndrop);
     rc = record_write(&r, err);
     if (rc == WK_OK)
-        rc = manifest_write(&r, m, err);
+        rc = manifest_write(&r, m, &mf_unknown, err);
     if (rc != WK_OK)
         goto out;
     manifest_written = true;
@@ -1645,10 +1836,16 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     prog_update(&r.prog, true);
     rc = delete_archived(&r, &kept_newer, err);
     if (rc == WK_OK)
-        record_remove(&r);
+        rc = record_remove(&r, err);
 
-    /* (whatever the delete above did) */
-    drop_old_archives(&r, drop, ndrop);
+    /* (whatever the delete above did, unless this run lost its job) */
+    if (rc != WK_E_FENCED) {
+        struct wk_err derr;
+        wk_err_clear(&derr);
+        if (drop_old_archives(&r, drop, ndrop, &derr) == WK_E_FENCED &&
+            rc == WK_OK)
+            rc = wk_err_copy(err, &derr);
+    }
     if (rc != WK_OK)
         goto out;
 
@@ -1670,13 +1867,17 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     if (rc == WK_OK)
         prog_done(&r.prog);
 out:
-    if (rc != WK_OK && archived && !manifest_written) {
+    /* Fenced: the state is the successor's, nothing is undone. A manifest
+     * write of unknown outcome may name the archive: it is kept. */
+    if (rc != WK_OK && rc != WK_E_FENCED && archived && !manifest_written &&
+        !mf_unknown) {
         /* The space stays active: do not leave an orphan archive behind. */
         struct wk_err derr;
         wk_err_clear(&derr);
         (void)drop_archive(&r, &derr);
     }
-    if (rc != WK_OK && r.marked && !manifest_written &&
+    if (rc != WK_OK && rc != WK_E_FENCED && r.marked && !manifest_written &&
+        !mf_unknown &&
         rc != WK_E_CONFLICT) /* a conflict: someone else has it now */
         unmark_archiving(&r, old, has_old);
     list_release(&r.list);
@@ -1697,6 +1898,7 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     struct mf_archive *drop = NULL;
     size_t ndrop = 0;
     bool has_old = false, noop = false, orphan = false, gave_up = false;
+    bool mf_unknown = false;
     unsigned max_attempts = ctx->cfg->archive_tries;
     enum wk_code rc;
 
@@ -1759,11 +1961,13 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     orphan = true;
 
     manifest_fill(&r, old, has_old, m, drop, &ndrop);
-    rc = manifest_write(&r, m, err);
+    rc = manifest_write(&r, m, &mf_unknown, err);
     if (rc != WK_OK)
         goto out;
     orphan = false; /* named by the manifest: kept from here on */
-    drop_old_archives(&r, drop, ndrop);
+    rc = drop_old_archives(&r, drop, ndrop, err);
+    if (rc != WK_OK)
+        goto out;
 
     snprintf(out->archive_key, sizeof(out->archive_key), "%s", r.archive_key);
     snprintf(out->manifest_key, sizeof(out->manifest_key), "%s", r.mf_key);
@@ -1773,7 +1977,7 @@ enum wk_code job_archive_from(const struct job *job, const struct job_ctx *ctx,
     out->file_count = m->file_count;
     out->attempts = r.attempt;
 out:
-    if (rc != WK_OK && orphan) {
+    if (rc != WK_OK && rc != WK_E_FENCED && orphan && !mf_unknown) {
         /* No manifest names it: do not leave an orphan archive behind. */
         struct wk_err derr;
         wk_err_clear(&derr);

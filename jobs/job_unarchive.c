@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/wk_fail.h"
 #include "common/wk_log.h"
 #include "common/wk_path.h"
 #include "jobs/job_archive.h"
@@ -161,8 +162,21 @@ struct ua_run {
     size_t n_written, cap_written;
     const struct ua_keys *existing; /* borrowed: keys present before */
     size_t n_kept;                  /* entries skipped: key present */
+    size_t n_user_kept;             /* of which written by a user while
+                                       this restore ran (If-None-Match) */
     struct prog prog;
 };
+
+/* Does this run still own its job (job_ctx.fence)? Called right before
+ * every write under active/, the cleanup and every manifest write;
+ * WK_E_FENCED: stop, undo nothing (the successor owns the state). */
+static enum wk_code fence(const struct job_ctx *ctx, const char *step,
+                          struct wk_err *err)
+{
+    if (!ctx->fence)
+        return WK_OK;
+    return ctx->fence(ctx->fence_ud, step, err);
+}
 
 /* The next stored bytes into s->buf, hashed; nothing at the end. */
 static enum wk_code src_fetch(struct ua_src *s, struct wk_err *err)
@@ -257,10 +271,64 @@ static enum wk_code note_written(struct ua_run *r, const char *key,
     return WK_OK;
 }
 
+/* A conditional PUT found key in place: is it exactly p[0..n) (this
+ * restore's own PUT, its reply lost and retried, or the same entry written
+ * by an earlier run)? Then *ours: counted as restored. Otherwise a user
+ * wrote it after the restore began: kept. */
+static enum wk_code exists_as(struct ua_run *r, const char *key, const void *p,
+                              size_t n, bool *ours, struct wk_err *err)
+{
+    struct store_stat sb;
+    struct store_get g;
+    struct wk_buf cur;
+    struct wk_err e;
+    enum wk_code rc;
+
+    *ours = false;
+    wk_err_clear(&e);
+    rc = store_head(r->ctx->store, key, &sb, &e);
+    if (rc == WK_E_NOTFOUND)
+        return wk_err_set(err, WK_E_CONFLICT,
+                          "put '%s': refused as existing, but it is gone "
+                          "(deleted meanwhile)",
+                          key);
+    if (rc != WK_OK)
+        return wk_err_copy(err, &e);
+    if (sb.size != n)
+        return WK_OK;
+    if (n == 0) {
+        *ours = true;
+        return WK_OK;
+    }
+    wk_buf_init(&cur, n + 1);
+    memset(&g, 0, sizeof(g));
+    g.key = key;
+    g.len = n;
+    g.out = &cur;
+    g.if_match = sb.etag;
+    rc = store_get_many(r->ctx->store, &g, 1, &e);
+    if (rc == WK_OK)
+        *ours = cur.len == n && memcmp(cur.data, p, n) == 0;
+    else if (rc == WK_E_CONFLICT || rc == WK_E_NOTFOUND)
+        rc = WK_OK; /* rewritten again meanwhile: a user's */
+    else
+        wk_err_copy(err, &e);
+    wk_buf_release(&cur);
+    return rc;
+}
+
+static void kept_user(struct ua_run *r, const char *key)
+{
+    r->n_kept++;
+    r->n_user_kept++;
+    WK_LOG(WK_LOG_WARN, "unarchive.kept_user_write",
+           KV_STR("job_id", r->job->id), KV_STR("key", key));
+}
+
 static enum wk_code flush_pending(struct ua_run *r, struct wk_err *err)
 {
     struct store_put *reqs;
-    enum wk_code rc = WK_OK;
+    enum wk_code rc = WK_OK, first = WK_OK;
 
     if (r->n_pending == 0)
         return WK_OK;
@@ -271,15 +339,45 @@ static enum wk_code flush_pending(struct ua_run *r, struct wk_err *err)
         reqs[i].key = r->pending[i].key;
         reqs[i].data = r->pending[i].data.data ? r->pending[i].data.data : "";
         reqs[i].len = r->pending[i].data.len;
+        /* never over an object a user wrote since the listing */
+        reqs[i].if_absent = true;
     }
-    rc = store_put_many(r->ctx->store, reqs, r->n_pending, err);
-    /* every PUT that went through is noted, so a failure cleans it up */
-    for (size_t i = 0; i < r->n_pending; i++) {
-        if (reqs[i].err.code == WK_OK) {
-            enum wk_code nrc = note_written(r, r->pending[i].key, err);
-            if (rc == WK_OK)
-                rc = nrc;
+    rc = fence(r->ctx, "unarchive.put", err);
+    if (rc == WK_OK) {
+        struct wk_err perr;
+        bool any = false;
+        wk_err_clear(&perr);
+        if (store_put_many(r->ctx->store, reqs, r->n_pending, &perr) != WK_OK) {
+            for (size_t i = 0; i < r->n_pending; i++)
+                any = any || reqs[i].err.code != WK_OK;
+            if (!any) /* the batch itself failed: nothing known written */
+                rc = wk_err_copy(err, &perr);
         }
+    }
+    /* every PUT that went through is noted, so a failure cleans it up
+     * (none was sent when the fence refused) */
+    for (size_t i = 0; rc == WK_OK && i < r->n_pending; i++) {
+        enum wk_code nrc = WK_OK;
+        bool ours = false;
+        if (reqs[i].err.code == WK_E_CONFLICT) {
+            nrc = exists_as(r, reqs[i].key, reqs[i].data, reqs[i].len, &ours,
+                            err);
+            if (nrc == WK_OK && !ours)
+                kept_user(r, reqs[i].key);
+        } else if (reqs[i].err.code != WK_OK) {
+            nrc = wk_err_copy(err, &reqs[i].err);
+        }
+        if (reqs[i].err.code == WK_OK || ours) {
+            enum wk_code wrc = note_written(r, r->pending[i].key, err);
+            if (nrc == WK_OK)
+                nrc = wrc;
+        }
+        if (nrc != WK_OK && first == WK_OK)
+            first = nrc;
+    }
+    if (rc == WK_OK)
+        rc = first;
+    for (size_t i = 0; i < r->n_pending; i++) {
         free(r->pending[i].key);
         r->pending[i].key = NULL;
         if (r->pending[i].data.cap > UA_KEEP_BUF_BYTES)
@@ -290,6 +388,8 @@ static enum wk_code flush_pending(struct ua_run *r, struct wk_err *err)
     free(reqs);
     r->n_pending = 0;
     r->pending_bytes = 0;
+    if (rc == WK_OK)
+        wk_fail_point("unarchive.flushed");
     return rc;
 }
 
@@ -375,6 +475,24 @@ static enum wk_code restore_entry(struct ua_run *r, struct zipr *zr,
         goto out;
     }
     if (w) {
+        /* Multipart: no If-None-Match on the commit here; an object that
+         * appeared since the listing is a user's and is kept (a write
+         * between this HEAD and the commit is the window left). */
+        struct store_stat sb;
+        struct wk_err herr;
+        rc = fence(r->ctx, "unarchive.put", err);
+        if (rc != WK_OK)
+            goto out;
+        wk_err_clear(&herr);
+        rc = store_head(r->ctx->store, key, &sb, &herr);
+        if (rc == WK_OK) {
+            kept_user(r, key); /* freeing w aborts the upload */
+            goto out;
+        }
+        if (rc != WK_E_NOTFOUND) {
+            wk_err_copy(err, &herr);
+            goto out;
+        }
         rc = store_writer_commit(w, err);
         if (rc == WK_OK)
             rc = note_written(r, key, err);
@@ -405,6 +523,13 @@ static void cleanup_written(struct ua_run *r)
     if (r->n_written == 0)
         return;
     wk_err_clear(&derr);
+    /* the successor may count these as restored (kept as present) */
+    if (fence(r->ctx, "unarchive.cleanup", &derr) != WK_OK) {
+        WK_LOG(WK_LOG_WARN, "unarchive.cleanup_fenced",
+               KV_STR("job_id", r->job->id), KV_INT("kept", r->n_written),
+               KV_STR("msg", derr.msg));
+        return;
+    }
     if (store_delete_many(r->ctx->store, (const char *const *)r->written,
                           r->n_written, &nd, &derr) != WK_OK)
         WK_LOG(WK_LOG_ERROR, "unarchive.cleanup_failed",
@@ -457,15 +582,69 @@ static bool keys_has(const struct ua_keys *k, const char *key)
  * logged, and leaves a state the next run handles. Noted in o when set. */
 /* Write m in state st over the version etag names; m (in memory) says
  * what the store holds afterwards either way. */
+/* After a failed manifest write whose outcome is unknown (reply lost,
+ * retries ended in 503 or a timeout): read it back. *landed when it holds
+ * m's state and generation (etag then names it); *known false when it
+ * could not be read either. */
+static void state_read_back(struct ua_run *r, const struct mf *m, char *etag,
+                            size_t etag_len, bool *landed, bool *known)
+{
+    struct wk_buf b;
+    struct wk_err e;
+    struct store_stat mst;
+    struct mf *cur = calloc(1, sizeof(*cur));
+
+    *landed = false;
+    *known = false;
+    wk_buf_init(&b, 1u << 20);
+    wk_err_clear(&e);
+    if (cur && store_get_all(r->ctx->store, r->mf_key, &b, &e) == WK_OK) {
+        /* one that does not parse is not ours either */
+        *known = true;
+        *landed = mf_parse(b.data, b.len, cur, &e) == WK_OK &&
+                  cur->state == m->state && cur->generation == m->generation;
+        wk_err_clear(&e);
+        if (*landed && store_head(r->ctx->store, r->mf_key, &mst, &e) == WK_OK)
+            snprintf(etag, etag_len, "%s", mst.etag);
+        else if (*landed)
+            *known = false; /* its version is unknown: no later write */
+    }
+    WK_LOG(WK_LOG_WARN, "unarchive.manifest_read_back",
+           KV_STR("job_id", r->job->id), KV_STR("key", r->mf_key),
+           KV_BOOL("landed", *landed), KV_BOOL("known", *known),
+           KV_STR("msg", e.msg));
+    wk_buf_release(&b);
+    free(cur);
+}
+
+/* Write m in state st over the version etag names; m (in memory) says
+ * what the store holds afterwards either way; *unknown (may be NULL) when
+ * the outcome could not be settled (then nothing may be undone). */
 static enum wk_code put_state(struct ua_run *r, struct mf *m, enum mf_state st,
-                              char *etag, size_t etag_len, struct wk_err *err)
+                              char *etag, size_t etag_len, bool *unknown,
+                              struct wk_err *err)
 {
     enum mf_state was = m->state;
     enum wk_code rc;
 
+    if (unknown)
+        *unknown = false;
+    rc = fence(r->ctx, "unarchive.manifest", err);
+    if (rc != WK_OK)
+        return rc;
     m->state = st;
     m->generation++;
     rc = job_mf_put(r->ctx->store, r->mf_key, m, etag, etag_len, err);
+    if (rc != WK_OK && rc != WK_E_CONFLICT) {
+        bool landed = false, known = false;
+        state_read_back(r, m, etag, etag_len, &landed, &known);
+        if (landed && known) {
+            wk_err_clear(err);
+            rc = WK_OK;
+        } else if (!known && unknown) {
+            *unknown = true;
+        }
+    }
     if (rc != WK_OK) {
         m->state = was;
         m->generation--;
@@ -480,7 +659,7 @@ static void set_state(struct ua_run *r, struct mf *m, enum mf_state st,
     enum mf_state was = m->state;
 
     wk_err_clear(&e);
-    if (put_state(r, m, st, etag, etag_len, &e) != WK_OK) {
+    if (put_state(r, m, st, etag, etag_len, NULL, &e) != WK_OK) {
         WK_LOG(WK_LOG_WARN, "unarchive.manifest_state_kept",
                KV_STR("job_id", r->job->id),
                KV_STR("space_id", r->job->space_id),
@@ -526,7 +705,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     struct ua_keys existing = { NULL, 0, 0 };
     char mf_etag[80] = "";
     uint64_t nentries = 0;
-    bool flipped = false;
+    bool flipped = false, mf_unknown = false;
     int64_t t0 = mono_ms();
     enum wk_code rc;
 
@@ -610,6 +789,24 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         goto out;
     }
 
+    /* One restore at a time per space: a restore that did not finish
+     * (restoring) is finished first, never mixed with another archive's
+     * files (a manifest without restoringArchive restores the current). */
+    if (m->state == MF_RESTORING) {
+        const char *was =
+            m->restoring_archive[0] ? m->restoring_archive : m->archive_key;
+        if (strcmp(was, want.key) != 0) {
+            rc = wk_err_set(err, WK_E_CONFLICT,
+                            "space '%s' is being restored from '%.100s': "
+                            "finish that restore (run it again) before "
+                            "restoring another archive",
+                            job->space_id, was);
+            goto out;
+        }
+    }
+    snprintf(m->restoring_archive, sizeof(m->restoring_archive), "%s",
+             want.key);
+
     /* Objects already under active/ are newer than the archive (written
      * after it was made) or were restored by an earlier run that died:
      * either way they are kept as they are, never overwritten. */
@@ -681,7 +878,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     if (m->state == MF_ARCHIVED) {
         /* Readers wait for "ready"; a run that dies from here on leaves
          * "restoring" and its retry carries on. */
-        rc = put_state(&r, m, MF_RESTORING, mf_etag, sizeof(mf_etag), err);
+        rc = put_state(&r, m, MF_RESTORING, mf_etag, sizeof(mf_etag),
+                       &mf_unknown, err);
         if (rc != WK_OK)
             goto out;
     }
@@ -739,10 +937,13 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     /* Everything verified: the space is active again. */
     r.prog.st.phase = "activating";
     prog_update(&r.prog, true);
+    /* test failpoint: paused here, a successor may finish the restore */
+    wk_fail_point("unarchive.before_flip");
     {
         time_t before = m->restored_at;
         m->restored_at = ctx->now ? ctx->now() : time(NULL);
-        rc = put_state(&r, m, MF_ACTIVE, mf_etag, sizeof(mf_etag), err);
+        rc = put_state(&r, m, MF_ACTIVE, mf_etag, sizeof(mf_etag), &mf_unknown,
+                       err);
         if (rc != WK_OK) {
             m->restored_at = before; /* still restoring: reverted below */
             goto out;
@@ -756,6 +957,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         json_object_set_new(o, "restored",
                             json_integer((json_int_t)r.n_written));
         json_object_set_new(o, "kept", json_integer((json_int_t)r.n_kept));
+        json_object_set_new(o, "keptUserWrites",
+                            json_integer((json_int_t)r.n_user_kept));
         json_object_set_new(o, "bytes",
                             json_integer((json_int_t)zipr_total_bytes(zr)));
         json_object_set_new(o, "checksum", json_string(sha));
@@ -771,9 +974,12 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     r.prog.st.files_done = r.prog.st.files_total;
     prog_update(&r.prog, true);
 out:
-    if (rc != WK_OK && !flipped)
+    /* Fenced: the successor owns what was written, nothing is undone. A
+     * flip of unknown outcome may have made the space active: kept. */
+    if (rc != WK_OK && rc != WK_E_FENCED && !flipped && !mf_unknown)
         cleanup_written(&r);
-    if (rc != WK_OK && !flipped && m && m->state == MF_RESTORING &&
+    if (rc != WK_OK && rc != WK_E_FENCED && !flipped && !mf_unknown && m &&
+        m->state == MF_RESTORING &&
         rc != WK_E_CONFLICT) /* a conflict: someone else has it now */
         set_state(&r, m, MF_ARCHIVED, mf_etag, sizeof(mf_etag), NULL);
     zipr_free(zr);

@@ -274,6 +274,9 @@ enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
         rc = set_enc(o, &m->enc, err);
     if (rc == WK_OK && m->generation > 0)
         rc = set_u64(o, "generation", m->generation, err);
+    if (rc == WK_OK && m->state == MF_RESTORING && m->restoring_archive[0])
+        rc = set_new(o, "restoringArchive", json_string(m->restoring_archive),
+                     err);
     if (rc == WK_OK && m->n_history > 0) {
         json_t *arr = json_array();
         rc = set_new(o, "history", arr, err);
@@ -570,6 +573,12 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
         rc = get_enc(root, "encryption", &m.enc, err);
     if (rc == WK_OK && json_object_get(root, "generation"))
         rc = get_u64(root, "generation", &m.generation, err);
+    if (rc == WK_OK && json_object_get(root, "restoringArchive"))
+        rc = get_str(root, "restoringArchive", m.restoring_archive,
+                     sizeof(m.restoring_archive),
+                     "expected a string of at most 255 bytes", err);
+    if (rc == WK_OK && m.state != MF_RESTORING)
+        m.restoring_archive[0] = '\0'; /* meaningful while restoring only */
     if (rc == WK_OK)
         rc = get_history(root, &m, err);
     if (rc == WK_OK)

@@ -63,6 +63,10 @@ struct mf {
     struct seal_info enc;
     uint64_t generation; /* grows by one with every manifest write; 0 when
                             absent (written by an older version) */
+    /* "restoringArchive": the key of the archive being restored (the
+     * current one or one from the history), written with state restoring
+     * only; "" when absent (an older writer: the current archive) */
+    char restoring_archive[256];
     size_t n_history;
     struct mf_archive history[MF_HISTORY_MAX]; /* older archives, newest
                                                   first ("history") */

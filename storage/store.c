@@ -214,7 +214,11 @@ enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,
         enum wk_code rc;
 
         wk_err_clear(&pr->err);
-        rc = store_put(st, pr->key, pr->data, pr->len, &pr->err);
+        if (pr->if_absent)
+            rc = store_put_if(st, pr->key, pr->data, pr->len, "", NULL, 0,
+                              &pr->err);
+        else
+            rc = store_put(st, pr->key, pr->data, pr->len, &pr->err);
         if (rc != WK_OK && first == WK_OK) {
             first = rc;
             wk_err_copy(err, &pr->err);

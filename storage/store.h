@@ -75,6 +75,10 @@ struct store_put {
     const void *data; /* borrowed */
     size_t len;
     struct wk_err err; /* this request's outcome */
+    /* Only if no object has the key (S3 If-None-Match: *; fs, mem: as
+     * put_if with ""): an existing object is kept and this request fails
+     * with WK_E_CONFLICT. A server that ignores the header overwrites. */
+    bool if_absent;
 };
 
 struct store_writer_opts {

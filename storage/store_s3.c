@@ -574,6 +574,7 @@ static enum wk_code s3_put_many(struct store *base, struct store_put *reqs,
                                 size_t n, struct wk_err *err)
 {
     struct s3_store *st = (struct s3_store *)base;
+    struct s3_kv if_none_match = { "If-None-Match", "*" };
     struct batch b;
     enum wk_code rc;
 
@@ -590,10 +591,18 @@ static enum wk_code s3_put_many(struct store *base, struct store_put *reqs,
         r->method = "PUT";
         r->body = reqs[i].data;
         r->body_len = reqs[i].len;
+        if (reqs[i].if_absent) {
+            r->headers = &if_none_match;
+            r->n_headers = 1;
+        }
     }
     (void)s3_client_run(st->cl, b.reqs, b.n, NULL);
-    for (size_t k = 0; k < b.n; k++)
-        wk_err_copy(&reqs[b.idx[k]].err, &b.reqs[k].err);
+    for (size_t k = 0; k < b.n; k++) {
+        struct wk_err *e = &reqs[b.idx[k]].err;
+        wk_err_copy(e, &b.reqs[k].err);
+        if (reqs[b.idx[k]].if_absent && e->http_status == 412)
+            e->code = WK_E_CONFLICT; /* the object exists */
+    }
     batch_release(&b);
     for (size_t i = 0; i < n; i++)
         if (reqs[i].err.code != WK_OK)
@@ -604,7 +613,7 @@ static enum wk_code s3_put_many(struct store *base, struct store_put *reqs,
 static enum wk_code s3_put(struct store *base, const char *key, const void *p,
                            size_t n, struct wk_err *err)
 {
-    struct store_put one = { key, p, n, { 0 } };
+    struct store_put one = { key, p, n, { 0 }, false };
     return s3_put_many(base, &one, 1, err);
 }
 

@@ -2013,3 +2013,62 @@ enum wk_code q_throughput(struct q *q, unsigned minutes,
     }
     return WK_OK;
 }
+
+/* ---- ownership (fencing) ---- */
+
+/* Both halves of a lease, checked and extended in one step: the space
+ * lock must hold our token and the stream entry must be pending to us.
+ * XCLAIM with min-idle 0 would take an entry from anyone, so the owner is
+ * read first (XPENDING) and the entry is claimed only when it is ours.
+ * A Redis that lost its data (no lock, no stream at all: restarted empty,
+ * flushed) cannot have handed the job to anyone: the lock is taken again
+ * (2), and from then on the lock alone is checked (ARGV[6] = "1"). */
+static const char own_lua[] =
+    "local cur = redis.call('GET', KEYS[2]) "
+    "if not cur then "
+    "  if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then "
+    "    redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5]) return 2 end "
+    "  return 0 end "
+    "if cur ~= ARGV[4] then return 0 end "
+    "if ARGV[6] ~= '1' then "
+    "  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], "
+    "1) "
+    "  if #p == 0 or p[1][2] ~= ARGV[3] then return -1 end "
+    "  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID') "
+    "end "
+    "redis.call('PEXPIRE', KEYS[2], ARGV[5]) "
+    "return 1";
+
+enum wk_code q_own_renew(struct q *q, const struct q_msg *m,
+                         const char *consumer, const char *space_id,
+                         const char *token, unsigned ttl_ms, bool lock_only,
+                         enum q_own *state, struct wk_err *err)
+{
+    char lock[JOB_SPACE_ID_MAX + 80], ttl[16];
+    redisReply *rep;
+
+    *state = Q_OWN_NONE;
+    lock_key(q, space_id, lock, sizeof(lock));
+    snprintf(ttl, sizeof(ttl), "%u", ttl_ms);
+    const char *argv[] = { "EVAL",
+                           own_lua,
+                           "2",
+                           m->stream,
+                           lock,
+                           Q_GROUP,
+                           m->entry_id,
+                           consumer,
+                           token,
+                           ttl,
+                           lock_only ? "1" : "0" };
+    rep = q_cmds(q, err, "ownership check", 11, argv);
+    if (!rep)
+        return err ? err->code : WK_E_NET;
+    if (rep->type == REDIS_REPLY_INTEGER)
+        *state = rep->integer == 1    ? Q_OWN_HELD
+                 : rep->integer == 2  ? Q_OWN_RELOCKED
+                 : rep->integer == -1 ? Q_OWN_ENTRY_LOST
+                                      : Q_OWN_LOCK_LOST;
+    freeReplyObject(rep);
+    return WK_OK;
+}

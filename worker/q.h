@@ -282,4 +282,31 @@ enum wk_code q_space_busy(struct q *q, const char *space_id, bool *locked,
                           char *pending_id, size_t pending_len,
                           struct wk_err *err);
 
+/* ---- ownership (fencing) ---- */
+
+enum q_own {
+    Q_OWN_NONE = 0,       /* no answer */
+    Q_OWN_HELD = 1,       /* both ours: extended */
+    Q_OWN_LOCK_LOST = 2,  /* the space lock holds another token, or none */
+    Q_OWN_ENTRY_LOST = 3, /* the entry is acknowledged, gone or pending to
+                             another consumer */
+    Q_OWN_RELOCKED = 4,   /* Redis lost its data (no lock, no stream): the
+                             lock was taken again; check with lock_only
+                             from now on */
+};
+
+/* One Lua script (atomic): does the space lock of space_id still hold
+ * token AND is the stream entry m still pending to consumer? Only then are
+ * both extended (the lock to ttl_ms, the entry's idle time reset), so that
+ * the caller has a full lease from the moment the server ran the script.
+ * Never takes an entry from another consumer (unlike q_touch). *state says
+ * which; a lost connection is WK_E_NET (the caller cannot prove ownership).
+ * A Redis without the lock and without the stream (it lost its data: no
+ * other worker can have the job) gets the lock back: Q_OWN_RELOCKED. With
+ * lock_only (after that), only the lock is checked and extended. */
+enum wk_code q_own_renew(struct q *q, const struct q_msg *m,
+                         const char *consumer, const char *space_id,
+                         const char *token, unsigned ttl_ms, bool lock_only,
+                         enum q_own *state, struct wk_err *err);
+
 #endif

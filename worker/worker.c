@@ -22,6 +22,10 @@
 #define WORKER_RESULT_MAX     (64u * 1024u)
 #define WORKER_LOCK_WAIT_MS   2000 /* re-offer a job whose space is locked */
 #define WORKER_TICK_MS        200
+/* A run proves ownership before each destructive step only while its last
+ * proof (claim, renewal, check) is younger than lease - lease/FENCE_DIV:
+ * the rest of the lease is the margin for the step itself. */
+#define WORKER_FENCE_DIV 4
 
 /*
  * The heartbeat: a thread with its own Redis connection that, while a job
@@ -29,7 +33,13 @@
  * space lock every lease/3, whatever the job thread is busy with (a long
  * compression never looks like a dead worker). It also turns SIGTERM into
  * a cancel of the job once the shutdown grace period has passed, and
- * cancels a job whose lease was taken over by another worker.
+ * cancels a job whose lease was taken over by another worker, or that it
+ * could not renew for a whole lease.
+ *
+ * Fencing (fence_check, the job's ctx.fence): before a destructive step
+ * the job thread asks whether it still owns the job, on a connection of
+ * its own (hb.fq, used by the job thread only). last_ok_ms is the
+ * monotonic time of the last proof of ownership.
  */
 struct hb {
     pthread_mutex_t mu;
@@ -39,6 +49,12 @@ struct hb {
     char stream[128], entry_id[64], job_id[JOB_ID_MAX + 1];
     char space_id[JOB_SPACE_ID_MAX + 1], token[400];
     bool lost;                    /* another worker owns the entry now */
+    int64_t last_ok_ms;           /* last proof of ownership (monotonic) */
+    bool lock_only;               /* Redis lost its data and the lock was
+                                     taken again: the lock alone proves it */
+    char fenced_step[64];         /* the step a fence refused, or "" */
+    struct q *fq;                 /* owned: the fence's connection (job
+                                     thread only) */
     volatile sig_atomic_t cancel; /* the running job's cancel flag */
     const struct cfg *cfg;        /* borrowed */
     const char *consumer;         /* borrowed */
@@ -68,12 +84,32 @@ static void backoff(unsigned *cur_ms, volatile sig_atomic_t *stop)
                                                   : *cur_ms * 2;
 }
 
+/* Mark the run lost (lock held by the caller): the job is cancelled and
+ * nothing is recorded for it. */
+static void hb_mark_lost(struct hb *hb)
+{
+    hb->lost = true;
+    hb->cancel = 1;
+}
+
+/* Redis lost its data and the lock was taken again (lock held by the
+ * caller). */
+static void hb_relocked(struct hb *hb, const char *job_id)
+{
+    if (!hb->lock_only)
+        WK_LOG(WK_LOG_WARN, "lease.relocked", KV_STR("job_id", job_id),
+               KV_STR("reason", "redis lost the lock and the stream"));
+    hb->lock_only = true;
+}
+
 static void hb_renew(struct hb *hb, struct q **hq)
 {
     struct q_msg m;
     char space[JOB_SPACE_ID_MAX + 1], token[400];
     struct wk_err err;
-    bool lost = false, held = true;
+    enum q_own own = Q_OWN_NONE;
+    int64_t sent;
+    bool lock_only;
 
     q_msg_init(&m);
     pthread_mutex_lock(&hb->mu);
@@ -82,6 +118,7 @@ static void hb_renew(struct hb *hb, struct q **hq)
     memcpy(m.job_id, hb->job_id, sizeof(m.job_id));
     memcpy(space, hb->space_id, sizeof(space));
     memcpy(token, hb->token, sizeof(token));
+    lock_only = hb->lock_only;
     pthread_mutex_unlock(&hb->mu);
 
     wk_err_clear(&err);
@@ -91,23 +128,30 @@ static void hb_renew(struct hb *hb, struct q **hq)
                KV_STR("msg", err.msg));
         goto out;
     }
-    if (q_touch(*hq, &m, hb->consumer, &lost, &err) == WK_OK && space[0])
-        q_lock_renew(*hq, space, token, hb->cfg->lease_ms, &held, &err);
-    if (err.code != WK_OK) {
+    /* lease (entry) and lock together, and only while both are ours: a
+     * stale run never takes the entry back from its successor */
+    sent = mono_ms();
+    if (q_own_renew(*hq, &m, hb->consumer, space, token, hb->cfg->lease_ms,
+                    lock_only, &own, &err) != WK_OK) {
         WK_LOG(WK_LOG_WARN, "lease.renew_failed", KV_STR("job_id", m.job_id),
                KV_STR("msg", err.msg));
         q_free(*hq);
         *hq = NULL;
         goto out;
     }
-    if (lost || !held) {
+    pthread_mutex_lock(&hb->mu);
+    if (own == Q_OWN_RELOCKED)
+        hb_relocked(hb, m.job_id);
+    if (own == Q_OWN_HELD || own == Q_OWN_RELOCKED) {
+        if (sent > hb->last_ok_ms)
+            hb->last_ok_ms = sent;
+    } else if (!hb->lost) {
         WK_LOG(WK_LOG_ERROR, "lease.lost", KV_STR("job_id", m.job_id),
-               KV_BOOL("entry_lost", lost), KV_BOOL("lock_lost", !held));
-        pthread_mutex_lock(&hb->mu);
-        hb->lost = true;
-        hb->cancel = 1;
-        pthread_mutex_unlock(&hb->mu);
+               KV_BOOL("entry_lost", own == Q_OWN_ENTRY_LOST),
+               KV_BOOL("lock_lost", own != Q_OWN_ENTRY_LOST));
+        hb_mark_lost(hb);
     }
+    pthread_mutex_unlock(&hb->mu);
 out:
     q_msg_release(&m);
 }
@@ -146,7 +190,15 @@ static void *hb_main(void *arg)
         }
         if (last_renew == 0)
             last_renew = now; /* the claim itself just reset the lease */
-        if (now - last_renew >= every) {
+        if (!hb->lost && now - hb->last_ok_ms >= (int64_t)hb->cfg->lease_ms) {
+            /* not renewed for a whole lease (a pause, Redis away): another
+             * worker may hold the job by now */
+            WK_LOG(WK_LOG_ERROR, "lease.expired", KV_STR("job_id", hb->job_id),
+                   KV_INT("since_ms", now - hb->last_ok_ms),
+                   KV_INT("lease_ms", hb->cfg->lease_ms));
+            hb_mark_lost(hb);
+        }
+        if (!hb->lost && now - last_renew >= every) {
             last_renew = now;
             pthread_mutex_unlock(&hb->mu);
             hb_renew(hb, &hq);
@@ -159,7 +211,7 @@ static void *hb_main(void *arg)
 }
 
 static void hb_begin(struct hb *hb, const struct q_msg *m, const char *space_id,
-                     const char *token)
+                     const char *token, int64_t claimed_ms)
 {
     pthread_mutex_lock(&hb->mu);
     memcpy(hb->stream, m->stream, sizeof(hb->stream));
@@ -168,6 +220,9 @@ static void hb_begin(struct hb *hb, const struct q_msg *m, const char *space_id,
     snprintf(hb->space_id, sizeof(hb->space_id), "%s", space_id);
     snprintf(hb->token, sizeof(hb->token), "%s", token);
     hb->lost = false;
+    hb->last_ok_ms = claimed_ms;
+    hb->lock_only = false;
+    hb->fenced_step[0] = '\0';
     hb->cancel = *hb->stop && hb->cfg->grace_ms == 0;
     hb->active = true;
     pthread_cond_signal(&hb->cv);
@@ -182,6 +237,112 @@ static bool hb_end(struct hb *hb)
     lost = hb->lost;
     pthread_mutex_unlock(&hb->mu);
     return lost;
+}
+
+/* The job's ownership check (job_ctx.fence), on the job thread. Fenced
+ * unless (a) the last proof of ownership is younger than the lease minus
+ * the margin (monotonic: a run paused past its lease is fenced on waking,
+ * before it talks to anyone) and (b) one script confirms that the space
+ * lock holds our token and the entry is pending to us, and extends both.
+ * Redis out of reach: fenced (ownership cannot be proven). */
+static enum wk_code fence_check(void *ud, const char *step, struct wk_err *err)
+{
+    struct hb *hb = ud;
+    const struct cfg *cfg = hb->cfg;
+    int64_t limit = (int64_t)cfg->lease_ms - cfg->lease_ms / WORKER_FENCE_DIV;
+    struct q_msg m;
+    char space[JOB_SPACE_ID_MAX + 1], token[400], why[200] = "";
+    struct wk_err qerr;
+    enum q_own own = Q_OWN_NONE;
+    int64_t last, now, sent;
+    bool lost, lock_only;
+    unsigned rt_ms = cfg->lease_ms / WORKER_FENCE_DIV;
+
+    q_msg_init(&m);
+    pthread_mutex_lock(&hb->mu);
+    memcpy(m.stream, hb->stream, sizeof(m.stream));
+    memcpy(m.entry_id, hb->entry_id, sizeof(m.entry_id));
+    memcpy(m.job_id, hb->job_id, sizeof(m.job_id));
+    memcpy(space, hb->space_id, sizeof(space));
+    memcpy(token, hb->token, sizeof(token));
+    lost = hb->lost;
+    last = hb->last_ok_ms;
+    lock_only = hb->lock_only;
+    pthread_mutex_unlock(&hb->mu);
+
+    now = mono_ms();
+    if (lost) {
+        snprintf(why, sizeof(why), "the lease was lost");
+        goto fenced;
+    }
+    if (now - last >= limit) {
+        snprintf(why, sizeof(why),
+                 "no proof of ownership for %lld ms (lease %u ms)",
+                 (long long)(now - last), cfg->lease_ms);
+        goto fenced;
+    }
+    wk_err_clear(&qerr);
+    if (rt_ms > 5000)
+        rt_ms = 5000;
+    if (rt_ms < 200)
+        rt_ms = 200;
+    if (!hb->fq &&
+        q_connect(&cfg->redis, cfg->prefix, rt_ms, &hb->fq, &qerr) != WK_OK) {
+        snprintf(why, sizeof(why), "cannot reach redis: %.160s", qerr.msg);
+        goto fenced;
+    }
+    sent = mono_ms();
+    if (q_own_renew(hb->fq, &m, hb->consumer, space, token, cfg->lease_ms,
+                    lock_only, &own, &qerr) != WK_OK &&
+        qerr.code == WK_E_NET) {
+        /* a connection that broke since the last check (a Redis restart):
+         * once more on a new one */
+        wk_err_clear(&qerr);
+        q_free(hb->fq);
+        hb->fq = NULL;
+        if (q_connect(&cfg->redis, cfg->prefix, rt_ms, &hb->fq, &qerr) ==
+            WK_OK) {
+            sent = mono_ms();
+            q_own_renew(hb->fq, &m, hb->consumer, space, token, cfg->lease_ms,
+                        lock_only, &own, &qerr);
+        }
+    }
+    if (qerr.code != WK_OK) {
+        snprintf(why, sizeof(why), "cannot reach redis: %.160s", qerr.msg);
+        q_free(hb->fq);
+        hb->fq = NULL;
+        goto fenced;
+    }
+    if (own != Q_OWN_HELD && own != Q_OWN_RELOCKED) {
+        snprintf(why, sizeof(why), "%s",
+                 own == Q_OWN_ENTRY_LOST
+                     ? "the queue entry is no longer pending to this worker"
+                     : "the space lock is held by another run");
+        goto fenced;
+    }
+    if (mono_ms() - sent >= limit) {
+        snprintf(why, sizeof(why), "the ownership check took %lld ms",
+                 (long long)(mono_ms() - sent));
+        goto fenced;
+    }
+    pthread_mutex_lock(&hb->mu);
+    if (own == Q_OWN_RELOCKED)
+        hb_relocked(hb, m.job_id);
+    if (sent > hb->last_ok_ms)
+        hb->last_ok_ms = sent;
+    pthread_mutex_unlock(&hb->mu);
+    q_msg_release(&m);
+    return WK_OK;
+fenced:
+    pthread_mutex_lock(&hb->mu);
+    hb_mark_lost(hb);
+    if (!hb->fenced_step[0])
+        snprintf(hb->fenced_step, sizeof(hb->fenced_step), "%s", step);
+    pthread_mutex_unlock(&hb->mu);
+    WK_LOG(WK_LOG_WARN, "fence.refused", KV_STR("job_id", m.job_id),
+           KV_STR("step", step), KV_STR("msg", why));
+    q_msg_release(&m);
+    return wk_err_set(err, WK_E_FENCED, "fenced before '%s': %s", step, why);
 }
 
 /* Record the outcome; keeps trying while Redis is away, so that a finished
@@ -398,6 +559,8 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     ctx.store_opts = &cfg->store;
     ctx.store_url = cfg->store_url;
     ctx.keys = keys;
+    ctx.fence = fence_check;
+    ctx.fence_ud = hb;
     {
         /* what a run that died left to resume (its multipart upload) */
         struct wk_err cerr;
@@ -411,17 +574,22 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     WK_LOG(WK_LOG_INFO, "job.started", KV_STR("job_id", job.id),
            KV_STR("type", type), KV_STR("space_id", job.space_id),
            KV_INT("attempt", attempts));
-    hb_begin(hb, m, job.space_id, token);
+    hb_begin(hb, m, job.space_id, token, t0);
     wk_fail_point("job.started");
     rc = job_run(&job, &ctx, &result, &err);
-    lost = hb_end(hb);
+    lost = hb_end(hb) || rc == WK_E_FENCED;
     if (!lost && (pr.checkpointed || ctx.resume))
         prog_checkpoint_clear(&pr); /* done with: nothing to resume (a
                                        failed run aborted its upload) */
 out : {
     long long ms = (long long)(mono_ms() - t0);
     struct q_done done = { consumer, pr.bytes_total, pr.files_total, ms };
-    if (lost) {
+    if (lost && (rc == WK_E_FENCED || hb->fenced_step[0])) {
+        /* A fence stopped the job before a destructive step: finish,
+         * ack, requeue and undo nothing (the successor owns it all). */
+        WK_LOG(WK_LOG_ERROR, "job.fenced", KV_STR("job_id", m->job_id),
+               KV_STR("step", hb->fenced_step), KV_STR("msg", err.msg));
+    } else if (lost) {
         /* Another worker owns the job now: record nothing, ack nothing
          * (its delivery has the same entry id). */
         WK_LOG(WK_LOG_ERROR, "job.abandoned", KV_STR("job_id", m->job_id),
@@ -613,6 +781,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     pthread_cond_signal(&hb.cv);
     pthread_mutex_unlock(&hb.mu);
     pthread_join(hb_thread, NULL);
+    q_free(hb.fq);
     pthread_cond_destroy(&hb.cv);
     pthread_mutex_destroy(&hb.mu);
     metrics_stop(metrics);

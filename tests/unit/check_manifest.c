@@ -457,6 +457,55 @@ START_TEST(test_manifest_history_roundtrip)
 }
 END_TEST
 
+/* "restoringArchive" names the archive a restore is writing back: written
+ * with state restoring only, read back as it was. */
+START_TEST(test_manifest_restoring_archive_roundtrip)
+{
+    struct mf m, back;
+    struct wk_buf b;
+    struct wk_err err;
+
+    valid_mf(&m);
+    m.state = MF_RESTORING;
+    snprintf(m.restoring_archive, sizeof(m.restoring_archive),
+             "archived/space-1_a.B/20220101T000000Z.zip");
+    wk_buf_init(&b, 1u << 20);
+    wk_err_clear(&err);
+    ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_OK);
+    ck_assert_ptr_nonnull(strstr(
+        wk_buf_cstr(&b), "\"restoringArchive\": "
+                         "\"archived/space-1_a.B/20220101T000000Z.zip\""));
+    ck_assert_int_eq(mf_parse(b.data, b.len, &back, &err), WK_OK);
+    ck_assert_str_eq(back.restoring_archive, m.restoring_archive);
+
+    /* any other state: not written, and ignored when read */
+    m.state = MF_ACTIVE;
+    wk_buf_reset(&b);
+    ck_assert_int_eq(mf_to_json(&m, &b, &err), WK_OK);
+    ck_assert_ptr_null(strstr(wk_buf_cstr(&b), "restoringArchive"));
+    wk_buf_release(&b);
+}
+END_TEST
+
+/* Written by an older version (no such field): parses, "" (the current
+ * archive is the one being restored); a wrong type is refused by name. */
+START_TEST(test_manifest_restoring_archive_optional)
+{
+    struct mf m;
+    struct wk_err err;
+    char *text = mutate("state", json_string("restoring"));
+
+    wk_err_clear(&err);
+    ck_assert_int_eq(mf_parse(text, strlen(text), &m, &err), WK_OK);
+    ck_assert_int_eq(m.state, MF_RESTORING);
+    ck_assert_str_eq(m.restoring_archive, "");
+    free(text);
+    expect_bad("restoringArchive", json_integer(7),
+               "manifest field 'restoringArchive': expected a string of at "
+               "most 255 bytes");
+}
+END_TEST
+
 Suite *manifest_suite(void)
 {
     Suite *s = suite_create("manifest");
@@ -474,6 +523,8 @@ Suite *manifest_suite(void)
     tcase_add_test(tc, test_manifest_to_json_rejects_bad_struct);
     tcase_add_test(tc, test_manifest_history_roundtrip);
     tcase_add_test(tc, test_manifest_encryption_roundtrip);
+    tcase_add_test(tc, test_manifest_restoring_archive_roundtrip);
+    tcase_add_test(tc, test_manifest_restoring_archive_optional);
     suite_add_tcase(s, tc);
     return s;
 }

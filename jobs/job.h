@@ -92,8 +92,7 @@ struct job_ctx {
      * time). On WK_E_FENCED the job stops at once and undoes nothing: the
      * state belongs to the successor. step names the step for the log.
      * NULL = the run always owns its job (CLI, unit tests). */
-    enum wk_code (*fence)(void *fence_ud, const char *step,
-                          struct wk_err *err);
+    enum wk_code (*fence)(void *fence_ud, const char *step, struct wk_err *err);
     void *fence_ud;
 };
 

@@ -3,14 +3,15 @@
  * store_mem, and every restored object must equal the original byte for
  * byte, with the same count. Random: safe names (unicode, spaces, '+', '%',
  * '~', dotfiles, deep or flat placement, root-level names such as a
- * user's notes.txt or .DS_Store), sizes from 0 to several MiB, content of zeros, a
- * repeating block or noise, deflate level 1 or 9, the job's window and
+ * user's notes.txt or .DS_Store), sizes from 0 to several MiB, content of
+ * zeros, a repeating block or noise, deflate level 1 or 9, the job's window and
  * chunk sizes, and a plain or a sealed archive (client-side encryption).
  * The first space holds a file of zeros at level 9 (more than
  * 1000:1, which the ratio limit alone refuses).
  *
  * The seed is printed; PROPERTY_SEED=<n> replays one, PROPERTY_ITERS=<n>
- * changes the count (PROP_ITERS). A failure names the iteration, the seed and the key. */
+ * changes the count (PROP_ITERS). A failure names the iteration, the seed and
+ * the key. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

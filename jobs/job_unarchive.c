@@ -675,7 +675,7 @@ static void set_state(struct ua_run *r, struct mf *m, enum mf_state st,
 
 uint64_t job_unarchive_part_bytes(uint64_t entry_size, uint64_t configured)
 {
-    /* an entry of unknown size (a foreign archive without sizes) gets the
+    /* an entry of unknown size (a foreign archive without sizes) takes the
      * configured part size */
     return job_part_bytes(entry_size == UINT64_MAX ? 0 : entry_size,
                           configured);

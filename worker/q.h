@@ -141,7 +141,7 @@ enum wk_code q_delivery_state(struct q *q, const struct q_msg *m, char *buf,
 
 /* Begin a run of m, atomically (one script): unless the job has already
  * started max_attempts runs (*began = false; *attempts = that count), the
- * status hash gets attempts + 1, state "running", startedAt, worker,
+ * status hash takes attempts + 1, state "running", startedAt, worker,
  * lane and entry (the delivery that runs it), and the job joins
  * <prefix>jobs:running. q_finish() and q_requeue() take it out again. */
 enum wk_code q_begin(struct q *q, const struct q_msg *m, const char *consumer,
@@ -302,7 +302,7 @@ enum q_own {
  * Never takes an entry from another consumer (unlike q_touch). *state says
  * which; a lost connection is WK_E_NET (the caller cannot prove ownership).
  * A Redis without the lock and without the stream (it lost its data: no
- * other worker can have the job) gets the lock back: Q_OWN_RELOCKED. With
+ * other worker can have the job) takes the lock back: Q_OWN_RELOCKED. With
  * lock_only (after that), only the lock is checked and extended. */
 enum wk_code q_own_renew(struct q *q, const struct q_msg *m,
                          const char *consumer, const char *space_id,

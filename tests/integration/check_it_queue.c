@@ -363,7 +363,7 @@ START_TEST(test_it_queue_stranded_job_repaired)
     ck_assert_str_eq(it_redis("HSET %sjob:%s attempts 5", pre, job[2]), "0");
     for (int i = 0; i < 3; i++)
         ck_assert_str_eq(it_job_field(pre, job[i], "state"), "running");
-    /* stranded: a new request gets the dead id */
+    /* stranded: a new request is handed the dead id */
     snprintf(args, sizeof(args), "enqueue archive %s", ids[2]);
     enqueue(&e, args, again, sizeof(again), out);
     ck_assert_str_eq(again, job[2]);

@@ -104,7 +104,7 @@ static void add_component(struct prop_rng *r, char *out, size_t cap, bool dot)
         memcpy(out + len, p, pl + 1);
         len += pl;
     }
-    /* never "." or "..": a dot component gets a letter after it */
+    /* never "." or "..": a dot component has a letter after it */
     if (strcmp(out + strlen(out) - 1, ".") == 0 && len + 1 < cap) {
         out[len++] = 'q';
         out[len] = '\0';

@@ -38,7 +38,7 @@
 struct spy {
     struct store base;
     struct store *inner; /* owned */
-    unsigned gets;       /* ranged reads (get_many requests) */
+    unsigned reads;      /* ranged reads (get_many requests) */
     uint64_t max_get;    /* longest one */
     uint64_t parts[8];   /* part_bytes asked by streamed writes to active/ */
     unsigned nparts;
@@ -74,7 +74,7 @@ static enum wk_code spy_get_many(struct store *st, struct store_get *reqs,
 {
     struct spy *s = spy_of(st);
     for (size_t i = 0; i < n; i++) {
-        s->gets++;
+        s->reads++;
         if (reqs[i].len > s->max_get)
             s->max_get = reqs[i].len;
     }
@@ -312,7 +312,7 @@ START_TEST(test_verify_zipcd_small_archive_one_request)
     struct wk_err err;
 
     write_archive(&sp->base, 40, NULL, &w);
-    sp->gets = 0;
+    sp->reads = 0;
     wk_err_clear(&err);
     ck_assert_msg(zipcd_read(&sp->base, ZKEY, w.stored, NULL, 0, seen_cb, &s,
                              &info, &err) == WK_OK,
@@ -322,7 +322,7 @@ START_TEST(test_verify_zipcd_small_archive_one_request)
     ck_assert(!info.zip64);
     ck_assert_uint_eq(info.cd_offset + info.cd_size, info.eocd_offset);
     ck_assert_uint_eq(info.eocd_offset + 22, w.stored);
-    ck_assert_uint_eq(sp->gets, 1);
+    ck_assert_uint_eq(sp->reads, 1);
     ck_assert_uint_eq(info.requests, 1);
     free(w.recs);
     store_free(&sp->base);
@@ -354,7 +354,7 @@ START_TEST(test_verify_zipcd_many_entries_streamed)
     uint64_t blocks;
 
     write_archive(&sp->base, MANY, NULL, &w);
-    sp->gets = 0;
+    sp->reads = 0;
     sp->max_get = 0;
     wk_err_clear(&err);
     ck_assert_msg(zipcd_read(&sp->base, ZKEY, w.stored, NULL, 64 * KIB, seen_cb,
@@ -366,10 +366,10 @@ START_TEST(test_verify_zipcd_many_entries_streamed)
     ck_assert_uint_gt(info.cd_size, 4 * MIB);
     blocks = (info.cd_size + 64 * KIB - 1) / (64 * KIB);
     /* the tail, then the directory block by block */
-    ck_assert_uint_le(sp->gets, 1 + blocks);
-    ck_assert_uint_ge(sp->gets, blocks);
+    ck_assert_uint_le(sp->reads, 1 + blocks);
+    ck_assert_uint_ge(sp->reads, blocks);
     ck_assert_uint_le(sp->max_get, ZIPCD_TAIL_BYTES);
-    ck_assert_uint_eq(info.requests, sp->gets);
+    ck_assert_uint_eq(info.requests, sp->reads);
     rewrite(&sp->base, strip_zip64);
     expect_corrupt(&sp->base, "more records than the end record says");
     free(w.recs);

@@ -1033,7 +1033,13 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
             snprintf(pfx, sizeof(pfx), "archived/%s/", r->job->space_id);
         else
             snprintf(pfx, sizeof(pfx), "%s", r->archive_key);
-        if (store_abort_pending(ctx->store, pfx, &n, &aerr) != WK_OK)
+        /* An abort is destructive too: a run that lost its job must not
+         * abort the upload its successor is writing (the next step, the
+         * pending-delete record, stops such a run). */
+        if (fence(r->ctx, "archive.abort_extra", &aerr) != WK_OK)
+            WK_LOG(WK_LOG_WARN, "archive.abort_extra_fenced",
+                   KV_STR("job_id", r->job->id), KV_STR("msg", aerr.msg));
+        else if (store_abort_pending(ctx->store, pfx, &n, &aerr) != WK_OK)
             WK_LOG(WK_LOG_WARN, "archive.abort_extra_failed",
                    KV_STR("job_id", r->job->id), KV_STR("msg", aerr.msg));
         else if (n)

@@ -27,7 +27,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm -lz
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 WK_CFLAGS  = $(WK_STD) $(WK_WARN) $(WK_SAN) -I. -I$(BUILD)/gen $(PKG_CFLAGS)
 
-LIB_SRC  := $(wildcard common/*.c storage/*.c jobs/*.c) \
+LIB_SRC  := $(wildcard common/*.c storage/*.c zip/*.c jobs/*.c) \
             $(filter-out worker/main.c,$(wildcard worker/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 BIN      := $(BUILD)/sila-archiver

@@ -14,7 +14,7 @@
 #include "jobs/job_archive.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
-#include "jobs/zipr.h"
+#include "zip/zipr.h"
 #include "storage/store.h"
 #include "storage/store_hash.h"
 

@@ -3,11 +3,11 @@
  * active/<spaceId>/, verified while it streams: the archive's SHA-256 and
  * size against the manifest, every entry's CRC (libarchive), every CAS
  * blob against its own name, the entry count against fileCount, and the
- * hostile-archive rules of jobs/zipr.h. Only when everything holds does
+ * hostile-archive rules of zip/zipr.h. Only when everything holds does
  * the manifest flip to "active". On any failure the objects restored so
  * far are deleted and the space stays archived. The archive is kept.
  * Before anything is written, the archive's central directory is read
- * (jobs/zipcd.h, ranged GETs): each entry is then held to exactly the size
+ * (zip/zipcd.h, ranged GETs): each entry is then held to exactly the size
  * and CRC-32 it declares, instead of the ratio limit (max_ratio), which
  * only applies to entries without that authority.
  * Memory: window_bytes of pending PUTs + one chunk of the archive +

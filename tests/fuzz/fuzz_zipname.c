@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs/zipr.h"
+#include "zip/zipr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

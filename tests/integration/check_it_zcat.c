@@ -10,8 +10,8 @@
 #include <time.h>
 
 #include "common/wk_buf.h"
-#include "jobs/zcat.h"
-#include "jobs/zipw.h"
+#include "zip/zcat.h"
+#include "zip/zipw.h"
 #include "storage/store.h"
 #include "storage/store_hash.h"
 #include "tests/integration/it_util.h"

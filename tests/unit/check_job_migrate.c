@@ -19,7 +19,7 @@
 #include "jobs/job_migrate.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
-#include "jobs/zipr.h"
+#include "zip/zipr.h"
 #include "storage/seal.h"
 #include "storage/store.h"
 #include "storage/store_hash.h"

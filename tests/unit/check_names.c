@@ -16,7 +16,7 @@
 #include "jobs/job.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
-#include "jobs/zipr.h"
+#include "zip/zipr.h"
 #include "storage/store.h"
 #include "storage/store_hash.h"
 #include "tests/unit/suites.h"

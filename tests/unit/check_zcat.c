@@ -9,8 +9,8 @@
 
 #include "common/wk_buf.h"
 #include "common/wk_err.h"
-#include "jobs/zcat.h"
-#include "jobs/zipw.h"
+#include "zip/zcat.h"
+#include "zip/zipw.h"
 #include "storage/store.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/unit_util.h"

@@ -11,7 +11,7 @@
 
 #include "common/wk_buf.h"
 #include "common/wk_err.h"
-#include "jobs/zipw.h"
+#include "zip/zipw.h"
 #include "storage/store.h"
 #include "storage/store_hash.h"
 #include "tests/unit/suites.h"

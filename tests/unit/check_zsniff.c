@@ -5,7 +5,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "jobs/zsniff.h"
+#include "zip/zsniff.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/unit_util.h"
 

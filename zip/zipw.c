@@ -33,7 +33,7 @@
  *   sink receives whole blocks and an unpadded last one.
  */
 #include "common/wk_path.h"
-#include "jobs/zipw.h"
+#include "zip/zipw.h"
 
 #include <archive.h>
 #include <archive_entry.h>

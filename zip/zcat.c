@@ -48,7 +48,7 @@
  * C.UTF-8 LC_CTYPE (uselocale) and names are compared as UTF-8 bytes.
  */
 #include "common/wk_path.h"
-#include "jobs/zcat.h"
+#include "zip/zcat.h"
 
 #include <archive.h>
 #include <archive_entry.h>

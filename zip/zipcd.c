@@ -8,7 +8,7 @@
  * where the locator starts. The central directory must then end exactly
  * where the first end record starts: no gap, no overlap.
  */
-#include "jobs/zipcd.h"
+#include "zip/zipcd.h"
 
 #include <stdio.h>
 #include <stdlib.h>

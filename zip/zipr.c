@@ -47,9 +47,9 @@
  * earliest offset we may still parse (the next header, or what libarchive
  * has not consumed yet) in a buffer capped at ZIPR_CAPTURE_MAX.
  */
-#include "jobs/zipr.h"
+#include "zip/zipr.h"
 
-#include "jobs/zipcd.h"
+#include "zip/zipcd.h"
 
 #include "common/wk_path.h"
 

@@ -1,4 +1,4 @@
-#include "jobs/zsniff.h"
+#include "zip/zsniff.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * zcat on libarchive's seekable ZIP reader (with zipr.c and zipw.c, the only
+ * zcat on libarchive's seekable ZIP reader (with zipr*.c and zipw.c, the only
  * files that include archive.h).
  *
  * Where the bytes go. libarchive pulls through three callbacks over ranged

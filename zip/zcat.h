@@ -15,8 +15,8 @@
  * before it (libarchive's seekable reader has no lookup by name), so it
  * grows with that number of entries, never with the archive's size.
  */
-#ifndef WK_JOBS_ZCAT_H
-#define WK_JOBS_ZCAT_H
+#ifndef WK_ZIP_ZCAT_H
+#define WK_ZIP_ZCAT_H
 
 #include <stdint.h>
 

@@ -10,6 +10,8 @@
  */
 #include "zip/zipcd.h"
 
+#include "zip/zip_fmt.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,39 +20,14 @@
 #include "storage/seal.h"
 #include "storage/store.h"
 
-#define ZIPCD_EOCD_BYTES  22u
-#define ZIPCD_LOC_BYTES   20u
-#define ZIPCD_Z64_BYTES   56u
-#define ZIPCD_LOCAL_FIXED 30u
-#define ZIPCD_SHOWN_MAX   100u
-
-static uint16_t le16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-static uint64_t le64(const unsigned char *p)
-{
-    return (uint64_t)le32(p) | ((uint64_t)le32(p + 4) << 32);
-}
-
-static unsigned long long ull(uint64_t v)
-{
-    return (unsigned long long)v;
-}
+#define ZIPCD_SHOWN_MAX 100u
 
 /* ---- record layer ---- */
 
 size_t zipcd_record_len(const unsigned char *p)
 {
-    return ZIPCD_RECORD_FIXED + (size_t)le16(p + 28) + le16(p + 30) +
-           le16(p + 32);
+    return ZIPCD_RECORD_FIXED + (size_t)zip_le16(p + 28) + zip_le16(p + 30) +
+           zip_le16(p + 32);
 }
 
 bool zipcd_zip64_extra(const unsigned char *x, size_t m, bool *found,
@@ -61,7 +38,7 @@ bool zipcd_zip64_extra(const unsigned char *x, size_t m, bool *found,
 
     *found = false;
     while (i + 4 <= m) {
-        unsigned id = le16(x + i), size = le16(x + i + 2);
+        unsigned id = zip_le16(x + i), size = zip_le16(x + i + 2);
         const unsigned char *d = x + i + 4;
         size_t k = 0;
 
@@ -72,25 +49,25 @@ bool zipcd_zip64_extra(const unsigned char *x, size_t m, bool *found,
             if (usize && *usize == 0xffffffff) {
                 if (k + 8 > size)
                     return false;
-                *usize = le64(d + k);
+                *usize = zip_le64(d + k);
                 k += 8;
             }
             if (csize && *csize == 0xffffffff) {
                 if (k + 8 > size)
                     return false;
-                *csize = le64(d + k);
+                *csize = zip_le64(d + k);
                 k += 8;
             }
             if (offset && *offset == 0xffffffff) {
                 if (k + 8 > size)
                     return false;
-                *offset = le64(d + k);
+                *offset = zip_le64(d + k);
                 k += 8;
             }
             if (disk && *disk == 0xffff) {
                 if (k + 4 > size)
                     return false;
-                *disk = le32(d + k);
+                *disk = zip_le32(d + k);
             }
         }
         i += 4 + (size_t)size;
@@ -100,19 +77,19 @@ bool zipcd_zip64_extra(const unsigned char *x, size_t m, bool *found,
 
 void zipcd_record_parse(const unsigned char *p, struct zipcd_entry *e)
 {
-    size_t n = le16(p + 28), m = le16(p + 30);
+    size_t n = zip_le16(p + 28), m = zip_le16(p + 30);
     bool deferred;
 
     memset(e, 0, sizeof(*e));
-    e->version_made = le16(p + 4);
-    e->flags = le16(p + 8);
-    e->method = le16(p + 10);
-    e->crc = le32(p + 16);
-    e->csize = le32(p + 20);
-    e->usize = le32(p + 24);
-    e->disk = le16(p + 34);
-    e->ext_attr = le32(p + 38);
-    e->offset = le32(p + 42);
+    e->version_made = zip_le16(p + 4);
+    e->flags = zip_le16(p + 8);
+    e->method = zip_le16(p + 10);
+    e->crc = zip_le32(p + 16);
+    e->csize = zip_le32(p + 20);
+    e->usize = zip_le32(p + 24);
+    e->disk = zip_le16(p + 34);
+    e->ext_attr = zip_le32(p + 38);
+    e->offset = zip_le32(p + 42);
     e->name = (const char *)p + ZIPCD_RECORD_FIXED;
     e->name_len = n;
     deferred = e->csize == 0xffffffff || e->usize == 0xffffffff ||
@@ -127,28 +104,28 @@ const char *zipcd_z64_end_problem(const unsigned char *p, uint64_t n_cd,
                                   uint64_t cd_size, uint64_t cd_start,
                                   char *why, size_t whylen)
 {
-    uint64_t rest = le64(p + 4);
+    uint64_t rest = zip_le64(p + 4);
 
     if (memcmp(p, "PK\006\006", 4) != 0)
         snprintf(why, whylen, "no ZIP64 end record where the locator points");
     else if (rest < 44 || rest > 65536)
         snprintf(why, whylen, "the ZIP64 end record's size (%llu) is wrong",
-                 ull(rest));
-    else if (le32(p + 16) != 0 || le32(p + 20) != 0)
+                 zip_ull(rest));
+    else if (zip_le32(p + 16) != 0 || zip_le32(p + 20) != 0)
         snprintf(why, whylen,
                  "the ZIP64 end record is for a multi-disk "
                  "archive");
-    else if (le64(p + 24) != n_cd || le64(p + 32) != n_cd)
+    else if (zip_le64(p + 24) != n_cd || zip_le64(p + 32) != n_cd)
         snprintf(why, whylen,
                  "the ZIP64 end record says %llu entries, the central "
                  "directory has %llu",
-                 ull(le64(p + 32)), ull(n_cd));
-    else if (le64(p + 40) != cd_size || le64(p + 48) != cd_start)
+                 zip_ull(zip_le64(p + 32)), zip_ull(n_cd));
+    else if (zip_le64(p + 40) != cd_size || zip_le64(p + 48) != cd_start)
         snprintf(why, whylen,
                  "the ZIP64 end record says the central directory is %llu "
                  "bytes at offset %llu, it is %llu bytes at offset %llu",
-                 ull(le64(p + 40)), ull(le64(p + 48)), ull(cd_size),
-                 ull(cd_start));
+                 zip_ull(zip_le64(p + 40)), zip_ull(zip_le64(p + 48)),
+                 zip_ull(cd_size), zip_ull(cd_start));
     else
         return NULL;
     return why;
@@ -167,12 +144,12 @@ static bool eocd_field(uint64_t field, uint64_t value, uint64_t sentinel,
 bool zipcd_eocd_matches(const unsigned char *p, uint64_t n_cd, uint64_t cd_size,
                         uint64_t cd_start, bool zip64)
 {
-    return eocd_field(le16(p + 4), 0, 0xffff, zip64) &&
-           eocd_field(le16(p + 6), 0, 0xffff, zip64) &&
-           eocd_field(le16(p + 8), n_cd, 0xffff, zip64) &&
-           eocd_field(le16(p + 10), n_cd, 0xffff, zip64) &&
-           eocd_field(le32(p + 12), cd_size, 0xffffffff, zip64) &&
-           eocd_field(le32(p + 16), cd_start, 0xffffffff, zip64);
+    return eocd_field(zip_le16(p + 4), 0, 0xffff, zip64) &&
+           eocd_field(zip_le16(p + 6), 0, 0xffff, zip64) &&
+           eocd_field(zip_le16(p + 8), n_cd, 0xffff, zip64) &&
+           eocd_field(zip_le16(p + 10), n_cd, 0xffff, zip64) &&
+           eocd_field(zip_le32(p + 12), cd_size, 0xffffffff, zip64) &&
+           eocd_field(zip_le32(p + 16), cd_start, 0xffffffff, zip64);
 }
 
 /* ---- store layer ---- */
@@ -216,7 +193,7 @@ static enum wk_code fetch(struct zipcd_rd *rd, uint64_t off, uint64_t len,
         if (out->len - before != len)
             return wk_err_set(err, WK_E_CORRUPT,
                               "archive '%s': short read at offset %llu",
-                              rd->key, ull(off));
+                              rd->key, zip_ull(off));
         return WK_OK;
     }
     wk_buf_reset(&rd->plain);
@@ -227,7 +204,7 @@ static enum wk_code fetch(struct zipcd_rd *rd, uint64_t off, uint64_t len,
     if (off < p_off || off - p_off + len > rd->plain.len)
         return wk_err_set(err, WK_E_CORRUPT,
                           "archive '%s': short read at offset %llu", rd->key,
-                          ull(off));
+                          zip_ull(off));
     return wk_buf_append(out, rd->plain.data + (off - p_off), (size_t)len, err);
 }
 
@@ -263,8 +240,8 @@ static enum wk_code record_check(struct zipcd_rd *rd,
         why = "Malformed 64-bit compressed size";
     else if (e->disk != 0)
         why = "entry on another disk";
-    else if (e->offset > cd_off || cd_off - e->offset < ZIPCD_LOCAL_FIXED ||
-             e->csize > cd_off - e->offset - ZIPCD_LOCAL_FIXED)
+    else if (e->offset > cd_off || cd_off - e->offset < ZIP_LOCAL_FIXED ||
+             e->csize > cd_off - e->offset - ZIP_LOCAL_FIXED)
         why = "local header or data outside the entries before the central "
               "directory";
     else if (e->csize >= 0xffffffff || e->usize >= 0xffffffff ||
@@ -277,7 +254,7 @@ static enum wk_code record_check(struct zipcd_rd *rd,
     return wk_err_set(err, WK_E_CORRUPT,
                       "archive '%s' is truncated or corrupt: central "
                       "directory entry %llu '%s': %s",
-                      rd->key, ull(e->index), shown, why);
+                      rd->key, zip_ull(e->index), shown, why);
 }
 
 /* Stream the records of [cd_off, cd_off + cd_size) to cb; the first
@@ -345,7 +322,7 @@ static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
                     char why[96];
                     snprintf(why, sizeof(why),
                              "no central directory record at offset %llu",
-                             ull(pos));
+                             zip_ull(pos));
                     rc = bad(rd, err, why);
                     goto out;
                 }
@@ -374,12 +351,12 @@ static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
             snprintf(why, sizeof(why),
                      "central directory entry %llu at offset %llu overlaps "
                      "the entry before it (overlapping entries: zip bomb?)",
-                     ull(idx), ull(e.offset));
+                     zip_ull(idx), zip_ull(e.offset));
             rc = bad(rd, err, why);
         }
         if (rc == WK_OK) {
             prev_off = e.offset;
-            prev_end = e.offset + ZIPCD_LOCAL_FIXED + e.name_len + e.csize;
+            prev_end = e.offset + ZIP_LOCAL_FIXED + e.name_len + e.csize;
         }
         if (rc == WK_OK && cb)
             rc = cb(&e, ud, err);
@@ -393,7 +370,7 @@ static enum wk_code stream_cd(struct zipcd_rd *rd, const struct wk_buf *tail,
         snprintf(why, sizeof(why),
                  "the %send record says %llu entries, the central directory "
                  "has %llu",
-                 zip64 ? "ZIP64 " : "", ull(n_entries), ull(idx));
+                 zip64 ? "ZIP64 " : "", zip_ull(n_entries), zip_ull(idx));
         rc = bad(rd, err, why);
     }
 out:
@@ -437,7 +414,7 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
         wk_buf_init(&rd.plain, span);
     }
     wk_buf_init(&tail, ZIPCD_TAIL_BYTES);
-    wk_buf_init(&z64, ZIPCD_Z64_BYTES);
+    wk_buf_init(&z64, ZIP_Z64_BYTES);
     if (dk) {
         rc = seal_plain_size(stored_size, dk->chunk_bytes, &rd.size, err);
         if (rc != WK_OK) {
@@ -445,9 +422,9 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
             goto out;
         }
     }
-    if (rd.size < ZIPCD_EOCD_BYTES) {
+    if (rd.size < ZIP_EOCD_BYTES) {
         snprintf(why, sizeof(why), "%llu bytes cannot be a ZIP archive",
-                 ull(rd.size));
+                 zip_ull(rd.size));
         rc = bad(&rd, err, why);
         goto out;
     }
@@ -458,9 +435,9 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
     t = (const unsigned char *)tail.data;
     tlen = tail.len;
     /* the last end record whose comment reaches the end exactly */
-    for (size_t i = tlen - ZIPCD_EOCD_BYTES + 1; i-- > 0;) {
+    for (size_t i = tlen - ZIP_EOCD_BYTES + 1; i-- > 0;) {
         if (memcmp(t + i, "PK\005\006", 4) == 0 &&
-            i + ZIPCD_EOCD_BYTES + le16(t + i + 20) == tlen) {
+            i + ZIP_EOCD_BYTES + zip_le16(t + i + 20) == tlen) {
             e = t + i;
             eocd = tail_off + i;
             break;
@@ -470,53 +447,53 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
         rc = bad(&rd, err, "no end of central directory record at its end");
         goto out;
     }
-    n_entries = le16(e + 10);
-    cd_size = le32(e + 12);
-    cd_off = le32(e + 16);
+    n_entries = zip_le16(e + 10);
+    cd_size = zip_le32(e + 12);
+    cd_off = zip_le32(e + 16);
     cd_end = eocd;
-    if (eocd >= ZIPCD_LOC_BYTES && eocd - ZIPCD_LOC_BYTES >= tail_off &&
-        memcmp(t + (size_t)(eocd - ZIPCD_LOC_BYTES - tail_off), "PK\006\007",
+    if (eocd >= ZIP_LOC_BYTES && eocd - ZIP_LOC_BYTES >= tail_off &&
+        memcmp(t + (size_t)(eocd - ZIP_LOC_BYTES - tail_off), "PK\006\007",
                4) == 0) {
         const unsigned char *loc =
-            t + (size_t)(eocd - ZIPCD_LOC_BYTES - tail_off);
+            t + (size_t)(eocd - ZIP_LOC_BYTES - tail_off);
         const unsigned char *zr;
 
         zip64 = true;
-        z64_off = le64(loc + 8);
-        if (le32(loc + 4) != 0 || le32(loc + 16) > 1) {
+        z64_off = zip_le64(loc + 8);
+        if (zip_le32(loc + 4) != 0 || zip_le32(loc + 16) > 1) {
             rc = bad(&rd, err,
                      "the ZIP64 end locator is for a multi-disk archive");
             goto out;
         }
-        if (z64_off > eocd - ZIPCD_LOC_BYTES ||
-            eocd - ZIPCD_LOC_BYTES - z64_off < ZIPCD_Z64_BYTES) {
+        if (z64_off > eocd - ZIP_LOC_BYTES ||
+            eocd - ZIP_LOC_BYTES - z64_off < ZIP_Z64_BYTES) {
             snprintf(why, sizeof(why),
                      "the ZIP64 end locator points to offset %llu, outside "
                      "the archive's end",
-                     ull(z64_off));
+                     zip_ull(z64_off));
             rc = bad(&rd, err, why);
             goto out;
         }
         if (z64_off >= tail_off) {
             zr = t + (size_t)(z64_off - tail_off);
         } else {
-            rc = fetch(&rd, z64_off, ZIPCD_Z64_BYTES, &z64, err);
+            rc = fetch(&rd, z64_off, ZIP_Z64_BYTES, &z64, err);
             if (rc != WK_OK)
                 goto out;
             zr = (const unsigned char *)z64.data;
         }
         if (memcmp(zr, "PK\006\006", 4) != 0 ||
-            z64_off + 12 + le64(zr + 4) != eocd - ZIPCD_LOC_BYTES) {
+            z64_off + 12 + zip_le64(zr + 4) != eocd - ZIP_LOC_BYTES) {
             snprintf(why, sizeof(why),
                      "the ZIP64 end locator points to offset %llu, where no "
                      "ZIP64 end record ends at the locator",
-                     ull(z64_off));
+                     zip_ull(z64_off));
             rc = bad(&rd, err, why);
             goto out;
         }
-        n_entries = le64(zr + 32);
-        cd_size = le64(zr + 40);
-        cd_off = le64(zr + 48);
+        n_entries = zip_le64(zr + 32);
+        cd_size = zip_le64(zr + 40);
+        cd_off = zip_le64(zr + 48);
         if (zipcd_z64_end_problem(zr, n_entries, cd_size, cd_off, why,
                                   sizeof(why))) {
             rc = bad(&rd, err, why);
@@ -529,7 +506,8 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
                  "the %send record says the central directory is %llu bytes "
                  "at offset %llu, which does not end where the end records "
                  "start (offset %llu)",
-                 zip64 ? "ZIP64 " : "", ull(cd_size), ull(cd_off), ull(cd_end));
+                 zip64 ? "ZIP64 " : "", zip_ull(cd_size), zip_ull(cd_off),
+                 zip_ull(cd_end));
         rc = bad(&rd, err, why);
         goto out;
     }
@@ -538,9 +516,9 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
                  "the end record (%u entries, %lu bytes at offset %lu) does "
                  "not match the central directory (%llu entries, %llu bytes "
                  "at offset %llu)%s",
-                 (unsigned)le16(e + 10), (unsigned long)le32(e + 12),
-                 (unsigned long)le32(e + 16), ull(n_entries), ull(cd_size),
-                 ull(cd_off),
+                 (unsigned)zip_le16(e + 10), (unsigned long)zip_le32(e + 12),
+                 (unsigned long)zip_le32(e + 16), zip_ull(n_entries),
+                 zip_ull(cd_size), zip_ull(cd_off),
                  zip64 ? "" : ", and there is no ZIP64 end record");
         rc = bad(&rd, err, why);
         goto out;
@@ -550,7 +528,7 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
         snprintf(why, sizeof(why),
                  "%llu entries cannot fit in a central directory of %llu "
                  "bytes",
-                 ull(n_entries), ull(cd_size));
+                 zip_ull(n_entries), zip_ull(cd_size));
         rc = bad(&rd, err, why);
         goto out;
     }

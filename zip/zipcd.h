@@ -25,8 +25,8 @@
  * message that names the entry or the record; store failures come back as
  * they are; a callback's failure is returned as it is.
  */
-#ifndef WK_JOBS_ZIPCD_H
-#define WK_JOBS_ZIPCD_H
+#ifndef WK_ZIP_ZIPCD_H
+#define WK_ZIP_ZIPCD_H
 
 #include <stdbool.h>
 #include <stddef.h>

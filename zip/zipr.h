@@ -26,10 +26,10 @@
  * for our own parsing, and the name set (bounded by max_entries).
  * Ownership: zipr_free() releases everything; strings in struct zipr_entry
  * are valid until the next zipr_next(). Calls block only inside the read
- * callback. Only zipr.c (and zipw.c) include archive.h.
+ * callback. Only zip/ includes archive.h (zipr*.c, zipw.c, zcat.c).
  */
-#ifndef WK_JOBS_ZIPR_H
-#define WK_JOBS_ZIPR_H
+#ifndef WK_ZIP_ZIPR_H
+#define WK_ZIP_ZIPR_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,6 @@
 /*
- * zipw on libarchive's ZIP writer (the only file that includes archive.h).
+ * zipw on libarchive's ZIP writer (with zipr*.c and zcat.c, the only files
+ * that include archive.h).
  *
  * What libarchive 3.6.2 does, and what we rely on:
  * - Format options ("zip:compression-level", "zip:hdrcharset") can only be

@@ -14,8 +14,8 @@
  * while the sink blocks. Errors: wk_code + err; after any error the zipw is
  * only good for zipw_free().
  */
-#ifndef WK_JOBS_ZIPW_H
-#define WK_JOBS_ZIPW_H
+#ifndef WK_ZIP_ZIPW_H
+#define WK_ZIP_ZIPW_H
 
 #include <stdbool.h>
 #include <stdint.h>

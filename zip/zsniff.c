@@ -1,5 +1,7 @@
 #include "zip/zsniff.h"
 
+#include "zip/zip_fmt.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -98,12 +100,6 @@ void zsniff_desc_init(struct zsniff_desc *d)
     d->crc = crc32(0L, Z_NULL, 0);
 }
 
-static uint32_t le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
 static bool is_sig(const unsigned char *p)
 {
     return p[0] == 'P' && p[1] == 'K' && p[2] == 7 && p[3] == 8;
@@ -128,7 +124,7 @@ static bool judge(struct zsniff_desc *d, const unsigned char *w, size_t nw)
         if (is_sig(w + s)) {
             crc = crc32(crc, w + from, (uInt)(s - from));
             from = s;
-            if (le32(w + s + 4) == (uint32_t)crc)
+            if (zip_le32(w + s + 4) == (uint32_t)crc)
                 return false;
         }
     }
@@ -154,7 +150,7 @@ bool zsniff_desc_feed(struct zsniff_desc *d, const void *p, size_t n)
         unsigned long crc = d->crc;
         for (size_t s = 0; s < done && s < d->ntail; s++)
             if (is_sig(w + s) &&
-                le32(w + s + 4) == (uint32_t)crc32(crc, w, (uInt)s))
+                zip_le32(w + s + 4) == (uint32_t)crc32(crc, w, (uInt)s))
                 return false;
         d->crc = crc32(crc, w, (uInt)d->ntail);
     }

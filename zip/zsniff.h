@@ -12,8 +12,8 @@
  * its end by scanning for the descriptor's signature "PK\7\8", so the data
  * itself must not contain that signature.
  */
-#ifndef WK_JOBS_ZSNIFF_H
-#define WK_JOBS_ZSNIFF_H
+#ifndef WK_ZIP_ZSNIFF_H
+#define WK_ZIP_ZSNIFF_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/wk_buf.h"
+#include "common/wk_path.h"
 #include "storage/seal.h"
 #include "storage/store.h"
 
@@ -152,6 +153,22 @@ bool zipcd_eocd_matches(const unsigned char *p, uint64_t n_cd, uint64_t cd_size,
            eocd_field(zip_le32(p + 16), cd_start, 0xffffffff, zip64);
 }
 
+const char *zipcd_eocd_problem(const unsigned char *p, uint64_t n_cd,
+                               uint64_t cd_size, uint64_t cd_start, bool zip64,
+                               char *why, size_t whylen)
+{
+    if (zipcd_eocd_matches(p, n_cd, cd_size, cd_start, zip64))
+        return NULL;
+    snprintf(why, whylen,
+             "the end record (%u entries, %lu bytes at offset %lu) does "
+             "not match the central directory (%llu entries, %llu bytes "
+             "at offset %llu)",
+             (unsigned)zip_le16(p + 10), (unsigned long)zip_le32(p + 12),
+             (unsigned long)zip_le32(p + 16), zip_ull(n_cd), zip_ull(cd_size),
+             zip_ull(cd_start));
+    return why;
+}
+
 /* ---- store layer ---- */
 
 struct zipcd_rd {
@@ -222,15 +239,9 @@ static enum wk_code record_check(struct zipcd_rd *rd,
 {
     char shown[ZIPCD_SHOWN_MAX + 4];
     const char *why = NULL;
-    size_t n = e->name_len < ZIPCD_SHOWN_MAX ? e->name_len : ZIPCD_SHOWN_MAX;
 
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)e->name[i];
-        shown[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
-    }
-    shown[n] = '\0';
-    if (e->name_len > n)
-        memcpy(shown + n, "...", 4);
+    /* the name for messages: wk_path's one rendering of untrusted names */
+    wk_path_shown(shown, sizeof(shown), e->name, e->name_len);
     if (!e->extra_ok)
         why = "a size or offset needs a ZIP64 extra field that is missing or "
               "malformed";
@@ -511,15 +522,12 @@ enum wk_code zipcd_read(struct store *st, const char *key, uint64_t stored_size,
         rc = bad(&rd, err, why);
         goto out;
     }
-    if (!zipcd_eocd_matches(e, n_entries, cd_size, cd_off, zip64)) {
-        snprintf(why, sizeof(why),
-                 "the end record (%u entries, %lu bytes at offset %lu) does "
-                 "not match the central directory (%llu entries, %llu bytes "
-                 "at offset %llu)%s",
-                 (unsigned)zip_le16(e + 10), (unsigned long)zip_le32(e + 12),
-                 (unsigned long)zip_le32(e + 16), zip_ull(n_entries),
-                 zip_ull(cd_size), zip_ull(cd_off),
-                 zip64 ? "" : ", and there is no ZIP64 end record");
+    if (zipcd_eocd_problem(e, n_entries, cd_size, cd_off, zip64, why,
+                           sizeof(why))) {
+        size_t wl = strlen(why);
+        if (!zip64)
+            snprintf(why + wl, sizeof(why) - wl,
+                     ", and there is no ZIP64 end record");
         rc = bad(&rd, err, why);
         goto out;
     }

@@ -2,14 +2,14 @@
  * zipcd: the one parser of a ZIP's central directory and end records.
  *
  * Two layers. The record layer (zipcd_record_len, zipcd_record_parse,
- * zipcd_zip64_extra, zipcd_z64_end_problem, zipcd_eocd_matches) decodes
- * bytes the caller holds; zipr.c uses it for the central directory it
- * reads at the end of a streamed archive. The store layer, zipcd_read(),
- * reads an archive object's end records and central directory with ranged
- * GETs (a sealed archive through storage/seal.h, every chunk authenticated
- * before use) and hands each entry to a callback, checking the structure:
- * every offset inside the object, the central directory ending exactly
- * where the ZIP64 end record (or the end record) starts, ZIP64 records
+ * zipcd_zip64_extra, zipcd_z64_end_problem, zipcd_eocd_matches and
+ * zipcd_eocd_problem) decodes bytes the caller holds; zipr_cd.c uses it for
+ * the central directory it reads at the end of a streamed archive. The store
+ * layer, zipcd_read(), reads an archive object's end records and central
+ * directory with ranged GETs (a sealed archive through storage/seal.h, every
+ * chunk authenticated before use) and hands each entry to a callback, checking
+ * the structure: every offset inside the object, the central directory ending
+ * exactly where the ZIP64 end record (or the end record) starts, ZIP64 records
  * present whenever a value needs them, and the entry count.
  *
  * Cost of zipcd_read: one GET for the tail (ZIPCD_TAIL_BYTES: the end
@@ -107,6 +107,12 @@ const char *zipcd_z64_end_problem(const unsigned char *p, uint64_t n_cd,
  * end record, no value may need one. */
 bool zipcd_eocd_matches(const unsigned char *p, uint64_t n_cd, uint64_t cd_size,
                         uint64_t cd_start, bool zip64);
+
+/* The same check as a message: NULL when the end record at p matches,
+ * else what it says against what the central directory is (in why). */
+const char *zipcd_eocd_problem(const unsigned char *p, uint64_t n_cd,
+                               uint64_t cd_size, uint64_t cd_start, bool zip64,
+                               char *why, size_t whylen);
 
 /* ---- store layer ---- */
 

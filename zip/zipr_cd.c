@@ -172,14 +172,7 @@ enum wk_code zipr_read_cd(struct zipr *zr, struct wk_err *err)
     rc = zipr_src_need(zr, off, 22, &p, err);
     if (rc != WK_OK)
         goto out;
-    if (!zipcd_eocd_matches(p, n_cd, cd_size, cd_start, z64)) {
-        snprintf(why, sizeof(why),
-                 "the end record (%u entries, %lu bytes at offset %lu) does "
-                 "not match the central directory (%llu entries, %llu bytes "
-                 "at offset %llu)",
-                 (unsigned)zip_le16(p + 10), (unsigned long)zip_le32(p + 12),
-                 (unsigned long)zip_le32(p + 16), zip_ull(n_cd),
-                 zip_ull(cd_size), zip_ull(cd_start));
+    if (zipcd_eocd_problem(p, n_cd, cd_size, cd_start, z64, why, sizeof(why))) {
         rc = end_refused(why, err);
         goto out;
     }

@@ -123,7 +123,7 @@ enum wk_code zipr_read_cd(struct zipr *zr, struct wk_err *err)
     if (memcmp(p, "PK\006\006", 4) == 0) {
         uint64_t rest;
 
-        rc = zipr_src_need(zr, off, 56, &p, err);
+        rc = zipr_src_need(zr, off, ZIP_Z64_BYTES, &p, err);
         if (rc != WK_OK)
             goto out;
         rest = zip_le64(p + 4);
@@ -135,7 +135,7 @@ enum wk_code zipr_read_cd(struct zipr *zr, struct wk_err *err)
         z64 = true;
         z64_off = off;
         off += 12 + rest;
-        rc = zipr_src_need(zr, off, 20, &p, err);
+        rc = zipr_src_need(zr, off, ZIP_LOC_BYTES, &p, err);
         if (rc != WK_OK)
             goto out;
         if (memcmp(p, "PK\006\007", 4) != 0) {
@@ -157,7 +157,7 @@ enum wk_code zipr_read_cd(struct zipr *zr, struct wk_err *err)
                              err);
             goto out;
         }
-        off += 20;
+        off += ZIP_LOC_BYTES;
         rc = zipr_src_need(zr, off, 4, &p, err);
         if (rc != WK_OK)
             goto out;
@@ -169,14 +169,15 @@ enum wk_code zipr_read_cd(struct zipr *zr, struct wk_err *err)
                         zip_ull(off));
         goto out;
     }
-    rc = zipr_src_need(zr, off, 22, &p, err);
+    rc = zipr_src_need(zr, off, ZIP_EOCD_BYTES, &p, err);
     if (rc != WK_OK)
         goto out;
     if (zipcd_eocd_problem(p, n_cd, cd_size, cd_start, z64, why, sizeof(why))) {
         rc = end_refused(why, err);
         goto out;
     }
-    len = 22 + (size_t)zip_le16(p + 20); /* and the archive comment */
+    len =
+        ZIP_EOCD_BYTES + (size_t)zip_le16(p + 20); /* and the archive comment */
     rc = zipr_src_need(zr, off, len, &p, err);
     if (rc != WK_OK)
         goto out;

@@ -163,7 +163,7 @@ enum wk_code zipr_begin_entry(struct zipr *zr, struct archive_entry *ae,
 {
     uint64_t h = zr->next_hdr;
     la_int64_t consumed = archive_filter_bytes(zr->ar, -1);
-    const unsigned char *lh = zipr_cap_peek(zr, h, 30);
+    const unsigned char *lh = zipr_cap_peek(zr, h, ZIP_LOCAL_FIXED);
     const unsigned char *name, *extra;
     const char *problem;
     struct zipr_rec *rec = NULL;
@@ -186,8 +186,8 @@ enum wk_code zipr_begin_entry(struct zipr *zr, struct archive_entry *ae,
     usize = zip_le32(lh + 22);
     n = zip_le16(lh + 26);
     m = zip_le16(lh + 28);
-    name = zipr_cap_peek(zr, h + 30, n);
-    extra = zipr_cap_peek(zr, h + 30 + n, m);
+    name = zipr_cap_peek(zr, h + ZIP_LOCAL_FIXED, n);
+    extra = zipr_cap_peek(zr, h + ZIP_LOCAL_FIXED + n, m);
     if (!name || !extra) {
         zr->failed = true;
         return wk_err_set(err, WK_E_CORRUPT,
@@ -213,7 +213,7 @@ enum wk_code zipr_begin_entry(struct zipr *zr, struct archive_entry *ae,
                  (unsigned)method);
         return zipr_refuse(zr, err, why);
     }
-    if (consumed < 0 || (uint64_t)consumed != h + 30 + n + m) {
+    if (consumed < 0 || (uint64_t)consumed != h + ZIP_LOCAL_FIXED + n + m) {
         zr->failed = true;
         return wk_err_set(err, WK_E_CORRUPT,
                           "archive is truncated or corrupt: entry '%s': "

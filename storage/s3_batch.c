@@ -95,8 +95,8 @@ static void pending_free(struct s3_store *st, struct store_pending *p)
 }
 
 enum wk_code s3_store_get_start(struct store *base, struct store_get *reqs,
-                                 size_t n, struct store_pending **out,
-                                 struct wk_err *err)
+                                size_t n, struct store_pending **out,
+                                struct wk_err *err)
 {
     struct s3_store *st = (struct s3_store *)base;
     struct store_pending *p = calloc(1, sizeof(*p));
@@ -152,7 +152,7 @@ enum wk_code s3_store_get_start(struct store *base, struct store_get *reqs,
 }
 
 enum wk_code s3_store_get_finish(struct store *base, struct store_pending *p,
-                                  struct wk_err *err)
+                                 struct wk_err *err)
 {
     struct s3_store *st = (struct s3_store *)base;
 
@@ -200,7 +200,7 @@ void s3_store_get_abandon(struct store *base, struct store_pending *p)
 }
 
 enum wk_code s3_store_get_many(struct store *base, struct store_get *reqs,
-                                size_t n, struct wk_err *err)
+                               size_t n, struct wk_err *err)
 {
     struct store_pending *p = NULL;
     enum wk_code rc = s3_store_get_start(base, reqs, n, &p, err);
@@ -213,7 +213,7 @@ enum wk_code s3_store_get_many(struct store *base, struct store_get *reqs,
 /* put */
 
 enum wk_code s3_store_put_many(struct store *base, struct store_put *reqs,
-                                size_t n, struct wk_err *err)
+                               size_t n, struct wk_err *err)
 {
     struct s3_store *st = (struct s3_store *)base;
     struct s3_kv if_none_match = { "If-None-Match", "*" };
@@ -253,7 +253,7 @@ enum wk_code s3_store_put_many(struct store *base, struct store_put *reqs,
 }
 
 enum wk_code s3_store_put(struct store *base, const char *key, const void *p,
-                           size_t n, struct wk_err *err)
+                          size_t n, struct wk_err *err)
 {
     struct store_put one = { key, p, n, { 0 }, false };
     return s3_store_put_many(base, &one, 1, err);
@@ -286,10 +286,9 @@ static bool landed_anyway(struct store *base, const char *key, const void *p,
     return same;
 }
 
-enum wk_code s3_store_put_if(struct store *base, const char *key,
-                              const void *p, size_t n, const char *if_match,
-                              char *etag_out, size_t etag_len,
-                              struct wk_err *err)
+enum wk_code s3_store_put_if(struct store *base, const char *key, const void *p,
+                             size_t n, const char *if_match, char *etag_out,
+                             size_t etag_len, struct wk_err *err)
 {
     struct s3_store *st = (struct s3_store *)base;
     struct batch b;

@@ -136,17 +136,17 @@ static enum wk_code s3_delete(struct s3_store *st, const char *const *keys,
                               size_t *ndeleted, bool *kept, struct wk_err *err);
 
 enum wk_code s3_store_delete_many(struct store *base, const char *const *keys,
-                                   size_t n, size_t *ndeleted,
-                                   struct wk_err *err)
+                                  size_t n, size_t *ndeleted,
+                                  struct wk_err *err)
 {
     return s3_delete((struct s3_store *)base, keys, NULL, n, ndeleted, NULL,
                      err);
 }
 
 enum wk_code s3_store_delete_if(struct store *base, const char *const *keys,
-                                 const char *const *etags, size_t n,
-                                 size_t *ndeleted, bool *kept,
-                                 struct wk_err *err)
+                                const char *const *etags, size_t n,
+                                size_t *ndeleted, bool *kept,
+                                struct wk_err *err)
 {
     for (size_t i = 0; i < n; i++)
         kept[i] = false;

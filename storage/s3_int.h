@@ -58,10 +58,9 @@ enum wk_code s3_store_put_many(struct store *base, struct store_put *reqs,
                                size_t n, struct wk_err *err);
 enum wk_code s3_store_put(struct store *base, const char *key, const void *p,
                           size_t n, struct wk_err *err);
-enum wk_code s3_store_put_if(struct store *base, const char *key,
-                             const void *p, size_t n, const char *if_match,
-                             char *etag_out, size_t etag_len,
-                             struct wk_err *err);
+enum wk_code s3_store_put_if(struct store *base, const char *key, const void *p,
+                             size_t n, const char *if_match, char *etag_out,
+                             size_t etag_len, struct wk_err *err);
 
 /* s3_delete.c: DeleteObjects batches */
 enum wk_code s3_store_delete_many(struct store *base, const char *const *keys,
@@ -86,7 +85,6 @@ enum wk_code s3_store_count_pending(struct store *base, const char *prefix,
 /* s3_mpu.c: the multipart writer */
 enum wk_code s3_store_open_write(struct store *base, const char *key,
                                  const struct store_writer_opts *opts,
-                                 struct store_writer **out,
-                                 struct wk_err *err);
+                                 struct store_writer **out, struct wk_err *err);
 
 #endif

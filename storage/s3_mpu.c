@@ -53,7 +53,6 @@ struct s3_writer {
     void *on_upload_ud;
 };
 
-
 static enum wk_code w_fail(struct s3_writer *w, struct wk_err *err)
 {
     return wk_err_copy(err, &w->failed);
@@ -519,8 +518,8 @@ static const struct store_writer_ops s3_writer_ops = {
 };
 
 enum wk_code s3_store_open_write(struct store *base, const char *key,
-                                  const struct store_writer_opts *opts,
-                                  struct store_writer **out, struct wk_err *err)
+                                 const struct store_writer_opts *opts,
+                                 struct store_writer **out, struct wk_err *err)
 {
     struct s3_store *st = (struct s3_store *)base;
     struct s3_writer *w = NULL;

@@ -14,7 +14,7 @@ bool s3_store_not_implemented(const struct wk_err *e)
 }
 
 enum wk_code s3_store_abort_upload(struct s3_store *st, const char *full,
-                                 const char *upload_id, struct wk_err *err)
+                                   const char *upload_id, struct wk_err *err)
 {
     struct s3_kv q[1] = { { "uploadId", upload_id } };
     struct s3_req req;
@@ -145,13 +145,13 @@ out:
 }
 
 enum wk_code s3_store_abort_pending(struct store *base, const char *prefix,
-                                     size_t *naborted, struct wk_err *err)
+                                    size_t *naborted, struct wk_err *err)
 {
     return scan_uploads((struct s3_store *)base, prefix, true, naborted, err);
 }
 
 enum wk_code s3_store_count_pending(struct store *base, const char *prefix,
-                                     size_t *npending, struct wk_err *err)
+                                    size_t *npending, struct wk_err *err)
 {
     return scan_uploads((struct s3_store *)base, prefix, false, npending, err);
 }

@@ -237,4 +237,3 @@ void s3_content_md5(const void *p, size_t n, char out[25])
     }
     EVP_EncodeBlock((unsigned char *)out, md, 16);
 }
-

@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 
 #include "common/wk_log.h"
+#include "common/wk_parse.h"
 #include "storage/s3_int.h"
 #include "storage/s3_xml.h"
 
@@ -160,8 +161,7 @@ static bool w_reuse(struct s3_writer *w, struct s3_part *s)
         return false;
     if (EVP_Digest(s->buf, s->len, md, &mdlen, EVP_md5(), NULL) != 1)
         return false;
-    for (unsigned i = 0; i < mdlen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    wk_hex_encode(md, mdlen, hex);
     if (strcmp(hex, k->etag) != 0)
         return false;
     snprintf(w->etags[s->number - 1], S3_ETAG_MAX, "%s", k->etag);

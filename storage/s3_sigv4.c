@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/wk_parse.h"
+#include "common/wk_time.h"
+
 /* Ceiling for each output buffer and for the scratch buffers. */
 #define S3_SIGV4_BUF_MAX (64 * 1024)
 /* Longest secret key accepted: "AWS4" + secret is copied to the stack. */
@@ -113,16 +116,6 @@ enum wk_code s3_uri_encode(const char *s, size_t n, bool keep_slash,
     return WK_OK;
 }
 
-static void to_hex(const unsigned char *md, size_t len, char *hex)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[2 * len] = '\0';
-}
-
 static enum wk_code sha256_hex(const void *p, size_t n, char hex[65],
                                struct wk_err *err)
 {
@@ -132,7 +125,7 @@ static enum wk_code sha256_hex(const void *p, size_t n, char hex[65],
     if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1 ||
         len != SHA256_BYTES)
         return wk_err_set(err, WK_E_INTERNAL, "sigv4: sha256 failed");
-    to_hex(md, len, hex);
+    wk_hex_encode(md, len, hex);
     return WK_OK;
 }
 
@@ -301,14 +294,11 @@ static enum wk_code check_request(const struct s3_sigv4_req *req,
 static enum wk_code format_amz_date(time_t now, char amz_date[17],
                                     struct wk_err *err)
 {
-    struct tm tm;
-    int n;
-
-    if (!gmtime_r(&now, &tm) || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
+    /* four-digit years only */
+    if (now < WK_TIME_YEAR0_S || now > WK_TIME_YEAR9999_S ||
+        !wk_time_fmt_stamp(now, amz_date, 17))
         return wk_err_set(err, WK_E_INVAL, "sigv4: request time out of range");
-    n = snprintf(amz_date, 17, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (n != 16)
+    if (strlen(amz_date) != 16)
         return wk_err_set(err, WK_E_INTERNAL, "sigv4: bad date format");
     return WK_OK;
 }
@@ -578,7 +568,7 @@ static enum wk_code compute_signature(const struct s3_sigv4_req *req,
     if (rc == WK_OK)
         rc = hmac_sha256(k2, sizeof(k2), sts->data, sts->len, k1, err);
     if (rc == WK_OK)
-        to_hex(k1, sizeof(k1), signature);
+        wk_hex_encode(k1, sizeof(k1), signature);
     OPENSSL_cleanse(secret, sizeof(secret));
     OPENSSL_cleanse(k1, sizeof(k1));
     OPENSSL_cleanse(k2, sizeof(k2));

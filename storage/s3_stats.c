@@ -55,7 +55,6 @@ void s3_http_stats(struct s3_http_stats *out)
     pthread_mutex_unlock(&stats_mu);
 }
 
-
 void s3_stats_in_flight(int delta)
 {
     pthread_mutex_lock(&stats_mu);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/wk_parse.h"
+#include "common/wk_time.h"
 #include "storage/s3_http_int.h"
 #include "storage/s3_xml.h"
 
@@ -32,41 +33,6 @@ static bool hdr_is(const char *line, size_t n, const char *name,
         end--;
     *val = v;
     *vlen = (size_t)(end - v);
-    return true;
-}
-
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    /* Howard Hinnant's algorithm: days since 1970-01-01 */
-    int64_t era;
-    unsigned yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* RFC 9110 IMF-fixdate: "Wed, 21 Oct 2015 07:28:00 GMT". */
-static bool parse_http_date(const char *s, int64_t *out)
-{
-    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    char wd[4], mon[4];
-    int d, y, hh, mm, ss;
-    const char *m;
-
-    if (sscanf(s, "%3s, %d %3s %d %d:%d:%d", wd, &d, mon, &y, &hh, &mm, &ss) !=
-        7)
-        return false;
-    m = strstr(months, mon);
-    if (!m || strlen(mon) != 3 || (m - months) % 3 != 0 || d < 1 || d > 31 ||
-        y < 1970 || hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60)
-        return false;
-    *out = days_from_civil(y, (unsigned)((m - months) / 3 + 1), (unsigned)d) *
-               86400 +
-           hh * 3600 + mm * 60 + ss;
     return true;
 }
 
@@ -111,7 +77,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
     } else if (hdr_is(p, n, "last-modified", &v, &vlen)) {
         int64_t t;
         copy_value(tmp, sizeof(tmp), v, vlen);
-        if (parse_http_date(tmp, &t))
+        if (wk_time_parse_http(tmp, &t))
             req->last_modified = t;
     } else if (hdr_is(p, n, "content-range", &v, &vlen)) {
         copy_value(req->content_range, sizeof(req->content_range), v, vlen);
@@ -362,7 +328,7 @@ static bool creates_object(const struct s3_req *req)
 }
 
 enum wk_code s3_xfer_send(struct s3_client *cl, struct s3_xfer *x,
-                              struct wk_err *err)
+                          struct wk_err *err)
 {
     struct s3_req *req = x->req;
     struct s3_kv hdrs[S3_MAX_HEADERS + 4];
@@ -504,7 +470,7 @@ bool s3_curl_transient(CURLcode res)
 }
 
 void s3_xfer_net_error(struct s3_client *cl, struct s3_xfer *x, CURLcode res,
-                      struct wk_err *e)
+                       struct wk_err *e)
 {
     char what[160];
     long oserr = 0;
@@ -524,7 +490,7 @@ void s3_xfer_net_error(struct s3_client *cl, struct s3_xfer *x, CURLcode res,
 }
 
 void s3_xfer_http_error(struct s3_client *cl, const struct s3_xfer *x,
-                       const char *body, size_t len, struct wk_err *e)
+                        const char *body, size_t len, struct wk_err *e)
 {
     const struct s3_req *req = x->req;
     struct s3_xml_error xe;
@@ -550,4 +516,3 @@ void s3_xfer_http_error(struct s3_client *cl, const struct s3_xfer *x,
     if (have)
         snprintf(e->s3_code, sizeof(e->s3_code), "%s", xe.code);
 }
-

@@ -172,6 +172,17 @@ static enum wk_code sink_to_buf(const void *p, size_t n, void *ud,
     return wk_buf_append(ud, p, n, err);
 }
 
+/* A serial batch keeps its first failure (code and message) for the
+ * caller. */
+static void note_first(enum wk_code rc, const struct wk_err *e,
+                       enum wk_code *first, struct wk_err *err)
+{
+    if (rc != WK_OK && *first == WK_OK) {
+        *first = rc;
+        wk_err_copy(err, e);
+    }
+}
+
 enum wk_code store_get_many_serial(struct store *st, struct store_get *reqs,
                                    size_t n, struct wk_err *err)
 {
@@ -196,10 +207,7 @@ enum wk_code store_get_many_serial(struct store *st, struct store_get *reqs,
         if (rc == WK_OK)
             rc = store_get(st, g->key, g->offset, g->len, sink_to_buf, g->out,
                            &g->err);
-        if (rc != WK_OK && first == WK_OK) {
-            first = rc;
-            wk_err_copy(err, &g->err);
-        }
+        note_first(rc, &g->err, &first, err);
     }
     return first;
 }
@@ -219,10 +227,7 @@ enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,
                               &pr->err);
         else
             rc = store_put(st, pr->key, pr->data, pr->len, &pr->err);
-        if (rc != WK_OK && first == WK_OK) {
-            first = rc;
-            wk_err_copy(err, &pr->err);
-        }
+        note_first(rc, &pr->err, &first, err);
     }
     return first;
 }

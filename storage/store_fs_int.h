@@ -59,8 +59,8 @@ void fs_prune_parents(const struct fs_store *st, const char *key);
 void fs_items_release(struct fs_items *it);
 /* Walk below prefix's directory (objects, or with tmp the .partial files
  * by the key they were to become); sorted by key. */
-enum wk_code fs_collect(const struct fs_store *st, const char *prefix,
-                        bool tmp, struct fs_items *out, struct wk_err *err);
+enum wk_code fs_collect(const struct fs_store *st, const char *prefix, bool tmp,
+                        struct fs_items *out, struct wk_err *err);
 enum wk_code fs_list(struct store *base, const char *prefix,
                      const char *delimiter, store_list_cb cb, void *ud,
                      struct wk_err *err);
@@ -72,8 +72,8 @@ enum wk_code fs_put_if(struct store *base, const char *key, const void *p,
                        size_t n, const char *if_match, char *etag_out,
                        size_t etag_len, struct wk_err *err);
 enum wk_code fs_delete_if(struct store *base, const char *const *keys,
-                          const char *const *etags, size_t n,
-                          size_t *ndeleted, bool *kept, struct wk_err *err);
+                          const char *const *etags, size_t n, size_t *ndeleted,
+                          bool *kept, struct wk_err *err);
 enum wk_code fs_open_write(struct store *base, const char *key,
                            const struct store_writer_opts *opts,
                            struct store_writer **out, struct wk_err *err);

@@ -148,49 +148,49 @@ static enum fs_kind entry_kind(const char *path, struct stat *sb)
     return S_ISREG(sb->st_mode) ? FS_FILE : FS_OTHER;
 }
 
-/* Collect the matching files below rel ("" or "a/b/"). */
-static enum wk_code walk_dir(struct fs_walk *w, const char *rel,
-                             struct wk_err *err)
+/* One entry of a directory being read. */
+struct fs_entry {
+    const char *name; /* borrowed */
+    size_t nlen;
+    const char *key;  /* borrowed: the directory's key + name + "/" */
+    size_t klen;      /* without the '/' */
+    const char *path; /* borrowed: its file (no trailing '/') */
+};
+
+typedef enum wk_code (*fs_entry_cb)(const struct fs_entry *e, void *ud,
+                                    struct wk_err *err);
+
+/* cb for each entry of directory rel ("" or "a/b/") until one fails; once
+ * stop_if_any holds an item, the remaining entries are skipped. */
+static enum wk_code each_entry(const struct fs_store *st, const char *rel,
+                               const struct fs_items *stop_if_any,
+                               fs_entry_cb cb, void *ud, struct wk_err *err)
 {
     struct name_list names = { NULL, 0, 0 };
-    char *dpath = fs_path(w->st, rel);
+    char *dpath = fs_path(st, rel);
     enum wk_code rc;
 
     if (!dpath)
         return wk_err_set(err, WK_E_NOMEM, "list: out of memory");
     rc = read_names(dpath, &names, err);
     for (size_t i = 0; rc == WK_OK && i < names.n; i++) {
-        const char *name = names.v[i];
-        size_t nlen = strlen(name);
-        char *key = fs_str_cat3(rel, name, "/");
-        char *path = key ? fs_path(w->st, key) : NULL;
-        size_t klen = strlen(rel) + nlen, tlen;
-        struct stat sb;
+        struct fs_entry e;
+        char *key = fs_str_cat3(rel, names.v[i], "/");
+        char *path = key ? fs_path(st, key) : NULL;
 
-        if (w->first_only && w->items.n > 0)
+        if (stop_if_any && stop_if_any->n > 0)
             goto next;
         if (!key || !path) {
             rc = wk_err_set(err, WK_E_NOMEM, "list: out of memory");
             goto next;
         }
         path[strlen(path) - 1] = '\0'; /* drop the '/' */
-        switch (entry_kind(path, &sb)) {
-        case FS_DIR:
-            if (dir_may_match(key, klen + 1, w->prefix, w->plen))
-                rc = walk_dir(w, key, err);
-            break;
-        case FS_FILE:
-            if (fs_is_tmp_name(name, nlen) != w->tmp)
-                break;
-            /* A temporary file is kept under its own name but matches by
-             * the key it was to become. */
-            tlen = w->tmp ? klen - strlen(FS_TMP_TAG) - FS_TMP_RAND : klen;
-            if (tlen >= w->plen && strncmp(key, w->prefix, w->plen) == 0)
-                rc = items_add(&w->items, key, klen, &sb, false, err);
-            break;
-        case FS_OTHER:
-            break;
-        }
+        e.name = names.v[i];
+        e.nlen = strlen(e.name);
+        e.key = key;
+        e.klen = strlen(rel) + e.nlen;
+        e.path = path;
+        rc = cb(&e, ud, err);
     next:
         free(path);
         free(key);
@@ -198,6 +198,44 @@ static enum wk_code walk_dir(struct fs_walk *w, const char *rel,
     names_release(&names);
     free(dpath);
     return rc;
+}
+
+static enum wk_code walk_dir(struct fs_walk *w, const char *rel,
+                             struct wk_err *err);
+
+static enum wk_code walk_entry(const struct fs_entry *e, void *ud,
+                               struct wk_err *err)
+{
+    struct fs_walk *w = ud;
+    struct stat sb;
+    size_t tlen;
+
+    switch (entry_kind(e->path, &sb)) {
+    case FS_DIR:
+        if (dir_may_match(e->key, e->klen + 1, w->prefix, w->plen))
+            return walk_dir(w, e->key, err);
+        break;
+    case FS_FILE:
+        if (fs_is_tmp_name(e->name, e->nlen) != w->tmp)
+            break;
+        /* A temporary file is kept under its own name but matches by
+         * the key it was to become. */
+        tlen = w->tmp ? e->klen - strlen(FS_TMP_TAG) - FS_TMP_RAND : e->klen;
+        if (tlen >= w->plen && strncmp(e->key, w->prefix, w->plen) == 0)
+            return items_add(&w->items, e->key, e->klen, &sb, false, err);
+        break;
+    case FS_OTHER:
+        break;
+    }
+    return WK_OK;
+}
+
+/* Collect the matching files below rel ("" or "a/b/"). */
+static enum wk_code walk_dir(struct fs_walk *w, const char *rel,
+                             struct wk_err *err)
+{
+    return each_entry(w->st, rel, w->first_only ? &w->items : NULL, walk_entry,
+                      w, err);
 }
 
 /* Directory part of prefix: "a/b/c" -> "a/b/", "abc" -> "". */
@@ -226,65 +264,58 @@ static bool prefix_dir_ok(const char *dir)
     return ok;
 }
 
+struct slash_state {
+    const struct fs_store *st; /* borrowed */
+    const char *prefix;        /* borrowed */
+    size_t plen;
+    struct fs_items *out; /* borrowed */
+};
+
+static enum wk_code slash_entry(const struct fs_entry *e, void *ud,
+                                struct wk_err *err)
+{
+    struct slash_state *ss = ud;
+    struct fs_walk sub;
+    struct stat sb;
+    enum wk_code rc = WK_OK;
+
+    if (e->klen < ss->plen || strncmp(e->key, ss->prefix, ss->plen) != 0)
+        return WK_OK;
+    switch (entry_kind(e->path, &sb)) {
+    case FS_DIR:
+        memset(&sub, 0, sizeof(sub));
+        sub.st = ss->st;
+        sub.prefix = e->key;
+        sub.plen = e->klen + 1;
+        sub.first_only = true;
+        rc = walk_dir(&sub, e->key, err);
+        if (rc == WK_OK && sub.items.n > 0)
+            rc = items_add(ss->out, e->key, e->klen + 1, NULL, true, err);
+        fs_items_release(&sub.items);
+        break;
+    case FS_FILE:
+        if (!fs_is_tmp_name(e->name, e->nlen))
+            rc = items_add(ss->out, e->key, e->klen, &sb, false, err);
+        break;
+    case FS_OTHER:
+        break;
+    }
+    return rc;
+}
+
 /* Delimiter "/": each subdirectory of the prefix's directory that holds an
  * object becomes one prefix entry, without walking all of it. */
 static enum wk_code collect_slash(const struct fs_store *st, const char *prefix,
                                   const char *dir, struct fs_items *out,
                                   struct wk_err *err)
 {
-    struct name_list names = { NULL, 0, 0 };
-    size_t plen = strlen(prefix);
-    char *dpath = fs_path(st, dir);
-    enum wk_code rc;
+    struct slash_state ss = { st, prefix, strlen(prefix), out };
 
-    if (!dpath)
-        return wk_err_set(err, WK_E_NOMEM, "list: out of memory");
-    rc = read_names(dpath, &names, err);
-    for (size_t i = 0; rc == WK_OK && i < names.n; i++) {
-        const char *name = names.v[i];
-        char *key = fs_str_cat3(dir, name, "/");
-        char *path = key ? fs_path(st, key) : NULL;
-        size_t klen = strlen(dir) + strlen(name);
-        struct fs_walk sub;
-        struct stat sb;
-
-        if (!key || !path) {
-            rc = wk_err_set(err, WK_E_NOMEM, "list: out of memory");
-            goto next;
-        }
-        path[strlen(path) - 1] = '\0';
-        if (klen < plen || strncmp(key, prefix, plen) != 0)
-            goto next;
-        switch (entry_kind(path, &sb)) {
-        case FS_DIR:
-            memset(&sub, 0, sizeof(sub));
-            sub.st = st;
-            sub.prefix = key;
-            sub.plen = klen + 1;
-            sub.first_only = true;
-            rc = walk_dir(&sub, key, err);
-            if (rc == WK_OK && sub.items.n > 0)
-                rc = items_add(out, key, klen + 1, NULL, true, err);
-            fs_items_release(&sub.items);
-            break;
-        case FS_FILE:
-            if (!fs_is_tmp_name(name, strlen(name)))
-                rc = items_add(out, key, klen, &sb, false, err);
-            break;
-        case FS_OTHER:
-            break;
-        }
-    next:
-        free(path);
-        free(key);
-    }
-    names_release(&names);
-    free(dpath);
-    return rc;
+    return each_entry(st, dir, NULL, slash_entry, &ss, err);
 }
 
-enum wk_code fs_collect(const struct fs_store *st, const char *prefix,
-                            bool tmp, struct fs_items *out, struct wk_err *err)
+enum wk_code fs_collect(const struct fs_store *st, const char *prefix, bool tmp,
+                        struct fs_items *out, struct wk_err *err)
 {
     struct fs_walk w;
     char *dir = prefix_dir(prefix);
@@ -340,8 +371,8 @@ static void roll_up(struct fs_items *it, const char *prefix, const char *delim)
 }
 
 enum wk_code fs_list(struct store *base, const char *prefix,
-                            const char *delimiter, store_list_cb cb, void *ud,
-                            struct wk_err *err)
+                     const char *delimiter, store_list_cb cb, void *ud,
+                     struct wk_err *err)
 {
     const struct fs_store *st = (const struct fs_store *)base;
     struct fs_items items = { NULL, 0, 0 };
@@ -387,4 +418,3 @@ out:
     fs_items_release(&items);
     return rc;
 }
-

@@ -190,10 +190,9 @@ static void fs_unlock_root(int fd)
     pthread_mutex_unlock(&fs_cond_lock);
 }
 
-enum wk_code fs_put_if(struct store *base, const char *key,
-                              const void *p, size_t n, const char *if_match,
-                              char *etag_out, size_t etag_len,
-                              struct wk_err *err)
+enum wk_code fs_put_if(struct store *base, const char *key, const void *p,
+                       size_t n, const char *if_match, char *etag_out,
+                       size_t etag_len, struct wk_err *err)
 {
     int lk = fs_lock_root((const struct fs_store *)base);
     enum wk_code rc = store_put_if_headput(base, key, p, n, if_match, etag_out,
@@ -203,9 +202,8 @@ enum wk_code fs_put_if(struct store *base, const char *key,
 }
 
 enum wk_code fs_delete_if(struct store *base, const char *const *keys,
-                                 const char *const *etags, size_t n,
-                                 size_t *ndeleted, bool *kept,
-                                 struct wk_err *err)
+                          const char *const *etags, size_t n, size_t *ndeleted,
+                          bool *kept, struct wk_err *err)
 {
     int lk = fs_lock_root((const struct fs_store *)base);
     enum wk_code rc =
@@ -215,7 +213,7 @@ enum wk_code fs_delete_if(struct store *base, const char *const *keys,
 }
 
 enum wk_code fs_put(struct store *base, const char *key, const void *p,
-                           size_t n, struct wk_err *err)
+                    size_t n, struct wk_err *err)
 {
     const struct fs_store *st = (const struct fs_store *)base;
     char *path = NULL, *tmp = NULL;
@@ -275,8 +273,8 @@ static void fs_writer_free(struct store_writer *base)
 }
 
 enum wk_code fs_open_write(struct store *base, const char *key,
-                                  const struct store_writer_opts *opts,
-                                  struct store_writer **out, struct wk_err *err)
+                           const struct store_writer_opts *opts,
+                           struct store_writer **out, struct wk_err *err)
 {
     struct fs_store *st = (struct fs_store *)base;
     struct fs_writer *w = NULL;
@@ -353,4 +351,3 @@ static const struct store_writer_ops fs_writer_ops = {
     .commit = fs_writer_commit,
     .free = fs_writer_free,
 };
-

@@ -385,4 +385,3 @@ void seal_dk_wipe(struct seal_dk *dk)
 {
     OPENSSL_cleanse(dk, sizeof(*dk));
 }
-

@@ -326,7 +326,8 @@ static void uploads_end(struct xp *x, char *text, size_t len)
         xp_set(x, &up->key, text, len);
     else if (up && xp_closing(x, "Upload", "UploadId"))
         xp_set(x, &up->upload_id, text, len);
-    else if (xp_closing(x, NULL, "Upload") && up && (!up->key || !up->upload_id))
+    else if (xp_closing(x, NULL, "Upload") && up &&
+             (!up->key || !up->upload_id))
         xp_fail(x, WK_E_CORRUPT,
                 "S3 upload listing entry without a Key or UploadId");
     else if (xp_closing(x, NULL, "IsTruncated"))
@@ -376,4 +377,3 @@ enum wk_code s3_xml_parse_uploads(const char *p, size_t n,
         s3_xml_uploads_release(out);
     return rc;
 }
-

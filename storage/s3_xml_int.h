@@ -43,7 +43,6 @@ struct xp {
     size_t cap2;          /* capacity of the second one (prefixes) */
 };
 
-
 /* Stop the parse with an error; the first one wins. */
 void xp_fail(struct xp *x, enum wk_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

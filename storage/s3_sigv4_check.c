@@ -7,18 +7,27 @@
 
 #include "storage/s3_sigv4_int.h"
 
-/* Letters, digits and "-_." : safe inside the credential scope. */
-static bool scope_part_ok(const char *s)
+/* 1 to S3_SIGV4_NAME_MAX characters, each one char_ok. */
+static bool short_name_ok(const char *s, bool (*char_ok)(unsigned char c))
 {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > S3_SIGV4_NAME_MAX)
         return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!s3_sigv4_unreserved(c) || c == '~')
+    for (size_t i = 0; i < n; i++)
+        if (!char_ok((unsigned char)s[i]))
             return false;
-    }
     return true;
+}
+
+/* Letters, digits and "-_." : safe inside the credential scope. */
+static bool scope_char(unsigned char c)
+{
+    return s3_sigv4_unreserved(c) && c != '~';
+}
+
+static bool scope_part_ok(const char *s)
+{
+    return short_name_ok(s, scope_char);
 }
 
 bool s3_sigv4_header_name_ok(const char *s)
@@ -48,17 +57,14 @@ bool s3_sigv4_header_value_ok(const char *s)
 }
 
 /* Visible ASCII, no separators that would break the Authorization value. */
+static bool access_key_char(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && c != '/' && c != ',';
+}
+
 static bool access_key_ok(const char *s)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > S3_SIGV4_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f || c == '/' || c == ',')
-            return false;
-    }
-    return true;
+    return short_name_ok(s, access_key_char);
 }
 
 static bool method_ok(const char *s)
@@ -114,8 +120,8 @@ bool s3_sigv4_header_reserved(const char *lname)
 }
 
 enum wk_code s3_sigv4_check_request(const struct s3_sigv4_req *req,
-                                  const struct s3_creds *creds,
-                                  struct wk_err *err)
+                                    const struct s3_creds *creds,
+                                    struct wk_err *err)
 {
     if (!method_ok(req->method))
         return wk_err_set(err, WK_E_INVAL, "sigv4: bad http method");
@@ -143,9 +149,9 @@ enum wk_code s3_sigv4_check_request(const struct s3_sigv4_req *req,
         return wk_err_set(err, WK_E_INVAL,
                           "sigv4: secret key longer than %d bytes",
                           S3_SIGV4_SECRET_MAX);
-    if (s3_sigv4_has_token(creds) && !s3_sigv4_header_value_ok(creds->session_token))
+    if (s3_sigv4_has_token(creds) &&
+        !s3_sigv4_header_value_ok(creds->session_token))
         return wk_err_set(err, WK_E_INVAL,
                           "sigv4: session token holds control characters");
     return WK_OK;
 }
-

@@ -19,7 +19,6 @@
 #define S3_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
 #define SHA256_BYTES        32
 
-
 /* RFC 3986 unreserved, in ASCII whatever the locale says. */
 bool s3_sigv4_unreserved(unsigned char c);
 /* RFC 9110 token characters: what a header name may hold. */

@@ -1,8 +1,8 @@
 /* S3 XML replies parsed with expat: one small walker keeps the path of
  * element names and the text of the element being read, and a per-document
  * handler (s3_xml_docs.c) picks the values it knows when an element
- * closes. Here: the walker and its value helpers, the <Error> document,
- * and escaping and URL decoding. */
+ * closes. Here: the walker and its value helpers, and escaping and URL
+ * decoding. */
 #include "storage/s3_xml.h"
 
 #include <stdarg.h>
@@ -123,6 +123,16 @@ static void XMLCALL xp_doctype(void *ud, const XML_Char *name,
     (void)pubid;
     (void)has_internal_subset;
     xp_fail(x, WK_E_CORRUPT, "S3 XML with a DOCTYPE ('%s') refused", name);
+}
+
+void xp_begin(struct xp *x, const char *root, xp_start_fn on_start,
+              xp_end_fn on_end, void *out)
+{
+    memset(x, 0, sizeof(*x));
+    x->root = root;
+    x->on_start = on_start;
+    x->on_end = on_end;
+    x->out = out;
 }
 
 enum wk_code xp_run(struct xp *x, const char *p, size_t n, struct wk_err *err)
@@ -263,23 +273,6 @@ void xp_etag(struct xp *x, char *text, char etag[S3_XML_ETAG_MAX])
         return;
     }
     memcpy(etag, t, n + 1);
-}
-
-enum wk_code s3_xml_parse_error(const char *p, size_t n,
-                                struct s3_xml_error *out, struct wk_err *err)
-{
-    struct xp x;
-    enum wk_code rc;
-
-    memset(&x, 0, sizeof(x));
-    memset(out, 0, sizeof(*out));
-    x.root = "Error";
-    rc = xp_run(&x, p, n, err);
-    if (rc == WK_OK && !x.is_error)
-        rc = wk_err_set(err, WK_E_CORRUPT, "not an S3 error document");
-    if (rc == WK_OK)
-        *out = x.error;
-    return rc;
 }
 
 /* Escaping and decoding */

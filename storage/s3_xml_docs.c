@@ -1,5 +1,5 @@
-/* The S3 result documents, each a start and an end handler on the
- * s3_xml walker plus its parse and release functions: ListBucketResult,
+/* The S3 documents, each a start and an end handler on the s3_xml walker
+ * plus its parse and release functions: Error, ListBucketResult,
  * InitiateMultipartUploadResult, CompleteMultipartUploadResult,
  * DeleteResult, ListPartsResult and ListMultipartUploadsResult. */
 #include "storage/s3_xml.h"
@@ -11,6 +11,24 @@
 
 #include "common/wk_parse.h"
 #include "storage/s3_xml_int.h"
+
+/* Error */
+
+enum wk_code s3_xml_parse_error(const char *p, size_t n,
+                                struct s3_xml_error *out, struct wk_err *err)
+{
+    struct xp x;
+    enum wk_code rc;
+
+    xp_begin(&x, "Error", NULL, NULL, NULL);
+    memset(out, 0, sizeof(*out));
+    rc = xp_run(&x, p, n, err);
+    if (rc == WK_OK && !x.is_error)
+        rc = wk_err_set(err, WK_E_CORRUPT, "not an S3 error document");
+    if (rc == WK_OK)
+        *out = x.error;
+    return rc;
+}
 
 /* ListBucketResult */
 
@@ -86,12 +104,8 @@ enum wk_code s3_xml_parse_list(const char *p, size_t n, struct s3_xml_list *out,
     struct xp x;
     enum wk_code rc;
 
-    memset(&x, 0, sizeof(x));
+    xp_begin(&x, "ListBucketResult", list_start, list_end, out);
     memset(out, 0, sizeof(*out));
-    x.root = "ListBucketResult";
-    x.on_start = list_start;
-    x.on_end = list_end;
-    x.out = out;
     rc = xp_run(&x, p, n, err);
     for (size_t i = 0; rc == WK_OK && out->url_encoded && i < out->n_objects;
          i++)
@@ -118,11 +132,9 @@ enum wk_code s3_xml_parse_initiate(const char *p, size_t n, char **upload_id,
     struct xp x;
     enum wk_code rc;
 
-    memset(&x, 0, sizeof(x));
+    xp_begin(&x, "InitiateMultipartUploadResult", NULL, initiate_end,
+             upload_id);
     *upload_id = NULL;
-    x.root = "InitiateMultipartUploadResult";
-    x.on_end = initiate_end;
-    x.out = upload_id;
     rc = xp_run(&x, p, n, err);
     if (rc == WK_OK && (!*upload_id || !**upload_id))
         rc = wk_err_set(err, WK_E_CORRUPT,
@@ -160,13 +172,10 @@ enum wk_code s3_xml_parse_complete(const char *p, size_t n,
     struct complete_out c = { etag, false };
     enum wk_code rc;
 
-    memset(&x, 0, sizeof(x));
+    xp_begin(&x, "CompleteMultipartUploadResult", NULL, complete_end, &c);
     etag[0] = '\0';
-    x.root = "CompleteMultipartUploadResult";
     /* what moto (5.x) sends */
     x.root2 = "CompleteMultipartUploadResponse";
-    x.on_end = complete_end;
-    x.out = &c;
     rc = xp_run(&x, p, n, err);
     if (rc == WK_OK && !c.seen)
         rc = wk_err_set(err, WK_E_CORRUPT,
@@ -219,12 +228,8 @@ enum wk_code s3_xml_parse_delete(const char *p, size_t n,
     struct xp x;
     enum wk_code rc;
 
-    memset(&x, 0, sizeof(x));
+    xp_begin(&x, "DeleteResult", delete_start, delete_end, out);
     memset(out, 0, sizeof(*out));
-    x.root = "DeleteResult";
-    x.on_start = delete_start;
-    x.on_end = delete_end;
-    x.out = out;
     rc = xp_run(&x, p, n, err);
     for (size_t i = 0; rc == WK_OK && i < out->n_errors; i++)
         if (!out->errors[i].key)
@@ -290,13 +295,9 @@ enum wk_code s3_xml_parse_parts(const char *p, size_t n,
     struct xp x;
     enum wk_code rc;
 
-    memset(&x, 0, sizeof(x));
+    xp_begin(&x, "ListPartsResult", parts_start, parts_end, out);
     memset(out, 0, sizeof(*out));
-    x.root = "ListPartsResult";
     x.root2 = "ListPartsResponse"; /* moto's */
-    x.on_start = parts_start;
-    x.on_end = parts_end;
-    x.out = out;
     rc = xp_run(&x, p, n, err);
     if (rc != WK_OK)
         s3_xml_parts_release(out);
@@ -361,12 +362,8 @@ enum wk_code s3_xml_parse_uploads(const char *p, size_t n,
     struct xp x;
     enum wk_code rc;
 
-    memset(&x, 0, sizeof(x));
+    xp_begin(&x, "ListMultipartUploadsResult", uploads_start, uploads_end, out);
     memset(out, 0, sizeof(*out));
-    x.root = "ListMultipartUploadsResult";
-    x.on_start = uploads_start;
-    x.on_end = uploads_end;
-    x.out = out;
     rc = xp_run(&x, p, n, err);
     for (size_t i = 0; rc == WK_OK && out->url_encoded && i < out->n_uploads;
          i++)

@@ -46,6 +46,9 @@ struct xp {
 /* Stop the parse with an error; the first one wins. */
 void xp_fail(struct xp *x, enum wk_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Zero x for a parse of root (its handlers and result; any may be NULL). */
+void xp_begin(struct xp *x, const char *root, xp_start_fn on_start,
+              xp_end_fn on_end, void *out);
 /* Run the parse; x->root, on_start, on_end and out are set by the caller. */
 enum wk_code xp_run(struct xp *x, const char *p, size_t n, struct wk_err *err);
 /* The element just closed is root/name (parent NULL) or root/parent/name. */

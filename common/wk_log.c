@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/wk_time.h"
+
 int wk_log_min_level = WK_LOG_INFO;
 static int log_fd = 2;
 
@@ -34,17 +36,13 @@ void wk_log_emit(enum wk_log_level level, const char *event,
 {
     char ts[96];
     struct timespec now;
-    struct tm tm;
     json_t *o = json_object();
     char *line = NULL;
 
     if (!o)
         return;
     clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-             tm.tm_min, tm.tm_sec, (int)(now.tv_nsec / 1000000L));
+    wk_time_fmt_rfc3339_ms(&now, ts, sizeof(ts));
     json_object_set_new(o, "ts", json_string(ts));
     json_object_set_new(
         o, "level",

@@ -1,5 +1,6 @@
 /*
- * wk_parse: checked number, duration and time parsing and formatting.
+ * wk_parse: checked number, size and duration parsing, hex digits. The
+ * time functions here are kept for their callers and forward to wk_time.
  * Pure functions; no allocation; errors through struct wk_err.
  */
 #ifndef WK_COMMON_WK_PARSE_H
@@ -11,9 +12,13 @@
 
 #include "common/wk_err.h"
 
-/* Decimal digits only (no sign, no spaces), must fit in uint64_t. */
 /* Value of a hex digit (either case), -1 for any other character. */
 int wk_hex_digit(int c);
+
+/* Lowercase hex of p[0..n) into out[2 * n + 1], NUL-terminated. */
+void wk_hex_encode(const void *p, size_t n, char *out);
+
+/* Decimal digits only (no sign, no spaces), must fit in uint64_t. */
 
 enum wk_code wk_parse_u64(const char *s, uint64_t *out, struct wk_err *err);
 

@@ -1,3 +1,7 @@
+/* AWS Signature Version 4 (see s3_sigv4.h): URI encoding, the canonical
+ * query and headers, the signing key and signature, header signing
+ * (s3_sigv4_sign) and query presigning (s3_sigv4_presign). The checks of
+ * a request's fields are in s3_sigv4_check.c. */
 #include "storage/s3_sigv4.h"
 
 #include <limits.h>
@@ -9,15 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Ceiling for each output buffer and for the scratch buffers. */
-#define S3_SIGV4_BUF_MAX (64 * 1024)
-/* Longest secret key accepted: "AWS4" + secret is copied to the stack. */
-#define S3_SIGV4_SECRET_MAX 512
-/* Longest region, service or access key id. */
-#define S3_SIGV4_NAME_MAX   128
-#define S3_SIGV4_ALGORITHM  "AWS4-HMAC-SHA256"
-#define S3_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
-#define SHA256_BYTES        32
+#include "common/wk_parse.h"
+#include "common/wk_time.h"
+#include "storage/s3_sigv4_int.h"
 
 /* One header to sign; names are lowercase. */
 struct sigv4_hdr {
@@ -71,8 +69,7 @@ static void sigv4_out_clear(struct s3_sigv4_out *out)
     wk_buf_reset(&out->string_to_sign);
 }
 
-/* RFC 3986 unreserved, in ASCII whatever the locale says. */
-static bool uri_unreserved(unsigned char c)
+bool s3_sigv4_unreserved(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
            (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
@@ -94,13 +91,14 @@ enum wk_code s3_uri_encode(const char *s, size_t n, bool keep_slash,
         return wk_err_set(err, WK_E_LIMIT, "uri encode: input too long");
     /* Size first, so the append is all or nothing. */
     for (size_t i = 0; i < n; i++)
-        need += (uri_unreserved(p[i]) || (keep_slash && p[i] == '/')) ? 1 : 3;
+        need +=
+            (s3_sigv4_unreserved(p[i]) || (keep_slash && p[i] == '/')) ? 1 : 3;
     rc = wk_buf_reserve(out, need, err);
     if (rc != WK_OK)
         return rc;
     dst = out->data + out->len;
     for (size_t i = 0; i < n; i++) {
-        if (uri_unreserved(p[i]) || (keep_slash && p[i] == '/')) {
+        if (s3_sigv4_unreserved(p[i]) || (keep_slash && p[i] == '/')) {
             *dst++ = (char)p[i];
         } else {
             *dst++ = '%';
@@ -113,16 +111,6 @@ enum wk_code s3_uri_encode(const char *s, size_t n, bool keep_slash,
     return WK_OK;
 }
 
-static void to_hex(const unsigned char *md, size_t len, char *hex)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[2 * len] = '\0';
-}
-
 static enum wk_code sha256_hex(const void *p, size_t n, char hex[65],
                                struct wk_err *err)
 {
@@ -132,7 +120,7 @@ static enum wk_code sha256_hex(const void *p, size_t n, char hex[65],
     if (EVP_Digest(p, n, md, &len, EVP_sha256(), NULL) != 1 ||
         len != SHA256_BYTES)
         return wk_err_set(err, WK_E_INTERNAL, "sigv4: sha256 failed");
-    to_hex(md, len, hex);
+    wk_hex_encode(md, len, hex);
     return WK_OK;
 }
 
@@ -151,164 +139,14 @@ static enum wk_code hmac_sha256(const void *key, size_t key_len,
     return WK_OK;
 }
 
-/* Letters, digits and "-_." : safe inside the credential scope. */
-static bool scope_part_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > S3_SIGV4_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!uri_unreserved(c) || c == '~')
-            return false;
-    }
-    return true;
-}
-
-/* RFC 9110 token characters: what a header name may hold. */
-static bool header_name_ok(const char *s)
-{
-    if (!s || !*s)
-        return false;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (uri_unreserved(c))
-            continue;
-        if (!strchr("!#$%&'*+^`|", c))
-            return false;
-    }
-    return true;
-}
-
-/* No control characters except tab: CR or LF would split the header. */
-static bool header_value_ok(const char *s)
-{
-    if (!s)
-        return false;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return false;
-    }
-    return true;
-}
-
-/* Visible ASCII, no separators that would break the Authorization value. */
-static bool access_key_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > S3_SIGV4_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f || c == '/' || c == ',')
-            return false;
-    }
-    return true;
-}
-
-static bool method_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 16)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < 'A' || s[i] > 'Z')
-            return false;
-    return true;
-}
-
-static bool host_ok(const char *s)
-{
-    if (!s || !*s)
-        return false;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= 0x20 || c >= 0x7f)
-            return false;
-    }
-    return true;
-}
-
-static bool payload_hash_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 64) {
-        for (size_t i = 0; i < n; i++)
-            if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-                return false;
-        return true;
-    }
-    return s && strcmp(s, S3_UNSIGNED_PAYLOAD) == 0;
-}
-
-static bool has_token(const struct s3_creds *creds)
-{
-    return creds->session_token && creds->session_token[0] != '\0';
-}
-
-/* Headers the signer sets itself; a caller's copy would be signed twice. */
-static bool header_reserved(const char *lname)
-{
-    static const char *const names[] = {
-        "authorization",        "host", "x-amz-content-sha256", "x-amz-date",
-        "x-amz-security-token",
-    };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(lname, names[i]) == 0)
-            return true;
-    return false;
-}
-
-/* Everything but the header list; messages name the field, never a secret
- * or a header value. */
-static enum wk_code check_request(const struct s3_sigv4_req *req,
-                                  const struct s3_creds *creds,
-                                  struct wk_err *err)
-{
-    if (!method_ok(req->method))
-        return wk_err_set(err, WK_E_INVAL, "sigv4: bad http method");
-    if (!host_ok(req->host))
-        return wk_err_set(err, WK_E_INVAL, "sigv4: bad host");
-    if (!req->path || req->path[0] != '/')
-        return wk_err_set(err, WK_E_INVAL, "sigv4: path must start with '/'");
-    if (req->n_query > 0 && !req->query)
-        return wk_err_set(err, WK_E_INVAL, "sigv4: null query list");
-    if (req->n_headers > 0 && !req->headers)
-        return wk_err_set(err, WK_E_INVAL, "sigv4: null header list");
-    if (!payload_hash_ok(req->payload_hash))
-        return wk_err_set(err, WK_E_INVAL,
-                          "sigv4: payload hash must be 64 lowercase hex "
-                          "digits or '" S3_UNSIGNED_PAYLOAD "'");
-    if (!scope_part_ok(req->region))
-        return wk_err_set(err, WK_E_INVAL, "sigv4: bad region");
-    if (!scope_part_ok(req->service))
-        return wk_err_set(err, WK_E_INVAL, "sigv4: bad service");
-    if (!access_key_ok(creds->access_key))
-        return wk_err_set(err, WK_E_INVAL, "sigv4: bad access key id");
-    if (!creds->secret_key || !creds->secret_key[0])
-        return wk_err_set(err, WK_E_INVAL, "sigv4: empty secret key");
-    if (strlen(creds->secret_key) > S3_SIGV4_SECRET_MAX)
-        return wk_err_set(err, WK_E_INVAL,
-                          "sigv4: secret key longer than %d bytes",
-                          S3_SIGV4_SECRET_MAX);
-    if (has_token(creds) && !header_value_ok(creds->session_token))
-        return wk_err_set(err, WK_E_INVAL,
-                          "sigv4: session token holds control characters");
-    return WK_OK;
-}
-
 static enum wk_code format_amz_date(time_t now, char amz_date[17],
                                     struct wk_err *err)
 {
-    struct tm tm;
-    int n;
-
-    if (!gmtime_r(&now, &tm) || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
+    /* four-digit years only */
+    if (now < WK_TIME_YEAR0_S || now > WK_TIME_YEAR9999_S ||
+        !wk_time_fmt_stamp(now, amz_date, 17))
         return wk_err_set(err, WK_E_INVAL, "sigv4: request time out of range");
-    n = snprintf(amz_date, 17, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (n != 16)
+    if (strlen(amz_date) != 16)
         return wk_err_set(err, WK_E_INTERNAL, "sigv4: bad date format");
     return WK_OK;
 }
@@ -416,7 +254,7 @@ static enum wk_code collect_headers(const struct s3_sigv4_req *req,
         const struct s3_kv *kv = &req->headers[i];
         size_t len;
 
-        if (!header_name_ok(kv->name))
+        if (!s3_sigv4_header_name_ok(kv->name))
             return wk_err_set(err, WK_E_INVAL,
                               "sigv4: header %zu has an invalid name", i);
         len = strlen(kv->name);
@@ -442,12 +280,12 @@ static enum wk_code collect_headers(const struct s3_sigv4_req *req,
             p[j] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
         }
         p[len] = '\0';
-        if (header_reserved(p)) {
+        if (s3_sigv4_header_reserved(p)) {
             rc = wk_err_set(err, WK_E_INVAL,
                             "sigv4: header '%s' is set by the signer", p);
             goto out;
         }
-        if (!header_value_ok(kv->value)) {
+        if (!s3_sigv4_header_value_ok(kv->value)) {
             rc = wk_err_set(err, WK_E_INVAL,
                             "sigv4: header '%s' has an invalid value", p);
             goto out;
@@ -470,7 +308,7 @@ static enum wk_code collect_headers(const struct s3_sigv4_req *req,
     hdrs[n].value = amz_date;
     hdrs[n].idx = n;
     n++;
-    if (has_token(creds)) {
+    if (s3_sigv4_has_token(creds)) {
         hdrs[n].name = "x-amz-security-token";
         hdrs[n].value = creds->session_token;
         hdrs[n].idx = n;
@@ -578,7 +416,7 @@ static enum wk_code compute_signature(const struct s3_sigv4_req *req,
     if (rc == WK_OK)
         rc = hmac_sha256(k2, sizeof(k2), sts->data, sts->len, k1, err);
     if (rc == WK_OK)
-        to_hex(k1, sizeof(k1), signature);
+        wk_hex_encode(k1, sizeof(k1), signature);
     OPENSSL_cleanse(secret, sizeof(secret));
     OPENSSL_cleanse(k1, sizeof(k1));
     OPENSSL_cleanse(k2, sizeof(k2));
@@ -625,7 +463,7 @@ enum wk_code s3_sigv4_sign(const struct s3_sigv4_req *req,
     wk_buf_init(&signed_hdrs, S3_SIGV4_BUF_MAX);
     sigv4_out_clear(out);
 
-    rc = check_request(req, creds, err);
+    rc = s3_sigv4_check_request(req, creds, err);
     if (rc != WK_OK)
         goto out;
     rc = format_amz_date(req->now, out->amz_date, err);
@@ -710,7 +548,7 @@ enum wk_code s3_sigv4_presign(const struct s3_sigv4_req *req,
     sigv4_out_clear(out);
     r = *req;
     r.payload_hash = S3_UNSIGNED_PAYLOAD;
-    rc = check_request(&r, creds, err);
+    rc = s3_sigv4_check_request(&r, creds, err);
     if (rc == WK_OK)
         rc = format_amz_date(r.now, out->amz_date, err);
     if (rc != WK_OK)
@@ -737,7 +575,7 @@ enum wk_code s3_sigv4_presign(const struct s3_sigv4_req *req,
     q[nq++] = (struct s3_kv){ "X-Amz-Credential", cred };
     q[nq++] = (struct s3_kv){ "X-Amz-Date", out->amz_date };
     q[nq++] = (struct s3_kv){ "X-Amz-Expires", expires };
-    if (has_token(creds))
+    if (s3_sigv4_has_token(creds))
         q[nq++] =
             (struct s3_kv){ "X-Amz-Security-Token", creds->session_token };
     q[nq++] = (struct s3_kv){ "X-Amz-SignedHeaders", "host" };

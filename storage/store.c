@@ -172,36 +172,57 @@ static enum wk_code sink_to_buf(const void *p, size_t n, void *ud,
     return wk_buf_append(ud, p, n, err);
 }
 
+/* A serial batch keeps its first failure (code and message) for the
+ * caller. */
+static void note_first(enum wk_code rc, const struct wk_err *e,
+                       enum wk_code *first, struct wk_err *err)
+{
+    if (rc != WK_OK && *first == WK_OK) {
+        *first = rc;
+        wk_err_copy(err, e);
+    }
+}
+
+/* One GET of a serial batch; the outcome also in g->err. */
+static enum wk_code get_one(struct store *st, struct store_get *g)
+{
+    enum wk_code rc = WK_OK;
+
+    wk_err_clear(&g->err);
+    if (g->if_match && g->if_match[0]) {
+        /* compare, then read: not atomic, unlike S3's If-Match */
+        struct store_stat cur;
+        rc = store_head(st, g->key, &cur, &g->err);
+        if (rc == WK_OK && strcmp(cur.etag, g->if_match) != 0)
+            rc = wk_err_set(&g->err, WK_E_CONFLICT,
+                            "get '%s': changed since it was listed (ETag "
+                            "is no longer %s)",
+                            g->key, g->if_match);
+    }
+    if (rc == WK_OK)
+        rc = store_get(st, g->key, g->offset, g->len, sink_to_buf, g->out,
+                       &g->err);
+    return rc;
+}
+
 enum wk_code store_get_many_serial(struct store *st, struct store_get *reqs,
                                    size_t n, struct wk_err *err)
 {
     enum wk_code first = WK_OK;
 
-    for (size_t i = 0; i < n; i++) {
-        struct store_get *g = &reqs[i];
-        enum wk_code rc;
-
-        wk_err_clear(&g->err);
-        rc = WK_OK;
-        if (g->if_match && g->if_match[0]) {
-            /* compare, then read: not atomic, unlike S3's If-Match */
-            struct store_stat cur;
-            rc = store_head(st, g->key, &cur, &g->err);
-            if (rc == WK_OK && strcmp(cur.etag, g->if_match) != 0)
-                rc = wk_err_set(&g->err, WK_E_CONFLICT,
-                                "get '%s': changed since it was listed (ETag "
-                                "is no longer %s)",
-                                g->key, g->if_match);
-        }
-        if (rc == WK_OK)
-            rc = store_get(st, g->key, g->offset, g->len, sink_to_buf, g->out,
-                           &g->err);
-        if (rc != WK_OK && first == WK_OK) {
-            first = rc;
-            wk_err_copy(err, &g->err);
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        note_first(get_one(st, &reqs[i]), &reqs[i].err, &first, err);
     return first;
+}
+
+/* One PUT of a serial batch; the outcome also in pr->err. */
+static enum wk_code put_one(struct store *st, struct store_put *pr)
+{
+    wk_err_clear(&pr->err);
+    if (pr->if_absent)
+        return store_put_if(st, pr->key, pr->data, pr->len, "", NULL, 0,
+                            &pr->err);
+    return store_put(st, pr->key, pr->data, pr->len, &pr->err);
 }
 
 enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,
@@ -209,21 +230,8 @@ enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,
 {
     enum wk_code first = WK_OK;
 
-    for (size_t i = 0; i < n; i++) {
-        struct store_put *pr = &reqs[i];
-        enum wk_code rc;
-
-        wk_err_clear(&pr->err);
-        if (pr->if_absent)
-            rc = store_put_if(st, pr->key, pr->data, pr->len, "", NULL, 0,
-                              &pr->err);
-        else
-            rc = store_put(st, pr->key, pr->data, pr->len, &pr->err);
-        if (rc != WK_OK && first == WK_OK) {
-            first = rc;
-            wk_err_copy(err, &pr->err);
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        note_first(put_one(st, &reqs[i]), &reqs[i].err, &first, err);
     return first;
 }
 

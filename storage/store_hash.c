@@ -3,6 +3,8 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 
+#include "common/wk_parse.h"
+
 struct store_sha256 {
     EVP_MD_CTX *ctx; /* owned */
 };
@@ -26,22 +28,12 @@ void store_sha256_update(struct store_sha256 *h, const void *p, size_t n)
     EVP_DigestUpdate(h->ctx, p, n);
 }
 
-static void to_hex(const unsigned char *md, unsigned len, char *hex)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (unsigned i = 0; i < len; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[2 * len] = '\0';
-}
-
 void store_sha256_final_hex(struct store_sha256 *h, char hex[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned len = 0;
     EVP_DigestFinal_ex(h->ctx, md, &len);
-    to_hex(md, len, hex);
+    wk_hex_encode(md, len, hex);
     EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL);
 }
 
@@ -63,5 +55,5 @@ void store_sha256_hex(const void *p, size_t n, char hex[65])
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned len = 0;
     EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
-    to_hex(md, len, hex);
+    wk_hex_encode(md, len, hex);
 }

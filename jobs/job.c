@@ -1,3 +1,9 @@
+/*
+ * job: the job spec (parsing, validation, defaults), the dispatch to the
+ * three runners, and the small helpers they share (job_int.h): the
+ * result, the fenced manifest write, cancel and fence checks, the last
+ * progress event and the batched delete.
+ */
 #include "jobs/job.h"
 
 #include <jansson.h>
@@ -9,7 +15,9 @@
 #include "jobs/job_int.h"
 #include "jobs/job_migrate.h"
 #include "jobs/job_unarchive.h"
+#include "common/wk_fail.h"
 #include "jobs/manifest.h"
+#include "jobs/progress.h"
 #include "storage/store.h"
 
 #define MIB               (1024u * 1024u)
@@ -340,5 +348,56 @@ enum wk_code job_mf_put(struct store *st, const char *key, const struct mf *m,
     if (rc == WK_OK)
         snprintf(etag, etag_len, "%s", next);
     wk_buf_release(&b);
+    return rc;
+}
+
+bool job_cancelled(const struct job_ctx *ctx)
+{
+    return ctx->cancel && *ctx->cancel;
+}
+
+enum wk_code job_fence(const struct job_ctx *ctx, const char *step,
+                       struct wk_err *err)
+{
+    if (!ctx->fence)
+        return WK_OK;
+    return ctx->fence(ctx->fence_ud, step, err);
+}
+
+void job_prog_done(struct prog *p)
+{
+    p->st.phase = "done";
+    p->st.bytes_done = p->st.bytes_total;
+    p->st.files_done = p->st.files_total;
+    p->st.progress = 100; /* also when there was nothing to count */
+    prog_update(p, true);
+}
+
+enum wk_code job_delete_keys(const struct job_ctx *ctx, const char *step,
+                             const char *const *keys, const char *const *etags,
+                             size_t n, size_t *ndeleted, bool *kept,
+                             struct wk_err *err)
+{
+    size_t batch = step ? JOB_DELETE_BATCH : n;
+    enum wk_code rc = WK_OK;
+
+    *ndeleted = 0;
+    for (size_t off = 0; off < n && rc == WK_OK; off += batch) {
+        size_t cnt = n - off < batch ? n - off : batch;
+        size_t nd = 0;
+        if (step) {
+            rc = job_fence(ctx, step, err);
+            if (rc != WK_OK)
+                break;
+        }
+        if (etags)
+            rc = store_delete_if(ctx->store, keys + off, etags + off, cnt, &nd,
+                                 kept + off, err);
+        else
+            rc = store_delete_many(ctx->store, keys + off, cnt, &nd, err);
+        *ndeleted += nd;
+        if (rc == WK_OK && step)
+            wk_fail_point("archive.delete_batch");
+    }
     return rc;
 }

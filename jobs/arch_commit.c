@@ -66,13 +66,11 @@ static void build_history(const struct mf *old, bool has_old, unsigned keep,
 enum wk_code arch_check_manifest(struct arch_run *r, bool *noop, bool *has_old,
                                  struct mf *old, struct wk_err *err)
 {
-    struct wk_buf b;
     struct wk_err gerr;
     enum wk_code rc;
 
     *noop = false;
     *has_old = false;
-    wk_buf_init(&b, 1u << 20);
     wk_err_clear(&gerr);
     r->mf_etag[0] = '\0';
     {
@@ -82,29 +80,12 @@ enum wk_code arch_check_manifest(struct arch_run *r, bool *noop, bool *has_old,
         rc = store_head(r->ctx->store, r->mf_key, &mst, &gerr);
         if (rc == WK_OK)
             snprintf(r->mf_etag, sizeof(r->mf_etag), "%s", mst.etag);
-        else if (rc != WK_E_NOTFOUND) {
-            wk_err_copy(err, &gerr);
-            goto out;
-        }
-        wk_err_clear(&gerr);
+        else if (rc != WK_E_NOTFOUND)
+            return wk_err_copy(err, &gerr);
     }
-    rc = store_get_all(r->ctx->store, r->mf_key, &b, &gerr);
-    if (rc == WK_E_NOTFOUND) {
-        rc = WK_OK;
-        goto out;
-    }
-    if (rc != WK_OK) {
-        wk_err_copy(err, &gerr);
-        goto out;
-    }
-    rc = mf_parse(b.data, b.len, old, err);
-    if (rc != WK_OK) {
-        wk_err_prefix(err, "existing manifest '%s'", r->mf_key);
-        rc = WK_E_CORRUPT;
-        err->code = rc;
-        goto out;
-    }
-    *has_old = true;
+    rc = job_mf_read(r->ctx->store, r->mf_key, old, has_old, err);
+    if (rc != WK_OK || !*has_old)
+        return rc;
     r->mf_gen = old->generation;
     if (old->state == MF_ARCHIVED) {
         *noop = true;
@@ -115,8 +96,6 @@ enum wk_code arch_check_manifest(struct arch_run *r, bool *noop, bool *has_old,
                         "again, before archiving",
                         r->job->space_id);
     }
-out:
-    wk_buf_release(&b);
     return rc;
 }
 
@@ -453,14 +432,13 @@ void arch_unmark_archiving(struct arch_run *r, const struct mf *old,
 static void manifest_read_back(struct arch_run *r, const struct mf *m,
                                bool *landed, bool *known)
 {
-    struct wk_buf b;
     struct wk_err e;
     struct store_stat mst;
     struct mf *cur = calloc(1, sizeof(*cur));
+    bool fetched = false;
 
     *landed = false;
     *known = false;
-    wk_buf_init(&b, 1u << 20);
     wk_err_clear(&e);
     if (!cur)
         goto out;
@@ -469,11 +447,12 @@ static void manifest_read_back(struct arch_run *r, const struct mf *m,
         goto out;
     }
     wk_err_clear(&e);
-    if (store_get_all(r->ctx->store, r->mf_key, &b, &e) != WK_OK)
+    if (job_mf_get(r->ctx->store, r->mf_key, cur, &fetched, &e) != WK_OK) {
+        /* one that does not parse is not ours either */
+        *known = fetched;
         goto out;
-    *known = true; /* one that does not parse is not ours either */
-    if (mf_parse(b.data, b.len, cur, &e) != WK_OK)
-        goto out;
+    }
+    *known = true;
     *landed = strcmp(cur->archive_key, m->archive_key) == 0 &&
               cur->generation == m->generation && cur->state == m->state;
     if (*landed) {
@@ -488,7 +467,6 @@ out:
            KV_STR("job_id", r->job->id), KV_STR("key", r->mf_key),
            KV_BOOL("landed", *landed), KV_BOOL("known", *known),
            KV_STR("msg", e.msg));
-    wk_buf_release(&b);
     free(cur);
 }
 

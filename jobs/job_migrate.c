@@ -44,33 +44,7 @@ static time_t now_of(const struct job_ctx *ctx)
 static enum wk_code read_manifest(struct mig_run *r, bool *has, struct mf *m,
                                   struct wk_err *err)
 {
-    struct wk_buf b;
-    struct wk_err gerr;
-    enum wk_code rc;
-
-    *has = false;
-    wk_buf_init(&b, 1u << 20);
-    wk_err_clear(&gerr);
-    rc = store_get_all(r->ctx->store, r->mf_key, &b, &gerr);
-    if (rc == WK_E_NOTFOUND) {
-        rc = WK_OK;
-        goto out;
-    }
-    if (rc != WK_OK) {
-        wk_err_copy(err, &gerr);
-        goto out;
-    }
-    rc = mf_parse(wk_buf_cstr(&b), b.len, m, err);
-    if (rc != WK_OK) {
-        wk_err_prefix(err, "existing manifest '%s'", r->mf_key);
-        rc = WK_E_CORRUPT;
-        err->code = rc;
-        goto out;
-    }
-    *has = true;
-out:
-    wk_buf_release(&b);
-    return rc;
+    return job_mf_read(r->ctx->store, r->mf_key, m, has, err);
 }
 
 static enum wk_code read_marker(struct mig_run *r, struct mig_marker *mk,

@@ -27,10 +27,6 @@
 
 #define UA_RATIO_MIN_BYTES (1u << 20)
 
-/* Best effort: write m in state st (a repair or a revert); a failure is
- * logged, and leaves a state the next run handles. Noted in o when set. */
-/* Write m in state st over the version etag names; m (in memory) says
- * what the store holds afterwards either way. */
 /* After a failed manifest write whose outcome is unknown (reply lost,
  * retries ended in 503 or a timeout): read it back. *landed when it holds
  * m's state and generation (etag then names it); *known false when it
@@ -38,20 +34,22 @@
 static void state_read_back(struct ua_run *r, const struct mf *m, char *etag,
                             size_t etag_len, bool *landed, bool *known)
 {
-    struct wk_buf b;
     struct wk_err e;
     struct store_stat mst;
     struct mf *cur = calloc(1, sizeof(*cur));
+    bool fetched = false;
+    enum wk_code rc = WK_E_NOMEM;
 
     *landed = false;
     *known = false;
-    wk_buf_init(&b, 1u << 20);
     wk_err_clear(&e);
-    if (cur && store_get_all(r->ctx->store, r->mf_key, &b, &e) == WK_OK) {
+    if (cur)
+        rc = job_mf_get(r->ctx->store, r->mf_key, cur, &fetched, &e);
+    if (fetched) {
         /* one that does not parse is not ours either */
         *known = true;
-        *landed = mf_parse(b.data, b.len, cur, &e) == WK_OK &&
-                  cur->state == m->state && cur->generation == m->generation;
+        *landed = rc == WK_OK && cur->state == m->state &&
+                  cur->generation == m->generation;
         wk_err_clear(&e);
         if (*landed && store_head(r->ctx->store, r->mf_key, &mst, &e) == WK_OK)
             snprintf(etag, etag_len, "%s", mst.etag);
@@ -62,7 +60,6 @@ static void state_read_back(struct ua_run *r, const struct mf *m, char *etag,
            KV_STR("job_id", r->job->id), KV_STR("key", r->mf_key),
            KV_BOOL("landed", *landed), KV_BOOL("known", *known),
            KV_STR("msg", e.msg));
-    wk_buf_release(&b);
     free(cur);
 }
 
@@ -101,6 +98,8 @@ static enum wk_code put_state(struct ua_run *r, struct mf *m, enum mf_state st,
     return rc;
 }
 
+/* Best effort: write m in state st (a repair or a revert); a failure is
+ * logged, and leaves a state the next run handles. Noted in o when set. */
 static void set_state(struct ua_run *r, struct mf *m, enum mf_state st,
                       char *etag, size_t etag_len, json_t *o)
 {

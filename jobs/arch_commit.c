@@ -194,7 +194,7 @@ enum wk_code arch_record_write(struct arch_run *r, struct wk_err *err)
     }
     json_object_set_new(o, "archiveKey", json_string(r->archive_key));
     {
-        /* what the delete it drives checks first (record_finish) */
+        /* what the delete it drives checks first (arch_record_finish) */
         struct store_stat ast;
         rc = store_head(r->ctx->store, r->archive_key, &ast, err);
         if (rc != WK_OK) {
@@ -470,7 +470,7 @@ out:
     free(cur);
 }
 
-/* Write m over the manifest this run read (fencing, see check_manifest).
+/* Write m over the manifest this run read (fencing, see arch_check_manifest).
  * A failure whose outcome is unknown (reply lost, then 503 or a timeout)
  * is settled by reading the manifest back: if it names our archive and
  * generation it was written (WK_OK). *unknown when even that failed: the

@@ -4,7 +4,6 @@
  * entry stored (content compressed already, no data descriptor hazard)
  * or deflated, CAS blobs checked against their names while they stream.
  */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +58,7 @@ static enum wk_code read_failed(struct arch_run *r,
     return WK_OK;
 }
 
-/* One batch of ranges, read ahead of the ZIP writer (write_archive). */
+/* One batch of ranges, read ahead of the ZIP writer (arch_write_archive). */
 struct arch_batch {
     struct store_get *reqs;     /* owned, slots */
     struct wk_buf *bufs;        /* owned, slots */

@@ -6,12 +6,10 @@
  * names before they are written; compare-only mode stops at the first
  * difference.
  */
-#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/wk_log.h"
 #include "jobs/job_archive.h"

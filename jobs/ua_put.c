@@ -6,11 +6,9 @@
  * blobs checked against their names; every key written noted, so that a
  * failed restore deletes them again.
  */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/wk_fail.h"
 #include "common/wk_log.h"

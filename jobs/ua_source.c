@@ -4,11 +4,9 @@
  * and the archive itself in ranged GETs of chunk bytes, hashed in order
  * and opened a chunk at a time when sealed (zipr's read callback).
  */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/wk_log.h"
 #include "common/wk_path.h"

@@ -1,3 +1,9 @@
+/*
+ * job: the job spec (parsing, validation, defaults), the dispatch to the
+ * three runners, and the small helpers they share (job_int.h): the
+ * result, the fenced manifest write, cancel and fence checks, the last
+ * progress event and the batched delete.
+ */
 #include "jobs/job.h"
 
 #include <jansson.h>
@@ -9,7 +15,9 @@
 #include "jobs/job_int.h"
 #include "jobs/job_migrate.h"
 #include "jobs/job_unarchive.h"
+#include "common/wk_fail.h"
 #include "jobs/manifest.h"
+#include "jobs/progress.h"
 #include "storage/store.h"
 
 #define MIB               (1024u * 1024u)
@@ -107,15 +115,59 @@ static enum wk_code get_string(json_t *root, const char *field, bool required,
     return WK_OK;
 }
 
+/* s (slen bytes, from JSON) is exactly word: no NUL byte inside. */
+static bool str_is(const char *s, size_t slen, const char *word)
+{
+    return strcmp(s, word) == 0 && strlen(s) == slen;
+}
+
+/* field's value s (slen bytes) is refused: quoted as it came (it is
+ * untrusted), then what is wrong with it (why, appended as it is). */
+static enum wk_code value_refused(const char *field, const char *s, size_t slen,
+                                  const char *why, struct wk_err *err)
+{
+    char shown[200];
+
+    quote_untrusted(s, slen, shown, sizeof(shown));
+    return wk_err_set(err, WK_E_INVAL, "job field '%s': '%s'%s", field, shown,
+                      why);
+}
+
+/* An optional field that is one of two words (in the message's order):
+ * *pick is the index of the one given, unchanged when the field is not. */
+static enum wk_code get_choice(json_t *root, const char *field,
+                               const char *const words[2], int *pick,
+                               struct wk_err *err)
+{
+    const char *s;
+    size_t slen = 0;
+    char shown[200];
+    enum wk_code rc = get_string(root, field, false, &s, &slen, err);
+
+    if (rc != WK_OK || !s)
+        return rc;
+    for (int i = 0; i < 2; i++)
+        if (str_is(s, slen, words[i])) {
+            *pick = i;
+            return WK_OK;
+        }
+    quote_untrusted(s, slen, shown, sizeof(shown));
+    return wk_err_set(err, WK_E_INVAL,
+                      "job field '%s': expected \"%s\" or \"%s\", got '%s'",
+                      field, words[0], words[1], shown);
+}
+
 /* "source", "target", "overwrite": required / optional for migrate,
  * refused for the other types. */
 static enum wk_code parse_migrate(json_t *root, struct job *out,
                                   struct wk_err *err)
 {
     static const char *const fields[] = { "source", "target", "overwrite" };
+    static const char *const targets[2] = { "active", "archived" };
     const char *s;
     size_t slen = 0;
-    char shown[200], why[160];
+    char why[160], msg[170];
+    int target = 0;
     json_t *v;
     enum wk_code rc;
 
@@ -135,25 +187,13 @@ static enum wk_code parse_migrate(json_t *root, struct job *out,
     if (strlen(s) != slen ||
         !job_migrate_url_valid(s, false, out->source, sizeof(out->source), why,
                                sizeof(why))) {
-        quote_untrusted(s, slen, shown, sizeof(shown));
-        return wk_err_set(err, WK_E_INVAL, "job field 'source': '%s': %s",
-                          shown, why);
+        snprintf(msg, sizeof(msg), ": %s", why);
+        return value_refused("source", s, slen, msg, err);
     }
-    rc = get_string(root, "target", false, &s, &slen, err);
+    rc = get_choice(root, "target", targets, &target, err);
     if (rc != WK_OK)
         return rc;
-    out->target = JOB_TARGET_ACTIVE;
-    if (s) {
-        if (strcmp(s, "archived") == 0 && strlen(s) == slen) {
-            out->target = JOB_TARGET_ARCHIVED;
-        } else if (!(strcmp(s, "active") == 0 && strlen(s) == slen)) {
-            quote_untrusted(s, slen, shown, sizeof(shown));
-            return wk_err_set(err, WK_E_INVAL,
-                              "job field 'target': expected \"active\" or "
-                              "\"archived\", got '%s'",
-                              shown);
-        }
-    }
+    out->target = target == 1 ? JOB_TARGET_ARCHIVED : JOB_TARGET_ACTIVE;
     v = json_object_get(root, "overwrite");
     if (v && !json_is_boolean(v))
         return wk_err_set(err, WK_E_INVAL,
@@ -165,11 +205,13 @@ static enum wk_code parse_migrate(json_t *root, struct job *out,
 enum wk_code job_parse(const char *json, size_t len, struct job *out,
                        struct wk_err *err)
 {
+    static const char *const priorities[2] = { "urgent", "normal" };
     json_error_t jerr;
     json_t *root = NULL;
     const char *s;
     size_t slen = 0;
     char shown[200];
+    int priority = 1;
     enum wk_code rc = WK_OK;
 
     memset(out, 0, sizeof(*out));
@@ -194,11 +236,9 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
         goto out;
     if (s) {
         if (strlen(s) != slen || !job_id_valid(s)) {
-            quote_untrusted(s, slen, shown, sizeof(shown));
-            rc = wk_err_set(err, WK_E_INVAL,
-                            "job field 'id': '%s' is not 1-128 characters "
-                            "of [A-Za-z0-9._:-]",
-                            shown);
+            rc = value_refused("id", s, slen,
+                               " is not 1-128 characters of [A-Za-z0-9._:-]",
+                               err);
             goto out;
         }
         memcpy(out->id, s, slen + 1);
@@ -207,11 +247,11 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
     rc = get_string(root, "type", true, &s, &slen, err);
     if (rc != WK_OK)
         goto out;
-    if (strcmp(s, "archive") == 0 && strlen(s) == slen) {
+    if (str_is(s, slen, "archive")) {
         out->type = JOB_ARCHIVE;
-    } else if (strcmp(s, "unarchive") == 0 && strlen(s) == slen) {
+    } else if (str_is(s, slen, "unarchive")) {
         out->type = JOB_UNARCHIVE;
-    } else if (strcmp(s, "migrate") == 0 && strlen(s) == slen) {
+    } else if (str_is(s, slen, "migrate")) {
         out->type = JOB_MIGRATE;
     } else {
         quote_untrusted(s, slen, shown, sizeof(shown));
@@ -227,31 +267,19 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
     if (!s) {
         /* out->space_id stays "" */
     } else if (strlen(s) != slen || !job_space_id_valid(s)) {
-        quote_untrusted(s, slen, shown, sizeof(shown));
-        rc = wk_err_set(err, WK_E_INVAL,
-                        "job field 'spaceId': '%s' is not 1-128 characters "
-                        "of [A-Za-z0-9._-] (and not '.' or '..')",
-                        shown);
+        rc = value_refused("spaceId", s, slen,
+                           " is not 1-128 characters of [A-Za-z0-9._-] (and "
+                           "not '.' or '..')",
+                           err);
         goto out;
     } else {
         memcpy(out->space_id, s, slen + 1);
     }
 
-    rc = get_string(root, "priority", false, &s, &slen, err);
+    rc = get_choice(root, "priority", priorities, &priority, err);
     if (rc != WK_OK)
         goto out;
-    if (s) {
-        if (strcmp(s, "urgent") == 0 && strlen(s) == slen) {
-            out->urgent = true;
-        } else if (!(strcmp(s, "normal") == 0 && strlen(s) == slen)) {
-            quote_untrusted(s, slen, shown, sizeof(shown));
-            rc = wk_err_set(err, WK_E_INVAL,
-                            "job field 'priority': expected \"urgent\" or "
-                            "\"normal\", got '%s'",
-                            shown);
-            goto out;
-        }
-    }
+    out->urgent = priority == 0;
 
     rc = get_string(root, "archiveKey", false, &s, &slen, err);
     if (rc != WK_OK)
@@ -269,11 +297,10 @@ enum wk_code job_parse(const char *json, size_t len, struct job *out,
             strncmp(s, want, wlen) != 0 || strchr(s + wlen, '/') ||
             slen < wlen + 5 || strcmp(s + slen - 4, ".zip") != 0 ||
             !store_key_valid(s)) {
-            quote_untrusted(s, slen, shown, sizeof(shown));
-            rc = wk_err_set(err, WK_E_INVAL,
-                            "job field 'archiveKey': '%s' is not a ZIP "
-                            "directly under '%s'",
-                            shown, want);
+            char why[JOB_SPACE_ID_MAX + 64];
+            snprintf(why, sizeof(why), " is not a ZIP directly under '%s'",
+                     want);
+            rc = value_refused("archiveKey", s, slen, why, err);
             goto out;
         }
         memcpy(out->archive_key, s, slen + 1);
@@ -341,4 +368,94 @@ enum wk_code job_mf_put(struct store *st, const char *key, const struct mf *m,
         snprintf(etag, etag_len, "%s", next);
     wk_buf_release(&b);
     return rc;
+}
+
+bool job_cancelled(const struct job_ctx *ctx)
+{
+    return ctx->cancel && *ctx->cancel;
+}
+
+enum wk_code job_fence(const struct job_ctx *ctx, const char *step,
+                       struct wk_err *err)
+{
+    if (!ctx->fence)
+        return WK_OK;
+    return ctx->fence(ctx->fence_ud, step, err);
+}
+
+void job_prog_done(struct prog *p)
+{
+    p->st.phase = "done";
+    p->st.bytes_done = p->st.bytes_total;
+    p->st.files_done = p->st.files_total;
+    p->st.progress = 100; /* also when there was nothing to count */
+    prog_update(p, true);
+}
+
+enum wk_code job_delete_keys(const struct job_ctx *ctx, const char *step,
+                             const char *const *keys, const char *const *etags,
+                             size_t n, size_t *ndeleted, bool *kept,
+                             struct wk_err *err)
+{
+    size_t batch = step ? JOB_DELETE_BATCH : n;
+    enum wk_code rc = WK_OK;
+
+    *ndeleted = 0;
+    for (size_t off = 0; off < n && rc == WK_OK; off += batch) {
+        size_t cnt = n - off < batch ? n - off : batch;
+        size_t nd = 0;
+        if (step) {
+            rc = job_fence(ctx, step, err);
+            if (rc != WK_OK)
+                break;
+        }
+        if (etags)
+            rc = store_delete_if(ctx->store, keys + off, etags + off, cnt, &nd,
+                                 kept + off, err);
+        else
+            rc = store_delete_many(ctx->store, keys + off, cnt, &nd, err);
+        *ndeleted += nd;
+        if (rc == WK_OK && step)
+            wk_fail_point("archive.delete_batch");
+    }
+    return rc;
+}
+
+enum wk_code job_mf_get(struct store *st, const char *key, struct mf *m,
+                        bool *fetched, struct wk_err *err)
+{
+    struct wk_buf b;
+    enum wk_code rc;
+
+    *fetched = false;
+    wk_buf_init(&b, 1u << 20);
+    rc = store_get_all(st, key, &b, err);
+    if (rc == WK_OK) {
+        *fetched = true;
+        rc = mf_parse(wk_buf_cstr(&b), b.len, m, err);
+    }
+    wk_buf_release(&b);
+    return rc;
+}
+
+enum wk_code job_mf_read(struct store *st, const char *key, struct mf *m,
+                         bool *has, struct wk_err *err)
+{
+    struct wk_err gerr;
+    bool fetched = false;
+    enum wk_code rc;
+
+    *has = false;
+    wk_err_clear(&gerr);
+    rc = job_mf_get(st, key, m, &fetched, &gerr);
+    if (!fetched)
+        return rc == WK_E_NOTFOUND ? WK_OK : wk_err_copy(err, &gerr);
+    if (rc != WK_OK) {
+        wk_err_copy(err, &gerr);
+        wk_err_prefix(err, "existing manifest '%s'", key);
+        err->code = WK_E_CORRUPT;
+        return WK_E_CORRUPT;
+    }
+    *has = true;
+    return WK_OK;
 }

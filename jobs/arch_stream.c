@@ -1,0 +1,352 @@
+/*
+ * arch_stream: the archive's streaming engine. The listing's objects are
+ * read in batches ahead of the ZIP writer (ranges of If-Match GETs), each
+ * entry stored (content compressed already, no data descriptor hazard)
+ * or deflated, CAS blobs checked against their names while they stream.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/wk_log.h"
+#include "jobs/arch_int.h"
+#include "jobs/job_archive.h"
+#include "jobs/job_int.h"
+#include "jobs/progress.h"
+#include "storage/store.h"
+#include "storage/store_hash.h"
+#include "zip/zipw.h"
+#include "zip/zsniff.h"
+
+#define ARCH_KEEP_BUF_BYTES (256u * 1024u) /* larger slot buffers are freed */
+
+/* One fetched range of one object, in archive order. */
+struct arch_range {
+    size_t obj;
+    uint64_t off, len;
+    size_t get; /* index into the batch's reqs; unused when len == 0 */
+};
+
+/* A batch GET failed. Objects that shrank, grew past a range or vanished
+ * since the listing (WK_E_CONFLICT, WK_E_NOTFOUND) are a user writing:
+ * *changed, and the attempt is redone. Anything else fails the job. */
+static enum wk_code read_failed(struct arch_run *r,
+                                const struct store_get *reqs, size_t ng,
+                                const struct wk_err *batch, bool *changed,
+                                struct wk_err *err)
+{
+    const struct store_get *moved = NULL;
+
+    for (size_t i = 0; i < ng; i++) {
+        enum wk_code c = reqs[i].err.code;
+        if (c == WK_OK)
+            continue;
+        if (c != WK_E_CONFLICT && c != WK_E_NOTFOUND)
+            return wk_err_copy(err, &reqs[i].err);
+        if (!moved)
+            moved = &reqs[i];
+    }
+    if (!moved) /* the batch itself failed (memory, setup) */
+        return batch->code != WK_OK
+                   ? wk_err_copy(err, batch)
+                   : wk_err_set(err, WK_E_INTERNAL, "batch read failed");
+    WK_LOG(WK_LOG_INFO, "archive.object_changed", KV_STR("job_id", r->job->id),
+           KV_STR("key", moved->key), KV_INT("attempt", r->attempt),
+           KV_STR("msg", moved->err.msg));
+    *changed = true;
+    return WK_OK;
+}
+
+/* One batch of ranges, read ahead of the ZIP writer (arch_write_archive). */
+struct arch_batch {
+    struct store_get *reqs;     /* owned, slots */
+    struct wk_buf *bufs;        /* owned, slots */
+    struct arch_range *ranges;  /* owned, slots */
+    size_t nr, ng;              /* ranges, and GETs among them */
+    struct store_pending *pend; /* in flight, or NULL */
+    enum wk_code rc;            /* of the reads (once waited for) */
+    struct wk_err gerr;         /* and their error */
+};
+
+static enum wk_code batch_init(struct arch_batch *bt, size_t slots,
+                               uint64_t chunk, struct wk_err *err)
+{
+    memset(bt, 0, sizeof(*bt));
+    bt->reqs = calloc(slots, sizeof(*bt->reqs));
+    bt->bufs = calloc(slots, sizeof(*bt->bufs));
+    bt->ranges = calloc(slots, sizeof(*bt->ranges));
+    if (!bt->reqs || !bt->bufs || !bt->ranges)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < slots; i++)
+        wk_buf_init(&bt->bufs[i], chunk);
+    return WK_OK;
+}
+
+/* Wait for what is in flight (its outcome goes to bt->rc, bt->gerr). */
+static void batch_wait(struct arch_run *r, struct arch_batch *bt)
+{
+    if (bt->pend) {
+        bt->rc = store_get_finish(r->src, bt->pend, &bt->gerr);
+        bt->pend = NULL;
+    }
+}
+
+static void batch_release(struct arch_run *r, struct arch_batch *bt,
+                          size_t slots)
+{
+    /* still in flight only when the archive stopped early: stop it */
+    store_get_abandon(r->src, bt->pend);
+    bt->pend = NULL;
+    if (bt->bufs)
+        for (size_t i = 0; i < slots; i++)
+            wk_buf_release(&bt->bufs[i]);
+    free(bt->bufs);
+    free(bt->reqs);
+    free(bt->ranges);
+}
+
+/* Plan the next batch from (*next_obj, *next_off), up to `slots` ranges
+ * and `bytes` of data, and start reading it. */
+static void batch_start(struct arch_run *r, struct arch_batch *bt, size_t slots,
+                        uint64_t bytes, size_t *next_obj, uint64_t *next_off)
+{
+    const struct job_config *cfg = r->ctx->cfg;
+    uint64_t batch_bytes = 0;
+
+    for (size_t i = 0; i < bt->ng; i++) {
+        if (bt->bufs[i].cap > ARCH_KEEP_BUF_BYTES)
+            wk_buf_release(&bt->bufs[i]);
+        else
+            wk_buf_reset(&bt->bufs[i]);
+    }
+    bt->nr = bt->ng = 0;
+    bt->rc = WK_OK;
+    wk_err_clear(&bt->gerr);
+    while (*next_obj < r->list.n && bt->nr < slots) {
+        const struct job_obj *o = &r->list.v[*next_obj];
+        struct arch_range *rg = &bt->ranges[bt->nr];
+        uint64_t len = o->size - *next_off;
+        if (len > cfg->chunk_bytes)
+            len = cfg->chunk_bytes;
+        if (len > bytes) /* a big object: ranges of one batch's share */
+            len = bytes;
+        if (bt->nr > 0 && batch_bytes + len > bytes)
+            break;
+        rg->obj = *next_obj;
+        rg->off = *next_off;
+        rg->len = len;
+        if (len > 0) {
+            struct store_get *g = &bt->reqs[bt->ng];
+            rg->get = bt->ng;
+            memset(g, 0, sizeof(*g));
+            g->key = o->key;
+            g->offset = *next_off;
+            g->len = len;
+            g->out = &bt->bufs[bt->ng];
+            /* the listed version or nothing: a rewrite in between is a
+             * concurrent write, never a mix of two versions */
+            g->if_match = o->etag;
+            /* room for exactly this (no doubling while it arrives); on
+             * failure the read fails and says so */
+            (void)wk_buf_reserve(g->out, (size_t)len, &g->err);
+            bt->ng++;
+        }
+        bt->nr++;
+        batch_bytes += len;
+        *next_off += len;
+        if (*next_off >= o->size) {
+            (*next_obj)++;
+            *next_off = 0;
+        }
+    }
+    if (bt->ng > 0)
+        bt->rc =
+            store_get_start(r->src, bt->reqs, bt->ng, &bt->pend, &bt->gerr);
+}
+
+static bool is_forced(const struct arch_run *r, const char *key)
+{
+    for (size_t i = 0; i < r->nforced; i++)
+        if (strcmp(r->forced[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* A big stored entry holds what a streaming reader would take for its
+ * end: this archive is dropped and made again with the object deflated. */
+static enum wk_code store_refused(struct arch_run *r, const char *key,
+                                  bool *changed, struct wk_err *err)
+{
+    char **v = realloc(r->forced, (r->nforced + 1) * sizeof(*v));
+
+    if (!v)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    r->forced = v;
+    r->forced[r->nforced] = strdup(key);
+    if (!r->forced[r->nforced])
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    r->nforced++;
+    r->hazard = true;
+    r->desc_on = false;
+    *changed = true;
+    WK_LOG(WK_LOG_INFO, "archive.store_refused", KV_STR("job_id", r->job->id),
+           KV_STR("key", key),
+           KV_STR("reason", "holds a data descriptor signature with the "
+                            "CRC before it"));
+    return WK_OK;
+}
+
+void arch_forced_release(struct arch_run *r)
+{
+    for (size_t i = 0; i < r->nforced; i++)
+        free(r->forced[i]);
+    free(r->forced);
+    r->forced = NULL;
+    r->nforced = 0;
+}
+
+/* Write a read batch into zw, in key order. */
+static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
+                                 struct arch_batch *bt, bool *changed,
+                                 struct wk_err *err)
+{
+    enum wk_code rc = WK_OK;
+
+    for (size_t i = 0; i < bt->nr; i++) {
+        const struct arch_range *rg = &bt->ranges[i];
+        const struct job_obj *o = &r->list.v[rg->obj];
+        const struct wk_buf *b = rg->len ? &bt->bufs[rg->get] : NULL;
+
+        if (b && b->len != rg->len) {
+            /* The stores check this already; an exact length is what
+             * stands in for If-Match on every read. */
+            WK_LOG(WK_LOG_INFO, "archive.object_changed",
+                   KV_STR("job_id", r->job->id), KV_STR("key", o->key),
+                   KV_INT("attempt", r->attempt), KV_INT("expected", rg->len),
+                   KV_INT("got", b->len));
+            *changed = true;
+            return WK_OK;
+        }
+        if (rg->off == 0) {
+            /* Content that is compressed already is stored, not
+             * deflated again: only when the whole object is at hand
+             * and holds no data descriptor signature, which would
+             * cut the entry short for a streaming reader (zsniff.h);
+             * a bigger object is deflated. */
+            int store = 0;
+            r->desc_on = false;
+            if (b && zsniff_compressed(b->data, b->len, NULL) &&
+                !is_forced(r, o->key)) {
+                if (rg->len == o->size) {
+                    store = zsniff_store_safe(b->data, b->len);
+                } else {
+                    /* judged while it streams; a hazard redoes the
+                     * archive with this object deflated */
+                    store = 1;
+                    r->desc_on = true;
+                    zsniff_desc_init(&r->desc);
+                }
+            }
+            rc = zipw_entry_begin(zw, o->key + r->prefix_len, o->size,
+                                  (time_t)o->mtime, store, err);
+            if (rc != WK_OK)
+                return rc;
+            r->cas_on =
+                r->cas && job_cas_name(o->key + r->prefix_len, r->cas_want);
+            if (r->cas_on)
+                store_sha256_reset(r->cas);
+        }
+        if (b && r->desc_on && !zsniff_desc_feed(&r->desc, b->data, b->len))
+            return store_refused(r, o->key, changed, err);
+        if (b) {
+            rc = zipw_entry_write(zw, b->data, b->len, err);
+            if (rc != WK_OK)
+                return rc;
+            if (r->cas_on)
+                store_sha256_update(r->cas, b->data, b->len);
+            r->prog.st.bytes_done += b->len;
+        }
+        if (rg->off + rg->len >= o->size) {
+            if (r->desc_on && !zsniff_desc_end(&r->desc))
+                return store_refused(r, o->key, changed, err);
+            r->desc_on = false;
+            if (r->cas_on) {
+                char got[65];
+                store_sha256_final_hex(r->cas, got);
+                if (strcmp(got, r->cas_want) != 0) {
+                    rc = wk_err_set(err, WK_E_CORRUPT,
+                                    "source file '%s': content hashes "
+                                    "to %s, not its name",
+                                    o->key + r->prefix_len, got);
+                    return rc;
+                }
+            }
+            rc = zipw_entry_end(zw, err);
+            if (rc != WK_OK)
+                return rc;
+            r->prog.st.files_done++;
+        }
+        /* keep the next batch's reads moving while this one is written */
+        store_pump(r->src);
+    }
+    return WK_OK;
+}
+
+/* Batches read ahead of the ZIP writer: while the oldest is compressed and
+ * uploaded, the others are being read, so the store always has requests
+ * to work on (no stall at a batch's slowest object). */
+#define ARCH_BATCHES 4
+
+/* Stream r->list into zw. *changed (with WK_OK) when an object no longer
+ * matches its listing: the archive is incomplete and must not be used.
+ * The fetch window is split into ARCH_BATCHES batches, committed in key
+ * order; each is read again for what follows as soon as it is written. */
+enum wk_code arch_write_archive(struct arch_run *r, struct zipw *zw,
+                                bool *changed, struct wk_err *err)
+{
+    const struct job_config *cfg = r->ctx->cfg;
+    size_t slots = cfg->window_objects / ARCH_BATCHES;
+    uint64_t bytes = cfg->window_bytes / ARCH_BATCHES;
+    struct arch_batch bt[ARCH_BATCHES];
+    size_t next_obj = 0, head = 0;
+    uint64_t next_off = 0;
+    enum wk_code rc = WK_OK;
+
+    *changed = false;
+    if (slots < 1)
+        slots = 1;
+    if (bytes < 1)
+        bytes = 1;
+    memset(bt, 0, sizeof(bt));
+    for (size_t i = 0; i < ARCH_BATCHES && rc == WK_OK; i++)
+        rc = batch_init(&bt[i], slots, cfg->chunk_bytes, err);
+    if (rc != WK_OK)
+        goto out;
+    for (size_t i = 0; i < ARCH_BATCHES; i++)
+        batch_start(r, &bt[i], slots, bytes, &next_obj, &next_off);
+    while (bt[head].nr > 0) {
+        struct arch_batch *cur = &bt[head];
+        if (job_cancelled(r->ctx)) {
+            rc = wk_err_set(err, WK_E_CANCELLED, "archive cancelled");
+            goto out;
+        }
+        batch_wait(r, cur);
+        if (cur->rc != WK_OK) {
+            /* own error record: a failure that only means "changed" must
+             * not become the job's error */
+            rc = read_failed(r, cur->reqs, cur->ng, &cur->gerr, changed, err);
+            goto out;
+        }
+        rc = batch_commit(r, zw, cur, changed, err);
+        if (rc != WK_OK || *changed)
+            goto out;
+        batch_start(r, cur, slots, bytes, &next_obj, &next_off);
+        prog_update(&r->prog, false);
+        head = (head + 1) % ARCH_BATCHES;
+    }
+out:
+    for (size_t i = 0; i < ARCH_BATCHES; i++)
+        batch_release(r, &bt[i], slots);
+    return rc;
+}

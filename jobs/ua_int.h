@@ -1,0 +1,118 @@
+/*
+ * ua_int: what the unarchive job's files share (job_unarchive.c the state
+ * machine, ua_source.c the directory and the archive's reader, ua_put.c
+ * the writes under active/); nobody else needs it.
+ */
+#ifndef WK_JOBS_UA_INT_H
+#define WK_JOBS_UA_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/wk_buf.h"
+#include "common/wk_err.h"
+#include "jobs/job.h"
+#include "jobs/progress.h"
+
+struct mf_archive;
+struct seal_dec;
+struct seal_dk;
+struct store;
+struct store_sha256;
+struct zipr;
+struct zipr_entry;
+
+#define UA_KEEP_BUF_BYTES (256u * 1024u)
+
+/* Keys already under active/ (listed in key order, so sorted). */
+struct ua_keys {
+    char **v; /* owned */
+    size_t n, cap;
+};
+
+/* The archive, read in ranged GETs of chunk bytes and hashed in order (the
+ * stored bytes); a sealed one is opened on the way, a chunk at a time. */
+struct ua_src {
+    struct store *st; /* borrowed */
+    const char *key;  /* borrowed */
+    uint64_t size, off;
+    uint64_t chunk;
+    struct wk_buf buf;
+    struct store_sha256 *hash; /* owned */
+    struct seal_dec *dec;      /* owned; NULL: a plain ZIP */
+    size_t used;               /* bytes of buf already opened */
+    struct wk_buf plain;       /* the plaintext of one chunk */
+};
+
+/* The central directory of the archive, read before the restore (zipcd):
+ * per entry, in archive order, its uncompressed size and CRC-32, the
+ * authority zipr holds each entry to (zipr_set_declared) instead of the
+ * ratio limit. 12 bytes per entry; never more entries than the manifest's
+ * fileCount, nor more declared bytes than its uncompressedSize (a directory
+ * that says more is refused before anything is written). */
+struct ua_cd {
+    uint64_t *usize; /* owned */
+    uint32_t *crc;   /* owned */
+    size_t n, cap;
+    uint64_t max;       /* entries allowed */
+    uint64_t max_bytes; /* declared bytes allowed (uncompressedSize) */
+    uint64_t bytes;     /* declared so far */
+    uint64_t next_at;   /* local header offsets must grow */
+    bool ordered;       /* entries in offset order: index i is entry i */
+};
+
+/* A restored object waiting for its PUT. */
+struct ua_put {
+    char *key; /* owned */
+    struct wk_buf data;
+};
+
+struct ua_run {
+    const struct job *job;
+    const struct job_ctx *ctx;
+    char prefix[JOB_SPACE_ID_MAX + 16]; /* "active/<id>/" */
+    char mf_key[JOB_SPACE_ID_MAX + 32];
+    struct ua_src src;
+    struct ua_put *pending; /* owned, window_objects slots */
+    size_t n_pending;
+    uint64_t pending_bytes;
+    char **written; /* owned: keys restored so far (cleanup on failure) */
+    size_t n_written, cap_written;
+    const struct ua_keys *existing; /* borrowed: keys present before */
+    size_t n_kept;                  /* entries skipped: key present */
+    size_t n_user_kept;             /* of which written by a user while
+                                       this restore ran (If-None-Match) */
+    struct prog prog;
+};
+
+/* ---- ua_source.c ---- */
+
+/* Read the central directory of want (dk: sealed, else NULL) into cd. */
+enum wk_code ua_cd_preread(const struct job *job, const struct job_ctx *ctx,
+                           const struct mf_archive *want,
+                           const struct seal_dk *dk, struct ua_cd *cd,
+                           struct wk_err *err);
+/* zipr's authority (zipr_set_declared): entry i is directory record i. */
+bool ua_cd_declared(void *ud, uint64_t index, uint64_t *usize, uint32_t *crc);
+void ua_cd_release(struct ua_cd *cd);
+/* zipr's read callback over a struct ua_src: the next plain bytes. */
+enum wk_code ua_src_read(void *ud, const void **p, size_t *n,
+                         struct wk_err *err);
+
+/* ---- ua_put.c ---- */
+
+/* The keys under prefix into k, sorted; release with ua_keys_release. */
+enum wk_code ua_keys_load(struct store *st, const char *prefix,
+                          struct ua_keys *k, struct wk_err *err);
+void ua_keys_release(struct ua_keys *k);
+/* Restore one entry: buffered for a batched PUT when it is small, else
+ * streamed through a writer. */
+enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
+                              const struct zipr_entry *e,
+                              struct store_sha256 *cas, struct wk_err *err);
+/* PUT the buffered entries (If-None-Match), fenced. */
+enum wk_code ua_flush_pending(struct ua_run *r, struct wk_err *err);
+/* Delete what was restored (failure path); the space stays archived. */
+void ua_cleanup_written(struct ua_run *r);
+
+#endif

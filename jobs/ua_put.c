@@ -1,0 +1,361 @@
+/*
+ * ua_put: how the restore writes under active/<spaceId>/. Small entries
+ * buffered for batched If-None-Match PUTs, big ones streamed through a
+ * writer; an object present before is kept (read and verified, not
+ * written), one a user wrote meanwhile is kept too (keptUserWrites); CAS
+ * blobs checked against their names; every key written noted, so that a
+ * failed restore deletes them again.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/wk_fail.h"
+#include "common/wk_log.h"
+#include "jobs/job_archive.h"
+#include "jobs/job_int.h"
+#include "jobs/job_unarchive.h"
+#include "jobs/progress.h"
+#include "jobs/ua_int.h"
+#include "storage/store.h"
+#include "storage/store_hash.h"
+#include "zip/zipr.h"
+
+static bool keys_has(const struct ua_keys *k, const char *key);
+
+static enum wk_code note_written(struct ua_run *r, const char *key,
+                                 struct wk_err *err)
+{
+    if (r->n_written == r->cap_written) {
+        size_t ncap = r->cap_written ? r->cap_written * 2 : 256;
+        char **p = realloc(r->written, ncap * sizeof(*p));
+        if (!p)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        r->written = p;
+        r->cap_written = ncap;
+    }
+    r->written[r->n_written] = strdup(key);
+    if (!r->written[r->n_written])
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    r->n_written++;
+    return WK_OK;
+}
+
+/* A conditional PUT found key in place: is it exactly p[0..n) (this
+ * restore's own PUT, its reply lost and retried, or the same entry written
+ * by an earlier run)? Then *ours: counted as restored. Otherwise a user
+ * wrote it after the restore began: kept. */
+static enum wk_code exists_as(struct ua_run *r, const char *key, const void *p,
+                              size_t n, bool *ours, struct wk_err *err)
+{
+    struct store_stat sb;
+    struct store_get g;
+    struct wk_buf cur;
+    struct wk_err e;
+    enum wk_code rc;
+
+    *ours = false;
+    wk_err_clear(&e);
+    rc = store_head(r->ctx->store, key, &sb, &e);
+    if (rc == WK_E_NOTFOUND)
+        return wk_err_set(err, WK_E_CONFLICT,
+                          "put '%s': refused as existing, but it is gone "
+                          "(deleted meanwhile)",
+                          key);
+    if (rc != WK_OK)
+        return wk_err_copy(err, &e);
+    if (sb.size != n)
+        return WK_OK;
+    if (n == 0) {
+        *ours = true;
+        return WK_OK;
+    }
+    wk_buf_init(&cur, n + 1);
+    memset(&g, 0, sizeof(g));
+    g.key = key;
+    g.len = n;
+    g.out = &cur;
+    g.if_match = sb.etag;
+    rc = store_get_many(r->ctx->store, &g, 1, &e);
+    if (rc == WK_OK)
+        *ours = cur.len == n && memcmp(cur.data, p, n) == 0;
+    else if (rc == WK_E_CONFLICT || rc == WK_E_NOTFOUND)
+        rc = WK_OK; /* rewritten again meanwhile: a user's */
+    else
+        wk_err_copy(err, &e);
+    wk_buf_release(&cur);
+    return rc;
+}
+
+static void kept_user(struct ua_run *r, const char *key)
+{
+    r->n_kept++;
+    r->n_user_kept++;
+    WK_LOG(WK_LOG_WARN, "unarchive.kept_user_write",
+           KV_STR("job_id", r->job->id), KV_STR("key", key));
+}
+
+enum wk_code ua_flush_pending(struct ua_run *r, struct wk_err *err)
+{
+    struct store_put *reqs;
+    enum wk_code rc = WK_OK, first = WK_OK;
+
+    if (r->n_pending == 0)
+        return WK_OK;
+    reqs = calloc(r->n_pending, sizeof(*reqs));
+    if (!reqs)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < r->n_pending; i++) {
+        reqs[i].key = r->pending[i].key;
+        reqs[i].data = r->pending[i].data.data ? r->pending[i].data.data : "";
+        reqs[i].len = r->pending[i].data.len;
+        /* never over an object a user wrote since the listing */
+        reqs[i].if_absent = true;
+    }
+    rc = job_fence(r->ctx, "unarchive.put", err);
+    if (rc == WK_OK) {
+        struct wk_err perr;
+        bool any = false;
+        wk_err_clear(&perr);
+        if (store_put_many(r->ctx->store, reqs, r->n_pending, &perr) != WK_OK) {
+            for (size_t i = 0; i < r->n_pending; i++)
+                any = any || reqs[i].err.code != WK_OK;
+            if (!any) /* the batch itself failed: nothing known written */
+                rc = wk_err_copy(err, &perr);
+        }
+    }
+    /* every PUT that went through is noted, so a failure cleans it up
+     * (none was sent when the fence refused) */
+    for (size_t i = 0; rc == WK_OK && i < r->n_pending; i++) {
+        enum wk_code nrc = WK_OK;
+        bool ours = false;
+        if (reqs[i].err.code == WK_E_CONFLICT) {
+            nrc = exists_as(r, reqs[i].key, reqs[i].data, reqs[i].len, &ours,
+                            err);
+            if (nrc == WK_OK && !ours)
+                kept_user(r, reqs[i].key);
+        } else if (reqs[i].err.code != WK_OK) {
+            nrc = wk_err_copy(err, &reqs[i].err);
+        }
+        if (reqs[i].err.code == WK_OK || ours) {
+            enum wk_code wrc = note_written(r, r->pending[i].key, err);
+            if (nrc == WK_OK)
+                nrc = wrc;
+        }
+        if (nrc != WK_OK && first == WK_OK)
+            first = nrc;
+    }
+    if (rc == WK_OK)
+        rc = first;
+    for (size_t i = 0; i < r->n_pending; i++) {
+        free(r->pending[i].key);
+        r->pending[i].key = NULL;
+        if (r->pending[i].data.cap > UA_KEEP_BUF_BYTES)
+            wk_buf_release(&r->pending[i].data);
+        else
+            wk_buf_reset(&r->pending[i].data);
+    }
+    free(reqs);
+    r->n_pending = 0;
+    r->pending_bytes = 0;
+    if (rc == WK_OK)
+        wk_fail_point("unarchive.flushed");
+    return rc;
+}
+
+/* Restore one entry: buffered for a batched PUT when it is small, else
+ * streamed through a writer. */
+enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
+                              const struct zipr_entry *e,
+                              struct store_sha256 *cas, struct wk_err *err)
+{
+    const struct job_config *cfg = r->ctx->cfg;
+    struct store_writer *w = NULL;
+    struct ua_put *slot;
+    char key[2048], want[65], got[65];
+    bool check_cas = job_cas_name(e->name, want);
+    bool keep;
+    unsigned char chunk[16384];
+    enum wk_code rc = WK_OK;
+
+    if ((size_t)snprintf(key, sizeof(key), "%s%s", r->prefix, e->name) >=
+        sizeof(key))
+        return wk_err_set(err, WK_E_CORRUPT, "entry '%.80s...': name too long",
+                          e->name);
+    /* present already: read (and verify) the entry, write nothing */
+    keep = r->existing && keys_has(r->existing, key);
+    if (r->n_pending == cfg->window_objects) {
+        rc = ua_flush_pending(r, err);
+        if (rc != WK_OK)
+            return rc;
+    }
+    slot = &r->pending[r->n_pending];
+    wk_buf_reset(&slot->data);
+    store_sha256_reset(cas);
+    for (;;) {
+        size_t n = 0;
+        if (job_cancelled(r->ctx)) {
+            rc = wk_err_set(err, WK_E_CANCELLED, "unarchive cancelled");
+            goto out;
+        }
+        rc = zipr_read(zr, chunk, sizeof(chunk), &n, err);
+        if (rc != WK_OK)
+            goto out;
+        if (n == 0)
+            break;
+        if (check_cas)
+            store_sha256_update(cas, chunk, n);
+        r->prog.st.bytes_done += n;
+        if (keep)
+            continue;
+        if (!w && slot->data.len + n > cfg->chunk_bytes) {
+            /* too big to hold: stream it (multipart on S3) */
+            struct store_writer_opts wo = {
+                .part_bytes =
+                    job_unarchive_part_bytes(e->size, cfg->part_bytes),
+                .parts_in_flight = cfg->parts_in_flight
+            };
+            rc = store_open_write(r->ctx->store, key, &wo, &w, err);
+            if (rc == WK_OK && slot->data.len)
+                rc =
+                    store_writer_write(w, slot->data.data, slot->data.len, err);
+            wk_buf_release(&slot->data);
+            if (rc != WK_OK)
+                goto out;
+        }
+        if (w)
+            rc = store_writer_write(w, chunk, n, err);
+        else
+            rc = wk_buf_append(&slot->data, chunk, n, err);
+        if (rc != WK_OK)
+            goto out;
+        prog_update(&r->prog, false);
+    }
+    if (check_cas) {
+        store_sha256_final_hex(cas, got);
+        if (strcmp(got, want) != 0) {
+            rc = wk_err_set(err, WK_E_CORRUPT,
+                            "entry '%s': content hashes to %s, not its name",
+                            e->name, got);
+            goto out;
+        }
+    }
+    if (keep) {
+        r->n_kept++;
+        goto out;
+    }
+    if (w) {
+        /* Multipart: no If-None-Match on the commit here; an object that
+         * appeared since the listing is a user's and is kept (a write
+         * between this HEAD and the commit is the window left). */
+        struct store_stat sb;
+        struct wk_err herr;
+        rc = job_fence(r->ctx, "unarchive.put", err);
+        if (rc != WK_OK)
+            goto out;
+        wk_err_clear(&herr);
+        rc = store_head(r->ctx->store, key, &sb, &herr);
+        if (rc == WK_OK) {
+            kept_user(r, key); /* freeing w aborts the upload */
+            goto out;
+        }
+        if (rc != WK_E_NOTFOUND) {
+            wk_err_copy(err, &herr);
+            goto out;
+        }
+        rc = store_writer_commit(w, err);
+        if (rc == WK_OK)
+            rc = note_written(r, key, err);
+        goto out;
+    }
+    slot->key = strdup(key);
+    if (!slot->key) {
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+        goto out;
+    }
+    r->n_pending++;
+    r->pending_bytes += slot->data.len;
+    if (r->pending_bytes >= cfg->window_bytes)
+        rc = ua_flush_pending(r, err);
+out:
+    store_writer_free(w);
+    if (rc == WK_OK)
+        r->prog.st.files_done++;
+    return rc;
+}
+
+/* Delete what was restored (failure path); the space stays archived. */
+void ua_cleanup_written(struct ua_run *r)
+{
+    size_t nd = 0;
+    struct wk_err derr;
+
+    if (r->n_written == 0)
+        return;
+    wk_err_clear(&derr);
+    /* the successor may count these as restored (kept as present) */
+    if (job_fence(r->ctx, "unarchive.cleanup", &derr) != WK_OK) {
+        WK_LOG(WK_LOG_WARN, "unarchive.cleanup_fenced",
+               KV_STR("job_id", r->job->id), KV_INT("kept", r->n_written),
+               KV_STR("msg", derr.msg));
+        return;
+    }
+    if (store_delete_many(r->ctx->store, (const char *const *)r->written,
+                          r->n_written, &nd, &derr) != WK_OK)
+        WK_LOG(WK_LOG_ERROR, "unarchive.cleanup_failed",
+               KV_STR("job_id", r->job->id),
+               KV_STR("space_id", r->job->space_id),
+               KV_INT("left", r->n_written - nd), KV_STR("msg", derr.msg));
+    else
+        WK_LOG(WK_LOG_INFO, "unarchive.cleaned_up",
+               KV_STR("job_id", r->job->id), KV_INT("deleted", nd));
+}
+
+static enum wk_code keys_cb(const struct store_entry *e, void *ud,
+                            struct wk_err *err)
+{
+    struct ua_keys *k = ud;
+    if (e->is_prefix)
+        return WK_OK;
+    if (k->n == k->cap) {
+        size_t ncap = k->cap ? k->cap * 2 : 64;
+        char **p = realloc(k->v, ncap * sizeof(*p));
+        if (!p)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        k->v = p;
+        k->cap = ncap;
+    }
+    k->v[k->n] = strdup(e->key);
+    if (!k->v[k->n])
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    k->n++;
+    return WK_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static bool keys_has(const struct ua_keys *k, const char *key)
+{
+    return k->n && bsearch(&key, k->v, k->n, sizeof(*k->v), cmp_str);
+}
+
+enum wk_code ua_keys_load(struct store *st, const char *prefix,
+                          struct ua_keys *k, struct wk_err *err)
+{
+    enum wk_code rc = store_list(st, prefix, NULL, keys_cb, k, err);
+
+    if (rc == WK_OK && k->n > 1) /* qsort(NULL, 0, ...) is undefined */
+        qsort(k->v, k->n, sizeof(*k->v), cmp_str);
+    return rc;
+}
+
+void ua_keys_release(struct ua_keys *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        free(k->v[i]);
+    free(k->v);
+    memset(k, 0, sizeof(*k));
+}

@@ -1,0 +1,179 @@
+/*
+ * ua_source: what the restore reads. The archive's central directory read
+ * first (the authority each entry is held to, bounded by the manifest),
+ * and the archive itself in ranged GETs of chunk bytes, hashed in order
+ * and opened a chunk at a time when sealed (zipr's read callback).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/wk_log.h"
+#include "common/wk_path.h"
+#include "jobs/manifest.h"
+#include "jobs/ua_int.h"
+#include "storage/seal.h"
+#include "storage/store.h"
+#include "storage/store_hash.h"
+#include "zip/zipcd.h"
+
+static enum wk_code cd_entry(const struct zipcd_entry *e, void *ud,
+                             struct wk_err *err)
+{
+    struct ua_cd *cd = ud;
+
+    if (e->index >= cd->max)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive has more than %llu entries, the "
+                          "manifest's fileCount",
+                          (unsigned long long)cd->max);
+    if (e->usize > cd->max_bytes - cd->bytes) {
+        char shown[128];
+        wk_path_shown(shown, sizeof(shown), e->name, e->name_len);
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive holds more than %llu bytes, the "
+                          "manifest's uncompressedSize: its central directory "
+                          "declares entry '%s' past them",
+                          (unsigned long long)cd->max_bytes, shown);
+    }
+    cd->bytes += e->usize;
+    if (cd->n == cd->cap) {
+        size_t ncap = cd->cap ? cd->cap * 2 : 256;
+        uint64_t *u;
+        uint32_t *c;
+        if (ncap > cd->max)
+            ncap = (size_t)cd->max;
+        u = realloc(cd->usize, ncap * sizeof(*u));
+        if (!u)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        cd->usize = u;
+        c = realloc(cd->crc, ncap * sizeof(*c));
+        if (!c)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        cd->crc = c;
+        cd->cap = ncap;
+    }
+    if (e->offset < cd->next_at)
+        cd->ordered = false;
+    cd->next_at = e->offset + 1;
+    cd->usize[cd->n] = e->usize;
+    cd->crc[cd->n] = e->crc;
+    cd->n++;
+    return WK_OK;
+}
+
+/* zipr's authority: entry i is central directory record i. */
+bool ua_cd_declared(void *ud, uint64_t index, uint64_t *usize, uint32_t *crc)
+{
+    const struct ua_cd *cd = ud;
+
+    if (!cd->ordered || index >= cd->n)
+        return false;
+    *usize = cd->usize[index];
+    *crc = cd->crc[index];
+    return true;
+}
+
+void ua_cd_release(struct ua_cd *cd)
+{
+    free(cd->usize);
+    free(cd->crc);
+    memset(cd, 0, sizeof(*cd));
+}
+
+/* Read the central directory of want (dk: sealed, else NULL) into cd. */
+enum wk_code ua_cd_preread(const struct job *job, const struct job_ctx *ctx,
+                           const struct mf_archive *want,
+                           const struct seal_dk *dk, struct ua_cd *cd,
+                           struct wk_err *err)
+{
+    struct zipcd_info info;
+    enum wk_code rc;
+
+    cd->max = want->file_count;
+    cd->max_bytes = want->uncompressed_size;
+    cd->ordered = true;
+    rc = zipcd_read(ctx->store, want->key, want->size, dk,
+                    (size_t)ctx->cfg->chunk_bytes, cd_entry, cd, &info, err);
+    if (rc != WK_OK)
+        return rc; /* (zipcd's messages name the archive) */
+    WK_LOG(WK_LOG_INFO, "unarchive.directory_read", KV_STR("job_id", job->id),
+           KV_STR("archive_key", want->key), KV_INT("entries", info.entries),
+           KV_INT("ordered", cd->ordered), KV_INT("requests", info.requests));
+    return WK_OK;
+}
+
+/* The next stored bytes into s->buf, hashed; nothing at the end. */
+static enum wk_code src_fetch(struct ua_src *s, struct wk_err *err)
+{
+    struct store_get g;
+    uint64_t len;
+    enum wk_code rc;
+
+    wk_buf_reset(&s->buf);
+    if (s->off >= s->size)
+        return WK_OK;
+    len = s->size - s->off;
+    if (len > s->chunk)
+        len = s->chunk;
+    memset(&g, 0, sizeof(g));
+    g.key = s->key;
+    g.offset = s->off;
+    g.len = len;
+    g.out = &s->buf;
+    rc = store_get_many(s->st, &g, 1, err);
+    if (rc != WK_OK)
+        return rc;
+    if (s->buf.len != len)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive '%s': short read at offset %llu", s->key,
+                          (unsigned long long)s->off);
+    store_sha256_update(s->hash, s->buf.data, s->buf.len);
+    s->off += len;
+    return WK_OK;
+}
+
+enum wk_code ua_src_read(void *ud, const void **p, size_t *n,
+                         struct wk_err *err)
+{
+    struct ua_src *s = ud;
+    enum wk_code rc;
+
+    *p = NULL;
+    *n = 0;
+    if (!s->dec) {
+        rc = src_fetch(s, err);
+        *p = s->buf.data;
+        *n = s->buf.len;
+        return rc;
+    }
+    /* Sealed: hand out each chunk's plaintext once its tag checked. */
+    for (;;) {
+        size_t take;
+        if (s->used == s->buf.len) {
+            if (s->off >= s->size)
+                return seal_dec_final(s->dec, err);
+            rc = src_fetch(s, err);
+            if (rc != WK_OK)
+                return rc;
+            s->used = 0;
+        }
+        /* up to the next chunk boundary: opened where it lies */
+        take = s->buf.len - s->used;
+        if (seal_dec_want(s->dec) && take > seal_dec_want(s->dec))
+            take = seal_dec_want(s->dec); /* (0: extra bytes, refused) */
+        wk_buf_reset(&s->plain);
+        rc = seal_dec_update(s->dec, s->buf.data + s->used, take, &s->plain,
+                             err);
+        if (rc != WK_OK) {
+            wk_err_prefix(err, "archive '%s'", s->key);
+            return rc;
+        }
+        s->used += take;
+        if (s->plain.len > 0) {
+            *p = s->plain.data;
+            *n = s->plain.len;
+            return WK_OK;
+        }
+    }
+}

@@ -140,25 +140,80 @@ static enum wk_code cat_archived(const struct cfg *cfg, struct store *st,
     return rc;
 }
 
+/* The stdout of a command that wrote its data there, flushed. */
+static enum wk_code flush_stdout(struct wk_err *err)
+{
+    if (fflush(stdout) != 0)
+        return wk_err_set(err, WK_E_IO, "write to stdout failed");
+    return WK_OK;
+}
+
+/* cat of path in space: from its archive when the manifest says it is
+ * archived (or archive_key names one), else the active object. */
+static enum wk_code cat_run(const struct cfg *cfg, const char *space,
+                            const char *path, const char *archive_key,
+                            struct wk_err *err)
+{
+    struct store *st = NULL;
+    struct wk_buf mb, key;
+    struct mf *m = calloc(1, sizeof(*m));
+    struct cat_out out = { stdout, UINT64_MAX };
+    enum wk_code rc;
+
+    wk_buf_init(&mb, 1u << 20);
+    wk_buf_init(&key, 4096);
+    rc = m ? store_open_url(cfg->store_url, &cfg->store, &st, err)
+           : wk_err_set(err, WK_E_NOMEM, "out of memory");
+    if (rc != WK_OK)
+        goto out;
+    rc = read_manifest(st, space, &mb, m, err);
+    if (rc == WK_E_NOTFOUND) {
+        wk_err_clear(err); /* never archived: read the active object */
+        m->state = MF_ACTIVE;
+    } else if (rc != WK_OK) {
+        goto out;
+    }
+    if (mf_in_archive(m) || archive_key)
+        rc = cat_archived(cfg, st, m, archive_key, path, &out, err);
+    else if ((rc = wk_buf_appendf(&key, err, "active/%s/%s", space, path)) ==
+             WK_OK)
+        rc = store_get(st, wk_buf_cstr(&key), 0, UINT64_MAX, cat_sink, &out,
+                       err);
+    if (rc == WK_OK)
+        rc = flush_stdout(err);
+out:
+    store_free(st);
+    wk_buf_release(&mb);
+    wk_buf_release(&key);
+    free(m);
+    return rc;
+}
+
+/* cat and export: npos positionals and --archive-key <key>. */
+static int parse_archive_key(const char *name, const char *usage, int npos,
+                             int argc, char **argv, struct cli_args *a,
+                             const char **archive_key)
+{
+    const struct cli_opt opts[] = {
+        { "--archive-key", CLI_OPT_STR, archive_key, NULL, false },
+        { NULL, CLI_OPT_FLAG, NULL, NULL, false },
+    };
+    const struct cli_spec s = { name, usage, opts, npos, npos, 0 };
+
+    *archive_key = NULL;
+    return cli_parse(&s, argc, argv, a);
+}
+
 int cli_cat(int argc, char **argv)
 {
     struct cfg cfg;
-    struct store *st = NULL;
     struct wk_err err;
-    struct wk_buf mb, key;
-    struct mf *m = NULL;
-    struct cat_out out = { stdout, UINT64_MAX };
-    const char *archive_key = NULL;
+    const char *archive_key;
     struct cli_args a;
-    enum wk_code mrc;
-    int rc;
-    const struct cli_opt opts[] = {
-        { "--archive-key", CLI_OPT_STR, &archive_key, NULL, false },
-        { NULL, CLI_OPT_FLAG, NULL, NULL, false },
-    };
-    const struct cli_spec s = { "cat", usage_cat, opts, 2, 2, 0 };
+    int rc =
+        parse_archive_key("cat", usage_cat, 2, argc, argv, &a, &archive_key);
 
-    if ((rc = cli_parse(&s, argc, argv, &a)) != CLI_GO)
+    if (rc != CLI_GO)
         return rc;
     if (!job_space_id_valid(a.pos[0]) || !zipr_name_valid(a.pos[1], NULL, 0)) {
         fprintf(stderr, "sila-archiver cat: bad spaceId or path\n");
@@ -171,43 +226,9 @@ int cli_cat(int argc, char **argv)
         return 2;
     }
     wk_err_clear(&err);
-    wk_buf_init(&mb, 1u << 20);
-    wk_buf_init(&key, 4096);
-    m = calloc(1, sizeof(*m));
-    rc = 1;
-    if (!m || store_open_url(cfg.store_url, &cfg.store, &st, &err) != WK_OK)
-        goto out;
-    mrc = read_manifest(st, a.pos[0], &mb, m, &err);
-    if (mrc == WK_E_NOTFOUND) {
-        wk_err_clear(&err); /* never archived: read the active object */
-        m->state = MF_ACTIVE;
-    } else if (mrc != WK_OK) {
-        goto out;
-    }
-    if (mf_in_archive(m) || archive_key) {
-        if (cat_archived(&cfg, st, m, archive_key, a.pos[1], &out, &err) !=
-            WK_OK)
-            goto out;
-    } else {
-        if (wk_buf_appendf(&key, &err, "active/%s/%s", a.pos[0], a.pos[1]) !=
-                WK_OK ||
-            store_get(st, wk_buf_cstr(&key), 0, UINT64_MAX, cat_sink, &out,
-                      &err) != WK_OK)
-            goto out;
-    }
-    if (fflush(stdout) != 0) {
-        wk_err_set(&err, WK_E_IO, "write to stdout failed");
-        goto out;
-    }
-    rc = 0;
-out:
-    if (rc != 0)
-        rc = cli_fail(&err);
-    store_free(st);
-    wk_buf_release(&mb);
-    wk_buf_release(&key);
-    free(m);
-    return rc;
+    if (cat_run(&cfg, a.pos[0], a.pos[1], archive_key, &err) != WK_OK)
+        return cli_fail(&err);
+    return 0;
 }
 
 /* export: the stored archive streamed through SHA-256 (and, sealed,
@@ -245,74 +266,48 @@ static enum wk_code export_sink(const void *p, size_t n, void *ud,
     return WK_OK;
 }
 
-int cli_export(int argc, char **argv)
+/* export of space's archive named archive_key (NULL: the current). */
+static enum wk_code export_run(const struct cfg *cfg, const char *space,
+                               const char *archive_key, struct wk_err *err)
 {
-    struct cfg cfg;
     struct store *st = NULL;
-    struct wk_err err;
     struct wk_buf mb;
-    struct mf *m = NULL;
+    struct mf *m = calloc(1, sizeof(*m));
     struct mf_archive a;
     struct seal_dk dk;
     struct export_out out;
-    const char *archive_key = NULL;
-    struct cli_args args;
     char sha[65];
     bool sealed = false;
-    int rc;
-    const struct cli_opt opts[] = {
-        { "--archive-key", CLI_OPT_STR, &archive_key, NULL, false },
-        { NULL, CLI_OPT_FLAG, NULL, NULL, false },
-    };
-    const struct cli_spec s = { "export", usage_export, opts, 1, 1, 0 };
+    enum wk_code rc;
 
-    if ((rc = cli_parse(&s, argc, argv, &args)) != CLI_GO)
-        return rc;
-    if (!job_space_id_valid(args.pos[0]))
-        return cli_usage(&s);
-    if (isatty(STDOUT_FILENO)) {
-        fprintf(stderr, "sila-archiver export: stdout is a terminal; "
-                        "redirect it to a file\n");
-        return 2;
-    }
-    if ((rc = cli_load_cfg(&cfg)) != 0)
-        return rc;
-    rc = 1;
-    wk_err_clear(&err);
     memset(&out, 0, sizeof(out));
     memset(&dk, 0, sizeof(dk));
     out.f = stdout;
     wk_buf_init(&mb, 1u << 20);
     wk_buf_init(&out.plain, SEAL_CHUNK_MAX);
-    m = calloc(1, sizeof(*m));
     if (!m) {
-        wk_err_set(&err, WK_E_NOMEM, "out of memory");
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
     }
-    if (store_open_url(cfg.store_url, &cfg.store, &st, &err) != WK_OK ||
-        read_manifest(st, args.pos[0], &mb, m, &err) != WK_OK ||
-        pick_archive(&cfg, m, archive_key, &a, &dk, &sealed, &err) != WK_OK ||
-        store_sha256_new(&out.hash, &err) != WK_OK ||
-        (sealed && seal_dec_new(&dk, a.size, &out.dec, &err) != WK_OK))
-        goto out;
-    if (store_get(st, a.key, 0, UINT64_MAX, export_sink, &out, &err) != WK_OK ||
-        (out.dec && seal_dec_final(out.dec, &err) != WK_OK))
+    if ((rc = store_open_url(cfg->store_url, &cfg->store, &st, err)) != WK_OK ||
+        (rc = read_manifest(st, space, &mb, m, err)) != WK_OK ||
+        (rc = pick_archive(cfg, m, archive_key, &a, &dk, &sealed, err)) !=
+            WK_OK ||
+        (rc = store_sha256_new(&out.hash, err)) != WK_OK ||
+        (sealed && (rc = seal_dec_new(&dk, a.size, &out.dec, err)) != WK_OK) ||
+        (rc = store_get(st, a.key, 0, UINT64_MAX, export_sink, &out, err)) !=
+            WK_OK ||
+        (out.dec && (rc = seal_dec_final(out.dec, err)) != WK_OK))
         goto out;
     store_sha256_final_hex(out.hash, sha);
-    if (strcmp(sha, a.checksum) != 0) {
-        wk_err_set(&err, WK_E_CORRUPT,
-                   "archive '%s': SHA-256 %s does not match the manifest's %s",
-                   a.key, sha, a.checksum);
-        goto out;
-    }
-    if (fflush(stdout) != 0) {
-        wk_err_set(&err, WK_E_IO, "write to stdout failed");
-        goto out;
-    }
-    rc = 0;
+    if (strcmp(sha, a.checksum) != 0)
+        rc = wk_err_set(err, WK_E_CORRUPT,
+                        "archive '%s': SHA-256 %s does not match the "
+                        "manifest's %s",
+                        a.key, sha, a.checksum);
+    else
+        rc = flush_stdout(err);
 out:
-    if (rc != 0)
-        rc = cli_fail(&err);
     seal_dk_wipe(&dk);
     seal_dec_free(out.dec);
     store_sha256_free(out.hash);
@@ -321,6 +316,34 @@ out:
     store_free(st);
     free(m);
     return rc;
+}
+
+int cli_export(int argc, char **argv)
+{
+    struct cfg cfg;
+    struct wk_err err;
+    const char *archive_key;
+    struct cli_args a;
+    int rc = parse_archive_key("export", usage_export, 1, argc, argv, &a,
+                               &archive_key);
+
+    if (rc != CLI_GO)
+        return rc;
+    if (!job_space_id_valid(a.pos[0])) {
+        fputs(usage_export, stderr);
+        return 2;
+    }
+    if (isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "sila-archiver export: stdout is a terminal; "
+                        "redirect it to a file\n");
+        return 2;
+    }
+    if ((rc = cli_load_cfg(&cfg)) != 0)
+        return rc;
+    wk_err_clear(&err);
+    if (export_run(&cfg, a.pos[0], archive_key, &err) != WK_OK)
+        return cli_fail(&err);
+    return 0;
 }
 
 static enum wk_code set_expires(void *target, const char *name,
@@ -337,17 +360,44 @@ static enum wk_code set_expires(void *target, const char *name,
     return WK_OK;
 }
 
+/* The presigned URL of space's current (plain) archive into url. */
+static enum wk_code presign_run(const struct cfg *cfg, const char *space,
+                                unsigned expires, struct wk_buf *url,
+                                struct wk_err *err)
+{
+    struct store *st = NULL;
+    struct wk_buf mb;
+    struct mf m;
+    enum wk_code rc;
+
+    wk_buf_init(&mb, 1u << 20);
+    if ((rc = store_open_url(cfg->store_url, &cfg->store, &st, err)) != WK_OK ||
+        (rc = read_manifest(st, space, &mb, &m, err)) != WK_OK)
+        goto out;
+    if (!m.archive_key[0])
+        rc = wk_err_set(err, WK_E_NOTFOUND, "space '%s' has no archive", space);
+    else if (m.enc.on) /* ciphertext nobody outside can open */
+        rc = wk_err_set(err, WK_E_INVAL,
+                        "the archive of space '%s' is encrypted client-side "
+                        "(key %s): a presigned URL would serve ciphertext; "
+                        "use 'sila-archiver export %s > space.zip'",
+                        space, m.enc.key_id, space);
+    else
+        rc = store_presign(st, m.archive_key, expires, url, err);
+out:
+    store_free(st);
+    wk_buf_release(&mb);
+    return rc;
+}
+
 int cli_presign(int argc, char **argv)
 {
     struct cfg cfg;
-    struct store *st = NULL;
     struct wk_err err;
-    struct wk_buf mb, url;
-    struct mf m;
+    struct wk_buf url;
     struct cli_args a;
-    const char *space;
     uint64_t expires = 3600;
-    int rc = 1;
+    int rc;
     const struct cli_opt opts[] = {
         { "--expires", CLI_OPT_FN, &expires, set_expires, false },
         { NULL, CLI_OPT_FLAG, NULL, NULL, false },
@@ -356,41 +406,16 @@ int cli_presign(int argc, char **argv)
 
     if ((rc = cli_parse(&s, argc, argv, &a)) != CLI_GO)
         return rc;
-    space = a.pos[0];
-    if (!job_space_id_valid(space))
+    if (!job_space_id_valid(a.pos[0]))
         return cli_usage(&s);
     if ((rc = cli_load_cfg(&cfg)) != 0)
         return rc;
-    rc = 1;
     wk_err_clear(&err);
-    wk_buf_init(&mb, 1u << 20);
     wk_buf_init(&url, 64u << 10);
-    if (store_open_url(cfg.store_url, &cfg.store, &st, &err) != WK_OK ||
-        read_manifest(st, space, &mb, &m, &err) != WK_OK)
-        goto out;
-    if (!m.archive_key[0]) {
-        wk_err_set(&err, WK_E_NOTFOUND, "space '%s' has no archive", space);
-        goto out;
-    }
-    if (m.enc.on) {
-        /* the URL would serve ciphertext nobody outside can open */
-        wk_err_set(&err, WK_E_INVAL,
-                   "the archive of space '%s' is encrypted client-side (key "
-                   "%s): a presigned URL would serve ciphertext; use "
-                   "'sila-archiver export %s > space.zip'",
-                   space, m.enc.key_id, space);
-        goto out;
-    }
-    if (store_presign(st, m.archive_key, (unsigned)expires, &url, &err) !=
-        WK_OK)
-        goto out;
-    printf("%s\n", wk_buf_cstr(&url));
-    rc = 0;
-out:
-    if (rc != 0)
+    if (presign_run(&cfg, a.pos[0], (unsigned)expires, &url, &err) != WK_OK)
         rc = cli_fail(&err);
-    store_free(st);
-    wk_buf_release(&mb);
+    else
+        printf("%s\n", wk_buf_cstr(&url));
     wk_buf_release(&url);
     return rc;
 }

@@ -115,8 +115,8 @@ static enum wk_code read_group(struct q *q, const char *consumer,
                 st->element[1]->type != REDIS_REPLY_ARRAY ||
                 st->element[1]->elements < 1)
                 continue;
-            rc = q_msg_from_entry(st->element[0]->str, st->element[1]->element[0],
-                                &out[*nout], err);
+            rc = q_msg_from_entry(st->element[0]->str,
+                                  st->element[1]->element[0], &out[*nout], err);
             if (rc == WK_OK)
                 (*nout)++;
         }
@@ -145,18 +145,14 @@ static void msg_move(struct q_msg *dst, struct q_msg *src)
 static enum wk_code give_back(struct q *q, const char *consumer,
                               const struct q_msg *m, struct wk_err *err)
 {
-    redisReply *rep;
     const char *argv[] = {
         "XCLAIM",     m->stream,   Q_GROUP, consumer,
         "0",          m->entry_id, "IDLE",  Q_GIVE_BACK_IDLE_MS,
         "RETRYCOUNT", "0",         "JUSTID"
     };
 
-    rep = q_cmds(q, err, "XCLAIM", (int)(sizeof(argv) / sizeof(argv[0])), argv);
-    if (!rep)
-        return err ? err->code : WK_E_NET;
-    freeReplyObject(rep);
-    return WK_OK;
+    return q_cmds_ok(q, err, "XCLAIM", (int)(sizeof(argv) / sizeof(argv[0])),
+                     argv);
 }
 
 enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
@@ -223,10 +219,9 @@ static enum wk_code delivery_count(struct q *q, struct q_msg *m,
     return WK_OK;
 }
 
-static enum wk_code reclaim_one(struct q *q, bool urgent,
-                                const char *consumer, unsigned min_idle_ms,
-                                struct q_msg *out, bool *got,
-                                struct wk_err *err)
+static enum wk_code reclaim_one(struct q *q, bool urgent, const char *consumer,
+                                unsigned min_idle_ms, struct q_msg *out,
+                                bool *got, struct wk_err *err)
 {
     char stream[128], idle[16];
     redisReply *rep;
@@ -290,12 +285,6 @@ enum wk_code q_touch(struct q *q, const struct q_msg *m, const char *consumer,
 
 enum wk_code q_ack(struct q *q, const struct q_msg *m, struct wk_err *err)
 {
-    redisReply *rep;
     const char *argv[] = { "XACK", m->stream, Q_GROUP, m->entry_id };
-    rep = q_cmds(q, err, "XACK", 4, argv);
-    if (!rep)
-        return err ? err->code : WK_E_NET;
-    freeReplyObject(rep);
-    return WK_OK;
+    return q_cmds_ok(q, err, "XACK", 4, argv);
 }
-

@@ -185,7 +185,7 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
     q_tx_add(&cmds[ncmd], ms);
     q_tx_add(&cmds[ncmd], ok ? "result" : "error");
     q_tx_add(&cmds[ncmd], ok ? (result_json ? result_json : "{}")
-                           : (error ? error : "failed"));
+                             : (error ? error : "failed"));
     ncmd++;
     q_key_stats(q->prefix, time(NULL), statkey, sizeof(statkey));
     q_tx_add(&cmds[ncmd], "HINCRBY");
@@ -238,8 +238,8 @@ enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
     q_key_running(q->prefix, running, sizeof(running));
     q_now_rfc3339(now, sizeof(now));
     snprintf(due, sizeof(due), "%llu", q_now_ms() + delay_ms);
-    mem = json_pack("{s:s, s:s, s:s%}", "id", m->job_id, "lane", q_lane_of(q, m),
-                    "job", wk_buf_cstr(&m->json), m->json.len);
+    mem = json_pack("{s:s, s:s, s:s%}", "id", m->job_id, "lane",
+                    q_lane_of(q, m), "job", wk_buf_cstr(&m->json), m->json.len);
     mems = mem ? json_dumps(mem, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(mem);
     if (!mems)
@@ -275,4 +275,3 @@ enum wk_code q_requeue(struct q *q, const struct q_msg *m, uint64_t delay_ms,
     freeReplyObject(rep);
     return WK_OK;
 }
-

@@ -29,14 +29,14 @@ struct q {
 
 /* Turn a reply (or its absence) into a code; frees nothing. A lost
  * connection (no reply) frees the context. */
-enum wk_code q_reply_check(struct q *q, const redisReply *rep,
-                           const char *what, struct wk_err *err);
+enum wk_code q_reply_check(struct q *q, const redisReply *rep, const char *what,
+                           struct wk_err *err);
 /* One command; NULL (err set) on any failure or error reply. */
 redisReply *q_cmd(struct q *q, struct wk_err *err, const char *what, int argc,
                   const char **argv, const size_t *lens);
 /* The same with C strings (lengths by strlen); argc <= Q_MAX_ARGS. */
-redisReply *q_cmds(struct q *q, struct wk_err *err, const char *what,
-                   int argc, const char **argv);
+redisReply *q_cmds(struct q *q, struct wk_err *err, const char *what, int argc,
+                   const char **argv);
 /* A command whose reply is only checked, then freed. */
 enum wk_code q_cmds_ok(struct q *q, struct wk_err *err, const char *what,
                        int argc, const char **argv);

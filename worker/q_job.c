@@ -69,21 +69,13 @@ enum wk_code q_enqueue(struct q *q, const struct q_spec *spec,
         else
             snprintf(curkey, sizeof(curkey), "%s", key);
         freeReplyObject(rep);
-        const char *argv[] = { "EVAL",
-                               q_lua_enqueue,
-                               "5",
-                               dedup,
-                               key,
-                               stream,
-                               urgent,
-                               curkey,
-                               id,
-                               json,
-                               spec->type,
-                               spec->space_id,
-                               now,
-                               cur,
-                               spec->urgent ? "urgent" : "normal" };
+        const char *argv[] = {
+            "EVAL", q_lua_enqueue, "5",
+            dedup,  key,           stream,
+            urgent, curkey,        id,
+            json,   spec->type,    spec->space_id,
+            now,    cur,           spec->urgent ? "urgent" : "normal"
+        };
         rep = q_cmds(q, err, "enqueue", (int)(sizeof(argv) / sizeof(argv[0])),
                      argv);
         if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
@@ -187,7 +179,7 @@ enum wk_code q_begin(struct q *q, const struct q_msg *m, const char *consumer,
     snprintf(ms, sizeof(ms), "%llu", q_now_ms());
     snprintf(maxa, sizeof(maxa), "%u", max_attempts);
     const char *argv[] = { "EVAL",  q_lua_begin,     "2",         key,
-                           running, consumer,      now,         ms,
+                           running, consumer,        now,         ms,
                            maxa,    q_lane_of(q, m), m->entry_id, m->job_id };
     rep = q_cmds(q, err, "begin", (int)(sizeof(argv) / sizeof(argv[0])), argv);
     if (!rep)
@@ -213,7 +205,6 @@ enum wk_code q_hset(struct q *q, const char *job_id, const char *const *fields,
     char key[256], now[40];
     const char *argv[Q_MAX_ARGS];
     int argc = 0;
-    redisReply *rep;
 
     q_key_job(q->prefix, job_id, key, sizeof(key));
     q_now_rfc3339(now, sizeof(now));
@@ -225,26 +216,17 @@ enum wk_code q_hset(struct q *q, const char *job_id, const char *const *fields,
     }
     argv[argc++] = "updatedAt";
     argv[argc++] = now;
-    rep = q_cmds(q, err, "HSET", argc, argv);
-    if (!rep)
-        return err ? err->code : WK_E_NET;
-    freeReplyObject(rep);
-    return WK_OK;
+    return q_cmds_ok(q, err, "HSET", argc, argv);
 }
 
 enum wk_code q_publish(struct q *q, const char *job_id, const char *json,
                        struct wk_err *err)
 {
     char chan[256];
-    redisReply *rep;
 
     q_key_job(q->prefix, job_id, chan, sizeof(chan));
     const char *argv[] = { "PUBLISH", chan, json };
-    rep = q_cmds(q, err, "PUBLISH", 3, argv);
-    if (!rep)
-        return err ? err->code : WK_E_NET;
-    freeReplyObject(rep);
-    return WK_OK;
+    return q_cmds_ok(q, err, "PUBLISH", 3, argv);
 }
 
 static bool numeric_field(const char *name)
@@ -318,9 +300,8 @@ enum wk_code q_retry(struct q *q, const char *job_id, struct wk_err *err)
     q_key_dead(q->prefix, dead, sizeof(dead));
     q_key_lane(q->prefix, false, lane, sizeof(lane));
     q_now_rfc3339(now, sizeof(now));
-    const char *argv[] = {
-        "EVAL", q_lua_retry, "3", key, dead, lane, job_id, now
-    };
+    const char *argv[] = { "EVAL", q_lua_retry, "3",    key,
+                           dead,   lane,        job_id, now };
     rep = q_cmds(q, err, "retry", 8, argv);
     if (!rep)
         return err ? err->code : WK_E_NET;

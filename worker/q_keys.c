@@ -71,8 +71,7 @@ bool q_key_space(const char *prefix, const char *space_id, char *buf,
     return key_fmt(buf, len, "%sspace:%s", prefix, space_id);
 }
 
-bool q_key_lock(const char *prefix, const char *space_id, char *buf,
-                size_t len)
+bool q_key_lock(const char *prefix, const char *space_id, char *buf, size_t len)
 {
     return key_fmt(buf, len, "%slock:%s", prefix, space_id);
 }

@@ -77,54 +77,64 @@ static enum wk_code lock_release(struct q *q, const char *key,
     return q_cmds_ok(q, err, "unlock", 5, argv);
 }
 
+/* The key of a named lock (space_id NULL) or of a space lock, into buf. */
+static const char *lock_key(const struct q *q, const char *name,
+                            const char *space_id, char *buf, size_t len)
+{
+    if (space_id)
+        q_key_lock(q->prefix, space_id, buf, len);
+    else
+        q_key_named(q->prefix, name, buf, len);
+    return buf;
+}
+
 enum wk_code q_named_lock(struct q *q, const char *name, const char *token,
                           unsigned ttl_ms, bool *got, char *holder,
                           size_t holder_len, struct wk_err *err)
 {
-    char key[256];
-    q_key_named(q->prefix, name, key, sizeof(key));
-    return lock_take(q, key, token, ttl_ms, got, holder, holder_len, err);
+    char k[256];
+    return lock_take(q, lock_key(q, name, NULL, k, sizeof(k)), token, ttl_ms,
+                     got, holder, holder_len, err);
 }
 
 enum wk_code q_named_lock_renew(struct q *q, const char *name,
                                 const char *token, unsigned ttl_ms, bool *held,
                                 struct wk_err *err)
 {
-    char key[256];
-    q_key_named(q->prefix, name, key, sizeof(key));
-    return lock_renew(q, key, token, ttl_ms, held, err);
+    char k[256];
+    return lock_renew(q, lock_key(q, name, NULL, k, sizeof(k)), token, ttl_ms,
+                      held, err);
 }
 
 enum wk_code q_named_unlock(struct q *q, const char *name, const char *token,
                             struct wk_err *err)
 {
-    char key[256];
-    q_key_named(q->prefix, name, key, sizeof(key));
-    return lock_release(q, key, token, err);
+    char k[256];
+    return lock_release(q, lock_key(q, name, NULL, k, sizeof(k)), token, err);
 }
 
 enum wk_code q_lock(struct q *q, const char *space_id, const char *token,
                     unsigned ttl_ms, bool *got, struct wk_err *err)
 {
-    char key[256];
-    q_key_lock(q->prefix, space_id, key, sizeof(key));
-    return lock_take(q, key, token, ttl_ms, got, NULL, 0, err);
+    char k[256];
+    return lock_take(q, lock_key(q, NULL, space_id, k, sizeof(k)), token,
+                     ttl_ms, got, NULL, 0, err);
 }
 
 enum wk_code q_lock_renew(struct q *q, const char *space_id, const char *token,
                           unsigned ttl_ms, bool *held, struct wk_err *err)
 {
-    char key[256];
-    q_key_lock(q->prefix, space_id, key, sizeof(key));
-    return lock_renew(q, key, token, ttl_ms, held, err);
+    char k[256];
+    return lock_renew(q, lock_key(q, NULL, space_id, k, sizeof(k)), token,
+                      ttl_ms, held, err);
 }
 
 enum wk_code q_unlock(struct q *q, const char *space_id, const char *token,
                       struct wk_err *err)
 {
-    char key[256];
-    q_key_lock(q->prefix, space_id, key, sizeof(key));
-    return lock_release(q, key, token, err);
+    char k[256];
+    return lock_release(q, lock_key(q, NULL, space_id, k, sizeof(k)), token,
+                        err);
 }
 
 /* Tries of q_space_busy when a dedup key changes between its read and the
@@ -172,8 +182,9 @@ enum wk_code q_space_busy(struct q *q, const char *space_id, bool *locked,
             rc = dedup_read(q, du, idu, sizeof(idu), hu, sizeof(hu), err);
         if (rc != WK_OK)
             return rc;
-        const char *argv[] = { "EVAL", q_lua_space_busy, "5", lock, da, du,
-                               ha,     hu,               ida, idu };
+        const char *argv[] = {
+            "EVAL", q_lua_space_busy, "5", lock, da, du, ha, hu, ida, idu
+        };
         rep = q_cmds(q, err, "space busy", 10, argv);
         if (!rep)
             return err ? err->code : WK_E_NET;

@@ -290,9 +290,8 @@ const char q_lua_own[] =
 /* Delete a key that holds a value (a dedup key naming this job, a lock
  * holding our token). KEYS: [1] the key. ARGV: [1] the value.
  * Returns 1 deleted, 0 not. */
-const char q_lua_del_if[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('DEL', KEYS[1]) end return 0";
+const char q_lua_del_if[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                            "return redis.call('DEL', KEYS[1]) end return 0";
 
 /* Extend a lock that holds our token. KEYS: [1] the lock. ARGV: [1] token,
  * [2] ttl ms. Returns 1 extended, 0 not. */

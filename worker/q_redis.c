@@ -28,7 +28,6 @@ void q_now_rfc3339(char *buf, size_t len)
              (int)(ts.tv_nsec / 1000000));
 }
 
-
 unsigned long long q_now_ms(void)
 {
     struct timespec ts;
@@ -37,8 +36,8 @@ unsigned long long q_now_ms(void)
            (unsigned long long)(ts.tv_nsec / 1000000);
 }
 
-enum wk_code q_reply_check(struct q *q, const redisReply *rep,
-                           const char *what, struct wk_err *err)
+enum wk_code q_reply_check(struct q *q, const redisReply *rep, const char *what,
+                           struct wk_err *err)
 {
     if (!rep) {
         enum wk_code rc = wk_err_set(
@@ -63,8 +62,8 @@ enum wk_code q_reply_check(struct q *q, const redisReply *rep,
     return WK_OK;
 }
 
-redisReply *q_cmd(struct q *q, struct wk_err *err, const char *what,
-                         int argc, const char **argv, const size_t *lens)
+redisReply *q_cmd(struct q *q, struct wk_err *err, const char *what, int argc,
+                  const char **argv, const size_t *lens)
 {
     redisReply *rep;
     if (!q->c) {
@@ -80,8 +79,8 @@ redisReply *q_cmd(struct q *q, struct wk_err *err, const char *what,
     return rep;
 }
 
-redisReply *q_cmds(struct q *q, struct wk_err *err, const char *what,
-                          int argc, const char **argv)
+redisReply *q_cmds(struct q *q, struct wk_err *err, const char *what, int argc,
+                   const char **argv)
 {
     size_t lens[Q_MAX_ARGS];
     WK_ASSERT(argc <= (int)(sizeof(lens) / sizeof(lens[0])));
@@ -303,7 +302,7 @@ enum wk_code q_random_hex(char *out, size_t nbytes, struct wk_err *err)
 }
 
 enum wk_code q_exec_tx(struct q *q, struct q_tx_cmd *cmds, int n,
-                              const char *what, struct wk_err *err)
+                       const char *what, struct wk_err *err)
 {
     redisReply *rep;
     enum wk_code rc = WK_OK;
@@ -351,4 +350,3 @@ enum wk_code q_ping(struct q *q, struct wk_err *err)
     const char *argv[] = { "PING" };
     return q_cmds_ok(q, err, "PING", 1, argv);
 }
-

@@ -86,8 +86,7 @@ static enum wk_code repair_candidates(struct q *q, const char *running,
                   rep->element[1]->len < sizeof(k->space_id);
         if (k->seen) {
             memcpy(k->type, rep->element[0]->str, rep->element[0]->len + 1);
-            memcpy(k->space_id, rep->element[1]->str,
-                   rep->element[1]->len + 1);
+            memcpy(k->space_id, rep->element[1]->str, rep->element[1]->len + 1);
             q_key_dedup(q->prefix, k->type, k->space_id, k->dedup,
                         sizeof(k->dedup));
             q_key_space(q->prefix, k->space_id, k->chan, sizeof(k->chan));
@@ -116,8 +115,8 @@ enum wk_code q_repair(struct q *q, unsigned lease_ms, unsigned max_attempts,
 
     *requeued = *failed = 0;
     q_key_running(q->prefix, running, sizeof(running));
-    rc = repair_candidates(q, running, ms > lease_ms ? ms - lease_ms : 0, c,
-                           &n, err);
+    rc = repair_candidates(q, running, ms > lease_ms ? ms - lease_ms : 0, c, &n,
+                           err);
     if (rc != WK_OK || n == 0)
         return rc;
     q_key_lane(q->prefix, false, normal, sizeof(normal));

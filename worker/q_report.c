@@ -353,4 +353,3 @@ enum wk_code q_throughput(struct q *q, unsigned minutes,
     }
     return WK_OK;
 }
-

@@ -22,7 +22,7 @@ enum wk_code q_enqueue(struct q *q, const struct q_spec *spec,
                        struct wk_err *err)
 {
     char id[33], dedup[256], key[256], stream[128], urgent[128], now[40];
-    char cur[JOB_ID_MAX + 1], curkey[256];
+    char cur[512], curkey[640]; /* a dedup value is a job id */
     json_t *js = NULL;
     char *json = NULL;
     redisReply *rep = NULL;

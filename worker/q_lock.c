@@ -165,8 +165,8 @@ enum wk_code q_space_busy(struct q *q, const char *space_id, bool *locked,
                           char *pending_id, size_t pending_len,
                           struct wk_err *err)
 {
-    char lock[256], da[256], du[256], ha[256], hu[256];
-    char ida[256], idu[256];
+    char lock[256], da[256], du[256], ha[640], hu[640];
+    char ida[512], idu[512]; /* a dedup value is a job id */
     redisReply *rep = NULL;
     enum wk_code rc = WK_OK;
 

@@ -11,10 +11,9 @@
 #include "worker/q.h"
 #include "worker/q_keys.h"
 
-#define Q_STATUS_TTL_S  (7 * 24 * 3600) /* finished status hashes */
-#define Q_STREAM_MAXLEN "100000"        /* approximate trim at XADD */
-#define Q_MAX_FIELDS    32
-#define Q_MAX_ARGS      (Q_MAX_FIELDS * 2 + 8)
+#define Q_STATUS_TTL_S (7 * 24 * 3600) /* finished status hashes */
+#define Q_MAX_FIELDS   32
+#define Q_MAX_ARGS     (Q_MAX_FIELDS * 2 + 8)
 
 /* A normal-lane entry given back by q_claim() looks idle this long, more
  * than any lease (SILA_LEASE is at most 1 h): any worker reclaims it. */

@@ -22,6 +22,13 @@
  * call blocks on the network (bounded by the connect/read timeouts). A lost
  * connection is reported as WK_E_NET; q_reconnect() re-establishes it.
  * Only worker/ includes hiredis.
+ *
+ * Where it lives: q_redis.c (connection, commands, subscriber), q_keys.c
+ * (every key name), q_lua.c (every Lua script), q_claim.c (reading,
+ * reclaiming, renewing, acknowledging entries), q_job.c (enqueue, begin,
+ * the status hash, retry), q_finish.c (finish, requeue), q_repair.c
+ * (promote delayed jobs, repair stranded ones), q_lock.c (locks, fencing,
+ * space busy), q_report.c (jobs/stats reports, depths, audit, activity).
  */
 #ifndef WK_WORKER_Q_H
 #define WK_WORKER_Q_H

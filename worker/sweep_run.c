@@ -377,13 +377,9 @@ enum wk_code sweep_once(const struct cfg *cfg, const struct sweep_opts *o,
     struct wk_err e2;
 
     memset(res, 0, sizeof(*res));
-    memset(&r, 0, sizeof(r));
-    r.cfg = cfg;
-    r.o = o;
-    r.q = q;
-    r.out = out;
-    r.stop = stop;
-    r.res = res;
+    r = (struct run){
+        .cfg = cfg, .o = o, .q = q, .out = out, .stop = stop, .res = res
+    };
     if (!o->dry_run) {
         bool got = false;
         rc = q_lock_token(r.token, sizeof(r.token), err);

@@ -1,3 +1,8 @@
+/* worker: the worker loop ("sila-archiver worker"): connect, repair and
+ * promote, reclaim or claim one entry, and run it (run_one: parse, lock the
+ * space, begin, run the job under its heartbeat, then finish, retry or
+ * requeue), with patience while Redis is away; worker_hb.c renews the
+ * lease meanwhile. */
 #include "worker/worker.h"
 
 #include <pthread.h>
@@ -16,57 +21,12 @@
 #include "worker/metrics.h"
 #include "worker/prog_redis.h"
 #include "worker/q.h"
+#include "worker/worker_hb.h"
 
 #define WORKER_BACKOFF_MIN_MS 100
 #define WORKER_BACKOFF_MAX_MS 5000
 #define WORKER_RESULT_MAX     (64u * 1024u)
 #define WORKER_LOCK_WAIT_MS   2000 /* re-offer a job whose space is locked */
-#define WORKER_TICK_MS        200
-/* A run proves ownership before each destructive step only while its last
- * proof (claim, renewal, check) is younger than lease - lease/FENCE_DIV:
- * the rest of the lease is the margin for the step itself. */
-#define WORKER_FENCE_DIV 4
-
-/*
- * The heartbeat: a thread with its own Redis connection that, while a job
- * runs, renews the job's lease (the stream entry's idle time) and the
- * space lock every lease/3, whatever the job thread is busy with (a long
- * compression never looks like a dead worker). It also turns SIGTERM into
- * a cancel of the job once the shutdown grace period has passed, and
- * cancels a job whose lease was taken over by another worker, or that it
- * could not renew for a whole lease.
- *
- * Fencing (fence_check, the job's ctx.fence): before a destructive step
- * the job thread asks whether it still owns the job, on a connection of
- * its own (hb.fq, used by the job thread only). last_ok_ms is the
- * monotonic time of the last proof of ownership.
- */
-struct hb {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool quit;
-    bool active;
-    char stream[128], entry_id[64], job_id[JOB_ID_MAX + 1];
-    char space_id[JOB_SPACE_ID_MAX + 1], token[400];
-    bool lost;                    /* another worker owns the entry now */
-    int64_t last_ok_ms;           /* last proof of ownership (monotonic) */
-    bool lock_only;               /* Redis lost its data and the lock was
-                                     taken again: the lock alone proves it */
-    char fenced_step[64];         /* the step a fence refused, or "" */
-    struct q *fq;                 /* owned: the fence's connection (job
-                                     thread only) */
-    volatile sig_atomic_t cancel; /* the running job's cancel flag */
-    const struct cfg *cfg;        /* borrowed */
-    const char *consumer;         /* borrowed */
-    volatile sig_atomic_t *stop;  /* borrowed: the signal flag */
-};
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(unsigned ms)
 {
@@ -82,267 +42,6 @@ static void backoff(unsigned *cur_ms, volatile sig_atomic_t *stop)
         sleep_ms(100);
     *cur_ms = *cur_ms * 2 > WORKER_BACKOFF_MAX_MS ? WORKER_BACKOFF_MAX_MS
                                                   : *cur_ms * 2;
-}
-
-/* Mark the run lost (lock held by the caller): the job is cancelled and
- * nothing is recorded for it. */
-static void hb_mark_lost(struct hb *hb)
-{
-    hb->lost = true;
-    hb->cancel = 1;
-}
-
-/* Redis lost its data and the lock was taken again (lock held by the
- * caller). */
-static void hb_relocked(struct hb *hb, const char *job_id)
-{
-    if (!hb->lock_only)
-        WK_LOG(WK_LOG_WARN, "lease.relocked", KV_STR("job_id", job_id),
-               KV_STR("reason", "redis lost the lock and the stream"));
-    hb->lock_only = true;
-}
-
-static void hb_renew(struct hb *hb, struct q **hq)
-{
-    struct q_msg m;
-    char space[JOB_SPACE_ID_MAX + 1], token[400];
-    struct wk_err err;
-    enum q_own own = Q_OWN_NONE;
-    int64_t sent;
-    bool lock_only;
-
-    q_msg_init(&m);
-    pthread_mutex_lock(&hb->mu);
-    memcpy(m.stream, hb->stream, sizeof(m.stream));
-    memcpy(m.entry_id, hb->entry_id, sizeof(m.entry_id));
-    memcpy(m.job_id, hb->job_id, sizeof(m.job_id));
-    memcpy(space, hb->space_id, sizeof(space));
-    memcpy(token, hb->token, sizeof(token));
-    lock_only = hb->lock_only;
-    pthread_mutex_unlock(&hb->mu);
-
-    wk_err_clear(&err);
-    if (!*hq &&
-        q_connect(&hb->cfg->redis, hb->cfg->prefix, 5000, hq, &err) != WK_OK) {
-        WK_LOG(WK_LOG_WARN, "lease.renew_failed", KV_STR("job_id", m.job_id),
-               KV_STR("msg", err.msg));
-        goto out;
-    }
-    /* lease (entry) and lock together, and only while both are ours: a
-     * stale run never takes the entry back from its successor */
-    sent = mono_ms();
-    if (q_own_renew(*hq, &m, hb->consumer, space, token, hb->cfg->lease_ms,
-                    lock_only, &own, &err) != WK_OK) {
-        WK_LOG(WK_LOG_WARN, "lease.renew_failed", KV_STR("job_id", m.job_id),
-               KV_STR("msg", err.msg));
-        q_free(*hq);
-        *hq = NULL;
-        goto out;
-    }
-    pthread_mutex_lock(&hb->mu);
-    if (own == Q_OWN_RELOCKED)
-        hb_relocked(hb, m.job_id);
-    if (own == Q_OWN_HELD || own == Q_OWN_RELOCKED) {
-        if (sent > hb->last_ok_ms)
-            hb->last_ok_ms = sent;
-    } else if (!hb->lost) {
-        WK_LOG(WK_LOG_ERROR, "lease.lost", KV_STR("job_id", m.job_id),
-               KV_BOOL("entry_lost", own == Q_OWN_ENTRY_LOST),
-               KV_BOOL("lock_lost", own != Q_OWN_ENTRY_LOST));
-        hb_mark_lost(hb);
-    }
-    pthread_mutex_unlock(&hb->mu);
-out:
-    q_msg_release(&m);
-}
-
-static void *hb_main(void *arg)
-{
-    struct hb *hb = arg;
-    struct q *hq = NULL;
-    int64_t last_renew = 0, stop_seen = 0;
-    unsigned every = hb->cfg->lease_ms / 3;
-
-    pthread_mutex_lock(&hb->mu);
-    while (!hb->quit) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += WORKER_TICK_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&hb->cv, &hb->mu, &until);
-        if (hb->quit || !hb->active) {
-            last_renew = 0;
-            continue;
-        }
-        int64_t now = mono_ms();
-        if (*hb->stop) {
-            if (!stop_seen)
-                stop_seen = now;
-            if (!hb->cancel && now - stop_seen >= hb->cfg->grace_ms) {
-                WK_LOG(WK_LOG_WARN, "job.cancel_requested",
-                       KV_STR("job_id", hb->job_id),
-                       KV_INT("grace_ms", hb->cfg->grace_ms));
-                hb->cancel = 1;
-            }
-        }
-        if (last_renew == 0)
-            last_renew = now; /* the claim itself just reset the lease */
-        if (!hb->lost && now - hb->last_ok_ms >= (int64_t)hb->cfg->lease_ms) {
-            /* not renewed for a whole lease (a pause, Redis away): another
-             * worker may hold the job by now */
-            WK_LOG(WK_LOG_ERROR, "lease.expired", KV_STR("job_id", hb->job_id),
-                   KV_INT("since_ms", now - hb->last_ok_ms),
-                   KV_INT("lease_ms", hb->cfg->lease_ms));
-            hb_mark_lost(hb);
-        }
-        if (!hb->lost && now - last_renew >= every) {
-            last_renew = now;
-            pthread_mutex_unlock(&hb->mu);
-            hb_renew(hb, &hq);
-            pthread_mutex_lock(&hb->mu);
-        }
-    }
-    pthread_mutex_unlock(&hb->mu);
-    q_free(hq);
-    return NULL;
-}
-
-static void hb_begin(struct hb *hb, const struct q_msg *m, const char *space_id,
-                     const char *token, int64_t claimed_ms)
-{
-    pthread_mutex_lock(&hb->mu);
-    memcpy(hb->stream, m->stream, sizeof(hb->stream));
-    memcpy(hb->entry_id, m->entry_id, sizeof(hb->entry_id));
-    memcpy(hb->job_id, m->job_id, sizeof(hb->job_id));
-    snprintf(hb->space_id, sizeof(hb->space_id), "%s", space_id);
-    snprintf(hb->token, sizeof(hb->token), "%s", token);
-    hb->lost = false;
-    hb->last_ok_ms = claimed_ms;
-    hb->lock_only = false;
-    hb->fenced_step[0] = '\0';
-    hb->cancel = *hb->stop && hb->cfg->grace_ms == 0;
-    hb->active = true;
-    pthread_cond_signal(&hb->cv);
-    pthread_mutex_unlock(&hb->mu);
-}
-
-static bool hb_end(struct hb *hb)
-{
-    bool lost;
-    pthread_mutex_lock(&hb->mu);
-    hb->active = false;
-    lost = hb->lost;
-    pthread_mutex_unlock(&hb->mu);
-    return lost;
-}
-
-/* The job's ownership check (job_ctx.fence), on the job thread. Fenced
- * unless (a) the last proof of ownership is younger than the lease minus
- * the margin (monotonic: a run paused past its lease is fenced on waking,
- * before it talks to anyone) and (b) one script confirms that the space
- * lock holds our token and the entry is pending to us, and extends both.
- * Redis out of reach: fenced (ownership cannot be proven). */
-static enum wk_code fence_check(void *ud, const char *step, struct wk_err *err)
-{
-    struct hb *hb = ud;
-    const struct cfg *cfg = hb->cfg;
-    int64_t limit = (int64_t)cfg->lease_ms - cfg->lease_ms / WORKER_FENCE_DIV;
-    struct q_msg m;
-    char space[JOB_SPACE_ID_MAX + 1], token[400], why[200] = "";
-    struct wk_err qerr;
-    enum q_own own = Q_OWN_NONE;
-    int64_t last, now, sent;
-    bool lost, lock_only;
-    unsigned rt_ms = cfg->lease_ms / WORKER_FENCE_DIV;
-
-    q_msg_init(&m);
-    pthread_mutex_lock(&hb->mu);
-    memcpy(m.stream, hb->stream, sizeof(m.stream));
-    memcpy(m.entry_id, hb->entry_id, sizeof(m.entry_id));
-    memcpy(m.job_id, hb->job_id, sizeof(m.job_id));
-    memcpy(space, hb->space_id, sizeof(space));
-    memcpy(token, hb->token, sizeof(token));
-    lost = hb->lost;
-    last = hb->last_ok_ms;
-    lock_only = hb->lock_only;
-    pthread_mutex_unlock(&hb->mu);
-
-    now = mono_ms();
-    if (lost) {
-        snprintf(why, sizeof(why), "the lease was lost");
-        goto fenced;
-    }
-    if (now - last >= limit) {
-        snprintf(why, sizeof(why),
-                 "no proof of ownership for %lld ms (lease %u ms)",
-                 (long long)(now - last), cfg->lease_ms);
-        goto fenced;
-    }
-    wk_err_clear(&qerr);
-    if (rt_ms > 5000)
-        rt_ms = 5000;
-    if (rt_ms < 200)
-        rt_ms = 200;
-    if (!hb->fq &&
-        q_connect(&cfg->redis, cfg->prefix, rt_ms, &hb->fq, &qerr) != WK_OK) {
-        snprintf(why, sizeof(why), "cannot reach redis: %.160s", qerr.msg);
-        goto fenced;
-    }
-    sent = mono_ms();
-    if (q_own_renew(hb->fq, &m, hb->consumer, space, token, cfg->lease_ms,
-                    lock_only, &own, &qerr) != WK_OK &&
-        qerr.code == WK_E_NET) {
-        /* a connection that broke since the last check (a Redis restart):
-         * once more on a new one */
-        wk_err_clear(&qerr);
-        q_free(hb->fq);
-        hb->fq = NULL;
-        if (q_connect(&cfg->redis, cfg->prefix, rt_ms, &hb->fq, &qerr) ==
-            WK_OK) {
-            sent = mono_ms();
-            q_own_renew(hb->fq, &m, hb->consumer, space, token, cfg->lease_ms,
-                        lock_only, &own, &qerr);
-        }
-    }
-    if (qerr.code != WK_OK) {
-        snprintf(why, sizeof(why), "cannot reach redis: %.160s", qerr.msg);
-        q_free(hb->fq);
-        hb->fq = NULL;
-        goto fenced;
-    }
-    if (own != Q_OWN_HELD && own != Q_OWN_RELOCKED) {
-        snprintf(why, sizeof(why), "%s",
-                 own == Q_OWN_ENTRY_LOST
-                     ? "the queue entry is no longer pending to this worker"
-                     : "the space lock is held by another run");
-        goto fenced;
-    }
-    if (mono_ms() - sent >= limit) {
-        snprintf(why, sizeof(why), "the ownership check took %lld ms",
-                 (long long)(mono_ms() - sent));
-        goto fenced;
-    }
-    pthread_mutex_lock(&hb->mu);
-    if (own == Q_OWN_RELOCKED)
-        hb_relocked(hb, m.job_id);
-    if (sent > hb->last_ok_ms)
-        hb->last_ok_ms = sent;
-    pthread_mutex_unlock(&hb->mu);
-    q_msg_release(&m);
-    return WK_OK;
-fenced:
-    pthread_mutex_lock(&hb->mu);
-    hb_mark_lost(hb);
-    if (!hb->fenced_step[0])
-        snprintf(hb->fenced_step, sizeof(hb->fenced_step), "%s", step);
-    pthread_mutex_unlock(&hb->mu);
-    WK_LOG(WK_LOG_WARN, "fence.refused", KV_STR("job_id", m.job_id),
-           KV_STR("step", step), KV_STR("msg", why));
-    q_msg_release(&m);
-    return wk_err_set(err, WK_E_FENCED, "fenced before '%s': %s", step, why);
 }
 
 /* Record the outcome; keeps trying while Redis is away, so that a finished
@@ -431,7 +130,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     char resume[1024] = "";
     unsigned attempts = 0;
     bool locked = false, lost = false, exhausted = false;
-    int64_t t0 = mono_ms();
+    int64_t t0 = hb_mono_ms();
     enum wk_code rc;
     const char *type = NULL, *space_id = NULL;
 
@@ -559,7 +258,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     ctx.store_opts = &cfg->store;
     ctx.store_url = cfg->store_url;
     ctx.keys = keys;
-    ctx.fence = fence_check;
+    ctx.fence = hb_fence_check;
     ctx.fence_ud = hb;
     {
         /* what a run that died left to resume (its multipart upload) */
@@ -582,7 +281,7 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
         prog_checkpoint_clear(&pr); /* done with: nothing to resume (a
                                        failed run aborted its upload) */
 out : {
-    long long ms = (long long)(mono_ms() - t0);
+    long long ms = (long long)(hb_mono_ms() - t0);
     struct q_done done = { consumer, pr.bytes_total, pr.files_total, ms };
     if (lost && (rc == WK_E_FENCED || hb->fenced_step[0])) {
         /* A fence stopped the job before a destructive step: finish,
@@ -659,7 +358,6 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     struct q_msg m;
     struct hb hb;
     struct metrics *metrics = NULL;
-    pthread_t hb_thread;
     char consumer[256], host[128] = "host", boot[17];
     unsigned delay = WORKER_BACKOFF_MIN_MS;
     bool ready = false;
@@ -673,7 +371,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     gethostname(host, sizeof(host) - 1);
     srand((unsigned)time(NULL) ^ ((unsigned)getpid() << 16));
     snprintf(boot, sizeof(boot), "%08x%04x", (unsigned)rand(),
-             (unsigned)(mono_ms() & 0xffff));
+             (unsigned)(hb_mono_ms() & 0xffff));
     snprintf(consumer, sizeof(consumer), "%s-%d-%s", host, (int)getpid(), boot);
 
     if (cfg->metrics_addr[0]) {
@@ -683,16 +381,10 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
             return mrc;
         }
     }
-    memset(&hb, 0, sizeof(hb));
-    pthread_mutex_init(&hb.mu, NULL);
-    pthread_cond_init(&hb.cv, NULL);
-    hb.cfg = cfg;
-    hb.consumer = consumer;
-    hb.stop = stop;
-    if (pthread_create(&hb_thread, NULL, hb_main, &hb) != 0) {
+    if (hb_start(&hb, cfg, consumer, stop, err) != WK_OK) {
         q_msg_release(&m);
         metrics_stop(metrics);
-        return wk_err_set(err, WK_E_INTERNAL, "cannot start the heartbeat");
+        return err ? err->code : WK_E_INTERNAL;
     }
     {
         /* key ids only: which master key seals new archives */
@@ -740,12 +432,12 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
         }
         /* due retries back to their lanes; then work a dead worker left;
          * then new work, urgent lane first */
-        if (mono_ms() >= next_repair) {
+        if (hb_mono_ms() >= next_repair) {
             /* stranded jobs (running, their entry gone) back or failed */
             unsigned requeued = 0, failed = 0;
             struct wk_err re;
             wk_err_clear(&re);
-            next_repair = mono_ms() + cfg->lease_ms / 3;
+            next_repair = hb_mono_ms() + cfg->lease_ms / 3;
             if (q_repair(q, cfg->lease_ms, cfg->max_attempts, &requeued,
                          &failed, &re) != WK_OK)
                 WK_LOG(WK_LOG_WARN, "queue.repair_failed",
@@ -776,14 +468,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
         if (got)
             run_one(cfg, q, &hb, &m, consumer, reclaimed, stop);
     }
-    pthread_mutex_lock(&hb.mu);
-    hb.quit = true;
-    pthread_cond_signal(&hb.cv);
-    pthread_mutex_unlock(&hb.mu);
-    pthread_join(hb_thread, NULL);
-    q_free(hb.fq);
-    pthread_cond_destroy(&hb.cv);
-    pthread_mutex_destroy(&hb.mu);
+    hb_stop(&hb);
     metrics_stop(metrics);
     WK_LOG(WK_LOG_INFO, "worker.stopped", KV_STR("consumer", consumer));
     q_free(q);

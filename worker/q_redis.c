@@ -16,16 +16,11 @@
 #include <unistd.h>
 
 #include "common/wk_log.h"
+#include "common/wk_time.h"
 
 void q_now_rfc3339(char *buf, size_t len)
 {
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(ts.tv_nsec / 1000000));
+    wk_time_now_rfc3339_ms(buf, len);
 }
 
 unsigned long long q_now_ms(void)

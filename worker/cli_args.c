@@ -79,6 +79,12 @@ int cli_parse(const struct cli_spec *s, int argc, char **argv,
     unsigned seen = 0;
     int rc;
 
+    /* the tables are the program's own: a bit per option in seen, room
+     * for every positional in out->pos */
+    WK_ASSERT(s->max_pos >= 0 && s->max_pos <= CLI_POS_MAX);
+    if (s->opts)
+        for (const struct cli_opt *o = s->opts; o->name; o++)
+            WK_ASSERT(o - s->opts < 32);
     memset(out, 0, sizeof(*out));
     if (cli_help(s, argc, argv))
         return 0;

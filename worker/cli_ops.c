@@ -21,6 +21,7 @@
 #include "worker/cli.h"
 #include "worker/cli_int.h"
 #include "worker/q.h"
+#include "worker/q_lock.h"
 #include "worker/sweep_run.h"
 #include "worker/worker.h"
 

@@ -13,6 +13,7 @@
 #include "common/wk_buf.h"
 #include "worker/cli_int.h"
 #include "worker/q.h"
+#include "worker/q_report.h"
 
 static void human(uint64_t n, char *buf, size_t len)
 {

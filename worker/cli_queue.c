@@ -17,6 +17,7 @@
 #include "worker/cli.h"
 #include "worker/cli_int.h"
 #include "worker/q.h"
+#include "worker/q_report.h"
 
 static const char usage_enqueue[] =
     "usage: sila-archiver enqueue archive <spaceId> [--urgent] [--wait]\n"

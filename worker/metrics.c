@@ -13,6 +13,7 @@
 #include "common/wk_log.h"
 #include "storage/s3_http.h"
 #include "worker/q.h"
+#include "worker/q_report.h"
 
 #define N_TYPES 3
 static const char *const type_names[N_TYPES] = { "archive", "unarchive",

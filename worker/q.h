@@ -27,8 +27,8 @@
  * (every key name), q_lua.c (every Lua script), q_claim.c (reading,
  * reclaiming, renewing, acknowledging entries), q_job.c (enqueue, begin,
  * the status hash, retry), q_finish.c (finish, requeue), q_repair.c
- * (promote delayed jobs, repair stranded ones), q_lock.c (locks, fencing,
- * space busy), q_report.c (jobs/stats reports, depths, audit, activity).
+ * (promote delayed jobs, repair stranded ones). Locks and fencing are in
+ * q_lock.h, the read-only reports in q_report.h.
  */
 #ifndef WK_WORKER_Q_H
 #define WK_WORKER_Q_H
@@ -77,34 +77,8 @@ enum wk_code q_subscribe_job(const struct q *q, const char *job_id,
 enum wk_code q_sub_wait(struct q *sub, unsigned timeout_ms, bool *got,
                         struct wk_err *err);
 
-/* How much work there is, from Redis alone. -1: unknown. */
-struct q_depths {
-    int64_t waiting[2]; /* entries not yet delivered (normal, urgent lane) */
-    int64_t running[2]; /* delivered, not yet acknowledged */
-    int64_t delayed;    /* waiting for a retry or a lock (jobs:delayed) */
-    int64_t dead;       /* dead letters (jobs:dead) */
-};
-enum wk_code q_depths(struct q *q, struct q_depths *out, struct wk_err *err);
-
-/* One JSON line per running job: id, state, type, spaceId, phase,
- * progress, worker, startedAt. */
-enum wk_code q_running_report(struct q *q, struct wk_buf *out,
-                              struct wk_err *err);
-
 /* PING. */
 enum wk_code q_ping(struct q *q, struct wk_err *err);
-
-/* The audit trail and the throughput counters (q_finish writes both):
- * the last n entries of <prefix>audit, one JSON object per line, newest
- * last; and the jobs and bytes finished in each of the last `minutes`
- * minutes, summed. */
-enum wk_code q_audit_tail(struct q *q, unsigned n, struct wk_buf *out,
-                          struct wk_err *err);
-struct q_throughput {
-    uint64_t succeeded, failed, bytes, files;
-};
-enum wk_code q_throughput(struct q *q, unsigned minutes,
-                          struct q_throughput *out, struct wk_err *err);
 
 /* Create the stream and group if missing (idempotent). */
 enum wk_code q_ensure_group(struct q *q, struct wk_err *err);
@@ -184,16 +158,6 @@ enum wk_code q_reclaim(struct q *q, const char *consumer, unsigned min_idle_ms,
 enum wk_code q_touch(struct q *q, const struct q_msg *m, const char *consumer,
                      bool *lost, struct wk_err *err);
 
-/* Per-space lock: SET NX PX. *got false when someone else holds it. */
-enum wk_code q_lock(struct q *q, const char *space_id, const char *token,
-                    unsigned ttl_ms, bool *got, struct wk_err *err);
-/* Extend the lock if token still holds it (*held false otherwise). */
-enum wk_code q_lock_renew(struct q *q, const char *space_id, const char *token,
-                          unsigned ttl_ms, bool *held, struct wk_err *err);
-/* Release the lock if token holds it. */
-enum wk_code q_unlock(struct q *q, const char *space_id, const char *token,
-                      struct wk_err *err);
-
 /* Put the job back for later (retry, lock busy, shutdown) and acknowledge
  * this entry, atomically: the status hash is given fields (NULL-terminated
  * name/value pairs), the job goes into the delayed set due in delay_ms. */
@@ -239,81 +203,7 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
  * the dead-letter stream and starts again with attempts = 0. */
 enum wk_code q_retry(struct q *q, const char *job_id, struct wk_err *err);
 
-/* One line per job that is not succeeded (queued, running, retrying,
- * failed), then the dead letters, as JSON lines into out. */
-enum wk_code q_jobs_report(struct q *q, struct wk_buf *out, struct wk_err *err);
-
-/* The status hash as a JSON object text (numbers as numbers, result as
- * JSON); WK_E_NOTFOUND for an unknown id. */
-enum wk_code q_status_json(struct q *q, const char *job_id, struct wk_buf *out,
-                           struct wk_err *err);
-
 /* Current time as RFC 3339 with milliseconds ("...T12:00:00.123Z"). */
 void q_now_rfc3339(char *buf, size_t len);
-
-/* ---- sweep (docs/PROTOCOL.md, "Sweep") ---- */
-
-/* A random token for a lock: "<host>-<pid>-<16 hex>" into out. */
-enum wk_code q_lock_token(char *out, size_t len, struct wk_err *err);
-
-/* A named lock <prefix><name> (e.g. "sweep:lock"): SET NX PX. *got false
- * when someone else holds it; then holder (if not NULL) receives its value
- * ("" when it expired meanwhile). */
-enum wk_code q_named_lock(struct q *q, const char *name, const char *token,
-                          unsigned ttl_ms, bool *got, char *holder,
-                          size_t holder_len, struct wk_err *err);
-/* Extend it if token still holds it (*held false otherwise). */
-enum wk_code q_named_lock_renew(struct q *q, const char *name,
-                                const char *token, unsigned ttl_ms, bool *held,
-                                struct wk_err *err);
-/* Release it if token holds it. */
-enum wk_code q_named_unlock(struct q *q, const char *name, const char *token,
-                            struct wk_err *err);
-
-/* Number of members of the activity index <prefix>activity (0: absent). */
-enum wk_code q_activity_count(struct q *q, uint64_t *count, struct wk_err *err);
-
-/* Scores of n spaces in the activity index, pipelined (one round trip):
- * last[i] = the score as unix seconds and present[i] = true, or present[i]
- * = false for a space that is not a member (or has a score that is not a
- * finite number of seconds). */
-enum wk_code q_activity_scores(struct q *q, const char *const *space_ids,
-                               size_t n, int64_t *last, bool *present,
-                               struct wk_err *err);
-
-/* Is <prefix>lock:<spaceId> held, and is a job pending for the space: the
- * id in <prefix>dedup:archive:<spaceId> or dedup:unarchive:<spaceId> names
- * a job whose state is queued, running or retrying (its id into
- * pending_id, "" when none). One script, so one consistent view. */
-enum wk_code q_space_busy(struct q *q, const char *space_id, bool *locked,
-                          char *pending_id, size_t pending_len,
-                          struct wk_err *err);
-
-/* ---- ownership (fencing) ---- */
-
-enum q_own {
-    Q_OWN_NONE = 0,       /* no answer */
-    Q_OWN_HELD = 1,       /* both ours: extended */
-    Q_OWN_LOCK_LOST = 2,  /* the space lock holds another token, or none */
-    Q_OWN_ENTRY_LOST = 3, /* the entry is acknowledged, gone or pending to
-                             another consumer */
-    Q_OWN_RELOCKED = 4,   /* Redis lost its data (no lock, no stream): the
-                             lock was taken again; check with lock_only
-                             from now on */
-};
-
-/* One Lua script (atomic): does the space lock of space_id still hold
- * token AND is the stream entry m still pending to consumer? Only then are
- * both extended (the lock to ttl_ms, the entry's idle time reset), so that
- * the caller has a full lease from the moment the server ran the script.
- * Never takes an entry from another consumer (unlike q_touch). *state says
- * which; a lost connection is WK_E_NET (the caller cannot prove ownership).
- * A Redis without the lock and without the stream (it lost its data: no
- * other worker can have the job) takes the lock back: Q_OWN_RELOCKED. With
- * lock_only (after that), only the lock is checked and extended. */
-enum wk_code q_own_renew(struct q *q, const struct q_msg *m,
-                         const char *consumer, const char *space_id,
-                         const char *token, unsigned ttl_ms, bool lock_only,
-                         enum q_own *state, struct wk_err *err);
 
 #endif

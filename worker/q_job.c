@@ -3,6 +3,7 @@
  * hash and its channel, the status as JSON, and the retry of a failed job
  * by an operator. */
 #include "worker/q_int.h"
+#include "worker/q_report.h"
 
 #include <jansson.h>
 #include <limits.h>

@@ -3,6 +3,7 @@
  * and a stream entry together (fencing), and the sweep's one-script look
  * at whether a space is locked or has a job pending. */
 #include "worker/q_int.h"
+#include "worker/q_lock.h"
 
 #include <stdio.h>
 #include <string.h>

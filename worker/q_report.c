@@ -3,6 +3,7 @@
  * letters), the depths of the lanes, the audit trail's tail, the
  * throughput counters, and the activity index. */
 #include "worker/q_int.h"
+#include "worker/q_report.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -9,6 +9,8 @@
 #include "common/wk_parse.h"
 #include "storage/store.h"
 #include "worker/q.h"
+#include "worker/q_report.h"
+#include "worker/q_lock.h"
 
 #define SWEEP_EVERY_MIN_MS 1000ULL
 #define SWEEP_EVERY_MAX_MS (30ULL * 86400 * 1000)

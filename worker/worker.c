@@ -21,6 +21,7 @@
 #include "worker/metrics.h"
 #include "worker/prog_redis.h"
 #include "worker/q.h"
+#include "worker/q_lock.h"
 #include "worker/worker_hb.h"
 
 #define WORKER_BACKOFF_MIN_MS 100

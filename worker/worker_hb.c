@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/wk_log.h"
+#include "worker/q_lock.h"
 
 #define WORKER_TICK_MS 200
 /* A run proves ownership before each destructive step only while its last

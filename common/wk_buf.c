@@ -1,3 +1,5 @@
+/* wk_buf: the bounded growable buffer (see wk_buf.h); growth past the
+ * ceiling fails and leaves the buffer as it was. */
 #include "common/wk_buf.h"
 
 #include <stdarg.h>

@@ -1,3 +1,5 @@
+/* wk_err: error codes, their names, and the message of the first error
+ * set (see wk_err.h). */
 #include "common/wk_err.h"
 
 #include <stdarg.h>

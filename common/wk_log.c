@@ -1,3 +1,5 @@
+/* wk_log: the JSON-lines logger: level filter, escaping, one write(2)
+ * per event (see wk_log.h). */
 #include "common/wk_log.h"
 
 #include <errno.h>

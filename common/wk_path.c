@@ -1,3 +1,5 @@
+/* wk_path: the one name policy (wk_name_problem), the set of names seen
+ * (wk_nameset) and names shown safely in messages (see wk_path.h). */
 #include "common/wk_path.h"
 
 #include <stdint.h>

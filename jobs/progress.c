@@ -1,3 +1,4 @@
+/* progress: the throttle between a job and its sink (see progress.h). */
 #include "jobs/progress.h"
 
 #include <string.h>

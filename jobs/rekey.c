@@ -1,3 +1,5 @@
+/* rekey: re-wrap the data keys a space's manifest names under the
+ * keyring's current master key (see rekey.h). */
 #include "jobs/rekey.h"
 
 #include <stdio.h>

@@ -1,3 +1,5 @@
+/* sweep: the policy (which spaces to archive) and the scan of the
+ * manifests and listings it decides on (see sweep.h). */
 #include "jobs/sweep.h"
 
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* store_hash: streaming SHA-256 over OpenSSL EVP (see store_hash.h). */
 #include "storage/store_hash.h"
 
 #include <openssl/evp.h>

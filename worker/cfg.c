@@ -1,3 +1,5 @@
+/* cfg: the process configuration read from the environment, every
+ * value checked (see cfg.h). */
 #include "worker/cfg.h"
 
 #include <ctype.h>

@@ -1,3 +1,5 @@
+/* metrics: the Prometheus text of /metrics and the /healthz and /livez
+ * endpoints on libmicrohttpd (see metrics.h). */
 #include "worker/metrics.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,5 @@
+/* prog_redis: the progress sink that writes the status hash and
+ * publishes on the job's channel (see prog_redis.h). */
 #include "worker/prog_redis.h"
 
 #include <jansson.h>

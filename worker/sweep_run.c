@@ -1,3 +1,5 @@
+/* sweep_run: the Redis side of a sweep run: its lock, the activity
+ * index, busy spaces and the enqueue of its decisions (see sweep_run.h). */
 #include "worker/sweep_run.h"
 
 #include <jansson.h>

@@ -1,3 +1,6 @@
+/* zsniff: store or deflate, by magic numbers and a sample's entropy, and
+ * the scan for a data-descriptor signature inside stored data (see zsniff.h).
+ */
 #include "zip/zsniff.h"
 
 #include "zip/zip_fmt.h"

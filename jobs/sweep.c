@@ -1,5 +1,5 @@
-/* sweep: the policy (which spaces to archive) and the scan of the
- * manifests and listings it decides on (see sweep.h). */
+/* sweep: the policy (which spaces to archive) and the scan of active/
+ * that feeds it, from listings alone (see sweep.h). */
 #include "jobs/sweep.h"
 
 #include <stdio.h>

@@ -471,9 +471,15 @@ START_TEST(test_it_rel_redis_restart_mid_job)
     w = it_start_worker(&e, log);
     snprintf(args, sizeof(args), "enqueue archive %s", id);
     enqueue(&e, args, job, sizeof(job), out);
+    /* mid-job: running, and past its first step (the manifest says
+     * "archiving"); a Redis that vanishes before that step leaves the job
+     * fenced there, with nothing done and nothing to finish */
     for (int i = 0; i < 600; i++) {
+        char mk[800];
+        snprintf(mk, sizeof(mk), "%s/metadata/%s.json", root, id);
         if (it_sh("redis-cli -p %s HGET %sjob:%s state | grep -q running", port,
-                  it_prefix_of(&e), job) == 0)
+                  it_prefix_of(&e), job) == 0 &&
+            access(mk, F_OK) == 0)
             break;
         it_sleep_ms(50);
     }

@@ -398,7 +398,11 @@ enum wk_code job_delete_keys(const struct job_ctx *ctx, const char *step,
                              struct wk_err *err)
 {
     size_t batch = step ? JOB_DELETE_BATCH : n;
+    char point[64] = "";
     enum wk_code rc = WK_OK;
+
+    if (step)
+        snprintf(point, sizeof(point), "%s_batch", step);
 
     *ndeleted = 0;
     for (size_t off = 0; off < n && rc == WK_OK; off += batch) {
@@ -416,7 +420,7 @@ enum wk_code job_delete_keys(const struct job_ctx *ctx, const char *step,
             rc = store_delete_many(ctx->store, keys + off, cnt, &nd, err);
         *ndeleted += nd;
         if (rc == WK_OK && step)
-            wk_fail_point("archive.delete_batch");
+            wk_fail_point(point);
     }
     return rc;
 }

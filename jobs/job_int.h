@@ -36,7 +36,7 @@ void job_prog_done(struct prog *p);
  * kept[i] set for an object that changed; else store_delete_many). With a
  * fence step: in batches of JOB_DELETE_BATCH, each right after an
  * ownership check (a run that lost its job stops between two batches,
- * WK_E_FENCED), the failpoint "archive.delete_batch" after each; without:
+ * WK_E_FENCED), the failpoint "<step>_batch" after each; without:
  * one call. *ndeleted counts all batches. */
 #define JOB_DELETE_BATCH 1000u
 enum wk_code job_delete_keys(const struct job_ctx *ctx, const char *step,

@@ -94,6 +94,10 @@ struct job_ctx {
      * NULL = the run always owns its job (CLI, unit tests). */
     enum wk_code (*fence)(void *fence_ud, const char *step, struct wk_err *err);
     void *fence_ud;
+    /* When the job was requested (its enqueue: the status hash's
+     * createdAt), ms since the epoch; 0 = unknown (then the run's start).
+     * Time-to-ready and time-to-complete count from it. */
+    int64_t requested_ms;
 };
 
 void job_config_defaults(struct job_config *cfg);

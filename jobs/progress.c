@@ -51,3 +51,23 @@ void prog_checkpoint(struct prog *p, const char *json)
     if (p->sink && p->sink->ops->checkpoint)
         p->sink->ops->checkpoint(p->sink, json);
 }
+
+void prog_milestone(struct prog *p, enum prog_milestone m, int64_t ms)
+{
+    if (p->sink && p->sink->ops->milestone)
+        p->sink->ops->milestone(p->sink, m, ms);
+}
+
+size_t prog_wants(struct prog *p, char (*out)[PROG_WANT_PATH_MAX + 1],
+                  size_t max)
+{
+    if (!p->sink || !p->sink->ops->wants || max == 0)
+        return 0;
+    return p->sink->ops->wants(p->sink, out, max);
+}
+
+void prog_served(struct prog *p, const char *path, bool found)
+{
+    if (p->sink && p->sink->ops->served)
+        p->sink->ops->served(p->sink, path, found);
+}

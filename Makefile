@@ -63,6 +63,16 @@ $(BUILD)/gen/%/suites_list.h: $(wildcard tests/*/check_*.c)
 	@sed -n 's/^Suite \*\([a-z0-9_]*\)_suite(void)$$/WK_SUITE(\1)/p' \
 		tests/$*/check_*.c > $@.tmp && mv $@.tmp $@
 
+# docs/enqueue.lua (public contract) becomes the C string q_lua_enqueue:
+# one string literal per line, backslashes and quotes escaped.
+$(BUILD)/gen/worker/enqueue_lua.h: docs/enqueue.lua
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from docs/enqueue.lua by the Makefile: do not edit */'; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' \
+	  docs/enqueue.lua; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/worker/q_lua.o: $(BUILD)/gen/worker/enqueue_lua.h
+
 $(UNIT_OBJ): $(BUILD)/gen/unit/suites_list.h
 $(IT_OBJ): $(BUILD)/gen/integration/suites_list.h
 

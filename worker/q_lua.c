@@ -1,44 +1,17 @@
 /* q_lua: the text of every Lua script of the job protocol, with its KEYS,
- * ARGV and reply. Keys are all passed in KEYS (built by q_keys.c); where a
- * script needs keys named by data (a job id read from a dedup key or from
- * the running index), the caller reads the ids first and passes their keys,
- * and the script checks again, atomically, that the ids are still those. */
+ * ARGV and reply (the enqueue's is docs/enqueue.lua, embedded). Keys are
+ * all passed in KEYS (built by q_keys.c); where a script needs keys named
+ * by data (a job id read from a dedup key or from the running index), the
+ * caller reads the ids first and passes their keys, and the script checks
+ * again, atomically, that the ids are still those. */
 #include "worker/q_lua.h"
 
-/* Enqueue with deduplication (q_enqueue).
- * KEYS: [1] dedup key, [2] the new job's hash, [3] its lane stream,
- * [4] urgent stream, [5] the hash of the job the dedup key named when the
- * caller read it (KEYS[2] when it named none).
- * ARGV: [1] id, [2] job JSON, [3] type, [4] spaceId, [5] now, [6] the dedup
- * key's value the caller read ("" for none), [7] priority.
- * Returns {id, created 0|1}, or {"", -1} when the dedup key no longer holds
- * ARGV[6] (nothing done: the caller reads it again). */
+/* Enqueue with deduplication (q_enqueue): docs/enqueue.lua, part of the
+ * public contract, compiled in as it is (the Makefile makes the string);
+ * its header comment lists KEYS, ARGV, the reply and what it writes. */
 const char q_lua_enqueue[] =
-    "local cur = redis.call('GET', KEYS[1])\n"
-    "if (cur or '') ~= ARGV[6] then return {'', -1} end\n"
-    "if cur then\n"
-    "  local h = KEYS[5]\n"
-    "  local st = redis.call('HGET', h, 'state')\n"
-    "  if st == 'queued' or st == 'running' or st == 'retrying' then\n"
-    "    if st == 'queued' and ARGV[7] == 'urgent' and\n"
-    "       redis.call('HGET', h, 'priority') ~= 'urgent' then\n"
-    "      local spec = cjson.decode(ARGV[2])\n"
-    "      spec['id'] = cur\n"
-    "      redis.call('HSET', h, 'priority', 'urgent', 'updatedAt', ARGV[5])\n"
-    "      redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*',\n"
-    "                 'id', cur, 'job', cjson.encode(spec))\n"
-    "    end\n"
-    "    return {cur, 0}\n"
-    "  end\n"
-    "end\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400)\n"
-    "redis.call('HSET', KEYS[2], 'state', 'queued', 'type', ARGV[3],\n"
-    "           'spaceId', ARGV[4], 'progress', '0', 'priority', ARGV[7],\n"
-    "           'attempts', '0', 'spec', ARGV[2],\n"
-    "           'createdAt', ARGV[5], 'updatedAt', ARGV[5])\n"
-    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*',\n"
-    "           'id', ARGV[1], 'job', ARGV[2])\n"
-    "return {ARGV[1], 1}\n";
+#include "worker/enqueue_lua.h"
+    ;
 
 /* Begin a run (q_begin).
  * KEYS: [1] job hash, [2] running index.

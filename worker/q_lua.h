@@ -2,7 +2,8 @@
  * q_lua: the Lua scripts of the job protocol (internal to the q_*.c
  * files). Each script declares every key it touches in KEYS; key names are
  * built by the caller (q_keys.h), never inside a script. The comment of
- * each script in q_lua.c lists its KEYS, ARGV and reply.
+ * each script in q_lua.c lists its KEYS, ARGV and reply; the enqueue's
+ * text and comment are docs/enqueue.lua (public contract).
  */
 #ifndef WK_WORKER_Q_LUA_H
 #define WK_WORKER_Q_LUA_H

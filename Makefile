@@ -1,5 +1,5 @@
-# sila-archiver: see README.md. Targets: all check check-unit check-it asan
-# lint bench demo deps clean.
+# sila-archiver: see README.md. Targets: all check check-unit check-it
+# check-node asan lint bench demo deps clean.
 PKGS      := libcurl openssl hiredis jansson libarchive expat libmicrohttpd
 WK_STD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_FILE_OFFSET_BITS=64
 WK_WARN   := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -36,8 +36,8 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 IT_SRC   := $(wildcard tests/integration/*.c)
 IT_OBJ   := $(IT_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps check check-unit check-it check-deploy check-long asan lint \
-	bench demo clean fmt fuzz
+.PHONY: all deps check check-unit check-it check-node check-deploy check-long \
+	asan lint bench demo clean fmt fuzz
 
 all: $(BIN) build/sila-archiver
 
@@ -84,12 +84,14 @@ $(BUILD)/it-tests: $(IT_OBJ) $(BUILD)/libsila.a
 
 deps:
 	@scripts/install-deps.sh
+	@tests/node/deps.sh
 
 check: deps
 	$(MAKE) --no-print-directory $(BIN) $(BUILD)/unit-tests $(BUILD)/it-tests
 	$(MAKE) --no-print-directory check-unit
 	$(MAKE) --no-print-directory check-deploy
 	$(MAKE) --no-print-directory check-it
+	$(MAKE) --no-print-directory check-node
 
 # deploy/ checked without a container engine: it parses, and its names and
 # variables are the program's (no drift).
@@ -102,6 +104,11 @@ check-unit: $(BUILD)/unit-tests
 check-it: $(BIN) $(BUILD)/it-tests
 	WK_BIN=$(abspath $(BIN)) WK_IT_TESTS=$(abspath $(BUILD)/it-tests) \
 		tests/integration/run.sh
+
+# The Node client (clients/node) against the real worker, redis-server and
+# moto, with Node's own test runner (tests/node/run.sh: npm ci when needed).
+check-node: $(BIN)
+	WK_BIN=$(abspath $(BIN)) tests/node/run.sh
 
 # The heavy chaos run (the short one is part of check).
 check-long: deps

@@ -43,7 +43,9 @@ test('open an archived space: ready, then complete; times from the request', asy
     const ready = await op.ready;
     const tReady = Date.now();
     assert.equal(ready.jobId, op.jobId);
-    assert.equal(ready.via, 'event', 'ready comes from the ready event');
+    // the event, or the status hash read in the same instant (the event
+    // itself is checked below)
+    assert.ok(['event', 'hash'].includes(ready.via), ready.via);
     assert.equal(completeSeen, false, 'ready resolves before complete');
     assert.ok(ready.timeToReadyMs >= 1200, `timeToReadyMs ${ready.timeToReadyMs} counts from the request`);
     assert.ok(ready.timeToReadyMs <= tReady - t0 + 50);

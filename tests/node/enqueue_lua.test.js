@@ -20,6 +20,13 @@ test('clients/node/enqueue.lua is a byte-for-byte copy of docs/enqueue.lua', () 
   assert.equal(ENQUEUE_SHA, crypto.createHash('sha1').update(doc).digest('hex'));
 });
 
+test('PROTOCOL.md shows docs/enqueue.lua as it is', () => {
+  const md = fs.readFileSync(path.join(h.ROOT, 'docs/PROTOCOL.md'), 'utf8');
+  const m = md.match(/```lua\n([\s\S]*?)```/);
+  assert.ok(m, 'PROTOCOL.md has a lua block');
+  assert.equal(m[1], doc.toString('utf8'), 'PROTOCOL.md\'s copy of the script differs from docs/enqueue.lua');
+});
+
 test('the worker binary embeds docs/enqueue.lua as it is', () => {
   const bin = fs.readFileSync(process.env.WK_BIN);
   assert.ok(bin.includes(doc), 'the text of docs/enqueue.lua is not in the binary: rebuild (make)');

@@ -170,8 +170,18 @@ static enum wk_code reach_ready(struct ua_run *r, struct mf *m, char *etag,
                                 size_t etag_len, bool *unknown, int64_t t0,
                                 int64_t *ready_ms, struct wk_err *err)
 {
-    enum wk_code rc = ua_flush_pending(r, err);
+    const struct ua_cd *cd = r->want.cd;
+    enum wk_code rc;
 
+    /* what can still be checked before the space is usable: the entry
+     * count (the checksum needs the whole archive) */
+    if (cd && cd->n != cd->max)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive '%s' has %llu entries, the manifest says "
+                          "%llu",
+                          r->want.archive_key, (unsigned long long)cd->n,
+                          (unsigned long long)cd->max);
+    rc = ua_flush_pending(r, err);
     if (rc != WK_OK)
         return rc;
     m->ready_at = r->ctx->now ? r->ctx->now() : time(NULL);
@@ -209,7 +219,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     struct ua_keys existing = { NULL, 0, 0 };
     char mf_etag[80] = "";
     uint64_t nentries = 0;
-    bool flipped = false, mf_unknown = false;
+    bool flipped = false, mf_unknown = false, has_space_json = false;
     int64_t t0 = mono_ms(), ready_ms = -1;
     enum wk_code rc;
 
@@ -428,7 +438,11 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         rc = zipr_next(zr, &e, &eof, err);
         if (rc != WK_OK || eof)
             break;
-        if (!r.want.ready && !ua_is_meta(e.name)) {
+        if (strcmp(e.name, "space-v1/space.json") == 0)
+            has_space_json = true;
+        /* (an archive without space.json is no usable space before the
+         * end: ready only once everything is verified) */
+        if (!r.want.ready && has_space_json && !ua_is_meta(e.name)) {
             rc = reach_ready(&r, m, mf_etag, sizeof(mf_etag), &mf_unknown, t0,
                              &ready_ms, err);
             if (rc != WK_OK)
@@ -443,9 +457,6 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         if (rc != WK_OK)
             break;
     }
-    if (rc == WK_OK && !r.want.ready) /* only usable files: ready at the end */
-        rc = reach_ready(&r, m, mf_etag, sizeof(mf_etag), &mf_unknown, t0,
-                         &ready_ms, err);
     if (rc == WK_OK)
         rc = ua_flush_pending(&r, err);
     if (rc != WK_OK)
@@ -477,6 +488,14 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         goto out;
     }
 
+    /* Not ready before the end (only metadata, or no space.json): ready
+     * now that everything is verified, then complete. */
+    if (!r.want.ready) {
+        rc = reach_ready(&r, m, mf_etag, sizeof(mf_etag), &mf_unknown, t0,
+                         &ready_ms, err);
+        if (rc != WK_OK)
+            goto out;
+    }
     /* Everything verified: the space is active again. */
     r.prog.st.phase = "activating";
     prog_update(&r.prog, true);

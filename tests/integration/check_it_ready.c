@@ -122,8 +122,10 @@ START_TEST(test_it_ready_before_complete_want_and_user_write)
 
     it_space_id(id);
     it_tmpdir("ready", tmp, sizeof(tmp));
-    s3_space(tmp, id, 91, "--ops-files 40 --blobs 12 --big-blobs 1 "
-             "--var-blobs 3", src, sizeof(src));
+    s3_space(tmp, id, 91,
+             "--ops-files 40 --blobs 12 --big-blobs 1 "
+             "--var-blobs 3",
+             src, sizeof(src));
     last_file(src, "space-v1/files/static", cas, sizeof(cas));
     last_file(src, "space-v1/files/var", var, sizeof(var));
     snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
@@ -156,8 +158,7 @@ START_TEST(test_it_ready_before_complete_want_and_user_write)
     ck_assert(!present(st, key)); /* the blobs come later */
     ck_assert_int_eq(line_of(sublog, "\"event\":\"complete\""), 0);
     ck_assert(it_job_field(it_prefix_of(&e), job, "readyAt")[0] != '\0');
-    ck_assert_int_ge(atoi(it_job_field(it_prefix_of(&e), job,
-                                       "timeToReadyMs")),
+    ck_assert_int_ge(atoi(it_job_field(it_prefix_of(&e), job, "timeToReadyMs")),
                      1500);
 
     /* the app server writes: a var blob the restore has not reached, and a
@@ -166,8 +167,8 @@ START_TEST(test_it_ready_before_complete_want_and_user_write)
     {
         struct wk_err err;
         wk_err_clear(&err);
-        ck_assert_int_eq(
-            store_put(st, key, user_var, strlen(user_var), &err), WK_OK);
+        ck_assert_int_eq(store_put(st, key, user_var, strlen(user_var), &err),
+                         WK_OK);
         snprintf(ops_new, sizeof(ops_new),
                  "active/%s/space-v1/ops/ab/cdef/2026/12/07/"
                  "0123456789abcdef0123456789abcdef-m.jsonl",
@@ -182,9 +183,8 @@ START_TEST(test_it_ready_before_complete_want_and_user_write)
     snprintf(pat, sizeof(pat), "\"event\":\"served\".*\"path\":\"%s\"", cas);
     ck_assert_msg(wait_line(sublog, pat, 30000), "no served event, see %s",
                   log);
-    ck_assert_int_eq(it_sh("grep -- '%s' '%s' | grep -q '\"found\":true'", pat,
-                           sublog),
-                     0);
+    ck_assert_int_eq(
+        it_sh("grep -- '%s' '%s' | grep -q '\"found\":true'", pat, sublog), 0);
     /* read now, between ready and complete: the archive's bytes */
     snprintf(key, sizeof(key), "active/%s/%s", id, cas);
     text = it_get_text(st, key, &len);
@@ -234,10 +234,9 @@ START_TEST(test_it_ready_before_complete_want_and_user_write)
     free(text);
     ck_assert_ptr_nonnull(strstr(it_job_field(it_prefix_of(&e), job, "result"),
                                  "\"keptUserWrites\":1"));
-    ck_assert_int_ge(atoi(it_job_field(it_prefix_of(&e), job,
-                                       "timeToCompleteMs")),
-                     atoi(it_job_field(it_prefix_of(&e), job,
-                                       "timeToReadyMs")));
+    ck_assert_int_ge(
+        atoi(it_job_field(it_prefix_of(&e), job, "timeToCompleteMs")),
+        atoi(it_job_field(it_prefix_of(&e), job, "timeToReadyMs")));
     fprintf(stderr, "it_ready: result %s\n",
             it_job_field(it_prefix_of(&e), job, "result"));
 
@@ -273,13 +272,14 @@ static void corrupt_last_entry(struct store *st, const char *archive_key,
 
     snprintf(path, sizeof(path), "%s/archive.zip", tmp);
     it_download(st, archive_key, path);
-    snprintf(cmd, sizeof(cmd),
-             "python3 -c 'import zipfile,struct,sys; z=zipfile.ZipFile(sys."
-             "argv[1]); i=max(z.infolist(), key=lambda i: i.header_offset); "
-             "f=open(sys.argv[1],\"rb\"); f.seek(i.header_offset); h=f.read(30);"
-             " n,x=struct.unpack(\"<HH\", h[26:30]); "
-             "print(i.header_offset+30+n+x+i.compress_size//2)' '%s'",
-             path);
+    snprintf(
+        cmd, sizeof(cmd),
+        "python3 -c 'import zipfile,struct,sys; z=zipfile.ZipFile(sys."
+        "argv[1]); i=max(z.infolist(), key=lambda i: i.header_offset); "
+        "f=open(sys.argv[1],\"rb\"); f.seek(i.header_offset); h=f.read(30);"
+        " n,x=struct.unpack(\"<HH\", h[26:30]); "
+        "print(i.header_offset+30+n+x+i.compress_size//2)' '%s'",
+        path);
     p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     ck_assert_ptr_nonnull(fgets(off, sizeof(off), p));
@@ -311,8 +311,10 @@ START_TEST(test_it_ready_failure_after_ready_keeps_and_next_run_completes)
 
     it_space_id(id);
     it_tmpdir("ready-fail", tmp, sizeof(tmp));
-    s3_space(tmp, id, 93, "--ops-files 20 --blobs 8 --big-blobs 0 "
-             "--var-blobs 2", src, sizeof(src));
+    s3_space(tmp, id, 93,
+             "--ops-files 20 --blobs 8 --big-blobs 0 "
+             "--var-blobs 2",
+             src, sizeof(src));
     snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
     it_env_init(&e, url, "ready-fail", NULL);
     archive_space(&e, id, tmp);
@@ -346,9 +348,9 @@ START_TEST(test_it_ready_failure_after_ready_keeps_and_next_run_completes)
 
     /* the archive mended: the next run reports ready at once, finishes */
     wk_err_clear(&err);
-    ck_assert_int_eq(store_put(st, m->restoring_archive[0]
-                                       ? m->restoring_archive
-                                       : m->archive_key,
+    ck_assert_int_eq(store_put(st,
+                               m->restoring_archive[0] ? m->restoring_archive
+                                                       : m->archive_key,
                                orig.data, orig.len, &err),
                      WK_OK);
     wk_buf_release(&orig);
@@ -377,8 +379,8 @@ Suite *it_ready_suite(void)
     TCase *tc = tcase_create("ready");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_it_ready_before_complete_want_and_user_write);
-    tcase_add_test(tc,
-                   test_it_ready_failure_after_ready_keeps_and_next_run_completes);
+    tcase_add_test(
+        tc, test_it_ready_failure_after_ready_keeps_and_next_run_completes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -46,6 +46,11 @@ static pid_t subscribe(const struct it_env *e, const char *log)
     return p;
 }
 
+static long num(const char *s)
+{
+    return strtol(s, NULL, 10);
+}
+
 /* Wait up to timeout_ms for a line of file matching the grep pattern. */
 static bool wait_line(const char *file, const char *pattern, int timeout_ms)
 {
@@ -69,7 +74,7 @@ static int line_of(const char *file, const char *pattern)
     if (!fgets(out, sizeof(out), p))
         out[0] = '\0';
     pclose(p);
-    return atoi(out);
+    return num(out);
 }
 
 static bool present(struct store *st, const char *key)
@@ -158,7 +163,7 @@ START_TEST(test_it_ready_before_complete_want_and_user_write)
     ck_assert(!present(st, key)); /* the blobs come later */
     ck_assert_int_eq(line_of(sublog, "\"event\":\"complete\""), 0);
     ck_assert(it_job_field(it_prefix_of(&e), job, "readyAt")[0] != '\0');
-    ck_assert_int_ge(atoi(it_job_field(it_prefix_of(&e), job, "timeToReadyMs")),
+    ck_assert_int_ge(num(it_job_field(it_prefix_of(&e), job, "timeToReadyMs")),
                      1500);
 
     /* the app server writes: a var blob the restore has not reached, and a
@@ -235,8 +240,8 @@ START_TEST(test_it_ready_before_complete_want_and_user_write)
     ck_assert_ptr_nonnull(strstr(it_job_field(it_prefix_of(&e), job, "result"),
                                  "\"keptUserWrites\":1"));
     ck_assert_int_ge(
-        atoi(it_job_field(it_prefix_of(&e), job, "timeToCompleteMs")),
-        atoi(it_job_field(it_prefix_of(&e), job, "timeToReadyMs")));
+        num(it_job_field(it_prefix_of(&e), job, "timeToCompleteMs")),
+        num(it_job_field(it_prefix_of(&e), job, "timeToReadyMs")));
     fprintf(stderr, "it_ready: result %s\n",
             it_job_field(it_prefix_of(&e), job, "result"));
 

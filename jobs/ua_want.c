@@ -31,6 +31,11 @@
 /* Bytes read past an entry's end: libarchive looks a little beyond a data
  * descriptor (the next record's signature), which the range then holds. */
 #define WANT_SLACK_BYTES 64u
+/* Largest GET of a wanted entry (less when chunk_bytes is smaller): what a
+ * served entry costs in memory, besides its buffered bytes (at most
+ * chunk_bytes, more goes through a writer): twice this, plus two sealed
+ * chunks around each GET. */
+#define WANT_GET_BYTES (1u << 20)
 
 uint64_t ua_name_hash(const char *name, size_t len)
 {
@@ -257,9 +262,17 @@ static enum wk_code read_entry(struct ua_run *r, size_t i, const char *path,
     src.end = entry_end(cd, i) + WANT_SLACK_BYTES;
     if (src.end > cd->zip_size)
         src.end = cd->zip_size;
-    src.chunk = cfg->chunk_bytes;
-    wk_buf_init(&src.raw, cfg->chunk_bytes + (1u << 20));
-    wk_buf_init(&src.plain, cfg->chunk_bytes + (1u << 20));
+    src.chunk =
+        cfg->chunk_bytes < WANT_GET_BYTES ? cfg->chunk_bytes : WANT_GET_BYTES;
+    {
+        /* sealed: the whole chunks around a GET, one more on each side */
+        uint64_t cap = src.chunk + 64;
+        if (r->want.sealed)
+            cap += 2u * ((uint64_t)r->want.dk->chunk_bytes + SEAL_TAG_BYTES) +
+                   SEAL_HEADER_BYTES;
+        wk_buf_init(&src.raw, (size_t)cap);
+        wk_buf_init(&src.plain, (size_t)cap);
+    }
     wk_buf_init(&data, cfg->chunk_bytes);
     lim.max_total_bytes = decl.usize;
     lim.max_entries = 2;

@@ -163,6 +163,8 @@ static void pr_milestone(struct prog_sink *s, enum prog_milestone m, int64_t ms)
     free(ev);
 }
 
+static void pr_served(struct prog_sink *s, const char *path, bool found);
+
 static size_t pr_wants(struct prog_sink *s, char (*out)[PROG_WANT_PATH_MAX + 1],
                        size_t max)
 {
@@ -195,8 +197,10 @@ static size_t pr_wants(struct prog_sink *s, char (*out)[PROG_WANT_PATH_MAX + 1],
         if (e->type != REDIS_REPLY_STRING)
             continue;
         if (e->len > PROG_WANT_PATH_MAX || memchr(e->str, '\0', e->len)) {
+            /* no such entry can exist: answered at once */
             WK_LOG(WK_LOG_WARN, "progress.want_refused",
                    KV_STR("job_id", pr->job_id), KV_INT("bytes", e->len));
+            pr_served(s, e->str, false);
             continue;
         }
         memcpy(out[n], e->str, e->len);

@@ -159,6 +159,16 @@ START_TEST(test_it_ready_before_complete_want_and_user_write)
     ck_assert(present(st, key));
     snprintf(key, sizeof(key), "active/%s/sila.md", id);
     ck_assert(present(st, key));
+    snprintf(key, sizeof(key), "active/%s/space-v1/secrets", id);
+    ck_assert(present(st, key));
+    {
+        /* every ops file */
+        char dir[700];
+        snprintf(dir, sizeof(dir), "%s/space-v1/ops", src);
+        snprintf(key, sizeof(key), "active/%s/space-v1/ops/", id);
+        ck_assert_uint_eq(it_count(st, key), it_stats_of(dir).files);
+        ck_assert_uint_ge(it_count(st, key), 40);
+    }
     snprintf(key, sizeof(key), "active/%s/%s", id, cas);
     ck_assert(!present(st, key)); /* the blobs come later */
     ck_assert_int_eq(line_of(sublog, "\"event\":\"complete\""), 0);

@@ -285,8 +285,9 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         json_object_set_new(o, "reason", json_string("already active"));
         if (m->state == MF_ARCHIVING)
             set_state(&r, m, MF_ACTIVE, mf_etag, sizeof(mf_etag), o);
-        if (m->state == MF_ACTIVE) {
-            /* usable and complete already: both at once */
+        {
+            /* usable and complete already (the objects under active/ are the
+             * space, also while archiving): both at once */
             int64_t ms = since_request(ctx, t0);
             json_object_set_new(o, "timeToReadyMs", json_integer(ms));
             json_object_set_new(o, "timeToCompleteMs", json_integer(ms));

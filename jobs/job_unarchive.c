@@ -136,6 +136,72 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Milliseconds from the request (job_ctx.requested_ms, the enqueue) to
+ * now; from the run's start t0 (monotonic) when the request time is
+ * unknown. */
+static int64_t since_request(const struct job_ctx *ctx, int64_t t0)
+{
+    struct timespec ts;
+    int64_t now, ms;
+
+    if (ctx->requested_ms <= 0)
+        return mono_ms() - t0;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    ms = now - ctx->requested_ms;
+    return ms < 0 ? 0 : ms;
+}
+
+/* What makes a space usable, and comes first in our archives: sila.md,
+ * space-v1/space.json, space-v1/secrets, space-v1/ops/... The first entry
+ * that is none of them is the ready point. */
+static bool ua_is_meta(const char *name)
+{
+    return strcmp(name, "sila.md") == 0 ||
+           strcmp(name, "space-v1/space.json") == 0 ||
+           strcmp(name, "space-v1/secrets") == 0 ||
+           strncmp(name, "space-v1/ops/", 13) == 0;
+}
+
+/* The ready point: what is buffered written, then the manifest says
+ * restoring + readyAt (fenced, over the version etag names), then
+ * PROG_READY. From here on nothing is cleaned up on failure. */
+static enum wk_code reach_ready(struct ua_run *r, struct mf *m, char *etag,
+                                size_t etag_len, bool *unknown, int64_t t0,
+                                int64_t *ready_ms, struct wk_err *err)
+{
+    const struct ua_cd *cd = r->want.cd;
+    enum wk_code rc;
+
+    /* what can still be checked before the space is usable: the entry
+     * count (the checksum needs the whole archive) */
+    if (cd && cd->n != cd->max)
+        return wk_err_set(err, WK_E_CORRUPT,
+                          "archive '%s' has %llu entries, the manifest says "
+                          "%llu",
+                          r->want.archive_key, (unsigned long long)cd->n,
+                          (unsigned long long)cd->max);
+    rc = ua_flush_pending(r, err);
+    if (rc != WK_OK)
+        return rc;
+    m->ready_at = r->ctx->now ? r->ctx->now() : time(NULL);
+    rc = put_state(r, m, MF_RESTORING, etag, etag_len, unknown, err);
+    if (rc != WK_OK) {
+        m->ready_at = 0;
+        return rc;
+    }
+    r->want.ready = true;
+    *ready_ms = since_request(r->ctx, t0);
+    prog_milestone(&r->prog, PROG_READY, *ready_ms);
+    WK_LOG(WK_LOG_INFO, "unarchive.ready", KV_STR("job_id", r->job->id),
+           KV_STR("space_id", r->job->space_id),
+           KV_INT("time_to_ready_ms", *ready_ms));
+    /* test failpoint: a pause here keeps the space between ready and
+     * complete (wanted paths are served right after it) */
+    wk_fail_point("unarchive.ready");
+    return ua_want_poll(r, true, err);
+}
+
 enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
                                struct wk_buf *result, struct wk_err *err)
 {
@@ -153,8 +219,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     struct ua_keys existing = { NULL, 0, 0 };
     char mf_etag[80] = "";
     uint64_t nentries = 0;
-    bool flipped = false, mf_unknown = false;
-    int64_t t0 = mono_ms();
+    bool flipped = false, mf_unknown = false, has_space_json = false;
+    int64_t t0 = mono_ms(), ready_ms = -1;
     enum wk_code rc;
 
     memset(&r, 0, sizeof(r));
@@ -219,6 +285,15 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         json_object_set_new(o, "reason", json_string("already active"));
         if (m->state == MF_ARCHIVING)
             set_state(&r, m, MF_ACTIVE, mf_etag, sizeof(mf_etag), o);
+        {
+            /* usable and complete already (the objects under active/ are the
+             * space, also while archiving): both at once */
+            int64_t ms = since_request(ctx, t0);
+            json_object_set_new(o, "timeToReadyMs", json_integer(ms));
+            json_object_set_new(o, "timeToCompleteMs", json_integer(ms));
+            prog_milestone(&r.prog, PROG_READY, ms);
+            prog_milestone(&r.prog, PROG_COMPLETE, ms);
+        }
         rc = job_result_take(result, o, err);
         if (rc == WK_OK)
             job_prog_done(&r.prog); /* (nothing counted: all zero) */
@@ -290,6 +365,15 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
             rc = seal_dec_new(&dk, want.size, &r.src.dec, err);
             if (rc == WK_OK)
                 rc = ua_cd_preread(job, ctx, &want, &dk, &cd, err);
+            if (rc == WK_OK) {
+                /* kept for entries wanted ahead of order (ua_want.c) */
+                r.want.dk = malloc(sizeof(*r.want.dk));
+                if (r.want.dk)
+                    *r.want.dk = dk;
+                else
+                    rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+                r.want.sealed = true;
+            }
             seal_dk_wipe(&dk);
         }
         if (rc != WK_OK) {
@@ -318,13 +402,27 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     /* our own archive: its central directory, not the ratio, bounds it */
     zipr_set_declared(zr, ua_cd_declared, &cd);
 
+    r.want.cd = &cd;
+    r.want.keys = &existing;
+    r.want.archive_key = want.key;
+    r.want.archive_size = want.size;
     if (m->state == MF_ARCHIVED) {
         /* Readers wait for "ready"; a run that dies from here on leaves
          * "restoring" and its retry carries on. */
+        m->ready_at = 0;
         rc = put_state(&r, m, MF_RESTORING, mf_etag, sizeof(mf_etag),
                        &mf_unknown, err);
         if (rc != WK_OK)
             goto out;
+    } else if (m->ready_at != 0) {
+        /* an earlier run got past the ready point: usable now (what it
+         * wrote is kept, the rest comes), so ready again at once */
+        r.want.ready = true;
+        ready_ms = since_request(ctx, t0);
+        prog_milestone(&r.prog, PROG_READY, ready_ms);
+        WK_LOG(WK_LOG_INFO, "unarchive.ready", KV_STR("job_id", job->id),
+               KV_STR("space_id", job->space_id), KV_BOOL("resumed", true),
+               KV_INT("time_to_ready_ms", ready_ms));
     }
 
     r.prog.st.phase = "restoring";
@@ -341,8 +439,22 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         rc = zipr_next(zr, &e, &eof, err);
         if (rc != WK_OK || eof)
             break;
+        if (strcmp(e.name, "space-v1/space.json") == 0)
+            has_space_json = true;
+        /* (an archive without space.json is no usable space before the
+         * end: ready only once everything is verified) */
+        if (!r.want.ready && has_space_json && !ua_is_meta(e.name)) {
+            rc = reach_ready(&r, m, mf_etag, sizeof(mf_etag), &mf_unknown, t0,
+                             &ready_ms, err);
+            if (rc != WK_OK)
+                break;
+        }
         nentries++;
         rc = ua_restore_entry(&r, zr, &e, cas, err);
+        if (rc != WK_OK)
+            break;
+        r.want.next_index = nentries;
+        rc = ua_want_poll(&r, false, err);
         if (rc != WK_OK)
             break;
     }
@@ -377,40 +489,58 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         goto out;
     }
 
+    /* Not ready before the end (only metadata, or no space.json): ready
+     * now that everything is verified, then complete. */
+    if (!r.want.ready) {
+        rc = reach_ready(&r, m, mf_etag, sizeof(mf_etag), &mf_unknown, t0,
+                         &ready_ms, err);
+        if (rc != WK_OK)
+            goto out;
+    }
     /* Everything verified: the space is active again. */
     r.prog.st.phase = "activating";
     prog_update(&r.prog, true);
     /* test failpoint: paused here, a successor may finish the restore */
     wk_fail_point("unarchive.before_flip");
     {
-        time_t before = m->restored_at;
+        time_t before = m->restored_at, ready_at = m->ready_at;
         m->restored_at = ctx->now ? ctx->now() : time(NULL);
+        m->ready_at = 0; /* (active: complete) */
         rc = put_state(&r, m, MF_ACTIVE, mf_etag, sizeof(mf_etag), &mf_unknown,
                        err);
         if (rc != WK_OK) {
-            m->restored_at = before; /* still restoring: reverted below */
+            m->restored_at = before; /* still restoring */
+            m->ready_at = ready_at;
             goto out;
         }
     }
     flipped = true;
     {
-        int64_t ms = mono_ms() - t0;
+        int64_t ms = since_request(ctx, t0);
         json_t *o = json_object();
+        prog_milestone(&r.prog, PROG_COMPLETE, ms);
         json_object_set_new(o, "archiveKey", json_string(want.key));
-        json_object_set_new(o, "restored",
-                            json_integer((json_int_t)r.n_written));
-        json_object_set_new(o, "kept", json_integer((json_int_t)r.n_kept));
+        /* (an entry served ahead of order is restored, not kept) */
+        json_object_set_new(
+            o, "restored",
+            json_integer((json_int_t)(r.n_written + r.want.n_served_put)));
+        json_object_set_new(
+            o, "kept",
+            json_integer((json_int_t)(r.n_kept - r.want.n_served_put)));
         json_object_set_new(o, "keptUserWrites",
                             json_integer((json_int_t)r.n_user_kept));
         json_object_set_new(o, "bytes",
                             json_integer((json_int_t)zipr_total_bytes(zr)));
         json_object_set_new(o, "checksum", json_string(sha));
-        json_object_set_new(o, "timeToReadyMs", json_integer(ms));
+        json_object_set_new(o, "timeToReadyMs", json_integer(ready_ms));
+        json_object_set_new(o, "timeToCompleteMs", json_integer(ms));
         rc = job_result_take(result, o, err);
         WK_LOG(WK_LOG_INFO, "unarchive.restored", KV_STR("job_id", job->id),
                KV_STR("space_id", job->space_id),
                KV_STR("archive_key", want.key), KV_INT("files", r.n_written),
-               KV_INT("time_to_ready_ms", ms));
+               KV_INT("served", r.want.n_served_put),
+               KV_INT("time_to_ready_ms", ready_ms),
+               KV_INT("time_to_complete_ms", ms));
     }
     r.prog.st.phase = "done";
     r.prog.st.bytes_done = r.prog.st.bytes_total;
@@ -418,14 +548,21 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     prog_update(&r.prog, true);
 out:
     /* Fenced: the successor owns what was written, nothing is undone. A
-     * flip of unknown outcome may have made the space active: kept. */
-    if (rc != WK_OK && rc != WK_E_FENCED && !flipped && !mf_unknown)
+     * flip of unknown outcome may have made the space active: kept. Once
+     * ready, users may have written: the space stays restoring (readyAt),
+     * everything is kept, and the next run finishes it. */
+    if (rc != WK_OK && rc != WK_E_FENCED && !flipped && !mf_unknown &&
+        !r.want.ready)
         ua_cleanup_written(&r);
-    if (rc != WK_OK && rc != WK_E_FENCED && !flipped && !mf_unknown && m &&
-        m->state == MF_RESTORING &&
+    if (rc != WK_OK && rc != WK_E_FENCED && !flipped && !mf_unknown &&
+        !r.want.ready && m && m->state == MF_RESTORING &&
         rc != WK_E_CONFLICT) /* a conflict: someone else has it now */
         set_state(&r, m, MF_ARCHIVED, mf_etag, sizeof(mf_etag), NULL);
+    if (rc != WK_OK && r.want.ready)
+        WK_LOG(WK_LOG_WARN, "unarchive.left_ready", KV_STR("job_id", job->id),
+               KV_STR("space_id", job->space_id), KV_STR("msg", err->msg));
     zipr_free(zr);
+    ua_want_release(&r.want);
     ua_cd_release(&cd);
     store_sha256_free(cas);
     store_sha256_free(r.src.hash);

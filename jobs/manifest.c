@@ -277,6 +277,8 @@ enum wk_code mf_to_json(const struct mf *m, struct wk_buf *out,
     if (rc == WK_OK && m->state == MF_RESTORING && m->restoring_archive[0])
         rc = set_new(o, "restoringArchive", json_string(m->restoring_archive),
                      err);
+    if (rc == WK_OK && m->state == MF_RESTORING && m->ready_at != 0)
+        rc = set_time(o, "readyAt", m->ready_at, err);
     if (rc == WK_OK && m->n_history > 0) {
         json_t *arr = json_array();
         rc = set_new(o, "history", arr, err);
@@ -577,8 +579,12 @@ enum wk_code mf_parse(const char *json, size_t len, struct mf *out,
         rc = get_str(root, "restoringArchive", m.restoring_archive,
                      sizeof(m.restoring_archive),
                      "expected a string of at most 255 bytes", err);
-    if (rc == WK_OK && m.state != MF_RESTORING)
+    if (rc == WK_OK)
+        rc = get_time(root, "readyAt", true, &m.ready_at, err);
+    if (rc == WK_OK && m.state != MF_RESTORING) {
         m.restoring_archive[0] = '\0'; /* meaningful while restoring only */
+        m.ready_at = 0;
+    }
     if (rc == WK_OK)
         rc = get_history(root, &m, err);
     if (rc == WK_OK)

@@ -67,6 +67,10 @@ struct mf {
      * current one or one from the history), written with state restoring
      * only; "" when absent (an older writer: the current archive) */
     char restoring_archive[256];
+    /* "readyAt": when the restore had sila.md, space.json, secrets and every
+     * ops/ object in place (the space is usable, blobs may be missing);
+     * written with state restoring only, 0 when absent (not ready yet) */
+    time_t ready_at;
     size_t n_history;
     struct mf_archive history[MF_HISTORY_MAX]; /* older archives, newest
                                                   first ("history") */

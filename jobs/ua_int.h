@@ -47,18 +47,45 @@ struct ua_src {
 /* The central directory of the archive, read before the restore (zipcd):
  * per entry, in archive order, its uncompressed size and CRC-32, the
  * authority zipr holds each entry to (zipr_set_declared) instead of the
- * ratio limit. 12 bytes per entry; never more entries than the manifest's
- * fileCount, nor more declared bytes than its uncompressedSize (a directory
- * that says more is refused before anything is written). */
+ * ratio limit. 28 bytes per entry (below); never more entries than the
+ * manifest's fileCount, nor more declared bytes than its uncompressedSize (a
+ * directory that says more is refused before anything is written). */
 struct ua_cd {
     uint64_t *usize; /* owned */
     uint32_t *crc;   /* owned */
+    /* (R) for reading one entry ahead of order (ua_want.c): its local
+     * header's offset and ua_name_hash() of its name; 16 more bytes per
+     * entry, 28 in all (plus 1 bit: ua_want.served) */
+    uint64_t *off;      /* owned */
+    uint64_t *hash;     /* owned */
+    uint64_t cd_offset; /* where the central directory starts: the end of
+                           the last entry */
+    uint64_t zip_size;  /* plain ZIP bytes (sealed: after opening) */
     size_t n, cap;
     uint64_t max;       /* entries allowed */
     uint64_t max_bytes; /* declared bytes allowed (uncompressedSize) */
     uint64_t bytes;     /* declared so far */
     uint64_t next_at;   /* local header offsets must grow */
     bool ordered;       /* entries in offset order: index i is entry i */
+};
+
+/* (R) Ready early, and paths served ahead of the archive's order
+ * (job_unarchive.c, ua_want.c). */
+struct ua_want {
+    bool ready;              /* PROG_READY reported: from here on a failure
+                                cleans nothing up and never reverts */
+    int64_t last_poll_ms;    /* monotonic ms of the last prog_wants() */
+    uint64_t next_index;     /* entries the in-order pass has handed on */
+    unsigned char *served;   /* owned: 1 bit per directory entry */
+    size_t n_served_put;     /* served by our own PUT (counted restored) */
+    struct ua_keys *keys;    /* borrowed, the run's existing keys: a served
+                                key joins them, so the in-order pass reads
+                                and verifies it but writes nothing */
+    const struct ua_cd *cd;  /* borrowed */
+    const char *archive_key; /* borrowed */
+    uint64_t archive_size;   /* stored bytes */
+    bool sealed;
+    struct seal_dk *dk; /* owned (wiped) when sealed */
 };
 
 /* A restored object waiting for its PUT. */
@@ -83,6 +110,7 @@ struct ua_run {
     size_t n_user_kept;             /* of which written by a user while
                                        this restore ran (If-None-Match) */
     struct prog prog;
+    struct ua_want want; /* (R) */
 };
 
 /* ---- ua_source.c ---- */
@@ -98,6 +126,16 @@ void ua_cd_release(struct ua_cd *cd);
 /* zipr's read callback over a struct ua_src: the next plain bytes. */
 enum wk_code ua_src_read(void *ud, const void **p, size_t *n,
                          struct wk_err *err);
+
+/* ---- ua_want.c (R) ---- */
+
+/* The 64-bit hash of an entry name that ua_cd keeps (FNV-1a). */
+uint64_t ua_name_hash(const char *name, size_t len);
+/* Between entries, once ready: take the paths clients want (at most every
+ * UA_WANT_POLL_MS unless force) and serve each ahead of order. */
+#define UA_WANT_POLL_MS 20
+enum wk_code ua_want_poll(struct ua_run *r, bool force, struct wk_err *err);
+void ua_want_release(struct ua_want *w);
 
 /* ---- ua_put.c ---- */
 

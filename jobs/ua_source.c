@@ -51,6 +51,14 @@ static enum wk_code cd_entry(const struct zipcd_entry *e, void *ud,
         if (!c)
             return wk_err_set(err, WK_E_NOMEM, "out of memory");
         cd->crc = c;
+        u = realloc(cd->off, ncap * sizeof(*u));
+        if (!u)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        cd->off = u;
+        u = realloc(cd->hash, ncap * sizeof(*u));
+        if (!u)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        cd->hash = u;
         cd->cap = ncap;
     }
     if (e->offset < cd->next_at)
@@ -58,6 +66,8 @@ static enum wk_code cd_entry(const struct zipcd_entry *e, void *ud,
     cd->next_at = e->offset + 1;
     cd->usize[cd->n] = e->usize;
     cd->crc[cd->n] = e->crc;
+    cd->off[cd->n] = e->offset;
+    cd->hash[cd->n] = ua_name_hash(e->name, e->name_len);
     cd->n++;
     return WK_OK;
 }
@@ -78,7 +88,74 @@ void ua_cd_release(struct ua_cd *cd)
 {
     free(cd->usize);
     free(cd->crc);
+    free(cd->off);
+    free(cd->hash);
     memset(cd, 0, sizeof(*cd));
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The second look for a name hash seen twice: its first name kept, a
+ * second entry of that same name refused. */
+struct cd_dup {
+    uint64_t hash;
+    char *first; /* owned */
+};
+
+static enum wk_code cd_dup_entry(const struct zipcd_entry *e, void *ud,
+                                 struct wk_err *err)
+{
+    struct cd_dup *d = ud;
+    char shown[128];
+
+    if (ua_name_hash(e->name, e->name_len) != d->hash)
+        return WK_OK;
+    if (!d->first) {
+        d->first = strdup(e->name);
+        return d->first ? WK_OK : wk_err_set(err, WK_E_NOMEM, "out of memory");
+    }
+    if (strcmp(d->first, e->name) != 0)
+        return WK_OK; /* (two names, one hash: both fine) */
+    wk_path_shown(shown, sizeof(shown), e->name, e->name_len);
+    return wk_err_set(err, WK_E_CORRUPT,
+                      "entry '%s': duplicate name (in the central directory, "
+                      "refused before anything is written)",
+                      shown);
+}
+
+/* Names repeat nowhere: a repeated one is refused now, before the ready
+ * point (after it, a failure leaves the space restoring). Costs a sorted
+ * copy of the hashes; a second directory read only when two are equal. */
+static enum wk_code cd_unique(const struct job_ctx *ctx,
+                              const struct mf_archive *want,
+                              const struct seal_dk *dk, const struct ua_cd *cd,
+                              struct wk_err *err)
+{
+    uint64_t *h;
+    enum wk_code rc = WK_OK;
+
+    if (cd->n < 2)
+        return WK_OK;
+    h = malloc(cd->n * sizeof(*h));
+    if (!h)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    memcpy(h, cd->hash, cd->n * sizeof(*h));
+    qsort(h, cd->n, sizeof(*h), cmp_u64);
+    for (size_t i = 1; i < cd->n && rc == WK_OK; i++) {
+        struct cd_dup d = { h[i], NULL };
+        if (h[i] != h[i - 1] || (i > 1 && h[i] == h[i - 2]))
+            continue;
+        rc = zipcd_read(ctx->store, want->key, want->size, dk,
+                        (size_t)ctx->cfg->chunk_bytes, cd_dup_entry, &d, NULL,
+                        err);
+        free(d.first);
+    }
+    free(h);
+    return rc;
 }
 
 /* Read the central directory of want (dk: sealed, else NULL) into cd. */
@@ -97,6 +174,11 @@ enum wk_code ua_cd_preread(const struct job *job, const struct job_ctx *ctx,
                     (size_t)ctx->cfg->chunk_bytes, cd_entry, cd, &info, err);
     if (rc != WK_OK)
         return rc; /* (zipcd's messages name the archive) */
+    cd->cd_offset = info.cd_offset;
+    cd->zip_size = info.zip_size;
+    rc = cd_unique(ctx, want, dk, cd, err);
+    if (rc != WK_OK)
+        return rc;
     WK_LOG(WK_LOG_INFO, "unarchive.directory_read", KV_STR("job_id", job->id),
            KV_STR("archive_key", want->key), KV_INT("entries", info.entries),
            KV_INT("ordered", cd->ordered), KV_INT("requests", info.requests));

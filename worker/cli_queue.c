@@ -58,8 +58,10 @@ static const char usage_stats[] =
     "\n"
     "Prints, from Redis alone, one JSON object: per lane the jobs waiting\n"
     "and running, jobs delayed (retry or busy space), dead letters, every\n"
-    "running job with its phase and progress, and the jobs and bytes\n"
-    "finished in the last 1, 5, 15 and 60 minutes.\n";
+    "running job with its phase and progress, the jobs and bytes\n"
+    "finished in the last 1, 5, 15 and 60 minutes, and over the same\n"
+    "minutes the count, p50 and p95 of the restores' time from the request\n"
+    "to ready (timeToReady) and to complete (timeToComplete), in ms.\n";
 
 static const char usage_audit[] =
     "usage: sila-archiver audit [--count N]\n"
@@ -392,6 +394,25 @@ static int do_stats(struct q *q, const struct cli_args *a, void *ud)
     }
     json_object_set_new(o, "throughput", tp);
     tp = NULL;
+    for (int k = 0; k < 2; k++) {
+        /* restores: open to ready, open to complete */
+        json_t *lat = json_object();
+        json_object_set_new(o, k ? "timeToComplete" : "timeToReady", lat);
+        for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+            struct q_latency l;
+            char w[8];
+            if (q_latency(q, k == 0, windows[i], &l, &err) != WK_OK) {
+                rc = cli_fail(&err);
+                goto out;
+            }
+            snprintf(w, sizeof(w), "%um", windows[i]);
+            json_object_set_new(lat, w,
+                                json_pack("{s:I, s:I, s:I}", "count",
+                                          (json_int_t)l.count, "p50Ms",
+                                          (json_int_t)l.p50_ms, "p95Ms",
+                                          (json_int_t)l.p95_ms));
+        }
+    }
     text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (text)
         printf("%s\n", text);

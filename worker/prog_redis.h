@@ -2,8 +2,14 @@
  * prog_redis: the progress sink of a running job: updates the status hash
  * (progress, bytesDone, bytesTotal, filesDone, filesTotal, phase) and
  * PUBLISHes one JSON event per update on the job's channel. Throttling is
- * done by jobs/progress.c. Redis errors are logged, never fail the job.
- * Borrows the queue connection and job id for its lifetime.
+ * done by jobs/progress.c. A restore's milestones: READY sets readyAt and
+ * timeToReadyMs in the status hash, publishes {"event":"ready"} on the
+ * space's channel and adds the sample to <prefix>ttr:<minute>; COMPLETE
+ * sets timeToCompleteMs and adds to <prefix>ttc:<minute> (q_finish
+ * publishes "complete"). Wanted paths come off <prefix>want:<spaceId>
+ * (LPOP with a count, one round trip) and are answered with
+ * {"event":"served"} on the space's channel. Redis errors are logged, never
+ * fail the job. Borrows the queue connection and job id for its lifetime.
  */
 #ifndef WK_WORKER_PROG_REDIS_H
 #define WK_WORKER_PROG_REDIS_H
@@ -23,11 +29,17 @@ struct prog_redis {
     const char *space_id;              /* borrowed */
     bool checkpointed;                 /* a checkpoint was recorded */
     uint64_t bytes_total, files_total; /* of the space, as last reported */
+    int64_t requested_ms; /* the status hash's createdAt, epoch ms; 0 =
+                             unknown (then milestones count as the job
+                             says) */
+    bool wants_failed;    /* a want LPOP failed once (logged once) */
 };
 
 /* Clear the job's checkpoint (the "upload" field). */
 void prog_checkpoint_clear(struct prog_redis *pr);
 
+/* Also reads the status hash's createdAt into pr->requested_ms (one HGET;
+ * the run's job_ctx.requested_ms should be set from it). */
 void prog_redis_init(struct prog_redis *pr, struct q *q, const char *job_id,
                      const char *type, const char *space_id);
 

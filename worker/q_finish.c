@@ -1,7 +1,8 @@
 /* q_finish: the end of a run: q_finish (status hash, final event, the
- * space's channel, dedup release, dead letter, audit trail, throughput
- * counters and only then XACK, in one transaction) and q_requeue (back
- * into the delayed set for a retry, a busy lock or a shutdown). */
+ * space's channel ("complete" or "failed" of an unarchive), dedup release, dead
+ * letter, audit trail, throughput counters and only then XACK, in one
+ * transaction) and q_requeue (back into the delayed set for a retry, a busy
+ * lock or a shutdown). */
 #include "worker/q_int.h"
 
 #include <jansson.h>
@@ -104,13 +105,23 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
         ncmd++;
     }
     if (type && space_id && strcmp(type, "unarchive") == 0) {
-        /* the app server waits on the space's channel, not on polling */
+        /* the app server waits on the space's channel, not on polling:
+         * "ready" came earlier (the sink's READY milestone); this is
+         * "complete" (every object in place) or "failed" */
         json_t *se =
-            json_pack("{s:s, s:s, s:s}", "event", ok ? "ready" : "failed",
+            json_pack("{s:s, s:s, s:s}", "event", ok ? "complete" : "failed",
                       "spaceId", space_id, "jobId", m->job_id);
         if (se && !ok)
             json_object_set_new(se, "error",
                                 json_string(error ? error : "failed"));
+        if (se && ok && result_json) {
+            json_t *res = json_loads(result_json, 0, NULL);
+            json_t *ttc = json_object_get(res, "timeToCompleteMs");
+            if (json_is_integer(ttc))
+                json_object_set_new(se, "timeToCompleteMs",
+                                    json_integer(json_integer_value(ttc)));
+            json_decref(res);
+        }
         sev = se ? json_dumps(se, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
         json_decref(se);
         if (sev) {

@@ -98,6 +98,29 @@ bool q_key_stats(const char *prefix, time_t t, char *buf, size_t len)
     return key_fmt(buf, len, "%sstats:%.13s", prefix, stamp); /* ...THHMM */
 }
 
+static bool key_minute(const char *prefix, const char *what, time_t t,
+                       char *buf, size_t len)
+{
+    char stamp[32];
+    wk_fmt_stamp(t - t % 60, stamp, sizeof(stamp));
+    return key_fmt(buf, len, "%s%s:%.13s", prefix, what, stamp);
+}
+
+bool q_key_ttr(const char *prefix, time_t t, char *buf, size_t len)
+{
+    return key_minute(prefix, "ttr", t, buf, len);
+}
+
+bool q_key_ttc(const char *prefix, time_t t, char *buf, size_t len)
+{
+    return key_minute(prefix, "ttc", t, buf, len);
+}
+
+bool q_key_want(const char *prefix, const char *space_id, char *buf, size_t len)
+{
+    return key_fmt(buf, len, "%swant:%s", prefix, space_id);
+}
+
 const char *q_key_lane_of(const char *prefix, const char *key)
 {
     size_t pl = strlen(prefix);

@@ -19,6 +19,9 @@
  *   q_key_audit     <prefix>audit
  *   q_key_activity  <prefix>activity
  *   q_key_stats     <prefix>stats:<YYYY-MM-DDTHHMM> (the minute of t)
+ *   q_key_ttr       <prefix>ttr:<YYYYMMDDTHHMM> (time-to-ready samples)
+ *   q_key_ttc       <prefix>ttc:<YYYYMMDDTHHMM> (time-to-complete samples)
+ *   q_key_want      <prefix>want:<spaceId> (paths wanted ahead of order)
  */
 #ifndef WK_WORKER_Q_KEYS_H
 #define WK_WORKER_Q_KEYS_H
@@ -50,6 +53,10 @@ bool q_key_named(const char *prefix, const char *name, char *buf, size_t len);
 bool q_key_audit(const char *prefix, char *buf, size_t len);
 bool q_key_activity(const char *prefix, char *buf, size_t len);
 bool q_key_stats(const char *prefix, time_t t, char *buf, size_t len);
+bool q_key_ttr(const char *prefix, time_t t, char *buf, size_t len);
+bool q_key_ttc(const char *prefix, time_t t, char *buf, size_t len);
+bool q_key_want(const char *prefix, const char *space_id, char *buf,
+                size_t len);
 
 /* The reverse: the lane name of a lane key ("jobs" when key is not one of
  * prefix's), and the job id of a status hash key (NULL when it is not one). */

@@ -354,3 +354,66 @@ enum wk_code q_throughput(struct q *q, unsigned minutes,
     }
     return WK_OK;
 }
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest rank: the smallest sample with at least pct % at or below it. */
+static int64_t rank_of(const int64_t *v, size_t n, unsigned pct)
+{
+    size_t k = (n * pct + 99) / 100;
+    return n ? v[k ? k - 1 : 0] : 0;
+}
+
+enum wk_code q_latency(struct q *q, bool ready, unsigned minutes,
+                       struct q_latency *out, struct wk_err *err)
+{
+    time_t now = time(NULL);
+    int64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    enum wk_code rc = WK_OK;
+
+    memset(out, 0, sizeof(*out));
+    for (unsigned m = 0; m < minutes && rc == WK_OK; m++) {
+        char k[160];
+        const char *argv[] = { "LRANGE", k, "0", "-1" };
+        redisReply *rep;
+        if (ready)
+            q_key_ttr(q->prefix, now - (time_t)m * 60, k, sizeof(k));
+        else
+            q_key_ttc(q->prefix, now - (time_t)m * 60, k, sizeof(k));
+        rep = q_cmds(q, err, "LRANGE", 4, argv);
+        if (!rep) {
+            rc = err && err->code ? err->code : WK_E_NET;
+            break;
+        }
+        for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i < rep->elements;
+             i++) {
+            if (rep->element[i]->type != REDIS_REPLY_STRING)
+                continue;
+            if (n == cap) {
+                size_t ncap = cap ? cap * 2 : 256;
+                int64_t *p = realloc(v, ncap * sizeof(*p));
+                if (!p) {
+                    rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+                    break;
+                }
+                v = p;
+                cap = ncap;
+            }
+            v[n++] = strtoll(rep->element[i]->str, NULL, 10);
+        }
+        freeReplyObject(rep);
+    }
+    if (rc == WK_OK && n > 0) {
+        qsort(v, n, sizeof(*v), cmp_i64);
+        out->count = n;
+        out->p50_ms = rank_of(v, n, 50);
+        out->p95_ms = rank_of(v, n, 95);
+    }
+    free(v);
+    return rc;
+}

@@ -1,8 +1,8 @@
 /*
  * q_report: read-only views of the queue (worker/q_report.c): depths, the
  * running and `jobs` reports, a job's status as JSON, the audit trail, the
- * throughput counters behind `stats`, and the activity index the sweep
- * reads. None of them changes anything in Redis.
+ * throughput counters and the time-to-ready samples behind `stats`, and the
+ * activity index the sweep reads. None of them changes anything in Redis.
  */
 #ifndef WK_WORKER_Q_REPORT_H
 #define WK_WORKER_Q_REPORT_H
@@ -34,6 +34,17 @@ struct q_throughput {
 };
 enum wk_code q_throughput(struct q *q, unsigned minutes,
                           struct q_throughput *out, struct wk_err *err);
+
+/* Time-to-ready (ready false: time-to-complete) of the restores of the
+ * last `minutes` minutes, from the samples of <prefix>ttr:<minute>
+ * (ttc:) the progress sink adds: how many, and the 50th and 95th
+ * percentiles (nearest rank; 0 without samples). */
+struct q_latency {
+    uint64_t count;
+    int64_t p50_ms, p95_ms;
+};
+enum wk_code q_latency(struct q *q, bool ready, unsigned minutes,
+                       struct q_latency *out, struct wk_err *err);
 
 /* One line per job that is not succeeded (queued, running, retrying,
  * failed), then the dead letters, as JSON lines into out. */

@@ -97,10 +97,23 @@ START_TEST(test_it_unarchive_s3_roundtrip_events_history)
             it_job_field(it_prefix_of(&e), job, "result"));
     it_sleep_ms(200);
     it_stop(sub);
+    /* ready early (the sink), complete at the end (q_finish) */
     ck_assert_int_eq(it_sh("grep -q '\"event\":\"ready\",\"spaceId\":\"%s\","
                            "\"jobId\":\"%s\"' '%s'",
                            id, job, sublog),
                      0);
+    ck_assert_int_eq(it_sh("grep -q '\"event\":\"complete\",\"spaceId\":"
+                           "\"%s\",\"jobId\":\"%s\"' '%s'",
+                           id, job, sublog),
+                     0);
+    ck_assert_int_eq(it_sh("test $(grep -n '\"event\":\"ready\"' '%s' | "
+                           "head -n1 | cut -d: -f1) -lt $(grep -n "
+                           "'\"event\":\"complete\"' '%s' | head -n1 | "
+                           "cut -d: -f1)",
+                           sublog, sublog),
+                     0);
+    ck_assert_ptr_nonnull(strstr(it_job_field(it_prefix_of(&e), job, "result"),
+                                 "\"timeToCompleteMs\""));
 
     /* idempotent both ways */
     ck_assert_int_eq(run_job(&e, "unarchive", id, NULL, job, sizeof(job), out),

@@ -1065,7 +1065,7 @@ START_TEST(test_job_archive_generation_grows)
     run_release(&r);
     text = get_text(w->inner, MF_KEY);
     ck_assert_int_eq(mf_parse(text, strlen(text), &m, &e), WK_OK);
-    ck_assert_uint_eq(m.generation, 4); /* restoring, active */
+    ck_assert_uint_eq(m.generation, 5); /* restoring, ready, active */
     ck_assert_int_eq(m.state, MF_ACTIVE);
     free(text);
     store_free(&w->base);
@@ -1216,7 +1216,7 @@ START_TEST(test_job_archive_intermediate_states)
     ck_assert_str_eq(w->put_state, "restoring");
     read_manifest(w->inner, &m);
     ck_assert_int_eq(m.state, MF_ACTIVE);
-    ck_assert_uint_eq(m.generation, 4);
+    ck_assert_uint_eq(m.generation, 5); /* restoring, ready, active */
     store_free(&w->base);
 }
 END_TEST

@@ -255,8 +255,11 @@ def check_env_names(texts, c_names, readme):
 
 
 def redis_commands_used():
-    """Redis commands in worker/*.c: string literals and redis.call()s."""
+    """Redis commands in worker/*.c (string literals and redis.call()s) and
+    in docs/enqueue.lua, the script the worker embeds."""
     used = set()
+    lua = read(os.path.join(ROOT, "docs", "enqueue.lua"))
+    used |= {w.upper() for w in re.findall(r"redis\.call\(['\"]([A-Za-z]+)['\"]", lua)}
     base = os.path.join(ROOT, "worker")
     for fn in os.listdir(base):
         if fn.endswith(".c"):

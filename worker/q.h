@@ -18,7 +18,9 @@
  *   <prefix>job:<id>     status hash (state, type, spaceId, progress, ...)
  *   <prefix>job:<id>     pub/sub channel of progress and final events
  *
- * A struct q owns one blocking connection and is not thread-safe. Every
+ * A struct q owns one blocking connection and is not thread-safe: each
+ * thread of a worker (every job runner, its heartbeat and its fence, the
+ * housekeeping, the metrics server) has its own. Every
  * call blocks on the network (bounded by the connect/read timeouts). A lost
  * connection is reported as WK_E_NET; q_reconnect() re-establishes it.
  * Only worker/ includes hiredis.
@@ -112,6 +114,12 @@ enum wk_code q_enqueue(struct q *q, const struct q_spec *spec,
 enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
                      struct q_msg *out, bool *got, struct wk_err *err);
 
+/* The urgent lane alone (an urgent runner): one entry for this consumer,
+ * waiting up to block_ms. */
+enum wk_code q_claim_urgent(struct q *q, const char *consumer,
+                            unsigned block_ms, struct q_msg *out, bool *got,
+                            struct wk_err *err);
+
 /* The job's state into buf ("" when the hash is gone), and whether the run
  * it records (fields lane and entry, set by q_begin()) is this entry's:
  * *recorded false when the hash names no entry (a run by an older worker),
@@ -152,6 +160,11 @@ enum wk_code q_publish(struct q *q, const char *job_id, const char *json,
  * (XAUTOCLAIM), urgent lane first. */
 enum wk_code q_reclaim(struct q *q, const char *consumer, unsigned min_idle_ms,
                        struct q_msg *out, bool *got, struct wk_err *err);
+
+/* q_reclaim of the urgent lane alone (an urgent runner). */
+enum wk_code q_reclaim_urgent(struct q *q, const char *consumer,
+                              unsigned min_idle_ms, struct q_msg *out,
+                              bool *got, struct wk_err *err);
 
 /* Renew the lease on an entry we hold (XCLAIM ... JUSTID resets its idle
  * time). *lost = true when the entry is no longer ours. */

@@ -9,6 +9,7 @@
 #include "worker/worker.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@
 struct runner {
     const struct cfg *cfg;
     volatile sig_atomic_t *stop;
+    atomic_uint *busy; /* the process's runners with a job running */
     char consumer[256];
     bool urgent_only; /* serves the urgent lane alone */
     uint64_t rng;     /* backoff and retry jitter (rand() is shared) */
@@ -325,10 +327,12 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     WK_LOG(WK_LOG_INFO, "job.started", KV_STR("job_id", job.id),
            KV_STR("type", type), KV_STR("space_id", job.space_id),
            KV_INT("attempt", attempts));
+    atomic_fetch_add(r->busy, 1);
     hb_begin(hb, m, job.space_id, token, t0);
     wk_fail_point("job.started");
     rc = job_run(&job, &ctx, &result, &err);
     lost = hb_end(hb) || rc == WK_E_FENCED;
+    atomic_fetch_sub(r->busy, 1);
     /* Done with the checkpoint: nothing to resume (a failed run aborted
      * its upload). A run handed back kept its upload for the next. */
     if (!lost && rc != WK_E_CANCELLED && (pr.checkpointed || ctx.resume))
@@ -411,7 +415,7 @@ static void runner_loop(struct runner *r)
     struct q *q = NULL;
     struct q_msg m;
     unsigned delay = WORKER_BACKOFF_MIN_MS;
-    bool ready = false;
+    bool ready = false, ensured = false;
 
     q_msg_init(&m);
     while (!*r->stop) {
@@ -429,7 +433,13 @@ static void runner_loop(struct runner *r)
             }
             ready = false;
         }
-        if (!ready) {
+        /* The streams are (re)created only while no runner of this
+         * process runs a job (or on this runner's first connection):
+         * streams that reappear after a Redis lost its data would make a
+         * running job's heartbeat take its entry for handed to another
+         * worker, rather than take its lock again (q_own_renew). Until
+         * then the lanes are read as they are (NOGROUP: backoff). */
+        if (!ready && (!ensured || atomic_load(r->busy) == 0)) {
             if (q_ensure_group(q, &e) != WK_OK) {
                 WK_LOG(WK_LOG_WARN, "queue.group_failed", KV_STR("msg", e.msg));
                 q_free(q);
@@ -437,7 +447,7 @@ static void runner_loop(struct runner *r)
                 backoff(r, &delay);
                 continue;
             }
-            ready = true;
+            ready = ensured = true;
             WK_LOG(WK_LOG_INFO, "queue.connected",
                    KV_STR("consumer", r->consumer),
                    KV_BOOL("urgent_only", r->urgent_only));
@@ -494,12 +504,13 @@ static void *runner_main(void *arg)
 }
 
 static void runner_init(struct runner *r, const struct cfg *cfg,
-                        volatile sig_atomic_t *stop, const char *base,
-                        unsigned index)
+                        volatile sig_atomic_t *stop, atomic_uint *busy,
+                        const char *base, unsigned index)
 {
     memset(r, 0, sizeof(*r));
     r->cfg = cfg;
     r->stop = stop;
+    r->busy = busy;
     r->urgent_only = index > 0;
     if (index)
         snprintf(r->consumer, sizeof(r->consumer), "%.240s-u%u", base, index);
@@ -519,6 +530,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     struct hk hk;
     char consumer[256], host[128] = "host", boot[17];
     unsigned slots = cfg->urgent_slots, started = 0;
+    atomic_uint busy = 0;
     sigset_t block, old;
     enum wk_code rc;
 
@@ -547,7 +559,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
         if (rc != WK_OK)
             return rc;
     }
-    runner_init(&main_r, cfg, stop, consumer, 0);
+    runner_init(&main_r, cfg, stop, &busy, consumer, 0);
     if (hb_start(&main_r.hb, cfg, main_r.consumer, stop, err) != WK_OK) {
         metrics_stop(metrics);
         return err ? err->code : WK_E_INTERNAL;
@@ -561,7 +573,7 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
     rc = hk_start(&hk, cfg, stop, err);
     for (unsigned i = 0; rc == WK_OK && i < slots; i++) {
         struct runner *u = &urgent[started];
-        runner_init(u, cfg, stop, consumer, i + 1);
+        runner_init(u, cfg, stop, &busy, consumer, i + 1);
         if (pthread_create(&u->thread, NULL, runner_main, u) != 0) {
             /* fewer urgent runners, not no worker */
             WK_LOG(WK_LOG_ERROR, "runner.failed",

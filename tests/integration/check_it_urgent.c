@@ -145,8 +145,7 @@ START_TEST(test_it_urgent_open_while_archiving)
         enqueue(&e, args, ua[i], sizeof(ua[i]), out);
     }
     for (int i = 0; i < 2; i++)
-        ck_assert_str_eq(it_wait_job(it_prefix_of(&e), ua[i], 30),
-                         "succeeded");
+        ck_assert_str_eq(it_wait_job(it_prefix_of(&e), ua[i], 30), "succeeded");
     /* served before the archive ended */
     ck_assert_str_eq(state_of(&e, arch), "running");
     for (int i = 0; i < 2; i++) {
@@ -208,8 +207,7 @@ START_TEST(test_it_urgent_two_opens_side_by_side)
         enqueue(&e, args, ua[i], sizeof(ua[i]), out);
     }
     for (int i = 0; i < 2; i++) {
-        ck_assert_str_eq(it_wait_job(it_prefix_of(&e), ua[i], 30),
-                         "succeeded");
+        ck_assert_str_eq(it_wait_job(it_prefix_of(&e), ua[i], 30), "succeeded");
         assert_restored(root, ids[i], tmp, i);
     }
     {

@@ -29,7 +29,8 @@
  * (every key name), q_lua.c (every Lua script), q_claim.c (reading,
  * reclaiming, renewing, acknowledging entries), q_job.c (enqueue, begin,
  * the status hash, retry), q_finish.c (finish, requeue), q_repair.c
- * (promote delayed jobs, repair stranded ones). Locks and fencing are in
+ * (promote delayed jobs, repair stranded ones), q_yield.c (preemption
+ * requests). Locks and fencing are in
  * q_lock.h, the read-only reports in q_report.h.
  */
 #ifndef WK_WORKER_Q_H
@@ -215,6 +216,20 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
 /* Re-queue a failed job by id (its spec is in the status hash): it leaves
  * the dead-letter stream and starts again with attempts = 0. */
 enum wk_code q_retry(struct q *q, const char *job_id, struct wk_err *err);
+
+/* Preemption (q_yield.c). An urgent job by finds space_id locked: when
+ * the holder is a background job (normal lane, archive or migrate,
+ * running), ask it to yield (its status hash's yieldRequested field):
+ * *asked, and its id into holder. */
+enum wk_code q_ask_yield(struct q *q, const char *space_id, const char *by,
+                         char holder[JOB_ID_MAX + 1], bool *asked,
+                         struct wk_err *err);
+/* The holder's side: take a request to yield made for job_id (it is
+ * removed); *got when there was one younger than max_age_ms, by whom into
+ * by. */
+enum wk_code q_yield_take(struct q *q, const char *job_id, unsigned max_age_ms,
+                          char by[JOB_ID_MAX + 1], bool *got,
+                          struct wk_err *err);
 
 /* Current time as RFC 3339 with milliseconds ("...T12:00:00.123Z"). */
 void q_now_rfc3339(char *buf, size_t len);

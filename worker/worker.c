@@ -26,6 +26,7 @@
 #include "worker/metrics.h"
 #include "worker/prog_redis.h"
 #include "worker/q.h"
+#include "worker/q_keys.h"
 #include "worker/q_lock.h"
 #include "worker/worker_hb.h"
 #include "worker/worker_hk.h"
@@ -34,6 +35,8 @@
 #define WORKER_BACKOFF_MAX_MS 5000
 #define WORKER_RESULT_MAX     (64u * 1024u)
 #define WORKER_LOCK_WAIT_MS   2000 /* re-offer a job whose space is locked */
+#define WORKER_YIELD_WAIT_MS  300  /* ... when its holder was asked to yield */
+#define WORKER_YIELDED_MS     5000 /* a job that yielded runs again after */
 
 /* One job runner: a thread (the main runner: the process's own) with its
  * own Redis connection, heartbeat and consumer name. */
@@ -182,7 +185,8 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     char state[32] = "", token[400];
     char resume[1024] = "";
     unsigned attempts = 0;
-    bool locked = false, lost = false, exhausted = false;
+    bool locked = false, lost = false, exhausted = false, urgent = false;
+    bool yieldable = false;
     int64_t t0 = hb_mono_ms();
     enum wk_code rc;
     const char *type = NULL, *space_id = NULL;
@@ -190,6 +194,11 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     wk_err_clear(&err);
     memset(&pr, 0, sizeof(pr));
     wk_buf_init(&result, WORKER_RESULT_MAX);
+    {
+        char lane[128];
+        urgent = q_key_lane(cfg->prefix, true, lane, sizeof(lane)) &&
+                 strcmp(m->stream, lane) == 0;
+    }
     if (m->job_id_ok) {
         struct wk_err serr;
         bool recorded = false, ours = false;
@@ -268,9 +277,23 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     if (!locked) {
         const char *fields[] = { "state", "queued", "waiting",
                                  "space locked by another job", NULL };
+        char holder[JOB_ID_MAX + 1] = "";
+        bool asked = false;
+        if (urgent) {
+            /* preemption: a background holder is asked to yield at its
+             * next safe point; this job looks again soon */
+            struct wk_err yerr;
+            wk_err_clear(&yerr);
+            if (q_ask_yield(q, job.space_id, job.id, holder, &asked, &yerr) !=
+                WK_OK)
+                WK_LOG(WK_LOG_WARN, "job.yield_ask_failed",
+                       KV_STR("job_id", job.id), KV_STR("msg", yerr.msg));
+        }
         WK_LOG(WK_LOG_INFO, "job.space_busy", KV_STR("job_id", job.id),
-               KV_STR("space_id", job.space_id));
-        requeue_job(r, q, m, WORKER_LOCK_WAIT_MS, fields);
+               KV_STR("space_id", job.space_id),
+               KV_STR("asked_to_yield", asked ? holder : ""));
+        requeue_job(r, q, m, asked ? WORKER_YIELD_WAIT_MS : WORKER_LOCK_WAIT_MS,
+                    fields);
         wk_buf_release(&result);
         return;
     }
@@ -327,8 +350,20 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     WK_LOG(WK_LOG_INFO, "job.started", KV_STR("job_id", job.id),
            KV_STR("type", type), KV_STR("space_id", job.space_id),
            KV_INT("attempt", attempts));
+    {
+        /* a background archive or migrate yields to an urgent job of its
+         * space; a request left from an earlier run is dropped here */
+        char by[JOB_ID_MAX + 1];
+        bool stale = false;
+        struct wk_err yerr;
+        wk_err_clear(&yerr);
+        yieldable =
+            !urgent && (job.type == JOB_ARCHIVE || job.type == JOB_MIGRATE);
+        if (yieldable)
+            (void)q_yield_take(q, job.id, 0, by, &stale, &yerr);
+    }
     atomic_fetch_add(r->busy, 1);
-    hb_begin(hb, m, job.space_id, token, t0);
+    hb_begin(hb, m, job.space_id, token, t0, yieldable);
     wk_fail_point("job.started");
     rc = job_run(&job, &ctx, &result, &err);
     lost = hb_end(hb) || rc == WK_E_FENCED;
@@ -358,6 +393,17 @@ out : {
                              pr.files_total);
         finish_job(r, q, m, type, space_id, true, NULL, wk_buf_cstr(&result),
                    false, &done);
+    } else if (rc == WK_E_CANCELLED && hb->yielded && !*r->stop) {
+        /* preempted: back after a while, its upload kept; not an attempt */
+        char prev[16], why[JOB_ID_MAX + 40];
+        snprintf(prev, sizeof(prev), "%u", attempts ? attempts - 1 : 0);
+        snprintf(why, sizeof(why), "yielded to urgent job %s", hb->yield_by);
+        const char *fields[] = { "state",    "queued", "waiting", why,
+                                 "attempts", prev,     NULL };
+        WK_LOG(WK_LOG_INFO, "job.yielded", KV_STR("job_id", m->job_id),
+               KV_STR("by", hb->yield_by), KV_INT("duration_ms", ms),
+               KV_INT("delay_ms", WORKER_YIELDED_MS));
+        requeue_job(r, q, m, WORKER_YIELDED_MS, fields);
     } else if (rc == WK_E_CANCELLED) {
         /* a run handed back at shutdown does not count as an attempt */
         char prev[16];

@@ -1,7 +1,8 @@
 /* Reserved capacity for opens: an urgent restore is served while the same
  * worker process archives a long space, two urgent restores of two spaces
  * run side by side, and a delayed job (a lock-wait) is promoted while every
- * runner of the only worker is busy, and the peak memory of one worker
+ * runner of the only worker is busy, an urgent job that preempts the
+ * background job holding its space, and the peak memory of one worker
  * running an archive and an urgent restore at once. Real redis-server,
  * file:// store (S3 for the memory case), failpoints to make the long jobs
  * long deterministically. */
@@ -232,9 +233,10 @@ START_TEST(test_it_urgent_two_opens_side_by_side)
 }
 END_TEST
 
-/* 3. One worker, both runners busy (the main one archiving space A, held
- * 12 s; the urgent one restoring B, held 7 s): an urgent restore of A
- * found A locked and waits in the delayed set (2 s). It must be back on
+/* 3. One worker, both runners busy (one archiving space A, held 12 s; the
+ * other restoring B, held 7 s): an urgent restore of A found A locked and
+ * waits in the delayed set (2 s; the archive is on the urgent lane itself,
+ * so it is not asked to yield). It must be back on
  * its lane within about a second of being due, while both runners are
  * still busy: no runner's loop does it, the housekeeping thread does.
  * Later it runs and restores A. */
@@ -264,10 +266,10 @@ START_TEST(test_it_urgent_delayed_promoted_while_busy)
     snprintf(log, sizeof(log), "%s/worker.log", tmp);
     snprintf(out, sizeof(out), "%s/out", tmp);
     w = it_start_worker(&ew, log);
-    snprintf(args, sizeof(args), "enqueue archive %s", ids[0]);
+    snprintf(args, sizeof(args), "enqueue archive %s --urgent", ids[0]);
     enqueue(&e, args, arch, sizeof(arch), out);
     wait_state(&e, arch, "running", 20);
-    /* the urgent runner takes it, finds A locked: delayed 2 s */
+    /* the other runner takes it, finds A locked: delayed 2 s */
     snprintf(args, sizeof(args), "enqueue unarchive %s --urgent", ids[0]);
     enqueue(&e, args, ua_a, sizeof(ua_a), out);
     for (int i = 0; i < 200 && line_of("job.space_busy", ua_a, log) == 0; i++)
@@ -281,7 +283,7 @@ START_TEST(test_it_urgent_delayed_promoted_while_busy)
     }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     ck_assert_str_eq(it_redis("ZCARD %sjobs:delayed", it_prefix_of(&e)), "1");
-    /* now the urgent runner is given B and held there */
+    /* now that runner is given B and held there */
     snprintf(args, sizeof(args), "enqueue unarchive %s --urgent", ids[1]);
     enqueue(&e, args, ua_b, sizeof(ua_b), out);
     wait_state(&e, ua_b, "running", 10);
@@ -315,6 +317,55 @@ START_TEST(test_it_urgent_delayed_promoted_while_busy)
 }
 END_TEST
 
+/* 4. Preemption: the main runner archives space A (every batch held
+ * 1.5 s); an urgent restore of A finds A locked by that background job
+ * and asks it to yield: the archive stops at its next batch (its cancel
+ * path: the space stays active), goes back to the queue for a while, and
+ * the restore takes the lock and succeeds long before the archive could
+ * have ended; the archive then runs again and ends verified. */
+START_TEST(test_it_urgent_preempts_background_job)
+{
+    char ids[1][33], tmp[512], root[600], log[600], out[600], url[700];
+    char args[200], arch[64], ua[64], src[700];
+    struct it_env e, ew;
+    struct store *st;
+    pid_t w;
+
+    it_tmpdir("urg-yield", tmp, sizeof(tmp));
+    fs_spaces(tmp, ids, 1, 341, "--ops-files 40 --blobs 30", root,
+              sizeof(root));
+    st = it_fs_store(root);
+    snprintf(url, sizeof(url), "file://%s", root);
+    it_env_init(&e, url, "urg-yield", NULL);
+    ew = e;
+    it_env_add(&ew, "SILA_FAILPOINTS=archive.batch=sleep:1500@1+");
+    snprintf(log, sizeof(log), "%s/worker.log", tmp);
+    snprintf(out, sizeof(out), "%s/out", tmp);
+    w = it_start_worker(&ew, log);
+    snprintf(args, sizeof(args), "enqueue archive %s", ids[0]);
+    enqueue(&e, args, arch, sizeof(arch), out);
+    wait_state(&e, arch, "running", 20);
+    snprintf(args, sizeof(args), "enqueue unarchive %s --urgent", ids[0]);
+    enqueue(&e, args, ua, sizeof(ua), out);
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&e), ua, 30), "succeeded");
+    /* the archive gave way: it has not ended, it was asked and yielded */
+    ck_assert_str_ne(state_of(&e, arch), "succeeded");
+    ck_assert_int_gt(line_of("\"event\":\"job.yield_requested\"", arch, log),
+                     0);
+    ck_assert_int_gt(line_of("\"event\":\"job.yielded\"", arch, log), 0);
+    ck_assert_int_lt(line_of("\"event\":\"job.yielded\"", arch, log),
+                     line_of("\"event\":\"job.succeeded\"", ua, log));
+    ck_assert_str_eq(it_mf_state(st, ids[0]), "active");
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&e), arch, 90), "succeeded");
+    /* a yield is not an attempt */
+    ck_assert_str_eq(it_job_field(it_prefix_of(&e), arch, "attempts"), "1");
+    snprintf(src, sizeof(src), "%s/space-0", tmp);
+    it_verify_archived(st, ids[0], src, tmp);
+    ck_assert_int_eq(it_stop(w), 0);
+    store_free(st);
+}
+END_TEST
+
 /* Peak resident size (VmHWM, KiB) of process pid; 0 when unreadable. */
 static long peak_rss_kib(pid_t pid)
 {
@@ -332,7 +383,7 @@ static long peak_rss_kib(pid_t pid)
     return kib;
 }
 
-/* 4. Memory: one worker with the default settings archives a 60 MiB space
+/* 5. Memory: one worker with the default settings archives a 60 MiB space
  * to S3 (its batches slowed so that the restore overlaps it) while its
  * urgent runner restores a 40 MiB space: the peak resident size stays
  * within the 64 MiB target. */
@@ -393,6 +444,7 @@ Suite *it_urgent_suite(void)
     tcase_add_test(tc, test_it_urgent_open_while_archiving);
     tcase_add_test(tc, test_it_urgent_two_opens_side_by_side);
     tcase_add_test(tc, test_it_urgent_delayed_promoted_while_busy);
+    tcase_add_test(tc, test_it_urgent_preempts_background_job);
     tcase_add_test(tc, test_it_urgent_peak_rss_both_jobs);
     suite_add_tcase(s, tc);
     return s;

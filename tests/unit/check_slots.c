@@ -42,8 +42,8 @@ START_TEST(test_slots_requested_ms_parse)
     ck_assert_int_eq(
         wk_time_parse_rfc3339_ms("2024-01-15T10:20:30.123Z", &ms, &e), WK_OK);
     ck_assert_int_eq(ms, 1705314030123LL);
-    ck_assert_int_eq(wk_time_parse_rfc3339_ms("2024-01-15T10:20:30.5Z", &ms, &e),
-                     WK_OK);
+    ck_assert_int_eq(
+        wk_time_parse_rfc3339_ms("2024-01-15T10:20:30.5Z", &ms, &e), WK_OK);
     ck_assert_int_eq(ms, 1705314030500LL);
     ck_assert_int_eq(
         wk_time_parse_rfc3339_ms("2024-01-15T10:20:30.123456Z", &ms, &e),

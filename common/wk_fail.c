@@ -22,6 +22,7 @@ struct wk_fail_entry {
     unsigned long sleep_ms;
     unsigned long at;   /* fires on this pass (1-based) */
     unsigned long hits; /* passes so far */
+    bool repeat;        /* "@n+": every pass from the n-th on */
 };
 
 static struct wk_fail_entry fail_tab[WK_FAIL_MAX];
@@ -49,8 +50,12 @@ static void fail_parse_one(const char *s, size_t len)
         if (nlen == 0 || nlen >= sizeof(num))
             goto bad;
         memcpy(num, at + 1, nlen);
+        if (num[nlen - 1] == '+') {
+            e.repeat = true;
+            num[nlen - 1] = '\0';
+        }
         e.at = strtoul(num, &stop, 10);
-        if (*stop || e.at == 0)
+        if (stop == num || *stop || e.at == 0)
             goto bad;
     }
     if (alen == 4 && memcmp(act, "stop", 4) == 0) {
@@ -100,7 +105,9 @@ void wk_fail_point(const char *name)
     for (unsigned i = 0; i < fail_n; i++) {
         if (strcmp(fail_tab[i].name, name) != 0)
             continue;
-        if (++fail_tab[i].hits == fail_tab[i].at) {
+        ++fail_tab[i].hits;
+        if (fail_tab[i].hits == fail_tab[i].at ||
+            (fail_tab[i].repeat && fail_tab[i].hits > fail_tab[i].at)) {
             hit = fail_tab[i];
             fire = true;
         }
@@ -109,7 +116,7 @@ void wk_fail_point(const char *name)
     if (!fire)
         return;
     WK_LOG(WK_LOG_WARN, "failpoint.hit", KV_STR("name", name),
-           KV_INT("pass", hit.at));
+           KV_INT("pass", hit.hits));
     switch (hit.action) {
     case WK_FAIL_STOP:
         raise(SIGSTOP);

@@ -5,7 +5,8 @@
  *   SILA_FAILPOINTS="archive.uploaded=stop,archive.delete_batch=stop@2"
  *
  * Each entry is name=action[@n]: the action fires on the n-th time (default:
- * the first) the process passes wk_fail_point(name), and only that once.
+ * the first) the process passes wk_fail_point(name), and only that once;
+ * "@n+" fires on the n-th pass and every one after it (a slow step).
  * Actions: "stop" raises SIGSTOP (the test resumes the process with
  * SIGCONT), "kill" raises SIGKILL, "sleep:<ms>" sleeps. A line
  * "failpoint.hit" is logged before the action. Unset (production): every

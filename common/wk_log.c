@@ -1,9 +1,11 @@
 /* wk_log: the JSON-lines logger: level filter, escaping, one write(2)
- * per event (see wk_log.h). */
+ * per event (see wk_log.h), under a lock: lines of the job runners and the
+ * heartbeats never interleave, even past PIPE_BUF or on a short write. */
 #include "common/wk_log.h"
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 
 int wk_log_min_level = WK_LOG_INFO;
 static int log_fd = 2;
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = { "debug", "info", "warn", "error" };
 
@@ -80,6 +83,7 @@ void wk_log_emit(enum wk_log_level level, const char *event,
     line[len] = '\n'; /* json_dumps leaves room: overwrite NUL, write len+1 */
     const char *p = line;
     size_t left = len + 1;
+    pthread_mutex_lock(&log_mu);
     while (left > 0) {
         ssize_t w = write(log_fd, p, left);
         if (w < 0 && errno == EINTR)
@@ -89,5 +93,6 @@ void wk_log_emit(enum wk_log_level level, const char *event,
         p += w;
         left -= (size_t)w;
     }
+    pthread_mutex_unlock(&log_mu);
     free(line);
 }

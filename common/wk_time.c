@@ -114,6 +114,26 @@ bad:
                       s ? s : "");
 }
 
+enum wk_code wk_time_parse_rfc3339_ms(const char *s, int64_t *out_ms,
+                                      struct wk_err *err)
+{
+    time_t t;
+    int64_t ms = 0;
+    enum wk_code rc = wk_time_parse_rfc3339(s, &t, err);
+
+    if (rc != WK_OK)
+        return rc;
+    if (s[19] == '.') {
+        /* the first three digits of the fraction; fewer are scaled */
+        int scale = 100;
+        for (const char *p = s + 20; isdigit((unsigned char)*p) && scale;
+             p++, scale /= 10)
+            ms += (int64_t)(*p - '0') * scale;
+    }
+    *out_ms = (int64_t)t * 1000 + ms;
+    return WK_OK;
+}
+
 bool wk_time_parse_http(const char *s, int64_t *out)
 {
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";

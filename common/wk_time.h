@@ -37,6 +37,11 @@ bool wk_time_fmt_stamp(time_t t, char *buf, size_t len);
 enum wk_code wk_time_parse_rfc3339(const char *s, time_t *out,
                                    struct wk_err *err);
 
+/* As wk_time_parse_rfc3339, in milliseconds since the epoch (the first
+ * three digits of a fraction count; "...30.5Z" is 500 ms). */
+enum wk_code wk_time_parse_rfc3339_ms(const char *s, int64_t *out_ms,
+                                      struct wk_err *err);
+
 /* RFC 9110 IMF-fixdate "Wed, 21 Oct 2015 07:28:00 GMT" (years from 1970)
  * into unix seconds; false when it is not one. */
 bool wk_time_parse_http(const char *s, int64_t *out);

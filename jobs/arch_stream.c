@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/wk_fail.h"
 #include "common/wk_log.h"
 #include "jobs/arch_int.h"
 #include "jobs/job_archive.h"
@@ -327,6 +328,8 @@ enum wk_code arch_write_archive(struct arch_run *r, struct zipw *zw,
         batch_start(r, &bt[i], slots, bytes, &next_obj, &next_off);
     while (bt[head].nr > 0) {
         struct arch_batch *cur = &bt[head];
+        /* test failpoint: a slow archive (sleep), cancelled right after */
+        wk_fail_point("archive.batch");
         if (job_cancelled(r->ctx)) {
             rc = wk_err_set(err, WK_E_CANCELLED, "archive cancelled");
             goto out;

@@ -208,6 +208,10 @@ static enum wk_code archive_once(struct arch_run *r, bool *changed,
     job_list_digest(&r->list, r->listing);
     wopts.on_upload = upload_started;
     wopts.on_upload_ud = r;
+    /* A run cancelled (handed back at shutdown, or its lease lost) keeps
+     * its upload and checkpoint: the next run resumes it (job_ctx.resume)
+     * rather than send every part again. */
+    wopts.keep_if = ctx->cancel;
     if (r->attempt == 1 && r->resume_id[0])
         wopts.resume_upload_id = r->resume_id;
     rc = store_open_write(ctx->store, r->archive_key, &wopts, &w, err);
@@ -335,7 +339,8 @@ out:
     }
     seal_dk_wipe(&dk);
     zipw_free(zw);
-    store_writer_free(w); /* aborts the upload unless committed */
+    store_writer_free(w); /* aborts the upload unless committed or
+                             cancelled */
     return rc;
 }
 

@@ -2,8 +2,9 @@
  * part_bytes at a time and keeps up to parts_in_flight UploadPart requests
  * going while its caller writes; creates the upload on the first full part
  * (a small object is one plain PUT), completes it on commit and aborts it
- * when freed uncommitted. Resuming takes over an upload id: ListParts, then
- * parts whose size and MD5 match are not sent again. */
+ * when freed uncommitted (unless told to keep it). Resuming takes over an
+ * upload id: ListParts, then parts whose size and MD5 match are not sent again.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,7 @@ struct s3_writer {
     unsigned reused;           /* parts not sent again */
     void (*on_upload)(void *ud, const char *upload_id);
     void *on_upload_ud;
+    const volatile sig_atomic_t *keep_if; /* borrowed: keep, not abort */
 };
 
 static enum wk_code w_fail(struct s3_writer *w, struct wk_err *err)
@@ -460,7 +462,14 @@ static void s3w_free(struct store_writer *base)
             s3_client_cancel(w->st->cl, &w->slots[i].req);
         free(w->slots[i].buf);
     }
-    if (!w->committed && w->upload_id) {
+    if (!w->committed && w->upload_id && w->keep_if && *w->keep_if) {
+        /* parts still in flight were cancelled above: the server holds
+         * them or not, and the resuming writer's ListParts says which */
+        WK_LOG(WK_LOG_INFO, "s3.upload.kept",
+               KV_STR("bucket", s3_client_bucket(w->st->cl)),
+               KV_STR("key", w->key), KV_INT("parts", w->n_numbers),
+               KV_INT("reused", w->reused));
+    } else if (!w->committed && w->upload_id) {
         struct wk_err e;
         wk_err_clear(&e);
         if (s3_store_abort_upload(w->st, w->key, w->upload_id, &e) != WK_OK)
@@ -560,6 +569,7 @@ enum wk_code s3_store_open_write(struct store *base, const char *key,
     if (opts) {
         w->on_upload = opts->on_upload;
         w->on_upload_ud = opts->on_upload_ud;
+        w->keep_if = opts->keep_if;
     }
     if (opts && opts->resume_upload_id && opts->resume_upload_id[0])
         w_resume(w, opts->resume_upload_id);

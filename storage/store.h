@@ -20,6 +20,7 @@
 #ifndef WK_STORAGE_STORE_H
 #define WK_STORAGE_STORE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,6 +95,10 @@ struct store_writer_opts {
      * that the caller can record it; may be NULL. */
     void (*on_upload)(void *ud, const char *upload_id);
     void *on_upload_ud;
+    /* S3: when *keep_if is set at free time, an uncommitted upload is left
+     * open (not aborted), for a later writer to resume (a job handed back
+     * at shutdown). NULL: always aborted. Others ignore it. */
+    const volatile sig_atomic_t *keep_if;
 };
 
 struct store_ops {

@@ -19,6 +19,8 @@ struct cfg_redis {
     int db;
 };
 
+#define CFG_URGENT_SLOTS_MAX 8
+
 struct cfg {
     char store_url[1024]; /* SILA_STORE */
     char redis_url[1024]; /* REDIS_URL */
@@ -33,6 +35,8 @@ struct cfg {
     unsigned retry_max_ms;  /* SILA_RETRY_MAX: longest retry delay (5 min) */
     unsigned grace_ms;      /* SILA_SHUTDOWN_GRACE: SIGTERM waits this long
                                for the current job (25 s) */
+    unsigned urgent_slots;  /* SILA_URGENT_SLOTS: runners that serve only
+                               the urgent lane, besides the main one (1) */
     char metrics_addr[128]; /* SILA_METRICS_ADDR "host:port", "" = off */
     char key_file[512];     /* SILA_ENCRYPTION_KEY_FILE, "" = no client-side
                                encryption; checked by cfg_from_env() */

@@ -1,5 +1,6 @@
 /*
- * sila-archiver: the process entry: the allocator tuning, the signals,
+ * sila-archiver: the process entry: the allocator tuning, the libraries'
+ * process-wide state (set up once, before any thread), the signals,
  * the overview usage and the dispatch of argv[1] to its command
  * (worker/cli_*.c).
  */
@@ -8,6 +9,9 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+
+#include <curl/curl.h>
+#include <jansson.h>
 
 #include "worker/cli.h"
 
@@ -77,6 +81,15 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     mallopt(M_ARENA_MAX, 2);
 #endif
+    /* Once, before any thread: the job runners (worker.c) open S3 clients
+     * at the same time, and this reference keeps libcurl initialised
+     * between their jobs (each client's init and cleanup only count). The
+     * JSON hash seed likewise. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fputs("sila-archiver: cannot initialise libcurl\n", stderr);
+        return 1;
+    }
+    json_object_seed(0);
     cli_install_signals();
     if (!cmd || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
         strcmp(cmd, "help") == 0) {

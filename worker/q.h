@@ -18,7 +18,9 @@
  *   <prefix>job:<id>     status hash (state, type, spaceId, progress, ...)
  *   <prefix>job:<id>     pub/sub channel of progress and final events
  *
- * A struct q owns one blocking connection and is not thread-safe. Every
+ * A struct q owns one blocking connection and is not thread-safe: each
+ * thread of a worker (every job runner, its heartbeat and its fence, the
+ * housekeeping, the metrics server) has its own. Every
  * call blocks on the network (bounded by the connect/read timeouts). A lost
  * connection is reported as WK_E_NET; q_reconnect() re-establishes it.
  * Only worker/ includes hiredis.
@@ -27,7 +29,8 @@
  * (every key name), q_lua.c (every Lua script), q_claim.c (reading,
  * reclaiming, renewing, acknowledging entries), q_job.c (enqueue, begin,
  * the status hash, retry), q_finish.c (finish, requeue), q_repair.c
- * (promote delayed jobs, repair stranded ones). Locks and fencing are in
+ * (promote delayed jobs, repair stranded ones), q_yield.c (preemption
+ * requests). Locks and fencing are in
  * q_lock.h, the read-only reports in q_report.h.
  */
 #ifndef WK_WORKER_Q_H
@@ -112,6 +115,12 @@ enum wk_code q_enqueue(struct q *q, const struct q_spec *spec,
 enum wk_code q_claim(struct q *q, const char *consumer, unsigned block_ms,
                      struct q_msg *out, bool *got, struct wk_err *err);
 
+/* The urgent lane alone (an urgent runner): one entry for this consumer,
+ * waiting up to block_ms. */
+enum wk_code q_claim_urgent(struct q *q, const char *consumer,
+                            unsigned block_ms, struct q_msg *out, bool *got,
+                            struct wk_err *err);
+
 /* The job's state into buf ("" when the hash is gone), and whether the run
  * it records (fields lane and entry, set by q_begin()) is this entry's:
  * *recorded false when the hash names no entry (a run by an older worker),
@@ -152,6 +161,11 @@ enum wk_code q_publish(struct q *q, const char *job_id, const char *json,
  * (XAUTOCLAIM), urgent lane first. */
 enum wk_code q_reclaim(struct q *q, const char *consumer, unsigned min_idle_ms,
                        struct q_msg *out, bool *got, struct wk_err *err);
+
+/* q_reclaim of the urgent lane alone (an urgent runner). */
+enum wk_code q_reclaim_urgent(struct q *q, const char *consumer,
+                              unsigned min_idle_ms, struct q_msg *out,
+                              bool *got, struct wk_err *err);
 
 /* Renew the lease on an entry we hold (XCLAIM ... JUSTID resets its idle
  * time). *lost = true when the entry is no longer ours. */
@@ -202,6 +216,20 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
 /* Re-queue a failed job by id (its spec is in the status hash): it leaves
  * the dead-letter stream and starts again with attempts = 0. */
 enum wk_code q_retry(struct q *q, const char *job_id, struct wk_err *err);
+
+/* Preemption (q_yield.c). An urgent job by finds space_id locked: when
+ * the holder is a background job (normal lane, archive or migrate,
+ * running), ask it to yield (its status hash's yieldRequested field):
+ * *asked, and its id into holder. */
+enum wk_code q_ask_yield(struct q *q, const char *space_id, const char *by,
+                         char holder[JOB_ID_MAX + 1], bool *asked,
+                         struct wk_err *err);
+/* The holder's side: take a request to yield made for job_id (it is
+ * removed); *got when there was one younger than max_age_ms, by whom into
+ * by. */
+enum wk_code q_yield_take(struct q *q, const char *job_id, unsigned max_age_ms,
+                          char by[JOB_ID_MAX + 1], bool *got,
+                          struct wk_err *err);
 
 /* Current time as RFC 3339 with milliseconds ("...T12:00:00.123Z"). */
 void q_now_rfc3339(char *buf, size_t len);

@@ -1,5 +1,6 @@
 /* q_claim: the stream entries of the two lanes: reading one for this
- * consumer (urgent lane first, the other lane's entry given back),
+ * consumer (urgent lane first, the other lane's entry given back; or the
+ * urgent lane alone, for an urgent runner),
  * reclaiming one whose worker stopped renewing it, renewing our hold on
  * it (q_touch) and acknowledging it; plus the parsing of an entry into a
  * struct q_msg. */
@@ -195,6 +196,17 @@ out:
     return rc;
 }
 
+enum wk_code q_claim_urgent(struct q *q, const char *consumer,
+                            unsigned block_ms, struct q_msg *out, bool *got,
+                            struct wk_err *err)
+{
+    size_t n = 0;
+    enum wk_code rc = read_group(q, consumer, block_ms, false, out, &n, err);
+
+    *got = rc == WK_OK && n == 1;
+    return rc;
+}
+
 /* m->deliveries from XPENDING (the count includes this delivery). */
 static enum wk_code delivery_count(struct q *q, struct q_msg *m,
                                    struct wk_err *err)
@@ -264,6 +276,14 @@ enum wk_code q_reclaim(struct q *q, const char *consumer, unsigned min_idle_ms,
     if (rc == WK_OK && !*got)
         rc = reclaim_one(q, false, consumer, min_idle_ms, out, got, err);
     return rc;
+}
+
+enum wk_code q_reclaim_urgent(struct q *q, const char *consumer,
+                              unsigned min_idle_ms, struct q_msg *out,
+                              bool *got, struct wk_err *err)
+{
+    *got = false;
+    return reclaim_one(q, true, consumer, min_idle_ms, out, got, err);
 }
 
 enum wk_code q_touch(struct q *q, const struct q_msg *m, const char *consumer,

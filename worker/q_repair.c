@@ -1,4 +1,5 @@
-/* q_repair: the housekeeping every worker does between jobs: delayed jobs
+/* q_repair: the housekeeping of every worker process (its housekeeping
+ * thread, worker_hk.c, whatever its runners are busy with): delayed jobs
  * whose time has come go back to their lanes (q_promote_delayed), and
  * running jobs whose queue entry was lost are queued again or failed for
  * good (q_repair). */

@@ -1,11 +1,15 @@
-/* worker: the worker loop ("sila-archiver worker"): connect, repair and
- * promote, reclaim or claim one entry, and run it (run_one: parse, lock the
- * space, begin, run the job under its heartbeat, then finish, retry or
- * requeue), with patience while Redis is away; worker_hb.c renews the
- * lease meanwhile. */
+/* worker: the worker process ("sila-archiver worker"): its job runners
+ * (the main one, both lanes; SILA_URGENT_SLOTS more, the urgent lane
+ * only; each a thread with its own connection, heartbeat and consumer
+ * name), and a runner's loop: connect, reclaim or claim one entry, and run
+ * it (run_one: parse, lock the space, begin, run the job under its
+ * heartbeat, then finish, retry or requeue), with patience while Redis is
+ * away. worker_hb.c renews the lease meanwhile; worker_hk.c promotes
+ * delayed jobs and repairs stranded ones for the whole process. */
 #include "worker/worker.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,19 +19,47 @@
 #include "common/wk_fail.h"
 #include "common/wk_log.h"
 #include "common/wk_parse.h"
+#include "common/wk_time.h"
 #include "jobs/job.h"
 #include "jobs/job_migrate.h"
 #include "storage/store.h"
 #include "worker/metrics.h"
 #include "worker/prog_redis.h"
 #include "worker/q.h"
+#include "worker/q_keys.h"
 #include "worker/q_lock.h"
 #include "worker/worker_hb.h"
+#include "worker/worker_hk.h"
 
 #define WORKER_BACKOFF_MIN_MS 100
 #define WORKER_BACKOFF_MAX_MS 5000
 #define WORKER_RESULT_MAX     (64u * 1024u)
 #define WORKER_LOCK_WAIT_MS   2000 /* re-offer a job whose space is locked */
+#define WORKER_YIELD_WAIT_MS  300  /* ... when its holder was asked to yield */
+#define WORKER_YIELDED_MS     5000 /* a job that yielded runs again after */
+
+/* One job runner: a thread (the main runner: the process's own) with its
+ * own Redis connection, heartbeat and consumer name. */
+struct runner {
+    const struct cfg *cfg;
+    volatile sig_atomic_t *stop;
+    atomic_uint *busy; /* the process's runners with a job running */
+    char consumer[256];
+    bool urgent_only; /* serves the urgent lane alone */
+    uint64_t rng;     /* backoff and retry jitter (rand() is shared) */
+    struct hb hb;
+    pthread_t thread;
+};
+
+static unsigned runner_rand(struct runner *r, unsigned below)
+{
+    /* xorshift64*: small, per runner, good enough for jitter */
+    r->rng ^= r->rng >> 12;
+    r->rng ^= r->rng << 25;
+    r->rng ^= r->rng >> 27;
+    return below ? (unsigned)((r->rng * 0x2545F4914F6CDD1DULL) >> 33) % below
+                 : 0;
+}
 
 static void sleep_ms(unsigned ms)
 {
@@ -36,10 +68,10 @@ static void sleep_ms(unsigned ms)
 }
 
 /* Exponential backoff with jitter; interrupted early by *stop. */
-static void backoff(unsigned *cur_ms, volatile sig_atomic_t *stop)
+static void backoff(struct runner *r, unsigned *cur_ms)
 {
-    unsigned ms = *cur_ms / 2 + (unsigned)(rand() % (int)(*cur_ms / 2 + 1));
-    for (unsigned slept = 0; slept < ms && !*stop; slept += 100)
+    unsigned ms = *cur_ms / 2 + runner_rand(r, *cur_ms / 2 + 1);
+    for (unsigned slept = 0; slept < ms && !*r->stop; slept += 100)
         sleep_ms(100);
     *cur_ms = *cur_ms * 2 > WORKER_BACKOFF_MAX_MS ? WORKER_BACKOFF_MAX_MS
                                                   : *cur_ms * 2;
@@ -47,11 +79,12 @@ static void backoff(unsigned *cur_ms, volatile sig_atomic_t *stop)
 
 /* Record the outcome; keeps trying while Redis is away, so that a finished
  * job is not redone needlessly. Gives up only on stop. */
-static void finish_job(struct q *q, const struct q_msg *m, const char *type,
-                       const char *space_id, bool ok, const char *error,
-                       const char *result, bool dead, const struct q_done *done,
-                       volatile sig_atomic_t *stop)
+static void finish_job(struct runner *r, struct q *q, const struct q_msg *m,
+                       const char *type, const char *space_id, bool ok,
+                       const char *error, const char *result, bool dead,
+                       const struct q_done *done)
 {
+    volatile sig_atomic_t *stop = r->stop;
     unsigned delay = WORKER_BACKOFF_MIN_MS;
     for (int attempt = 0;; attempt++) {
         struct wk_err err;
@@ -66,7 +99,7 @@ static void finish_job(struct q *q, const struct q_msg *m, const char *type,
                    KV_STR("msg", err.msg));
             return;
         }
-        backoff(&delay, stop);
+        backoff(r, &delay);
         wk_err_clear(&err);
         q_reconnect(q, &err);
     }
@@ -74,9 +107,10 @@ static void finish_job(struct q *q, const struct q_msg *m, const char *type,
 
 /* Put the job back (retry, busy lock, shutdown), with the same patience
  * as finish_job(). */
-static void requeue_job(struct q *q, const struct q_msg *m, uint64_t delay_ms,
-                        const char *const *fields, volatile sig_atomic_t *stop)
+static void requeue_job(struct runner *r, struct q *q, const struct q_msg *m,
+                        uint64_t delay_ms, const char *const *fields)
 {
+    volatile sig_atomic_t *stop = r->stop;
     unsigned delay = WORKER_BACKOFF_MIN_MS;
     for (int attempt = 0;; attempt++) {
         struct wk_err err;
@@ -92,7 +126,7 @@ static void requeue_job(struct q *q, const struct q_msg *m, uint64_t delay_ms,
                    KV_STR("job_id", m->job_id), KV_STR("msg", err.msg));
             return;
         }
-        backoff(&delay, stop);
+        backoff(r, &delay);
         wk_err_clear(&err);
         q_reconnect(q, &err);
     }
@@ -105,21 +139,42 @@ static bool retryable(const struct wk_err *err)
     return wk_err_transient(err) || err->code == WK_E_NOMEM;
 }
 
-static uint64_t retry_delay_ms(const struct cfg *cfg, unsigned attempts)
+static uint64_t retry_delay_ms(struct runner *r, unsigned attempts)
 {
+    const struct cfg *cfg = r->cfg;
     uint64_t d = cfg->retry_base_ms;
     for (unsigned i = 1; i < attempts && d < cfg->retry_max_ms; i++)
         d *= 2;
     if (d > cfg->retry_max_ms)
         d = cfg->retry_max_ms;
     /* jitter: 50-100 % of the delay, so retries of many jobs spread out */
-    return d / 2 + (uint64_t)rand() % (d / 2 + 1);
+    return d / 2 + (d / 2 + 1 <= UINT32_MAX
+                        ? runner_rand(r, (unsigned)(d / 2 + 1))
+                        : (uint64_t)runner_rand(r, UINT32_MAX));
 }
 
-static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
-                    struct q_msg *m, const char *consumer, bool reclaimed,
-                    volatile sig_atomic_t *stop)
+/* When the job was requested (its status hash's createdAt), epoch ms; 0
+ * when unknown. */
+static int64_t requested_ms(struct q *q, const char *job_id)
 {
+    char created[64] = "";
+    struct wk_err e;
+    int64_t ms = 0;
+
+    wk_err_clear(&e);
+    if (q_field(q, job_id, "createdAt", created, sizeof(created), &e) !=
+            WK_OK ||
+        !created[0] || wk_time_parse_rfc3339_ms(created, &ms, &e) != WK_OK)
+        return 0;
+    return ms;
+}
+
+static void run_one(struct runner *r, struct q *q, struct q_msg *m,
+                    bool reclaimed)
+{
+    const struct cfg *cfg = r->cfg;
+    struct hb *hb = &r->hb;
+    const char *consumer = r->consumer;
     struct job job;
     struct job_ctx ctx;
     struct prog_redis pr;
@@ -130,7 +185,8 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     char state[32] = "", token[400];
     char resume[1024] = "";
     unsigned attempts = 0;
-    bool locked = false, lost = false, exhausted = false;
+    bool locked = false, lost = false, exhausted = false, urgent = false;
+    bool yieldable = false;
     int64_t t0 = hb_mono_ms();
     enum wk_code rc;
     const char *type = NULL, *space_id = NULL;
@@ -138,6 +194,11 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     wk_err_clear(&err);
     memset(&pr, 0, sizeof(pr));
     wk_buf_init(&result, WORKER_RESULT_MAX);
+    {
+        char lane[128];
+        urgent = q_key_lane(cfg->prefix, true, lane, sizeof(lane)) &&
+                 strcmp(m->stream, lane) == 0;
+    }
     if (m->job_id_ok) {
         struct wk_err serr;
         bool recorded = false, ours = false;
@@ -216,9 +277,23 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
     if (!locked) {
         const char *fields[] = { "state", "queued", "waiting",
                                  "space locked by another job", NULL };
+        char holder[JOB_ID_MAX + 1] = "";
+        bool asked = false;
+        if (urgent) {
+            /* preemption: a background holder is asked to yield at its
+             * next safe point; this job looks again soon */
+            struct wk_err yerr;
+            wk_err_clear(&yerr);
+            if (q_ask_yield(q, job.space_id, job.id, holder, &asked, &yerr) !=
+                WK_OK)
+                WK_LOG(WK_LOG_WARN, "job.yield_ask_failed",
+                       KV_STR("job_id", job.id), KV_STR("msg", yerr.msg));
+        }
         WK_LOG(WK_LOG_INFO, "job.space_busy", KV_STR("job_id", job.id),
-               KV_STR("space_id", job.space_id));
-        requeue_job(q, m, WORKER_LOCK_WAIT_MS, fields, stop);
+               KV_STR("space_id", job.space_id),
+               KV_STR("asked_to_yield", asked ? holder : ""));
+        requeue_job(r, q, m, asked ? WORKER_YIELD_WAIT_MS : WORKER_LOCK_WAIT_MS,
+                    fields);
         wk_buf_release(&result);
         return;
     }
@@ -270,17 +345,33 @@ static void run_one(const struct cfg *cfg, struct q *q, struct hb *hb,
             resume[0])
             ctx.resume = resume;
     }
+    ctx.requested_ms = requested_ms(q, job.id);
     metrics_job_started(type);
     WK_LOG(WK_LOG_INFO, "job.started", KV_STR("job_id", job.id),
            KV_STR("type", type), KV_STR("space_id", job.space_id),
            KV_INT("attempt", attempts));
-    hb_begin(hb, m, job.space_id, token, t0);
+    {
+        /* a background archive or migrate yields to an urgent job of its
+         * space; a request left from an earlier run is dropped here */
+        char by[JOB_ID_MAX + 1];
+        bool stale = false;
+        struct wk_err yerr;
+        wk_err_clear(&yerr);
+        yieldable =
+            !urgent && (job.type == JOB_ARCHIVE || job.type == JOB_MIGRATE);
+        if (yieldable)
+            (void)q_yield_take(q, job.id, 0, by, &stale, &yerr);
+    }
+    atomic_fetch_add(r->busy, 1);
+    hb_begin(hb, m, job.space_id, token, t0, yieldable);
     wk_fail_point("job.started");
     rc = job_run(&job, &ctx, &result, &err);
     lost = hb_end(hb) || rc == WK_E_FENCED;
-    if (!lost && (pr.checkpointed || ctx.resume))
-        prog_checkpoint_clear(&pr); /* done with: nothing to resume (a
-                                       failed run aborted its upload) */
+    atomic_fetch_sub(r->busy, 1);
+    /* Done with the checkpoint: nothing to resume (a failed run aborted
+     * its upload). A run handed back kept its upload for the next. */
+    if (!lost && rc != WK_E_CANCELLED && (pr.checkpointed || ctx.resume))
+        prog_checkpoint_clear(&pr);
 out : {
     long long ms = (long long)(hb_mono_ms() - t0);
     struct q_done done = { consumer, pr.bytes_total, pr.files_total, ms };
@@ -300,8 +391,19 @@ out : {
                KV_INT("duration_ms", ms));
         metrics_job_finished(type, true, (double)ms / 1000.0, pr.bytes_total,
                              pr.files_total);
-        finish_job(q, m, type, space_id, true, NULL, wk_buf_cstr(&result),
-                   false, &done, stop);
+        finish_job(r, q, m, type, space_id, true, NULL, wk_buf_cstr(&result),
+                   false, &done);
+    } else if (rc == WK_E_CANCELLED && hb->yielded && !*r->stop) {
+        /* preempted: back after a while, its upload kept; not an attempt */
+        char prev[16], why[JOB_ID_MAX + 40];
+        snprintf(prev, sizeof(prev), "%u", attempts ? attempts - 1 : 0);
+        snprintf(why, sizeof(why), "yielded to urgent job %s", hb->yield_by);
+        const char *fields[] = { "state",    "queued", "waiting", why,
+                                 "attempts", prev,     NULL };
+        WK_LOG(WK_LOG_INFO, "job.yielded", KV_STR("job_id", m->job_id),
+               KV_STR("by", hb->yield_by), KV_INT("duration_ms", ms),
+               KV_INT("delay_ms", WORKER_YIELDED_MS));
+        requeue_job(r, q, m, WORKER_YIELDED_MS, fields);
     } else if (rc == WK_E_CANCELLED) {
         /* a run handed back at shutdown does not count as an attempt */
         char prev[16];
@@ -312,10 +414,10 @@ out : {
                                  NULL };
         WK_LOG(WK_LOG_WARN, "job.handed_back", KV_STR("job_id", m->job_id),
                KV_INT("duration_ms", ms));
-        requeue_job(q, m, 0, fields, stop);
+        requeue_job(r, q, m, 0, fields);
     } else if (retryable(&err) && attempts > 0 &&
                attempts < cfg->max_attempts) {
-        uint64_t d = retry_delay_ms(cfg, attempts);
+        uint64_t d = retry_delay_ms(r, attempts);
         char next[40], code[16];
         time_t due = time(NULL) + (time_t)(d / 1000);
         wk_fmt_rfc3339(due, next, sizeof(next));
@@ -326,7 +428,7 @@ out : {
         WK_LOG(WK_LOG_WARN, "job.retrying", KV_STR("job_id", m->job_id),
                KV_STR("code", code), KV_INT("attempt", attempts),
                KV_INT("delay_ms", d), KV_STR("msg", err.msg));
-        requeue_job(q, m, d, fields, stop);
+        requeue_job(r, q, m, d, fields);
     } else {
         bool dead = retryable(&err) || exhausted;
         WK_LOG(WK_LOG_ERROR, "job.failed", KV_STR("job_id", m->job_id),
@@ -336,8 +438,7 @@ out : {
                KV_INT("attempts", attempts), KV_BOOL("dead", dead),
                KV_INT("duration_ms", ms));
         metrics_job_finished(type, false, (double)ms / 1000.0, 0, 0);
-        finish_job(q, m, type, space_id, false, err.msg, NULL, dead, &done,
-                   stop);
+        finish_job(r, q, m, type, space_id, false, err.msg, NULL, dead, &done);
     }
 }
     if (locked) {
@@ -352,40 +453,187 @@ out : {
     wk_buf_release(&result);
 }
 
+/* A runner's loop until *stop: (re)connect, then work a dead worker left,
+ * then new work (urgent lane first; an urgent runner: that lane alone). */
+static void runner_loop(struct runner *r)
+{
+    const struct cfg *cfg = r->cfg;
+    struct q *q = NULL;
+    struct q_msg m;
+    unsigned delay = WORKER_BACKOFF_MIN_MS;
+    bool ready = false, ensured = false;
+
+    q_msg_init(&m);
+    while (!*r->stop) {
+        struct wk_err e;
+        bool got = false, reclaimed = false;
+
+        wk_err_clear(&e);
+        if (!q) {
+            if (q_connect(&cfg->redis, cfg->prefix, cfg->block_ms + 5000, &q,
+                          &e) != WK_OK) {
+                WK_LOG(WK_LOG_WARN, "queue.connect_failed",
+                       KV_STR("consumer", r->consumer), KV_STR("msg", e.msg));
+                backoff(r, &delay);
+                continue;
+            }
+            ready = false;
+        }
+        /* The streams are (re)created only while no runner of this
+         * process runs a job (or on this runner's first connection):
+         * streams that reappear after a Redis lost its data would make a
+         * running job's heartbeat take its entry for handed to another
+         * worker, rather than take its lock again (q_own_renew). Until
+         * then the lanes are read as they are (NOGROUP: backoff). */
+        if (!ready && (!ensured || atomic_load(r->busy) == 0)) {
+            if (q_ensure_group(q, &e) != WK_OK) {
+                WK_LOG(WK_LOG_WARN, "queue.group_failed", KV_STR("msg", e.msg));
+                q_free(q);
+                q = NULL;
+                backoff(r, &delay);
+                continue;
+            }
+            ready = ensured = true;
+            WK_LOG(WK_LOG_INFO, "queue.connected",
+                   KV_STR("consumer", r->consumer),
+                   KV_BOOL("urgent_only", r->urgent_only));
+        }
+        if (r->urgent_only) {
+            if (q_reclaim_urgent(q, r->consumer, cfg->lease_ms, &m, &got, &e) ==
+                WK_OK) {
+                reclaimed = got;
+                if (!got)
+                    q_claim_urgent(q, r->consumer, cfg->block_ms, &m, &got, &e);
+            }
+        } else if (q_reclaim(q, r->consumer, cfg->lease_ms, &m, &got, &e) ==
+                   WK_OK) {
+            reclaimed = got;
+            if (!got)
+                q_claim(q, r->consumer, cfg->block_ms, &m, &got, &e);
+        }
+        if (e.code != WK_OK) {
+            WK_LOG(WK_LOG_WARN, "queue.read_failed",
+                   KV_STR("consumer", r->consumer), KV_STR("msg", e.msg));
+            /* NOGROUP: the streams were deleted (FLUSHALL, a Redis that
+             * restarted without data): create them again */
+            ready = false;
+            if (e.code == WK_E_NET) {
+                q_free(q);
+                q = NULL;
+            }
+            backoff(r, &delay);
+            continue;
+        }
+        delay = WORKER_BACKOFF_MIN_MS;
+        if (got)
+            run_one(r, q, &m, reclaimed);
+    }
+    q_free(q);
+    q_msg_release(&m);
+}
+
+/* An urgent runner's thread: its heartbeat, then its loop. */
+static void *runner_main(void *arg)
+{
+    struct runner *r = arg;
+    struct wk_err err;
+
+    wk_err_clear(&err);
+    if (hb_start(&r->hb, r->cfg, r->consumer, r->stop, &err) != WK_OK) {
+        WK_LOG(WK_LOG_ERROR, "runner.failed", KV_STR("consumer", r->consumer),
+               KV_STR("msg", err.msg));
+        return NULL;
+    }
+    runner_loop(r);
+    hb_stop(&r->hb);
+    return NULL;
+}
+
+static void runner_init(struct runner *r, const struct cfg *cfg,
+                        volatile sig_atomic_t *stop, atomic_uint *busy,
+                        const char *base, unsigned index)
+{
+    memset(r, 0, sizeof(*r));
+    r->cfg = cfg;
+    r->stop = stop;
+    r->busy = busy;
+    r->urgent_only = index > 0;
+    if (index)
+        snprintf(r->consumer, sizeof(r->consumer), "%.240s-u%u", base, index);
+    else
+        snprintf(r->consumer, sizeof(r->consumer), "%s", base);
+    r->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)hb_mono_ms() ^
+             ((uint64_t)(index + 1) * 0x9E3779B97F4A7C15ULL);
+    if (!r->rng)
+        r->rng = 1;
+}
+
 enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
                         struct wk_err *err)
 {
-    struct q *q = NULL;
-    struct q_msg m;
-    struct hb hb;
+    struct runner main_r, urgent[CFG_URGENT_SLOTS_MAX];
     struct metrics *metrics = NULL;
+    struct hk hk;
     char consumer[256], host[128] = "host", boot[17];
-    unsigned delay = WORKER_BACKOFF_MIN_MS;
-    bool ready = false;
-    int64_t next_repair = 0;
+    unsigned slots = cfg->urgent_slots, started = 0;
+    atomic_uint busy = 0;
+    sigset_t block, old;
+    enum wk_code rc;
 
     if (!cfg->store_url[0])
         return wk_err_set(err, WK_E_INVAL,
                           "SILA_STORE is not set (s3://bucket[/prefix] or "
                           "file:///path)");
-    q_msg_init(&m);
+    if (slots > CFG_URGENT_SLOTS_MAX)
+        slots = CFG_URGENT_SLOTS_MAX;
     gethostname(host, sizeof(host) - 1);
-    srand((unsigned)time(NULL) ^ ((unsigned)getpid() << 16));
-    snprintf(boot, sizeof(boot), "%08x%04x", (unsigned)rand(),
-             (unsigned)(hb_mono_ms() & 0xffff));
+    {
+        /* the boot id tells this process from an earlier one of the same
+         * pid (a container restarted) */
+        struct timespec ts;
+        uint64_t b;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        b = ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^
+            ((uint64_t)getpid() << 40);
+        snprintf(boot, sizeof(boot), "%08x%04x", (unsigned)(b ^ (b >> 32)),
+                 (unsigned)(hb_mono_ms() & 0xffff));
+    }
     snprintf(consumer, sizeof(consumer), "%s-%d-%s", host, (int)getpid(), boot);
 
     if (cfg->metrics_addr[0]) {
-        enum wk_code mrc = metrics_start(cfg, &metrics, err);
-        if (mrc != WK_OK) {
-            q_msg_release(&m);
-            return mrc;
-        }
+        rc = metrics_start(cfg, &metrics, err);
+        if (rc != WK_OK)
+            return rc;
     }
-    if (hb_start(&hb, cfg, consumer, stop, err) != WK_OK) {
-        q_msg_release(&m);
+    runner_init(&main_r, cfg, stop, &busy, consumer, 0);
+    if (hb_start(&main_r.hb, cfg, main_r.consumer, stop, err) != WK_OK) {
         metrics_stop(metrics);
         return err ? err->code : WK_E_INTERNAL;
+    }
+    /* The other threads leave SIGTERM and SIGINT to this one, which
+     * receives them as before: their blocking calls are not interrupted. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    rc = hk_start(&hk, cfg, stop, err);
+    for (unsigned i = 0; rc == WK_OK && i < slots; i++) {
+        struct runner *u = &urgent[started];
+        runner_init(u, cfg, stop, &busy, consumer, i + 1);
+        if (pthread_create(&u->thread, NULL, runner_main, u) != 0) {
+            /* fewer urgent runners, not no worker */
+            WK_LOG(WK_LOG_ERROR, "runner.failed",
+                   KV_STR("consumer", u->consumer),
+                   KV_STR("msg", "cannot start the thread"));
+            continue;
+        }
+        started++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != WK_OK) {
+        hb_stop(&main_r.hb);
+        metrics_stop(metrics);
+        return rc;
     }
     {
         /* key ids only: which master key seals new archives */
@@ -398,81 +646,18 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
                KV_STR("redis_host", cfg->redis.host),
                KV_INT("redis_port", cfg->redis.port),
                KV_INT("lease_ms", cfg->lease_ms),
+               KV_INT("urgent_slots", started),
                KV_STR("encryption_key_id", seal_keyring_id(kr, 0)),
                KV_INT("encryption_keys", seal_keyring_count(kr)));
         seal_keyring_free(kr);
     }
-
-    while (!*stop) {
-        struct wk_err e;
-        bool got = false, reclaimed = false;
-        unsigned moved = 0;
-
-        wk_err_clear(&e);
-        if (!q) {
-            if (q_connect(&cfg->redis, cfg->prefix, cfg->block_ms + 5000, &q,
-                          &e) != WK_OK) {
-                WK_LOG(WK_LOG_WARN, "queue.connect_failed",
-                       KV_STR("msg", e.msg));
-                backoff(&delay, stop);
-                continue;
-            }
-            ready = false;
-        }
-        if (!ready) {
-            if (q_ensure_group(q, &e) != WK_OK) {
-                WK_LOG(WK_LOG_WARN, "queue.group_failed", KV_STR("msg", e.msg));
-                q_free(q);
-                q = NULL;
-                backoff(&delay, stop);
-                continue;
-            }
-            ready = true;
-            WK_LOG(WK_LOG_INFO, "queue.connected",
-                   KV_STR("consumer", consumer));
-        }
-        /* due retries back to their lanes; then work a dead worker left;
-         * then new work, urgent lane first */
-        if (hb_mono_ms() >= next_repair) {
-            /* stranded jobs (running, their entry gone) back or failed */
-            unsigned requeued = 0, failed = 0;
-            struct wk_err re;
-            wk_err_clear(&re);
-            next_repair = hb_mono_ms() + cfg->lease_ms / 3;
-            if (q_repair(q, cfg->lease_ms, cfg->max_attempts, &requeued,
-                         &failed, &re) != WK_OK)
-                WK_LOG(WK_LOG_WARN, "queue.repair_failed",
-                       KV_STR("msg", re.msg));
-        }
-        if (q_promote_delayed(q, &moved, &e) == WK_OK &&
-            q_reclaim(q, consumer, cfg->lease_ms, &m, &got, &e) == WK_OK) {
-            reclaimed = got;
-            if (!got)
-                q_claim(q, consumer, cfg->block_ms, &m, &got, &e);
-        }
-        if (e.code != WK_OK) {
-            WK_LOG(WK_LOG_WARN, "queue.read_failed", KV_STR("msg", e.msg));
-            /* NOGROUP: the streams were deleted (FLUSHALL, a Redis that
-             * restarted without data): create them again */
-            ready = false;
-            if (e.code == WK_E_NET) {
-                q_free(q);
-                q = NULL;
-            }
-            backoff(&delay, stop);
-            continue;
-        }
-        delay = WORKER_BACKOFF_MIN_MS;
-        if (moved)
-            WK_LOG(WK_LOG_DEBUG, "queue.delayed_promoted",
-                   KV_INT("count", moved));
-        if (got)
-            run_one(cfg, q, &hb, &m, consumer, reclaimed, stop);
-    }
-    hb_stop(&hb);
+    runner_loop(&main_r);
+    /* *stop: each runner ends its job (the grace applies to each) */
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(urgent[i].thread, NULL);
+    hb_stop(&main_r.hb);
+    hk_stop(&hk);
     metrics_stop(metrics);
     WK_LOG(WK_LOG_INFO, "worker.stopped", KV_STR("consumer", consumer));
-    q_free(q);
-    q_msg_release(&m);
     return WK_OK;
 }

@@ -1,5 +1,6 @@
 /* worker_hb: the heartbeat thread that renews a running job's lease and
- * space lock, turns a shutdown into a cancel after the grace period, and
+ * space lock, turns a shutdown into a cancel after the grace period (and a
+ * request to yield to an urgent job into one), and
  * the fence check a job runs before each destructive step. */
 #include "worker/worker_hb.h"
 
@@ -110,11 +111,46 @@ out:
     q_msg_release(&m);
 }
 
+/* Preemption: has an urgent job of the space asked this run to yield?
+ * Then cancel it (lock not held by the caller). */
+static void hb_yield_check(struct hb *hb, struct q **hq)
+{
+    char job_id[JOB_ID_MAX + 1], by[JOB_ID_MAX + 1];
+    struct wk_err err;
+    bool got = false;
+
+    pthread_mutex_lock(&hb->mu);
+    memcpy(job_id, hb->job_id, sizeof(job_id));
+    pthread_mutex_unlock(&hb->mu);
+    wk_err_clear(&err);
+    if (!*hq &&
+        q_connect(&hb->cfg->redis, hb->cfg->prefix, 5000, hq, &err) != WK_OK)
+        return; /* the renewal reports an outage */
+    if (q_yield_take(*hq, job_id, hb->cfg->lease_ms, by, &got, &err) != WK_OK) {
+        if (err.code == WK_E_NET) {
+            q_free(*hq);
+            *hq = NULL;
+        }
+        return;
+    }
+    if (!got)
+        return;
+    pthread_mutex_lock(&hb->mu);
+    if (hb->active && strcmp(hb->job_id, job_id) == 0 && !hb->lost) {
+        WK_LOG(WK_LOG_INFO, "job.yield_requested", KV_STR("job_id", job_id),
+               KV_STR("by", by));
+        snprintf(hb->yield_by, sizeof(hb->yield_by), "%s", by);
+        hb->yielded = true;
+        hb->cancel = 1;
+    }
+    pthread_mutex_unlock(&hb->mu);
+}
+
 static void *hb_main(void *arg)
 {
     struct hb *hb = arg;
     struct q *hq = NULL;
-    int64_t last_renew = 0, stop_seen = 0;
+    int64_t last_renew = 0, stop_seen = 0, last_yield = 0;
     unsigned every = hb->cfg->lease_ms / 3;
 
     pthread_mutex_lock(&hb->mu);
@@ -158,6 +194,13 @@ static void *hb_main(void *arg)
             hb_renew(hb, &hq);
             pthread_mutex_lock(&hb->mu);
         }
+        if (hb->active && hb->yieldable && !hb->yielded && !hb->lost &&
+            !hb->cancel && now - last_yield >= HB_YIELD_MS) {
+            last_yield = now;
+            pthread_mutex_unlock(&hb->mu);
+            hb_yield_check(hb, &hq);
+            pthread_mutex_lock(&hb->mu);
+        }
     }
     pthread_mutex_unlock(&hb->mu);
     q_free(hq);
@@ -165,7 +208,7 @@ static void *hb_main(void *arg)
 }
 
 void hb_begin(struct hb *hb, const struct q_msg *m, const char *space_id,
-              const char *token, int64_t claimed_ms)
+              const char *token, int64_t claimed_ms, bool yieldable)
 {
     pthread_mutex_lock(&hb->mu);
     memcpy(hb->stream, m->stream, sizeof(hb->stream));
@@ -177,6 +220,9 @@ void hb_begin(struct hb *hb, const struct q_msg *m, const char *space_id,
     hb->last_ok_ms = claimed_ms;
     hb->lock_only = false;
     hb->fenced_step[0] = '\0';
+    hb->yieldable = yieldable;
+    hb->yielded = false;
+    hb->yield_by[0] = '\0';
     hb->cancel = *hb->stop && hb->cfg->grace_ms == 0;
     hb->active = true;
     pthread_cond_signal(&hb->cv);

@@ -23,7 +23,8 @@
  * compression never looks like a dead worker). It also turns SIGTERM into
  * a cancel of the job once the shutdown grace period has passed, and
  * cancels a job whose lease was taken over by another worker, or that it
- * could not renew for a whole lease.
+ * could not renew for a whole lease, or (a background job) that an urgent
+ * job of its space asked to yield (preemption).
  *
  * Fencing (fence_check, the job's ctx.fence): before a destructive step
  * the job thread asks whether it still owns the job, on a connection of
@@ -37,18 +38,22 @@ struct hb {
     bool active;
     char stream[128], entry_id[64], job_id[JOB_ID_MAX + 1];
     char space_id[JOB_SPACE_ID_MAX + 1], token[HB_TOKEN_MAX];
-    bool lost;                    /* another worker owns the entry now */
-    int64_t last_ok_ms;           /* last proof of ownership (monotonic) */
-    bool lock_only;               /* Redis lost its data and the lock was
-                                     taken again: the lock alone proves it */
-    char fenced_step[64];         /* the step a fence refused, or "" */
-    struct q *fq;                 /* owned: the fence's connection (job
-                                     thread only) */
-    volatile sig_atomic_t cancel; /* the running job's cancel flag */
-    const struct cfg *cfg;        /* borrowed */
-    const char *consumer;         /* borrowed */
-    volatile sig_atomic_t *stop;  /* borrowed: the signal flag */
-    pthread_t thread;             /* the heartbeat thread */
+    bool lost;                     /* another worker owns the entry now */
+    int64_t last_ok_ms;            /* last proof of ownership (monotonic) */
+    bool lock_only;                /* Redis lost its data and the lock was
+                                      taken again: the lock alone proves it */
+    char fenced_step[64];          /* the step a fence refused, or "" */
+    struct q *fq;                  /* owned: the fence's connection (job
+                                      thread only) */
+    volatile sig_atomic_t cancel;  /* the running job's cancel flag */
+    bool yieldable;                /* a background job: yields when an
+                                      urgent job of its space asks */
+    bool yielded;                  /* it was asked: cancelled for that */
+    char yield_by[JOB_ID_MAX + 1]; /* the urgent job that asked */
+    const struct cfg *cfg;         /* borrowed */
+    const char *consumer;          /* borrowed */
+    volatile sig_atomic_t *stop;   /* borrowed: the signal flag */
+    pthread_t thread;              /* the heartbeat thread */
 };
 
 /* Monotonic clock in ms. */
@@ -62,9 +67,12 @@ enum wk_code hb_start(struct hb *hb, const struct cfg *cfg,
 void hb_stop(struct hb *hb);
 
 /* A run of m begins (its space lock held with token; claimed_ms: when the
- * entry was claimed, monotonic): renew its lease from now on. */
+ * entry was claimed, monotonic): renew its lease from now on. yieldable:
+ * also look for requests to yield (q_yield_take) every HB_YIELD_MS and
+ * cancel the job when one comes (yielded, yield_by). */
+#define HB_YIELD_MS 400
 void hb_begin(struct hb *hb, const struct q_msg *m, const char *space_id,
-              const char *token, int64_t claimed_ms);
+              const char *token, int64_t claimed_ms, bool yieldable);
 /* The run ended: stop renewing. Returns whether its lease was lost. */
 bool hb_end(struct hb *hb);
 

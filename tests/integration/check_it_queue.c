@@ -162,6 +162,9 @@ START_TEST(test_it_queue_held_aside_entry_goes_back)
     it_env_add(&ea, "SILA_LEASE=4s");
     it_env_add(&ea, "SILA_QUEUE_BLOCK_MS=1000");
     eb = ea;
+    /* A's main runner reads both lanes at once: no urgent runner of A may
+     * take the urgent entry first */
+    it_env_add(&ea, "SILA_URGENT_SLOTS=0");
     it_env_add(&ea,
                "SILA_FAILPOINTS=queue.read_both=sleep:3000,job.started=sleep:"
                "6000");
@@ -244,6 +247,9 @@ START_TEST(test_it_queue_both_deliveries_of_one_job)
     it_env_add(&ea, "SILA_LEASE=4s");
     it_env_add(&ea, "SILA_QUEUE_BLOCK_MS=1000");
     eb = ea;
+    /* A's main runner reads both lanes at once: no urgent runner of A may
+     * take the urgent entry first */
+    it_env_add(&ea, "SILA_URGENT_SLOTS=0");
     it_env_add(&ea,
                "SILA_FAILPOINTS=queue.read_both=sleep:3000,job.started=sleep:"
                "6000");

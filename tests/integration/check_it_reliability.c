@@ -1,5 +1,6 @@
 /* Never lose a job: workers killed with -9, jobs longer than the lease,
- * retries and dead letters, per-space locks, SIGTERM hand-back, and a
+ * retries and dead letters, per-space locks, SIGTERM hand-back (an
+ * archive's multipart upload kept for the next worker), and a
  * Redis that restarts under a running job. Real processes throughout. */
 #include <check.h>
 #include <signal.h>
@@ -170,6 +171,118 @@ START_TEST(test_it_rel_kill9_resumes_upload)
     printf("it_reliability: resumed upload: %d parts reused (%d logged as "
            "uploaded before the kill)\n",
            reused, uploaded);
+    ck_assert_int_eq(it_stop(b), 0);
+    store_free(st);
+}
+END_TEST
+
+/* SIGTERM while an archive uploads to S3 (every batch slowed, so the
+ * shutdown lands mid-upload): the run is handed back and keeps its
+ * multipart upload and checkpoint (not aborted); the next worker resumes
+ * that very upload (no new one), sends only the parts the server lacks,
+ * and the archive verifies and restores. */
+START_TEST(test_it_rel_sigterm_keeps_upload_for_next_worker)
+{
+    char id[33], tmp[512], src[600], loga[600], logb[600], out[600];
+    char job[64], url[128], args[200], prefix[128], upload[1024];
+    struct it_env e, ea;
+    struct store *st = it_s3_store(NULL);
+    struct wk_err err;
+    size_t pending = 99;
+    pid_t a, b;
+    int uploaded = 0, reused, kept_parts = 0;
+
+    it_space_id(id);
+    it_tmpdir("rel-keep", tmp, sizeof(tmp));
+    snprintf(src, sizeof(src), "%s/space", tmp);
+    it_gen_space(src, id, 78,
+                 "--ops-files 40 --blobs 5 --big-blobs 6 --big-size 6291456");
+    snprintf(prefix, sizeof(prefix), "active/%s/", id);
+    it_upload_dir(src, prefix, NULL);
+    snprintf(url, sizeof(url), "s3://%s", it_env("WK_TEST_BUCKET"));
+    it_env_init(&e, url, "rel-keep", NULL);
+    it_env_add(&e, "SILA_PART_SIZE=5MiB");
+    it_env_add(&e, "SILA_PARTS_IN_FLIGHT=1");
+    it_env_add(&e, "SILA_SHUTDOWN_GRACE=0");
+    ea = e;
+    it_env_add(&ea, "SILA_FAILPOINTS=archive.batch=sleep:400@1+");
+    snprintf(loga, sizeof(loga), "%s/worker-a.log", tmp);
+    snprintf(logb, sizeof(logb), "%s/worker-b.log", tmp);
+    snprintf(out, sizeof(out), "%s/out", tmp);
+    a = it_start_worker(&ea, loga);
+    snprintf(args, sizeof(args), "enqueue archive %s", id);
+    enqueue(&e, args, job, sizeof(job), out);
+    for (int i = 0; i < 2400 && uploaded < 3; i++) {
+        uploaded = count_in("\"event\":\"s3.part.uploaded\"", loga);
+        it_sleep_ms(25);
+    }
+    ck_assert_msg(uploaded >= 3, "no parts uploaded (see %s)", loga);
+    ck_assert_int_eq(it_stop(a), 0); /* SIGTERM: handed back, exit 0 */
+    uploaded = count_in("\"event\":\"s3.part.uploaded\"", loga);
+    ck_assert_int_eq(count_in("\"event\":\"job.handed_back\"", loga), 1);
+    ck_assert_int_eq(count_in("\"event\":\"s3.upload.kept\"", loga), 1);
+    ck_assert_int_eq(count_in("\"event\":\"s3.upload.aborted\"", loga), 0);
+    ck_assert_int_eq(count_in("\"event\":\"s3.upload.completed\"", loga), 0);
+    ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "state"), "queued");
+    snprintf(upload, sizeof(upload), "%s",
+             it_job_field(it_prefix_of(&e), job, "upload"));
+    ck_assert_ptr_nonnull(strstr(upload, "uploadId"));
+    snprintf(prefix, sizeof(prefix), "archived/%s/", id);
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_count_pending(st, prefix, &pending, &err), WK_OK);
+    ck_assert_uint_eq(pending, 1); /* kept open for the next worker */
+    {
+        /* the server holds the parts uploaded before the shutdown */
+        FILE *p;
+        char cmd[1400];
+        snprintf(
+            cmd, sizeof(cmd),
+            "python3 -c 'import boto3,json,sys; u=json.loads(sys.argv[1]); "
+            "c=boto3.client(\"s3\",endpoint_url=sys.argv[2],"
+            "region_name=\"us-east-1\",aws_access_key_id=\"x\","
+            "aws_secret_access_key=\"x\"); "
+            "r=c.list_parts(Bucket=sys.argv[3],Key=u[\"archiveKey\"],"
+            "UploadId=u[\"uploadId\"]); print(len(r.get(\"Parts\",[])))' "
+            "'%s' '%s' '%s'",
+            upload, it_env("WK_TEST_S3_ENDPOINT"), it_env("WK_TEST_BUCKET"));
+        p = popen(cmd, "r");
+        ck_assert_ptr_nonnull(p);
+        if (fscanf(p, "%d", &kept_parts) != 1)
+            kept_parts = -1;
+        pclose(p);
+        ck_assert_msg(kept_parts >= uploaded && kept_parts <= uploaded + 1,
+                      "%d parts on the server, %d logged as uploaded",
+                      kept_parts, uploaded);
+    }
+
+    b = it_start_worker(&e, logb);
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&e), job, 120), "succeeded");
+    ck_assert_int_eq(count_in("\"event\":\"archive.resuming\"", logb), 1);
+    ck_assert_int_eq(count_in("\"event\":\"s3.upload.resumed\"", logb), 1);
+    ck_assert_int_eq(count_in("\"event\":\"s3.upload.created\"", logb), 0);
+    reused = count_in("\"event\":\"s3.part.reused\"", logb);
+    /* every part the server held is taken as it is, not sent again */
+    ck_assert_msg(reused == kept_parts,
+                  "%d parts reused of %d held by the server (see %s)", reused,
+                  kept_parts, logb);
+    it_verify_archived(st, id, src, tmp);
+    ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "upload"), "");
+    ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "attempts"), "1");
+    pending = 99;
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_count_pending(st, prefix, &pending, &err), WK_OK);
+    ck_assert_uint_eq(pending, 0);
+    /* and it restores */
+    snprintf(args, sizeof(args), "enqueue unarchive %s --wait", id);
+    ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 0);
+    ck_assert_int_eq(it_sh("python3 '%s/tests/compare_prefix.py' '%s' "
+                           "'active/%s/' '%s' --endpoint '%s' >/dev/null",
+                           it_env("WK_SRCDIR"), it_env("WK_TEST_BUCKET"), id,
+                           src, it_env("WK_TEST_S3_ENDPOINT")),
+                     0);
+    printf("it_reliability: SIGTERM hand-back: %d parts kept on the server, "
+           "%d reused by the next worker\n",
+           kept_parts, reused);
     ck_assert_int_eq(it_stop(b), 0);
     store_free(st);
 }
@@ -523,6 +636,7 @@ Suite *it_reliability_suite(void)
     tcase_add_test(tc, test_it_rel_dead_letter_then_retry_command);
     tcase_add_test(tc, test_it_rel_space_lock_serializes_jobs);
     tcase_add_test(tc, test_it_rel_sigterm_hands_job_back);
+    tcase_add_test(tc, test_it_rel_sigterm_keeps_upload_for_next_worker);
     tcase_add_test(tc, test_it_rel_redis_restart_mid_job);
     suite_add_tcase(s, tc);
     return s;

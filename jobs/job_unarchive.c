@@ -164,7 +164,6 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     r.job = job;
     r.ctx = ctx;
     prog_init(&r.prog, ctx->sink);
-    wk_buf_init(&r.src.buf, cfg->chunk_bytes);
 
     if (!job_space_id_valid(job->space_id)) {
         rc = wk_err_set(err, WK_E_INVAL, "invalid spaceId");
@@ -280,7 +279,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     r.src.st = ctx->store;
     r.src.key = want.key;
     r.src.size = want.size;
-    r.src.chunk = cfg->chunk_bytes;
+    r.src.read_bytes = cfg->read_bytes;
+    r.src.n_reads = cfg->reads;
     if (want.enc.on) {
         /* opened before anything changes: without the key the space
          * simply stays archived */
@@ -431,7 +431,7 @@ out:
     store_sha256_free(r.src.hash);
     seal_dec_free(r.src.dec);
     wk_buf_release(&r.src.plain);
-    wk_buf_release(&r.src.buf);
+    ua_src_close(&r.src);
     if (r.pending) {
         for (size_t i = 0; i < cfg->window_objects; i++) {
             free(r.pending[i].key);

@@ -13,11 +13,11 @@
 #include "common/wk_err.h"
 #include "jobs/job.h"
 #include "jobs/progress.h"
+#include "storage/store.h"
 
 struct mf_archive;
 struct seal_dec;
 struct seal_dk;
-struct store;
 struct store_sha256;
 struct zipr;
 struct zipr_entry;
@@ -30,17 +30,39 @@ struct ua_keys {
     size_t n, cap;
 };
 
-/* The archive, read in ranged GETs of chunk bytes and hashed in order (the
- * stored bytes); a sealed one is opened on the way, a chunk at a time. */
+/* One ranged GET of the archive's read window: its buffer, and the
+ * request while in flight. */
+struct ua_read {
+    struct wk_buf buf;
+    struct store_get g;
+    struct store_pending *p; /* owned; NULL: idle, or done when started
+                                (a store without asynchronous reads) */
+    enum wk_code rc;         /* that outcome (p NULL, busy) */
+    struct wk_err err;
+    bool busy; /* started, its bytes not handed out yet */
+};
+
+/* The archive, read through a window of n_reads ranged GETs of read_bytes
+ * each in flight (they progress while entries are written: the store's
+ * engine runs them), handed out and hashed in order (the stored bytes); a
+ * sealed one is opened on the way, a chunk at a time. The caller sets st,
+ * key, size, read_bytes, n_reads (and hash, dec); ua_src_close releases. */
 struct ua_src {
     struct store *st; /* borrowed */
     const char *key;  /* borrowed */
-    uint64_t size, off;
-    uint64_t chunk;
-    struct wk_buf buf;
+    uint64_t size;
+    uint64_t off;              /* bytes handed out (hashed) so far */
+    uint64_t next;             /* first byte not yet asked for */
+    uint64_t read_bytes;       /* bytes per GET */
+    unsigned n_reads;          /* GETs (and buffers) of the window */
+    struct ua_read *reads;     /* owned ring, n_reads */
+    unsigned head;             /* the read holding the next bytes */
+    unsigned n_busy;           /* reads started, from head on */
+    struct ua_read *cur;       /* the read handed out last (held) */
+    uint64_t n_gets;           /* GETs started (logs, tests) */
     struct store_sha256 *hash; /* owned */
     struct seal_dec *dec;      /* owned; NULL: a plain ZIP */
-    size_t used;               /* bytes of buf already opened */
+    size_t used;               /* bytes of cur already opened */
     struct wk_buf plain;       /* the plaintext of one chunk */
 };
 
@@ -98,6 +120,8 @@ void ua_cd_release(struct ua_cd *cd);
 /* zipr's read callback over a struct ua_src: the next plain bytes. */
 enum wk_code ua_src_read(void *ud, const void **p, size_t *n,
                          struct wk_err *err);
+/* Stop the GETs still in flight, free the window (not hash, dec, plain). */
+void ua_src_close(struct ua_src *s);
 
 /* ---- ua_put.c ---- */
 

@@ -432,13 +432,7 @@ out:
     seal_dec_free(r.src.dec);
     wk_buf_release(&r.src.plain);
     ua_src_close(&r.src);
-    if (r.pending) {
-        for (size_t i = 0; i < cfg->window_objects; i++) {
-            free(r.pending[i].key);
-            wk_buf_release(&r.pending[i].data);
-        }
-        free(r.pending);
-    }
+    ua_put_release(&r);
     for (size_t i = 0; i < r.n_written; i++)
         free(r.written[i]);
     free(r.written);

@@ -59,7 +59,7 @@ struct ua_src {
     unsigned head;             /* the read holding the next bytes */
     unsigned n_busy;           /* reads started, from head on */
     struct ua_read *cur;       /* the read handed out last (held) */
-    uint64_t n_gets;           /* GETs started (logs, tests) */
+    uint64_t n_started;        /* GETs started (logs, tests) */
     struct store_sha256 *hash; /* owned */
     struct seal_dec *dec;      /* owned; NULL: a plain ZIP */
     size_t used;               /* bytes of cur already opened */
@@ -89,6 +89,22 @@ struct ua_put {
     struct wk_buf data;
 };
 
+/* A batch of restored objects whose PUTs run together (If-None-Match).
+ * Two take turns (ua_run.batch): one is filled while the other's PUTs
+ * run, each with window_objects slots and half of window_bytes. */
+struct ua_batch {
+    struct ua_put *slots;      /* [0]: ua_run.pending (borrowed); [1]: owned */
+    size_t cap;                /* slots (window_objects); 0: not set up */
+    size_t n;                  /* slots sent */
+    struct store_put *reqs;    /* owned while sent */
+    struct store_put_batch *p; /* owned; NULL: not sent, or done when sent
+                                  (a store without asynchronous writes) */
+    enum wk_code rc;           /* that outcome */
+    struct wk_err err;
+    bool sent;       /* sent, outcome not taken yet */
+    uint64_t n_sent; /* batches sent from these slots */
+};
+
 struct ua_run {
     const struct job *job;
     const struct job_ctx *ctx;
@@ -96,8 +112,10 @@ struct ua_run {
     char mf_key[JOB_SPACE_ID_MAX + 32];
     struct ua_src src;
     struct ua_put *pending; /* owned, window_objects slots */
-    size_t n_pending;
-    uint64_t pending_bytes;
+    size_t n_pending;       /* of the batch being filled */
+    uint64_t pending_bytes; /* of the batch being filled */
+    struct ua_batch batch[2];
+    unsigned fill;  /* the batch being filled */
     char **written; /* owned: keys restored so far (cleanup on failure) */
     size_t n_written, cap_written;
     const struct ua_keys *existing; /* borrowed: keys present before */
@@ -134,8 +152,12 @@ void ua_keys_release(struct ua_keys *k);
 enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
                               const struct zipr_entry *e,
                               struct store_sha256 *cas, struct wk_err *err);
-/* PUT the buffered entries (If-None-Match), fenced. */
+/* PUT the buffered entries (If-None-Match), fenced, and wait for every
+ * batch sent: afterwards everything restored so far is in place. */
 enum wk_code ua_flush_pending(struct ua_run *r, struct wk_err *err);
+/* Stop the PUTs still in flight (their outcome unknown, not noted) and
+ * free the pending slots. */
+void ua_put_release(struct ua_run *r);
 /* Delete what was restored (failure path); the space stays archived. */
 void ua_cleanup_written(struct ua_run *r);
 

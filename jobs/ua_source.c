@@ -141,7 +141,7 @@ static enum wk_code src_fill(struct ua_src *s, struct wk_err *err)
         rd->busy = true;
         s->next += len;
         s->n_busy++;
-        s->n_gets++;
+        s->n_started++;
     }
     return WK_OK;
 }

@@ -41,8 +41,8 @@ struct fake {
     unsigned live, max_live; /* pendings allocated (in flight or done) */
     unsigned inflight, max_inflight;
     uint64_t rng;
-    uint64_t fail_at;      /* a GET at this offset fails (UINT64_MAX: none) */
-    uint64_t refuse_at;    /* get_start at this offset fails at once */
+    uint64_t fail_at;   /* a GET at this offset fails (UINT64_MAX: none) */
+    uint64_t refuse_at; /* get_start at this offset fails at once */
     unsigned started, completed_early; /* done before its own finish */
 };
 
@@ -200,7 +200,7 @@ struct got {
     char sha[65];
     enum wk_code rc;
     struct wk_err err;
-    uint64_t gets;
+    uint64_t n_reqs;
 };
 
 /* Read the whole object through a window of n_reads GETs of read_bytes,
@@ -239,7 +239,7 @@ static void read_all(struct store *st, uint64_t size, unsigned n_reads,
             store_pump(st);
     }
     store_sha256_final_hex(s.hash, g->sha);
-    g->gets = s.n_gets;
+    g->n_reqs = s.n_started;
     ua_src_close(&s);
     ck_assert_ptr_null(s.reads);
     store_sha256_free(s.hash);
@@ -262,8 +262,8 @@ static void put_obj(struct store *st, const void *p, size_t n)
     ck_assert_int_eq(store_put(st, KEY, p, n, &e), WK_OK);
 }
 
-static void check_same(const struct got *g, const unsigned char *want,
-                       size_t n, uint64_t read_bytes, const char *what)
+static void check_same(const struct got *g, const unsigned char *want, size_t n,
+                       uint64_t read_bytes, const char *what)
 {
     char sha[65];
 
@@ -273,10 +273,10 @@ static void check_same(const struct got *g, const unsigned char *want,
     ck_assert_msg(n == 0 || memcmp(g->bytes.data, want, n) == 0,
                   "%s: bytes differ", what);
     store_sha256_hex(want, n, sha);
-    ck_assert_msg(strcmp(g->sha, sha) == 0, "%s: sha %s, want %s", what,
-                  g->sha, sha);
-    ck_assert_msg(g->gets == (n + read_bytes - 1) / read_bytes,
-                  "%s: %llu GETs", what, (unsigned long long)g->gets);
+    ck_assert_msg(strcmp(g->sha, sha) == 0, "%s: sha %s, want %s", what, g->sha,
+                  sha);
+    ck_assert_msg(g->n_reqs == (n + read_bytes - 1) / read_bytes,
+                  "%s: %llu requests", what, (unsigned long long)g->n_reqs);
 }
 
 static const unsigned windows[] = { 1, 2, 3, 4, 7 };
@@ -298,8 +298,8 @@ START_TEST(test_window_async_any_size)
                  wi++) {
                 struct fake *f = fake_new(si * 100 + ri * 10 + wi + 1);
                 uint64_t chunks = (sizes[si] + rbytes[ri] - 1) / rbytes[ri];
-                unsigned want_max = chunks < windows[wi] ? (unsigned)chunks
-                                                         : windows[wi];
+                unsigned want_max =
+                    chunks < windows[wi] ? (unsigned)chunks : windows[wi];
                 char what[128];
                 struct got g;
                 snprintf(what, sizeof(what), "size %zu, reads %u x %llu",
@@ -388,8 +388,8 @@ START_TEST(test_window_sealed)
         struct got g;
         ck_assert_int_eq(store_open_write(f->inner, KEY, &o, &w, &e), WK_OK);
         ck_assert_int_eq(seal_writer_new(w, &dk, &sw, &e), WK_OK);
-        ck_assert_int_eq(
-            store_writer_write(seal_writer_sink(sw), plain, n, &e), WK_OK);
+        ck_assert_int_eq(store_writer_write(seal_writer_sink(sw), plain, n, &e),
+                         WK_OK);
         ck_assert_int_eq(store_writer_commit(seal_writer_sink(sw), &e), WK_OK);
         store_writer_free(seal_writer_sink(sw));
         wk_buf_init(&sb, 64u << 20);
@@ -402,7 +402,7 @@ START_TEST(test_window_sealed)
         ck_assert(memcmp(g.bytes.data, plain, n) == 0);
         store_sha256_hex(sb.data, sb.len, sha);
         ck_assert_str_eq(g.sha, sha);
-        ck_assert_uint_eq(g.gets, (stored + rbytes[ri] - 1) / rbytes[ri]);
+        ck_assert_uint_eq(g.n_reqs, (stored + rbytes[ri] - 1) / rbytes[ri]);
         ck_assert_uint_eq(f->live, 0);
         wk_buf_release(&g.bytes);
         wk_buf_release(&sb);

@@ -334,6 +334,20 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
         return rc;
     slot = &r->batch[r->fill].slots[r->n_pending];
     wk_buf_reset(&slot->data);
+    if (!keep && e->size != UINT64_MAX &&
+        e->size <= batch_bytes(r) - r->pending_bytes &&
+        e->size < slot->data.max) {
+        /* the declared size (zipr holds the entry to it) at once, exactly:
+         * no growth by doubling; within what the batch may still take */
+        if (slot->data.cap && slot->data.cap <= e->size) {
+            size_t max = slot->data.max;
+            wk_buf_release(&slot->data);
+            wk_buf_init(&slot->data, max);
+        }
+        rc = wk_buf_reserve(&slot->data, (size_t)e->size, err);
+        if (rc != WK_OK)
+            return rc;
+    }
     store_sha256_reset(cas);
     for (;;) {
         size_t n = 0;

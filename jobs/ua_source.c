@@ -117,6 +117,7 @@ static enum wk_code src_fill(struct ua_src *s, struct wk_err *err)
             wk_buf_init(&s->reads[i].buf, (size_t)s->read_bytes);
     }
     while (s->n_busy < s->n_reads && s->next < s->size) {
+        enum wk_code rc;
         struct ua_read *rd = &s->reads[(s->head + s->n_busy) % s->n_reads];
         uint64_t len = s->size - s->next;
         if (rd == s->cur)
@@ -124,6 +125,10 @@ static enum wk_code src_fill(struct ua_src *s, struct wk_err *err)
         if (len > s->read_bytes)
             len = s->read_bytes;
         wk_buf_reset(&rd->buf);
+        /* its size at once: no growth (and copies) while it arrives */
+        rc = wk_buf_reserve(&rd->buf, (size_t)len, err);
+        if (rc != WK_OK)
+            return rc;
         memset(&rd->g, 0, sizeof(rd->g));
         rd->g.key = s->key;
         rd->g.offset = s->next;

@@ -21,6 +21,9 @@
 #include "storage/store_hash.h"
 #include "zip/zipr.h"
 
+/* Bytes of an entry opened between two pumps of the store. */
+#define UA_PUMP_BYTES (256u * 1024u)
+
 static bool keys_has(const struct ua_keys *k, const char *key);
 
 static enum wk_code note_written(struct ua_run *r, const char *key,
@@ -319,6 +322,7 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
     bool check_cas = job_cas_name(e->name, want);
     bool keep;
     unsigned char chunk[16384];
+    size_t since_pump = 0;
     enum wk_code rc = WK_OK;
 
     if ((size_t)snprintf(key, sizeof(key), "%s%s", r->prefix, e->name) >=
@@ -349,6 +353,8 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
             return rc;
     }
     store_sha256_reset(cas);
+    /* the PUTs and GETs in flight move along while entries are opened */
+    store_pump(r->ctx->store);
     for (;;) {
         size_t n = 0;
         if (job_cancelled(r->ctx)) {
@@ -363,6 +369,11 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
         if (check_cas)
             store_sha256_update(cas, chunk, n);
         r->prog.st.bytes_done += n;
+        since_pump += n;
+        if (since_pump >= UA_PUMP_BYTES) {
+            store_pump(r->ctx->store);
+            since_pump = 0;
+        }
         if (keep)
             continue;
         if (!w && slot->data.len + n > cfg->chunk_bytes) {

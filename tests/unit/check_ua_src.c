@@ -20,6 +20,7 @@
 #include "storage/store_hash.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/unit_util.h"
+#include "worker/cfg.h"
 
 #define KEY "archived/s/a.zip"
 
@@ -467,6 +468,43 @@ START_TEST(test_window_short_object)
 }
 END_TEST
 
+/* The window's settings: defaults, SILA_RESTORE_READS and
+ * SILA_RESTORE_READ_SIZE read, values out of range refused. */
+START_TEST(test_window_settings)
+{
+    struct cfg *c = calloc(1, sizeof(*c));
+    struct wk_err e;
+
+    ck_assert_ptr_nonnull(c);
+    unsetenv("SILA_RESTORE_READS");
+    unsetenv("SILA_RESTORE_READ_SIZE");
+    wk_err_clear(&e);
+    ck_assert_msg(cfg_from_env(c, &e) == WK_OK, "%s", e.msg);
+    ck_assert_uint_eq(c->job.reads, 4);
+    ck_assert_uint_eq(c->job.read_bytes, 2u << 20);
+    setenv("SILA_RESTORE_READS", "9", 1);
+    setenv("SILA_RESTORE_READ_SIZE", "3MiB", 1);
+    wk_err_clear(&e);
+    ck_assert_msg(cfg_from_env(c, &e) == WK_OK, "%s", e.msg);
+    ck_assert_uint_eq(c->job.reads, 9);
+    ck_assert_uint_eq(c->job.read_bytes, 3u << 20);
+    setenv("SILA_RESTORE_READS", "0", 1);
+    wk_err_clear(&e);
+    ck_assert_int_eq(cfg_from_env(c, &e), WK_E_INVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "SILA_RESTORE_READS"));
+    setenv("SILA_RESTORE_READS", "65", 1);
+    wk_err_clear(&e);
+    ck_assert_int_eq(cfg_from_env(c, &e), WK_E_INVAL);
+    unsetenv("SILA_RESTORE_READS");
+    setenv("SILA_RESTORE_READ_SIZE", "1KiB", 1);
+    wk_err_clear(&e);
+    ck_assert_int_eq(cfg_from_env(c, &e), WK_E_INVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "SILA_RESTORE_READ_SIZE"));
+    unsetenv("SILA_RESTORE_READ_SIZE");
+    free(c);
+}
+END_TEST
+
 Suite *ua_src_suite(void)
 {
     Suite *s = suite_create("ua_src");
@@ -478,6 +516,7 @@ Suite *ua_src_suite(void)
     tcase_add_test(tc, test_window_sealed);
     tcase_add_test(tc, test_window_error_mid_window);
     tcase_add_test(tc, test_window_short_object);
+    tcase_add_test(tc, test_window_settings);
     suite_add_tcase(s, tc);
     return s;
 }

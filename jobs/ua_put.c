@@ -320,7 +320,7 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
     struct ua_put *slot;
     char key[2048], want[65], got[65];
     bool check_cas = job_cas_name(e->name, want);
-    bool keep;
+    bool keep, small;
     unsigned char chunk[16384];
     size_t since_pump = 0;
     enum wk_code rc = WK_OK;
@@ -331,18 +331,22 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
                           e->name);
     /* present already: read (and verify) the entry, write nothing */
     keep = r->existing && keys_has(r->existing, key);
+    /* small is what fits one GET (SILA_GET_CHUNK); zipr holds the entry
+     * to its declared size */
+    small = !keep && e->size != UINT64_MAX && e->size <= cfg->chunk_bytes;
     rc = batches_setup(r, err);
-    if (rc == WK_OK && r->n_pending == r->batch[r->fill].cap)
+    /* full, or this entry would take it past its bytes: sent first (a
+     * batch never holds more than its bytes or one entry) */
+    if (rc == WK_OK && (r->n_pending == r->batch[r->fill].cap ||
+                        (small && r->n_pending &&
+                         e->size > batch_bytes(r) - r->pending_bytes)))
         rc = batch_send(r, err);
     if (rc != WK_OK)
         return rc;
     slot = &r->batch[r->fill].slots[r->n_pending];
     wk_buf_reset(&slot->data);
-    if (!keep && e->size != UINT64_MAX &&
-        e->size <= batch_bytes(r) - r->pending_bytes &&
-        e->size < slot->data.max) {
-        /* the declared size (zipr holds the entry to it) at once, exactly:
-         * no growth by doubling; within what the batch may still take */
+    if (small && e->size < slot->data.max) {
+        /* the declared size at once, exactly: no growth by doubling */
         if (slot->data.cap && slot->data.cap <= e->size) {
             size_t max = slot->data.max;
             wk_buf_release(&slot->data);

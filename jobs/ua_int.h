@@ -59,7 +59,7 @@ struct ua_src {
     unsigned head;             /* the read holding the next bytes */
     unsigned n_busy;           /* reads started, from head on */
     struct ua_read *cur;       /* the read handed out last (held) */
-    uint64_t n_started;        /* GETs started (logs, tests) */
+    uint64_t n_started;        /* GETs started (tests) */
     struct store_sha256 *hash; /* owned */
     struct seal_dec *dec;      /* owned; NULL: a plain ZIP */
     size_t used;               /* bytes of cur already opened */

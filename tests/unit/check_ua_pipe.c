@@ -229,8 +229,8 @@ static enum wk_code p_put_if(struct store *st, const char *key, const void *p,
                              size_t n, const char *if_match, char *etag_out,
                              size_t etag_len, struct wk_err *err)
 {
-    return store_put_if(ps(st)->inner, key, p, n, if_match, etag_out,
-                        etag_len, err);
+    return store_put_if(ps(st)->inner, key, p, n, if_match, etag_out, etag_len,
+                        err);
 }
 static enum wk_code p_put_many(struct store *st, struct store_put *reqs,
                                size_t n, struct wk_err *err)

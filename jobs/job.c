@@ -31,6 +31,8 @@ void job_config_defaults(struct job_config *cfg)
     cfg->window_bytes = 16u * MIB;
     cfg->window_objects = 64;
     cfg->chunk_bytes = 8u * MIB;
+    cfg->reads = 4;
+    cfg->read_bytes = 2u * MIB;
     cfg->deflate_level = 1;
     cfg->keep_archives = 3;
     cfg->max_ratio = 1000;

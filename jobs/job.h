@@ -56,6 +56,8 @@ struct job_config {
     uint64_t window_bytes;    /* object bytes fetched per batch (16 MiB) */
     unsigned window_objects;  /* objects fetched per batch (64) */
     uint64_t chunk_bytes;     /* largest single GET, ranged beyond (8 MiB) */
+    unsigned reads;           /* unarchive: archive GETs in flight (4) */
+    uint64_t read_bytes;      /* unarchive: bytes per archive GET (2 MiB) */
     int deflate_level;        /* 1..9 (1) */
     unsigned keep_archives;   /* archives kept per space, newest first (3) */
     unsigned max_ratio;       /* unarchive: refuse entries expanding more */

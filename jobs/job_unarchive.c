@@ -230,7 +230,6 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     r.job = job;
     r.ctx = ctx;
     prog_init(&r.prog, ctx->sink);
-    wk_buf_init(&r.src.buf, cfg->chunk_bytes);
 
     if (!job_space_id_valid(job->space_id)) {
         rc = wk_err_set(err, WK_E_INVAL, "invalid spaceId");
@@ -355,7 +354,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     r.src.st = ctx->store;
     r.src.key = want.key;
     r.src.size = want.size;
-    r.src.chunk = cfg->chunk_bytes;
+    r.src.read_bytes = cfg->read_bytes;
+    r.src.n_reads = cfg->reads;
     if (want.enc.on) {
         /* opened before anything changes: without the key the space
          * simply stays archived */
@@ -568,14 +568,8 @@ out:
     store_sha256_free(r.src.hash);
     seal_dec_free(r.src.dec);
     wk_buf_release(&r.src.plain);
-    wk_buf_release(&r.src.buf);
-    if (r.pending) {
-        for (size_t i = 0; i < cfg->window_objects; i++) {
-            free(r.pending[i].key);
-            wk_buf_release(&r.pending[i].data);
-        }
-        free(r.pending);
-    }
+    ua_src_close(&r.src);
+    ua_put_release(&r);
     for (size_t i = 0; i < r.n_written; i++)
         free(r.written[i]);
     free(r.written);

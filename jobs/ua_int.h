@@ -13,11 +13,11 @@
 #include "common/wk_err.h"
 #include "jobs/job.h"
 #include "jobs/progress.h"
+#include "storage/store.h"
 
 struct mf_archive;
 struct seal_dec;
 struct seal_dk;
-struct store;
 struct store_sha256;
 struct zipr;
 struct zipr_entry;
@@ -30,17 +30,39 @@ struct ua_keys {
     size_t n, cap;
 };
 
-/* The archive, read in ranged GETs of chunk bytes and hashed in order (the
- * stored bytes); a sealed one is opened on the way, a chunk at a time. */
+/* One ranged GET of the archive's read window: its buffer, and the
+ * request while in flight. */
+struct ua_read {
+    struct wk_buf buf;
+    struct store_get g;
+    struct store_pending *p; /* owned; NULL: idle, or done when started
+                                (a store without asynchronous reads) */
+    enum wk_code rc;         /* that outcome (p NULL, busy) */
+    struct wk_err err;
+    bool busy; /* started, its bytes not handed out yet */
+};
+
+/* The archive, read through a window of n_reads ranged GETs of read_bytes
+ * each in flight (they progress while entries are written: the store's
+ * engine runs them), handed out and hashed in order (the stored bytes); a
+ * sealed one is opened on the way, a chunk at a time. The caller sets st,
+ * key, size, read_bytes, n_reads (and hash, dec); ua_src_close releases. */
 struct ua_src {
     struct store *st; /* borrowed */
     const char *key;  /* borrowed */
-    uint64_t size, off;
-    uint64_t chunk;
-    struct wk_buf buf;
+    uint64_t size;
+    uint64_t off;              /* bytes handed out (hashed) so far */
+    uint64_t next;             /* first byte not yet asked for */
+    uint64_t read_bytes;       /* bytes per GET */
+    unsigned n_reads;          /* GETs (and buffers) of the window */
+    struct ua_read *reads;     /* owned ring, n_reads */
+    unsigned head;             /* the read holding the next bytes */
+    unsigned n_busy;           /* reads started, from head on */
+    struct ua_read *cur;       /* the read handed out last (held) */
+    uint64_t n_started;        /* GETs started (tests) */
     struct store_sha256 *hash; /* owned */
     struct seal_dec *dec;      /* owned; NULL: a plain ZIP */
-    size_t used;               /* bytes of buf already opened */
+    size_t used;               /* bytes of cur already opened */
     struct wk_buf plain;       /* the plaintext of one chunk */
 };
 
@@ -94,6 +116,22 @@ struct ua_put {
     struct wk_buf data;
 };
 
+/* A batch of restored objects whose PUTs run together (If-None-Match).
+ * Two take turns (ua_run.batch): one is filled while the other's PUTs
+ * run, each with window_objects slots and half of window_bytes. */
+struct ua_batch {
+    struct ua_put *slots;      /* [0]: ua_run.pending (borrowed); [1]: owned */
+    size_t cap;                /* slots (window_objects); 0: not set up */
+    size_t n;                  /* slots sent */
+    struct store_put *reqs;    /* owned while sent */
+    struct store_put_batch *p; /* owned; NULL: not sent, or done when sent
+                                  (a store without asynchronous writes) */
+    enum wk_code rc;           /* that outcome */
+    struct wk_err err;
+    bool sent;       /* sent, outcome not taken yet */
+    uint64_t n_sent; /* batches sent from these slots */
+};
+
 struct ua_run {
     const struct job *job;
     const struct job_ctx *ctx;
@@ -101,8 +139,10 @@ struct ua_run {
     char mf_key[JOB_SPACE_ID_MAX + 32];
     struct ua_src src;
     struct ua_put *pending; /* owned, window_objects slots */
-    size_t n_pending;
-    uint64_t pending_bytes;
+    size_t n_pending;       /* of the batch being filled */
+    uint64_t pending_bytes; /* of the batch being filled */
+    struct ua_batch batch[2];
+    unsigned fill;  /* the batch being filled */
     char **written; /* owned: keys restored so far (cleanup on failure) */
     size_t n_written, cap_written;
     const struct ua_keys *existing; /* borrowed: keys present before */
@@ -126,6 +166,8 @@ void ua_cd_release(struct ua_cd *cd);
 /* zipr's read callback over a struct ua_src: the next plain bytes. */
 enum wk_code ua_src_read(void *ud, const void **p, size_t *n,
                          struct wk_err *err);
+/* Stop the GETs still in flight, free the window (not hash, dec, plain). */
+void ua_src_close(struct ua_src *s);
 
 /* ---- ua_want.c (R) ---- */
 
@@ -148,8 +190,12 @@ void ua_keys_release(struct ua_keys *k);
 enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
                               const struct zipr_entry *e,
                               struct store_sha256 *cas, struct wk_err *err);
-/* PUT the buffered entries (If-None-Match), fenced. */
+/* PUT the buffered entries (If-None-Match), fenced, and wait for every
+ * batch sent: afterwards everything restored so far is in place. */
 enum wk_code ua_flush_pending(struct ua_run *r, struct wk_err *err);
+/* Stop the PUTs still in flight (their outcome unknown, not noted) and
+ * free the pending slots. */
+void ua_put_release(struct ua_run *r);
 /* Delete what was restored (failure path); the space stays archived. */
 void ua_cleanup_written(struct ua_run *r);
 

@@ -21,6 +21,9 @@
 #include "storage/store_hash.h"
 #include "zip/zipr.h"
 
+/* Bytes of an entry opened between two pumps of the store. */
+#define UA_PUMP_BYTES (256u * 1024u)
+
 static bool keys_has(const struct ua_keys *k, const char *key);
 
 static enum wk_code note_written(struct ua_run *r, const char *key,
@@ -95,38 +98,81 @@ static void kept_user(struct ua_run *r, const char *key)
            KV_STR("job_id", r->job->id), KV_STR("key", key));
 }
 
-enum wk_code ua_flush_pending(struct ua_run *r, struct wk_err *err)
+/* The two batches (once): [0] on ua_run.pending, [1] on slots of its own.
+ * With one slot (SILA_FETCH_OBJECTS=1) a single batch, never overlapped. */
+static enum wk_code batches_setup(struct ua_run *r, struct wk_err *err)
 {
-    struct store_put *reqs;
-    enum wk_code rc = WK_OK, first = WK_OK;
+    size_t w = r->ctx->cfg->window_objects;
 
-    if (r->n_pending == 0)
+    if (r->batch[0].cap)
         return WK_OK;
-    reqs = calloc(r->n_pending, sizeof(*reqs));
-    if (!reqs)
+    r->batch[0].slots = r->pending;
+    r->batch[0].cap = w;
+    if (w < 2)
+        return WK_OK;
+    r->batch[1].slots = calloc(w, sizeof(*r->batch[1].slots));
+    if (!r->batch[1].slots)
         return wk_err_set(err, WK_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < r->n_pending; i++) {
-        reqs[i].key = r->pending[i].key;
-        reqs[i].data = r->pending[i].data.data ? r->pending[i].data.data : "";
-        reqs[i].len = r->pending[i].data.len;
-        /* never over an object a user wrote since the listing */
-        reqs[i].if_absent = true;
+    for (size_t i = 0; i < w; i++)
+        wk_buf_init(&r->batch[1].slots[i].data, r->ctx->cfg->chunk_bytes);
+    r->batch[1].cap = w;
+    return WK_OK;
+}
+
+/* Bytes a batch fills up to: half the window when two take turns. */
+static uint64_t batch_bytes(const struct ua_run *r)
+{
+    uint64_t wb = r->ctx->cfg->window_bytes;
+    return r->batch[1].cap ? (wb / 2 ? wb / 2 : 1) : wb;
+}
+
+/* Empty a batch's first n slots; a slot keeps its buffer while that stays
+ * within its share of the batch's bytes, so that kept buffers never hold
+ * more than the window. */
+static void batch_reset(const struct ua_run *r, struct ua_batch *b, size_t n)
+{
+    uint64_t keep = batch_bytes(r) / (b->cap ? b->cap : 1);
+
+    if (keep > UA_KEEP_BUF_BYTES)
+        keep = UA_KEEP_BUF_BYTES;
+    for (size_t i = 0; i < n; i++) {
+        free(b->slots[i].key);
+        b->slots[i].key = NULL;
+        if (b->slots[i].data.cap > keep)
+            wk_buf_release(&b->slots[i].data);
+        else
+            wk_buf_reset(&b->slots[i].data);
     }
-    rc = job_fence(r->ctx, "unarchive.put", err);
-    if (rc == WK_OK) {
-        struct wk_err perr;
-        bool any = false;
+}
+
+/* Wait for a sent batch and take its outcome: every PUT that went through
+ * is noted (so a failure cleans it up), a refused one is ours or a
+ * user's. */
+static enum wk_code batch_take(struct ua_run *r, struct ua_batch *b,
+                               struct wk_err *err)
+{
+    struct store_put *reqs = b->reqs;
+    struct wk_err perr;
+    enum wk_code rc, first = WK_OK;
+
+    if (!b->sent)
+        return WK_OK;
+    rc = b->rc;
+    perr = b->err;
+    if (b->p) {
+        struct store_put_batch *p = b->p;
+        b->p = NULL; /* (freed by put_finish whatever its outcome) */
         wk_err_clear(&perr);
-        if (store_put_many(r->ctx->store, reqs, r->n_pending, &perr) != WK_OK) {
-            for (size_t i = 0; i < r->n_pending; i++)
-                any = any || reqs[i].err.code != WK_OK;
-            if (!any) /* the batch itself failed: nothing known written */
-                rc = wk_err_copy(err, &perr);
-        }
+        rc = store_put_finish(r->ctx->store, p, &perr);
     }
-    /* every PUT that went through is noted, so a failure cleans it up
-     * (none was sent when the fence refused) */
-    for (size_t i = 0; rc == WK_OK && i < r->n_pending; i++) {
+    if (rc != WK_OK) {
+        bool any = false;
+        for (size_t i = 0; i < b->n; i++)
+            any = any || reqs[i].err.code != WK_OK;
+        /* the batch itself failed: nothing known written */
+        rc = any ? WK_OK : wk_err_copy(err, &perr);
+    }
+    for (size_t i = 0; rc == WK_OK && i < b->n; i++) {
         enum wk_code nrc = WK_OK;
         bool ours = false;
         if (reqs[i].err.code == WK_E_CONFLICT) {
@@ -138,7 +184,7 @@ enum wk_code ua_flush_pending(struct ua_run *r, struct wk_err *err)
             nrc = wk_err_copy(err, &reqs[i].err);
         }
         if (reqs[i].err.code == WK_OK || ours) {
-            enum wk_code wrc = note_written(r, r->pending[i].key, err);
+            enum wk_code wrc = note_written(r, b->slots[i].key, err);
             if (nrc == WK_OK)
                 nrc = wrc;
         }
@@ -147,20 +193,120 @@ enum wk_code ua_flush_pending(struct ua_run *r, struct wk_err *err)
     }
     if (rc == WK_OK)
         rc = first;
-    for (size_t i = 0; i < r->n_pending; i++) {
-        free(r->pending[i].key);
-        r->pending[i].key = NULL;
-        if (r->pending[i].data.cap > UA_KEEP_BUF_BYTES)
-            wk_buf_release(&r->pending[i].data);
-        else
-            wk_buf_reset(&r->pending[i].data);
-    }
+    batch_reset(r, b, b->n);
     free(reqs);
-    r->n_pending = 0;
-    r->pending_bytes = 0;
+    b->reqs = NULL;
+    b->n = 0;
+    b->sent = false;
     if (rc == WK_OK)
         wk_fail_point("unarchive.flushed");
     return rc;
+}
+
+/* Send the batch being filled (fenced) and turn to the other one, taking
+ * the outcome of its earlier PUTs first (they ran meanwhile): PUTs stay in
+ * flight while the next batch fills. The first batch is waited for before
+ * anything else is sent: a run stopped there has exactly one batch in
+ * place (the failpoint unarchive.flushed), at the cost of one wait. */
+static enum wk_code batch_send(struct ua_run *r, struct wk_err *err)
+{
+    struct ua_batch *b = &r->batch[r->fill], *other;
+    struct store_put *reqs;
+    enum wk_code rc;
+    size_t n = r->n_pending;
+
+    if (n == 0)
+        return WK_OK;
+    r->n_pending = 0;
+    r->pending_bytes = 0;
+    reqs = calloc(n, sizeof(*reqs));
+    if (!reqs) {
+        batch_reset(r, b, n);
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        reqs[i].key = b->slots[i].key;
+        reqs[i].data = b->slots[i].data.data ? b->slots[i].data.data : "";
+        reqs[i].len = b->slots[i].data.len;
+        /* never over an object a user wrote since the listing */
+        reqs[i].if_absent = true;
+    }
+    rc = job_fence(r->ctx, "unarchive.put", err);
+    if (rc != WK_OK) { /* nothing of this batch was sent */
+        free(reqs);
+        batch_reset(r, b, n);
+        return rc;
+    }
+    b->reqs = reqs;
+    b->n = n;
+    b->sent = true;
+    b->n_sent++;
+    wk_err_clear(&b->err);
+    b->rc = store_put_start(r->ctx->store, reqs, n, &b->p, &b->err);
+    if (b->rc != WK_OK && b->p) {
+        store_put_abandon(r->ctx->store, b->p); /* (not by contract) */
+        b->p = NULL;
+    }
+    if (!r->batch[1].cap || r->batch[0].n_sent + r->batch[1].n_sent == 1)
+        return batch_take(r, b, err);
+    r->fill = 1 - r->fill;
+    other = &r->batch[r->fill];
+    return batch_take(r, other, err);
+}
+
+enum wk_code ua_flush_pending(struct ua_run *r, struct wk_err *err)
+{
+    struct wk_err scratch;
+    enum wk_code rc, rc2;
+    unsigned older;
+
+    rc = batches_setup(r, err);
+    if (rc != WK_OK)
+        return rc;
+    older = 1 - r->fill; /* sent before the one being filled */
+    rc = batch_take(r, &r->batch[older], err);
+    if (rc == WK_OK)
+        rc = batch_send(r, err);
+    /* whatever happened, nothing stays in flight */
+    for (unsigned k = 0; k < 2; k++) {
+        wk_err_clear(&scratch);
+        rc2 = batch_take(r, &r->batch[k], rc == WK_OK ? err : &scratch);
+        if (rc == WK_OK)
+            rc = rc2;
+    }
+    return rc;
+}
+
+void ua_put_release(struct ua_run *r)
+{
+    const struct job_config *cfg = r->ctx->cfg;
+
+    for (unsigned k = 0; k < 2; k++) {
+        struct ua_batch *b = &r->batch[k];
+        store_put_abandon(r->ctx->store, b->p);
+        b->p = NULL;
+        free(b->reqs);
+        b->reqs = NULL;
+        b->sent = false;
+    }
+    if (r->batch[1].slots) {
+        for (size_t i = 0; i < r->batch[1].cap; i++) {
+            free(r->batch[1].slots[i].key);
+            wk_buf_release(&r->batch[1].slots[i].data);
+        }
+        free(r->batch[1].slots);
+    }
+    r->batch[1].slots = NULL;
+    r->batch[0].slots = NULL;
+    r->batch[0].cap = r->batch[1].cap = 0;
+    if (r->pending) {
+        for (size_t i = 0; i < cfg->window_objects; i++) {
+            free(r->pending[i].key);
+            wk_buf_release(&r->pending[i].data);
+        }
+        free(r->pending);
+    }
+    r->pending = NULL;
 }
 
 /* Restore one entry: buffered for a batched PUT when it is small, else
@@ -174,8 +320,9 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
     struct ua_put *slot;
     char key[2048], want[65], got[65];
     bool check_cas = job_cas_name(e->name, want);
-    bool keep;
+    bool keep, small;
     unsigned char chunk[16384];
+    size_t since_pump = 0;
     enum wk_code rc = WK_OK;
 
     if ((size_t)snprintf(key, sizeof(key), "%s%s", r->prefix, e->name) >=
@@ -184,14 +331,34 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
                           e->name);
     /* present already: read (and verify) the entry, write nothing */
     keep = r->existing && keys_has(r->existing, key);
-    if (r->n_pending == cfg->window_objects) {
-        rc = ua_flush_pending(r, err);
+    /* small is what fits one GET (SILA_GET_CHUNK); zipr holds the entry
+     * to its declared size */
+    small = !keep && e->size != UINT64_MAX && e->size <= cfg->chunk_bytes;
+    rc = batches_setup(r, err);
+    /* full, or this entry would take it past its bytes: sent first (a
+     * batch never holds more than its bytes or one entry) */
+    if (rc == WK_OK && (r->n_pending == r->batch[r->fill].cap ||
+                        (small && r->n_pending &&
+                         e->size > batch_bytes(r) - r->pending_bytes)))
+        rc = batch_send(r, err);
+    if (rc != WK_OK)
+        return rc;
+    slot = &r->batch[r->fill].slots[r->n_pending];
+    wk_buf_reset(&slot->data);
+    if (small && e->size < slot->data.max) {
+        /* the declared size at once, exactly: no growth by doubling */
+        if (slot->data.cap && slot->data.cap <= e->size) {
+            size_t max = slot->data.max;
+            wk_buf_release(&slot->data);
+            wk_buf_init(&slot->data, max);
+        }
+        rc = wk_buf_reserve(&slot->data, (size_t)e->size, err);
         if (rc != WK_OK)
             return rc;
     }
-    slot = &r->pending[r->n_pending];
-    wk_buf_reset(&slot->data);
     store_sha256_reset(cas);
+    /* the PUTs and GETs in flight move along while entries are opened */
+    store_pump(r->ctx->store);
     for (;;) {
         size_t n = 0;
         if (job_cancelled(r->ctx)) {
@@ -206,6 +373,11 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
         if (check_cas)
             store_sha256_update(cas, chunk, n);
         r->prog.st.bytes_done += n;
+        since_pump += n;
+        if (since_pump >= UA_PUMP_BYTES) {
+            store_pump(r->ctx->store);
+            since_pump = 0;
+        }
         if (keep)
             continue;
         if (!w && slot->data.len + n > cfg->chunk_bytes) {
@@ -275,8 +447,8 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
     }
     r->n_pending++;
     r->pending_bytes += slot->data.len;
-    if (r->pending_bytes >= cfg->window_bytes)
-        rc = ua_flush_pending(r, err);
+    if (r->pending_bytes >= batch_bytes(r))
+        rc = batch_send(r, err);
 out:
     store_writer_free(w);
     if (rc == WK_OK)
@@ -290,6 +462,11 @@ void ua_cleanup_written(struct ua_run *r)
     size_t nd = 0;
     struct wk_err derr;
 
+    /* PUTs still in flight first: what they wrote is noted */
+    for (unsigned k = 0; k < 2; k++) {
+        wk_err_clear(&derr);
+        (void)batch_take(r, &r->batch[k], &derr);
+    }
     if (r->n_written == 0)
         return;
     wk_err_clear(&derr);

@@ -185,34 +185,107 @@ enum wk_code ua_cd_preread(const struct job *job, const struct job_ctx *ctx,
     return WK_OK;
 }
 
-/* The next stored bytes into s->buf, hashed; nothing at the end. */
+/* Start GETs on the free reads of the window, in offset order. */
+static enum wk_code src_fill(struct ua_src *s, struct wk_err *err)
+{
+    if (!s->reads) {
+        if (s->n_reads == 0 || s->read_bytes == 0)
+            return wk_err_set(err, WK_E_INVAL, "archive '%s': no read window",
+                              s->key);
+        s->reads = calloc(s->n_reads, sizeof(*s->reads));
+        if (!s->reads)
+            return wk_err_set(err, WK_E_NOMEM, "out of memory");
+        for (unsigned i = 0; i < s->n_reads; i++)
+            wk_buf_init(&s->reads[i].buf, (size_t)s->read_bytes);
+    }
+    while (s->n_busy < s->n_reads && s->next < s->size) {
+        enum wk_code rc;
+        struct ua_read *rd = &s->reads[(s->head + s->n_busy) % s->n_reads];
+        uint64_t len = s->size - s->next;
+        if (rd == s->cur)
+            break; /* still handed out: the window is full */
+        if (len > s->read_bytes)
+            len = s->read_bytes;
+        wk_buf_reset(&rd->buf);
+        /* its size at once: no growth (and copies) while it arrives */
+        rc = wk_buf_reserve(&rd->buf, (size_t)len, err);
+        if (rc != WK_OK)
+            return rc;
+        memset(&rd->g, 0, sizeof(rd->g));
+        rd->g.key = s->key;
+        rd->g.offset = s->next;
+        rd->g.len = len;
+        rd->g.out = &rd->buf;
+        wk_err_clear(&rd->err);
+        rd->p = NULL;
+        /* a store without asynchronous reads reads here: its outcome is
+         * kept for when these bytes are due */
+        rd->rc = store_get_start(s->st, &rd->g, 1, &rd->p, &rd->err);
+        if (rd->rc != WK_OK && rd->p) {
+            store_get_abandon(s->st, rd->p);
+            rd->p = NULL;
+        }
+        rd->busy = true;
+        s->next += len;
+        s->n_busy++;
+        s->n_started++;
+    }
+    return WK_OK;
+}
+
+/* The next stored bytes into s->cur, hashed; cur NULL at the end. */
 static enum wk_code src_fetch(struct ua_src *s, struct wk_err *err)
 {
-    struct store_get g;
-    uint64_t len;
+    struct ua_read *rd;
     enum wk_code rc;
 
-    wk_buf_reset(&s->buf);
+    s->cur = NULL; /* its bytes are consumed: the read is free again */
     if (s->off >= s->size)
         return WK_OK;
-    len = s->size - s->off;
-    if (len > s->chunk)
-        len = s->chunk;
-    memset(&g, 0, sizeof(g));
-    g.key = s->key;
-    g.offset = s->off;
-    g.len = len;
-    g.out = &s->buf;
-    rc = store_get_many(s->st, &g, 1, err);
+    rc = src_fill(s, err);
     if (rc != WK_OK)
         return rc;
-    if (s->buf.len != len)
+    rd = &s->reads[s->head];
+    if (!rd->busy)
+        return wk_err_set(err, WK_E_INVAL, "archive '%s': read window lost",
+                          s->key);
+    rc = rd->rc;
+    if (rd->p) {
+        struct store_pending *p = rd->p;
+        rd->p = NULL; /* (freed by get_finish whatever its outcome) */
+        rc = store_get_finish(s->st, p, &rd->err);
+    }
+    rd->busy = false;
+    s->head = (s->head + 1) % s->n_reads;
+    s->n_busy--;
+    if (rc != WK_OK) {
+        wk_err_copy(err, &rd->err);
+        return rc;
+    }
+    if (rd->g.offset != s->off || rd->buf.len != rd->g.len)
         return wk_err_set(err, WK_E_CORRUPT,
                           "archive '%s': short read at offset %llu", s->key,
                           (unsigned long long)s->off);
-    store_sha256_update(s->hash, s->buf.data, s->buf.len);
-    s->off += len;
-    return WK_OK;
+    store_sha256_update(s->hash, rd->buf.data, rd->buf.len);
+    s->off += rd->buf.len;
+    s->cur = rd;
+    s->used = 0;
+    /* the freed read goes out again at once, while these bytes are used */
+    return src_fill(s, err);
+}
+
+void ua_src_close(struct ua_src *s)
+{
+    if (s->reads) {
+        for (unsigned i = 0; i < s->n_reads; i++) {
+            store_get_abandon(s->st, s->reads[i].p);
+            wk_buf_release(&s->reads[i].buf);
+        }
+        free(s->reads);
+    }
+    s->reads = NULL;
+    s->cur = NULL;
+    s->n_busy = 0;
 }
 
 enum wk_code ua_src_read(void *ud, const void **p, size_t *n,
@@ -225,28 +298,31 @@ enum wk_code ua_src_read(void *ud, const void **p, size_t *n,
     *n = 0;
     if (!s->dec) {
         rc = src_fetch(s, err);
-        *p = s->buf.data;
-        *n = s->buf.len;
+        if (rc == WK_OK && s->cur) {
+            *p = s->cur->buf.data;
+            *n = s->cur->buf.len;
+        }
         return rc;
     }
     /* Sealed: hand out each chunk's plaintext once its tag checked. */
     for (;;) {
         size_t take;
-        if (s->used == s->buf.len) {
-            if (s->off >= s->size)
+        if (!s->cur || s->used == s->cur->buf.len) {
+            if (s->off >= s->size) {
+                s->cur = NULL;
                 return seal_dec_final(s->dec, err);
+            }
             rc = src_fetch(s, err);
             if (rc != WK_OK)
                 return rc;
-            s->used = 0;
         }
         /* up to the next chunk boundary: opened where it lies */
-        take = s->buf.len - s->used;
+        take = s->cur->buf.len - s->used;
         if (seal_dec_want(s->dec) && take > seal_dec_want(s->dec))
             take = seal_dec_want(s->dec); /* (0: extra bytes, refused) */
         wk_buf_reset(&s->plain);
-        rc = seal_dec_update(s->dec, s->buf.data + s->used, take, &s->plain,
-                             err);
+        rc = seal_dec_update(s->dec, s->cur->buf.data + s->used, take,
+                             &s->plain, err);
         if (rc != WK_OK) {
             wk_err_prefix(err, "archive '%s'", s->key);
             return rc;

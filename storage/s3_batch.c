@@ -212,24 +212,40 @@ enum wk_code s3_store_get_many(struct store *base, struct store_get *reqs,
 
 /* put */
 
-enum wk_code s3_store_put_many(struct store *base, struct store_put *reqs,
-                               size_t n, struct wk_err *err)
+static const struct s3_kv if_none_match = { "If-None-Match", "*" };
+
+/* A batch of PUTs in flight (store_put_start). */
+struct store_put_batch {
+    struct batch b;
+    struct store_put *reqs; /* borrowed, n entries */
+    size_t n;
+};
+
+enum wk_code s3_store_put_start(struct store *base, struct store_put *reqs,
+                                size_t n, struct store_put_batch **out,
+                                struct wk_err *err)
 {
     struct s3_store *st = (struct s3_store *)base;
-    struct s3_kv if_none_match = { "If-None-Match", "*" };
-    struct batch b;
+    struct store_put_batch *p = calloc(1, sizeof(*p));
     enum wk_code rc;
 
+    *out = NULL;
     for (size_t i = 0; i < n; i++)
         wk_err_clear(&reqs[i].err);
-    rc = batch_alloc(&b, n, "put", err);
-    if (rc != WK_OK)
+    if (!p)
+        return wk_err_set(err, WK_E_NOMEM, "put: out of memory");
+    rc = batch_alloc(&p->b, n, "put", err);
+    if (rc != WK_OK) {
+        free(p);
         return rc;
+    }
+    p->reqs = reqs;
+    p->n = n;
     for (size_t i = 0; i < n; i++) {
         struct s3_req *r;
-        if (!batch_add(st, &b, "put", reqs[i].key, i, &reqs[i].err))
+        if (!batch_add(st, &p->b, "put", reqs[i].key, i, &reqs[i].err))
             continue;
-        r = &b.reqs[b.n - 1];
+        r = &p->b.reqs[p->b.n - 1];
         r->method = "PUT";
         r->body = reqs[i].data;
         r->body_len = reqs[i].len;
@@ -238,18 +254,64 @@ enum wk_code s3_store_put_many(struct store *base, struct store_put *reqs,
             r->n_headers = 1;
         }
     }
-    (void)s3_client_run(st->cl, b.reqs, b.n, NULL);
-    for (size_t k = 0; k < b.n; k++) {
-        struct wk_err *e = &reqs[b.idx[k]].err;
-        wk_err_copy(e, &b.reqs[k].err);
-        if (reqs[b.idx[k]].if_absent && e->http_status == 412)
+    for (size_t k = 0; k < p->b.n; k++) {
+        struct wk_err e;
+        wk_err_clear(&e);
+        /* a request that cannot start keeps its error in req.err */
+        (void)s3_client_start(st->cl, &p->b.reqs[k], &e);
+    }
+    s3_store_pump(base); /* get them going */
+    *out = p;
+    return WK_OK;
+}
+
+enum wk_code s3_store_put_finish(struct store *base, struct store_put_batch *p,
+                                 struct wk_err *err)
+{
+    struct s3_store *st = (struct s3_store *)base;
+    enum wk_code rc = WK_OK;
+
+    for (size_t k = 0; k < p->b.n; k++) {
+        struct s3_req *r = &p->b.reqs[k];
+        struct wk_err *e = &p->reqs[p->b.idx[k]].err;
+        struct wk_err we;
+        wk_err_clear(&we);
+        if (r->xfer || r->done) /* (not started: its error is in r) */
+            (void)s3_client_wait(st->cl, r, &we); /* outcome: in r */
+        wk_err_copy(e, &r->err);
+        if (p->reqs[p->b.idx[k]].if_absent && e->http_status == 412)
             e->code = WK_E_CONFLICT; /* the object exists */
     }
-    batch_release(&b);
-    for (size_t i = 0; i < n; i++)
-        if (reqs[i].err.code != WK_OK)
-            return wk_err_copy(err, &reqs[i].err);
-    return WK_OK;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->reqs[i].err.code != WK_OK) {
+            rc = wk_err_copy(err, &p->reqs[i].err);
+            break;
+        }
+    s3_store_put_abandon(base, p); /* (all done: frees) */
+    return rc;
+}
+
+void s3_store_put_abandon(struct store *base, struct store_put_batch *p)
+{
+    struct s3_store *st = (struct s3_store *)base;
+
+    if (!p)
+        return;
+    for (size_t k = 0; k < p->b.n; k++)
+        s3_client_cancel(st->cl, &p->b.reqs[k]);
+    batch_release(&p->b);
+    free(p);
+}
+
+enum wk_code s3_store_put_many(struct store *base, struct store_put *reqs,
+                               size_t n, struct wk_err *err)
+{
+    struct store_put_batch *p = NULL;
+    enum wk_code rc = s3_store_put_start(base, reqs, n, &p, err);
+
+    if (rc != WK_OK)
+        return rc;
+    return s3_store_put_finish(base, p, err);
 }
 
 enum wk_code s3_store_put(struct store *base, const char *key, const void *p,

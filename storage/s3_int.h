@@ -52,6 +52,12 @@ enum wk_code s3_store_get_start(struct store *base, struct store_get *reqs,
 enum wk_code s3_store_get_finish(struct store *base, struct store_pending *p,
                                  struct wk_err *err);
 void s3_store_get_abandon(struct store *base, struct store_pending *p);
+enum wk_code s3_store_put_start(struct store *base, struct store_put *reqs,
+                                size_t n, struct store_put_batch **out,
+                                struct wk_err *err);
+enum wk_code s3_store_put_finish(struct store *base, struct store_put_batch *p,
+                                 struct wk_err *err);
+void s3_store_put_abandon(struct store *base, struct store_put_batch *p);
 enum wk_code s3_store_get_many(struct store *base, struct store_get *reqs,
                                size_t n, struct wk_err *err);
 enum wk_code s3_store_put_many(struct store *base, struct store_put *reqs,

@@ -30,7 +30,8 @@
 
 struct store;
 struct store_writer;
-struct store_pending; /* a batch of GETs in flight (get_start) */
+struct store_pending;   /* a batch of GETs in flight (get_start) */
+struct store_put_batch; /* a batch of PUTs in flight (put_start) */
 
 /* One object in a listing. */
 struct store_entry {
@@ -156,6 +157,20 @@ struct store_ops {
     /* Like put, n objects at once; results as in get_many. */
     enum wk_code (*put_many)(struct store *st, struct store_put *reqs, size_t n,
                              struct wk_err *err);
+    /* Optional (NULL: store_put_start() runs put_many at once). Start the
+     * PUTs of reqs and return without waiting; they progress whenever the
+     * store is pumped or waited on (also by GETs and writers), and
+     * put_finish waits for them, fills every req as put_many does, returns
+     * the same and frees *p. reqs and their data stay the caller's and
+     * must outlive p. On failure nothing is started and *p is NULL. */
+    enum wk_code (*put_start)(struct store *st, struct store_put *reqs,
+                              size_t n, struct store_put_batch **p,
+                              struct wk_err *err);
+    enum wk_code (*put_finish)(struct store *st, struct store_put_batch *p,
+                               struct wk_err *err);
+    /* Stop what p still has in flight and free it (an error path: which
+     * of its PUTs landed is then unknown). */
+    void (*put_abandon)(struct store *st, struct store_put_batch *p);
     /* Start a streamed object (multipart on S3, .partial file on fs). */
     enum wk_code (*open_write)(struct store *st, const char *key,
                                const struct store_writer_opts *opts,
@@ -334,6 +349,31 @@ static inline enum wk_code store_put_many(struct store *st,
                                           struct wk_err *err)
 {
     return st->ops->put_many(st, reqs, n, err);
+}
+/* Start PUTs (see put_start). Stores without asynchronous writes do the
+ * whole batch here: then *p is NULL and the return value and reqs hold
+ * the outcome; otherwise call store_put_finish(p) for it. */
+static inline enum wk_code store_put_start(struct store *st,
+                                           struct store_put *reqs, size_t n,
+                                           struct store_put_batch **p,
+                                           struct wk_err *err)
+{
+    *p = NULL;
+    if (st->ops->put_start)
+        return st->ops->put_start(st, reqs, n, p, err);
+    return st->ops->put_many(st, reqs, n, err);
+}
+static inline enum wk_code store_put_finish(struct store *st,
+                                            struct store_put_batch *p,
+                                            struct wk_err *err)
+{
+    return st->ops->put_finish(st, p, err);
+}
+static inline void store_put_abandon(struct store *st,
+                                     struct store_put_batch *p)
+{
+    if (p)
+        st->ops->put_abandon(st, p);
 }
 static inline enum wk_code
 store_open_write(struct store *st, const char *key,

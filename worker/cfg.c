@@ -257,6 +257,14 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
         rc = env_size("SILA_GET_CHUNK", 64u << 10, 1ULL << 30,
                       &c->job.chunk_bytes, err);
     if (rc == WK_OK) {
+        n = c->job.reads;
+        rc = env_num("SILA_RESTORE_READS", 1, 64, &n, err);
+        c->job.reads = (unsigned)n;
+    }
+    if (rc == WK_OK)
+        rc = env_size("SILA_RESTORE_READ_SIZE", 64u << 10, 1ULL << 30,
+                      &c->job.read_bytes, err);
+    if (rc == WK_OK) {
         n = (uint64_t)c->job.deflate_level;
         rc = env_num("SILA_DEFLATE_LEVEL", 1, 9, &n, err);
         c->job.deflate_level = (int)n;

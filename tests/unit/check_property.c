@@ -299,6 +299,9 @@ START_TEST(test_property_archive_restore_round_trip)
         cfg.window_objects = 1 + rnd_below(&r, 8);
         cfg.window_bytes = (1 + rnd_below(&r, 16)) * MIB;
         cfg.chunk_bytes = chunks[rnd_below(&r, 3)];
+        /* the restore's read window: any count, sizes off every boundary */
+        cfg.reads = 1 + rnd_below(&r, 6);
+        cfg.read_bytes = 64 * KIB + rnd_below(&r, 3 * MIB);
         sealed = rnd_below(&r, 4) == 0; /* client-side encryption */
         nsealed += sealed;
         wk_err_clear(&err);

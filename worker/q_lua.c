@@ -237,8 +237,9 @@ const char q_lua_space_busy[] =
  * the space lock must hold our token and the stream entry must be pending
  * to us. XCLAIM with min-idle 0 would take an entry from anyone, so the
  * owner is read first (XPENDING) and the entry is claimed only when it is
- * ours. A Redis that lost its data (no lock, no stream at all: restarted
- * empty, flushed) cannot have handed the job to anyone: the lock is taken
+ * ours. A Redis that lost its data (no lock, and our entry is not in the
+ * stream: restarted empty or flushed, the stream perhaps created again by
+ * another worker since) cannot have handed the job to anyone: the lock is taken
  * again (2), and from then on the lock alone is checked (ARGV[6] = "1").
  * KEYS: [1] lane stream, [2] space lock.
  * ARGV: [1] group, [2] entry id, [3] consumer, [4] token, [5] ttl ms,
@@ -247,7 +248,8 @@ const char q_lua_space_busy[] =
 const char q_lua_own[] =
     "local cur = redis.call('GET', KEYS[2]) "
     "if not cur then "
-    "  if ARGV[6] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then "
+    "  if ARGV[6] ~= '1' and "
+    "     #redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2]) == 0 then "
     "    redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5]) return 2 end "
     "  return 0 end "
     "if cur ~= ARGV[4] then return 0 end "

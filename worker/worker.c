@@ -393,6 +393,20 @@ out : {
                              pr.files_total);
         finish_job(r, q, m, type, space_id, true, NULL, wk_buf_cstr(&result),
                    false, &done);
+    } else if (rc == WK_E_CANCELLED && hb->yielded && !*r->stop &&
+               job.type == JOB_ARCHIVE) {
+        /* An archive that gave way to an open of its space ends here: the
+         * space is in use again (active, nothing deleted), and the sweep
+         * decides later whether it is idle. Its kept upload is aborted by
+         * the next archive of the space (or the bucket's lifecycle rule). */
+        char res[JOB_ID_MAX + 64];
+        snprintf(res, sizeof(res),
+                 "{\"skipped\":\"opened\",\"yieldedTo\":\"%s\"}", hb->yield_by);
+        WK_LOG(WK_LOG_INFO, "job.yielded", KV_STR("job_id", m->job_id),
+               KV_STR("by", hb->yield_by), KV_INT("duration_ms", ms),
+               KV_STR("outcome", "skipped"));
+        metrics_job_finished(type, true, (double)ms / 1000.0, 0, 0);
+        finish_job(r, q, m, type, space_id, true, NULL, res, false, &done);
     } else if (rc == WK_E_CANCELLED && hb->yielded && !*r->stop) {
         /* preempted: back after a while, its upload kept; not an attempt */
         char prev[16], why[JOB_ID_MAX + 40];

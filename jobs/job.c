@@ -39,6 +39,28 @@ void job_config_defaults(struct job_config *cfg)
     cfg->archive_tries = 3;
 }
 
+/* v within [lo, hi]; hi (the setting itself) wins over the floor lo, so
+ * that nothing grows */
+static uint64_t clamp_u64(uint64_t v, uint64_t lo, uint64_t hi)
+{
+    if (lo > hi)
+        lo = hi;
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+void job_config_shared(struct job_config *cfg)
+{
+    cfg->window_bytes =
+        clamp_u64(cfg->window_bytes / 4, 1u * MIB, cfg->window_bytes);
+    cfg->chunk_bytes =
+        clamp_u64(cfg->chunk_bytes / 2, 1u * MIB,
+                  cfg->chunk_bytes < 4u * MIB ? cfg->chunk_bytes : 4u * MIB);
+    cfg->read_bytes =
+        clamp_u64(cfg->read_bytes / 4, 256u * 1024u, cfg->read_bytes);
+    cfg->parts_in_flight =
+        cfg->parts_in_flight / 4 ? cfg->parts_in_flight / 4 : 1;
+}
+
 static bool id_chars_valid(const char *s, size_t max, const char *extra)
 {
     size_t n = 0;

@@ -103,6 +103,13 @@ struct job_ctx {
 };
 
 void job_config_defaults(struct job_config *cfg);
+/* The budget of a job that starts while another job of the same process
+ * runs (a worker's urgent runner next to its background job, or the other
+ * way round): a quarter of the fetch window (at least 1 MiB), half of the
+ * largest single GET (at most 4 MiB, at least 1 MiB), a quarter of the
+ * archive read size (at least 256 KiB) and of the parts in flight (at
+ * least 1). Sizes and counts only: the result is the same, slower. */
+void job_config_shared(struct job_config *cfg);
 
 /* 1..128 of [A-Za-z0-9._-], not "." or "..". */
 bool job_space_id_valid(const char *s);

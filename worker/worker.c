@@ -177,6 +177,7 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     const char *consumer = r->consumer;
     struct job job;
     struct job_ctx ctx;
+    struct job_config jcfg;
     struct prog_redis pr;
     struct store *st = NULL;
     struct seal_keyring *keys = NULL;
@@ -329,7 +330,8 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     memset(&ctx, 0, sizeof(ctx));
     ctx.store = st;
     ctx.sink = &pr.base;
-    ctx.cfg = &cfg->job;
+    jcfg = cfg->job;
+    ctx.cfg = &jcfg; /* shared below when another job of ours runs */
     ctx.cancel = &hb->cancel;
     ctx.store_opts = &cfg->store;
     ctx.store_url = cfg->store_url;
@@ -362,7 +364,15 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
         if (yieldable)
             (void)q_yield_take(q, job.id, 0, by, &stale, &yerr);
     }
-    atomic_fetch_add(r->busy, 1);
+    if (atomic_fetch_add(r->busy, 1) > 0) {
+        /* Another runner of this process has a job: this one takes the
+         * shared budget, so that the process stays within one full budget
+         * plus SILA_URGENT_SLOTS shared ones (README, "Memory"). */
+        job_config_shared(&jcfg);
+        WK_LOG(WK_LOG_INFO, "job.shared_budget", KV_STR("job_id", job.id),
+               KV_INT("fetch_window", jcfg.window_bytes),
+               KV_INT("parts_in_flight", jcfg.parts_in_flight));
+    }
     hb_begin(hb, m, job.space_id, token, t0, yieldable);
     wk_fail_point("job.started");
     rc = job_run(&job, &ctx, &result, &err);

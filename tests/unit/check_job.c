@@ -12,6 +12,50 @@ static enum wk_code parse(const char *json, struct job *j, struct wk_err *e)
     return job_parse(json, strlen(json), j, e);
 }
 
+/* The shared budget: the defaults' buffers shrink to the documented
+ * fractions, never below their floors; small settings stay as they are. */
+START_TEST(test_job_config_shared)
+{
+    struct job_config c;
+    const uint64_t mib = 1024u * 1024u;
+
+    job_config_defaults(&c);
+    job_config_shared(&c);
+    ck_assert_uint_eq(c.window_bytes, 4 * mib);
+    ck_assert_uint_eq(c.chunk_bytes, 4 * mib);
+    ck_assert_uint_eq(c.read_bytes, 512 * 1024);
+    ck_assert_uint_eq(c.parts_in_flight, 1);
+    ck_assert_uint_eq(c.reads, 4);
+    ck_assert_uint_eq(c.part_bytes, 5 * mib);
+    ck_assert_uint_eq(c.window_objects, 64);
+    /* restore buffers: 4 x 512 KiB + 2 x max(2, 4) MiB + 1 x 5 MiB */
+    ck_assert_uint_eq(c.reads * c.read_bytes +
+                          2 * (c.window_bytes / 2 > c.chunk_bytes
+                                   ? c.window_bytes / 2
+                                   : c.chunk_bytes) +
+                          c.parts_in_flight * c.part_bytes,
+                      15 * mib);
+
+    /* floors, and nothing grows */
+    c.window_bytes = 2 * mib;
+    c.chunk_bytes = 512 * 1024;
+    c.read_bytes = 128 * 1024;
+    c.parts_in_flight = 3;
+    job_config_shared(&c);
+    ck_assert_uint_eq(c.window_bytes, 1 * mib);
+    ck_assert_uint_eq(c.chunk_bytes, 512 * 1024);
+    ck_assert_uint_eq(c.read_bytes, 128 * 1024);
+    ck_assert_uint_eq(c.parts_in_flight, 1);
+    c.window_bytes = 64 * mib;
+    c.chunk_bytes = 64 * mib;
+    c.parts_in_flight = 16;
+    job_config_shared(&c);
+    ck_assert_uint_eq(c.window_bytes, 16 * mib);
+    ck_assert_uint_eq(c.chunk_bytes, 4 * mib);
+    ck_assert_uint_eq(c.parts_in_flight, 4);
+}
+END_TEST
+
 START_TEST(test_job_parse_archive)
 {
     struct job j;
@@ -159,6 +203,7 @@ Suite *job_suite(void)
 {
     Suite *s = suite_create("job");
     TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_job_config_shared);
     tcase_add_test(tc, test_job_parse_archive);
     tcase_add_test(tc, test_job_parse_malformed);
     tcase_add_test(tc, test_job_parse_bad_space_ids);

@@ -14,6 +14,14 @@
 #       10k  generated space, 10,000 files / 200 MiB
 #       2g   generated space, 5,000 files / 2 GiB, 4 blobs of 200 MiB (memory)
 #   BENCH_QUICK=1               smoke run of the harness: 200 files / 10 MiB only
+#   BENCH_PROFILE=both|plain|latency  (default both) plain: every request goes
+#                               straight to the S3 server; latency: through
+#                               bench/latency_proxy.js, which hands each request
+#                               on only after BENCH_LATENCY_MS (as real S3
+#                               answers after tens of ms). Everything timed
+#                               (sila, aws-cli, rclone, curl) goes through the
+#                               same endpoint; setup and checks go direct
+#   BENCH_LATENCY_MS=20         the latency profile's delay per request
 #   BENCH_SERVER=auto|s3rver|moto  S3 server (auto: s3rver, moto if npm or
 #                               s3rver fails)
 #   BENCH_CACHE=DIR             where s3rver is npm-installed
@@ -71,6 +79,12 @@ source "$root/bench/s3rver.sh"
 BUCKET=sila-bench
 WORKLOADS=${BENCH_WORKLOADS:-1k,10k,2g}
 [ "${BENCH_QUICK:-0}" = 1 ] && WORKLOADS=quick
+LATENCY_MS=${BENCH_LATENCY_MS:-20}
+case ${BENCH_PROFILE:-both} in
+both) PROFILES=(plain latency) ;;
+plain | latency) PROFILES=("$BENCH_PROFILE") ;;
+*) echo "bench: BENCH_PROFILE must be both, plain or latency" >&2; exit 1 ;;
+esac
 SERVER=${BENCH_SERVER:-auto}
 CACHE=${BENCH_CACHE:-${HOME:-/root}/.cache/sila-bench}
 SRC_BIN=${WK_BIN:-$root/build/rel/sila-archiver}
@@ -228,7 +242,17 @@ auto)
     ;;
 *) die "BENCH_SERVER must be auto, s3rver or moto" ;;
 esac
-E=$SVC_S3_ENDPOINT
+E_DIRECT=$SVC_S3_ENDPOINT
+E_LATENCY=
+if [[ " ${PROFILES[*]} " = *" latency "* ]]; then
+    _svc_start s3lat http "$svc" 15 node "$root/bench/latency_proxy.js" \
+        --upstream "$E_DIRECT" --port @PORT@ --delay-ms "$LATENCY_MS" ||
+        die "could not start bench/latency_proxy.js"
+    # shellcheck disable=SC2154 # _svc_port is set by _svc_start
+    E_LATENCY=http://127.0.0.1:$_svc_port
+    say "latency profile: $E_LATENCY hands each request to $E_DIRECT after $LATENCY_MS ms"
+fi
+E=$E_DIRECT
 export AWS_ENDPOINT_URL_S3=$E
 # The worker runs with default settings: no SILA_* tuning from the caller.
 while read -r v; do unset "$v"; done < <(compgen -e | grep '^SILA_' || true)
@@ -248,6 +272,18 @@ export RCLONE_CONFIG=/dev/null RCLONE_CONFIG_BENCH_TYPE=s3 \
     RCLONE_CONFIG_BENCH_REGION=$AWS_REGION RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
 say "server: $server_desc at $E, redis at $REDIS_URL"
 
+# use_profile plain|latency: the endpoint of every timed step (E), for the
+# worker, aws-cli and rclone (environment) and curl (URLs built from $E).
+PROFILE=plain
+use_profile() {
+    PROFILE=$1
+    if [ "$1" = latency ]; then E=$E_LATENCY; else E=$E_DIRECT; fi
+    export AWS_ENDPOINT_URL_S3=$E RCLONE_CONFIG_BENCH_ENDPOINT=$E
+}
+profile_label() {  # the profile as the table names it
+    if [ "$1" = latency ]; then echo "${LATENCY_MS}ms"; else echo plain; fi
+}
+
 # --- 3. the tools, as an operator would call them -----------------------------
 
 awsc() { aws --endpoint-url "$E" --only-show-errors "$@"; }
@@ -259,7 +295,8 @@ curls3() {
         --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
         -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
 }
-s3u() { python3 "$root/bench/s3util.py" "$@"; }
+# (setup and checks, untimed, go straight to the server)
+s3u() { AWS_ENDPOINT_URL_S3=$E_DIRECT python3 "$root/bench/s3util.py" "$@"; }
 count() { s3u count "$BUCKET" "$1" | cut -d' ' -f1; }
 
 # srv_cpu: the S3 server's user + system CPU seconds so far (all its threads),
@@ -272,11 +309,22 @@ srv_cpu() {
         awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($12 + $13) / hz }' || echo "?"
 }
 
+# proxy_stats [reset]: "<requests>/<most in flight at once>" since the last
+# reset, from the latency proxy ("-" in the plain profile).
+proxy_stats() {
+    if [ "$PROFILE" != latency ]; then echo -; return; fi
+    curl -s --max-time 5 "$E_LATENCY/__bench/stats${1:+?reset=1}" |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print("%d/%d" % (d["requests"], d["maxInflight"]))' ||
+        echo "?"
+}
+
 # timed VAR CMD...: run CMD, set VAR to its wall-clock seconds, or to FAIL,
-# and VAR_cpu to the S3 server's CPU seconds meanwhile ("?" if unknown).
+# VAR_cpu to the S3 server's CPU seconds meanwhile ("?" if unknown) and
+# VAR_req to the requests it made / kept in flight at once (latency profile).
 timed() {
     local __var=$1 t0 t1 c0 c1
     shift
+    proxy_stats reset >/dev/null
     c0=$(srv_cpu)
     t0=$EPOCHREALTIME
     if "$@"; then
@@ -289,6 +337,7 @@ timed() {
     c1=$(srv_cpu)
     printf -v "${__var}_cpu" '%s' "$(awk -v a="$c0" -v b="$c1" \
         'BEGIN { if (a == "?" || b == "?" || a == "" || b == "") print "?"; else printf "%.2f", b - a }')"
+    printf -v "${__var}_req" '%s' "$(proxy_stats)"
 }
 
 # expect WHAT GOT WANT: a cheap correctness check of a timed step.
@@ -399,10 +448,14 @@ gen_args() {
 
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
+upload_space() {  # NAME DIR SID FILES: the space under active/ (direct, untimed)
+    python3 "$root/tests/upload_dir.py" "$2/space" "$BUCKET" "active/$3/" --jobs 16 \
+        --endpoint "$E_DIRECT" >/dev/null || die "upload failed"
+    expect "[$1] uploaded objects" "$(count "active/$3/")" "$4" || die "setup failed"
+}
+
 run_workload() {
-    local name=$1 d=$tmp/w-$1 args summary sid files bytes wlog
-    local t_aws t_rc t_low t_sila t_job rss key size n from
-    local t_aws_cpu t_rc_cpu t_low_cpu t_sila_cpu
+    local name=$1 d=$tmp/w-$1 args summary sid files bytes p
     args=$(gen_args "$name") || die "unknown workload '$name' (quick, 1k, 10k, 2g)"
     mkdir -p "$d"
     say "[$name] generating a space: gen_space.py $args"
@@ -412,9 +465,40 @@ run_workload() {
     files=$(json_field "$summary" files)
     bytes=$(json_field "$summary" bytes)
     say "[$name] space $sid: $files files, $bytes bytes; uploading to active/$sid/"
-    python3 "$root/tests/upload_dir.py" "$d/space" "$BUCKET" "active/$sid/" --jobs 16 >/dev/null ||
-        die "upload failed"
-    expect "[$name] uploaded objects" "$(count "active/$sid/")" "$files" || die "setup failed"
+    upload_space "$name" "$d" "$sid" "$files"
+    for p in "${PROFILES[@]}"; do
+        # (a failed restore of the previous profile left active/ short)
+        [ "$(count "active/$sid/")" = "$files" ] || {
+            s3u rm "$BUCKET" "active/$sid/"
+            upload_space "$name" "$d" "$sid" "$files"
+        }
+        use_profile "$p"
+        run_ops "$name" "$d" "$sid" "$files" "$bytes"
+    done
+    use_profile plain
+
+    # What this workload left: nothing big on disk or on the server.
+    s3u rm "$BUCKET" "active/$sid/"
+    s3u rm "$BUCKET" "archived/$sid/"
+    s3u rm "$BUCKET" "bench-alt/"
+    rm -rf "$d/space"
+}
+
+# result_row NAME FILES BYTES OP: one row of $RESULTS from the t_* variables.
+result_row() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$1" "$2" "$3" "$4" "$t_sila" "$t_job" "$t_aws" "$t_rc" "$t_low" "$rss" \
+        "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" "$(profile_label "$PROFILE")" \
+        "$t_sila_req" "$t_aws_req" "$t_rc_req" "$t_low_req" >>"$RESULTS"
+}
+
+# run_ops NAME DIR SID FILES BYTES: archive and unarchive, each by sila-archiver
+# and the three alternatives, in the current profile (two rows of $RESULTS).
+run_ops() {
+    local name d=$2 sid=$3 files=$4 bytes=$5 wlog
+    name="$1 $(profile_label "$PROFILE")"
+    local t_aws t_rc t_low t_sila t_job rss key size n from
+    local t_aws_cpu t_rc_cpu t_low_cpu t_sila_cpu t_aws_req t_rc_req t_low_req t_sila_req
     s3u curl-get "$E" "$BUCKET" "active/$sid/" "$d/space" "$d/get.cfg" >/dev/null
     s3u curl-put "$E" "$BUCKET" "restore/curl/$sid/" "$d/space" "$d/put.cfg" >/dev/null
 
@@ -439,12 +523,12 @@ run_workload() {
         [ "$t_low" = FAIL ] || { codes_ok "$d/get.codes" &&
             expect "[$name] curl GETs" "$(wc -l <"$d/get.codes")" "$files"; } || t_low=FAIL
     else
-        t_low=FAIL t_low_cpu="?"
+        t_low=FAIL t_low_cpu="?" t_low_req="?"
     fi
     s3u rm "$BUCKET" "bench-alt/curl/"
 
     say "[$name] archive: sila-archiver"
-    wlog=$d/worker.log
+    wlog=$d/worker-$PROFILE.log
     : >"$wlog"
     start_worker "$wlog" || die "worker start failed"
     hwm_reset || true
@@ -466,14 +550,14 @@ run_workload() {
         expect "[$name] active objects left after archive" "$n" 0 || true
         say "[$name] archive $key: $size bytes (aws-cli zip: $(stat -c %s "$d/aws.zip" 2>/dev/null || echo ?))"
     fi
-    printf '%s\t%s\t%s\tarchive\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" \
-        "$bytes" "$t_sila" "$(job_s "$wlog" "$from")" "$t_aws" "$t_rc" "$t_low" "$rss" \
-        "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" >>"$RESULTS"
+    t_job=$(job_s "$wlog" "$from")
+    result_row "${name% *}" "$files" "$bytes" archive
 
     # Unarchive: sila first (restores active/), then the alternatives from the
     # same archive (sila's; the aws-cli pipeline's if sila failed).
     t_sila=FAIL
     t_sila_cpu='?'
+    t_sila_req='?'
     t_job=-
     rss='?'
     if [ -n "$key" ]; then
@@ -520,15 +604,7 @@ run_workload() {
     [ "$t_low" = FAIL ] || { codes_ok "$d/put.codes" &&
         expect "[$name] curl PUTs" "$(count "restore/curl/$sid/")" "$files"; } || t_low=FAIL
     s3u rm "$BUCKET" "restore/curl/$sid/"
-    printf '%s\t%s\t%s\tunarchive\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" \
-        "$bytes" "$t_sila" "$t_job" "$t_aws" "$t_rc" "$t_low" "$rss" \
-        "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" >>"$RESULTS"
-
-    # What this workload left: nothing big on disk or on the server.
-    s3u rm "$BUCKET" "active/$sid/"
-    s3u rm "$BUCKET" "archived/$sid/"
-    s3u rm "$BUCKET" "bench-alt/"
-    rm -rf "$d/space"
+    result_row "${name% *}" "$files" "$bytes" unarchive
 }
 
 IFS=, read -r -a wl <<<"$WORKLOADS"

@@ -7,7 +7,8 @@ targets (issue 6: against the operator's tools; issue 16: the latency profile).
 
 RESULTS.tsv has one row per workload and operation:
     workload files bytes op sila_s job_s aws_s rclone_s lower_s rss_mib
-    [sila_cpu aws_cpu rclone_cpu lower_cpu [profile sila_req aws_req rclone_req lower_req]]
+    [sila_cpu aws_cpu rclone_cpu lower_cpu [profile sila_req aws_req rclone_req lower_req
+    [ready_s]]]
 (a time is "FAIL" when that step failed, a peak RSS "?" when unknown; job_s
 is the job's own duration in the worker's log, for information: the ratios
 use sila_s, the wall clock of "enqueue --wait"). The optional *_cpu columns
@@ -15,7 +16,9 @@ are the S3 server's CPU seconds during each step ("?" when unknown); with
 them a second table shows the server's work per step and how many of its
 cores it kept busy (CPU seconds / wall seconds). profile is "plain" (straight
 to the S3 server) or "<N>ms" (bench/latency_proxy.js delays every request by N
-ms); *_req are "<requests>/<most in flight at once>" in a latency profile.
+ms); *_req are "<requests>/<most in flight at once>" in a latency profile;
+ready_s (unarchive) the seconds from the enqueue to the `ready` event on the
+space's channel ("-" when none came).
 
 Targets, each a ratio sila / alternative from the same run and profile:
   plain (issue 6)
@@ -25,6 +28,7 @@ Targets, each a ratio sila / alternative from the same run and profile:
     archive     lower <= 1.8 (1k and 10k only)
     unarchive   lower <= 1.3 (1k and 10k only)
   every row     worker peak RSS <= --rss-max MiB (default 64)
+  2g, plain     unarchive: open->ready (ready_s) <= 2 s (issue 16)
 
 Exit status 0, or 3 with --strict when a row misses a target.
 """
@@ -38,6 +42,7 @@ TARGETS = {  # op -> (aws-cli, rclone, lower bound) maximum ratio
 }
 PIPELINE_TARGET_WORKLOADS = {"1k", "10k"}  # the issue sets those for these two
 LATENCY_TARGETS = {"archive": 1.8, "unarchive": 1.3}  # sila / lower, issue 16
+READY_TARGET_S = {"2g": 2.0}  # open->ready of the workload, plain profile, issue 16
 
 
 def num(s):
@@ -116,9 +121,11 @@ def main(argv):
             if len(cols) == 14:
                 cols += ["plain"] + ["-"] * 4
             if len(cols) == 19:
+                cols += ["-"]
+            if len(cols) == 20:
                 rows.append(cols)
 
-    head = ["workload", "profile", "op", "sila s", "(job s)", "aws-cli s", "rclone s",
+    head = ["workload", "profile", "op", "sila s", "(job s)", "ready s", "aws-cli s", "rclone s",
             "lower s", "sila/aws", "sila/rclone", "sila/lower", "peak RSS MiB", "targets"]
     table = []
     met = missed = 0
@@ -127,7 +134,7 @@ def main(argv):
     cpu_known = False
     by_key = {}
     for w, files, nbytes, op, sila, job, aws, rc, low, rss, *rest in rows:
-        cpus, profile, reqs = rest[:4], rest[4], rest[5:9]
+        cpus, profile, reqs, ready = rest[:4], rest[4], rest[5:9], rest[9]
         r_aws, r_rc, r_low = ratio(sila, aws), ratio(sila, rc), ratio(sila, low)
         bad = []
         for what, r, t, floor in checks_of(w, op, profile, r_aws, r_rc, r_low, low, aws, rc):
@@ -139,6 +146,12 @@ def main(argv):
                     note = " (lower bound %.2f%s)" % (
                         floor, ", out of reach" if floor > t else "")
                 bad.append("%s %.2f>%s%s" % (what, r, frac(t), note))
+        if op == "unarchive" and profile == "plain" and w in READY_TARGET_S:
+            rd = num(ready)
+            if rd is None:
+                bad.append("ready ?")
+            elif rd > READY_TARGET_S[w]:
+                bad.append("ready %.2fs>%gs" % (rd, READY_TARGET_S[w]))
         m = num(rss)
         if m is None:
             bad.append("rss ?")
@@ -160,7 +173,7 @@ def main(argv):
         cpu_table.append([label, profile, op] + cells)
         if profile != "plain":
             req_table.append([label, profile, op] + reqs)
-        table.append([label, profile, op, fmt_s(sila), fmt_s(job), fmt_s(aws), fmt_s(rc),
+        table.append([label, profile, op, fmt_s(sila), fmt_s(job), fmt_s(ready), fmt_s(aws), fmt_s(rc),
                       fmt_s(low), fmt_r(r_aws), fmt_r(r_rc), fmt_r(r_low), rss,
                       "met" if not bad else "MISSED: " + ", ".join(bad)])
 
@@ -169,7 +182,7 @@ def main(argv):
     print("machine: %s" % a.machine)
     print("binary:  %s" % a.binary)
     print()
-    print_table(head, table, set(range(3, 12)))
+    print_table(head, table, set(range(3, 13)))
     # What the latency costs each way of doing the job: time in the latency
     # profile / time in the plain one, when both ran.
     lat = []
@@ -203,7 +216,8 @@ def main(argv):
     print("         sila/lower <= 2 for every workload")
     print("targets, latency: archive sila/lower <= 1.8, unarchive sila/lower <= 1.3 "
           "(1k, 10k)")
-    print("every row: worker peak RSS (VmHWM, per operation) <= %g MiB" % a.rss_max)
+    print("every row: worker peak RSS (VmHWM, per operation) <= %g MiB; 2g plain unarchive: "
+          "ready s <= 2" % a.rss_max)
     print("aws-cli: s3 cp --recursive + zip -r + s3 cp (unarchive: s3 cp + unzip + "
           "s3 cp --recursive), default settings")
     print("rclone:  copy --fast-list --transfers 16 + zip -r + copyto (unarchive: "
@@ -220,7 +234,9 @@ def main(argv):
     print("sila:    enqueue archive|unarchive <id> --wait (follows the job's channel, "
           "reads its status hash) against a fresh worker;")
     print("         (job s): the job's duration_ms in the worker's log, without "
-          "enqueue and waiting")
+          "enqueue and waiting;")
+    print("         ready s: from the enqueue to the `ready` event on sila:space:<id> "
+          "(a worker before issue 16 publishes it at the end)")
     print("profile: plain = straight to the S3 server; <N>ms = every request (of every "
           "tool) through bench/latency_proxy.js,")
     print("         which hands it on after N ms")

@@ -9,11 +9,16 @@
 #   bash bench/run.sh                 (make bench builds first)
 #
 # Knobs (environment):
-#   BENCH_WORKLOADS=1k,10k,2g   subset of the workloads (default: all three)
+#   BENCH_WORKLOADS=1k,10k,2g,opens  subset of the workloads (default: all four)
 #       1k   generated space, 1,000 files / 100 MiB
 #       10k  generated space, 10,000 files / 200 MiB
 #       2g   generated space, 5,000 files / 2 GiB, 4 blobs of 200 MiB (memory)
-#   BENCH_QUICK=1               smoke run of the harness: 200 files / 10 MiB only
+#       opens  20 opens (urgent unarchives) of 150-file archived spaces, with
+#            idle workers, then while every worker archives a space of
+#            10,000 files / 2 GiB (bench/opens.sh has its knobs, BENCH_OPENS_*)
+#   BENCH_QUICK=1               smoke run of the harness: 200 files / 10 MiB,
+#                               and opens with 8 spaces and a 2,000-file /
+#                               200 MiB background archive (a few minutes)
 #   BENCH_PROFILE=both|plain|latency  (default both) plain: every request goes
 #                               straight to the S3 server; latency: through
 #                               bench/latency_proxy.js, which hands each request
@@ -75,10 +80,12 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/services.sh"
 # shellcheck source=bench/s3rver.sh
 source "$root/bench/s3rver.sh"
+# shellcheck source=bench/opens.sh
+source "$root/bench/opens.sh"
 
 BUCKET=sila-bench
-WORKLOADS=${BENCH_WORKLOADS:-1k,10k,2g}
-[ "${BENCH_QUICK:-0}" = 1 ] && WORKLOADS=quick
+WORKLOADS=${BENCH_WORKLOADS:-1k,10k,2g,opens}
+[ "${BENCH_QUICK:-0}" = 1 ] && WORKLOADS=${BENCH_WORKLOADS:-quick,opens}
 LATENCY_MS=${BENCH_LATENCY_MS:-20}
 case ${BENCH_PROFILE:-both} in
 both) PROFILES=(plain latency) ;;
@@ -177,7 +184,7 @@ bin_rev="$bin_rev, binary sha256 $(sha256sum "$BIN" | cut -c1-12)"
 # The 2g workload holds ~14 GiB at its peak (space, downloads, zips, and the
 # server's copies of them); warn early rather than fail half-way.
 case ",$WORKLOADS," in
-*,2g,*)
+*,2g,* | *,opens,*)
     avail_gib=$(df -Pk "$tmp" | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
     [ "$avail_gib" -ge 16 ] ||
         say "warning: only $avail_gib GiB free under $tmp; the 2g workload needs ~16 GiB (BENCH_TMPDIR)"
@@ -202,7 +209,7 @@ s3_data_own=
 # s3_data_desc saying where it is.
 s3rver_data() {
     local want=${BENCH_S3RVER_DATA:-auto} need=2 free
-    case ",$WORKLOADS," in *,2g,*) need=12 ;; esac
+    case ",$WORKLOADS," in *,2g,* | *,opens,*) need=12 ;; esac
     if [ "$want" = auto ]; then
         want=disk
         if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
@@ -327,6 +334,7 @@ timed() {
     proxy_stats reset >/dev/null
     c0=$(srv_cpu)
     t0=$EPOCHREALTIME
+    timed_t0=$t0
     if "$@"; then
         t1=$EPOCHREALTIME
         printf -v "$__var" '%s' "$(python3 -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$t0" "$t1")"
@@ -431,6 +439,21 @@ tool_output() {  # LOG WHAT
     } | tee -a "$NOTES" >&2
 }
 job_s() { python3 "$root/bench/logsum.py" --job-seconds "$1" "$2"; }
+# watch_start SID FILE: follow the space's channel (bench/opens.py watch) into
+# FILE, recorded as service "watch"; returns once subscribed.
+watch_start() {
+    local i
+    rm -f "$2"
+    python3 "$root/bench/opens.py" watch --redis "$REDIS_URL" --space "$1" --out "$2" \
+        >"$2.sub" 2>&1 </dev/null &
+    svc_register_pid "$svc" watch "$!"
+    for ((i = 0; i < 100; i++)); do
+        grep -q subscribed "$2.sub" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    say "the space channel watcher did not subscribe: $(cat "$2.sub")"
+    return 1
+}
 log_lines() { wc -l <"$1" | tr -d ' '; }
 
 # --- 5. one workload -------------------------------------------------------------
@@ -486,10 +509,10 @@ run_workload() {
 
 # result_row NAME FILES BYTES OP: one row of $RESULTS from the t_* variables.
 result_row() {
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$1" "$2" "$3" "$4" "$t_sila" "$t_job" "$t_aws" "$t_rc" "$t_low" "$rss" \
         "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" "$(profile_label "$PROFILE")" \
-        "$t_sila_req" "$t_aws_req" "$t_rc_req" "$t_low_req" >>"$RESULTS"
+        "$t_sila_req" "$t_aws_req" "$t_rc_req" "$t_low_req" "$t_ready" >>"$RESULTS"
 }
 
 # run_ops NAME DIR SID FILES BYTES: archive and unarchive, each by sila-archiver
@@ -499,6 +522,7 @@ run_ops() {
     name="$1 $(profile_label "$PROFILE")"
     local t_aws t_rc t_low t_sila t_job rss key size n from
     local t_aws_cpu t_rc_cpu t_low_cpu t_sila_cpu t_aws_req t_rc_req t_low_req t_sila_req
+    local t_ready=-
     s3u curl-get "$E" "$BUCKET" "active/$sid/" "$d/space" "$d/get.cfg" >/dev/null
     s3u curl-put "$E" "$BUCKET" "restore/curl/$sid/" "$d/space" "$d/put.cfg" >/dev/null
 
@@ -564,8 +588,12 @@ run_ops() {
         say "[$name] unarchive: sila-archiver"
         hwm_reset || true
         from=$(($(log_lines "$wlog") + 1))
+        watch_start "$sid" "$d/space-events.jsonl" || true
         timed t_sila "$BIN" enqueue unarchive "$sid" --wait >"$d/enqueue-unarchive.out" 2>&1
         rss=$(hwm_mib)
+        sleep 0.2
+        svc_stop "$svc" watch
+        t_ready=$(python3 "$root/bench/opens.py" ready-after "$d/space-events.jsonl" "$timed_t0")
         t_job=$(job_s "$wlog" "$from")
         worker_warnings "$wlog" "$from" "[$name] unarchive"
         if [ "$t_sila" = FAIL ]; then
@@ -609,10 +637,10 @@ run_ops() {
 
 IFS=, read -r -a wl <<<"$WORKLOADS"
 for w in "${wl[@]}"; do
-    gen_args "$w" >/dev/null || die "unknown workload '$w' (quick, 1k, 10k, 2g)"
+    [ "$w" = opens ] || gen_args "$w" >/dev/null || die "unknown workload '$w' (quick, 1k, 10k, 2g, opens)"
 done
 for w in "${wl[@]}"; do
-    run_workload "$w"
+    if [ "$w" = opens ]; then run_opens; else run_workload "$w"; fi
 done
 
 # --- 6. the table ----------------------------------------------------------------
@@ -627,6 +655,10 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
         --machine "$(nproc) CPUs${cpu:+ ($cpu)}, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)" \
         --binary "sila-archiver $bin_rev, $settings" \
         --rss-max "$RSS_MAX_MIB" --par "$PAR" "${strict[@]}" || report_rc=$?
+    if [ -s "$tmp/opens.txt" ]; then
+        echo
+        cat "$tmp/opens.txt"
+    fi
     if [ -s "$NOTES" ]; then
         echo
         echo "Notes:"

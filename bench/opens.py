@@ -336,12 +336,12 @@ def cmd_summary(argv):
             recs += [json.loads(x) for x in f if x.strip()]
     rows = []
     p95 = {}
-    for label in ("idle", "busy"):
+    for label in dict.fromkeys(["idle", "busy"] + [x["label"] for x in recs]):
         rs = [x for x in recs if x["label"] == label]
         if not rs:
             continue
         ok = [x for x in rs if "error" not in x]
-        if label == "busy":
+        if label != "idle":
             meas = [x for x in ok if x.get("busy_at_enqueue")]
         else:
             meas = ok
@@ -352,18 +352,24 @@ def cmd_summary(argv):
             k = "+".join(dict.fromkeys(x.get("events") or [])) or "none"
             k += " (complete via %s)" % x.get("complete_via")
             seen[k] = seen.get(k, 0) + 1
-        runners = sorted({(x.get("runner") or "?").rsplit("-", 1)[-1] for x in meas})
+        runners = {}
+        for x in meas:
+            tail = (x.get("runner") or "?").rsplit("-", 1)[-1]
+            k = tail if tail[:1] == "u" and tail[1:].isdigit() else "main"
+            runners[k] = runners.get(k, 0) + 1
         p95[label] = pct(ready, 0.95)
         rows.append([label, "%d/%d" % (len(meas), len(rs)),
                      fmt_ms(pct(ready, 0.5)), fmt_ms(pct(ready, 0.95)),
                      fmt_ms(pct(comp, 0.5)), fmt_ms(pct(comp, 0.95)),
                      fmt_ms(max(ready) if ready else None),
-                     args.rss_idle if label == "idle" else args.rss_busy,
-                     "; ".join("%dx %s" % (n, k) for k, n in seen.items())])
+                     args.rss_idle if label == "idle" else args.rss_busy if label == "busy" else "",
+                     "; ".join("%dx %s" % (n, k) for k, n in seen.items()) +
+                     ("; runner " + ", ".join("%s %d" % kv for kv in sorted(runners.items()))
+                      if runners else "")])
         errs = [x for x in rs if "error" in x]
         for x in errs[:3]:
             rows.append(["", "", "", "", "", "", "", "", "error: %s" % x["error"][:120]])
-        if label == "busy" and len(meas) < len(rs):
+        if label != "idle" and len(meas) < len(rs) - len(errs):
             rows.append(["", "", "", "", "", "", "", "",
                          "%d open(s) left out: the background job had ended at the enqueue"
                          % (len(rs) - len(meas) - len(errs))])

@@ -12,6 +12,12 @@
 #   BENCH_OPENS_FILES=150       files of each small space (10 MiB)
 #   BENCH_OPENS_BIG=10000:2048  the large space of each worker, files:MiB
 #                               (quick: 2000:200)
+#   BENCH_OPENS_LARGE=400:512   one more open during the busy pass, after the
+#                               small ones, of a space with big blobs
+#                               (files:MiB, 4 blobs of a tenth each; quick
+#                               200:64; 0 = none): the worker's peak RSS with
+#                               a restore that streams big entries while the
+#                               background archive runs
 #   BENCH_OPENS_WORKERS=1       worker processes (each archives a large space
 #                               during the busy pass)
 #   BENCH_OPENS_PROFILE=plain   plain or latency (see BENCH_PROFILE)
@@ -21,7 +27,7 @@
 # shellcheck disable=SC2154
 
 opens_field() {  # JOBID FIELD
-    python3 "$root/bench/opens.py" field --redis "$REDIS_URL" "$1" "$2"
+    python3 "$bench/opens.py" field --redis "$REDIS_URL" "$1" "$2"
 }
 
 # opens_wait_state JOBID TIMEOUT_S STATE...: wait until the job is in one of
@@ -69,13 +75,15 @@ opens_archive_all() {
 run_opens() {
     local n=${BENCH_OPENS_N:-20} files=${BENCH_OPENS_FILES:-150} big=${BENCH_OPENS_BIG:-10000:2048}
     local budget=${BENCH_OPENS_BUDGET_S:-900} profile=${BENCH_OPENS_PROFILE:-plain}
-    local i sid summary big_files big_mib bsize t0 t1 rss_idle rss_busy
+    local large=${BENCH_OPENS_LARGE:-400:512}
+    local i sid summary big_files big_mib bsize t0 t1 rss_idle rss_busy large_sid=
     local -a small=() bigs=() bg=() bg_s=()
     nworkers=${BENCH_OPENS_WORKERS:-1}
     opens_pids=()
     if [ "${BENCH_QUICK:-0}" = 1 ]; then
         n=${BENCH_OPENS_N:-8}
         big=${BENCH_OPENS_BIG:-2000:200}
+        large=${BENCH_OPENS_LARGE:-200:64}
     fi
     big_files=${big%%:*}
     big_mib=${big#*:}
@@ -95,6 +103,15 @@ run_opens() {
         rm -rf "$od/small"
         small+=("$sid")
     done
+    if [ "$large" != 0 ]; then
+        say "[opens] generating the large open's space: ${large%%:*} files, ${large#*:} MiB"
+        summary=$(python3 "$root/tests/gen_space.py" --out "$od/large/space" --seed 1800 \
+            --end-date 2026-06-30 --files "${large%%:*}" --total-mib "${large#*:}" \
+            --big-blobs 4 --big-size $((${large#*:} * 1048576 / 10)))
+        large_sid=$(json_field "$summary" space_id)
+        upload_space opens "$od/large" "$large_sid" "$(json_field "$summary" files)"
+        rm -rf "$od/large"
+    fi
     for ((i = 1; i <= nworkers; i++)); do
         say "[opens] generating large space $i: $big_files files, $big_mib MiB"
         summary=$(python3 "$root/tests/gen_space.py" --out "$od/big/space" --seed $((1700 + i)) \
@@ -115,11 +132,11 @@ run_opens() {
         opens_pids[i]=$worker_pid
     done
     say "[opens] archiving the small spaces"
-    opens_archive_all small "${small[@]}"
+    opens_archive_all small "${small[@]}" ${large_sid:+"$large_sid"}
 
     say "[opens] idle pass: $n opens"
     opens_hwm_reset
-    python3 "$root/bench/opens.py" run --redis "$REDIS_URL" --bin "$BIN" --label idle \
+    python3 "$bench/opens.py" run --redis "$REDIS_URL" --bin "$BIN" --label idle \
         --out "$od/idle.jsonl" "${small[@]}" || failures=$((failures + 1))
     rss_idle=$(opens_hwm)
 
@@ -133,9 +150,14 @@ run_opens() {
     done
     for i in "${bg[@]}"; do opens_wait_state "$i" 60 running || die "opens: the large archive did not start"; done
     opens_hwm_reset
-    python3 "$root/bench/opens.py" run --redis "$REDIS_URL" --bin "$BIN" --label busy \
+    python3 "$bench/opens.py" run --redis "$REDIS_URL" --bin "$BIN" --label busy \
         --bg "$(IFS=,; echo "${bg[*]}")" --budget-s "$budget" \
         --out "$od/busy.jsonl" "${small[@]}" || failures=$((failures + 1))
+    if [ -n "$large_sid" ]; then
+        python3 "$bench/opens.py" run --redis "$REDIS_URL" --bin "$BIN" --label busy-large \
+            --bg "$(IFS=,; echo "${bg[*]}")" --out "$od/busy.jsonl" "$large_sid" ||
+            failures=$((failures + 1))
+    fi
     rss_busy=$(opens_hwm)
     for i in "${bg[@]}"; do
         opens_wait_state "$i" 1800 succeeded failed || failures=$((failures + 1))
@@ -149,15 +171,17 @@ run_opens() {
         svc_stop "$svc" "worker-o$i_w"
     done
     use_profile plain
-    python3 "$root/bench/opens.py" summary "$od/idle.jsonl" "$od/busy.jsonl" \
+    python3 "$bench/opens.py" summary "$od/idle.jsonl" "$od/busy.jsonl" \
         --rss-idle "$rss_idle" --rss-busy "$rss_busy" --rss-max "$RSS_MAX_MIB" \
         --describe "$nworkers worker(s), default settings, profile $(profile_label "$profile"); \
 $n spaces of $files files / 10 MiB; busy: each worker archives $big_files files / $big_mib MiB \
+${large_sid:+; busy-large: one open of ${large%%:*} files / ${large#*:} MiB (4 blobs of a tenth) after the busy ones}; \
+peak RSS: VmHWM over the pass, the busy one with urgent restores and the background archive(s) at once \
 (background archive(s) ${bg_s[*]} after $(python3 -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$t0" "$t1") s)" \
         >"$tmp/opens.txt" || failures=$((failures + 1))
     cat "$tmp/opens.txt" >&2
 
-    for sid in "${small[@]}" "${bigs[@]}"; do
+    for sid in "${small[@]}" "${bigs[@]}" $large_sid; do
         s3u rm "$BUCKET" "active/$sid/"
         s3u rm "$BUCKET" "archived/$sid/"
     done

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark of issue 6: sila-archiver against the operator's tools, in one run,
-# on one S3 server on loopback. Prints one table: for each workload and each
-# operation (archive, unarchive) the wall-clock seconds of sila-archiver, of
-# the aws-cli pipeline, of the rclone pipeline and of a curl lower bound, the
-# ratios, whether the issue's targets are met, and the worker's peak RSS
-# (VmHWM from /proc/<pid>/status, reset between the two operations).
+# Benchmark of issues 6 and 16: sila-archiver against the operator's tools, in
+# one run, on one S3 server on loopback, straight and through a proxy that
+# delays every request (the latency profile). Prints one table: for each
+# workload, profile and operation (archive, unarchive) the wall-clock seconds
+# of sila-archiver, of the aws-cli pipeline, of the rclone pipeline and of a
+# curl lower bound, the ratios, whether the issues' targets are met, and the
+# worker's peak RSS (VmHWM from /proc/<pid>/status, reset between the two
+# operations); then the opens of archived spaces with idle and with busy
+# workers (bench/opens.sh).
 #
 #   bash bench/run.sh                 (make bench builds first)
 #
@@ -75,13 +78,23 @@
 # by PID (scripts/services.sh) and stopped at exit.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The harness runs from a copy of bench/ (so that an edit of the checkout
+# during a run, or a branch switch, cannot change the script bash is reading);
+# BENCH_FROZEN is that copy, removed at exit.
+if [ -z "${BENCH_FROZEN:-}" ]; then
+    _src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    _frozen=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/sila-bench-src.XXXXXX")
+    cp -a "$_src/." "$_frozen/"
+    BENCH_FROZEN=$_frozen BENCH_ROOT=$(dirname "$_src") exec bash "$_frozen/run.sh" "$@"
+fi
+root=${BENCH_ROOT:?}
+bench=${BENCH_FROZEN:?}
 # shellcheck source=scripts/services.sh
 source "$root/scripts/services.sh"
 # shellcheck source=bench/s3rver.sh
-source "$root/bench/s3rver.sh"
+source "$bench/s3rver.sh"
 # shellcheck source=bench/opens.sh
-source "$root/bench/opens.sh"
+source "$bench/opens.sh"
 
 BUCKET=sila-bench
 WORKLOADS=${BENCH_WORKLOADS:-1k,10k,2g,opens}
@@ -158,6 +171,7 @@ cleanup() {
     [ "${server_kind:-}" != s3rver ] || bench_s3rver_stop "$svc"
     svc_stop_all "$svc"
     [ -z "${s3_data_own:-}" ] || rm -rf "$s3_data_own" # (outside $tmp)
+    case $bench in */sila-bench-src.*) rm -rf "$bench" ;; esac
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         say "kept $tmp"
     elif [ "$rc" -ne 0 ]; then
@@ -252,7 +266,7 @@ esac
 E_DIRECT=$SVC_S3_ENDPOINT
 E_LATENCY=
 if [[ " ${PROFILES[*]} " = *" latency "* ]]; then
-    _svc_start s3lat http "$svc" 15 node "$root/bench/latency_proxy.js" \
+    _svc_start s3lat http "$svc" 15 node "$bench/latency_proxy.js" \
         --upstream "$E_DIRECT" --port @PORT@ --delay-ms "$LATENCY_MS" ||
         die "could not start bench/latency_proxy.js"
     # shellcheck disable=SC2154 # _svc_port is set by _svc_start
@@ -303,7 +317,7 @@ curls3() {
         -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
 }
 # (setup and checks, untimed, go straight to the server)
-s3u() { AWS_ENDPOINT_URL_S3=$E_DIRECT python3 "$root/bench/s3util.py" "$@"; }
+s3u() { AWS_ENDPOINT_URL_S3=$E_DIRECT python3 "$bench/s3util.py" "$@"; }
 count() { s3u count "$BUCKET" "$1" | cut -d' ' -f1; }
 
 # srv_cpu: the S3 server's user + system CPU seconds so far (all its threads),
@@ -422,7 +436,7 @@ hwm_reset() {  # Linux: writing 5 to clear_refs resets VmHWM
 # notes for the table (s3rver's NotImplemented answers show up here).
 worker_warnings() {  # LOG FROM WHAT
     local sum
-    sum=$(python3 "$root/bench/logsum.py" "$1" "$2" "$3") || return 0
+    sum=$(python3 "$bench/logsum.py" "$1" "$2" "$3") || return 0
     [ -n "$sum" ] || return 0
     printf '%s\n' "$sum" >&2
     printf '%s\n' "$sum" >>"$NOTES"
@@ -438,13 +452,13 @@ tool_output() {  # LOG WHAT
         head -n 5 "$1" | cut -c1-300 | sed 's/^/    /'
     } | tee -a "$NOTES" >&2
 }
-job_s() { python3 "$root/bench/logsum.py" --job-seconds "$1" "$2"; }
+job_s() { python3 "$bench/logsum.py" --job-seconds "$1" "$2"; }
 # watch_start SID FILE: follow the space's channel (bench/opens.py watch) into
 # FILE, recorded as service "watch"; returns once subscribed.
 watch_start() {
     local i
     rm -f "$2"
-    python3 "$root/bench/opens.py" watch --redis "$REDIS_URL" --space "$1" --out "$2" \
+    python3 "$bench/opens.py" watch --redis "$REDIS_URL" --space "$1" --out "$2" \
         >"$2.sub" 2>&1 </dev/null &
     svc_register_pid "$svc" watch "$!"
     for ((i = 0; i < 100; i++)); do
@@ -593,7 +607,7 @@ run_ops() {
         rss=$(hwm_mib)
         sleep 0.2
         svc_stop "$svc" watch
-        t_ready=$(python3 "$root/bench/opens.py" ready-after "$d/space-events.jsonl" "$timed_t0")
+        t_ready=$(python3 "$bench/opens.py" ready-after "$d/space-events.jsonl" "$timed_t0")
         t_job=$(job_s "$wlog" "$from")
         worker_warnings "$wlog" "$from" "[$name] unarchive"
         if [ "$t_sila" = FAIL ]; then
@@ -650,7 +664,7 @@ strict=()
 [ "${BENCH_STRICT:-0}" != 1 ] || strict=(--strict)
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 {
-    python3 "$root/bench/report.py" "$RESULTS" \
+    python3 "$bench/report.py" "$RESULTS" \
         --server "$server_desc" \
         --machine "$(nproc) CPUs${cpu:+ ($cpu)}, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)" \
         --binary "sila-archiver $bin_rev, $settings" \

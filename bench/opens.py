@@ -373,7 +373,7 @@ def cmd_summary(argv):
             rows.append(["", "", "", "", "", "", "", "",
                          "%d open(s) left out: the background job had ended at the enqueue"
                          % (len(rs) - len(meas) - len(errs))])
-    head = ["workers", "opens", "ready p50", "ready p95", "complete p50", "complete p95",
+    head = ["pass", "opens", "ready p50", "ready p95", "complete p50", "complete p95",
             "ready max", "peak RSS MiB", "observed"]
     print("Opens of archived spaces (open = enqueue unarchive --urgent; ms from the enqueue to the "
           "event on sila:space:<id>)")

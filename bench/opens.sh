@@ -76,7 +76,7 @@ run_opens() {
     local n=${BENCH_OPENS_N:-20} files=${BENCH_OPENS_FILES:-150} big=${BENCH_OPENS_BIG:-10000:2048}
     local budget=${BENCH_OPENS_BUDGET_S:-900} profile=${BENCH_OPENS_PROFILE:-plain}
     local large=${BENCH_OPENS_LARGE:-400:512}
-    local i sid summary big_files big_mib bsize t0 t1 rss_idle rss_busy large_sid=
+    local i sid summary big_files big_mib bsize t0 t1 rss_idle rss_busy large_sid="" desc
     local -a small=() bigs=() bg=() bg_s=()
     nworkers=${BENCH_OPENS_WORKERS:-1}
     opens_pids=()
@@ -171,13 +171,17 @@ run_opens() {
         svc_stop "$svc" "worker-o$i_w"
     done
     use_profile plain
+    desc="$nworkers worker(s), default settings, profile $(profile_label "$profile"); idle/busy: $n spaces of $files files / 10 MiB
+busy: while each worker archives $big_files files / $big_mib MiB (normal lane; background archive(s) ${bg_s[*]} \
+after $(python3 -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$t0" "$t1") s);\
+ an open counts as busy when every background archive was running at its enqueue"
+    [ -z "$large_sid" ] || desc="$desc
+busy-large: one open of ${large%%:*} files / ${large#*:} MiB (4 blobs of a tenth each) after the busy ones"
+    desc="$desc
+peak RSS: the workers' VmHWM over the pass (busy: urgent restores and the background archive(s) at once)"
     python3 "$bench/opens.py" summary "$od/idle.jsonl" "$od/busy.jsonl" \
         --rss-idle "$rss_idle" --rss-busy "$rss_busy" --rss-max "$RSS_MAX_MIB" \
-        --describe "$nworkers worker(s), default settings, profile $(profile_label "$profile"); \
-$n spaces of $files files / 10 MiB; busy: each worker archives $big_files files / $big_mib MiB \
-${large_sid:+; busy-large: one open of ${large%%:*} files / ${large#*:} MiB (4 blobs of a tenth) after the busy ones}; \
-peak RSS: VmHWM over the pass, the busy one with urgent restores and the background archive(s) at once \
-(background archive(s) ${bg_s[*]} after $(python3 -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$t0" "$t1") s)" \
+        --describe "$desc" \
         >"$tmp/opens.txt" || failures=$((failures + 1))
     cat "$tmp/opens.txt" >&2
 

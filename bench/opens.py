@@ -329,6 +329,7 @@ def cmd_summary(argv):
     p.add_argument("--rss-max", type=float, default=64)
     p.add_argument("--target", type=float, default=1.5)
     p.add_argument("--describe", default="")
+    p.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     args = p.parse_args(argv)
     recs = []
     for path in args.files:
@@ -384,22 +385,26 @@ def cmd_summary(argv):
         print("  ".join(c.rjust(w[i]) if 1 <= i <= 7 else c.ljust(w[i])
                         for i, c in enumerate(r)).rstrip())
     verdicts = []
+    missed = False
     if p95.get("idle") and p95.get("busy"):
         ratio = p95["busy"] / p95["idle"]
+        missed = missed or ratio > args.target
         verdicts.append("open->ready p95 busy / idle: %.2f (target <= %g: %s)" % (
             ratio, args.target, "met" if ratio <= args.target else "MISSED"))
     else:
+        missed = True
         verdicts.append("open->ready p95 busy / idle: ? (a pass measured nothing)")
     try:
         m = float(args.rss_busy)
+        missed = missed or m > args.rss_max
         verdicts.append("worker peak RSS with an urgent restore and a background archive at once: "
                         "%.1f MiB (target <= %g: %s)" % (m, args.rss_max,
                                                           "met" if m <= args.rss_max else "MISSED"))
     except ValueError:
-        pass
+        missed = True
     for v in verdicts:
         print(v)
-    return 0
+    return 3 if args.strict and missed else 0
 
 
 def main(argv):

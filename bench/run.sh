@@ -686,4 +686,5 @@ if [ -n "${BENCH_OUT:-}" ]; then
     say "table written to $BENCH_OUT"
 fi
 [ "$failures" -eq 0 ] || die "$failures step(s) failed (see the notes above)"
+[ "${opens_missed:-0}" = 0 ] || report_rc=3
 [ "$report_rc" -eq 0 ] || { say "targets missed (BENCH_STRICT=1)"; exit "$report_rc"; }

@@ -200,7 +200,8 @@ def main(argv):
                      "sila/lower latency"], lat, set(range(3, 7)))
     if req_table:
         print()
-        print("Requests each step made / most in flight at once (counted by the latency proxy)")
+        print("Requests each step made / most in flight at once (counted by the latency proxy; "
+              "in brackets the proxy's CPU seconds)")
         print_table(["workload", "profile", "op", "sila", "aws-cli", "rclone", "lower"],
                     req_table, set(range(3, 7)))
     if cpu_known:

@@ -320,23 +320,33 @@ curls3() {
 s3u() { AWS_ENDPOINT_URL_S3=$E_DIRECT python3 "$bench/s3util.py" "$@"; }
 count() { s3u count "$BUCKET" "$1" | cut -d' ' -f1; }
 
-# srv_cpu: the S3 server's user + system CPU seconds so far (all its threads),
-# "?" when unknown.
+# srv_cpu [NAME]: the S3 server's (or service NAME's) user + system CPU
+# seconds so far (all its threads), "?" when unknown.
 srv_cpu() {
     local pid
-    pid=$(cat "$svc/s3.pid" 2>/dev/null) || { echo "?"; return; }
+    pid=$(cat "$svc/${1:-s3}.pid" 2>/dev/null) || { echo "?"; return; }
     # (fields after the ")" that ends the command name: utime is the 12th)
     sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null |
         awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($12 + $13) / hz }' || echo "?"
 }
 
-# proxy_stats [reset]: "<requests>/<most in flight at once>" since the last
-# reset, from the latency proxy ("-" in the plain profile).
+# proxy_stats [reset]: "<requests>/<most in flight at once> (<the proxy's
+# CPU seconds>)" since the last reset, from the latency proxy ("-" in the
+# plain profile).
+proxy_cpu0=0
 proxy_stats() {
     if [ "$PROFILE" != latency ]; then echo -; return; fi
+    local c
+    c=$(srv_cpu s3lat)
     curl -s --max-time 5 "$E_LATENCY/__bench/stats${1:+?reset=1}" |
-        python3 -c 'import json,sys; d=json.load(sys.stdin); print("%d/%d" % (d["requests"], d["maxInflight"]))' ||
-        echo "?"
+        python3 -c 'import json,sys
+d = json.load(sys.stdin)
+try:
+    cpu = " (%.2f)" % (float(sys.argv[2]) - float(sys.argv[1]))
+except ValueError:
+    cpu = ""
+print("%d/%d%s" % (d["requests"], d["maxInflight"], cpu))' "$proxy_cpu0" "$c" || echo "?"
+    [ -z "${1:-}" ] || proxy_cpu0=$c
 }
 
 # timed VAR CMD...: run CMD, set VAR to its wall-clock seconds, or to FAIL,
@@ -345,7 +355,7 @@ proxy_stats() {
 timed() {
     local __var=$1 t0 t1 c0 c1
     shift
-    proxy_stats reset >/dev/null
+    proxy_stats reset >/dev/null # (in this shell: it sets proxy_cpu0)
     c0=$(srv_cpu)
     t0=$EPOCHREALTIME
     timed_t0=$t0

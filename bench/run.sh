@@ -265,7 +265,8 @@ auto)
 esac
 E_DIRECT=$SVC_S3_ENDPOINT
 E_LATENCY=
-if [[ " ${PROFILES[*]} " = *" latency "* ]]; then
+if [[ " ${PROFILES[*]} " = *" latency "* ]] ||
+    { [[ ",$WORKLOADS," = *,opens,* ]] && [ "${BENCH_OPENS_PROFILE:-plain}" = latency ]; }; then
     _svc_start s3lat http "$svc" 15 node "$bench/latency_proxy.js" \
         --upstream "$E_DIRECT" --port @PORT@ --delay-ms "$LATENCY_MS" ||
         die "could not start bench/latency_proxy.js"

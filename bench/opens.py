@@ -326,6 +326,7 @@ def cmd_summary(argv):
     p.add_argument("files", nargs="+")
     p.add_argument("--rss-idle", default="?")
     p.add_argument("--rss-busy", default="?")
+    p.add_argument("--rss-busy-large", default="?")
     p.add_argument("--rss-max", type=float, default=64)
     p.add_argument("--target", type=float, default=1.5)
     p.add_argument("--describe", default="")
@@ -363,7 +364,8 @@ def cmd_summary(argv):
                      fmt_ms(pct(ready, 0.5)), fmt_ms(pct(ready, 0.95)),
                      fmt_ms(pct(comp, 0.5)), fmt_ms(pct(comp, 0.95)),
                      fmt_ms(max(ready) if ready else None),
-                     args.rss_idle if label == "idle" else args.rss_busy if label == "busy" else "",
+                     {"idle": args.rss_idle, "busy": args.rss_busy,
+                      "busy-large": args.rss_busy_large}.get(label, ""),
                      "; ".join("%dx %s" % (n, k) for k, n in seen.items()) +
                      ("; runner " + ", ".join("%s %d" % kv for kv in sorted(runners.items()))
                       if runners else "")])
@@ -394,13 +396,19 @@ def cmd_summary(argv):
     else:
         missed = True
         verdicts.append("open->ready p95 busy / idle: ? (a pass measured nothing)")
-    try:
-        m = float(args.rss_busy)
+    rss = []
+    for what, v in (("small opens", args.rss_busy), ("the large open", args.rss_busy_large)):
+        try:
+            rss.append((float(v), what))
+        except ValueError:
+            pass
+    if rss:
+        m, what = max(rss)
         missed = missed or m > args.rss_max
         verdicts.append("worker peak RSS with an urgent restore and a background archive at once: "
-                        "%.1f MiB (target <= %g: %s)" % (m, args.rss_max,
-                                                          "met" if m <= args.rss_max else "MISSED"))
-    except ValueError:
+                        "%.1f MiB, with %s (target <= %g: %s)" % (
+                            m, what, args.rss_max, "met" if m <= args.rss_max else "MISSED"))
+    else:
         missed = True
     for v in verdicts:
         print(v)

@@ -76,7 +76,7 @@ run_opens() {
     local n=${BENCH_OPENS_N:-20} files=${BENCH_OPENS_FILES:-150} big=${BENCH_OPENS_BIG:-10000:2048}
     local budget=${BENCH_OPENS_BUDGET_S:-900} profile=${BENCH_OPENS_PROFILE:-plain}
     local large=${BENCH_OPENS_LARGE:-400:512}
-    local i sid summary big_files big_mib bsize t0 t1 rss_idle rss_busy large_sid="" desc
+    local i sid summary big_files big_mib bsize t0 t1 rss_idle rss_busy rss_large="?" large_sid="" desc
     local -a small=() bigs=() bg=() bg_s=()
     nworkers=${BENCH_OPENS_WORKERS:-1}
     opens_pids=()
@@ -153,12 +153,13 @@ run_opens() {
     python3 "$bench/opens.py" run --redis "$REDIS_URL" --bin "$BIN" --label busy \
         --bg "$(IFS=,; echo "${bg[*]}")" --budget-s "$budget" \
         --out "$od/busy.jsonl" "${small[@]}" || failures=$((failures + 1))
+    rss_busy=$(opens_hwm)
     if [ -n "$large_sid" ]; then
         python3 "$bench/opens.py" run --redis "$REDIS_URL" --bin "$BIN" --label busy-large \
             --bg "$(IFS=,; echo "${bg[*]}")" --out "$od/busy.jsonl" "$large_sid" ||
             failures=$((failures + 1))
+        rss_large=$(opens_hwm)
     fi
-    rss_busy=$(opens_hwm)
     for i in "${bg[@]}"; do
         opens_wait_state "$i" 1800 succeeded failed || failures=$((failures + 1))
         bg_s+=("$(opens_field "$i" state)")
@@ -178,11 +179,13 @@ after $(python3 -c 'import sys; print("%.1f" % (float(sys.argv[2]) - float(sys.a
     [ -z "$large_sid" ] || desc="$desc
 busy-large: one open of ${large%%:*} files / ${large#*:} MiB (4 blobs of a tenth each) after the busy ones"
     desc="$desc
-peak RSS: the workers' VmHWM over the pass (busy: urgent restores and the background archive(s) at once)"
+peak RSS: the workers' VmHWM over the pass (busy: urgent restores and the background archive(s) at once;
+busy-large: over the busy pass up to the end of the large open)"
     local rc=0 strict=()
     [ "${BENCH_STRICT:-0}" != 1 ] || strict=(--strict)
     python3 "$bench/opens.py" summary "$od/idle.jsonl" "$od/busy.jsonl" \
-        --rss-idle "$rss_idle" --rss-busy "$rss_busy" --rss-max "$RSS_MAX_MIB" \
+        --rss-idle "$rss_idle" --rss-busy "$rss_busy" --rss-busy-large "$rss_large" \
+        --rss-max "$RSS_MAX_MIB" \
         --describe "$desc" "${strict[@]}" >"$tmp/opens.txt" || rc=$?
     case $rc in
     0) ;;

@@ -403,7 +403,10 @@ def cmd_summary(argv):
         except ValueError:
             pass
     if rss:
-        m, what = max(rss)
+        m, what = rss[0]
+        for v, w in rss[1:]:
+            if v > m:  # (the large open only when it raised the peak)
+                m, what = v, w
         missed = missed or m > args.rss_max
         verdicts.append("worker peak RSS with an urgent restore and a background archive at once: "
                         "%.1f MiB, with %s (target <= %g: %s)" % (

@@ -1,24 +1,34 @@
 #!/usr/bin/env python3
-"""Print bench/run.sh's results as one table, with the ratios and issue 6's
-targets.
+"""Print bench/run.sh's results as tables, with the ratios and the issues'
+targets (issue 6: against the operator's tools; issue 16: the latency profile).
 
     report.py RESULTS.tsv --server DESC --machine DESC --binary DESC
               [--rss-max MIB] [--par N] [--strict]
 
 RESULTS.tsv has one row per workload and operation:
     workload files bytes op sila_s job_s aws_s rclone_s lower_s rss_mib
-    [sila_cpu aws_cpu rclone_cpu lower_cpu]
+    [sila_cpu aws_cpu rclone_cpu lower_cpu [profile sila_req aws_req rclone_req lower_req
+    [ready_s]]]
 (a time is "FAIL" when that step failed, a peak RSS "?" when unknown; job_s
 is the job's own duration in the worker's log, for information: the ratios
 use sila_s, the wall clock of "enqueue --wait"). The optional *_cpu columns
 are the S3 server's CPU seconds during each step ("?" when unknown); with
 them a second table shows the server's work per step and how many of its
-cores it kept busy (CPU seconds / wall seconds).
+cores it kept busy (CPU seconds / wall seconds). profile is "plain" (straight
+to the S3 server) or "<N>ms" (bench/latency_proxy.js delays every request by N
+ms); *_req are "<requests>/<most in flight at once>" in a latency profile;
+ready_s (unarchive) the seconds from the enqueue to the `ready` event on the
+space's channel ("-" when none came).
 
-Targets (issue 6), each a ratio sila / alternative from the same run:
+Targets, each a ratio sila / alternative from the same run and profile:
+  plain (issue 6)
     archive     aws-cli <= 1/5, rclone <= 1/3 (1k and 10k only), lower <= 2
     unarchive   aws-cli <= 1/4, rclone <= 1/2 (1k and 10k only), lower <= 2
-    every row   worker peak RSS <= --rss-max MiB (default 64)
+  latency (issue 16; the pipelines are shown, without a target)
+    archive     lower <= 1.8 (1k and 10k only)
+    unarchive   lower <= 1.3 (1k and 10k only)
+  every row     worker peak RSS <= --rss-max MiB (default 64)
+  2g, plain     unarchive: open->ready (ready_s) <= 2 s (issue 16)
 
 Exit status 0, or 3 with --strict when a row misses a target.
 """
@@ -31,6 +41,8 @@ TARGETS = {  # op -> (aws-cli, rclone, lower bound) maximum ratio
     "unarchive": (1 / 4, 1 / 2, 2.0),
 }
 PIPELINE_TARGET_WORKLOADS = {"1k", "10k"}  # the issue sets those for these two
+LATENCY_TARGETS = {"archive": 1.8, "unarchive": 1.3}  # sila / lower, issue 16
+READY_TARGET_S = {"2g": 2.0}  # open->ready of the workload, plain profile, issue 16
 
 
 def num(s):
@@ -60,6 +72,35 @@ def frac(x):
     return {1 / 5: "1/5", 1 / 3: "1/3", 1 / 4: "1/4", 1 / 2: "1/2"}.get(x, "%g" % x)
 
 
+def checks_of(w, op, profile, r_aws, r_rc, r_low, low, aws, rc):
+    """[(what, ratio, target, floor)] for one row."""
+    if profile != "plain":
+        if w in PIPELINE_TARGET_WORKLOADS:
+            return [("lower", r_low, LATENCY_TARGETS[op], None)]
+        return []
+    t_aws, t_rc, t_low = TARGETS[op]
+    checks = []
+    if w in PIPELINE_TARGET_WORKLOADS:
+        # (the floor: where the lower bound itself stands against it)
+        checks += [("aws", r_aws, t_aws, ratio(low, aws)),
+                   ("rclone", r_rc, t_rc, ratio(low, rc))]
+    checks.append(("lower", r_low, t_low, None))
+    return checks
+
+
+def print_table(head, rows, right):
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+
+    def line(cols):
+        return "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+                         for i, c in enumerate(cols)).rstrip()
+
+    print(line(head))
+    print(line(["-" * x for x in widths]))
+    for r in rows:
+        print(line(r))
+
+
 def main(argv):
     p = argparse.ArgumentParser()
     p.add_argument("results")
@@ -78,25 +119,25 @@ def main(argv):
             if len(cols) == 10:
                 cols += ["?"] * 4
             if len(cols) == 14:
+                cols += ["plain"] + ["-"] * 4
+            if len(cols) == 19:
+                cols += ["-"]
+            if len(cols) == 20:
                 rows.append(cols)
 
-    head = ["workload", "op", "sila s", "(job s)", "aws-cli s", "rclone s", "lower s",
-            "sila/aws", "sila/rclone", "sila/lower", "peak RSS MiB", "targets"]
+    head = ["workload", "profile", "op", "sila s", "(job s)", "ready s", "aws-cli s", "rclone s",
+            "lower s", "sila/aws", "sila/rclone", "sila/lower", "peak RSS MiB", "targets"]
     table = []
     met = missed = 0
     cpu_table = []
+    req_table = []
     cpu_known = False
-    for w, files, nbytes, op, sila, job, aws, rc, low, rss, *cpus in rows:
+    by_key = {}
+    for w, files, nbytes, op, sila, job, aws, rc, low, rss, *rest in rows:
+        cpus, profile, reqs, ready = rest[:4], rest[4], rest[5:9], rest[9]
         r_aws, r_rc, r_low = ratio(sila, aws), ratio(sila, rc), ratio(sila, low)
-        t_aws, t_rc, t_low = TARGETS[op]
-        checks = []
-        if w in PIPELINE_TARGET_WORKLOADS:
-            # (the floor: where the lower bound itself stands against it)
-            checks += [("aws", r_aws, t_aws, ratio(low, aws)),
-                       ("rclone", r_rc, t_rc, ratio(low, rc))]
-        checks.append(("lower", r_low, t_low, None))
         bad = []
-        for what, r, t, floor in checks:
+        for what, r, t, floor in checks_of(w, op, profile, r_aws, r_rc, r_low, low, aws, rc):
             if r is None:
                 bad.append("%s ?" % what)
             elif r > t:
@@ -105,6 +146,12 @@ def main(argv):
                     note = " (lower bound %.2f%s)" % (
                         floor, ", out of reach" if floor > t else "")
                 bad.append("%s %.2f>%s%s" % (what, r, frac(t), note))
+        if op == "unarchive" and profile == "plain" and w in READY_TARGET_S:
+            rd = num(ready)
+            if rd is None:
+                bad.append("ready ?")
+            elif rd > READY_TARGET_S[w]:
+                bad.append("ready %.2fs>%gs" % (rd, READY_TARGET_S[w]))
         m = num(rss)
         if m is None:
             bad.append("rss ?")
@@ -117,47 +164,61 @@ def main(argv):
         else:
             met += 1
         label = "%s: %s files, %.0f MiB" % (w, files, int(nbytes) / (1 << 20))
+        by_key[(label, op, profile)] = (sila, low)
         cells = []
         cpu_known = cpu_known or any(num(c) is not None for c in cpus)
         for c, t in zip(cpus, (sila, aws, rc, low)):
             busy = ratio(c, t)
             cells.append("%s (%.2f)" % (fmt_s(c), busy) if busy is not None else fmt_s(c))
-        cpu_table.append([label, op] + cells)
-        table.append([label, op, fmt_s(sila), fmt_s(job), fmt_s(aws), fmt_s(rc), fmt_s(low),
-                      fmt_r(r_aws), fmt_r(r_rc), fmt_r(r_low), rss,
+        cpu_table.append([label, profile, op] + cells)
+        if profile != "plain":
+            req_table.append([label, profile, op] + reqs)
+        table.append([label, profile, op, fmt_s(sila), fmt_s(job), fmt_s(ready), fmt_s(aws), fmt_s(rc),
+                      fmt_s(low), fmt_r(r_aws), fmt_r(r_rc), fmt_r(r_low), rss,
                       "met" if not bad else "MISSED: " + ", ".join(bad)])
 
-    print("sila-archiver benchmark (issue 6): wall-clock seconds, one run, one server")
+    print("sila-archiver benchmark (issues 6 and 16): wall-clock seconds, one run, one server")
     print("server:  %s, on 127.0.0.1" % a.server)
     print("machine: %s" % a.machine)
     print("binary:  %s" % a.binary)
     print()
-    widths = [max(len(r[i]) for r in [head] + table) for i in range(len(head))]
-    right = set(range(2, 11))
-
-    def line(cols):
-        return "  ".join(c.rjust(widths[i]) if i in right else c.ljust(widths[i])
-                         for i, c in enumerate(cols)).rstrip()
-
-    print(line(head))
-    print(line(["-" * x for x in widths]))
-    for r in table:
-        print(line(r))
+    print_table(head, table, set(range(3, 13)))
+    # What the latency costs each way of doing the job: time in the latency
+    # profile / time in the plain one, when both ran.
+    lat = []
+    for (label, op, profile), (sila, low) in by_key.items():
+        if profile == "plain" or (label, op, "plain") not in by_key:
+            continue
+        psila, plow = by_key[(label, op, "plain")]
+        lat.append([label, op, profile, fmt_r(ratio(sila, psila)), fmt_r(ratio(low, plow)),
+                    fmt_r(ratio(psila, plow)), fmt_r(ratio(sila, low))])
+    if lat:
+        print()
+        print("The latency profile against plain: each time there / its time in plain, and "
+              "sila / lower in both")
+        print_table(["workload", "op", "profile", "sila x", "lower x", "sila/lower plain",
+                     "sila/lower latency"], lat, set(range(3, 7)))
+    if req_table:
+        print()
+        print("Requests each step made / most in flight at once (counted by the latency proxy; "
+              "in brackets the proxy's CPU seconds)")
+        print_table(["workload", "profile", "op", "sila", "aws-cli", "rclone", "lower"],
+                    req_table, set(range(3, 7)))
     if cpu_known:
         print()
         print("S3 server CPU seconds during each step (and cores it kept busy: "
               "CPU s / wall s)")
-        chead = ["workload", "op", "sila", "aws-cli", "rclone", "lower"]
-        cw = [max(len(r[i]) for r in [chead] + cpu_table) for i in range(len(chead))]
-        for r in [chead, ["-" * x for x in cw]] + cpu_table:
-            print("  ".join(c.rjust(cw[i]) if i >= 2 else c.ljust(cw[i])
-                            for i, c in enumerate(r)).rstrip())
+        print_table(["workload", "profile", "op", "sila", "aws-cli", "rclone", "lower"],
+                    cpu_table, set(range(3, 7)))
     print()
     print("rows with every target met: %d of %d" % (met, met + missed))
-    print("targets: archive sila/aws <= 1/5, sila/rclone <= 1/3 (1k, 10k); "
+    print("targets, plain: archive sila/aws <= 1/5, sila/rclone <= 1/3 (1k, 10k); "
           "unarchive sila/aws <= 1/4, sila/rclone <= 1/2 (1k, 10k);")
-    print("         sila/lower <= 2 and worker peak RSS (VmHWM, per operation) "
-          "<= %g MiB for every workload" % a.rss_max)
+    print("         sila/lower <= 2 for every workload")
+    print("targets, latency: archive sila/lower <= 1.8, unarchive sila/lower <= 1.3 "
+          "(1k, 10k)")
+    print("every row: worker peak RSS (VmHWM, per operation) <= %g MiB; 2g plain unarchive: "
+          "ready s <= 2" % a.rss_max)
     print("aws-cli: s3 cp --recursive + zip -r + s3 cp (unarchive: s3 cp + unzip + "
           "s3 cp --recursive), default settings")
     print("rclone:  copy --fast-list --transfers 16 + zip -r + copyto (unarchive: "
@@ -174,7 +235,12 @@ def main(argv):
     print("sila:    enqueue archive|unarchive <id> --wait (follows the job's channel, "
           "reads its status hash) against a fresh worker;")
     print("         (job s): the job's duration_ms in the worker's log, without "
-          "enqueue and waiting")
+          "enqueue and waiting;")
+    print("         ready s: from the enqueue to the `ready` event on sila:space:<id> "
+          "(a worker before issue 16 publishes it at the end)")
+    print("profile: plain = straight to the S3 server; <N>ms = every request (of every "
+          "tool) through bench/latency_proxy.js,")
+    print("         which hands it on after N ms")
     return 3 if a.strict and missed else 0
 
 

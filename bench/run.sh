@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
-# Benchmark of issue 6: sila-archiver against the operator's tools, in one run,
-# on one S3 server on loopback. Prints one table: for each workload and each
-# operation (archive, unarchive) the wall-clock seconds of sila-archiver, of
-# the aws-cli pipeline, of the rclone pipeline and of a curl lower bound, the
-# ratios, whether the issue's targets are met, and the worker's peak RSS
-# (VmHWM from /proc/<pid>/status, reset between the two operations).
+# Benchmark of issues 6 and 16: sila-archiver against the operator's tools, in
+# one run, on one S3 server on loopback, straight and through a proxy that
+# delays every request (the latency profile). Prints one table: for each
+# workload, profile and operation (archive, unarchive) the wall-clock seconds
+# of sila-archiver, of the aws-cli pipeline, of the rclone pipeline and of a
+# curl lower bound, the ratios, whether the issues' targets are met, and the
+# worker's peak RSS (VmHWM from /proc/<pid>/status, reset between the two
+# operations); then the opens of archived spaces with idle and with busy
+# workers (bench/opens.sh).
 #
 #   bash bench/run.sh                 (make bench builds first)
 #
 # Knobs (environment):
-#   BENCH_WORKLOADS=1k,10k,2g   subset of the workloads (default: all three)
+#   BENCH_WORKLOADS=1k,10k,2g,opens  subset of the workloads (default: all four)
 #       1k   generated space, 1,000 files / 100 MiB
 #       10k  generated space, 10,000 files / 200 MiB
 #       2g   generated space, 5,000 files / 2 GiB, 4 blobs of 200 MiB (memory)
-#   BENCH_QUICK=1               smoke run of the harness: 200 files / 10 MiB only
+#       opens  20 opens (urgent unarchives) of 150-file archived spaces, with
+#            idle workers, then while every worker archives a space of
+#            10,000 files / 2 GiB (bench/opens.sh has its knobs, BENCH_OPENS_*)
+#   BENCH_QUICK=1               smoke run of the harness: 200 files / 10 MiB,
+#                               and opens with 8 spaces and a 2,000-file /
+#                               200 MiB background archive (a few minutes)
+#   BENCH_PROFILE=both|plain|latency  (default both) plain: every request goes
+#                               straight to the S3 server; latency: through
+#                               bench/latency_proxy.js, which hands each request
+#                               on only after BENCH_LATENCY_MS (as real S3
+#                               answers after tens of ms). Everything timed
+#                               (sila, aws-cli, rclone, curl) goes through the
+#                               same endpoint; setup and checks go direct
+#   BENCH_LATENCY_MS=20         the latency profile's delay per request
 #   BENCH_SERVER=auto|s3rver|moto  S3 server (auto: s3rver, moto if npm or
 #                               s3rver fails)
 #   BENCH_CACHE=DIR             where s3rver is npm-installed
@@ -62,15 +78,33 @@
 # by PID (scripts/services.sh) and stopped at exit.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The harness runs from a copy of bench/ (so that an edit of the checkout
+# during a run, or a branch switch, cannot change the script bash is reading);
+# BENCH_FROZEN is that copy, removed at exit.
+if [ -z "${BENCH_FROZEN:-}" ]; then
+    _src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    _frozen=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/sila-bench-src.XXXXXX")
+    cp -a "$_src/." "$_frozen/"
+    BENCH_FROZEN=$_frozen BENCH_ROOT=$(dirname "$_src") exec bash "$_frozen/run.sh" "$@"
+fi
+root=${BENCH_ROOT:?}
+bench=${BENCH_FROZEN:?}
 # shellcheck source=scripts/services.sh
 source "$root/scripts/services.sh"
 # shellcheck source=bench/s3rver.sh
-source "$root/bench/s3rver.sh"
+source "$bench/s3rver.sh"
+# shellcheck source=bench/opens.sh
+source "$bench/opens.sh"
 
 BUCKET=sila-bench
-WORKLOADS=${BENCH_WORKLOADS:-1k,10k,2g}
-[ "${BENCH_QUICK:-0}" = 1 ] && WORKLOADS=quick
+WORKLOADS=${BENCH_WORKLOADS:-1k,10k,2g,opens}
+[ "${BENCH_QUICK:-0}" = 1 ] && WORKLOADS=${BENCH_WORKLOADS:-quick,opens}
+LATENCY_MS=${BENCH_LATENCY_MS:-20}
+case ${BENCH_PROFILE:-both} in
+both) PROFILES=(plain latency) ;;
+plain | latency) PROFILES=("$BENCH_PROFILE") ;;
+*) echo "bench: BENCH_PROFILE must be both, plain or latency" >&2; exit 1 ;;
+esac
 SERVER=${BENCH_SERVER:-auto}
 CACHE=${BENCH_CACHE:-${HOME:-/root}/.cache/sila-bench}
 SRC_BIN=${WK_BIN:-$root/build/rel/sila-archiver}
@@ -137,6 +171,7 @@ cleanup() {
     [ "${server_kind:-}" != s3rver ] || bench_s3rver_stop "$svc"
     svc_stop_all "$svc"
     [ -z "${s3_data_own:-}" ] || rm -rf "$s3_data_own" # (outside $tmp)
+    case $bench in */sila-bench-src.*) rm -rf "$bench" ;; esac
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         say "kept $tmp"
     elif [ "$rc" -ne 0 ]; then
@@ -163,7 +198,7 @@ bin_rev="$bin_rev, binary sha256 $(sha256sum "$BIN" | cut -c1-12)"
 # The 2g workload holds ~14 GiB at its peak (space, downloads, zips, and the
 # server's copies of them); warn early rather than fail half-way.
 case ",$WORKLOADS," in
-*,2g,*)
+*,2g,* | *,opens,*)
     avail_gib=$(df -Pk "$tmp" | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
     [ "$avail_gib" -ge 16 ] ||
         say "warning: only $avail_gib GiB free under $tmp; the 2g workload needs ~16 GiB (BENCH_TMPDIR)"
@@ -188,7 +223,7 @@ s3_data_own=
 # s3_data_desc saying where it is.
 s3rver_data() {
     local want=${BENCH_S3RVER_DATA:-auto} need=2 free
-    case ",$WORKLOADS," in *,2g,*) need=12 ;; esac
+    case ",$WORKLOADS," in *,2g,* | *,opens,*) need=12 ;; esac
     if [ "$want" = auto ]; then
         want=disk
         if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
@@ -228,7 +263,18 @@ auto)
     ;;
 *) die "BENCH_SERVER must be auto, s3rver or moto" ;;
 esac
-E=$SVC_S3_ENDPOINT
+E_DIRECT=$SVC_S3_ENDPOINT
+E_LATENCY=
+if [[ " ${PROFILES[*]} " = *" latency "* ]] ||
+    { [[ ",$WORKLOADS," = *,opens,* ]] && [ "${BENCH_OPENS_PROFILE:-plain}" = latency ]; }; then
+    _svc_start s3lat http "$svc" 15 node "$bench/latency_proxy.js" \
+        --upstream "$E_DIRECT" --port @PORT@ --delay-ms "$LATENCY_MS" ||
+        die "could not start bench/latency_proxy.js"
+    # shellcheck disable=SC2154 # _svc_port is set by _svc_start
+    E_LATENCY=http://127.0.0.1:$_svc_port
+    say "latency profile: $E_LATENCY hands each request to $E_DIRECT after $LATENCY_MS ms"
+fi
+E=$E_DIRECT
 export AWS_ENDPOINT_URL_S3=$E
 # The worker runs with default settings: no SILA_* tuning from the caller.
 while read -r v; do unset "$v"; done < <(compgen -e | grep '^SILA_' || true)
@@ -248,6 +294,18 @@ export RCLONE_CONFIG=/dev/null RCLONE_CONFIG_BENCH_TYPE=s3 \
     RCLONE_CONFIG_BENCH_REGION=$AWS_REGION RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
 say "server: $server_desc at $E, redis at $REDIS_URL"
 
+# use_profile plain|latency: the endpoint of every timed step (E), for the
+# worker, aws-cli and rclone (environment) and curl (URLs built from $E).
+PROFILE=plain
+use_profile() {
+    PROFILE=$1
+    if [ "$1" = latency ]; then E=$E_LATENCY; else E=$E_DIRECT; fi
+    export AWS_ENDPOINT_URL_S3=$E RCLONE_CONFIG_BENCH_ENDPOINT=$E
+}
+profile_label() {  # the profile as the table names it
+    if [ "$1" = latency ]; then echo "${LATENCY_MS}ms"; else echo plain; fi
+}
+
 # --- 3. the tools, as an operator would call them -----------------------------
 
 awsc() { aws --endpoint-url "$E" --only-show-errors "$@"; }
@@ -259,26 +317,49 @@ curls3() {
         --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
         -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$@"
 }
-s3u() { python3 "$root/bench/s3util.py" "$@"; }
+# (setup and checks, untimed, go straight to the server)
+s3u() { AWS_ENDPOINT_URL_S3=$E_DIRECT python3 "$bench/s3util.py" "$@"; }
 count() { s3u count "$BUCKET" "$1" | cut -d' ' -f1; }
 
-# srv_cpu: the S3 server's user + system CPU seconds so far (all its threads),
-# "?" when unknown.
+# srv_cpu [NAME]: the S3 server's (or service NAME's) user + system CPU
+# seconds so far (all its threads), "?" when unknown.
 srv_cpu() {
     local pid
-    pid=$(cat "$svc/s3.pid" 2>/dev/null) || { echo "?"; return; }
+    pid=$(cat "$svc/${1:-s3}.pid" 2>/dev/null) || { echo "?"; return; }
     # (fields after the ")" that ends the command name: utime is the 12th)
     sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null |
         awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($12 + $13) / hz }' || echo "?"
 }
 
+# proxy_stats [reset]: "<requests>/<most in flight at once> (<the proxy's
+# CPU seconds>)" since the last reset, from the latency proxy ("-" in the
+# plain profile).
+proxy_cpu0=0
+proxy_stats() {
+    if [ "$PROFILE" != latency ]; then echo -; return; fi
+    local c
+    c=$(srv_cpu s3lat)
+    curl -s --max-time 5 "$E_LATENCY/__bench/stats${1:+?reset=1}" |
+        python3 -c 'import json,sys
+d = json.load(sys.stdin)
+try:
+    cpu = " (%.2f)" % (float(sys.argv[2]) - float(sys.argv[1]))
+except ValueError:
+    cpu = ""
+print("%d/%d%s" % (d["requests"], d["maxInflight"], cpu))' "$proxy_cpu0" "$c" || echo "?"
+    [ -z "${1:-}" ] || proxy_cpu0=$c
+}
+
 # timed VAR CMD...: run CMD, set VAR to its wall-clock seconds, or to FAIL,
-# and VAR_cpu to the S3 server's CPU seconds meanwhile ("?" if unknown).
+# VAR_cpu to the S3 server's CPU seconds meanwhile ("?" if unknown) and
+# VAR_req to the requests it made / kept in flight at once (latency profile).
 timed() {
     local __var=$1 t0 t1 c0 c1
     shift
+    proxy_stats reset >/dev/null # (in this shell: it sets proxy_cpu0)
     c0=$(srv_cpu)
     t0=$EPOCHREALTIME
+    timed_t0=$t0
     if "$@"; then
         t1=$EPOCHREALTIME
         printf -v "$__var" '%s' "$(python3 -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$t0" "$t1")"
@@ -289,6 +370,7 @@ timed() {
     c1=$(srv_cpu)
     printf -v "${__var}_cpu" '%s' "$(awk -v a="$c0" -v b="$c1" \
         'BEGIN { if (a == "?" || b == "?" || a == "" || b == "") print "?"; else printf "%.2f", b - a }')"
+    printf -v "${__var}_req" '%s' "$(proxy_stats)"
 }
 
 # expect WHAT GOT WANT: a cheap correctness check of a timed step.
@@ -365,7 +447,7 @@ hwm_reset() {  # Linux: writing 5 to clear_refs resets VmHWM
 # notes for the table (s3rver's NotImplemented answers show up here).
 worker_warnings() {  # LOG FROM WHAT
     local sum
-    sum=$(python3 "$root/bench/logsum.py" "$1" "$2" "$3") || return 0
+    sum=$(python3 "$bench/logsum.py" "$1" "$2" "$3") || return 0
     [ -n "$sum" ] || return 0
     printf '%s\n' "$sum" >&2
     printf '%s\n' "$sum" >>"$NOTES"
@@ -381,7 +463,22 @@ tool_output() {  # LOG WHAT
         head -n 5 "$1" | cut -c1-300 | sed 's/^/    /'
     } | tee -a "$NOTES" >&2
 }
-job_s() { python3 "$root/bench/logsum.py" --job-seconds "$1" "$2"; }
+job_s() { python3 "$bench/logsum.py" --job-seconds "$1" "$2"; }
+# watch_start SID FILE: follow the space's channel (bench/opens.py watch) into
+# FILE, recorded as service "watch"; returns once subscribed.
+watch_start() {
+    local i
+    rm -f "$2"
+    python3 "$bench/opens.py" watch --redis "$REDIS_URL" --space "$1" --out "$2" \
+        >"$2.sub" 2>&1 </dev/null &
+    svc_register_pid "$svc" watch "$!"
+    for ((i = 0; i < 100; i++)); do
+        grep -q subscribed "$2.sub" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    say "the space channel watcher did not subscribe: $(cat "$2.sub")"
+    return 1
+}
 log_lines() { wc -l <"$1" | tr -d ' '; }
 
 # --- 5. one workload -------------------------------------------------------------
@@ -399,10 +496,14 @@ gen_args() {
 
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
+upload_space() {  # NAME DIR SID FILES: the space under active/ (direct, untimed)
+    python3 "$root/tests/upload_dir.py" "$2/space" "$BUCKET" "active/$3/" --jobs 16 \
+        --endpoint "$E_DIRECT" >/dev/null || die "upload failed"
+    expect "[$1] uploaded objects" "$(count "active/$3/")" "$4" || die "setup failed"
+}
+
 run_workload() {
-    local name=$1 d=$tmp/w-$1 args summary sid files bytes wlog
-    local t_aws t_rc t_low t_sila t_job rss key size n from
-    local t_aws_cpu t_rc_cpu t_low_cpu t_sila_cpu
+    local name=$1 d=$tmp/w-$1 args summary sid files bytes p
     args=$(gen_args "$name") || die "unknown workload '$name' (quick, 1k, 10k, 2g)"
     mkdir -p "$d"
     say "[$name] generating a space: gen_space.py $args"
@@ -412,9 +513,41 @@ run_workload() {
     files=$(json_field "$summary" files)
     bytes=$(json_field "$summary" bytes)
     say "[$name] space $sid: $files files, $bytes bytes; uploading to active/$sid/"
-    python3 "$root/tests/upload_dir.py" "$d/space" "$BUCKET" "active/$sid/" --jobs 16 >/dev/null ||
-        die "upload failed"
-    expect "[$name] uploaded objects" "$(count "active/$sid/")" "$files" || die "setup failed"
+    upload_space "$name" "$d" "$sid" "$files"
+    for p in "${PROFILES[@]}"; do
+        # (a failed restore of the previous profile left active/ short)
+        [ "$(count "active/$sid/")" = "$files" ] || {
+            s3u rm "$BUCKET" "active/$sid/"
+            upload_space "$name" "$d" "$sid" "$files"
+        }
+        use_profile "$p"
+        run_ops "$name" "$d" "$sid" "$files" "$bytes"
+    done
+    use_profile plain
+
+    # What this workload left: nothing big on disk or on the server.
+    s3u rm "$BUCKET" "active/$sid/"
+    s3u rm "$BUCKET" "archived/$sid/"
+    s3u rm "$BUCKET" "bench-alt/"
+    rm -rf "$d/space"
+}
+
+# result_row NAME FILES BYTES OP: one row of $RESULTS from the t_* variables.
+result_row() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$1" "$2" "$3" "$4" "$t_sila" "$t_job" "$t_aws" "$t_rc" "$t_low" "$rss" \
+        "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" "$(profile_label "$PROFILE")" \
+        "$t_sila_req" "$t_aws_req" "$t_rc_req" "$t_low_req" "$t_ready" >>"$RESULTS"
+}
+
+# run_ops NAME DIR SID FILES BYTES: archive and unarchive, each by sila-archiver
+# and the three alternatives, in the current profile (two rows of $RESULTS).
+run_ops() {
+    local name d=$2 sid=$3 files=$4 bytes=$5 wlog
+    name="$1 $(profile_label "$PROFILE")"
+    local t_aws t_rc t_low t_sila t_job rss key size n from
+    local t_aws_cpu t_rc_cpu t_low_cpu t_sila_cpu t_aws_req t_rc_req t_low_req t_sila_req
+    local t_ready=-
     s3u curl-get "$E" "$BUCKET" "active/$sid/" "$d/space" "$d/get.cfg" >/dev/null
     s3u curl-put "$E" "$BUCKET" "restore/curl/$sid/" "$d/space" "$d/put.cfg" >/dev/null
 
@@ -439,12 +572,12 @@ run_workload() {
         [ "$t_low" = FAIL ] || { codes_ok "$d/get.codes" &&
             expect "[$name] curl GETs" "$(wc -l <"$d/get.codes")" "$files"; } || t_low=FAIL
     else
-        t_low=FAIL t_low_cpu="?"
+        t_low=FAIL t_low_cpu="?" t_low_req="?"
     fi
     s3u rm "$BUCKET" "bench-alt/curl/"
 
     say "[$name] archive: sila-archiver"
-    wlog=$d/worker.log
+    wlog=$d/worker-$PROFILE.log
     : >"$wlog"
     start_worker "$wlog" || die "worker start failed"
     hwm_reset || true
@@ -466,22 +599,26 @@ run_workload() {
         expect "[$name] active objects left after archive" "$n" 0 || true
         say "[$name] archive $key: $size bytes (aws-cli zip: $(stat -c %s "$d/aws.zip" 2>/dev/null || echo ?))"
     fi
-    printf '%s\t%s\t%s\tarchive\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" \
-        "$bytes" "$t_sila" "$(job_s "$wlog" "$from")" "$t_aws" "$t_rc" "$t_low" "$rss" \
-        "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" >>"$RESULTS"
+    t_job=$(job_s "$wlog" "$from")
+    result_row "${name% *}" "$files" "$bytes" archive
 
     # Unarchive: sila first (restores active/), then the alternatives from the
     # same archive (sila's; the aws-cli pipeline's if sila failed).
     t_sila=FAIL
     t_sila_cpu='?'
+    t_sila_req='?'
     t_job=-
     rss='?'
     if [ -n "$key" ]; then
         say "[$name] unarchive: sila-archiver"
         hwm_reset || true
         from=$(($(log_lines "$wlog") + 1))
+        watch_start "$sid" "$d/space-events.jsonl" || true
         timed t_sila "$BIN" enqueue unarchive "$sid" --wait >"$d/enqueue-unarchive.out" 2>&1
         rss=$(hwm_mib)
+        sleep 0.2
+        svc_stop "$svc" watch
+        t_ready=$(python3 "$bench/opens.py" ready-after "$d/space-events.jsonl" "$timed_t0")
         t_job=$(job_s "$wlog" "$from")
         worker_warnings "$wlog" "$from" "[$name] unarchive"
         if [ "$t_sila" = FAIL ]; then
@@ -520,23 +657,15 @@ run_workload() {
     [ "$t_low" = FAIL ] || { codes_ok "$d/put.codes" &&
         expect "[$name] curl PUTs" "$(count "restore/curl/$sid/")" "$files"; } || t_low=FAIL
     s3u rm "$BUCKET" "restore/curl/$sid/"
-    printf '%s\t%s\t%s\tunarchive\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$files" \
-        "$bytes" "$t_sila" "$t_job" "$t_aws" "$t_rc" "$t_low" "$rss" \
-        "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" >>"$RESULTS"
-
-    # What this workload left: nothing big on disk or on the server.
-    s3u rm "$BUCKET" "active/$sid/"
-    s3u rm "$BUCKET" "archived/$sid/"
-    s3u rm "$BUCKET" "bench-alt/"
-    rm -rf "$d/space"
+    result_row "${name% *}" "$files" "$bytes" unarchive
 }
 
 IFS=, read -r -a wl <<<"$WORKLOADS"
 for w in "${wl[@]}"; do
-    gen_args "$w" >/dev/null || die "unknown workload '$w' (quick, 1k, 10k, 2g)"
+    [ "$w" = opens ] || gen_args "$w" >/dev/null || die "unknown workload '$w' (quick, 1k, 10k, 2g, opens)"
 done
 for w in "${wl[@]}"; do
-    run_workload "$w"
+    if [ "$w" = opens ]; then run_opens; else run_workload "$w"; fi
 done
 
 # --- 6. the table ----------------------------------------------------------------
@@ -546,11 +675,15 @@ strict=()
 [ "${BENCH_STRICT:-0}" != 1 ] || strict=(--strict)
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 {
-    python3 "$root/bench/report.py" "$RESULTS" \
+    python3 "$bench/report.py" "$RESULTS" \
         --server "$server_desc" \
         --machine "$(nproc) CPUs${cpu:+ ($cpu)}, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)" \
         --binary "sila-archiver $bin_rev, $settings" \
         --rss-max "$RSS_MAX_MIB" --par "$PAR" "${strict[@]}" || report_rc=$?
+    if [ -s "$tmp/opens.txt" ]; then
+        echo
+        cat "$tmp/opens.txt"
+    fi
     if [ -s "$NOTES" ]; then
         echo
         echo "Notes:"
@@ -564,4 +697,5 @@ if [ -n "${BENCH_OUT:-}" ]; then
     say "table written to $BENCH_OUT"
 fi
 [ "$failures" -eq 0 ] || die "$failures step(s) failed (see the notes above)"
+[ "${opens_missed:-0}" = 0 ] || report_rc=3
 [ "$report_rc" -eq 0 ] || { say "targets missed (BENCH_STRICT=1)"; exit "$report_rc"; }

@@ -6,8 +6,9 @@
  *   <prefix>jobs:urgent  the urgent lane, same format, always served first
  *   <prefix>dedup:<type>:<spaceId>  id of the pending or running job of
  *                        that kind for that space (enqueue deduplication)
- *   <prefix>space:<id>   channel: {"event":"ready"|"failed",...} when an
- *                        unarchive of the space ends
+ *   <prefix>space:<id>   channel: {"event":"ready"|"served"|"complete"|
+ *                        "failed",...} as an unarchive of the space goes
+ *   <prefix>want:<id>    list of paths clients want restored ahead of order
  *   <prefix>jobs:delayed sorted set of jobs waiting for a retry or a lock
  *                        (score: due time in ms; member: {id, lane, job})
  *   <prefix>jobs:dead    stream of jobs that ran out of attempts

@@ -25,7 +25,7 @@
 /* One asynchronous request: a GET batch or a PUT batch. */
 struct pend {
     bool put;
-    struct store_get *gets;
+    struct store_get *greqs;
     struct store_put *puts;
     size_t n;
     bool done;
@@ -75,7 +75,7 @@ static void pend_complete(struct pst *s, struct pend *p)
                 p->rc = wk_err_copy(&p->err, &q->err);
         }
     } else {
-        p->rc = store_get_many(s->inner, p->gets, p->n, &p->err);
+        p->rc = store_get_many(s->inner, p->greqs, p->n, &p->err);
     }
     p->done = true;
 }
@@ -136,7 +136,7 @@ static enum wk_code p_get_start(struct store *st, struct store_get *reqs,
     struct store_pending *p = calloc(1, sizeof(*p));
     (void)err;
     ck_assert_ptr_nonnull(p);
-    p->p.gets = reqs;
+    p->p.greqs = reqs;
     p->p.n = n;
     pend_add(ps(st), &p->p);
     ps(st)->gets_async++;

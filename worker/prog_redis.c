@@ -68,31 +68,6 @@ static void pr_checkpoint(struct prog_sink *s, const char *json)
                KV_STR("job_id", pr->job_id), KV_STR("msg", err.msg));
 }
 
-/* "2026-12-07T02:13:02.123Z" as epoch ms; 0 when it does not parse. */
-static int64_t rfc3339_ms(const char *s)
-{
-    struct wk_err e;
-    time_t t;
-    const char *dot = strchr(s, '.');
-    int64_t ms = 0;
-
-    wk_err_clear(&e);
-    if (!s[0] || wk_parse_rfc3339(s, &t, &e) != WK_OK)
-        return 0;
-    if (dot)
-        for (int i = 1, scale = 100; i <= 3 && dot[i] >= '0' && dot[i] <= '9';
-             i++, scale /= 10)
-            ms += (dot[i] - '0') * scale;
-    return (int64_t)t * 1000 + ms;
-}
-
-static int64_t now_epoch_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* o (taken) as compact JSON text (free()), or NULL. */
 static char *space_event(json_t *o)
 {
@@ -111,12 +86,8 @@ static void pr_milestone(struct prog_sink *s, enum prog_milestone m, int64_t ms)
     int n = 0;
     bool ready = m == PROG_READY;
 
-    /* from the request, as the status hash records it */
-    if (pr->requested_ms > 0) {
-        ms = now_epoch_ms() - pr->requested_ms;
-        if (ms < 0)
-            ms = 0;
-    }
+    /* ms counts from the request: the job reckons it from
+     * job_ctx.requested_ms, the status hash's createdAt */
     memset(cmds, 0, sizeof(cmds));
     q_key_job(pr->q->prefix, pr->job_id, key, sizeof(key));
     q_now_rfc3339(now, sizeof(now));
@@ -245,9 +216,6 @@ static const struct prog_sink_ops prog_redis_ops = {
 void prog_redis_init(struct prog_redis *pr, struct q *q, const char *job_id,
                      const char *type, const char *space_id)
 {
-    char created[64] = "";
-    struct wk_err err;
-
     pr->base.ops = &prog_redis_ops;
     pr->q = q;
     pr->job_id = job_id;
@@ -256,11 +224,6 @@ void prog_redis_init(struct prog_redis *pr, struct q *q, const char *job_id,
     pr->checkpointed = false;
     pr->wants_failed = false;
     pr->bytes_total = pr->files_total = 0;
-    wk_err_clear(&err);
-    pr->requested_ms = 0;
-    if (q_field(q, job_id, "createdAt", created, sizeof(created), &err) ==
-        WK_OK)
-        pr->requested_ms = rfc3339_ms(created);
 }
 
 void prog_checkpoint_clear(struct prog_redis *pr)

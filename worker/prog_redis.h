@@ -29,17 +29,14 @@ struct prog_redis {
     const char *space_id;              /* borrowed */
     bool checkpointed;                 /* a checkpoint was recorded */
     uint64_t bytes_total, files_total; /* of the space, as last reported */
-    int64_t requested_ms; /* the status hash's createdAt, epoch ms; 0 =
-                             unknown (then milestones count as the job
-                             says) */
-    bool wants_failed;    /* a want LPOP failed once (logged once) */
+    bool wants_failed; /* a want LPOP failed once (logged once) */
 };
 
 /* Clear the job's checkpoint (the "upload" field). */
 void prog_checkpoint_clear(struct prog_redis *pr);
 
-/* Also reads the status hash's createdAt into pr->requested_ms (one HGET;
- * the run's job_ctx.requested_ms should be set from it). */
+/* Milestone times are the job's own (from job_ctx.requested_ms, which the
+ * worker sets from the status hash's createdAt). */
 void prog_redis_init(struct prog_redis *pr, struct q *q, const char *job_id,
                      const char *type, const char *space_id);
 

@@ -33,6 +33,21 @@ unsigned s3_client_max_in_flight(const struct s3_client *cl)
     return cl->opts.max_in_flight;
 }
 
+void s3_client_throttle(struct s3_client *cl, const atomic_uint *gate,
+                        unsigned cap)
+{
+    cl->gate = cap ? gate : NULL;
+    cl->gate_cap = cap;
+}
+
+size_t s3_client_slots(const struct s3_client *cl)
+{
+    if (cl->gate && atomic_load(cl->gate) > 0 &&
+        cl->gate_cap < cl->opts.max_in_flight)
+        return cl->gate_cap;
+    return cl->opts.max_in_flight;
+}
+
 /* Client */
 
 static bool bucket_ok(const char *b)

@@ -270,8 +270,9 @@ static void promote(struct s3_client *cl)
 {
     uint64_t now = now_ms();
     struct s3_xfer *x = cl->delayed.head;
+    size_t slots = s3_client_slots(cl);
 
-    while (x && cl->n_active < cl->opts.max_in_flight) {
+    while (x && cl->n_active < slots) {
         struct s3_xfer *next = x->next;
         if (x->due_ms <= now) {
             list_unlink(&cl->delayed, x);
@@ -279,7 +280,7 @@ static void promote(struct s3_client *cl)
         }
         x = next;
     }
-    while (cl->waiting.head && cl->n_active < cl->opts.max_in_flight) {
+    while (cl->waiting.head && cl->n_active < slots) {
         x = cl->waiting.head;
         list_unlink(&cl->waiting, x);
         activate(cl, x);

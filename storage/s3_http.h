@@ -49,6 +49,7 @@
 #ifndef WK_STORAGE_S3_HTTP_H
 #define WK_STORAGE_S3_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -138,6 +139,14 @@ size_t s3_client_max_small_body(const struct s3_client *cl);
 
 /* The opts->max_in_flight the client was created with. */
 unsigned s3_client_max_in_flight(const struct s3_client *cl);
+/* While *gate is non-zero, start new attempts only while fewer than cap
+ * (>= 1) are in flight; those already sent run on. gate is borrowed and
+ * read atomically on every scheduling step; NULL or cap 0 = no limit. */
+void s3_client_throttle(struct s3_client *cl, const atomic_uint *gate,
+                        unsigned cap);
+/* The attempts that may be in flight now (max_in_flight, or the throttle's
+ * cap while its gate is up). */
+size_t s3_client_slots(const struct s3_client *cl);
 
 /* Queue req (clears its outputs); it is sent as soon as a slot is free.
  * Fails only on a bad request (WK_E_INVAL) or memory; then req is not

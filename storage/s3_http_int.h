@@ -7,6 +7,7 @@
 #ifndef WK_STORAGE_S3_HTTP_INT_H
 #define WK_STORAGE_S3_HTTP_INT_H
 
+#include <stdatomic.h>
 #include <curl/curl.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -66,6 +67,10 @@ struct s3_client {
     uint64_t completions;
     uint64_t rng;
     bool global_init;
+    /* s3_client_throttle: while *gate is non-zero, at most gate_cap
+     * attempts in flight (borrowed; NULL = never) */
+    const atomic_uint *gate;
+    unsigned gate_cap;
 };
 
 static inline bool s3_status_ok(long st)

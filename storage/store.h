@@ -21,6 +21,7 @@
 #define WK_STORAGE_STORE_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -142,6 +143,11 @@ struct store_ops {
     enum wk_code (*presign)(struct store *st, const char *key,
                             unsigned expires_s, struct wk_buf *url,
                             struct wk_err *err);
+    /* Optional (S3; NULL: nothing to limit). While *gate is non-zero, keep
+     * at most cap requests in flight (a background job gives way while an
+     * urgent one of its process runs); gate is borrowed, read atomically
+     * at every scheduling step, and must outlive the store. cap 0 = off. */
+    void (*throttle)(struct store *st, const atomic_uint *gate, unsigned cap);
     /* Write a whole object atomically (readers see old or new). */
     enum wk_code (*put)(struct store *st, const char *key, const void *p,
                         size_t n, struct wk_err *err);
@@ -320,6 +326,12 @@ static inline enum wk_code store_presign(struct store *st, const char *key,
                           "presigned URLs need an s3:// store, not %s",
                           st->ops->name);
     return st->ops->presign(st, key, expires_s, url, err);
+}
+static inline void store_throttle(struct store *st, const atomic_uint *gate,
+                                  unsigned cap)
+{
+    if (st->ops->throttle)
+        st->ops->throttle(st, gate, cap);
 }
 static inline void store_get_abandon(struct store *st, struct store_pending *p)
 {

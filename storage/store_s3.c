@@ -322,6 +322,12 @@ static enum wk_code s3_presign(struct store *base, const char *key,
     return rc;
 }
 
+static void s3_throttle(struct store *base, const atomic_uint *gate,
+                        unsigned cap)
+{
+    s3_client_throttle(((struct s3_store *)base)->cl, gate, cap);
+}
+
 /* The store */
 
 static void s3_free(struct store *base)
@@ -344,6 +350,7 @@ static const struct store_ops s3_ops = {
     .put_many = s3_store_put_many,
     .open_write = s3_store_open_write,
     .presign = s3_presign,
+    .throttle = s3_throttle,
     .get_start = s3_store_get_start,
     .get_finish = s3_store_get_finish,
     .get_abandon = s3_store_get_abandon,

@@ -212,6 +212,7 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
     c->retry_max_ms = 300000;
     c->grace_ms = 25000;
     c->urgent_slots = 1;
+    c->bg_in_flight = 4;
     job_config_defaults(&c->job);
 
     if ((v = getenv("SILA_LOG_LEVEL")) && *v && wk_log_set_level(v) != 0)
@@ -298,6 +299,11 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
         n = c->urgent_slots;
         rc = env_num("SILA_URGENT_SLOTS", 0, CFG_URGENT_SLOTS_MAX, &n, err);
         c->urgent_slots = (unsigned)n;
+    }
+    if (rc == WK_OK) {
+        n = c->bg_in_flight;
+        rc = env_num("SILA_BACKGROUND_IN_FLIGHT", 0, 1024, &n, err);
+        c->bg_in_flight = (unsigned)n;
     }
     if (rc == WK_OK)
         rc = env_ms("SILA_LEASE", 1000, 3600000, &c->lease_ms, err);

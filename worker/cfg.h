@@ -37,6 +37,10 @@ struct cfg {
                                for the current job (25 s) */
     unsigned urgent_slots;  /* SILA_URGENT_SLOTS: runners that serve only
                                the urgent lane, besides the main one (1) */
+    unsigned bg_in_flight;  /* SILA_BACKGROUND_IN_FLIGHT: S3 requests a
+                               background job keeps in flight while an
+                               urgent job of the worker runs (4; 0 = no
+                               limit) */
     char metrics_addr[128]; /* SILA_METRICS_ADDR "host:port", "" = off */
     char key_file[512];     /* SILA_ENCRYPTION_KEY_FILE, "" = no client-side
                                encryption; checked by cfg_from_env() */

@@ -40,6 +40,11 @@
 
 /* One job runner: a thread (the main runner: the process's own) with its
  * own Redis connection, heartbeat and consumer name. */
+/* Urgent jobs running in this process, on any runner: while it is
+ * non-zero, background jobs keep SILA_BACKGROUND_IN_FLIGHT requests in
+ * flight (store_throttle). */
+static atomic_uint urgent_running;
+
 struct runner {
     const struct cfg *cfg;
     volatile sig_atomic_t *stop;
@@ -373,10 +378,18 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
                KV_INT("fetch_window", jcfg.window_bytes),
                KV_INT("parts_in_flight", jcfg.parts_in_flight));
     }
+    /* A background job gives way to the process's urgent jobs: fewer S3
+     * requests in flight while one runs (the server is shared) */
+    if (urgent)
+        atomic_fetch_add(&urgent_running, 1);
+    else
+        store_throttle(st, &urgent_running, cfg->bg_in_flight);
     hb_begin(hb, m, job.space_id, token, t0, yieldable);
     wk_fail_point("job.started");
     rc = job_run(&job, &ctx, &result, &err);
     lost = hb_end(hb) || rc == WK_E_FENCED;
+    if (urgent)
+        atomic_fetch_sub(&urgent_running, 1);
     atomic_fetch_sub(r->busy, 1);
     /* Done with the checkpoint: nothing to resume (a failed run aborted
      * its upload). A run handed back kept its upload for the next. */

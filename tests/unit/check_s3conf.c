@@ -56,6 +56,40 @@ START_TEST(test_s3conf_plain_http_only_on_loopback)
 }
 END_TEST
 
+/* A background job's client gives way while the gate (urgent jobs of the
+ * process) is up, and only then; a cap above the client's own limit or 0
+ * changes nothing. */
+START_TEST(test_s3conf_throttle)
+{
+    struct store_opts o;
+    struct s3_client *cl = NULL;
+    struct wk_err err;
+    atomic_uint gate = 0;
+
+    memset(&o, 0, sizeof(o));
+    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:9");
+    snprintf(o.access_key, sizeof(o.access_key), "AKIDEXAMPLE");
+    snprintf(o.secret_key, sizeof(o.secret_key), "secret");
+    o.max_in_flight = 32;
+    ck_assert_int_eq(s3_client_new(&o, "bucket", &cl, &err), WK_OK);
+    ck_assert_uint_eq(s3_client_slots(cl), 32);
+    s3_client_throttle(cl, &gate, 4);
+    ck_assert_uint_eq(s3_client_slots(cl), 32); /* gate down */
+    atomic_store(&gate, 1);
+    ck_assert_uint_eq(s3_client_slots(cl), 4);
+    atomic_store(&gate, 2);
+    ck_assert_uint_eq(s3_client_slots(cl), 4);
+    atomic_store(&gate, 0);
+    ck_assert_uint_eq(s3_client_slots(cl), 32); /* back to full */
+    atomic_store(&gate, 1);
+    s3_client_throttle(cl, &gate, 64);
+    ck_assert_uint_eq(s3_client_slots(cl), 32);
+    s3_client_throttle(cl, &gate, 0);
+    ck_assert_uint_eq(s3_client_slots(cl), 32);
+    s3_client_free(cl);
+}
+END_TEST
+
 START_TEST(test_s3conf_env)
 {
     struct store_opts o;
@@ -109,6 +143,7 @@ Suite *s3conf_suite(void)
 
     tcase_add_test(tc, test_s3conf_plain_http_only_on_loopback);
     tcase_add_test(tc, test_s3conf_env);
+    tcase_add_test(tc, test_s3conf_throttle);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -308,8 +308,8 @@ enum wk_code awsc_profile_load(const struct awsc_config *c,
         wk_buf_init(&b, AWSC_INI_MAX);
         rc = read_small(files[i], AWSC_INI_MAX, &b, &missing, err);
         if (rc == WK_OK && !missing)
-            rc = awsc_ini_merge(b.data ? b.data : "", b.len, c->profile,
-                                i == 1, out, err);
+            rc = awsc_ini_merge(b.data ? b.data : "", b.len, c->profile, i == 1,
+                                out, err);
         buf_wipe(&b);
     }
     return rc;
@@ -651,8 +651,9 @@ static void refresh_locked(struct awsc_provider *p)
         expiry_text(p->cur.gen ? p->cur.expires_ms : 0, exp, sizeof(exp));
         WK_LOG(WK_LOG_WARN, "aws.credentials.refresh_failed",
                KV_STR("source", awsc_source_name(p->source)),
-               KV_INT("code", ferr.code), KV_INT("http_status", ferr.http_status),
-               KV_STR("msg", ferr.msg), KV_BOOL("kept", usable(p, now)),
+               KV_INT("code", ferr.code),
+               KV_INT("http_status", ferr.http_status), KV_STR("msg", ferr.msg),
+               KV_BOOL("kept", usable(p, now)),
                KV_STR("expires", p->cur.gen ? exp : ""));
     }
     if (fresh) {
@@ -663,8 +664,8 @@ static void refresh_locked(struct awsc_provider *p)
     pthread_cond_broadcast(&p->cv);
 }
 
-enum wk_code awsc_provider_get(struct awsc_provider *p,
-                               struct awsc_creds *snap, struct wk_err *err)
+enum wk_code awsc_provider_get(struct awsc_provider *p, struct awsc_creds *snap,
+                               struct wk_err *err)
 {
     enum wk_code rc = WK_OK;
     bool tried = false;
@@ -687,17 +688,15 @@ enum wk_code awsc_provider_get(struct awsc_provider *p,
         if (!ok && (tried || now < p->retry_at_ms)) {
             /* no valid credentials and the last fetch failed */
             if (p->cur.gen == 0)
-                rc = wk_err_set(err, p->last_err.code ? p->last_err.code
-                                                      : WK_E_NET,
+                rc = wk_err_set(err,
+                                p->last_err.code ? p->last_err.code : WK_E_NET,
                                 "AWS credentials (%s): %s",
-                                awsc_source_name(p->source),
-                                p->last_err.msg);
+                                awsc_source_name(p->source), p->last_err.msg);
             else
                 rc = wk_err_set(err, WK_E_NET,
                                 "AWS credentials (%s) expired and the "
                                 "refresh failed: %s",
-                                awsc_source_name(p->source),
-                                p->last_err.msg);
+                                awsc_source_name(p->source), p->last_err.msg);
             if (err)
                 err->http_status = p->last_err.http_status;
             break;

@@ -189,8 +189,8 @@ enum awsc_source awsc_provider_source(const struct awsc_provider *p);
  * time and when a refresh is due (blocking; one thread at a time, others
  * keep the old ones). Fails only when no valid credentials exist (never
  * fetched, or expired and the refresh failed). Thread safe. */
-enum wk_code awsc_provider_get(struct awsc_provider *p,
-                               struct awsc_creds *snap, struct wk_err *err);
+enum wk_code awsc_provider_get(struct awsc_provider *p, struct awsc_creds *snap,
+                               struct wk_err *err);
 
 /* The process-wide provider of the chain from the environment, made on the
  * first call (later calls return the same one; a failure is not kept, the

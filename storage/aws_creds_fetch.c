@@ -129,14 +129,12 @@ enum wk_code awsc_parse_sts(const char *p, size_t n, struct awsc_creds *out,
     x.root2 = "ErrorResponse";
     rc = xp_run(&x, p, n, err);
     if (rc == WK_OK && d.is_error_response) {
-        rc = wk_err_set(err, WK_E_HTTP,
-                        "STS AssumeRoleWithWebIdentity: %s: %s",
+        rc = wk_err_set(err, WK_E_HTTP, "STS AssumeRoleWithWebIdentity: %s: %s",
                         d.code[0] ? d.code : "(no code)", d.message);
         if (err && err->s3_code[0] == '\0')
             xp_copy_cut(err->s3_code, sizeof(err->s3_code), d.code);
-    } else if (rc == WK_OK &&
-               (!out->access_key[0] || !out->secret_key[0] ||
-                !out->session_token[0] || !d.expiration[0])) {
+    } else if (rc == WK_OK && (!out->access_key[0] || !out->secret_key[0] ||
+                               !out->session_token[0] || !d.expiration[0])) {
         rc = wk_err_set(err, WK_E_CORRUPT,
                         "STS AssumeRoleWithWebIdentity reply without "
                         "AccessKeyId, SecretAccessKey, SessionToken and "
@@ -175,7 +173,8 @@ enum wk_code awsc_parse_json(const char *p, size_t n, struct awsc_creds *out,
     }
     code = json_str(o, "Code");
     if (json_object_get(o, "Code") && (!code || strcmp(code, "Success") != 0)) {
-        rc = wk_err_set(err, WK_E_HTTP, "AWS credentials reply says Code '%.40s'",
+        rc = wk_err_set(err, WK_E_HTTP,
+                        "AWS credentials reply says Code '%.40s'",
                         code ? code : "(not a string)");
         goto out;
     }
@@ -189,8 +188,8 @@ enum wk_code awsc_parse_json(const char *p, size_t n, struct awsc_creds *out,
                         "SecretAccessKey");
         goto out;
     }
-    rc = put_field(out->access_key, sizeof(out->access_key), ak,
-                   "AccessKeyId", err);
+    rc = put_field(out->access_key, sizeof(out->access_key), ak, "AccessKeyId",
+                   err);
     if (rc == WK_OK)
         rc = put_field(out->secret_key, sizeof(out->secret_key), sk,
                        "SecretAccessKey", err);
@@ -361,8 +360,8 @@ static bool url_host(const char *url, bool *https, char *buf, size_t len)
         return false;
     }
     end = rest + strcspn(rest, "/?#");
-    if (end == rest || (size_t)(end - rest) >= len || memchr(rest, '@',
-                                                             (size_t)(end - rest)))
+    if (end == rest || (size_t)(end - rest) >= len ||
+        memchr(rest, '@', (size_t)(end - rest)))
         return false;
     snprintf(buf, len, "%.*s", (int)(end - rest), rest);
     return true;
@@ -461,12 +460,10 @@ static bool session_name_ok(const char *s)
     return true;
 }
 
-static enum wk_code fetch_web_identity(const struct awsc_config *c,
-                                       const char *role_arn,
-                                       const char *token_file,
-                                       const char *session_name,
-                                       struct awsc_creds *out,
-                                       struct wk_err *err)
+static enum wk_code
+fetch_web_identity(const struct awsc_config *c, const char *role_arn,
+                   const char *token_file, const char *session_name,
+                   struct awsc_creds *out, struct wk_err *err)
 {
     static const char *const hdrs[] = {
         "Content-Type: application/x-www-form-urlencoded; charset=utf-8",
@@ -498,8 +495,7 @@ static enum wk_code fetch_web_identity(const struct awsc_config *c,
     }
     if (!url_host(url, &https, host, sizeof(host))) {
         rc = wk_err_set(err, WK_E_INVAL,
-                        "STS endpoint '%s': expected http:// or https://",
-                        url);
+                        "STS endpoint '%s': expected http:// or https://", url);
         goto out;
     }
     {
@@ -635,8 +631,8 @@ static enum wk_code fetch_container(const struct awsc_config *c,
         memcpy(auth, "Authorization: ", 16);
         if (c->container_token_file[0]) {
             rc = read_token(c->container_token_file,
-                            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                            auth + 15, AWSC_TOKEN_MAX, err);
+                            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", auth + 15,
+                            AWSC_TOKEN_MAX, err);
         } else if (strpbrk(c->container_token, "\r\n")) {
             rc = wk_err_set(err, WK_E_INVAL,
                             "AWS_CONTAINER_AUTHORIZATION_TOKEN holds a line "
@@ -712,8 +708,7 @@ static enum wk_code fetch_imds(const struct awsc_config *c,
         rc = http_status_error(&h, err);
     if (rc == WK_OK) {
         const char *t = wk_buf_cstr(&h.reply);
-        if (h.reply.len == 0 ||
-            h.reply.len >= sizeof(tok_hdr) - 40 ||
+        if (h.reply.len == 0 || h.reply.len >= sizeof(tok_hdr) - 40 ||
             strcspn(t, "\r\n") != h.reply.len)
             rc = wk_err_set(err, WK_E_CORRUPT,
                             "EC2 metadata: bad session token reply");
@@ -753,8 +748,8 @@ static enum wk_code fetch_imds(const struct awsc_config *c,
         goto out;
 
     h.what = "EC2 metadata credentials";
-    snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s",
-             base, role);
+    snprintf(url, sizeof(url),
+             "%s/latest/meta-data/iam/security-credentials/%s", base, role);
     rc = http_call(&h, err);
     if (rc == WK_OK && h.status != 200)
         rc = http_status_error(&h, err);
@@ -779,10 +774,8 @@ static enum wk_code fetch_profile(const struct awsc_config *c,
         return wk_err_set(err, WK_E_NOMEM, "out of memory");
     rc = awsc_profile_load(c, p, err);
     if (rc == WK_OK && p->found && p->access_key[0] && p->secret_key[0]) {
-        snprintf(out->access_key, sizeof(out->access_key), "%s",
-                 p->access_key);
-        snprintf(out->secret_key, sizeof(out->secret_key), "%s",
-                 p->secret_key);
+        snprintf(out->access_key, sizeof(out->access_key), "%s", p->access_key);
+        snprintf(out->secret_key, sizeof(out->secret_key), "%s", p->secret_key);
         snprintf(out->session_token, sizeof(out->session_token), "%s",
                  p->session_token);
         out->expires_ms = 0;

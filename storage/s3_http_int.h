@@ -51,16 +51,16 @@ struct s3_xfer {
 };
 
 struct s3_client {
-    struct store_opts opts; /* owned copy, secrets included; wiped */
-    struct s3_creds creds;  /* borrows from opts or snap */
+    struct store_opts opts;     /* owned copy, secrets included; wiped */
+    struct s3_creds creds;      /* borrows from opts or snap */
     struct awsc_provider *prov; /* borrowed (process-wide), NULL: static */
     struct awsc_creds *snap;    /* owned: prov's credentials; wiped */
-    char *bucket;           /* owned */
-    char base_url[400];     /* "http://127.0.0.1:9000" */
-    char host[384];         /* Host header, as signed */
-    char path_base[600];    /* "/bucket" (path-style) or "" */
-    CURLM *multi;           /* owned */
-    CURL **pool;            /* owned: idle easy handles */
+    char *bucket;               /* owned */
+    char base_url[400];         /* "http://127.0.0.1:9000" */
+    char host[384];             /* Host header, as signed */
+    char path_base[600];        /* "/bucket" (path-style) or "" */
+    CURLM *multi;               /* owned */
+    CURL **pool;                /* owned: idle easy handles */
     size_t n_pool;
     struct xfer_list waiting, active, delayed;
     size_t n_active;                  /* attempts in the multi handle */

@@ -233,8 +233,8 @@ struct store_opts {
      * source of the chain ("profile", "web-identity", "container",
      * "imds") */
     char aws_credentials[16];
-    unsigned max_in_flight;   /* concurrent requests (default 16) */
-    unsigned max_retries;     /* per request, transient failures (5) */
+    unsigned max_in_flight;      /* concurrent requests (default 16) */
+    unsigned max_retries;        /* per request, transient failures (5) */
     unsigned connect_timeout_ms; /* default 5000 */
     unsigned request_timeout_ms; /* low-speed limit window (default 30000) */
     size_t max_small_body;       /* cap for listing/error bodies (8 MiB) */
@@ -246,8 +246,9 @@ struct store_opts {
 
 /* Defaults, then AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION /
  * AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
- * AWS_SESSION_TOKEN, SILA_AWS_CREDENTIALS, SILA_S3_MAX_IN_FLIGHT, SILA_S3_RETRIES, SILA_SSE,
- * SILA_SSE_KMS_KEY_ID, SILA_CA_FILE, SILA_ALLOW_INSECURE. */
+ * AWS_SESSION_TOKEN, SILA_AWS_CREDENTIALS, SILA_S3_MAX_IN_FLIGHT,
+ * SILA_S3_RETRIES, SILA_SSE, SILA_SSE_KMS_KEY_ID, SILA_CA_FILE,
+ * SILA_ALLOW_INSECURE. */
 enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err);
 
 /* Settings of a migrate source that lives elsewhere: SILA_SOURCE_S3_ENDPOINT,

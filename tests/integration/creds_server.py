@@ -59,6 +59,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -368,6 +369,8 @@ def main():
         save_stats()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     srv.daemon_threads = True
+    # SIGTERM (how the tests stop it) is a clean exit
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print("ready", flush=True)
     try:
         srv.serve_forever()

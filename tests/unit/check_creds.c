@@ -204,8 +204,7 @@ START_TEST(test_creds_parse_json)
     ck_assert_str_eq(cr.access_key, "ASIAJ");
     ck_assert_str_eq(cr.session_token, "TJ");
     ck_assert(cr.expires_ms == 1796637600000LL);
-    ck_assert_int_eq(awsc_parse_json(fail, strlen(fail), &cr, &err),
-                     WK_E_HTTP);
+    ck_assert_int_eq(awsc_parse_json(fail, strlen(fail), &cr, &err), WK_E_HTTP);
     wk_err_clear(&err);
     ck_assert_int_eq(awsc_parse_json(nokey, strlen(nokey), &cr, &err),
                      WK_E_CORRUPT);
@@ -258,9 +257,8 @@ START_TEST(test_creds_provider_refresh_keeps_old)
     fetches = 0;
     fail_next = false;
     wk_err_clear(&err);
-    ck_assert_int_eq(awsc_provider_new_fn(fake_fetch, NULL, fake_clock, &p,
-                                          &err),
-                     WK_OK);
+    ck_assert_int_eq(
+        awsc_provider_new_fn(fake_fetch, NULL, fake_clock, &p, &err), WK_OK);
     ck_assert_int_eq(awsc_provider_get(p, &snap, &err), WK_OK);
     ck_assert_str_eq(snap.access_key, "AK1");
     /* not due yet: no fetch */

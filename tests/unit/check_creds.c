@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "storage/aws_creds.h"
+#include "storage/s3_http.h"
+#include "storage/store.h"
 #include "tests/unit/suites.h"
 
 static void blank_config(struct awsc_config *c)
@@ -287,6 +289,43 @@ START_TEST(test_creds_provider_refresh_keeps_old)
 }
 END_TEST
 
+/* A migrate source's own keys (SILA_SOURCE_AWS_*) stay static keys even
+ * when the store's credentials come from a pinned chain source. */
+START_TEST(test_creds_source_keys_stay_static)
+{
+    struct store_opts o;
+    struct s3_client *cl = NULL;
+    struct wk_err err;
+
+    setenv("SILA_AWS_CREDENTIALS", "container", 1);
+    setenv("SILA_SOURCE_AWS_ACCESS_KEY_ID", "AKSRC", 1);
+    setenv("SILA_SOURCE_AWS_SECRET_ACCESS_KEY", "SKSRC", 1);
+    setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9", 1);
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_opts_from_env(&o, &err), WK_OK);
+    ck_assert_str_eq(o.aws_credentials, "container");
+    store_opts_source_env(&o);
+    ck_assert_str_eq(o.aws_credentials, "env");
+    ck_assert_str_eq(o.access_key, "AKSRC");
+    /* no container endpoint is configured: only static keys can work */
+    ck_assert_msg(s3_client_new(&o, "bucket", &cl, &err) == WK_OK, "%s",
+                  err.msg);
+    s3_client_free(cl);
+    /* the store itself, pinned to a source that is not configured, fails
+     * at open with a clear message */
+    ck_assert_int_eq(store_opts_from_env(&o, &err), WK_OK);
+    unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    unsetenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    cl = NULL;
+    ck_assert_int_eq(s3_client_new(&o, "bucket", &cl, &err), WK_E_INVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "SILA_AWS_CREDENTIALS=container"));
+    unsetenv("SILA_AWS_CREDENTIALS");
+    unsetenv("SILA_SOURCE_AWS_ACCESS_KEY_ID");
+    unsetenv("SILA_SOURCE_AWS_SECRET_ACCESS_KEY");
+    unsetenv("AWS_ENDPOINT_URL_S3");
+}
+END_TEST
+
 Suite *creds_suite(void)
 {
     Suite *s = suite_create("creds");
@@ -299,6 +338,7 @@ Suite *creds_suite(void)
     tcase_add_test(tc, test_creds_parse_json);
     tcase_add_test(tc, test_creds_refresh_times);
     tcase_add_test(tc, test_creds_provider_refresh_keeps_old);
+    tcase_add_test(tc, test_creds_source_keys_stay_static);
     suite_add_tcase(s, tc);
     return s;
 }

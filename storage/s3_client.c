@@ -145,6 +145,54 @@ static enum wk_code set_endpoint(struct s3_client *cl, struct wk_err *err)
     return WK_OK;
 }
 
+/* Static keys from opts (the environment, or a migrate source's own), or
+ * the process-wide chain (storage/aws_creds.h), fetched once here so that a
+ * missing or broken source fails at open, not at the first request. */
+static enum wk_code pick_creds(struct s3_client *cl, struct wk_err *err)
+{
+    const char *pin = cl->opts.aws_credentials;
+    bool have = cl->opts.access_key[0] && cl->opts.secret_key[0];
+    enum wk_code rc;
+
+    if (have && (pin[0] == '\0' || strcmp(pin, "env") == 0))
+        return WK_OK;
+    if (strcmp(pin, "env") == 0)
+        return wk_err_set(err, WK_E_INVAL,
+                          "S3 bucket '%s': no credentials (set "
+                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                          cl->bucket);
+    cl->snap = calloc(1, sizeof(*cl->snap));
+    if (!cl->snap)
+        return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    rc = awsc_shared(&cl->prov, err);
+    if (rc == WK_OK)
+        rc = s3_client_sign_creds(cl, err);
+    if (rc == WK_E_NOTFOUND && err) {
+        /* no source at all: a configuration problem, not a missing key */
+        rc = WK_E_INVAL;
+        err->code = WK_E_INVAL;
+    }
+    if (rc != WK_OK)
+        wk_err_prefix(err, "S3 bucket '%s'", cl->bucket);
+    return rc;
+}
+
+enum wk_code s3_client_sign_creds(struct s3_client *cl, struct wk_err *err)
+{
+    enum wk_code rc;
+
+    if (!cl->prov)
+        return WK_OK;
+    rc = awsc_provider_get(cl->prov, cl->snap, err);
+    if (rc != WK_OK)
+        return rc;
+    cl->creds.access_key = cl->snap->access_key;
+    cl->creds.secret_key = cl->snap->secret_key;
+    cl->creds.session_token =
+        cl->snap->session_token[0] ? cl->snap->session_token : NULL;
+    return WK_OK;
+}
+
 enum wk_code s3_client_new(const struct store_opts *opts, const char *bucket,
                            struct s3_client **out, struct wk_err *err)
 {
@@ -181,14 +229,11 @@ enum wk_code s3_client_new(const struct store_opts *opts, const char *bucket,
         rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
     }
-    if (cl->opts.access_key[0] == '\0' || cl->opts.secret_key[0] == '\0') {
-        rc = wk_err_set(err, WK_E_INVAL,
-                        "S3 bucket '%s': no credentials (set "
-                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-                        bucket);
-        goto out;
-    }
     rc = set_endpoint(cl, err);
+    if (rc == WK_OK)
+        rc = pick_creds(cl, err);
+    if (rc != WK_OK)
+        goto out;
     if (rc != WK_OK)
         goto out;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -237,6 +282,10 @@ void s3_client_free(struct s3_client *cl)
     if (cl->global_init)
         curl_global_cleanup();
     free(cl->bucket);
+    if (cl->snap) {
+        OPENSSL_cleanse(cl->snap, sizeof(*cl->snap));
+        free(cl->snap);
+    }
     OPENSSL_cleanse(&cl->opts, sizeof(cl->opts));
     free(cl);
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/aws_creds.h"
 #include "storage/s3_http.h"
 
 #define S3_URL_MAX        (80u << 10) /* encoded path + query + base */
@@ -51,14 +52,16 @@ struct s3_xfer {
 };
 
 struct s3_client {
-    struct store_opts opts; /* owned copy, secrets included; wiped */
-    struct s3_creds creds;  /* borrows from opts */
-    char *bucket;           /* owned */
-    char base_url[400];     /* "http://127.0.0.1:9000" */
-    char host[384];         /* Host header, as signed */
-    char path_base[600];    /* "/bucket" (path-style) or "" */
-    CURLM *multi;           /* owned */
-    CURL **pool;            /* owned: idle easy handles */
+    struct store_opts opts;     /* owned copy, secrets included; wiped */
+    struct s3_creds creds;      /* borrows from opts or snap */
+    struct awsc_provider *prov; /* borrowed (process-wide), NULL: static */
+    struct awsc_creds *snap;    /* owned: prov's credentials; wiped */
+    char *bucket;               /* owned */
+    char base_url[400];         /* "http://127.0.0.1:9000" */
+    char host[384];             /* Host header, as signed */
+    char path_base[600];        /* "/bucket" (path-style) or "" */
+    CURLM *multi;               /* owned */
+    CURL **pool;                /* owned: idle easy handles */
     size_t n_pool;
     struct xfer_list waiting, active, delayed;
     size_t n_active;                  /* attempts in the multi handle */
@@ -85,6 +88,11 @@ void s3_client_rq_unlink(struct s3_client *cl, struct s3_req *req);
 /* "GET 'key'" or "GET bucket 'name'": how messages name a request. */
 void s3_client_describe(const struct s3_client *cl, const struct s3_req *req,
                         char *buf, size_t len);
+
+/* s3_client.c: the credentials to sign with now (cl->creds), refreshed
+ * from the provider when it has newer ones; fails only when there are no
+ * valid credentials. */
+enum wk_code s3_client_sign_creds(struct s3_client *cl, struct wk_err *err);
 
 /* s3_wire.c: one attempt */
 /* Sign and build the attempt of x, hand it to the multi handle. */

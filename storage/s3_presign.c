@@ -24,7 +24,9 @@ enum wk_code s3_client_presign(struct s3_client *cl, const char *key,
         sr.region = cl->opts.region;
         sr.service = "s3";
         sr.now = now;
-        rc = s3_sigv4_presign(&sr, &cl->creds, expires_s, &so, err);
+        rc = s3_client_sign_creds(cl, err);
+        if (rc == WK_OK)
+            rc = s3_sigv4_presign(&sr, &cl->creds, expires_s, &so, err);
     }
     if (rc == WK_OK) {
         wk_buf_reset(url);

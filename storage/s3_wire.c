@@ -382,7 +382,9 @@ enum wk_code s3_xfer_send(struct s3_client *cl, struct s3_xfer *x,
     sr.region = cl->opts.region;
     sr.service = "s3";
     sr.now = time(NULL);
-    rc = s3_sigv4_sign(&sr, &cl->creds, &so, err);
+    rc = s3_client_sign_creds(cl, err);
+    if (rc == WK_OK)
+        rc = s3_sigv4_sign(&sr, &cl->creds, &so, err);
     if (rc != WK_OK)
         goto out;
 

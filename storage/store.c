@@ -55,6 +55,10 @@ enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err)
              "AWS_SECRET_ACCESS_KEY");
     copy_env(opts->session_token, sizeof(opts->session_token),
              "AWS_SESSION_TOKEN");
+    copy_env(opts->aws_credentials, sizeof(opts->aws_credentials),
+             "SILA_AWS_CREDENTIALS");
+    if (strcmp(opts->aws_credentials, "auto") == 0)
+        opts->aws_credentials[0] = '\0';
     copy_env(opts->sse, sizeof(opts->sse), "SILA_SSE");
     copy_env(opts->sse_kms_key_id, sizeof(opts->sse_kms_key_id),
              "SILA_SSE_KMS_KEY_ID");
@@ -66,6 +70,16 @@ enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err)
     rc = env_uint("SILA_S3_MAX_IN_FLIGHT", 1, 1024, &opts->max_in_flight, err);
     if (rc == WK_OK)
         rc = env_uint("SILA_S3_RETRIES", 0, 100, &opts->max_retries, err);
+    if (rc == WK_OK && opts->aws_credentials[0] &&
+        strcmp(opts->aws_credentials, "env") != 0 &&
+        strcmp(opts->aws_credentials, "profile") != 0 &&
+        strcmp(opts->aws_credentials, "web-identity") != 0 &&
+        strcmp(opts->aws_credentials, "container") != 0 &&
+        strcmp(opts->aws_credentials, "imds") != 0)
+        rc = wk_err_set(err, WK_E_INVAL,
+                        "SILA_AWS_CREDENTIALS: expected auto, env, profile, "
+                        "web-identity, container or imds, not '%.15s'",
+                        getenv("SILA_AWS_CREDENTIALS"));
     if (rc == WK_OK && opts->sse[0] && strcmp(opts->sse, "AES256") != 0 &&
         strcmp(opts->sse, "aws:kms") != 0)
         rc = wk_err_set(err, WK_E_INVAL,
@@ -96,6 +110,8 @@ void store_opts_source_env(struct store_opts *opts)
                  "SILA_SOURCE_AWS_SECRET_ACCESS_KEY");
         copy_env(opts->session_token, sizeof(opts->session_token),
                  "SILA_SOURCE_AWS_SESSION_TOKEN");
+        /* the source's own static keys, whatever the store's chain is */
+        snprintf(opts->aws_credentials, sizeof(opts->aws_credentials), "env");
     }
 }
 

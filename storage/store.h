@@ -234,8 +234,13 @@ struct store_opts {
     char access_key[128];     /* never logged */
     char secret_key[128];     /* never logged */
     char session_token[2048]; /* never logged; "" if none */
-    unsigned max_in_flight;   /* concurrent requests (default 16) */
-    unsigned max_retries;     /* per request, transient failures (5) */
+    /* SILA_AWS_CREDENTIALS: "" (auto: the keys above when set, else the
+     * chain of storage/aws_creds.h), "env" (only the keys above) or one
+     * source of the chain ("profile", "web-identity", "container",
+     * "imds") */
+    char aws_credentials[16];
+    unsigned max_in_flight;      /* concurrent requests (default 16) */
+    unsigned max_retries;        /* per request, transient failures (5) */
     unsigned connect_timeout_ms; /* default 5000 */
     unsigned request_timeout_ms; /* low-speed limit window (default 30000) */
     size_t max_small_body;       /* cap for listing/error bodies (8 MiB) */
@@ -247,14 +252,15 @@ struct store_opts {
 
 /* Defaults, then AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION /
  * AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
- * AWS_SESSION_TOKEN, SILA_S3_MAX_IN_FLIGHT, SILA_S3_RETRIES, SILA_SSE,
- * SILA_SSE_KMS_KEY_ID, SILA_CA_FILE, SILA_ALLOW_INSECURE. */
+ * AWS_SESSION_TOKEN, SILA_AWS_CREDENTIALS, SILA_S3_MAX_IN_FLIGHT,
+ * SILA_S3_RETRIES, SILA_SSE, SILA_SSE_KMS_KEY_ID, SILA_CA_FILE,
+ * SILA_ALLOW_INSECURE. */
 enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err);
 
 /* Settings of a migrate source that lives elsewhere: SILA_SOURCE_S3_ENDPOINT,
  * SILA_SOURCE_AWS_REGION, SILA_SOURCE_AWS_ACCESS_KEY_ID,
  * SILA_SOURCE_AWS_SECRET_ACCESS_KEY, SILA_SOURCE_AWS_SESSION_TOKEN override
- * the matching fields when set. */
+ * the matching fields when set (static keys then: aws_credentials "env"). */
 void store_opts_source_env(struct store_opts *opts);
 
 /* Open "s3://bucket[/prefix]" or "file:///abs/dir" (or "mem:" for tests).

@@ -1,6 +1,7 @@
 /* cfg: the process configuration read from the environment, every
  * value checked (see cfg.h). */
 #include "worker/cfg.h"
+#include "worker/q_topo.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -196,6 +197,52 @@ static enum wk_code env_ms(const char *name, uint64_t lo, uint64_t hi,
     return WK_OK;
 }
 
+static enum wk_code env_copy(const char *name, char *dst, size_t n,
+                             struct wk_err *err)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return WK_OK;
+    if (strlen(v) >= n)
+        return wk_err_set(err, WK_E_INVAL, "%s: too long", name);
+    snprintf(dst, n, "%s", v);
+    return WK_OK;
+}
+
+enum wk_code cfg_redis_sentinel_env(struct cfg_redis *r, struct wk_err *err)
+{
+    enum wk_code rc;
+    char host[256];
+    int port;
+
+    snprintf(r->master, sizeof(r->master), "mymaster");
+    rc = env_copy("SILA_REDIS_SENTINELS", r->sentinels, sizeof(r->sentinels),
+                  err);
+    if (rc == WK_OK)
+        rc = env_copy("SILA_REDIS_MASTER", r->master, sizeof(r->master), err);
+    if (rc == WK_OK)
+        rc = env_copy("SILA_REDIS_SENTINEL_USERNAME", r->sentinel_user,
+                      sizeof(r->sentinel_user), err);
+    if (rc == WK_OK)
+        rc = env_copy("SILA_REDIS_SENTINEL_PASSWORD", r->sentinel_pass,
+                      sizeof(r->sentinel_pass), err);
+    if (rc != WK_OK || !r->sentinels[0])
+        return rc;
+    for (int i = 0;; i++) {
+        rc = q_topo_sentinel_at(r->sentinels, i, host, sizeof(host), &port,
+                                err);
+        if (rc == WK_E_NOTFOUND && i > 0) {
+            wk_err_clear(err);
+            return WK_OK;
+        }
+        if (rc != WK_OK)
+            return wk_err_set(err, WK_E_INVAL,
+                              "SILA_REDIS_SENTINELS: expected "
+                              "host:port[,host:port...], entry %d is bad",
+                              i + 1);
+    }
+}
+
 enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
 {
     const char *v;
@@ -224,6 +271,9 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
     if ((v = getenv("REDIS_URL")) && *v)
         snprintf(c->redis_url, sizeof(c->redis_url), "%s", v);
     rc = cfg_parse_redis_url(c->redis_url, &c->redis, err);
+    if (rc != WK_OK)
+        return rc;
+    rc = cfg_redis_sentinel_env(&c->redis, err);
     if (rc != WK_OK)
         return rc;
     if ((v = getenv("SILA_METRICS_ADDR")) && *v) {

@@ -17,6 +17,7 @@
 
 #include "common/wk_log.h"
 #include "common/wk_time.h"
+#include "worker/q_topo.h"
 
 void q_now_rfc3339(char *buf, size_t len)
 {
@@ -51,6 +52,18 @@ enum wk_code q_reply_check(struct q *q, const redisReply *rep, const char *what,
                          strncmp(rep->str, "BUSY", 4) == 0 ||
                          strncmp(rep->str, "MASTERDOWN", 10) == 0 ||
                          strncmp(rep->str, "TRYAGAIN", 8) == 0;
+        /* READONLY: we talk to a replica (a failover happened); drop the
+         * connection so that the next connect asks the sentinels again */
+        if (strncmp(rep->str, "READONLY", 8) == 0) {
+            transient = true;
+            if (q->c) {
+                redisFree(q->c);
+                q->c = NULL;
+            }
+            WK_LOG(WK_LOG_WARN, "redis.readonly",
+                   KV_STR("what", what), KV_STR("host", q->r.host),
+                   KV_INT("port", q->r.port));
+        }
         return wk_err_set(err, transient ? WK_E_NET : WK_E_INTERNAL,
                           "redis %s: %.160s", what, rep->str);
     }
@@ -105,6 +118,13 @@ static enum wk_code do_connect(struct q *q, struct wk_err *err)
         redisFree(q->c);
         q->c = NULL;
     }
+    if (q->r.sentinels[0]) {
+        /* the master may have moved since the last connect */
+        enum wk_code trc = q_topo_sentinel_master(
+            &q->r, q->r.host, sizeof(q->r.host), &q->r.port, err);
+        if (trc != WK_OK)
+            return trc;
+    }
     q->c = redisConnectWithTimeout(q->r.host, q->r.port, tv);
     if (!q->c)
         return wk_err_set(err, WK_E_NOMEM, "redis connect: out of memory");
@@ -130,6 +150,24 @@ static enum wk_code do_connect(struct q *q, struct wk_err *err)
         if (!rep)
             return err ? err->code : WK_E_NET;
         freeReplyObject(rep);
+    }
+    if (q->r.sentinels[0]) {
+        /* a sentinel's answer can lag a failover: insist on a master */
+        const char *argv[1] = { "ROLE" };
+        rep = q_cmds(q, err, "ROLE", 1, argv);
+        if (!rep)
+            return err ? err->code : WK_E_NET;
+        bool master = rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+                      rep->element[0]->type == REDIS_REPLY_STRING &&
+                      strcmp(rep->element[0]->str, "master") == 0;
+        freeReplyObject(rep);
+        if (!master) {
+            redisFree(q->c);
+            q->c = NULL;
+            return wk_err_set(err, WK_E_NET,
+                              "redis %s:%d is not a master (yet)", q->r.host,
+                              q->r.port);
+        }
     }
     if (q->r.db) {
         const char *argv[2] = { "SELECT", db };

@@ -229,8 +229,8 @@ enum wk_code cfg_redis_sentinel_env(struct cfg_redis *r, struct wk_err *err)
     if (rc != WK_OK || !r->sentinels[0])
         return rc;
     for (int i = 0;; i++) {
-        rc = q_topo_sentinel_at(r->sentinels, i, host, sizeof(host), &port,
-                                err);
+        rc =
+            q_topo_sentinel_at(r->sentinels, i, host, sizeof(host), &port, err);
         if (rc == WK_E_NOTFOUND && i > 0) {
             wk_err_clear(err);
             return WK_OK;

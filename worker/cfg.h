@@ -17,8 +17,8 @@ struct cfg_redis {
     char user[128];
     char pass[256]; /* never logged */
     int db;
-    char sentinels[512];    /* SILA_REDIS_SENTINELS "host:port,...", "" = off */
-    char master[128];       /* SILA_REDIS_MASTER (default "mymaster") */
+    char sentinels[512]; /* SILA_REDIS_SENTINELS "host:port,...", "" = off */
+    char master[128];    /* SILA_REDIS_MASTER (default "mymaster") */
     char sentinel_user[128]; /* SILA_REDIS_SENTINEL_USERNAME */
     char sentinel_pass[256]; /* SILA_REDIS_SENTINEL_PASSWORD, never logged */
 };

@@ -60,9 +60,8 @@ enum wk_code q_reply_check(struct q *q, const redisReply *rep, const char *what,
                 redisFree(q->c);
                 q->c = NULL;
             }
-            WK_LOG(WK_LOG_WARN, "redis.readonly",
-                   KV_STR("what", what), KV_STR("host", q->r.host),
-                   KV_INT("port", q->r.port));
+            WK_LOG(WK_LOG_WARN, "redis.readonly", KV_STR("what", what),
+                   KV_STR("host", q->r.host), KV_INT("port", q->r.port));
         }
         return wk_err_set(err, transient ? WK_E_NET : WK_E_INTERNAL,
                           "redis %s: %.160s", what, rep->str);

@@ -78,18 +78,18 @@ START_TEST(test_topo_redirect)
     ck_assert_uint_eq(slot, 3999);
     ck_assert_str_eq(h, "127.0.0.1");
     ck_assert_int_eq(p, 6381);
-    ck_assert_int_eq(q_topo_redirect("ASK 0 [::1]:7000", &ask, &slot, h,
-                                     sizeof(h), &p, &e),
-                     WK_OK);
+    ck_assert_int_eq(
+        q_topo_redirect("ASK 0 [::1]:7000", &ask, &slot, h, sizeof(h), &p, &e),
+        WK_OK);
     ck_assert(ask);
     ck_assert_uint_eq(slot, 0);
     ck_assert_str_eq(h, "::1");
     ck_assert_int_eq(p, 7000);
-    ck_assert_int_eq(q_topo_redirect("MOVED 16384 h:1", &ask, &slot, h,
+    ck_assert_int_eq(
+        q_topo_redirect("MOVED 16384 h:1", &ask, &slot, h, sizeof(h), &p, &e),
+        WK_E_INVAL);
+    ck_assert_int_eq(q_topo_redirect("READONLY You can't write", &ask, &slot, h,
                                      sizeof(h), &p, &e),
-                     WK_E_INVAL);
-    ck_assert_int_eq(q_topo_redirect("READONLY You can't write", &ask, &slot,
-                                     h, sizeof(h), &p, &e),
                      WK_E_INVAL);
 }
 END_TEST

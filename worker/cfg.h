@@ -17,6 +17,10 @@ struct cfg_redis {
     char user[128];
     char pass[256]; /* never logged */
     int db;
+    bool tls;            /* rediss:// */
+    char ca_file[512];   /* SILA_REDIS_CA_FILE ("" = system CAs) */
+    char cert_file[512]; /* SILA_REDIS_CERT_FILE (client certificate) */
+    char key_file[512];  /* SILA_REDIS_KEY_FILE */
 };
 
 #define CFG_URGENT_SLOTS_MAX 8

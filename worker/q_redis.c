@@ -35,10 +35,10 @@ enum wk_code q_reply_check(struct q *q, const redisReply *rep, const char *what,
                            struct wk_err *err)
 {
     if (!rep) {
-        enum wk_code rc = wk_err_set(
-            err, WK_E_NET, "redis %s: %s", what,
-            q->c && rconn_errstr(q->c)[0] ? rconn_errstr(q->c)
-                                           : "connection lost");
+        enum wk_code rc =
+            wk_err_set(err, WK_E_NET, "redis %s: %s", what,
+                       q->c && rconn_errstr(q->c)[0] ? rconn_errstr(q->c)
+                                                     : "connection lost");
         /* the connection is unusable after an I/O error */
         if (q->c) {
             rconn_free(q->c);

@@ -49,6 +49,14 @@ static enum wk_code fail(struct rconn *c, struct wk_err *err, int sys,
     return rc;
 }
 
+/* errno's text (POSIX strerror_r) */
+static const char *errtext(int e, char *buf, size_t len)
+{
+    if (strerror_r(e, buf, len) != 0)
+        snprintf(buf, len, "errno %d", e);
+    return buf;
+}
+
 /* The first OpenSSL error queued, "" if none; clears the queue. */
 static const char *ssl_err(char *buf, size_t len)
 {
@@ -121,7 +129,7 @@ static int tcp_connect(const char *host, int port, int timeout_ms, int *sys)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         break;
-next:
+    next:
         close(fd);
         fd = -1;
     }
@@ -157,10 +165,11 @@ static enum wk_code tls_start(struct rconn *c, const struct rconn_opts *o,
                     ssl_err(eb, sizeof(eb)));
     }
     if (o->cert_file && o->cert_file[0]) {
-        const char *key = o->key_file && o->key_file[0] ? o->key_file
-                                                        : o->cert_file;
+        const char *key =
+            o->key_file && o->key_file[0] ? o->key_file : o->cert_file;
         if (SSL_CTX_use_certificate_chain_file(c->ctx, o->cert_file) != 1)
-            return fail(c, err, 0, "redis TLS: cannot load client cert '%s': %s",
+            return fail(c, err, 0,
+                        "redis TLS: cannot load client cert '%s': %s",
                         o->cert_file, ssl_err(eb, sizeof(eb)));
         if (SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(c->ctx) != 1)
@@ -202,6 +211,7 @@ enum wk_code rconn_connect(const struct rconn_opts *o, struct rconn **out,
     int cto = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
     int sys = 0;
     char where[300];
+    char eb[128];
     enum wk_code rc;
 
     *out = NULL;
@@ -217,7 +227,7 @@ enum wk_code rconn_connect(const struct rconn_opts *o, struct rconn **out,
     c->fd = tcp_connect(o->host, o->port, cto, &sys);
     if (c->fd < 0) {
         rc = fail(c, err, sys, "redis connect to %s: %s", where,
-                  strerror(sys ? sys : ECONNREFUSED));
+                  errtext(sys ? sys : ECONNREFUSED, eb, sizeof(eb)));
         goto fail;
     }
     if (o->tls) {
@@ -239,8 +249,10 @@ static enum wk_code io_fail(struct rconn *c, struct wk_err *err, int sys,
 {
     if (sys == EAGAIN || sys == EWOULDBLOCK)
         return fail(c, err, 0, "%s: timeout", what);
-    if (sys)
-        return fail(c, err, sys, "%s: %s", what, strerror(sys));
+    if (sys) {
+        char eb[128];
+        return fail(c, err, sys, "%s: %s", what, errtext(sys, eb, sizeof(eb)));
+    }
     return fail(c, err, 0, "%s: connection closed", what);
 }
 

@@ -27,10 +27,10 @@ struct rconn_opts {
     const char *host;
     int port;
     bool tls;
-    const char *ca_file;   /* NULL/"": the system CAs */
-    const char *cert_file; /* client certificate (PEM chain), optional */
-    const char *key_file;  /* its key (PEM), required with cert_file */
-    const char *sni;       /* name to send and check; NULL/"": host */
+    const char *ca_file;    /* NULL/"": the system CAs */
+    const char *cert_file;  /* client certificate (PEM chain), optional */
+    const char *key_file;   /* its key (PEM), required with cert_file */
+    const char *sni;        /* name to send and check; NULL/"": host */
     int connect_timeout_ms; /* TCP connect + TLS handshake; <= 0: 5000 */
     int rw_timeout_ms;      /* each read/write; <= 0: none */
 };
@@ -45,8 +45,7 @@ redisReply *rconn_command_argv(struct rconn *c, int argc, const char **argv,
 enum wk_code rconn_append_argv(struct rconn *c, int argc, const char **argv,
                                const size_t *lens, struct wk_err *err);
 /* The next reply, blocking (up to rw_timeout_ms per read). */
-enum wk_code rconn_reply(struct rconn *c, redisReply **rep,
-                         struct wk_err *err);
+enum wk_code rconn_reply(struct rconn *c, redisReply **rep, struct wk_err *err);
 /* The next reply if one is already here or readable without waiting;
  * *rep = NULL when none is complete yet. */
 enum wk_code rconn_reply_nowait(struct rconn *c, redisReply **rep,

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "common/wk_log.h"
@@ -68,10 +69,15 @@ static enum wk_code parse_redis_url(const char *url, struct cfg_redis *out,
 
     memset(out, 0, sizeof(*out));
     out->port = 6379;
-    if (strncmp(url, "redis://", 8) != 0)
+    if (strncmp(url, "redis://", 8) == 0) {
+        p = url + 8;
+    } else if (strncmp(url, "rediss://", 9) == 0) {
+        p = url + 9; /* TLS (see worker/rconn.h) */
+        out->tls = true;
+    } else {
         return wk_err_set(err, WK_E_INVAL,
-                          "REDIS_URL: expected redis://host[:port][/db]");
-    p = url + 8;
+                          "REDIS_URL: expected redis[s]://host[:port][/db]");
+    }
     /* The userinfo ends at the LAST '@' (as in redis-py and urllib): a
      * password may hold '@', ':' and even '/' unencoded. user and password
      * split at the first ':'; both are percent-decoded. */
@@ -276,6 +282,28 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
     rc = cfg_redis_sentinel_env(&c->redis, err);
     if (rc != WK_OK)
         return rc;
+    {
+        static const struct {
+            const char *env;
+            size_t off;
+        } files[] = {
+            { "SILA_REDIS_CA_FILE", offsetof(struct cfg_redis, ca_file) },
+            { "SILA_REDIS_CERT_FILE", offsetof(struct cfg_redis, cert_file) },
+            { "SILA_REDIS_KEY_FILE", offsetof(struct cfg_redis, key_file) },
+        };
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+            char *dst = (char *)&c->redis + files[i].off;
+            if (!(v = getenv(files[i].env)) || !*v)
+                continue;
+            if (strlen(v) >= sizeof(c->redis.ca_file))
+                return wk_err_set(err, WK_E_INVAL, "%s: path too long",
+                                  files[i].env);
+            snprintf(dst, sizeof(c->redis.ca_file), "%s", v);
+        }
+        if (c->redis.cert_file[0] != '\0' && c->redis.key_file[0] == '\0')
+            return wk_err_set(err, WK_E_INVAL,
+                              "SILA_REDIS_CERT_FILE needs SILA_REDIS_KEY_FILE");
+    }
     if ((v = getenv("SILA_METRICS_ADDR")) && *v) {
         if (strlen(v) >= sizeof(c->metrics_addr) || !strchr(v, ':'))
             return wk_err_set(err, WK_E_INVAL,

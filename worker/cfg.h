@@ -21,6 +21,10 @@ struct cfg_redis {
     char master[128];    /* SILA_REDIS_MASTER (default "mymaster") */
     char sentinel_user[128]; /* SILA_REDIS_SENTINEL_USERNAME */
     char sentinel_pass[256]; /* SILA_REDIS_SENTINEL_PASSWORD, never logged */
+    bool tls;                /* rediss:// */
+    char ca_file[512];       /* SILA_REDIS_CA_FILE ("" = system CAs) */
+    char cert_file[512];     /* SILA_REDIS_CERT_FILE (client certificate) */
+    char key_file[512];      /* SILA_REDIS_KEY_FILE */
 };
 
 #define CFG_URGENT_SLOTS_MAX 8

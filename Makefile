@@ -36,7 +36,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 IT_SRC   := $(wildcard tests/integration/*.c)
 IT_OBJ   := $(IT_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps check check-unit check-it check-node check-deploy check-long \
+.PHONY: all deps check check-unit check-it check-sentinel check-node check-deploy check-long \
 	asan lint bench demo clean fmt fuzz
 
 all: $(BIN) build/sila-archiver
@@ -91,12 +91,17 @@ check: deps
 	$(MAKE) --no-print-directory check-unit
 	$(MAKE) --no-print-directory check-deploy
 	$(MAKE) --no-print-directory check-it
+	$(MAKE) --no-print-directory check-sentinel
 	$(MAKE) --no-print-directory check-node
 
 # deploy/ checked without a container engine: it parses, and its names and
 # variables are the program's (no drift).
 check-deploy:
 	python3 tests/check_deploy.py
+
+# Redis Sentinel failover (master + replica + 3 sentinels on loopback).
+check-sentinel: $(BIN)
+	BIN=$(abspath $(BIN)) tests/sentinel/failover.sh
 
 check-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests

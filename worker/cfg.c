@@ -1,11 +1,13 @@
 /* cfg: the process configuration read from the environment, every
  * value checked (see cfg.h). */
 #include "worker/cfg.h"
+#include "worker/q_topo.h"
 
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "common/wk_log.h"
@@ -67,10 +69,15 @@ static enum wk_code parse_redis_url(const char *url, struct cfg_redis *out,
 
     memset(out, 0, sizeof(*out));
     out->port = 6379;
-    if (strncmp(url, "redis://", 8) != 0)
+    if (strncmp(url, "redis://", 8) == 0) {
+        p = url + 8;
+    } else if (strncmp(url, "rediss://", 9) == 0) {
+        p = url + 9; /* TLS (see worker/rconn.h) */
+        out->tls = true;
+    } else {
         return wk_err_set(err, WK_E_INVAL,
-                          "REDIS_URL: expected redis://host[:port][/db]");
-    p = url + 8;
+                          "REDIS_URL: expected redis[s]://host[:port][/db]");
+    }
     /* The userinfo ends at the LAST '@' (as in redis-py and urllib): a
      * password may hold '@', ':' and even '/' unencoded. user and password
      * split at the first ':'; both are percent-decoded. */
@@ -196,6 +203,52 @@ static enum wk_code env_ms(const char *name, uint64_t lo, uint64_t hi,
     return WK_OK;
 }
 
+static enum wk_code env_copy(const char *name, char *dst, size_t n,
+                             struct wk_err *err)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return WK_OK;
+    if (strlen(v) >= n)
+        return wk_err_set(err, WK_E_INVAL, "%s: too long", name);
+    snprintf(dst, n, "%s", v);
+    return WK_OK;
+}
+
+enum wk_code cfg_redis_sentinel_env(struct cfg_redis *r, struct wk_err *err)
+{
+    enum wk_code rc;
+    char host[256];
+    int port;
+
+    snprintf(r->master, sizeof(r->master), "mymaster");
+    rc = env_copy("SILA_REDIS_SENTINELS", r->sentinels, sizeof(r->sentinels),
+                  err);
+    if (rc == WK_OK)
+        rc = env_copy("SILA_REDIS_MASTER", r->master, sizeof(r->master), err);
+    if (rc == WK_OK)
+        rc = env_copy("SILA_REDIS_SENTINEL_USERNAME", r->sentinel_user,
+                      sizeof(r->sentinel_user), err);
+    if (rc == WK_OK)
+        rc = env_copy("SILA_REDIS_SENTINEL_PASSWORD", r->sentinel_pass,
+                      sizeof(r->sentinel_pass), err);
+    if (rc != WK_OK || !r->sentinels[0])
+        return rc;
+    for (int i = 0;; i++) {
+        rc =
+            q_topo_sentinel_at(r->sentinels, i, host, sizeof(host), &port, err);
+        if (rc == WK_E_NOTFOUND && i > 0) {
+            wk_err_clear(err);
+            return WK_OK;
+        }
+        if (rc != WK_OK)
+            return wk_err_set(err, WK_E_INVAL,
+                              "SILA_REDIS_SENTINELS: expected "
+                              "host:port[,host:port...], entry %d is bad",
+                              i + 1);
+    }
+}
+
 enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
 {
     const char *v;
@@ -227,6 +280,31 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
     rc = cfg_parse_redis_url(c->redis_url, &c->redis, err);
     if (rc != WK_OK)
         return rc;
+    rc = cfg_redis_sentinel_env(&c->redis, err);
+    if (rc != WK_OK)
+        return rc;
+    {
+        static const struct {
+            const char *env;
+            size_t off;
+        } files[] = {
+            { "SILA_REDIS_CA_FILE", offsetof(struct cfg_redis, ca_file) },
+            { "SILA_REDIS_CERT_FILE", offsetof(struct cfg_redis, cert_file) },
+            { "SILA_REDIS_KEY_FILE", offsetof(struct cfg_redis, key_file) },
+        };
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+            char *dst = (char *)&c->redis + files[i].off;
+            if (!(v = getenv(files[i].env)) || !*v)
+                continue;
+            if (strlen(v) >= sizeof(c->redis.ca_file))
+                return wk_err_set(err, WK_E_INVAL, "%s: path too long",
+                                  files[i].env);
+            snprintf(dst, sizeof(c->redis.ca_file), "%s", v);
+        }
+        if (c->redis.cert_file[0] != '\0' && c->redis.key_file[0] == '\0')
+            return wk_err_set(err, WK_E_INVAL,
+                              "SILA_REDIS_CERT_FILE needs SILA_REDIS_KEY_FILE");
+    }
     if ((v = getenv("SILA_METRICS_ADDR")) && *v) {
         if (strlen(v) >= sizeof(c->metrics_addr) || !strchr(v, ':'))
             return wk_err_set(err, WK_E_INVAL,

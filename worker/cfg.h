@@ -17,6 +17,14 @@ struct cfg_redis {
     char user[128];
     char pass[256]; /* never logged */
     int db;
+    char sentinels[512]; /* SILA_REDIS_SENTINELS "host:port,...", "" = off */
+    char master[128];    /* SILA_REDIS_MASTER (default "mymaster") */
+    char sentinel_user[128]; /* SILA_REDIS_SENTINEL_USERNAME */
+    char sentinel_pass[256]; /* SILA_REDIS_SENTINEL_PASSWORD, never logged */
+    bool tls;                /* rediss:// */
+    char ca_file[512];       /* SILA_REDIS_CA_FILE ("" = system CAs) */
+    char cert_file[512];     /* SILA_REDIS_CERT_FILE (client certificate) */
+    char key_file[512];      /* SILA_REDIS_KEY_FILE */
 };
 
 #define CFG_URGENT_SLOTS_MAX 8
@@ -65,5 +73,9 @@ enum wk_code cfg_keys(const struct cfg *c, struct seal_keyring **out,
  * the URL. */
 enum wk_code cfg_parse_redis_url(const char *url, struct cfg_redis *out,
                                  struct wk_err *err);
+
+/* SILA_REDIS_SENTINELS, SILA_REDIS_MASTER (default "mymaster"),
+ * SILA_REDIS_SENTINEL_USERNAME / _PASSWORD into r; the list is checked. */
+enum wk_code cfg_redis_sentinel_env(struct cfg_redis *r, struct wk_err *err);
 
 #endif

@@ -8,6 +8,8 @@
 
 #include <hiredis.h>
 
+#include "worker/rconn.h"
+
 #include "worker/q.h"
 #include "worker/q_keys.h"
 
@@ -20,7 +22,7 @@
 #define Q_GIVE_BACK_IDLE_MS "86400000"
 
 struct q {
-    redisContext *c; /* owned */
+    struct rconn *c; /* owned; NULL after an I/O error */
     struct cfg_redis r;
     char prefix[64];
     unsigned read_timeout_ms;

@@ -17,6 +17,7 @@
 
 #include "common/wk_log.h"
 #include "common/wk_time.h"
+#include "worker/q_topo.h"
 
 void q_now_rfc3339(char *buf, size_t len)
 {
@@ -35,12 +36,13 @@ enum wk_code q_reply_check(struct q *q, const redisReply *rep, const char *what,
                            struct wk_err *err)
 {
     if (!rep) {
-        enum wk_code rc = wk_err_set(
-            err, WK_E_NET, "redis %s: %s", what,
-            q->c && q->c->errstr[0] ? q->c->errstr : "connection lost");
-        /* the context is unusable after an I/O error */
+        enum wk_code rc =
+            wk_err_set(err, WK_E_NET, "redis %s: %s", what,
+                       q->c && rconn_errstr(q->c)[0] ? rconn_errstr(q->c)
+                                                     : "connection lost");
+        /* the connection is unusable after an I/O error */
         if (q->c) {
-            redisFree(q->c);
+            rconn_free(q->c);
             q->c = NULL;
         }
         return rc;
@@ -51,6 +53,17 @@ enum wk_code q_reply_check(struct q *q, const redisReply *rep, const char *what,
                          strncmp(rep->str, "BUSY", 4) == 0 ||
                          strncmp(rep->str, "MASTERDOWN", 10) == 0 ||
                          strncmp(rep->str, "TRYAGAIN", 8) == 0;
+        /* READONLY: we talk to a replica (a failover happened); drop the
+         * connection so that the next connect asks the sentinels again */
+        if (strncmp(rep->str, "READONLY", 8) == 0) {
+            transient = true;
+            if (q->c) {
+                rconn_free(q->c);
+                q->c = NULL;
+            }
+            WK_LOG(WK_LOG_WARN, "redis.readonly", KV_STR("what", what),
+                   KV_STR("host", q->r.host), KV_INT("port", q->r.port));
+        }
         return wk_err_set(err, transient ? WK_E_NET : WK_E_INTERNAL,
                           "redis %s: %.160s", what, rep->str);
     }
@@ -65,7 +78,7 @@ redisReply *q_cmd(struct q *q, struct wk_err *err, const char *what, int argc,
         wk_err_set(err, WK_E_NET, "redis %s: not connected", what);
         return NULL;
     }
-    rep = redisCommandArgv(q->c, argc, argv, lens);
+    rep = rconn_command_argv(q->c, argc, argv, lens, NULL);
     if (q_reply_check(q, rep, what, err) != WK_OK) {
         if (rep)
             freeReplyObject(rep);
@@ -96,29 +109,35 @@ enum wk_code q_cmds_ok(struct q *q, struct wk_err *err, const char *what,
 
 static enum wk_code do_connect(struct q *q, struct wk_err *err)
 {
-    struct timeval tv = { 5, 0 };
-    struct timeval rt;
+    struct rconn_opts o;
     redisReply *rep;
     char db[16];
+    enum wk_code rc;
 
     if (q->c) {
-        redisFree(q->c);
+        rconn_free(q->c);
         q->c = NULL;
     }
-    q->c = redisConnectWithTimeout(q->r.host, q->r.port, tv);
-    if (!q->c)
-        return wk_err_set(err, WK_E_NOMEM, "redis connect: out of memory");
-    if (q->c->err) {
-        enum wk_code rc =
-            wk_err_set(err, WK_E_NET, "redis connect to %s:%d: %s", q->r.host,
-                       q->r.port, q->c->errstr);
-        redisFree(q->c);
-        q->c = NULL;
+    if (q->r.sentinels[0]) {
+        /* the master may have moved since the last connect */
+        enum wk_code trc = q_topo_sentinel_master(
+            &q->r, q->r.host, sizeof(q->r.host), &q->r.port, err);
+        if (trc != WK_OK)
+            return trc;
+    }
+    memset(&o, 0, sizeof(o));
+    o.host = q->r.host;
+    o.port = q->r.port;
+    o.tls = q->r.tls;
+    o.ca_file = q->r.ca_file;
+    o.cert_file = q->r.cert_file;
+    o.key_file = q->r.key_file;
+    o.sni = q->r.host;
+    o.connect_timeout_ms = 5000;
+    o.rw_timeout_ms = (int)q->read_timeout_ms;
+    rc = rconn_connect(&o, &q->c, err);
+    if (rc != WK_OK)
         return rc;
-    }
-    rt.tv_sec = q->read_timeout_ms / 1000;
-    rt.tv_usec = (q->read_timeout_ms % 1000) * 1000;
-    redisSetTimeout(q->c, rt);
     if (q->r.pass[0]) {
         const char *argv[3] = { "AUTH", q->r.user, q->r.pass };
         if (q->r.user[0])
@@ -130,6 +149,24 @@ static enum wk_code do_connect(struct q *q, struct wk_err *err)
         if (!rep)
             return err ? err->code : WK_E_NET;
         freeReplyObject(rep);
+    }
+    if (q->r.sentinels[0]) {
+        /* a sentinel's answer can lag a failover: insist on a master */
+        const char *argv[1] = { "ROLE" };
+        rep = q_cmds(q, err, "ROLE", 1, argv);
+        if (!rep)
+            return err ? err->code : WK_E_NET;
+        bool master = rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+                      rep->element[0]->type == REDIS_REPLY_STRING &&
+                      strcmp(rep->element[0]->str, "master") == 0;
+        freeReplyObject(rep);
+        if (!master) {
+            rconn_free(q->c);
+            q->c = NULL;
+            return wk_err_set(err, WK_E_NET,
+                              "redis %s:%d is not a master (yet)", q->r.host,
+                              q->r.port);
+        }
     }
     if (q->r.db) {
         const char *argv[2] = { "SELECT", db };
@@ -173,8 +210,7 @@ void q_free(struct q *q)
 {
     if (!q)
         return;
-    if (q->c)
-        redisFree(q->c);
+    rconn_free(q->c);
     free(q);
 }
 
@@ -205,7 +241,7 @@ enum wk_code q_subscribe_job(const struct q *q, const char *job_id,
 enum wk_code q_sub_wait(struct q *sub, unsigned timeout_ms, bool *got,
                         struct wk_err *err)
 {
-    void *rep = NULL;
+    redisReply *rep = NULL;
     struct pollfd pfd;
     enum wk_code rc;
     int n;
@@ -213,11 +249,12 @@ enum wk_code q_sub_wait(struct q *sub, unsigned timeout_ms, bool *got,
     *got = false;
     if (!sub->c)
         return wk_err_set(err, WK_E_NET, "redis subscription: not connected");
-    /* a message already read along with an earlier one? */
-    if (redisGetReplyFromReader(sub->c, &rep) != REDIS_OK)
+    /* a message already read along with an earlier one (or held by TLS)? */
+    rc = rconn_reply_nowait(sub->c, &rep, err);
+    if (rc != WK_OK)
         goto lost;
     if (!rep) {
-        pfd.fd = sub->c->fd;
+        pfd.fd = rconn_fd(sub->c);
         pfd.events = POLLIN;
         pfd.revents = 0;
         n = poll(&pfd, 1, timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms);
@@ -227,8 +264,8 @@ enum wk_code q_sub_wait(struct q *sub, unsigned timeout_ms, bool *got,
             return wk_err_sys(err, WK_E_NET, errno, "redis subscription: poll");
         if (n == 0)
             return WK_OK;
-        if (redisBufferRead(sub->c) != REDIS_OK ||
-            redisGetReplyFromReader(sub->c, &rep) != REDIS_OK)
+        rc = rconn_reply_nowait(sub->c, &rep, err);
+        if (rc != WK_OK)
             goto lost;
     }
     if (rep) { /* (none yet when only a part of one has arrived) */
@@ -237,9 +274,8 @@ enum wk_code q_sub_wait(struct q *sub, unsigned timeout_ms, bool *got,
     }
     return WK_OK;
 lost:
-    rc = wk_err_set(err, WK_E_NET, "redis subscription: %s",
-                    sub->c->errstr[0] ? sub->c->errstr : "connection lost");
-    redisFree(sub->c);
+    wk_err_prefix(err, "redis subscription");
+    rconn_free(sub->c);
     sub->c = NULL;
     return rc;
 }

@@ -192,19 +192,18 @@ enum wk_code q_activity_scores(struct q *q, const char *const *space_ids,
     for (size_t i = 0; i < n; i++) {
         const char *argv[] = { "ZSCORE", key, space_ids[i] };
         size_t lens[] = { 6, strlen(key), strlen(space_ids[i]) };
-        if (redisAppendCommandArgv(q->c, 3, argv, lens) != REDIS_OK) {
+        if (rconn_append_argv(q->c, 3, argv, lens, err) != WK_OK) {
             /* a half-sent pipeline would skew every later reply */
-            redisFree(q->c);
+            rconn_free(q->c);
             q->c = NULL;
-            return wk_err_set(err, WK_E_NOMEM, "redis ZSCORE: out of memory");
+            wk_err_prefix(err, "redis ZSCORE");
+            return err ? err->code : WK_E_NET;
         }
     }
     for (got = 0; got < n; got++) {
-        void *r = NULL;
-        redisReply *rep;
-        if (redisGetReply(q->c, &r) != REDIS_OK)
-            r = NULL;
-        rep = r;
+        redisReply *rep = NULL;
+        if (rconn_reply(q->c, &rep, NULL) != WK_OK)
+            rep = NULL;
         if (q_reply_check(q, rep, "ZSCORE", err) != WK_OK) {
             if (!rep)
                 return err ? err->code : WK_E_NET; /* context is gone */

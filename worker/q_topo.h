@@ -1,0 +1,44 @@
+/* q_topo: where the Redis master is. Sentinel discovery (ask each
+ * sentinel in turn for the master's address), the cluster hash slot of a
+ * key (CRC16, hash tags) and the parsing of MOVED / ASK redirections.
+ * Plain hiredis for the sentinel queries; no state of its own. */
+#ifndef WK_WORKER_Q_TOPO_H
+#define WK_WORKER_Q_TOPO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/wk_err.h"
+#include "worker/cfg.h"
+
+#define Q_TOPO_SLOTS 16384
+
+/* CRC16-CCITT (XMODEM), as Redis Cluster uses it. */
+unsigned q_topo_crc16(const char *buf, size_t len);
+/* The cluster slot of a key: the CRC16 of its first non-empty {...} tag,
+ * else of the whole key, modulo 16384. */
+unsigned q_topo_slot(const char *key, size_t len);
+/* true when the prefix has a non-empty {...} tag, so that every key built
+ * on it lands in one slot. */
+bool q_topo_prefix_tagged(const char *prefix);
+
+/* The i-th "host:port" of a comma list (IPv6 as "[::1]:26379"); WK_E_NOTFOUND
+ * past the end, WK_E_INVAL on a malformed entry. */
+enum wk_code q_topo_sentinel_at(const char *list, int i, char *host,
+                                size_t hostlen, int *port, struct wk_err *err);
+
+/* "MOVED 3999 127.0.0.1:6381" / "ASK 3999 127.0.0.1:6381": *ask tells which;
+ * WK_E_INVAL when the error is neither. */
+enum wk_code q_topo_redirect(const char *msg, bool *ask, unsigned *slot,
+                             char *host, size_t hostlen, int *port,
+                             struct wk_err *err);
+
+/* Ask the sentinels of r->sentinels, in order, for the address of master
+ * r->master (SENTINEL get-master-addr-by-name), authenticating with
+ * r->sentinel_user / r->sentinel_pass when set. The first sentinel that
+ * answers with an address wins. WK_E_NET when none does. */
+enum wk_code q_topo_sentinel_master(const struct cfg_redis *r, char *host,
+                                    size_t hostlen, int *port,
+                                    struct wk_err *err);
+
+#endif

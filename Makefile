@@ -36,7 +36,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 IT_SRC   := $(wildcard tests/integration/*.c)
 IT_OBJ   := $(IT_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps check check-unit check-it check-node check-deploy check-long \
+.PHONY: all deps check check-unit check-it check-tls check-node check-deploy check-long \
 	asan lint bench demo clean fmt fuzz
 
 all: $(BIN) build/sila-archiver
@@ -97,6 +97,10 @@ check: deps
 # variables are the program's (no drift).
 check-deploy:
 	python3 tests/check_deploy.py
+
+# Redis over TLS (rediss://): tests/integration/tls_run.sh (issue 17)
+check-tls: $(BIN)
+	tests/integration/tls_run.sh $(BIN)
 
 check-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests

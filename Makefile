@@ -36,7 +36,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 IT_SRC   := $(wildcard tests/integration/*.c)
 IT_OBJ   := $(IT_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps check check-unit check-it check-sentinel check-node check-deploy check-long \
+.PHONY: all deps check check-unit check-it check-tls check-sentinel check-node check-deploy check-long \
 	asan lint bench demo clean fmt fuzz
 
 all: $(BIN) build/sila-archiver
@@ -91,6 +91,7 @@ check: deps
 	$(MAKE) --no-print-directory check-unit
 	$(MAKE) --no-print-directory check-deploy
 	$(MAKE) --no-print-directory check-it
+	$(MAKE) --no-print-directory check-tls
 	$(MAKE) --no-print-directory check-sentinel
 	$(MAKE) --no-print-directory check-node
 
@@ -102,6 +103,10 @@ check-deploy:
 # Redis Sentinel failover (master + replica + 3 sentinels on loopback).
 check-sentinel: $(BIN)
 	BIN=$(abspath $(BIN)) tests/sentinel/failover.sh
+
+# Redis over TLS (rediss://): tests/integration/tls_run.sh (issue 17)
+check-tls: $(BIN)
+	tests/integration/tls_run.sh $(BIN)
 
 check-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests

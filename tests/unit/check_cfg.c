@@ -121,6 +121,21 @@ START_TEST(test_cfg_redis_url_errors_never_show_the_password)
 }
 END_TEST
 
+START_TEST(test_cfg_redis_url_tls)
+{
+    ck_assert_int_eq(parse("rediss://u:p@redis.example:6380/3"), WK_OK);
+    ck_assert(r.tls);
+    ck_assert_str_eq(r.host, "redis.example");
+    ck_assert_int_eq(r.port, 6380);
+    ck_assert_int_eq(r.db, 3);
+    ck_assert_str_eq(r.pass, "p");
+    ck_assert_int_eq(parse("redis://h"), WK_OK);
+    ck_assert(!r.tls);
+    ck_assert_int_eq(parse("redisss://h"), WK_E_INVAL);
+    ck_assert_int_eq(parse("tls://h"), WK_E_INVAL);
+}
+END_TEST
+
 Suite *cfg_suite(void)
 {
     Suite *s = suite_create("cfg");
@@ -128,6 +143,7 @@ Suite *cfg_suite(void)
     tcase_add_test(tc, test_cfg_redis_url_password_with_at_and_colon);
     tcase_add_test(tc, test_cfg_redis_url_hosts);
     tcase_add_test(tc, test_cfg_redis_url_errors_never_show_the_password);
+    tcase_add_test(tc, test_cfg_redis_url_tls);
     suite_add_tcase(s, tc);
     return s;
 }

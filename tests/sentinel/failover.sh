@@ -23,6 +23,7 @@ for i in 1 2 3; do
   redis-server "$T/s$i.conf" --sentinel >"$T/s$i.log" 2>&1 &
   PIDS="$PIDS $!"
   SL="${SL:+$SL,}127.0.0.1:$P"
+  SP="${SP:-} $P"
   S1=${S1:-$P}
 done
 sleep 2
@@ -32,6 +33,17 @@ J1=$("$BIN" enqueue archive space-one)
 [ "$(redis-cli -p "$M" XLEN sila:jobs)" = 1 ] || { echo "FAIL: first job not on master $M"; exit 1; }
 # let the replica catch up, then kill the master
 for i in $(seq 50); do [ "$(redis-cli -p "$R" XLEN sila:jobs)" = 1 ] && break; sleep 0.1; done
+# a failover needs every sentinel to know the replica and the two others
+# (hello messages every 2 s, the master's INFO every 10 s): wait for that
+field() { redis-cli -p "$1" SENTINEL master mymaster | sed -n "/^$2\$/{n;p;}"; }
+for i in $(seq 150); do
+  ok=1
+  for p in $SP; do
+    [ "$(field "$p" num-slaves)" = 1 ] && [ "$(field "$p" num-other-sentinels)" = 2 ] || ok=0
+  done
+  [ $ok = 1 ] && break; sleep 0.2
+done
+[ $ok = 1 ] || { echo "FAIL: the sentinels never saw the replica and each other"; exit 1; }
 kill -9 "$MP"
 for i in $(seq 150); do
   A=$(redis-cli -p "$S1" SENTINEL get-master-addr-by-name mymaster | sed -n 2p)

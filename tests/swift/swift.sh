@@ -2,10 +2,10 @@
 # A throw-away OpenStack Swift with the S3 API (s3api + tempauth) on free
 # loopback ports, for tests: memcached, account, container and object
 # servers (one device in the test's temp dir, rings built with
-# swift-ring-builder) and the proxy. Debian's packages (swift-proxy,
+# Swift's RingBuilder) and the proxy. Debian's packages (swift-proxy,
 # swift-account, swift-container, swift-object, python3-swift, memcached;
 # scripts/install-deps.sh installs them); nothing under /etc/swift is read
-# or written (tests/swift/swiftd.py). Every process is recorded with
+# or written (tests/swift/swiftd.py, which also builds the rings). Every process is recorded with
 # svc_register_pid (scripts/services.sh) and stopped by PID.
 #
 # As a library (source scripts/services.sh first, then this):
@@ -76,7 +76,7 @@ _swift_launch() {
 
 _swift_check_installed() {
     local c
-    for c in memcached swift-ring-builder; do
+    for c in memcached; do
         command -v "$c" >/dev/null 2>&1 ||
             { _swift_err "$c not found (run scripts/install-deps.sh)"; return 1; }
     done
@@ -113,18 +113,11 @@ _swift_render() {
 }
 
 _swift_rings() {
-    local kind port rc b
+    local kind
+    "$SWIFT_PY" "$_swift_here/swiftd.py" "$_swift_dir" rings \
+        "${_swift_ports[ACCOUNT]}" "${_swift_ports[CONTAINER]}" \
+        "${_swift_ports[OBJECT]}" || { _swift_err "building the rings failed"; return 1; }
     for kind in account container object; do
-        b="$_swift_dir/$kind.builder"
-        port=${_swift_ports[${kind^^}]}
-        # 2^8 partitions, 1 replica, min_part_hours 0: one device
-        swift-ring-builder "$b" create 8 1 0 >/dev/null &&
-            swift-ring-builder "$b" add "r1z1-127.0.0.1:$port/d1" 100 >/dev/null ||
-            { _swift_err "swift-ring-builder $kind failed"; return 1; }
-        rc=0
-        swift-ring-builder "$b" rebalance >/dev/null || rc=$?
-        # 1 is "rebalanced with a warning"
-        [ "$rc" -le 1 ] || { _swift_err "swift-ring-builder $kind rebalance: exit $rc"; return 1; }
         [ -s "$_swift_dir/$kind.ring.gz" ] || { _swift_err "no $kind.ring.gz"; return 1; }
     done
 }

@@ -5,8 +5,9 @@
 # Swift's RingBuilder) and the proxy. Debian's packages (swift-proxy,
 # swift-account, swift-container, swift-object, python3-swift, memcached;
 # scripts/install-deps.sh installs them); nothing under /etc/swift is read
-# or written (tests/swift/swiftd.py, which also builds the rings). Every process is recorded with
-# svc_register_pid (scripts/services.sh) and stopped by PID.
+# or written (tests/swift/swiftd.py, which also builds the rings). Every
+# process is recorded with svc_register_pid (scripts/services.sh) and
+# stopped by PID.
 #
 # As a library (source scripts/services.sh first, then this):
 #   swift_start DIR SECRET   start everything under DIR/swift; exports

@@ -86,7 +86,7 @@ echo "swift/run.sh: redis 127.0.0.1:$SVC_REDIS_PORT, swift s3api $SWIFT_S3_ENDPO
 # a change in the packaged Swift shows here first.
 python3 "$root/tests/swift/features.py" "$SWIFT_S3_ENDPOINT" "$bucket" \
     --json "$tmp/work/features.json" \
-    --expect "${WK_SWIFT_EXPECT:-cond-put=no,cond-put-match=no,cond-delete=no,cond-delete-single=no,versioning=yes,part-copy=yes,list-parts=yes,delete-md5=yes,delete-no-md5=no}"
+    --expect "${WK_SWIFT_EXPECT:-cond-put=no,cond-put-match=no,cond-delete=no,cond-delete-single=yes,versioning=yes,part-copy=yes,list-parts=yes,delete-md5=yes,delete-no-md5=no}"
 
 export WK_TEST_REDIS_PORT=$SVC_REDIS_PORT
 export WK_TEST_S3_ENDPOINT=$SWIFT_S3_ENDPOINT

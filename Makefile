@@ -1,5 +1,5 @@
 # sila-archiver: see README.md. Targets: all check check-unit check-it
-# check-node asan lint bench demo deps clean.
+# check-swift check-node asan lint bench demo deps clean.
 PKGS      := libcurl openssl hiredis jansson libarchive expat libmicrohttpd
 WK_STD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_FILE_OFFSET_BITS=64
 WK_WARN   := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -35,8 +35,14 @@ UNIT_SRC := $(wildcard tests/unit/*.c)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 IT_SRC   := $(wildcard tests/integration/*.c)
 IT_OBJ   := $(IT_SRC:%.c=$(BUILD)/%.o)
+# The Swift suites (tests/swift/) share the integration helpers.
+SWIFT_SRC := $(wildcard tests/swift/*.c)
+SWIFT_OBJ := $(SWIFT_SRC:%.c=$(BUILD)/%.o)
+IT_HELPERS := $(BUILD)/tests/integration/it_util.o \
+              $(BUILD)/tests/integration/it_flow.o
 
 .PHONY: all deps check check-unit check-it check-tls check-sentinel check-node check-deploy check-long \
+	check-swift \
 	asan lint bench demo clean fmt fuzz
 
 all: $(BIN) build/sila-archiver
@@ -75,6 +81,7 @@ $(BUILD)/worker/q_lua.o: $(BUILD)/gen/worker/enqueue_lua.h
 
 $(UNIT_OBJ): $(BUILD)/gen/unit/suites_list.h
 $(IT_OBJ): $(BUILD)/gen/integration/suites_list.h
+$(SWIFT_OBJ): $(BUILD)/gen/swift/suites_list.h
 
 $(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libsila.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
@@ -82,12 +89,16 @@ $(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libsila.a
 $(BUILD)/it-tests: $(IT_OBJ) $(BUILD)/libsila.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 
+$(BUILD)/swift-tests: $(SWIFT_OBJ) $(IT_HELPERS) $(BUILD)/libsila.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
+
 deps:
 	@scripts/install-deps.sh
 	@tests/node/deps.sh
 
 check: deps
-	$(MAKE) --no-print-directory $(BIN) $(BUILD)/unit-tests $(BUILD)/it-tests
+	$(MAKE) --no-print-directory $(BIN) $(BUILD)/unit-tests $(BUILD)/it-tests \
+		$(BUILD)/swift-tests
 	$(MAKE) --no-print-directory check-unit
 	$(MAKE) --no-print-directory check-deploy
 	$(MAKE) --no-print-directory check-it
@@ -114,6 +125,13 @@ check-unit: $(BUILD)/unit-tests
 check-it: $(BIN) $(BUILD)/it-tests
 	WK_BIN=$(abspath $(BIN)) WK_IT_TESTS=$(abspath $(BUILD)/it-tests) \
 		tests/integration/run.sh
+
+# The flows (archive, urgent unarchive, migrate, sweep) on OpenStack Swift's
+# S3 API (Debian's swift-proxy with s3api + tempauth, started on loopback by
+# tests/swift/run.sh), and which S3 features it has (tests/swift/features.py).
+check-swift: $(BIN) $(BUILD)/swift-tests
+	WK_BIN=$(abspath $(BIN)) WK_SWIFT_TESTS=$(abspath $(BUILD)/swift-tests) \
+		tests/swift/run.sh
 
 # The Node client (clients/node) against the real worker, redis-server and
 # moto, with Node's own test runner (tests/node/run.sh: npm ci when needed).

@@ -13,6 +13,9 @@ DEB_PKGS=(
     libjansson-dev libexpat1-dev libmicrohttpd-dev
     check libsubunit-dev
     redis-server zip unzip
+    # OpenStack Swift with its S3 API for tests/swift (make check-swift)
+    swift-proxy swift-account swift-container swift-object python3-swift
+    memcached curl
 )
 
 say() { printf 'deps: %s\n' "$*"; }

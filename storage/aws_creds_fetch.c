@@ -345,6 +345,20 @@ static enum wk_code http_status_error(const struct http_call *h,
     return WK_E_HTTP;
 }
 
+/* The call, a 200, and its JSON body's credentials (container, IMDS). */
+static enum wk_code http_json_creds(struct http_call *h, struct awsc_creds *out,
+                                    struct wk_err *err)
+{
+    enum wk_code rc = http_call(h, err);
+
+    if (rc == WK_OK && h->status != 200)
+        rc = http_status_error(h, err);
+    if (rc == WK_OK)
+        rc = awsc_parse_json(h->reply.data ? h->reply.data : "", h->reply.len,
+                             out, err);
+    return rc;
+}
+
 /* host[:port] of an http(s) URL, into buf; the scheme into *https. */
 static bool url_host(const char *url, bool *https, char *buf, size_t len)
 {
@@ -652,12 +666,7 @@ static enum wk_code fetch_container(const struct awsc_config *c,
     h.cfg = c;
     h.connect_timeout_ms = c->connect_timeout_ms;
     h.timeout_ms = c->timeout_ms;
-    rc = http_call(&h, err);
-    if (rc == WK_OK && h.status != 200)
-        rc = http_status_error(&h, err);
-    if (rc == WK_OK)
-        rc = awsc_parse_json(h.reply.data ? h.reply.data : "", h.reply.len, out,
-                             err);
+    rc = http_json_creds(&h, out, err);
     if (rc != WK_OK)
         wk_err_prefix(err, "container credentials");
 out:
@@ -750,12 +759,7 @@ static enum wk_code fetch_imds(const struct awsc_config *c,
     h.what = "EC2 metadata credentials";
     snprintf(url, sizeof(url),
              "%s/latest/meta-data/iam/security-credentials/%s", base, role);
-    rc = http_call(&h, err);
-    if (rc == WK_OK && h.status != 200)
-        rc = http_status_error(&h, err);
-    if (rc == WK_OK)
-        rc = awsc_parse_json(h.reply.data ? h.reply.data : "", h.reply.len, out,
-                             err);
+    rc = http_json_creds(&h, out, err);
 out:
     OPENSSL_cleanse(tok_hdr, sizeof(tok_hdr));
     buf_wipe(&h.reply);

@@ -111,9 +111,11 @@ check: deps
 check-deploy:
 	python3 tests/check_deploy.py
 
-# Redis Sentinel failover (master + replica + 3 sentinels on loopback).
+# Redis Sentinel failover (master + replica + 3 sentinels on loopback):
+# queued jobs kept, then the master killed while jobs run (every job ends).
 check-sentinel: $(BIN)
 	BIN=$(abspath $(BIN)) tests/sentinel/failover.sh
+	BIN=$(abspath $(BIN)) tests/sentinel/failover_jobs.sh
 
 # Redis over TLS (rediss://): tests/integration/tls_run.sh (issue 17)
 check-tls: $(BIN)

@@ -1,5 +1,5 @@
 /*
- * s3_features: what an S3 server supports, as bit flags (issue 17). The
+ * s3_features: what an S3 server supports, as enum store_feature flags. The
  * probe (s3_probe.c) finds them once per process per bucket, or the
  * operator pins them with SILA_S3_FEATURES ("auto", "none", or a comma
  * list of the names below).
@@ -11,19 +11,7 @@
 #include <stddef.h>
 
 #include "common/wk_err.h"
-
-enum s3f_flags {
-    S3F_COND_PUT = 1 << 0,    /* If-None-Match: * and If-Match on PUT */
-    S3F_COND_DELETE = 1 << 1, /* DeleteObjects honours an ETag per key */
-    S3F_VERSIONING = 1 << 2,  /* bucket versioning enabled */
-    S3F_PART_COPY = 1 << 3,   /* UploadPartCopy */
-    S3F_LIST_PARTS = 1 << 4,  /* ListParts */
-    S3F_DELETE_MD5 = 1 << 5,  /* DeleteObjects (with Content-MD5) */
-};
-
-#define S3F_ALL                                                        \
-    (S3F_COND_PUT | S3F_COND_DELETE | S3F_VERSIONING | S3F_PART_COPY | \
-     S3F_LIST_PARTS | S3F_DELETE_MD5)
+#include "storage/store.h"
 
 /* Parse a SILA_S3_FEATURES value: NULL, "" or "auto" sets *pinned false
  * (probe); "none" pins 0; else a comma list of feature names (spaces
@@ -37,5 +25,14 @@ void s3f_format(unsigned flags, char *buf, size_t len);
 
 /* The name of one flag ("cond-put"), or NULL. */
 const char *s3f_name(unsigned flag);
+
+/* The probe: the flags of the bucket behind st (an S3 store), found with
+ * a few requests on one object under metadata/.sila-probe/ (written, then
+ * deleted, every version). A condition a server accepts but ignores counts
+ * as missing. Fails only when the server could not be asked (network,
+ * credentials, 5xx after retries). */
+struct s3_store;
+enum wk_code s3f_probe(struct s3_store *st, unsigned *flags,
+                       struct wk_err *err);
 
 #endif

@@ -23,7 +23,18 @@ struct s3_store {
     struct s3_client *cl; /* owned */
     char *prefix;         /* owned: "" or "dir/" */
     size_t prefix_len;
+    /* enum store_feature flags: pinned (SILA_S3_FEATURES) or probed on
+     * first use (s3_store_features) */
+    unsigned features;
+    bool features_pinned; /* SILA_S3_FEATURES set: never probed */
+    bool features_known;  /* features final (and logged once) */
+    char cache_id[512]; /* endpoint, bucket and prefix: the probe cache key */
 };
+
+/* The flags of st (see store_ops.features): pinned, cached for the
+ * process, or probed now (s3_probe.c). */
+enum wk_code s3_store_features(struct s3_store *st, unsigned *flags,
+                               struct wk_err *err);
 
 /* store_s3.c: keys and single requests */
 enum wk_code s3_store_check_key(const char *what, const char *key,
@@ -69,6 +80,12 @@ enum wk_code s3_store_put_if(struct store *base, const char *key, const void *p,
                              size_t etag_len, struct wk_err *err);
 
 /* s3_delete.c: DeleteObjects batches */
+/* DeleteObjects of keys, each with etags[i] as its <ETag> condition when
+ * etags is set, whatever the server's features (the probe's own test). */
+enum wk_code s3_store_delete_etag(struct s3_store *st, const char *const *keys,
+                                  const char *const *etags, size_t n,
+                                  size_t *ndeleted, bool *kept,
+                                  struct wk_err *err);
 enum wk_code s3_store_delete_many(struct store *base, const char *const *keys,
                                   size_t n, size_t *ndeleted,
                                   struct wk_err *err);

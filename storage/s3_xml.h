@@ -136,6 +136,31 @@ enum wk_code s3_xml_parse_uploads(const char *p, size_t n,
                                   struct wk_err *err);
 void s3_xml_uploads_release(struct s3_xml_uploads *u);
 
+/* One <Version> or <DeleteMarker> of ListVersionsResult. */
+struct s3_xml_version {
+    char *key;        /* owned; decoded */
+    char *version_id; /* owned */
+    char etag[S3_XML_ETAG_MAX]; /* quotes removed; "" for a delete marker */
+    bool is_latest;
+    bool delete_marker;
+};
+
+/* ListVersionsResult (ListObjectVersions), entries in the server's order
+ * (key order, newest version of a key first). */
+struct s3_xml_versions {
+    struct s3_xml_version *versions; /* owned, n_versions entries */
+    size_t n_versions;
+    bool is_truncated;
+    char *next_key_marker;        /* owned or NULL; decoded */
+    char *next_version_id_marker; /* owned or NULL */
+    bool url_encoded;
+};
+
+enum wk_code s3_xml_parse_versions(const char *p, size_t n,
+                                   struct s3_xml_versions *out,
+                                   struct wk_err *err);
+void s3_xml_versions_release(struct s3_xml_versions *v);
+
 /* Append s (n bytes of UTF-8) escaped as XML character data: & < > " '
  * become entities, and tab, LF and CR become character references so that
  * the server's line-end normalisation keeps them. Other control characters

@@ -374,3 +374,82 @@ enum wk_code s3_xml_parse_uploads(const char *p, size_t n,
         s3_xml_uploads_release(out);
     return rc;
 }
+
+/* ListVersionsResult */
+
+static void versions_start(struct xp *x)
+{
+    struct s3_xml_versions *v = x->out;
+
+    if (x->depth == 2 && (strcmp(x->names[1], "Version") == 0 ||
+                          strcmp(x->names[1], "DeleteMarker") == 0)) {
+        if (xp_grow(x, (void **)&v->versions, &x->cap, v->n_versions,
+                    sizeof(*v->versions))) {
+            v->versions[v->n_versions].delete_marker =
+                strcmp(x->names[1], "DeleteMarker") == 0;
+            v->n_versions++;
+        }
+    }
+}
+
+static void versions_end(struct xp *x, char *text, size_t len)
+{
+    struct s3_xml_versions *v = x->out;
+    struct s3_xml_version *ve =
+        v->n_versions ? &v->versions[v->n_versions - 1] : NULL;
+    const char *kind = ve && ve->delete_marker ? "DeleteMarker" : "Version";
+
+    if (ve && xp_closing(x, kind, "Key"))
+        xp_set(x, &ve->key, text, len);
+    else if (ve && xp_closing(x, kind, "VersionId"))
+        xp_set(x, &ve->version_id, text, len);
+    else if (ve && xp_closing(x, kind, "ETag"))
+        xp_etag(x, text, ve->etag);
+    else if (ve && xp_closing(x, kind, "IsLatest"))
+        xp_bool(x, text, &ve->is_latest);
+    else if (ve && xp_closing(x, NULL, kind) && (!ve->key || !ve->version_id))
+        xp_fail(x, WK_E_CORRUPT,
+                "S3 version listing entry without a Key or VersionId");
+    else if (xp_closing(x, NULL, "IsTruncated"))
+        xp_bool(x, text, &v->is_truncated);
+    else if (xp_closing(x, NULL, "NextKeyMarker"))
+        xp_set(x, &v->next_key_marker, text, len);
+    else if (xp_closing(x, NULL, "NextVersionIdMarker"))
+        xp_set(x, &v->next_version_id_marker, text, len);
+    else if (xp_closing(x, NULL, "EncodingType"))
+        v->url_encoded = strcmp(xp_trim(text), "url") == 0;
+}
+
+void s3_xml_versions_release(struct s3_xml_versions *v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->n_versions; i++) {
+        free(v->versions[i].key);
+        free(v->versions[i].version_id);
+    }
+    free(v->versions);
+    free(v->next_key_marker);
+    free(v->next_version_id_marker);
+    memset(v, 0, sizeof(*v));
+}
+
+enum wk_code s3_xml_parse_versions(const char *p, size_t n,
+                                   struct s3_xml_versions *out,
+                                   struct wk_err *err)
+{
+    struct xp x;
+    enum wk_code rc;
+
+    xp_begin(&x, "ListVersionsResult", versions_start, versions_end, out);
+    memset(out, 0, sizeof(*out));
+    rc = xp_run(&x, p, n, err);
+    for (size_t i = 0; rc == WK_OK && out->url_encoded && i < out->n_versions;
+         i++)
+        rc = s3_xml_url_decode(out->versions[i].key, err);
+    if (rc == WK_OK && out->url_encoded && out->next_key_marker)
+        rc = s3_xml_url_decode(out->next_key_marker, err);
+    if (rc != WK_OK)
+        s3_xml_versions_release(out);
+    return rc;
+}

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/wk_parse.h"
+#include "storage/s3_features.h"
 
 static void copy_env(char *dst, size_t len, const char *name)
 {
@@ -63,6 +64,7 @@ enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err)
     copy_env(opts->sse_kms_key_id, sizeof(opts->sse_kms_key_id),
              "SILA_SSE_KMS_KEY_ID");
     copy_env(opts->ca_file, sizeof(opts->ca_file), "SILA_CA_FILE");
+    copy_env(opts->s3_features, sizeof(opts->s3_features), "SILA_S3_FEATURES");
     {
         const char *v = getenv("SILA_ALLOW_INSECURE");
         opts->allow_insecure = v && strcmp(v, "1") == 0;
@@ -89,6 +91,11 @@ enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err)
         strcmp(opts->sse, "aws:kms") != 0)
         rc = wk_err_set(err, WK_E_INVAL,
                         "SILA_SSE_KMS_KEY_ID needs SILA_SSE=aws:kms");
+    if (rc == WK_OK) {
+        bool pinned;
+        unsigned fl;
+        rc = s3f_parse(opts->s3_features, &pinned, &fl, err);
+    }
     if (rc == WK_OK && opts->ca_file[0] && access(opts->ca_file, R_OK) != 0)
         rc = wk_err_set(err, WK_E_INVAL, "SILA_CA_FILE '%s': not readable",
                         opts->ca_file);

@@ -103,6 +103,23 @@ struct store_writer_opts {
     const volatile sig_atomic_t *keep_if;
 };
 
+/* What a backend can do (store_features). fs and mem can do everything;
+ * an S3 server is probed once per process and bucket (storage/s3_probe.c)
+ * or pinned by the operator (SILA_S3_FEATURES). */
+enum store_feature {
+    STORE_F_COND_PUT = 1 << 0,    /* put_if / if_absent are atomic */
+    STORE_F_COND_DELETE = 1 << 1, /* delete_if is atomic per key */
+    STORE_F_VERSIONING = 1 << 2,  /* versions kept: delete_if removes exactly
+                                     the version with the given ETag */
+    STORE_F_PART_COPY = 1 << 3,   /* server-side copy of a part */
+    STORE_F_LIST_PARTS = 1 << 4,  /* parts of an upload can be listed */
+    STORE_F_DELETE_MD5 = 1 << 5,  /* batched deletes (DeleteObjects) */
+};
+
+#define STORE_F_ALL                                                    \
+    (STORE_F_COND_PUT | STORE_F_COND_DELETE | STORE_F_VERSIONING |     \
+     STORE_F_PART_COPY | STORE_F_LIST_PARTS | STORE_F_DELETE_MD5)
+
 struct store_ops {
     const char *name; /* "s3", "fs", "mem": appears in logs */
     /* Every object whose key starts with prefix, in key order. With a
@@ -148,6 +165,14 @@ struct store_ops {
      * urgent one of its process runs); gate is borrowed, read atomically
      * at every scheduling step, and must outlive the store. cap 0 = off. */
     void (*throttle)(struct store *st, const atomic_uint *gate, unsigned cap);
+    /* Optional (NULL: STORE_F_ALL). The enum store_feature flags of the
+     * store, found on the first call (S3: the probe, which writes and
+     * deletes one object under metadata/.sila-probe/, unless pinned) and
+     * cached. A store that is only read (a migrate source) is never asked.
+     * Failure (the probe could not run: network, credentials) is not
+     * cached: the next call tries again. */
+    enum wk_code (*features)(struct store *st, unsigned *flags,
+                             struct wk_err *err);
     /* Write a whole object atomically (readers see old or new). */
     enum wk_code (*put)(struct store *st, const char *key, const void *p,
                         size_t n, struct wk_err *err);
@@ -247,6 +272,10 @@ struct store_opts {
     char sse[16];                /* SILA_SSE: "", "AES256", "aws:kms" */
     char sse_kms_key_id[256];    /* SILA_SSE_KMS_KEY_ID (aws:kms only) */
     char ca_file[512];           /* SILA_CA_FILE: trust this CA bundle */
+    /* SILA_S3_FEATURES: "" or "auto" (probe), "none", or a comma list of
+     * cond-put, cond-delete, versioning, part-copy, list-parts, delete-md5
+     * (validated by store_opts_from_env) */
+    char s3_features[160];
     bool allow_insecure; /* SILA_ALLOW_INSECURE=1: http:// off loopback */
 };
 
@@ -254,7 +283,7 @@ struct store_opts {
  * AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
  * AWS_SESSION_TOKEN, SILA_AWS_CREDENTIALS, SILA_S3_MAX_IN_FLIGHT,
  * SILA_S3_RETRIES, SILA_SSE, SILA_SSE_KMS_KEY_ID, SILA_CA_FILE,
- * SILA_ALLOW_INSECURE. */
+ * SILA_ALLOW_INSECURE, SILA_S3_FEATURES. */
 enum wk_code store_opts_from_env(struct store_opts *opts, struct wk_err *err);
 
 /* Settings of a migrate source that lives elsewhere: SILA_SOURCE_S3_ENDPOINT,
@@ -338,6 +367,16 @@ static inline void store_throttle(struct store *st, const atomic_uint *gate,
 {
     if (st->ops->throttle)
         st->ops->throttle(st, gate, cap);
+}
+/* The store's enum store_feature flags (see store_ops.features). */
+static inline enum wk_code store_features(struct store *st, unsigned *flags,
+                                          struct wk_err *err)
+{
+    if (!st->ops->features) {
+        *flags = STORE_F_ALL;
+        return WK_OK;
+    }
+    return st->ops->features(st, flags, err);
 }
 static inline void store_get_abandon(struct store *st, struct store_pending *p)
 {

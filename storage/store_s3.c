@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "storage/s3_features.h"
 #include "storage/s3_int.h"
 #include "storage/s3_xml.h"
 
@@ -322,6 +323,12 @@ static enum wk_code s3_presign(struct store *base, const char *key,
     return rc;
 }
 
+static enum wk_code s3_features(struct store *base, unsigned *flags,
+                                struct wk_err *err)
+{
+    return s3_store_features((struct s3_store *)base, flags, err);
+}
+
 static void s3_throttle(struct store *base, const atomic_uint *gate,
                         unsigned cap)
 {
@@ -351,6 +358,7 @@ static const struct store_ops s3_ops = {
     .open_write = s3_store_open_write,
     .presign = s3_presign,
     .throttle = s3_throttle,
+    .features = s3_features,
     .get_start = s3_store_get_start,
     .get_finish = s3_store_get_finish,
     .get_abandon = s3_store_get_abandon,
@@ -403,6 +411,15 @@ enum wk_code store_s3_new(const char *bucket, const char *prefix,
         st->prefix[plen] = '\0';
     }
     st->prefix_len = plen;
+    {
+        bool pinned = false;
+        rc = s3f_parse(opts->s3_features, &pinned, &st->features, err);
+        if (rc != WK_OK)
+            goto out;
+        st->features_pinned = pinned;
+    }
+    snprintf(st->cache_id, sizeof(st->cache_id), "%s|%s|%s", opts->endpoint,
+             bucket ? bucket : "", st->prefix);
     rc = s3_client_new(opts, bucket, &st->cl, err);
     if (rc != WK_OK)
         goto out;

@@ -688,6 +688,19 @@ enum wk_code worker_run(const struct cfg *cfg, volatile sig_atomic_t *stop,
                KV_INT("encryption_keys", seal_keyring_count(kr)));
         seal_keyring_free(kr);
     }
+    {
+        /* what the bucket can do, found once and logged (s3.features);
+         * a failure is retried by the first job that needs it */
+        struct store *fst = NULL;
+        struct wk_err ferr;
+        unsigned fl = 0;
+        wk_err_clear(&ferr);
+        if (store_open_url(cfg->store_url, &cfg->store, &fst, &ferr) != WK_OK ||
+            store_features(fst, &fl, &ferr) != WK_OK)
+            WK_LOG(WK_LOG_WARN, "worker.features_unknown",
+                   KV_STR("consumer", consumer), KV_STR("msg", ferr.msg));
+        store_free(fst);
+    }
     runner_loop(&main_r);
     /* *stop: each runner ends its job (the grace applies to each) */
     for (unsigned i = 0; i < started; i++)

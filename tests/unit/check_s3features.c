@@ -37,17 +37,17 @@ START_TEST(test_s3f_lists)
                            "list-parts,delete-md5"),
                      WK_OK);
     ck_assert(pinned);
-    ck_assert_uint_eq(fl, S3F_ALL);
+    ck_assert_uint_eq(fl, STORE_F_ALL);
     ck_assert_int_eq(parse(" versioning , delete-md5"), WK_OK);
-    ck_assert_uint_eq(fl, S3F_VERSIONING | S3F_DELETE_MD5);
+    ck_assert_uint_eq(fl, STORE_F_VERSIONING | STORE_F_DELETE_MD5);
     s3f_format(fl, buf, sizeof(buf));
     ck_assert_str_eq(buf, "versioning,delete-md5");
     s3f_format(0, buf, sizeof(buf));
     ck_assert_str_eq(buf, "none");
-    s3f_format(S3F_ALL, buf, sizeof(buf));
+    s3f_format(STORE_F_ALL, buf, sizeof(buf));
     ck_assert_int_eq(parse(buf), WK_OK);
-    ck_assert_uint_eq(fl, S3F_ALL);
-    ck_assert_str_eq(s3f_name(S3F_COND_PUT), "cond-put");
+    ck_assert_uint_eq(fl, STORE_F_ALL);
+    ck_assert_str_eq(s3f_name(STORE_F_COND_PUT), "cond-put");
     ck_assert_ptr_null(s3f_name(1u << 20));
 }
 END_TEST

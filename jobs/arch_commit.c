@@ -400,7 +400,7 @@ enum wk_code arch_write_state(struct arch_run *r, const struct mf *old,
     m->generation = r->mf_gen + 1;
     rc = job_fence(r->ctx, "archive.manifest_state", err);
     if (rc == WK_OK)
-        rc = job_mf_put(r->ctx->store, r->mf_key, m, r->mf_etag,
+        rc = job_mf_put(r->ctx, r->ctx->store, r->mf_key, m, r->mf_etag,
                         sizeof(r->mf_etag), err);
     if (rc == WK_OK) {
         r->mf_gen = m->generation;
@@ -484,7 +484,7 @@ enum wk_code arch_manifest_write(struct arch_run *r, const struct mf *m,
     rc = job_fence(r->ctx, "archive.manifest", err);
     if (rc != WK_OK)
         return rc;
-    rc = job_mf_put(r->ctx->store, r->mf_key, m, r->mf_etag, sizeof(r->mf_etag),
+    rc = job_mf_put(r->ctx, r->ctx->store, r->mf_key, m, r->mf_etag, sizeof(r->mf_etag),
                     err);
     /* (a failed precondition is known: not ours; s3_put_if already
      * recognises its own retried write) */

@@ -16,6 +16,7 @@
 #include "jobs/job_migrate.h"
 #include "jobs/job_unarchive.h"
 #include "common/wk_fail.h"
+#include "common/wk_log.h"
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
 #include "storage/store.h"
@@ -376,15 +377,157 @@ uint64_t job_part_bytes(uint64_t est_bytes, uint64_t configured)
     return part;
 }
 
-enum wk_code job_mf_put(struct store *st, const char *key, const struct mf *m,
-                        char *etag, size_t etag_len, struct wk_err *err)
+/* The manifest at key, read back: its bytes into out and its etag. */
+static enum wk_code mf_read_back(struct store *st, const char *key,
+                                 struct wk_buf *out, char *etag, size_t len,
+                                 struct wk_err *err)
+{
+    struct store_stat sb;
+    struct store_get g;
+    enum wk_code rc = store_head(st, key, &sb, err);
+
+    if (rc != WK_OK)
+        return rc;
+    memset(&g, 0, sizeof(g));
+    wk_buf_reset(out);
+    g.key = key;
+    g.len = sb.size;
+    g.out = out;
+    g.if_match = sb.etag;
+    rc = store_get_many(st, &g, 1, err);
+    if (rc != WK_OK)
+        return g.err.code ? wk_err_copy(err, &g.err) : rc;
+    snprintf(etag, len, "%s", sb.etag);
+    return WK_OK;
+}
+
+static bool same_bytes(const struct wk_buf *a, const char *p, size_t n)
+{
+    return a->len == n && (n == 0 || memcmp(a->data, p, n) == 0);
+}
+
+/* A newer record than ours exists: write it back over what we may have
+ * overwritten, until the record stays what we wrote (a few rounds). */
+static void mf_write_back(const struct job_ctx *ctx, struct store *st,
+                          const char *key, const char *space_id,
+                          struct wk_buf *newest)
+{
+    struct wk_buf again;
+    struct wk_err e;
+
+    wk_buf_init(&again, newest->max);
+    for (int round = 0; round < 5 && newest->len > 0; round++) {
+        wk_err_clear(&e);
+        if (store_put(st, key, newest->data, newest->len, &e) != WK_OK)
+            break;
+        wk_err_clear(&e);
+        if (ctx->mf_check(ctx->mf_ud, space_id, newest->data, newest->len,
+                          &again, &e) == WK_OK ||
+            e.code != WK_E_FENCED || same_bytes(&again, newest->data,
+                                                newest->len))
+            break;
+        wk_buf_reset(newest);
+        if (wk_buf_append(newest, again.data, again.len, &e) != WK_OK)
+            break;
+    }
+    WK_LOG(WK_LOG_WARN, "manifest.written_back", KV_STR("space_id", space_id),
+           KV_STR("key", key),
+           KV_STR("msg", "a newer manifest was recorded while this run "
+                         "wrote: it is written back, and this run stops"));
+    wk_buf_release(&again);
+}
+
+/* job_mf_put on a store without conditional PUT (see job_int.h). */
+static enum wk_code mf_put_fenced(const struct job_ctx *ctx, struct store *st,
+                                  const char *key, const char *space_id,
+                                  const struct wk_buf *b, char *etag,
+                                  size_t etag_len, struct wk_err *err)
+{
+    struct store_stat sb;
+    struct wk_buf back, newest;
+    char got[sizeof(sb.etag)] = "";
+    enum wk_code rc;
+
+    if (!ctx || !ctx->mf_record || !ctx->mf_check)
+        return wk_err_set(err, WK_E_INVAL,
+                          "put '%s': this S3 server has no conditional PUT, "
+                          "so manifests are written only by a worker, "
+                          "fenced through Redis (PROTOCOL.md)",
+                          key);
+    /* the precondition, as far as a HEAD can tell (the record below is
+     * what makes a stale writer lose) */
+    rc = store_head(st, key, &sb, err);
+    if (rc == WK_E_NOTFOUND) {
+        wk_err_clear(err);
+        if (etag[0])
+            return wk_err_set(err, WK_E_CONFLICT,
+                              "put '%s': precondition failed (deleted by "
+                              "someone else)",
+                              key);
+    } else if (rc != WK_OK) {
+        return rc;
+    } else if (strcmp(sb.etag, etag) != 0) {
+        return wk_err_set(err, WK_E_CONFLICT,
+                          "put '%s': precondition failed (changed by someone "
+                          "else)",
+                          key);
+    }
+    rc = ctx->mf_record(ctx->mf_ud, space_id, b->data, b->len, err);
+    if (rc != WK_OK)
+        return rc;
+    wk_fail_point("manifest.recorded");
+    wk_buf_init(&back, b->max);
+    wk_buf_init(&newest, b->max);
+    for (int round = 0; round < 3; round++) {
+        wk_err_clear(err);
+        rc = store_put(st, key, b->data, b->len, err);
+        if (rc == WK_OK)
+            rc = mf_read_back(st, key, &back, got, sizeof(got), err);
+        if (rc != WK_OK)
+            break;
+        rc = ctx->mf_check(ctx->mf_ud, space_id, b->data, b->len, &newest,
+                           err);
+        if (rc == WK_E_FENCED) {
+            mf_write_back(ctx, st, key, space_id, &newest);
+            break;
+        }
+        if (rc != WK_OK)
+            break;
+        if (same_bytes(&back, b->data, b->len))
+            break;
+        /* still ours in Redis, but S3 holds another body: a stale writer's
+         * PUT landed in between; ours again */
+        WK_LOG(WK_LOG_WARN, "manifest.overwritten", KV_STR("space_id", space_id),
+               KV_STR("key", key), KV_INT("round", round + 1));
+        rc = wk_err_set(err, WK_E_CONFLICT,
+                        "put '%s': overwritten by a stale writer three times",
+                        key);
+    }
+    if (rc == WK_OK)
+        snprintf(etag, etag_len, "%s", got);
+    wk_buf_release(&back);
+    wk_buf_release(&newest);
+    return rc;
+}
+
+enum wk_code job_mf_put(const struct job_ctx *ctx, struct store *st,
+                        const char *key, const struct mf *m, char *etag,
+                        size_t etag_len, struct wk_err *err)
 {
     struct wk_buf b;
     char next[sizeof(((struct store_stat *)0)->etag)] = "";
+    unsigned fl = 0;
     enum wk_code rc;
 
     wk_buf_init(&b, 1u << 20);
     rc = mf_to_json(m, &b, err);
+    if (rc == WK_OK)
+        rc = store_features(st, &fl, err);
+    if (rc == WK_OK && !(fl & STORE_F_COND_PUT)) {
+        rc = mf_put_fenced(ctx, st, key, m->space_id, &b, etag, etag_len, err);
+        wk_buf_release(&b);
+        return rc;
+    }
     if (rc == WK_OK)
         rc =
             store_put_if(st, key, b.data, b.len, etag, next, sizeof(next), err);

@@ -100,6 +100,22 @@ struct job_ctx {
      * createdAt), ms since the epoch; 0 = unknown (then the run's start).
      * Time-to-ready and time-to-complete count from it. */
     int64_t requested_ms;
+    /* Manifest writes on a store without conditional PUT (its features
+     * lack STORE_F_COND_PUT; storage/store.h). mf_record is called right
+     * before the PUT: it must record body as the newest manifest of
+     * space_id atomically with the proof that this run still holds the
+     * space, WK_E_FENCED otherwise. mf_check is called after the PUT and
+     * its read-back: WK_OK while that record is still the newest and
+     * ours, else WK_E_FENCED with the newest recorded body in newest (""
+     * if none). NULL: such a store's manifests are not written (the CLI
+     * cannot fence: it refuses). */
+    enum wk_code (*mf_record)(void *mf_ud, const char *space_id,
+                              const char *body, size_t len,
+                              struct wk_err *err);
+    enum wk_code (*mf_check)(void *mf_ud, const char *space_id,
+                             const char *body, size_t len,
+                             struct wk_buf *newest, struct wk_err *err);
+    void *mf_ud;
 };
 
 void job_config_defaults(struct job_config *cfg);

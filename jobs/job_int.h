@@ -64,9 +64,15 @@ enum wk_code job_mf_read(struct store *st, const char *key, struct mf *m,
 /* Write manifest m at key over the version whose etag is etag ("" = the
  * manifest must not exist): fencing, so a stale worker's write fails with
  * WK_E_CONFLICT instead of overwriting a newer state. On success etag holds
- * the new version's. */
-enum wk_code job_mf_put(struct store *st, const char *key, const struct mf *m,
-                        char *etag, size_t etag_len, struct wk_err *err);
+ * the new version's. A store without conditional PUT (STORE_F_COND_PUT)
+ * is written through ctx's mf_record / mf_check (see job_ctx): the
+ * precondition is checked by a HEAD, the body recorded under the space's
+ * lock, PUT, read back (it must be byte for byte ours) and confirmed; a
+ * run that finds a newer record writes that one back and stops with
+ * WK_E_FENCED. ctx NULL or without them: WK_E_INVAL on such a store. */
+enum wk_code job_mf_put(const struct job_ctx *ctx, struct store *st,
+                        const char *key, const struct mf *m, char *etag,
+                        size_t etag_len, struct wk_err *err);
 
 /* ---- job_list: one listing of a prefix (job_list.c) ---- */
 

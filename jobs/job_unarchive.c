@@ -80,7 +80,7 @@ static enum wk_code put_state(struct ua_run *r, struct mf *m, enum mf_state st,
         return rc;
     m->state = st;
     m->generation++;
-    rc = job_mf_put(r->ctx->store, r->mf_key, m, etag, etag_len, err);
+    rc = job_mf_put(r->ctx, r->ctx->store, r->mf_key, m, etag, etag_len, err);
     if (rc != WK_OK && rc != WK_E_CONFLICT) {
         bool landed = false, known = false;
         state_read_back(r, m, etag, etag_len, &landed, &known);
@@ -239,6 +239,13 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     mf_key(job->space_id, r.mf_key, sizeof(r.mf_key));
     r.prog.st.phase = "reading manifest";
     prog_update(&r.prog, true);
+    {
+        unsigned fl = 0;
+        rc = store_features(ctx->store, &fl, err);
+        if (rc != WK_OK)
+            goto out;
+        r.cond_put = (fl & STORE_F_COND_PUT) != 0;
+    }
 
     m = calloc(1, sizeof(*m));
     if (!m) {

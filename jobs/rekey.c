@@ -82,7 +82,7 @@ enum wk_code job_rekey(struct store *st, const struct seal_keyring *kr,
     if (rc != WK_OK || dry_run || out->rewrapped == 0)
         goto out;
     m->generation++;
-    rc = job_mf_put(st, key, m, etag, sizeof(etag), err);
+    rc = job_mf_put(NULL, st, key, m, etag, sizeof(etag), err);
 out:
     wk_buf_release(&b);
     free(m);

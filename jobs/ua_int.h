@@ -151,6 +151,9 @@ struct ua_run {
                                        this restore ran (If-None-Match) */
     struct prog prog;
     struct ua_want want; /* (R) */
+    /* the store has conditional PUT; without it, if_absent is a HEAD and
+     * a PUT (storage), and content-addressed blobs go as plain PUTs */
+    bool cond_put;
 };
 
 /* ---- ua_source.c ---- */
@@ -180,6 +183,9 @@ enum wk_code ua_want_poll(struct ua_run *r, bool force, struct wk_err *err);
 void ua_want_release(struct ua_want *w);
 
 /* ---- ua_put.c ---- */
+
+/* key (active/<id>/...) names a content-addressed blob (files/static/). */
+bool ua_content_addressed(const char *key);
 
 /* The keys under prefix into k, sorted; release with ua_keys_release. */
 enum wk_code ua_keys_load(struct store *st, const char *prefix,

@@ -203,6 +203,15 @@ static enum wk_code batch_take(struct ua_run *r, struct ua_batch *b,
     return rc;
 }
 
+bool ua_content_addressed(const char *key)
+{
+    /* "active/<id>/space-v1/files/static/sha256/..." */
+    const char *p = strchr(key, '/');
+    p = p ? strchr(p + 1, '/') : NULL;
+    return p && strncmp(p + 1, "space-v1/files/static/sha256/",
+                        strlen("space-v1/files/static/sha256/")) == 0;
+}
+
 /* Send the batch being filled (fenced) and turn to the other one, taking
  * the outcome of its earlier PUTs first (they ran meanwhile): PUTs stay in
  * flight while the next batch fills. The first batch is waited for before
@@ -228,8 +237,10 @@ static enum wk_code batch_send(struct ua_run *r, struct wk_err *err)
         reqs[i].key = b->slots[i].key;
         reqs[i].data = b->slots[i].data.data ? b->slots[i].data.data : "";
         reqs[i].len = b->slots[i].data.len;
-        /* never over an object a user wrote since the listing */
-        reqs[i].if_absent = true;
+        /* never over an object a user wrote since the listing; without
+         * conditional PUT, a content-addressed blob is PUT plainly (any
+         * object at its key has the same bytes) and saves a HEAD */
+        reqs[i].if_absent = r->cond_put || !ua_content_addressed(reqs[i].key);
     }
     rc = job_fence(r->ctx, "unarchive.put", err);
     if (rc != WK_OK) { /* nothing of this batch was sent */

@@ -221,12 +221,58 @@ struct store_put_batch {
     size_t n;
 };
 
+/* if_absent on a server without conditional PUT: a HEAD of each such key
+ * first (all at once); one that exists gets WK_E_CONFLICT and is not sent,
+ * the others go as plain PUTs. A write landing between the HEAD and the
+ * PUT is overwritten: the window PROTOCOL.md documents for such servers.
+ * Sets *cond_put. Fails only when the features cannot be known. */
+static enum wk_code absent_by_head(struct s3_store *st, struct store_put *reqs,
+                                   size_t n, bool *cond_put,
+                                   struct wk_err *err)
+{
+    struct batch hb;
+    unsigned fl = 0;
+    size_t nabs = 0;
+    enum wk_code rc;
+
+    *cond_put = true;
+    for (size_t i = 0; i < n; i++)
+        nabs += reqs[i].if_absent;
+    if (nabs == 0)
+        return WK_OK; /* (plain PUTs: no need to know) */
+    rc = s3_store_features(st, &fl, err);
+    if (rc != WK_OK)
+        return rc;
+    *cond_put = (fl & STORE_F_COND_PUT) != 0;
+    if (*cond_put)
+        return WK_OK;
+    rc = batch_alloc(&hb, nabs, "head", err);
+    if (rc != WK_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        if (reqs[i].if_absent &&
+            batch_add(st, &hb, "head", reqs[i].key, i, &reqs[i].err))
+            hb.reqs[hb.n - 1].method = "HEAD";
+    (void)s3_client_run(st->cl, hb.reqs, hb.n, NULL); /* outcomes: below */
+    for (size_t k = 0; k < hb.n; k++) {
+        struct store_put *pr = &reqs[hb.idx[k]];
+        const struct s3_req *r = &hb.reqs[k];
+        if (r->err.code == WK_OK)
+            wk_err_set(&pr->err, WK_E_CONFLICT, "put '%s': exists", pr->key);
+        else if (r->err.code != WK_E_NOTFOUND)
+            wk_err_copy(&pr->err, &r->err);
+    }
+    batch_release(&hb);
+    return WK_OK;
+}
+
 enum wk_code s3_store_put_start(struct store *base, struct store_put *reqs,
                                 size_t n, struct store_put_batch **out,
                                 struct wk_err *err)
 {
     struct s3_store *st = (struct s3_store *)base;
     struct store_put_batch *p = calloc(1, sizeof(*p));
+    bool cond_put = true;
     enum wk_code rc;
 
     *out = NULL;
@@ -241,15 +287,23 @@ enum wk_code s3_store_put_start(struct store *base, struct store_put *reqs,
     }
     p->reqs = reqs;
     p->n = n;
+    rc = absent_by_head(st, reqs, n, &cond_put, err);
+    if (rc != WK_OK) {
+        batch_release(&p->b);
+        free(p);
+        return rc;
+    }
     for (size_t i = 0; i < n; i++) {
         struct s3_req *r;
+        if (reqs[i].err.code != WK_OK) /* (present: absent_by_head) */
+            continue;
         if (!batch_add(st, &p->b, "put", reqs[i].key, i, &reqs[i].err))
             continue;
         r = &p->b.reqs[p->b.n - 1];
         r->method = "PUT";
         r->body = reqs[i].data;
         r->body_len = reqs[i].len;
-        if (reqs[i].if_absent) {
+        if (reqs[i].if_absent && cond_put) {
             r->headers = &if_none_match;
             r->n_headers = 1;
         }

@@ -121,6 +121,11 @@ bool q_key_want(const char *prefix, const char *space_id, char *buf, size_t len)
     return key_fmt(buf, len, "%swant:%s", prefix, space_id);
 }
 
+bool q_key_mf(const char *prefix, const char *space_id, char *buf, size_t len)
+{
+    return key_fmt(buf, len, "%smf:%s", prefix, space_id);
+}
+
 const char *q_key_lane_of(const char *prefix, const char *key)
 {
     size_t pl = strlen(prefix);

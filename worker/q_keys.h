@@ -22,6 +22,8 @@
  *   q_key_ttr       <prefix>ttr:<YYYYMMDDTHHMM> (time-to-ready samples)
  *   q_key_ttc       <prefix>ttc:<YYYYMMDDTHHMM> (time-to-complete samples)
  *   q_key_want      <prefix>want:<spaceId> (paths wanted ahead of order)
+ *   q_key_mf        <prefix>mf:<spaceId> (the fenced manifest record, on
+ *                   S3 servers without conditional PUT)
  */
 #ifndef WK_WORKER_Q_KEYS_H
 #define WK_WORKER_Q_KEYS_H
@@ -57,6 +59,7 @@ bool q_key_ttr(const char *prefix, time_t t, char *buf, size_t len);
 bool q_key_ttc(const char *prefix, time_t t, char *buf, size_t len);
 bool q_key_want(const char *prefix, const char *space_id, char *buf,
                 size_t len);
+bool q_key_mf(const char *prefix, const char *space_id, char *buf, size_t len);
 
 /* The reverse: the lane name of a lane key ("jobs" when key is not one of
  * prefix's), and the job id of a status hash key (NULL when it is not one). */

@@ -69,4 +69,20 @@ enum wk_code q_own_renew(struct q *q, const struct q_msg *m,
                          const char *token, unsigned ttl_ms, bool lock_only,
                          enum q_own *state, struct wk_err *err);
 
+/* How long a manifest record lives (<prefix>mf:<spaceId>): far longer
+ * than any lease, so that a writer paused between its record and its PUT
+ * still finds the newer one when it wakes. */
+#define Q_MF_TTL_MS (7LL * 24 * 3600 * 1000)
+
+/* Record body as the newest manifest of space_id, atomically with the
+ * check that its lock holds token: WK_E_FENCED when it does not. */
+enum wk_code q_mf_record(struct q *q, const char *space_id, const char *token,
+                         const char *body, size_t len, struct wk_err *err);
+/* After the PUT: WK_OK while body is still the newest record, ours, and
+ * the lock still holds token. Else WK_E_FENCED, and newest receives the
+ * newest recorded body ("" when there is none). */
+enum wk_code q_mf_check(struct q *q, const char *space_id, const char *token,
+                        const char *body, size_t len, struct wk_buf *newest,
+                        struct wk_err *err);
+
 #endif

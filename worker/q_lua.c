@@ -262,6 +262,26 @@ const char q_lua_own[] =
     "redis.call('PEXPIRE', KEYS[2], ARGV[5]) "
     "return 1";
 
+/* The fenced manifest record (S3 without conditional PUT, PROTOCOL.md):
+ * record body as the space's newest manifest, only while the space lock
+ * holds token. KEYS: [1] the lock, [2] the record. ARGV: [1] token,
+ * [2] body, [3] at (ms), [4] ttl ms. Returns 1 recorded, 0 not ours. */
+const char q_lua_mf_record[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "redis.call('HSET', KEYS[2], 'token', ARGV[1], 'body', ARGV[2], "
+    "'at', ARGV[3]) "
+    "redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
+    "return 1";
+
+/* Is body still the newest record, ours, under our lock? KEYS: [1] the
+ * lock, [2] the record. ARGV: [1] token, [2] body. Returns {1, ""} when
+ * yes, else {0, the newest recorded body or ""}. */
+const char q_lua_mf_check[] =
+    "local cur = redis.call('HMGET', KEYS[2], 'token', 'body') "
+    "if redis.call('GET', KEYS[1]) == ARGV[1] and cur[1] == ARGV[1] and "
+    "   cur[2] == ARGV[2] then return {1, ''} end "
+    "return {0, cur[2] or ''}";
+
 /* Delete a key that holds a value (a dedup key naming this job, a lock
  * holding our token). KEYS: [1] the key. ARGV: [1] the value.
  * Returns 1 deleted, 0 not. */

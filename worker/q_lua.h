@@ -16,6 +16,8 @@ extern const char q_lua_repair[];     /* q_repair */
 extern const char q_lua_retry[];      /* q_retry */
 extern const char q_lua_space_busy[]; /* q_space_busy */
 extern const char q_lua_own[];        /* q_own_renew */
+extern const char q_lua_mf_record[];  /* q_mf_record */
+extern const char q_lua_mf_check[];   /* q_mf_check */
 extern const char q_lua_del_if[];     /* delete a key holding a value */
 extern const char q_lua_pexpire_if[]; /* extend a key holding a value */
 

@@ -343,6 +343,9 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     ctx.keys = keys;
     ctx.fence = hb_fence_check;
     ctx.fence_ud = hb;
+    ctx.mf_record = hb_mf_record;
+    ctx.mf_check = hb_mf_check;
+    ctx.mf_ud = hb;
     {
         /* what a run that died left to resume (its multipart upload) */
         struct wk_err cerr;

@@ -335,6 +335,90 @@ fenced:
     return wk_err_set(err, WK_E_FENCED, "fenced before '%s': %s", step, why);
 }
 
+/* A manifest record or check found the run no longer owns its space. */
+static void hb_mf_fenced(struct hb *hb, const char *step)
+{
+    pthread_mutex_lock(&hb->mu);
+    hb_mark_lost(hb);
+    if (!hb->fenced_step[0])
+        snprintf(hb->fenced_step, sizeof(hb->fenced_step), "%s", step);
+    pthread_mutex_unlock(&hb->mu);
+}
+
+static void hb_token(struct hb *hb, char *token, size_t len)
+{
+    pthread_mutex_lock(&hb->mu);
+    snprintf(token, len, "%s", hb->token);
+    pthread_mutex_unlock(&hb->mu);
+}
+
+/* A broken fence connection is dropped: the next check connects again. */
+static enum wk_code hb_fq_result(struct hb *hb, enum wk_code rc)
+{
+    if (rc == WK_E_NET) {
+        q_free(hb->fq);
+        hb->fq = NULL;
+    }
+    return rc;
+}
+
+enum wk_code hb_mf_record(void *ud, const char *space_id, const char *body,
+                          size_t len, struct wk_err *err)
+{
+    struct hb *hb = ud;
+    char token[HB_TOKEN_MAX];
+    enum wk_code rc = hb_fence_check(ud, "manifest.record", err);
+
+    if (rc != WK_OK)
+        return rc;
+    hb_token(hb, token, sizeof(token));
+    rc = q_mf_record(hb->fq, space_id, token, body, len, err);
+    if (rc == WK_E_FENCED)
+        hb_mf_fenced(hb, "manifest.record");
+    if (rc == WK_E_FENCED)
+        WK_LOG(WK_LOG_WARN, "fence.refused", KV_STR("space_id", space_id),
+               KV_STR("step", "manifest.record"), KV_STR("msg", err->msg));
+    return hb_fq_result(hb, rc);
+}
+
+enum wk_code hb_mf_check(void *ud, const char *space_id, const char *body,
+                         size_t len, struct wk_buf *newest,
+                         struct wk_err *err)
+{
+    struct hb *hb = ud;
+    char token[HB_TOKEN_MAX];
+    struct wk_err qerr;
+    enum wk_code rc;
+
+    wk_buf_reset(newest);
+    hb_token(hb, token, sizeof(token));
+    if (!hb->fq) {
+        wk_err_clear(&qerr);
+        if (q_connect(&hb->cfg->redis, hb->cfg->prefix, 5000, &hb->fq,
+                      &qerr) != WK_OK) {
+            hb_mf_fenced(hb, "manifest.check");
+            return wk_err_set(err, WK_E_FENCED,
+                              "manifest check: cannot reach redis: %.160s",
+                              qerr.msg);
+        }
+    }
+    rc = q_mf_check(hb->fq, space_id, token, body, len, newest, err);
+    if (rc == WK_E_NET) {
+        /* ownership cannot be proven: as a lost lease */
+        char msg[sizeof(err->msg)];
+        snprintf(msg, sizeof(msg), "%s", err->msg);
+        hb_fq_result(hb, rc);
+        hb_mf_fenced(hb, "manifest.check");
+        return wk_err_set(err, WK_E_FENCED, "manifest check: %.200s", msg);
+    }
+    if (rc == WK_E_FENCED)
+        hb_mf_fenced(hb, "manifest.check");
+    if (rc == WK_E_FENCED)
+        WK_LOG(WK_LOG_WARN, "fence.refused", KV_STR("space_id", space_id),
+               KV_STR("step", "manifest.check"), KV_STR("msg", err->msg));
+    return rc;
+}
+
 enum wk_code hb_start(struct hb *hb, const struct cfg *cfg,
                       const char *consumer, volatile sig_atomic_t *stop,
                       struct wk_err *err)

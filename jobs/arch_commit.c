@@ -484,8 +484,8 @@ enum wk_code arch_manifest_write(struct arch_run *r, const struct mf *m,
     rc = job_fence(r->ctx, "archive.manifest", err);
     if (rc != WK_OK)
         return rc;
-    rc = job_mf_put(r->ctx, r->ctx->store, r->mf_key, m, r->mf_etag, sizeof(r->mf_etag),
-                    err);
+    rc = job_mf_put(r->ctx, r->ctx->store, r->mf_key, m, r->mf_etag,
+                    sizeof(r->mf_etag), err);
     /* (a failed precondition is known: not ours; s3_put_if already
      * recognises its own retried write) */
     if (rc != WK_OK && rc != WK_E_FENCED && rc != WK_E_CONFLICT) {

@@ -423,8 +423,8 @@ static void mf_write_back(const struct job_ctx *ctx, struct store *st,
         wk_err_clear(&e);
         if (ctx->mf_check(ctx->mf_ud, space_id, newest->data, newest->len,
                           &again, &e) == WK_OK ||
-            e.code != WK_E_FENCED || same_bytes(&again, newest->data,
-                                                newest->len))
+            e.code != WK_E_FENCED ||
+            same_bytes(&again, newest->data, newest->len))
             break;
         wk_buf_reset(newest);
         if (wk_buf_append(newest, again.data, again.len, &e) != WK_OK)
@@ -485,8 +485,7 @@ static enum wk_code mf_put_fenced(const struct job_ctx *ctx, struct store *st,
             rc = mf_read_back(st, key, &back, got, sizeof(got), err);
         if (rc != WK_OK)
             break;
-        rc = ctx->mf_check(ctx->mf_ud, space_id, b->data, b->len, &newest,
-                           err);
+        rc = ctx->mf_check(ctx->mf_ud, space_id, b->data, b->len, &newest, err);
         if (rc == WK_E_FENCED) {
             mf_write_back(ctx, st, key, space_id, &newest);
             break;
@@ -497,8 +496,9 @@ static enum wk_code mf_put_fenced(const struct job_ctx *ctx, struct store *st,
             break;
         /* still ours in Redis, but S3 holds another body: a stale writer's
          * PUT landed in between; ours again */
-        WK_LOG(WK_LOG_WARN, "manifest.overwritten", KV_STR("space_id", space_id),
-               KV_STR("key", key), KV_INT("round", round + 1));
+        WK_LOG(WK_LOG_WARN, "manifest.overwritten",
+               KV_STR("space_id", space_id), KV_STR("key", key),
+               KV_INT("round", round + 1));
         rc = wk_err_set(err, WK_E_CONFLICT,
                         "put '%s': overwritten by a stale writer three times",
                         key);

@@ -110,8 +110,7 @@ struct job_ctx {
      * if none). NULL: such a store's manifests are not written (the CLI
      * cannot fence: it refuses). */
     enum wk_code (*mf_record)(void *mf_ud, const char *space_id,
-                              const char *body, size_t len,
-                              struct wk_err *err);
+                              const char *body, size_t len, struct wk_err *err);
     enum wk_code (*mf_check)(void *mf_ud, const char *space_id,
                              const char *body, size_t len,
                              struct wk_buf *newest, struct wk_err *err);

@@ -227,8 +227,7 @@ struct store_put_batch {
  * PUT is overwritten: the window PROTOCOL.md documents for such servers.
  * Sets *cond_put. Fails only when the features cannot be known. */
 static enum wk_code absent_by_head(struct s3_store *st, struct store_put *reqs,
-                                   size_t n, bool *cond_put,
-                                   struct wk_err *err)
+                                   size_t n, bool *cond_put, struct wk_err *err)
 {
     struct batch hb;
     unsigned fl = 0;

@@ -29,9 +29,9 @@ static void del_fail(struct del_state *ds, size_t idx, const struct wk_err *e)
 }
 
 static enum wk_code del_body(struct s3_store *st, const char *const *keys,
-                             const char *const *etags,
-                             const char *const *vids, size_t from, size_t to,
-                             struct wk_buf *body, struct wk_err *err)
+                             const char *const *etags, const char *const *vids,
+                             size_t from, size_t to, struct wk_buf *body,
+                             struct wk_err *err)
 {
     enum wk_code rc =
         wk_buf_appends(body,
@@ -423,8 +423,7 @@ enum wk_code s3_store_delete_etag(struct s3_store *st, const char *const *keys,
 static enum wk_code delete_run(struct s3_store *st, const char *const *keys,
                                const char *const *etags,
                                const char *const *vids, size_t n,
-                               size_t *ndeleted, bool *kept,
-                               struct wk_err *err)
+                               size_t *ndeleted, bool *kept, struct wk_err *err)
 {
     struct s3_req reqs[S3_DELETE_WINDOW];
     struct wk_buf bodies[S3_DELETE_WINDOW], outs[S3_DELETE_WINDOW];

@@ -28,7 +28,7 @@ struct s3_store {
     unsigned features;
     bool features_pinned; /* SILA_S3_FEATURES set: never probed */
     bool features_known;  /* features final (and logged once) */
-    char cache_id[512]; /* endpoint, bucket and prefix: the probe cache key */
+    char cache_id[512];   /* endpoint, bucket and prefix: the probe cache key */
 };
 
 /* The flags of st (see store_ops.features): pinned, cached for the

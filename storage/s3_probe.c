@@ -18,9 +18,12 @@ static const struct {
     unsigned flag;
     const char *name;
 } s3f_names[] = {
-    { STORE_F_COND_PUT, "cond-put" },     { STORE_F_COND_DELETE, "cond-delete" },
-    { STORE_F_VERSIONING, "versioning" }, { STORE_F_PART_COPY, "part-copy" },
-    { STORE_F_LIST_PARTS, "list-parts" }, { STORE_F_DELETE_MD5, "delete-md5" },
+    { STORE_F_COND_PUT, "cond-put" },
+    { STORE_F_COND_DELETE, "cond-delete" },
+    { STORE_F_VERSIONING, "versioning" },
+    { STORE_F_PART_COPY, "part-copy" },
+    { STORE_F_LIST_PARTS, "list-parts" },
+    { STORE_F_DELETE_MD5, "delete-md5" },
 };
 
 #define S3F_N (sizeof(s3f_names) / sizeof(s3f_names[0]))
@@ -365,8 +368,7 @@ static enum wk_code probe_cleanup(struct s3_store *st, const char *rel,
     return rc;
 }
 
-enum wk_code s3f_probe(struct s3_store *st, unsigned *flags,
-                       struct wk_err *err)
+enum wk_code s3f_probe(struct s3_store *st, unsigned *flags, struct wk_err *err)
 {
     char rel[160], host[64] = "host";
     char *full = NULL;
@@ -426,7 +428,8 @@ static void log_features(const struct s3_store *st, unsigned fl,
     char names[160];
 
     s3f_format(fl, names, sizeof(names));
-    WK_LOG(WK_LOG_INFO, "s3.features", KV_STR("bucket", s3_client_bucket(st->cl)),
+    WK_LOG(WK_LOG_INFO, "s3.features",
+           KV_STR("bucket", s3_client_bucket(st->cl)),
            KV_STR("prefix", st->prefix), KV_STR("source", source),
            KV_STR("features", names),
            KV_STR("manifest_writes", fl & STORE_F_COND_PUT

@@ -138,8 +138,8 @@ void s3_xml_uploads_release(struct s3_xml_uploads *u);
 
 /* One <Version> or <DeleteMarker> of ListVersionsResult. */
 struct s3_xml_version {
-    char *key;        /* owned; decoded */
-    char *version_id; /* owned */
+    char *key;                  /* owned; decoded */
+    char *version_id;           /* owned */
     char etag[S3_XML_ETAG_MAX]; /* quotes removed; "" for a delete marker */
     bool is_latest;
     bool delete_marker;

@@ -116,8 +116,8 @@ enum store_feature {
     STORE_F_DELETE_MD5 = 1 << 5,  /* batched deletes (DeleteObjects) */
 };
 
-#define STORE_F_ALL                                                    \
-    (STORE_F_COND_PUT | STORE_F_COND_DELETE | STORE_F_VERSIONING |     \
+#define STORE_F_ALL                                                \
+    (STORE_F_COND_PUT | STORE_F_COND_DELETE | STORE_F_VERSIONING | \
      STORE_F_PART_COPY | STORE_F_LIST_PARTS | STORE_F_DELETE_MD5)
 
 struct store_ops {

@@ -262,10 +262,12 @@ enum wk_code q_mf_record(struct q *q, const char *space_id, const char *token,
     snprintf(at, sizeof(at), "%lld",
              (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     snprintf(ttl, sizeof(ttl), "%lld", (long long)Q_MF_TTL_MS);
-    const char *argv[] = { "EVAL", q_lua_mf_record, "2", lock, rec,
-                           token,  body,            at,  ttl };
-    size_t lens[] = { 4, strlen(q_lua_mf_record), 1, strlen(lock), strlen(rec),
-                      strlen(token), len, strlen(at), strlen(ttl) };
+    const char *argv[] = { "EVAL", q_lua_mf_record, "2",  lock,
+                           rec,    token,           body, at,
+                           ttl };
+    size_t lens[] = { 4,           strlen(q_lua_mf_record), 1,   strlen(lock),
+                      strlen(rec), strlen(token),           len, strlen(at),
+                      strlen(ttl) };
     rep = q_cmd(q, err, "manifest record", 9, argv, lens);
     if (!rep)
         return err->code ? err->code : WK_E_NET;
@@ -290,9 +292,10 @@ enum wk_code q_mf_check(struct q *q, const char *space_id, const char *token,
     wk_buf_reset(newest);
     q_key_lock(q->prefix, space_id, lock, sizeof(lock));
     q_key_mf(q->prefix, space_id, rec, sizeof(rec));
-    const char *argv[] = { "EVAL", q_lua_mf_check, "2", lock, rec, token,
-                           body };
-    size_t lens[] = { 4,           strlen(q_lua_mf_check), 1, strlen(lock),
+    const char *argv[] = {
+        "EVAL", q_lua_mf_check, "2", lock, rec, token, body
+    };
+    size_t lens[] = { 4,           strlen(q_lua_mf_check), 1,  strlen(lock),
                       strlen(rec), strlen(token),          len };
     rep = q_cmd(q, err, "manifest check", 7, argv, lens);
     if (!rep)
@@ -302,8 +305,8 @@ enum wk_code q_mf_check(struct q *q, const char *space_id, const char *token,
         rep->element[1]->type != REDIS_REPLY_STRING) {
         rc = wk_err_set(err, WK_E_INTERNAL, "manifest check: unexpected reply");
     } else if (rep->element[0]->integer != 1) {
-        rc = wk_buf_append(newest, rep->element[1]->str,
-                           rep->element[1]->len, err);
+        rc = wk_buf_append(newest, rep->element[1]->str, rep->element[1]->len,
+                           err);
         if (rc == WK_OK)
             rc = wk_err_set(err, WK_E_FENCED,
                             "manifest of '%s': a newer one was recorded, or "

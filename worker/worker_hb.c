@@ -382,8 +382,7 @@ enum wk_code hb_mf_record(void *ud, const char *space_id, const char *body,
 }
 
 enum wk_code hb_mf_check(void *ud, const char *space_id, const char *body,
-                         size_t len, struct wk_buf *newest,
-                         struct wk_err *err)
+                         size_t len, struct wk_buf *newest, struct wk_err *err)
 {
     struct hb *hb = ud;
     char token[HB_TOKEN_MAX];
@@ -394,8 +393,8 @@ enum wk_code hb_mf_check(void *ud, const char *space_id, const char *body,
     hb_token(hb, token, sizeof(token));
     if (!hb->fq) {
         wk_err_clear(&qerr);
-        if (q_connect(&hb->cfg->redis, hb->cfg->prefix, 5000, &hb->fq,
-                      &qerr) != WK_OK) {
+        if (q_connect(&hb->cfg->redis, hb->cfg->prefix, 5000, &hb->fq, &qerr) !=
+            WK_OK) {
             hb_mf_fenced(hb, "manifest.check");
             return wk_err_set(err, WK_E_FENCED,
                               "manifest check: cannot reach redis: %.160s",

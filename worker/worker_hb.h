@@ -86,7 +86,6 @@ enum wk_code hb_fence_check(void *ud, const char *step, struct wk_err *err);
 enum wk_code hb_mf_record(void *ud, const char *space_id, const char *body,
                           size_t len, struct wk_err *err);
 enum wk_code hb_mf_check(void *ud, const char *space_id, const char *body,
-                         size_t len, struct wk_buf *newest,
-                         struct wk_err *err);
+                         size_t len, struct wk_buf *newest, struct wk_err *err);
 
 #endif

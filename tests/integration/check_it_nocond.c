@@ -219,8 +219,8 @@ START_TEST(test_it_nocond_user_write_during_delete)
     pid_t w;
 
     nc_init(&f, "nc-write", true, PIN_SWIFT,
-            "--ops-files 20 --blobs 4 --big-blobs 0", "archive.delete_batch=stop",
-            false);
+            "--ops-files 20 --blobs 4 --big-blobs 0",
+            "archive.delete_batch=stop", false);
     snprintf(key, sizeof(key), "active/%s/sila.md", f.id);
     w = it_start_worker(&f.e1, f.log1);
     snprintf(args, sizeof(args), "enqueue archive %s", f.id);
@@ -268,10 +268,11 @@ START_TEST(test_it_nocond_stale_manifest_writer)
     it_verify_archived(f.st, f.id, f.src, f.tmp);
 
     kill(w1, SIGCONT);
-    ck_assert_msg(wait_in_log("\"event\":\"manifest.written_back\"", f.log1, 20),
-                  "the stale worker did not write the newer manifest back "
-                  "(see %s)",
-                  f.log1);
+    ck_assert_msg(
+        wait_in_log("\"event\":\"manifest.written_back\"", f.log1, 20),
+        "the stale worker did not write the newer manifest back "
+        "(see %s)",
+        f.log1);
     ck_assert_msg(wait_in_log("\"event\":\"job.fenced\"", f.log1, 20),
                   "the stale worker was not fenced (see %s)", f.log1);
     ck_assert_int_eq(count_in("\"event\":\"job.succeeded\"", f.log1), 0);
@@ -294,7 +295,8 @@ START_TEST(test_it_nocond_window_logged)
     nc_init(&f, "nc-bare", false, PIN_BARE, "--ops-files 5 --blobs 2", NULL,
             false);
     w = it_start_worker(&f.e, f.log1);
-    ck_assert(wait_in_log("\"event\":\"s3.deletes_unconditional\"", f.log1, 20));
+    ck_assert(
+        wait_in_log("\"event\":\"s3.deletes_unconditional\"", f.log1, 20));
     ck_assert_int_eq(count_in("\"event\":\"s3.features\".*\"manifest_writes\":"
                               "\"fenced through Redis\"",
                               f.log1),

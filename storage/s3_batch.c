@@ -222,7 +222,7 @@ struct store_put_batch {
 };
 
 /* if_absent on a server without conditional PUT: a HEAD of each such key
- * first (all at once); one that exists gets WK_E_CONFLICT and is not sent,
+ * first (all at once); one that exists has WK_E_CONFLICT and is not sent,
  * the others go as plain PUTs. A write landing between the HEAD and the
  * PUT is overwritten: the window PROTOCOL.md documents for such servers.
  * Sets *cond_put. Fails only when the features cannot be known. */

@@ -414,26 +414,33 @@ static void mf_write_back(const struct job_ctx *ctx, struct store *st,
 {
     struct wk_buf again;
     struct wk_err e;
+    bool written = false;
 
     wk_buf_init(&again, newest->max);
     for (int round = 0; round < 5 && newest->len > 0; round++) {
         wk_err_clear(&e);
         if (store_put(st, key, newest->data, newest->len, &e) != WK_OK)
             break;
+        written = true;
         wk_err_clear(&e);
         if (ctx->mf_check(ctx->mf_ud, space_id, newest->data, newest->len,
                           &again, &e) == WK_OK ||
             e.code != WK_E_FENCED ||
-            same_bytes(&again, newest->data, newest->len))
+            same_bytes(&again, newest->data, newest->len) || again.len == 0)
             break;
         wk_buf_reset(newest);
         if (wk_buf_append(newest, again.data, again.len, &e) != WK_OK)
             break;
     }
-    WK_LOG(WK_LOG_WARN, "manifest.written_back", KV_STR("space_id", space_id),
-           KV_STR("key", key),
-           KV_STR("msg", "a newer manifest was recorded while this run "
-                         "wrote: it is written back, and this run stops"));
+    WK_LOG(WK_LOG_WARN,
+           written ? "manifest.written_back" : "manifest.superseded",
+           KV_STR("space_id", space_id), KV_STR("key", key),
+           KV_STR("msg", written ? "a newer manifest was confirmed while this "
+                                   "run wrote: it is written back, and this "
+                                   "run stops"
+                                 : "a newer manifest is being written by the "
+                                   "run that owns the space: this run "
+                                   "stops"));
     wk_buf_release(&again);
 }
 
@@ -443,9 +450,9 @@ static enum wk_code mf_put_fenced(const struct job_ctx *ctx, struct store *st,
                                   const struct wk_buf *b, char *etag,
                                   size_t etag_len, struct wk_err *err)
 {
-    struct store_stat sb;
     struct wk_buf back, newest;
-    char got[sizeof(sb.etag)] = "";
+    char got[sizeof(((struct store_stat *)0)->etag)] = "";
+    bool has_cur = true;
     enum wk_code rc;
 
     if (!ctx || !ctx->mf_record || !ctx->mf_check)
@@ -454,33 +461,51 @@ static enum wk_code mf_put_fenced(const struct job_ctx *ctx, struct store *st,
                           "so manifests are written only by a worker, "
                           "fenced through Redis (PROTOCOL.md)",
                           key);
-    /* the precondition, as far as a HEAD can tell (the record below is
+    /* the precondition, as far as a read can tell (the record below is
      * what makes a stale writer lose) */
-    rc = store_head(st, key, &sb, err);
-    if (rc == WK_E_NOTFOUND) {
-        wk_err_clear(err);
-        if (etag[0])
-            return wk_err_set(err, WK_E_CONFLICT,
-                              "put '%s': precondition failed (deleted by "
-                              "someone else)",
-                              key);
-    } else if (rc != WK_OK) {
-        return rc;
-    } else if (strcmp(sb.etag, etag) != 0) {
-        return wk_err_set(err, WK_E_CONFLICT,
-                          "put '%s': precondition failed (changed by someone "
-                          "else)",
-                          key);
-    }
-    rc = ctx->mf_record(ctx->mf_ud, space_id, b->data, b->len, err);
-    if (rc != WK_OK)
-        return rc;
-    wk_fail_point("manifest.recorded");
     wk_buf_init(&back, b->max);
     wk_buf_init(&newest, b->max);
+    rc = mf_read_back(st, key, &back, got, sizeof(got), err);
+    if (rc == WK_E_NOTFOUND) {
+        wk_err_clear(err);
+        has_cur = false;
+        if (etag[0])
+            rc = wk_err_set(err, WK_E_CONFLICT,
+                            "put '%s': precondition failed (deleted by "
+                            "someone else)",
+                            key);
+        else
+            rc = WK_OK;
+    } else if (rc == WK_OK && strcmp(got, etag) != 0) {
+        rc = wk_err_set(err, WK_E_CONFLICT,
+                        "put '%s': precondition failed (changed by someone "
+                        "else)",
+                        key);
+    }
+    if (rc == WK_OK)
+        rc = ctx->mf_record(ctx->mf_ud, space_id, has_cur, back.data, back.len,
+                            b->data, b->len, &newest, err);
+    if (rc == WK_E_CONFLICT && newest.len > 0) {
+        /* S3 holds an older manifest than the last confirmed one: a stale
+         * writer's, whose write-back never came. Put the newest back; this
+         * run read the older one, so it fails (and runs again) */
+        struct wk_err e;
+        wk_err_clear(&e);
+        if (store_put(st, key, newest.data, newest.len, &e) == WK_OK)
+            WK_LOG(WK_LOG_WARN, "manifest.repaired",
+                   KV_STR("space_id", space_id), KV_STR("key", key),
+                   KV_STR("msg", "the manifest in S3 was older than the last "
+                                 "confirmed record: the record is written "
+                                 "back"));
+    }
+    if (rc != WK_OK)
+        goto out;
+    wk_fail_point("manifest.recorded");
     for (int round = 0; round < 3; round++) {
         wk_err_clear(err);
         rc = store_put(st, key, b->data, b->len, err);
+        if (rc == WK_OK)
+            wk_fail_point("manifest.put");
         if (rc == WK_OK)
             rc = mf_read_back(st, key, &back, got, sizeof(got), err);
         if (rc != WK_OK)
@@ -505,6 +530,7 @@ static enum wk_code mf_put_fenced(const struct job_ctx *ctx, struct store *st,
     }
     if (rc == WK_OK)
         snprintf(etag, etag_len, "%s", got);
+out:
     wk_buf_release(&back);
     wk_buf_release(&newest);
     return rc;

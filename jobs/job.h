@@ -102,15 +102,20 @@ struct job_ctx {
     int64_t requested_ms;
     /* Manifest writes on a store without conditional PUT (its features
      * lack STORE_F_COND_PUT; storage/store.h). mf_record is called right
-     * before the PUT: it must record body as the newest manifest of
-     * space_id atomically with the proof that this run still holds the
-     * space, WK_E_FENCED otherwise. mf_check is called after the PUT and
-     * its read-back: WK_OK while that record is still the newest and
-     * ours, else WK_E_FENCED with the newest recorded body in newest (""
-     * if none). NULL: such a store's manifests are not written (the CLI
-     * cannot fence: it refuses). */
-    enum wk_code (*mf_record)(void *mf_ud, const char *space_id,
-                              const char *body, size_t len, struct wk_err *err);
+     * before the PUT, with the manifest now in the store (cur, when
+     * has_cur): it must record body as the newest manifest of space_id
+     * atomically with the proof that this run still holds the space
+     * (WK_E_FENCED otherwise), unless cur is not the last confirmed
+     * record: then WK_E_CONFLICT with that record in newest (the run
+     * writes it back and fails). mf_check is called after the PUT and its
+     * read-back: WK_OK (the record confirmed) while that record is still
+     * the newest and ours, else WK_E_FENCED with the newest confirmed body
+     * in newest ("" if none). NULL: such a store's manifests are not
+     * written (the CLI cannot fence: it refuses). */
+    enum wk_code (*mf_record)(void *mf_ud, const char *space_id, bool has_cur,
+                              const char *cur, size_t cur_len, const char *body,
+                              size_t len, struct wk_buf *newest,
+                              struct wk_err *err);
     enum wk_code (*mf_check)(void *mf_ud, const char *space_id,
                              const char *body, size_t len,
                              struct wk_buf *newest, struct wk_err *err);

@@ -99,26 +99,33 @@ static enum wk_code put_state(struct ua_run *r, struct mf *m, enum mf_state st,
 }
 
 /* Best effort: write m in state st (a repair or a revert); a failure is
- * logged, and leaves a state the next run handles. Noted in o when set. */
-static void set_state(struct ua_run *r, struct mf *m, enum mf_state st,
-                      char *etag, size_t etag_len, json_t *o)
+ * logged, and leaves a state the next run handles. Noted in o when set.
+ * Returns the write's outcome, its error in *e when e is set. */
+static enum wk_code set_state(struct ua_run *r, struct mf *m, enum mf_state st,
+                              char *etag, size_t etag_len, json_t *o,
+                              struct wk_err *out)
 {
     struct wk_err e;
     enum mf_state was = m->state;
+    enum wk_code rc;
 
     wk_err_clear(&e);
-    if (put_state(r, m, st, etag, etag_len, NULL, &e) != WK_OK) {
+    rc = put_state(r, m, st, etag, etag_len, NULL, &e);
+    if (out)
+        *out = e;
+    if (rc != WK_OK) {
         WK_LOG(WK_LOG_WARN, "unarchive.manifest_state_kept",
                KV_STR("job_id", r->job->id),
                KV_STR("space_id", r->job->space_id),
                KV_STR("state", mf_state_name(was)), KV_STR("msg", e.msg));
-        return;
+        return rc;
     }
     WK_LOG(WK_LOG_INFO, "unarchive.manifest_state",
            KV_STR("job_id", r->job->id), KV_STR("space_id", r->job->space_id),
            KV_STR("from", mf_state_name(was)), KV_STR("to", mf_state_name(st)));
     if (o)
         json_object_set_new(o, "repaired", json_string(mf_state_name(was)));
+    return WK_OK;
 }
 
 uint64_t job_unarchive_part_bytes(uint64_t entry_size, uint64_t configured)
@@ -289,8 +296,17 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         json_t *o = json_object();
         json_object_set_new(o, "noop", json_true());
         json_object_set_new(o, "reason", json_string("already active"));
-        if (m->state == MF_ARCHIVING)
-            set_state(&r, m, MF_ACTIVE, mf_etag, sizeof(mf_etag), o);
+        if (m->state == MF_ARCHIVING) {
+            struct wk_err se;
+            rc = set_state(&r, m, MF_ACTIVE, mf_etag, sizeof(mf_etag), o, &se);
+            if (rc == WK_E_CONFLICT || rc == WK_E_FENCED) {
+                /* the manifest changed since it was read: "already active"
+                 * may no longer be true; the next run reads it again */
+                json_decref(o);
+                rc = wk_err_copy(err, &se);
+                goto out;
+            }
+        }
         {
             /* usable and complete already (the objects under active/ are the
              * space, also while archiving): both at once */
@@ -564,7 +580,8 @@ out:
     if (rc != WK_OK && rc != WK_E_FENCED && !flipped && !mf_unknown &&
         !r.want.ready && m && m->state == MF_RESTORING &&
         rc != WK_E_CONFLICT) /* a conflict: someone else has it now */
-        set_state(&r, m, MF_ARCHIVED, mf_etag, sizeof(mf_etag), NULL);
+        (void)set_state(&r, m, MF_ARCHIVED, mf_etag, sizeof(mf_etag), NULL,
+                        NULL);
     if (rc != WK_OK && r.want.ready)
         WK_LOG(WK_LOG_WARN, "unarchive.left_ready", KV_STR("job_id", job->id),
                KV_STR("space_id", job->space_id), KV_STR("msg", err->msg));

@@ -248,37 +248,62 @@ enum wk_code q_own_renew(struct q *q, const struct q_msg *m,
 }
 
 enum wk_code q_mf_record(struct q *q, const char *space_id, const char *token,
-                         const char *body, size_t len, struct wk_err *err)
+                         bool has_cur, const char *cur, size_t cur_len,
+                         const char *body, size_t len, struct wk_buf *newest,
+                         struct wk_err *err)
 {
     char lock[JOB_SPACE_ID_MAX + 80], rec[JOB_SPACE_ID_MAX + 80], at[24],
         ttl[24];
     struct timespec ts;
     redisReply *rep;
-    long long ok;
+    enum wk_code rc = WK_OK;
 
+    wk_buf_reset(newest);
     q_key_lock(q->prefix, space_id, lock, sizeof(lock));
     q_key_mf(q->prefix, space_id, rec, sizeof(rec));
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(at, sizeof(at), "%lld",
              (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     snprintf(ttl, sizeof(ttl), "%lld", (long long)Q_MF_TTL_MS);
-    const char *argv[] = { "EVAL", q_lua_mf_record, "2",  lock,
-                           rec,    token,           body, at,
-                           ttl };
-    size_t lens[] = { 4,           strlen(q_lua_mf_record), 1,   strlen(lock),
-                      strlen(rec), strlen(token),           len, strlen(at),
-                      strlen(ttl) };
-    rep = q_cmd(q, err, "manifest record", 9, argv, lens);
+    const char *argv[] = {
+        "EVAL", q_lua_mf_record,     "2",           lock, rec, token, body, at,
+        ttl,    has_cur ? "1" : "0", cur ? cur : ""
+    };
+    size_t lens[] = { 4,
+                      strlen(q_lua_mf_record),
+                      1,
+                      strlen(lock),
+                      strlen(rec),
+                      strlen(token),
+                      len,
+                      strlen(at),
+                      strlen(ttl),
+                      1,
+                      cur ? cur_len : 0 };
+    rep = q_cmd(q, err, "manifest record", 11, argv, lens);
     if (!rep)
         return err->code ? err->code : WK_E_NET;
-    ok = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+        rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[1]->type != REDIS_REPLY_STRING) {
+        rc =
+            wk_err_set(err, WK_E_INTERNAL, "manifest record: unexpected reply");
+    } else if (rep->element[0]->integer == 0) {
+        rc = wk_err_set(err, WK_E_FENCED,
+                        "manifest of '%s' not recorded: the space lock no "
+                        "longer holds this run's token",
+                        space_id);
+    } else if (rep->element[0]->integer == 2) {
+        rc = wk_buf_append(newest, rep->element[1]->str, rep->element[1]->len,
+                           err);
+        if (rc == WK_OK)
+            rc = wk_err_set(err, WK_E_CONFLICT,
+                            "manifest of '%s': S3 holds an older manifest "
+                            "than the last confirmed one (a stale writer's)",
+                            space_id);
+    }
     freeReplyObject(rep);
-    if (ok != 1)
-        return wk_err_set(err, WK_E_FENCED,
-                          "manifest of '%s' not recorded: the space lock "
-                          "no longer holds this run's token",
-                          space_id);
-    return WK_OK;
+    return rc;
 }
 
 enum wk_code q_mf_check(struct q *q, const char *space_id, const char *token,

@@ -75,12 +75,18 @@ enum wk_code q_own_renew(struct q *q, const struct q_msg *m,
 #define Q_MF_TTL_MS (7LL * 24 * 3600 * 1000)
 
 /* Record body as the newest manifest of space_id, atomically with the
- * check that its lock holds token: WK_E_FENCED when it does not. */
+ * check that its lock holds token (WK_E_FENCED when not) and that the
+ * manifest now in S3 (cur, when has_cur) is the last confirmed record:
+ * when it is not, nothing is recorded, newest receives that record's body
+ * and the result is WK_E_CONFLICT. */
 enum wk_code q_mf_record(struct q *q, const char *space_id, const char *token,
-                         const char *body, size_t len, struct wk_err *err);
-/* After the PUT: WK_OK while body is still the newest record, ours, and
- * the lock still holds token. Else WK_E_FENCED, and newest receives the
- * newest recorded body ("" when there is none). */
+                         bool has_cur, const char *cur, size_t cur_len,
+                         const char *body, size_t len, struct wk_buf *newest,
+                         struct wk_err *err);
+/* After the PUT: WK_OK (and the record confirmed) while body is still the
+ * newest record, ours, and the lock still holds token. Else WK_E_FENCED,
+ * and newest receives the newest confirmed body ("" when the newest record
+ * is not confirmed, or there is none). */
 enum wk_code q_mf_check(struct q *q, const char *space_id, const char *token,
                         const char *body, size_t len, struct wk_buf *newest,
                         struct wk_err *err);

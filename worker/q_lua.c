@@ -263,24 +263,34 @@ const char q_lua_own[] =
     "return 1";
 
 /* The fenced manifest record (S3 without conditional PUT, PROTOCOL.md):
- * record body as the space's newest manifest, only while the space lock
- * holds token. KEYS: [1] the lock, [2] the record. ARGV: [1] token,
- * [2] body, [3] at (ms), [4] ttl ms. Returns 1 recorded, 0 not ours. */
+ * record body as the space's newest manifest (not yet confirmed), only
+ * while the space lock holds token, and only when the manifest now in S3
+ * is the last confirmed record (else that record is returned: S3 holds an
+ * older manifest, written over it by a stale writer). KEYS: [1] the lock,
+ * [2] the record. ARGV: [1] token, [2] body, [3] at (ms), [4] ttl ms,
+ * [5] "1" when a manifest exists in S3, [6] its bytes. Returns {1, ""}
+ * recorded, {0, ""} not ours, {2, the confirmed body} stale S3. */
 const char q_lua_mf_record[] =
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, ''} end "
+    "local cur = redis.call('HMGET', KEYS[2], 'body', 'confirmed') "
+    "if ARGV[5] == '1' and cur[2] == '1' and cur[1] ~= ARGV[6] then "
+    "  return {2, cur[1]} end "
     "redis.call('HSET', KEYS[2], 'token', ARGV[1], 'body', ARGV[2], "
-    "'at', ARGV[3]) "
+    "'at', ARGV[3], 'confirmed', '0') "
     "redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
-    "return 1";
+    "return {1, ''}";
 
-/* Is body still the newest record, ours, under our lock? KEYS: [1] the
- * lock, [2] the record. ARGV: [1] token, [2] body. Returns {1, ""} when
- * yes, else {0, the newest recorded body or ""}. */
+/* Is body still the newest record, ours, under our lock? Then it is
+ * confirmed. KEYS: [1] the lock, [2] the record. ARGV: [1] token,
+ * [2] body. Returns {1, ""} when yes, else {0, the newest confirmed body,
+ * or "" when the newest is not confirmed (its writer's own business)}. */
 const char q_lua_mf_check[] =
-    "local cur = redis.call('HMGET', KEYS[2], 'token', 'body') "
+    "local cur = redis.call('HMGET', KEYS[2], 'token', 'body', 'confirmed') "
     "if redis.call('GET', KEYS[1]) == ARGV[1] and cur[1] == ARGV[1] and "
-    "   cur[2] == ARGV[2] then return {1, ''} end "
-    "return {0, cur[2] or ''}";
+    "   cur[2] == ARGV[2] then "
+    "  redis.call('HSET', KEYS[2], 'confirmed', '1') return {1, ''} end "
+    "if cur[3] == '1' then return {0, cur[2]} end "
+    "return {0, ''}";
 
 /* Delete a key that holds a value (a dedup key naming this job, a lock
  * holding our token). KEYS: [1] the key. ARGV: [1] the value.

@@ -362,8 +362,9 @@ static enum wk_code hb_fq_result(struct hb *hb, enum wk_code rc)
     return rc;
 }
 
-enum wk_code hb_mf_record(void *ud, const char *space_id, const char *body,
-                          size_t len, struct wk_err *err)
+enum wk_code hb_mf_record(void *ud, const char *space_id, bool has_cur,
+                          const char *cur, size_t cur_len, const char *body,
+                          size_t len, struct wk_buf *newest, struct wk_err *err)
 {
     struct hb *hb = ud;
     char token[HB_TOKEN_MAX];
@@ -372,7 +373,8 @@ enum wk_code hb_mf_record(void *ud, const char *space_id, const char *body,
     if (rc != WK_OK)
         return rc;
     hb_token(hb, token, sizeof(token));
-    rc = q_mf_record(hb->fq, space_id, token, body, len, err);
+    rc = q_mf_record(hb->fq, space_id, token, has_cur, cur, cur_len, body, len,
+                     newest, err);
     if (rc == WK_E_FENCED)
         hb_mf_fenced(hb, "manifest.record");
     if (rc == WK_E_FENCED)

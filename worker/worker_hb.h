@@ -83,8 +83,10 @@ enum wk_code hb_fence_check(void *ud, const char *step, struct wk_err *err);
 /* job_ctx.mf_record / mf_check (ud: the struct hb), on the job thread: the
  * fenced manifest record of an S3 server without conditional PUT, under
  * the run's space lock token (q_mf_record, q_mf_check). */
-enum wk_code hb_mf_record(void *ud, const char *space_id, const char *body,
-                          size_t len, struct wk_err *err);
+enum wk_code hb_mf_record(void *ud, const char *space_id, bool has_cur,
+                          const char *cur, size_t cur_len, const char *body,
+                          size_t len, struct wk_buf *newest,
+                          struct wk_err *err);
 enum wk_code hb_mf_check(void *ud, const char *space_id, const char *body,
                          size_t len, struct wk_buf *newest, struct wk_err *err);
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "jobs/manifest.h"
@@ -285,6 +286,54 @@ START_TEST(test_it_nocond_stale_manifest_writer)
 }
 END_TEST
 
+/* The same, but worker 1 is killed right after its stale PUT, before it
+ * can write the newer manifest back: S3 then holds its older "archiving"
+ * manifest. The next job of the space finds the confirmed record newer,
+ * writes it back and fails with a conflict; run again, the restore ends
+ * whole. */
+START_TEST(test_it_nocond_stale_writer_killed)
+{
+    struct nc f;
+    char args[200], job[64];
+    pid_t w1, w2;
+    int st = 0;
+
+    nc_init(&f, "nc-kill", true, PIN_SWIFT,
+            "--ops-files 20 --blobs 4 --big-blobs 0",
+            "manifest.recorded=stop,manifest.put=kill", true);
+    w1 = it_start_worker(&f.e1, f.log1);
+    snprintf(args, sizeof(args), "enqueue archive %s", f.id);
+    ck_assert_int_eq(it_cli(&f.e, args, job, sizeof(job), f.out), 0);
+    ck_assert_msg(wait_in_log("\"event\":\"failpoint.hit\"", f.log1, 60),
+                  "no failpoint hit (see %s)", f.log1);
+    it_sleep_ms(PAST_LEASE_MS);
+    w2 = it_start_worker(&f.e, f.log2);
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&f.e), job, 90), "succeeded");
+    it_verify_archived(f.st, f.id, f.src, f.tmp);
+
+    kill(w1, SIGCONT);
+    ck_assert_int_eq(waitpid(w1, &st, 0), w1);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    /* the hole: S3 holds the stale manifest */
+    ck_assert_str_eq(it_mf_state(f.st, f.id), "archiving");
+
+    snprintf(args, sizeof(args), "enqueue unarchive %s --urgent", f.id);
+    ck_assert_int_eq(it_cli(&f.e, args, job, sizeof(job), f.out), 0);
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&f.e), job, 60), "failed");
+    ck_assert_int_eq(count_in("\"event\":\"manifest.repaired\"", f.log2), 1);
+    ck_assert_str_eq(it_mf_state(f.st, f.id), "archived");
+    assert_mf_is_record(&f);
+
+    snprintf(args, sizeof(args), "enqueue unarchive %s --urgent", f.id);
+    ck_assert_int_eq(it_cli(&f.e, args, job, sizeof(job), f.out), 0);
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&f.e), job, 60), "succeeded");
+    ck_assert_uint_eq(it_count(f.st, f.prefix), it_stats_of(f.src).files);
+    ck_assert_str_eq(it_mf_state(f.st, f.id), "active");
+    ck_assert_int_eq(it_stop(w2), 0);
+    store_free(f.st);
+}
+END_TEST
+
 /* Without versioning either, the worker's start log names the window
  * of unconditional deletes (PROTOCOL.md). */
 START_TEST(test_it_nocond_window_logged)
@@ -315,6 +364,7 @@ Suite *it_nocond_suite(void)
     tcase_add_test(tc, test_it_nocond_archive_unarchive);
     tcase_add_test(tc, test_it_nocond_user_write_during_delete);
     tcase_add_test(tc, test_it_nocond_stale_manifest_writer);
+    tcase_add_test(tc, test_it_nocond_stale_writer_killed);
     tcase_add_test(tc, test_it_nocond_window_logged);
     suite_add_tcase(s, tc);
     return s;

@@ -102,6 +102,7 @@ check: deps
 	$(MAKE) --no-print-directory check-unit
 	$(MAKE) --no-print-directory check-deploy
 	$(MAKE) --no-print-directory check-it
+	$(MAKE) --no-print-directory check-swift
 	$(MAKE) --no-print-directory check-tls
 	$(MAKE) --no-print-directory check-sentinel
 	$(MAKE) --no-print-directory check-node

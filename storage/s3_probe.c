@@ -334,15 +334,17 @@ out:
     return rc;
 }
 
-/* Remove the probe object, every version of it. */
+/* Remove the probe object, every version of it: with DeleteObjects (which
+ * proves delete-md5 when the conditional one was refused), else with a
+ * single DELETE. */
 static enum wk_code probe_cleanup(struct s3_store *st, const char *rel,
-                                  unsigned fl, struct wk_err *err)
+                                  unsigned *flp, struct wk_err *err)
 {
     const char *keys[1] = { rel };
     const char *etags[1] = { "" };
     bool kept[1];
     size_t nd;
-    unsigned saved = st->features;
+    unsigned saved = st->features, fl = *flp;
     bool saved_known = st->features_known;
     enum wk_code rc;
 
@@ -353,6 +355,8 @@ static enum wk_code probe_cleanup(struct s3_store *st, const char *rel,
     rc = store_delete_if(&st->base, keys, etags, 1, &nd, kept, err);
     st->features = saved;
     st->features_known = saved_known;
+    if (rc == WK_OK)
+        *flp |= STORE_F_DELETE_MD5;
     if (rc != WK_OK && !(fl & STORE_F_DELETE_MD5)) {
         struct s3_req req;
         char *full = s3_store_join_key(st, rel);
@@ -397,11 +401,11 @@ enum wk_code s3f_probe(struct s3_store *st, unsigned *flags, struct wk_err *err)
     if (rc == WK_OK)
         rc = probe_parts(st, full, &fl, err);
     if (rc == WK_OK)
-        rc = probe_cleanup(st, rel, fl, err);
+        rc = probe_cleanup(st, rel, &fl, err);
     else {
         struct wk_err e;
         wk_err_clear(&e);
-        (void)probe_cleanup(st, rel, fl, &e);
+        (void)probe_cleanup(st, rel, &fl, &e);
     }
     if (rc != WK_OK)
         wk_err_prefix(err, "S3 feature probe of '%s'", st->cache_id);

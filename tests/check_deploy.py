@@ -65,9 +65,11 @@ TEST_ONLY_PKGS = {"check", "libsubunit-dev", "redis-server", "zip", "unzip",
                   "python3", "python3-pip"}
 # Always in debian:bookworm-slim.
 BASE_IMAGE_PKGS = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}
-IAM_BUCKET_ACTIONS = {"s3:ListBucket", "s3:ListBucketMultipartUploads"}
+IAM_BUCKET_ACTIONS = {"s3:ListBucket", "s3:ListBucketMultipartUploads",
+                      "s3:ListBucketVersions", "s3:GetBucketVersioning"}
 IAM_OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject", "s3:DeleteObject",
-                      "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+                      "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",
+                      "s3:ListMultipartUploadParts"}
 IAM_OBJECT_PREFIXES = ("active/", "archived/", "metadata/")
 # Redis command names, to tell the commands in worker/*.c from their
 # arguments (COUNT, MAXLEN, GROUP...) and error prefixes (BUSY, LOADING).

@@ -355,12 +355,47 @@ START_TEST(test_it_nocond_window_logged)
 }
 END_TEST
 
+/* The worker's own probe, unpinned, on moto: conditional PUT yes,
+ * conditional DeleteObjects no (moto ignores the ETag), versioning as the
+ * bucket is set; nothing is left under metadata/.sila-probe/, no version
+ * either. */
+static void probe_on(bool versioned, const char *want)
+{
+    struct nc f;
+    char pat[300];
+    pid_t w;
+
+    nc_init(&f, versioned ? "nc-probe-v" : "nc-probe", versioned,
+            "SILA_S3_FEATURES=auto", "--ops-files 2 --blobs 1", NULL, false);
+    w = it_start_worker(&f.e, f.log1);
+    ck_assert_msg(wait_in_log("\"event\":\"s3.features\"", f.log1, 30),
+                  "no s3.features in %s", f.log1);
+    snprintf(pat, sizeof(pat),
+             "\"event\":\"s3.features\".*\"source\":\"probe\".*"
+             "\"features\":\"%s\"",
+             want);
+    ck_assert_msg(count_in(pat, f.log1) == 1, "not '%s' (see %s)", want,
+                  f.log1);
+    ck_assert_int_eq(it_stop(w), 0);
+    ck_assert_uint_eq(it_count(f.st, "metadata/"), 0);
+    ck_assert_int_eq(versions_under(&f, "metadata/"), 0);
+    store_free(f.st);
+}
+
+START_TEST(test_it_nocond_probe_moto)
+{
+    probe_on(false, "cond-put,part-copy,list-parts,delete-md5");
+    probe_on(true, "cond-put,versioning,part-copy,list-parts,delete-md5");
+}
+END_TEST
+
 Suite *it_nocond_suite(void)
 {
     Suite *s = suite_create("it_nocond");
     TCase *tc = tcase_create("nocond");
 
     tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_it_nocond_probe_moto);
     tcase_add_test(tc, test_it_nocond_archive_unarchive);
     tcase_add_test(tc, test_it_nocond_user_write_during_delete);
     tcase_add_test(tc, test_it_nocond_stale_manifest_writer);

@@ -147,6 +147,15 @@ START_TEST(test_swift_archive_then_urgent_unarchive)
                   "(see %s, %s)",
                   rc, it_job_field(it_prefix_of(&e), job, "error"), out, log);
     ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "state"), "succeeded");
+    /* the worker's own probe found what features.py measures, and chose
+     * the fenced manifest writes and the deletes by version id */
+    ck_assert_msg(it_sh("grep '\"event\":\"s3.features\"' '%s' | grep "
+                        "'\"source\":\"probe\"' | grep "
+                        "'\"features\":\"versioning,part-copy,list-parts,"
+                        "delete-md5\"' | grep -q '\"deletes\":\"by version "
+                        "id\"'",
+                        log) == 0,
+                  "no s3.features line with Swift's features in %s", log);
     it_verify_archived(st, id, src, tmp);
     ck_assert_int_eq(it_sh("test $(stat -c %%s '%s/archive.zip') -gt "
                            "10485760",

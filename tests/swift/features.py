@@ -221,6 +221,8 @@ def main():
     ap.add_argument("bucket")
     ap.add_argument("--expect", default="")
     ap.add_argument("--json")
+    ap.add_argument("--enable-versioning", action="store_true",
+                    help="afterwards, turn versioning on in BUCKET itself")
     a = ap.parse_args()
     s3 = S3(a.endpoint, os.environ.get("AWS_REGION", "us-east-1"))
     res = probe(s3, a.bucket)
@@ -238,6 +240,14 @@ def main():
                                                     else ("yes" if res[k][0] else "no")))
     for b in bad:
         print("features: MISMATCH " + b, file=sys.stderr)
+    if a.enable_versioning and not bad:
+        vbody = (b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                 b"<Status>Enabled</Status></VersioningConfiguration>")
+        st, _, rb = s3.req("PUT", "/%s" % a.bucket, {"versioning": ""}, vbody,
+                           {"Content-MD5": md5_b64(vbody)})
+        print("features: versioning of %s enabled: %d" % (a.bucket, st))
+        if st != 200:
+            return 1
     return 1 if bad else 0
 
 

@@ -519,6 +519,63 @@ START_TEST(test_s3xml_parts)
 }
 END_TEST
 
+/* ListVersionsResult as AWS documents it: versions and a delete marker,
+ * url-encoded keys, the markers of the next page. */
+START_TEST(test_s3xml_versions)
+{
+    static const char body[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<ListVersionsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        "<Name>bucket</Name><Prefix>my</Prefix><KeyMarker/>"
+        "<VersionIdMarker/><MaxKeys>5</MaxKeys><EncodingType>url</EncodingType>"
+        "<IsTruncated>true</IsTruncated>"
+        "<NextKeyMarker>my%20third</NextKeyMarker>"
+        "<NextVersionIdMarker>v3</NextVersionIdMarker>"
+        "<Version><Key>my%20image.jpg</Key><VersionId>3/"
+        "L4kqtJl40Nr8X8gdRQBpUMLUo"
+        "</VersionId><IsLatest>true</IsLatest>"
+        "<LastModified>2009-10-12T17:50:30.000Z</LastModified>"
+        "<ETag>&quot;fba9dede5f27731c9771645a39863328&quot;</ETag>"
+        "<Size>434234</Size><StorageClass>STANDARD</StorageClass></Version>"
+        "<DeleteMarker><Key>my-second-image.jpg</"
+        "Key><VersionId>03jpff543dhffds434"
+        "rfdsFDN943fdsFkdmqnh892</VersionId><IsLatest>true</IsLatest>"
+        "<LastModified>2009-11-12T17:50:30.000Z</LastModified></DeleteMarker>"
+        "<Version><Key>my-second-image.jpg</"
+        "Key><VersionId>QUpfdndhfd8438MNFDN93"
+        "jdnJFkdmqnh893</VersionId><IsLatest>false</IsLatest>"
+        "<ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag>"
+        "<Size>166434</Size></Version>"
+        "</ListVersionsResult>";
+    struct s3_xml_versions v;
+    struct wk_err err;
+
+    wk_err_clear(&err);
+    ck_assert_int_eq(s3_xml_parse_versions(body, strlen(body), &v, &err),
+                     WK_OK);
+    ck_assert_uint_eq(v.n_versions, 3);
+    ck_assert_str_eq(v.versions[0].key, "my image.jpg");
+    ck_assert_str_eq(v.versions[0].version_id, "3/L4kqtJl40Nr8X8gdRQBpUMLUo");
+    ck_assert_str_eq(v.versions[0].etag, "fba9dede5f27731c9771645a39863328");
+    ck_assert(v.versions[0].is_latest && !v.versions[0].delete_marker);
+    ck_assert(v.versions[1].delete_marker && v.versions[1].is_latest);
+    ck_assert_str_eq(v.versions[1].etag, "");
+    ck_assert(!v.versions[2].is_latest && !v.versions[2].delete_marker);
+    ck_assert_str_eq(v.versions[2].etag, "9b2cf535f27731c974343645a3985328");
+    ck_assert(v.is_truncated);
+    ck_assert_str_eq(v.next_key_marker, "my third");
+    ck_assert_str_eq(v.next_version_id_marker, "v3");
+    s3_xml_versions_release(&v);
+
+    /* an entry without its VersionId is refused */
+    static const char bad[] =
+        "<ListVersionsResult><Version><Key>k</Key><ETag>\"e\"</ETag>"
+        "</Version></ListVersionsResult>";
+    ck_assert_int_eq(s3_xml_parse_versions(bad, strlen(bad), &v, &err),
+                     WK_E_CORRUPT);
+}
+END_TEST
+
 START_TEST(test_s3xml_escape)
 {
     struct wk_buf b;
@@ -561,6 +618,7 @@ Suite *s3xml_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, test_s3xml_list_page);
+    tcase_add_test(tc, test_s3xml_versions);
     tcase_add_test(tc, test_s3xml_list_last_page);
     tcase_add_test(tc, test_s3xml_list_url_encoded);
     tcase_add_test(tc, test_s3xml_list_entities);

@@ -237,10 +237,13 @@ static enum wk_code batch_send(struct ua_run *r, struct wk_err *err)
         reqs[i].key = b->slots[i].key;
         reqs[i].data = b->slots[i].data.data ? b->slots[i].data.data : "";
         reqs[i].len = b->slots[i].data.len;
-        /* never over an object a user wrote since the listing; without
-         * conditional PUT, a content-addressed blob is PUT plainly (any
-         * object at its key has the same bytes) and saves a HEAD */
-        reqs[i].if_absent = r->cond_put || !ua_content_addressed(reqs[i].key);
+        /* never over an object a user wrote since the listing. Without
+         * conditional PUT (a HEAD each, in storage) only where a user may
+         * write: after the ready point (before it the app server waits,
+         * and what existed is known from the listing), and not on a
+         * content-addressed blob (any object at its key has its bytes) */
+        reqs[i].if_absent = r->cond_put || (r->want.ready &&
+                                            !ua_content_addressed(reqs[i].key));
     }
     rc = job_fence(r->ctx, "unarchive.put", err);
     if (rc != WK_OK) { /* nothing of this batch was sent */

@@ -187,6 +187,12 @@ static enum wk_code probe_versioning(struct s3_store *st, unsigned *fl,
     wk_buf_init(&body, 64u << 10);
     wk_err_clear(&e);
     rc = s3_store_get_page(st, q, 1, &body, &e);
+    if (rc == WK_E_LIMIT) {
+        /* a server that does not know ?versioning may answer with the
+         * bucket's listing (s3rver): not versioned */
+        rc = WK_OK;
+        wk_buf_reset(&body);
+    }
     if (rc == WK_OK) {
         const char *needle = "<Status>Enabled</Status>";
         size_t nl = strlen(needle);

@@ -76,7 +76,7 @@ enum wk_code q_reply_check(struct q *q, const redisReply *rep, const char *what,
  * (ASKING first when asking) and, when the server answers MOVED, ASK or
  * TRYAGAIN instead, copies that answer into redir: nothing of the unit was
  * done then, so run_unit() can do all of it again elsewhere. */
-#define Q_MAX_TRYAGAIN 30 /* TRYAGAIN: keys of the slot are being moved */
+#define Q_MAX_TRYAGAIN 100 /* TRYAGAIN: keys of the slot are being moved */
 #define Q_TRYAGAIN_MS  100
 
 struct unit {

@@ -37,8 +37,17 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 fail() {
     echo "FAIL: $*"
+    echo "--- worker log: warnings and errors"
+    grep -v '"level":"info"' "$T/worker.log" 2>/dev/null | grep -v failpoint | tail -n 20 || true
     echo "--- worker log (tail)"
-    tail -n 40 "$T/worker.log" 2>/dev/null || true
+    tail -n 20 "$T/worker.log" 2>/dev/null || true
+    if [ -n "${SEED:-}" ]; then
+        echo "--- lanes"
+        for l in jobs jobs:urgent; do
+            redis-cli -c -p "$SEED" XINFO GROUPS "${PREFIX}$l" 2>&1 | tr '\n' ' '
+            echo
+        done
+    fi
     exit 1
 }
 
@@ -50,18 +59,39 @@ BUCKET="sila-cluster-$$"
 svc_make_bucket "$BUCKET" || fail "could not create bucket $BUCKET"
 export AWS_ENDPOINT_URL_S3=$SVC_S3_ENDPOINT
 
+# a free port p whose cluster bus port p + 10000 is free too (so p <= 55535)
+node_port() {
+    python3 -c 'import random, socket
+for _ in range(200):
+    p = random.randint(20000, 55000)
+    ss = []
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket()
+            s.bind(("127.0.0.1", q))
+            ss.append(s)
+    except OSError:
+        continue
+    finally:
+        for s in ss:
+            s.close()
+    print(p)
+    break'
+}
+
 # three cluster nodes
 PORTS=""
 for i in 1 2 3; do
     ok=0
     for try in 1 2 3; do
-        p=$(svc_free_port)
+        p=$(node_port)
+        [ -n "$p" ] || fail "no free port pair for a cluster node"
         mkdir -p "$T/n$i"
         redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
             --dir "$T/n$i" --cluster-enabled yes \
             --cluster-config-file "$T/n$i/nodes.conf" \
             --cluster-node-timeout 5000 --daemonize no \
-            </dev/null >"$T/n$i.log" 2>&1 &
+            </dev/null >>"$T/n$i.log" 2>&1 &
         svc_register_pid "$svc" "node$i" $!
         if _svc_wait redis "$!" "$p" 10; then ok=1; break; fi
         svc_stop "$svc" "node$i"

@@ -4,7 +4,8 @@
 # for S3 (scripts/services.sh), a worker with SILA_REDIS_CLUSTER=1 and
 # SILA_KEY_PREFIX={silact}: pointed at a node that does NOT own the
 # prefix's slot.
-#  1. archive + unarchive jobs succeed (the worker followed MOVED);
+#  1. archive + unarchive jobs succeed (the worker followed MOVED), one
+#     followed by `enqueue --wait`;
 #  2. 4 archive jobs queued, each slowed at its start (failpoint), and while
 #     they run the prefix's slot is moved to another node by hand
 #     (SETSLOT IMPORTING / MIGRATING, MIGRATE a few keys at a time, slowly,
@@ -210,8 +211,12 @@ archived() {
 
 # 1. archive + unarchive through the seed node (MOVED to the owner)
 J1=$("$BIN" enqueue archive cl-space-1)
-J2=$("$BIN" enqueue archive cl-space-2)
-wait_done "$J1" "$J2"
+# --wait: the CLI subscribes to the job's channel (SUBSCRIBE names no key:
+# no redirection) and reads the status (redirected); it also polls, so this
+# shows the subscription path does not break, not that messages arrive
+timeout 120 "$BIN" enqueue archive cl-space-2 --wait >"$T/wait.log" 2>&1 ||
+    fail "enqueue --wait: $(tail -n 5 "$T/wait.log")"
+wait_done "$J1"
 archived cl-space-1 cl-space-2
 U1=$("$BIN" enqueue unarchive cl-space-1 --urgent)
 wait_done "$U1"

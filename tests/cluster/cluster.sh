@@ -274,6 +274,7 @@ wait_done "$U2" "$U3"
 grep -q '"event":"redis.redirected".*"kind":"moved".*"port":'"$TARGET" "$T/worker.log" ||
     fail "the worker never logged the MOVED to $TARGET"
 asks=$(grep -c '"event":"redis.redirected".*"kind":"ask"' "$T/worker.log" || true)
+[ "$asks" -gt 0 ] || fail "no ASK was seen while the slot moved"
 kill -0 "$WP" 2>/dev/null || fail "the worker died"
 grep -q '"level":"error"' "$T/worker.log" &&
     echo "note: errors logged: $(grep '"level":"error"' "$T/worker.log" | head -3)"

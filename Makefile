@@ -41,7 +41,7 @@ SWIFT_OBJ := $(SWIFT_SRC:%.c=$(BUILD)/%.o)
 IT_HELPERS := $(BUILD)/tests/integration/it_util.o \
               $(BUILD)/tests/integration/it_flow.o
 
-.PHONY: all deps check check-unit check-it check-tls check-sentinel check-node check-deploy check-long \
+.PHONY: all deps check check-unit check-it check-tls check-sentinel check-cluster check-node check-deploy check-long \
 	check-swift \
 	asan lint bench demo clean fmt fuzz
 
@@ -105,6 +105,7 @@ check: deps
 	$(MAKE) --no-print-directory check-swift
 	$(MAKE) --no-print-directory check-tls
 	$(MAKE) --no-print-directory check-sentinel
+	$(MAKE) --no-print-directory check-cluster
 	$(MAKE) --no-print-directory check-node
 
 # deploy/ checked without a container engine: it parses, and its names and
@@ -117,6 +118,11 @@ check-deploy:
 check-sentinel: $(BIN)
 	BIN=$(abspath $(BIN)) tests/sentinel/failover.sh
 	BIN=$(abspath $(BIN)) tests/sentinel/failover_jobs.sh
+
+# Redis Cluster (3 nodes on loopback, moto for S3): MOVED / ASK followed,
+# the prefix's slot moved while jobs run (every job ends succeeded).
+check-cluster: $(BIN)
+	BIN=$(abspath $(BIN)) tests/cluster/cluster.sh
 
 # Redis over TLS (rediss://): tests/integration/tls_run.sh (issue 17)
 check-tls: $(BIN)

@@ -317,6 +317,16 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
             return wk_err_set(err, WK_E_INVAL, "SILA_KEY_PREFIX: too long");
         snprintf(c->prefix, sizeof(c->prefix), "%s", v);
     }
+    if ((v = getenv("SILA_REDIS_CLUSTER")) && *v) {
+        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+            return wk_err_set(
+                err, WK_E_INVAL,
+                "SILA_REDIS_CLUSTER: expected 0 or 1, got '%.16s'", v);
+        c->redis.cluster = v[0] == '1';
+    }
+    rc = q_topo_cluster_check(&c->redis, c->prefix, err);
+    if (rc != WK_OK)
+        return rc;
     rc = env_size("SILA_PART_SIZE", 5u << 20, 5ULL << 30, &c->job.part_bytes,
                   err);
     if (rc == WK_OK) {

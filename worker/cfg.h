@@ -25,6 +25,7 @@ struct cfg_redis {
     char ca_file[512];       /* SILA_REDIS_CA_FILE ("" = system CAs) */
     char cert_file[512];     /* SILA_REDIS_CERT_FILE (client certificate) */
     char key_file[512];      /* SILA_REDIS_KEY_FILE */
+    bool cluster; /* SILA_REDIS_CLUSTER=1: follow MOVED / ASK (q_topo.h) */
 };
 
 #define CFG_URGENT_SLOTS_MAX 8

@@ -21,6 +21,9 @@ static enum wk_code scan_jobs(struct q *q,
     enum wk_code rc = WK_OK;
 
     q_key_job_match(q->prefix, pattern, sizeof(pattern));
+    rc = q_home(q, err); /* SCAN names no key: be on the slot's node */
+    if (rc != WK_OK)
+        return rc;
     do {
         const char *argv[] = {
             "SCAN", cursor, "MATCH", pattern, "COUNT", "1000"
@@ -173,47 +176,46 @@ static bool score_seconds(const char *s, int64_t *out)
     return true;
 }
 
+struct activity_batch {
+    const char *key;
+    const char *const *space_ids;
+    int64_t *last;
+    bool *present;
+};
+
+static int activity_arg(void *ud, size_t i, const char **argv, size_t *lens)
+{
+    const struct activity_batch *b = ud;
+    argv[0] = "ZSCORE";
+    argv[1] = b->key;
+    argv[2] = b->space_ids[i];
+    lens[0] = 6;
+    lens[1] = strlen(b->key);
+    lens[2] = strlen(b->space_ids[i]);
+    return 3;
+}
+
+static void activity_reply(void *ud, size_t i, const redisReply *rep)
+{
+    const struct activity_batch *b = ud;
+    if (rep->type == REDIS_REPLY_STRING)
+        b->present[i] = score_seconds(rep->str, &b->last[i]);
+}
+
 enum wk_code q_activity_scores(struct q *q, const char *const *space_ids,
                                size_t n, int64_t *last, bool *present,
                                struct wk_err *err)
 {
     char key[128];
-    enum wk_code rc = WK_OK;
-    size_t got = 0;
+    struct activity_batch b = { key, space_ids, last, present };
 
     q_key_activity(q->prefix, key, sizeof(key));
     for (size_t i = 0; i < n; i++) {
         last[i] = 0;
         present[i] = false;
     }
-    if (!q->c)
-        return wk_err_set(err, WK_E_NET, "redis ZSCORE: not connected");
     /* one round trip for the whole batch: append all, then read all */
-    for (size_t i = 0; i < n; i++) {
-        const char *argv[] = { "ZSCORE", key, space_ids[i] };
-        size_t lens[] = { 6, strlen(key), strlen(space_ids[i]) };
-        if (rconn_append_argv(q->c, 3, argv, lens, err) != WK_OK) {
-            /* a half-sent pipeline would skew every later reply */
-            rconn_free(q->c);
-            q->c = NULL;
-            wk_err_prefix(err, "redis ZSCORE");
-            return err ? err->code : WK_E_NET;
-        }
-    }
-    for (got = 0; got < n; got++) {
-        redisReply *rep = NULL;
-        if (rconn_reply(q->c, &rep, NULL) != WK_OK)
-            rep = NULL;
-        if (q_reply_check(q, rep, "ZSCORE", err) != WK_OK) {
-            if (!rep)
-                return err ? err->code : WK_E_NET; /* context is gone */
-            rc = err ? err->code : WK_E_INTERNAL;  /* keep reading replies */
-        } else if (rep->type == REDIS_REPLY_STRING) {
-            present[got] = score_seconds(rep->str, &last[got]);
-        }
-        freeReplyObject(rep);
-    }
-    return rc;
+    return q_pipe(q, "ZSCORE", n, activity_arg, activity_reply, &b, err);
 }
 
 /* XINFO GROUPS of one lane: our group's lag and pending. */

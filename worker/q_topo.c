@@ -1,4 +1,5 @@
-/* q_topo: Sentinel discovery, cluster slots, MOVED / ASK parsing. */
+/* q_topo: Sentinel discovery, cluster slots and checks, MOVED / ASK
+ * parsing. */
 #include "worker/q_topo.h"
 
 #include <hiredis/hiredis.h>
@@ -38,6 +39,29 @@ bool q_topo_prefix_tagged(const char *prefix)
     const char *open = strchr(prefix, '{');
     const char *close = open ? strchr(open + 1, '}') : NULL;
     return close && close > open + 1;
+}
+
+enum wk_code q_topo_cluster_check(const struct cfg_redis *r, const char *prefix,
+                                  struct wk_err *err)
+{
+    if (!r->cluster)
+        return WK_OK;
+    if (!q_topo_prefix_tagged(prefix))
+        return wk_err_set(err, WK_E_INVAL,
+                          "SILA_REDIS_CLUSTER=1 needs a {tag} in "
+                          "SILA_KEY_PREFIX (e.g. '{sila}:') so that every key "
+                          "is in one hash slot, got '%.60s'",
+                          prefix);
+    if (r->sentinels[0])
+        return wk_err_set(err, WK_E_INVAL,
+                          "SILA_REDIS_CLUSTER=1 and SILA_REDIS_SENTINELS "
+                          "exclude each other");
+    if (r->db != 0)
+        return wk_err_set(err, WK_E_INVAL,
+                          "SILA_REDIS_CLUSTER=1: a cluster has only database "
+                          "0, REDIS_URL names database %d",
+                          r->db);
+    return WK_OK;
 }
 
 static enum wk_code parse_hostport(const char *s, size_t n, char *host,

@@ -1,7 +1,8 @@
 /* q_topo: where the Redis master is. Sentinel discovery (ask each
  * sentinel in turn for the master's address), the cluster hash slot of a
- * key (CRC16, hash tags) and the parsing of MOVED / ASK redirections.
- * Plain hiredis for the sentinel queries; no state of its own. */
+ * key (CRC16, hash tags), the check of a cluster configuration and the
+ * parsing of MOVED / ASK redirections (q_redis.c follows them). Plain
+ * hiredis for the sentinel queries; no state of its own. */
 #ifndef WK_WORKER_Q_TOPO_H
 #define WK_WORKER_Q_TOPO_H
 
@@ -21,6 +22,14 @@ unsigned q_topo_slot(const char *key, size_t len);
 /* true when the prefix has a non-empty {...} tag, so that every key built
  * on it lands in one slot. */
 bool q_topo_prefix_tagged(const char *prefix);
+
+/* SILA_REDIS_CLUSTER=1 (r->cluster) needs every key of sila in one hash
+ * slot, so that the Lua scripts and MULTI / EXEC (which name several keys)
+ * run on one node: prefix must have a non-empty {tag}. A cluster has only
+ * database 0 and no sentinels. WK_E_INVAL with the reason; WK_OK when r is
+ * not a cluster. */
+enum wk_code q_topo_cluster_check(const struct cfg_redis *r, const char *prefix,
+                                  struct wk_err *err);
 
 /* The i-th "host:port" of a comma list (IPv6 as "[::1]:26379"); WK_E_NOTFOUND
  * past the end, WK_E_INVAL on a malformed entry. */

@@ -1,6 +1,8 @@
 /* q_topo: CRC16 and cluster slots (hash tags), sentinel list parsing,
- * MOVED / ASK parsing, and the sentinel settings of cfg. */
+ * MOVED / ASK parsing, the cluster check, and the sentinel and cluster
+ * settings of cfg. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,6 +127,91 @@ START_TEST(test_topo_cfg_sentinel_env)
 }
 END_TEST
 
+START_TEST(test_topo_cluster_check)
+{
+    struct cfg_redis r;
+    struct wk_err e;
+
+    memset(&r, 0, sizeof(r));
+    wk_err_clear(&e);
+    /* not a cluster: any prefix */
+    ck_assert_int_eq(q_topo_cluster_check(&r, "sila:", &e), WK_OK);
+    r.cluster = true;
+    ck_assert_int_eq(q_topo_cluster_check(&r, "{sila}:", &e), WK_OK);
+    ck_assert_int_eq(q_topo_cluster_check(&r, "app:{sila}:", &e), WK_OK);
+}
+END_TEST
+
+START_TEST(test_topo_cluster_check_untagged)
+{
+    struct cfg_redis r;
+    struct wk_err e;
+
+    memset(&r, 0, sizeof(r));
+    r.cluster = true;
+    wk_err_clear(&e);
+    ck_assert_int_eq(q_topo_cluster_check(&r, "sila:", &e), WK_E_INVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "needs a {tag} in SILA_KEY_PREFIX"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "'sila:'"));
+    wk_err_clear(&e);
+    ck_assert_int_eq(q_topo_cluster_check(&r, "{}sila:", &e), WK_E_INVAL);
+    wk_err_clear(&e);
+    ck_assert_int_eq(q_topo_cluster_check(&r, "", &e), WK_E_INVAL);
+}
+END_TEST
+
+START_TEST(test_topo_cluster_check_db_and_sentinels)
+{
+    struct cfg_redis r;
+    struct wk_err e;
+
+    memset(&r, 0, sizeof(r));
+    r.cluster = true;
+    r.db = 2;
+    wk_err_clear(&e);
+    ck_assert_int_eq(q_topo_cluster_check(&r, "{sila}:", &e), WK_E_INVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "only database 0"));
+    r.db = 0;
+    snprintf(r.sentinels, sizeof(r.sentinels), "127.0.0.1:26379");
+    wk_err_clear(&e);
+    ck_assert_int_eq(q_topo_cluster_check(&r, "{sila}:", &e), WK_E_INVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "exclude each other"));
+}
+END_TEST
+
+START_TEST(test_topo_cfg_cluster_env)
+{
+    struct cfg c;
+    struct wk_err e;
+
+    unsetenv("REDIS_URL");
+    unsetenv("SILA_REDIS_SENTINELS");
+    setenv("SILA_REDIS_CLUSTER", "1", 1);
+    setenv("SILA_KEY_PREFIX", "{sila}:", 1);
+    wk_err_clear(&e);
+    ck_assert_int_eq(cfg_from_env(&c, &e), WK_OK);
+    ck_assert(c.redis.cluster);
+
+    /* the worker refuses to start with keys spread over slots */
+    setenv("SILA_KEY_PREFIX", "sila:", 1);
+    wk_err_clear(&e);
+    ck_assert_int_eq(cfg_from_env(&c, &e), WK_E_INVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "SILA_REDIS_CLUSTER=1 needs a {tag}"));
+
+    setenv("SILA_REDIS_CLUSTER", "yes", 1);
+    wk_err_clear(&e);
+    ck_assert_int_eq(cfg_from_env(&c, &e), WK_E_INVAL);
+    ck_assert_ptr_nonnull(strstr(e.msg, "SILA_REDIS_CLUSTER: expected 0 or 1"));
+
+    setenv("SILA_REDIS_CLUSTER", "0", 1);
+    wk_err_clear(&e);
+    ck_assert_int_eq(cfg_from_env(&c, &e), WK_OK);
+    ck_assert(!c.redis.cluster);
+    unsetenv("SILA_REDIS_CLUSTER");
+    unsetenv("SILA_KEY_PREFIX");
+}
+END_TEST
+
 Suite *topo_suite(void)
 {
     Suite *s = suite_create("topo");
@@ -133,6 +220,10 @@ Suite *topo_suite(void)
     tcase_add_test(tc, test_topo_sentinel_list);
     tcase_add_test(tc, test_topo_redirect);
     tcase_add_test(tc, test_topo_cfg_sentinel_env);
+    tcase_add_test(tc, test_topo_cluster_check);
+    tcase_add_test(tc, test_topo_cluster_check_untagged);
+    tcase_add_test(tc, test_topo_cluster_check_db_and_sentinels);
+    tcase_add_test(tc, test_topo_cfg_cluster_env);
     suite_add_tcase(s, tc);
     return s;
 }

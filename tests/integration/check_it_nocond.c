@@ -107,32 +107,6 @@ static void nc_init(struct nc *f, const char *tag, bool versioned,
     snprintf(f->out, sizeof(f->out), "%s/out", f->tmp);
 }
 
-static int count_in(const char *pattern, const char *file)
-{
-    char cmd[1024];
-    int n = 0;
-    FILE *p;
-    snprintf(cmd, sizeof(cmd), "grep -cE -- '%s' '%s' 2>/dev/null", pattern,
-             file);
-    p = popen(cmd, "r");
-    if (p) {
-        if (fscanf(p, "%d", &n) != 1)
-            n = 0;
-        pclose(p);
-    }
-    return n;
-}
-
-static bool wait_in_log(const char *pattern, const char *file, int secs)
-{
-    for (int i = 0; i < secs * 20; i++) {
-        if (count_in(pattern, file) > 0)
-            return true;
-        it_sleep_ms(50);
-    }
-    return false;
-}
-
 /* Versions (and delete markers) under prefix in f's bucket. */
 static int versions_under(const struct nc *f, const char *prefix)
 {
@@ -189,11 +163,12 @@ START_TEST(test_it_nocond_archive_unarchive)
     assert_mf_is_record(&f);
     /* deleted by version id: no old version, no delete marker is left */
     ck_assert_int_eq(versions_under(&f, f.prefix), 0);
-    ck_assert_int_eq(count_in("\"event\":\"s3.features\".*\"source\":"
-                              "\"SILA_S3_FEATURES\".*\"deletes\":\"by version "
-                              "id\"",
-                              f.log1),
-                     1);
+    ck_assert_int_eq(
+        it_count_in("\"event\":\"s3.features\".*\"source\":"
+                    "\"SILA_S3_FEATURES\".*\"deletes\":\"by version "
+                    "id\"",
+                    f.log1),
+        1);
 
     snprintf(args, sizeof(args), "enqueue unarchive %s --urgent --wait", f.id);
     ck_assert_int_eq(it_cli(&f.e, args, job, sizeof(job), f.out), 0);
@@ -226,7 +201,7 @@ START_TEST(test_it_nocond_user_write_during_delete)
     w = it_start_worker(&f.e1, f.log1);
     snprintf(args, sizeof(args), "enqueue archive %s", f.id);
     ck_assert_int_eq(it_cli(&f.e, args, job, sizeof(job), f.out), 0);
-    ck_assert_msg(wait_in_log("\"event\":\"failpoint.hit\"", f.log1, 60),
+    ck_assert_msg(it_wait_in_log("\"event\":\"failpoint.hit\"", f.log1, 60),
                   "no failpoint hit (see %s)", f.log1);
     it_sleep_ms(300);
     wk_err_clear(&err);
@@ -261,7 +236,7 @@ START_TEST(test_it_nocond_stale_manifest_writer)
     w1 = it_start_worker(&f.e1, f.log1);
     snprintf(args, sizeof(args), "enqueue archive %s", f.id);
     ck_assert_int_eq(it_cli(&f.e, args, job, sizeof(job), f.out), 0);
-    ck_assert_msg(wait_in_log("\"event\":\"failpoint.hit\"", f.log1, 60),
+    ck_assert_msg(it_wait_in_log("\"event\":\"failpoint.hit\"", f.log1, 60),
                   "no failpoint hit (see %s)", f.log1);
     it_sleep_ms(PAST_LEASE_MS);
     w2 = it_start_worker(&f.e, f.log2);
@@ -270,14 +245,14 @@ START_TEST(test_it_nocond_stale_manifest_writer)
 
     kill(w1, SIGCONT);
     ck_assert_msg(
-        wait_in_log("\"event\":\"manifest.written_back\"", f.log1, 20),
+        it_wait_in_log("\"event\":\"manifest.written_back\"", f.log1, 20),
         "the stale worker did not write the newer manifest back "
         "(see %s)",
         f.log1);
-    ck_assert_msg(wait_in_log("\"event\":\"job.fenced\"", f.log1, 20),
+    ck_assert_msg(it_wait_in_log("\"event\":\"job.fenced\"", f.log1, 20),
                   "the stale worker was not fenced (see %s)", f.log1);
-    ck_assert_int_eq(count_in("\"event\":\"job.succeeded\"", f.log1), 0);
-    ck_assert_int_eq(count_in("\"event\":\"job.failed\"", f.log1), 0);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.succeeded\"", f.log1), 0);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.failed\"", f.log1), 0);
     ck_assert_int_eq(it_stop(w1), 0);
     ck_assert_int_eq(it_stop(w2), 0);
     it_verify_archived(f.st, f.id, f.src, f.tmp);
@@ -304,7 +279,7 @@ START_TEST(test_it_nocond_stale_writer_killed)
     w1 = it_start_worker(&f.e1, f.log1);
     snprintf(args, sizeof(args), "enqueue archive %s", f.id);
     ck_assert_int_eq(it_cli(&f.e, args, job, sizeof(job), f.out), 0);
-    ck_assert_msg(wait_in_log("\"event\":\"failpoint.hit\"", f.log1, 60),
+    ck_assert_msg(it_wait_in_log("\"event\":\"failpoint.hit\"", f.log1, 60),
                   "no failpoint hit (see %s)", f.log1);
     it_sleep_ms(PAST_LEASE_MS);
     w2 = it_start_worker(&f.e, f.log2);
@@ -320,7 +295,7 @@ START_TEST(test_it_nocond_stale_writer_killed)
     snprintf(args, sizeof(args), "enqueue unarchive %s --urgent", f.id);
     ck_assert_int_eq(it_cli(&f.e, args, job, sizeof(job), f.out), 0);
     ck_assert_str_eq(it_wait_job(it_prefix_of(&f.e), job, 60), "failed");
-    ck_assert_int_eq(count_in("\"event\":\"manifest.repaired\"", f.log2), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"manifest.repaired\"", f.log2), 1);
     ck_assert_str_eq(it_mf_state(f.st, f.id), "archived");
     assert_mf_is_record(&f);
 
@@ -345,11 +320,12 @@ START_TEST(test_it_nocond_window_logged)
             false);
     w = it_start_worker(&f.e, f.log1);
     ck_assert(
-        wait_in_log("\"event\":\"s3.deletes_unconditional\"", f.log1, 20));
-    ck_assert_int_eq(count_in("\"event\":\"s3.features\".*\"manifest_writes\":"
-                              "\"fenced through Redis\"",
-                              f.log1),
-                     1);
+        it_wait_in_log("\"event\":\"s3.deletes_unconditional\"", f.log1, 20));
+    ck_assert_int_eq(
+        it_count_in("\"event\":\"s3.features\".*\"manifest_writes\":"
+                    "\"fenced through Redis\"",
+                    f.log1),
+        1);
     ck_assert_int_eq(it_stop(w), 0);
     store_free(f.st);
 }
@@ -368,13 +344,13 @@ static void probe_on(bool versioned, const char *want)
     nc_init(&f, versioned ? "nc-probe-v" : "nc-probe", versioned,
             "SILA_S3_FEATURES=auto", "--ops-files 2 --blobs 1", NULL, false);
     w = it_start_worker(&f.e, f.log1);
-    ck_assert_msg(wait_in_log("\"event\":\"s3.features\"", f.log1, 30),
+    ck_assert_msg(it_wait_in_log("\"event\":\"s3.features\"", f.log1, 30),
                   "no s3.features in %s", f.log1);
     snprintf(pat, sizeof(pat),
              "\"event\":\"s3.features\".*\"source\":\"probe\".*"
              "\"features\":\"%s\"",
              want);
-    ck_assert_msg(count_in(pat, f.log1) == 1, "not '%s' (see %s)", want,
+    ck_assert_msg(it_count_in(pat, f.log1) == 1, "not '%s' (see %s)", want,
                   f.log1);
     ck_assert_int_eq(it_stop(w), 0);
     ck_assert_uint_eq(it_count(f.st, "metadata/"), 0);

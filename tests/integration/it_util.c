@@ -408,3 +408,29 @@ pid_t it_spawn_prog(const char *const *argv, const char *log_path)
     }
     return pid;
 }
+
+int it_count_in(const char *pattern, const char *file)
+{
+    char cmd[1024];
+    int n = 0;
+    FILE *p;
+    snprintf(cmd, sizeof(cmd), "grep -cE -- '%s' '%s' 2>/dev/null", pattern,
+             file);
+    p = popen(cmd, "r");
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = 0;
+        pclose(p);
+    }
+    return n;
+}
+
+bool it_wait_in_log(const char *pattern, const char *file, int secs)
+{
+    for (int i = 0; i < secs * 20; i++) {
+        if (it_count_in(pattern, file) > 0)
+            return true;
+        it_sleep_ms(50);
+    }
+    return false;
+}

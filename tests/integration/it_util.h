@@ -59,6 +59,12 @@ void it_download(struct store *st, const char *key, const char *path);
 /* SHA-256 hex of a local file. */
 void it_file_sha256(const char *path, char hex[65], unsigned long long *size);
 
+/* Lines of file matching the extended regex pattern (grep -cE; 0 when
+ * the file is missing). */
+int it_count_in(const char *pattern, const char *file);
+/* Wait up to secs for a line matching pattern in file. */
+bool it_wait_in_log(const char *pattern, const char *file, int secs);
+
 /* Redis: run a command (redisCommand format) on the test server and return
  * the reply as text ("(nil)", integer as decimal, string, or "ERR ...");
  * arrays are not supported. Result is static storage. */

@@ -76,7 +76,8 @@ svc_spawn_group() {
 }
 
 # _svc_wait KIND PID PORT TIMEOUT: wait until PID answers on 127.0.0.1:PORT
-# (KIND redis: PING -> +PONG; KIND http: any HTTP response) and owns the
+# (KIND redis: PING -> +PONG; KIND memcached: version -> VERSION; KIND
+# http: any HTTP response) and owns the
 # listening socket. Exit 0 ready, 2 PID died, 3 timeout, 4 port owned by
 # another process.
 _svc_wait() {
@@ -98,6 +99,9 @@ def answers():
             if kind == "redis":
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
+            if kind == "memcached":
+                s.sendall(b"version\r\n")
+                return s.recv(16).startswith(b"VERSION")
             s.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             return s.recv(16).startswith(b"HTTP/")
     except OSError:

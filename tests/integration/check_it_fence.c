@@ -93,47 +93,21 @@ static void wait_stopped(pid_t pid, const char *log, int secs)
                  log);
 }
 
-static int count_in(const char *pattern, const char *file)
-{
-    char cmd[1024];
-    int n = 0;
-    FILE *p;
-    snprintf(cmd, sizeof(cmd), "grep -cE -- '%s' '%s' 2>/dev/null", pattern,
-             file);
-    p = popen(cmd, "r");
-    if (p) {
-        if (fscanf(p, "%d", &n) != 1)
-            n = 0;
-        pclose(p);
-    }
-    return n;
-}
-
-static bool wait_in_log(const char *pattern, const char *file, int secs)
-{
-    for (int i = 0; i < secs * 20; i++) {
-        if (count_in(pattern, file) > 0)
-            return true;
-        it_sleep_ms(50);
-    }
-    return false;
-}
-
 /* Resume the paused worker and wait until its fence stopped the job. */
 static void resume_fenced(pid_t w1, const char *log1, const char *step)
 {
     char pat[128];
     kill(w1, SIGCONT);
-    ck_assert_msg(wait_in_log("\"event\":\"job.fenced\"", log1, 20),
+    ck_assert_msg(it_wait_in_log("\"event\":\"job.fenced\"", log1, 20),
                   "the resumed worker was not fenced (see %s)", log1);
     snprintf(pat, sizeof(pat), "\"event\":\"job.fenced\".*\"step\":\"%s\"",
              step);
-    ck_assert_msg(count_in(pat, log1) == 1, "not fenced at '%s' (see %s)", step,
-                  log1);
+    ck_assert_msg(it_count_in(pat, log1) == 1, "not fenced at '%s' (see %s)",
+                  step, log1);
     /* it recorded nothing for the job */
-    ck_assert_int_eq(count_in("\"event\":\"job.succeeded\"", log1), 0);
-    ck_assert_int_eq(count_in("\"event\":\"job.failed\"", log1), 0);
-    ck_assert_int_eq(count_in("\"event\":\"job.retrying\"", log1), 0);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.succeeded\"", log1), 0);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.failed\"", log1), 0);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.retrying\"", log1), 0);
     it_sleep_ms(500); /* let it settle: it must stay idle */
 }
 
@@ -265,8 +239,8 @@ START_TEST(test_it_fence_archive_after_upload)
     it_sleep_ms(PAST_LEASE_MS);
     w2 = it_start_worker(&f.e, f.log2);
     ck_assert_str_eq(it_wait_job(it_prefix_of(&f.e), job, 90), "succeeded");
-    ck_assert_int_eq(count_in("\"event\":\"job.reclaimed\"", f.log2), 1);
-    ck_assert_int_eq(count_in("\"event\":\"archive.resuming\"", f.log2), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.reclaimed\"", f.log2), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"archive.resuming\"", f.log2), 1);
     it_read_mf(f.st, f.id, &m);
     ck_assert_str_eq(m.archive_key, key1); /* adopted */
 
@@ -305,8 +279,8 @@ START_TEST(test_it_fence_archive_during_delete)
     it_sleep_ms(PAST_LEASE_MS);
     w2 = it_start_worker(&f.e, f.log2);
     ck_assert_str_eq(it_wait_job(it_prefix_of(&f.e), job, 120), "succeeded");
-    ck_assert_int_eq(count_in("\"event\":\"archive.delete_finished\"", f.log2),
-                     1);
+    ck_assert_int_eq(
+        it_count_in("\"event\":\"archive.delete_finished\"", f.log2), 1);
     it_verify_archived(f.st, f.id, f.src, f.tmp);
     snprintf(args, sizeof(args), "enqueue unarchive %s --wait", f.id);
     ck_assert_int_eq(it_cli(&f.e, args, ujob, sizeof(ujob), f.out), 0);
@@ -395,7 +369,8 @@ START_TEST(test_it_fence_unarchive_before_flip)
         it_job_field(it_prefix_of(&f.e), job, "result"), "\"restored\":0"));
 
     resume_fenced(w1, f.log1, "unarchive.manifest");
-    ck_assert_int_eq(count_in("\"event\":\"unarchive.cleaned_up\"", f.log1), 0);
+    ck_assert_int_eq(it_count_in("\"event\":\"unarchive.cleaned_up\"", f.log1),
+                     0);
     ck_assert_int_eq(it_stop(w1), 0);
     ck_assert_int_eq(it_stop(w2), 0);
     assert_space_is(f.st, f.id, f.src);
@@ -515,9 +490,10 @@ static void ambiguous_manifest_write(bool then_503)
     kill(w1, SIGCONT);
     ck_assert_str_eq(it_wait_job(it_prefix_of(&f.e), job, 90), "succeeded");
     it_write_file(ctl, "{}");
-    ck_assert_int_eq(count_in("\"event\":\"archive.manifest_landed\"", f.log1),
-                     1);
-    ck_assert_int_eq(count_in("\"event\":\"archive.orphan_kept\"", f.log1), 0);
+    ck_assert_int_eq(
+        it_count_in("\"event\":\"archive.manifest_landed\"", f.log1), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"archive.orphan_kept\"", f.log1),
+                     0);
     it_sleep_ms(200);
     /* the faults were the ones meant: the first reply lost, then 503s */
     if (then_503)
@@ -720,7 +696,7 @@ START_TEST(test_it_fence_user_write_during_restore_survives)
         strstr(it_job_field(it_prefix_of(&f.e), job, "result"),
                "\"keptUserWrites\":1"));
     ck_assert_int_eq(
-        count_in("\"event\":\"unarchive.kept_user_write\"", f.log1), 1);
+        it_count_in("\"event\":\"unarchive.kept_user_write\"", f.log1), 1);
     ck_assert_int_eq(it_stop(w), 0);
     snprintf(path, sizeof(path), "%s/%s", f.src, last);
     it_write_file(path, user);
@@ -758,17 +734,19 @@ START_TEST(test_it_fence_redis_unreachable)
     it_write_file(ctl, "down\n");
     it_sleep_ms(300); /* read every 50 ms */
     kill(w1, SIGCONT);
-    ck_assert_msg(wait_in_log("\"event\":\"job.fenced\"", f.log1, 20),
+    ck_assert_msg(it_wait_in_log("\"event\":\"job.fenced\"", f.log1, 20),
                   "not fenced (see %s)", f.log1);
     ck_assert_int_eq(
-        count_in("\"event\":\"fence.refused\".*cannot reach redis", f.log1), 1);
+        it_count_in("\"event\":\"fence.refused\".*cannot reach redis", f.log1),
+        1);
     /* nothing recorded, nothing undone: still archiving, archive kept */
     ck_assert_str_eq(it_job_field(it_prefix_of(&f.e), job, "state"), "running");
     ck_assert_str_eq(it_mf_state(f.st, f.id), "archiving");
-    ck_assert_int_eq(count_in("\"event\":\"archive.orphan_kept\"", f.log1), 0);
+    ck_assert_int_eq(it_count_in("\"event\":\"archive.orphan_kept\"", f.log1),
+                     0);
     it_write_file(ctl, "up\n");
     ck_assert_str_eq(it_wait_job(it_prefix_of(&f.e), job, 90), "succeeded");
-    ck_assert_int_eq(count_in("\"event\":\"job.reclaimed\"", f.log1), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.reclaimed\"", f.log1), 1);
     ck_assert_int_eq(it_stop(w1), 0);
     it_stop(proxy);
     it_verify_archived(f.st, f.id, f.src, f.tmp);

@@ -54,30 +54,17 @@ static void nc_init(struct nc *f, const char *tag, bool versioned,
                     const char *pin, const char *gen, const char *failpoints,
                     bool short_lease)
 {
-    char cmd[400];
-
     it_space_id(f->id);
     it_tmpdir(tag, f->tmp, sizeof(f->tmp));
     snprintf(f->bucket, sizeof(f->bucket), "nc-%.8s-%d", f->id, (int)getpid());
-    snprintf(cmd, sizeof(cmd),
-             "python3 -c \"import boto3; s = boto3.client('s3', "
-             "endpoint_url='%s'); s.create_bucket(Bucket='%s')%s\"",
-             it_env("WK_TEST_S3_ENDPOINT"), f->bucket,
-             versioned ? "; s.put_bucket_versioning(Bucket='"
-                         "BUCKET', VersioningConfiguration={'Status': "
-                         "'Enabled'})"
-                       : "");
-    {
-        /* the bucket's name in the versioning call */
-        char *b = strstr(cmd, "BUCKET");
-        if (b) {
-            char rest[400];
-            snprintf(rest, sizeof(rest), "%s", b + 6);
-            snprintf(b, sizeof(cmd) - (size_t)(b - cmd), "%s%s", f->bucket,
-                     rest);
-        }
-    }
-    ck_assert_int_eq(it_sh("%s", cmd), 0);
+    ck_assert_int_eq(
+        it_sh("python3 -c \"import boto3; s = boto3.client('s3', "
+              "endpoint_url='%s'); b = '%s'; s.create_bucket(Bucket=b)%s\"",
+              it_env("WK_TEST_S3_ENDPOINT"), f->bucket,
+              versioned ? "; s.put_bucket_versioning(Bucket=b, "
+                          "VersioningConfiguration={'Status': 'Enabled'})"
+                        : ""),
+        0);
     f->st = bucket_store(f->bucket);
     snprintf(f->src, sizeof(f->src), "%s/space", f->tmp);
     it_gen_space(f->src, f->id, 17, gen);

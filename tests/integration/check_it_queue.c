@@ -45,22 +45,6 @@ static void fs_spaces(const char *tmp, char ids[][33], int n, char *root,
     }
 }
 
-static int count_in(const char *pattern, const char *file)
-{
-    char cmd[1024];
-    int n = 0;
-    FILE *p;
-    snprintf(cmd, sizeof(cmd), "grep -c -- '%s' '%s' 2>/dev/null", pattern,
-             file);
-    p = popen(cmd, "r");
-    if (p) {
-        if (fscanf(p, "%d", &n) != 1)
-            n = 0;
-        pclose(p);
-    }
-    return n;
-}
-
 /* Lines of file holding both a and b. */
 static int count_both(const char *a, const char *b, const char *file)
 {
@@ -100,7 +84,7 @@ static int count_both_logs(const char *a, const char *b, const char *dir)
 static void wait_for_line(const char *pattern, const char *file, int secs)
 {
     for (int i = 0; i < secs * 20; i++) {
-        if (count_in(pattern, file) > 0)
+        if (it_count_in(pattern, file) > 0)
             return;
         it_sleep_ms(50);
     }
@@ -212,9 +196,10 @@ START_TEST(test_it_queue_held_aside_entry_goes_back)
     ck_assert_int_eq(count_both("job.duplicate_skipped", normal, loga), 0);
     ck_assert_int_eq(count_both("\"job.started\"", normal, logb), 1);
     ck_assert_int_eq(
-        count_in("lease.lost", loga) + count_in("lease.lost", logb), 0);
-    ck_assert_int_eq(
-        count_in("job.abandoned", loga) + count_in("job.abandoned", logb), 0);
+        it_count_in("lease.lost", loga) + it_count_in("lease.lost", logb), 0);
+    ck_assert_int_eq(it_count_in("job.abandoned", loga) +
+                         it_count_in("job.abandoned", logb),
+                     0);
     /* nothing left pending in either lane */
     ck_assert_str_eq(
         it_redis("XPENDING %sjobs sila-workers - + 10", it_prefix_of(&ea)),
@@ -279,9 +264,9 @@ START_TEST(test_it_queue_both_deliveries_of_one_job)
     }
     ck_assert_str_eq(it_wait_job(it_prefix_of(&ea), job, 30), "succeeded");
     ck_assert_str_eq(it_job_field(it_prefix_of(&ea), job, "attempts"), "1");
-    ck_assert_int_eq(count_in("job.started", logb), 0);
-    ck_assert_int_eq(count_in("job.space_busy", logb), 0);
-    ck_assert_int_eq(count_in("lease.lost", loga), 0);
+    ck_assert_int_eq(it_count_in("job.started", logb), 0);
+    ck_assert_int_eq(it_count_in("job.space_busy", logb), 0);
+    ck_assert_int_eq(it_count_in("lease.lost", loga), 0);
     ck_assert_str_eq(
         it_redis("XPENDING %sjobs sila-workers - + 10", it_prefix_of(&ea)),
         "(array of 0)");
@@ -441,7 +426,8 @@ static int crash_loop(const struct it_env *e0, const char *fp, const char *tmp,
             ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
                           "worker %d exited otherwise (status %d)", round,
                           status);
-            ck_assert_int_eq(count_in("\"event\":\"failpoint.hit\"", log), 1);
+            ck_assert_int_eq(it_count_in("\"event\":\"failpoint.hit\"", log),
+                             1);
             died++;
             continue;
         }
@@ -479,7 +465,7 @@ static void check_dead_for_good(const struct it_env *e, const char *tmp,
     w = it_start_worker(e, log);
     wait_for_line("\"event\":\"queue.connected\"", log, 10);
     it_sleep_ms(3000); /* three leases: anything pending would be taken */
-    ck_assert_int_eq(count_in(job, log), 0);
+    ck_assert_int_eq(it_count_in(job, log), 0);
     ck_assert_str_eq(it_job_field(pre, job, "state"), "failed");
     /* the dedup key was released: a new request makes a new job */
     snprintf(out, sizeof(out), "%s/out", tmp);
@@ -624,8 +610,8 @@ START_TEST(test_it_queue_redis_password_with_at)
                            "HGET %sjob:%s state | grep -qx succeeded",
                            port, it_prefix_of(&e), job),
                      0);
-    ck_assert_int_eq(count_in("\"event\":\"worker.started\"", log), 1);
-    ck_assert_int_eq(count_in("\"redis_host\":\"127.0.0.1\"", log), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"worker.started\"", log), 1);
+    ck_assert_int_eq(it_count_in("\"redis_host\":\"127.0.0.1\"", log), 1);
     ck_assert_int_eq(it_stop(w), 0);
 
     /* the wrong host, an unreachable port, the wrong password: errors in
@@ -653,7 +639,7 @@ START_TEST(test_it_queue_redis_password_with_at)
         wait_for_line("\"event\":\"queue.connect_failed\"", blog, 10);
         ck_assert_int_eq(it_stop(w), 0);
         ck_assert_int_eq(
-            count_in(i == 2 ? "redis AUTH" : "redis connect to", bout), 1);
+            it_count_in(i == 2 ? "redis AUTH" : "redis connect to", bout), 1);
     }
     ck_assert_int_eq(it_sh("grep -rq 'redis connect to no-such-host.invalid' "
                            "'%s'",

@@ -51,22 +51,6 @@ static void wait_running(const struct it_env *e, const char *job, int secs)
     ck_abort_msg("job %s never started", job);
 }
 
-static int count_in(const char *pattern, const char *file)
-{
-    char cmd[1024];
-    int n = 0;
-    FILE *p;
-    snprintf(cmd, sizeof(cmd), "grep -c -- '%s' '%s' 2>/dev/null", pattern,
-             file);
-    p = popen(cmd, "r");
-    if (p) {
-        if (fscanf(p, "%d", &n) != 1)
-            n = 0;
-        pclose(p);
-    }
-    return n;
-}
-
 START_TEST(test_it_rel_kill9_worker_job_taken_over)
 {
     char id[33], tmp[512], src[600], root[600], loga[600], logb[600];
@@ -96,7 +80,7 @@ START_TEST(test_it_rel_kill9_worker_job_taken_over)
     waitpid(a, NULL, 0);
 
     ck_assert_str_eq(it_wait_job(it_prefix_of(&e), job, 120), "succeeded");
-    ck_assert_int_eq(count_in("\"event\":\"job.reclaimed\"", logb), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.reclaimed\"", logb), 1);
     ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "attempts"), "2");
     it_verify_archived(st, id, src, tmp);
     /* the dead worker's half-written archive was cleaned up */
@@ -140,28 +124,28 @@ START_TEST(test_it_rel_kill9_resumes_upload)
     snprintf(args, sizeof(args), "enqueue archive %s", id);
     enqueue(&e, args, job, sizeof(job), out);
     for (int i = 0; i < 1200 && uploaded < 3; i++) {
-        uploaded = count_in("\"event\":\"s3.part.uploaded\"", loga);
+        uploaded = it_count_in("\"event\":\"s3.part.uploaded\"", loga);
         it_sleep_ms(25);
     }
     ck_assert_msg(uploaded >= 3, "no parts uploaded (see %s)", loga);
     kill(a, SIGKILL);
     waitpid(a, NULL, 0);
-    uploaded = count_in("\"event\":\"s3.part.uploaded\"", loga);
+    uploaded = it_count_in("\"event\":\"s3.part.uploaded\"", loga);
     ck_assert_ptr_nonnull(
         strstr(it_job_field(it_prefix_of(&e), job, "upload"), "uploadId"));
 
     b = it_start_worker(&e, logb);
     ck_assert_str_eq(it_wait_job(it_prefix_of(&e), job, 120), "succeeded");
-    ck_assert_int_eq(count_in("\"event\":\"job.reclaimed\"", logb), 1);
-    ck_assert_int_eq(count_in("\"event\":\"archive.resuming\"", logb), 1);
-    ck_assert_int_eq(count_in("\"event\":\"s3.upload.resumed\"", logb), 1);
-    reused = count_in("\"event\":\"s3.part.reused\"", logb);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.reclaimed\"", logb), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"archive.resuming\"", logb), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"s3.upload.resumed\"", logb), 1);
+    reused = it_count_in("\"event\":\"s3.part.reused\"", logb);
     /* (a part in flight can reach the server after the worker's last log
      * line: one at most, with one part in flight) */
     ck_assert_msg(reused >= 3 && reused <= uploaded + 1,
                   "%d parts reused of %d uploaded (see %s)", reused, uploaded,
                   logb);
-    ck_assert_int_eq(count_in("\"event\":\"s3.upload.created\"", logb), 0);
+    ck_assert_int_eq(it_count_in("\"event\":\"s3.upload.created\"", logb), 0);
     it_verify_archived(st, id, src, tmp);
     ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "upload"), "");
     snprintf(prefix, sizeof(prefix), "archived/%s/", id);
@@ -213,16 +197,16 @@ START_TEST(test_it_rel_sigterm_keeps_upload_for_next_worker)
     snprintf(args, sizeof(args), "enqueue archive %s", id);
     enqueue(&e, args, job, sizeof(job), out);
     for (int i = 0; i < 2400 && uploaded < 3; i++) {
-        uploaded = count_in("\"event\":\"s3.part.uploaded\"", loga);
+        uploaded = it_count_in("\"event\":\"s3.part.uploaded\"", loga);
         it_sleep_ms(25);
     }
     ck_assert_msg(uploaded >= 3, "no parts uploaded (see %s)", loga);
     ck_assert_int_eq(it_stop(a), 0); /* SIGTERM: handed back, exit 0 */
-    uploaded = count_in("\"event\":\"s3.part.uploaded\"", loga);
-    ck_assert_int_eq(count_in("\"event\":\"job.handed_back\"", loga), 1);
-    ck_assert_int_eq(count_in("\"event\":\"s3.upload.kept\"", loga), 1);
-    ck_assert_int_eq(count_in("\"event\":\"s3.upload.aborted\"", loga), 0);
-    ck_assert_int_eq(count_in("\"event\":\"s3.upload.completed\"", loga), 0);
+    uploaded = it_count_in("\"event\":\"s3.part.uploaded\"", loga);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.handed_back\"", loga), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"s3.upload.kept\"", loga), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"s3.upload.aborted\"", loga), 0);
+    ck_assert_int_eq(it_count_in("\"event\":\"s3.upload.completed\"", loga), 0);
     ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "state"), "queued");
     snprintf(upload, sizeof(upload), "%s",
              it_job_field(it_prefix_of(&e), job, "upload"));
@@ -257,10 +241,10 @@ START_TEST(test_it_rel_sigterm_keeps_upload_for_next_worker)
 
     b = it_start_worker(&e, logb);
     ck_assert_str_eq(it_wait_job(it_prefix_of(&e), job, 120), "succeeded");
-    ck_assert_int_eq(count_in("\"event\":\"archive.resuming\"", logb), 1);
-    ck_assert_int_eq(count_in("\"event\":\"s3.upload.resumed\"", logb), 1);
-    ck_assert_int_eq(count_in("\"event\":\"s3.upload.created\"", logb), 0);
-    reused = count_in("\"event\":\"s3.part.reused\"", logb);
+    ck_assert_int_eq(it_count_in("\"event\":\"archive.resuming\"", logb), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"s3.upload.resumed\"", logb), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"s3.upload.created\"", logb), 0);
+    reused = it_count_in("\"event\":\"s3.part.reused\"", logb);
     /* every part the server held is taken as it is, not sent again */
     ck_assert_msg(reused == kept_parts,
                   "%d parts reused of %d held by the server (see %s)", reused,
@@ -323,10 +307,11 @@ START_TEST(test_it_rel_long_job_keeps_its_lease)
                            "| awk '{ exit !($1 >= 2000) }'",
                            loga, logb),
                      0);
+    ck_assert_int_eq(it_count_in("job.reclaimed", loga) +
+                         it_count_in("job.reclaimed", logb),
+                     0);
     ck_assert_int_eq(
-        count_in("job.reclaimed", loga) + count_in("job.reclaimed", logb), 0);
-    ck_assert_int_eq(
-        count_in("lease.lost", loga) + count_in("lease.lost", logb), 0);
+        it_count_in("lease.lost", loga) + it_count_in("lease.lost", logb), 0);
     ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "attempts"), "1");
     it_verify_archived(st, id, src, tmp);
     ck_assert_int_eq(it_stop(a), 0);
@@ -382,7 +367,7 @@ START_TEST(test_it_rel_retry_with_backoff_then_success)
     ck_assert_int_ge(
         strtol(it_job_field(it_prefix_of(&e), job, "attempts"), NULL, 10), 2);
     it_verify_archived(st, id, src, tmp);
-    ck_assert_int_ge(count_in("\"event\":\"job.retrying\"", log), 1);
+    ck_assert_int_ge(it_count_in("\"event\":\"job.retrying\"", log), 1);
     ck_assert_int_eq(it_stop(w), 0);
     it_stop(proxy);
     store_free(st);
@@ -483,8 +468,9 @@ START_TEST(test_it_rel_space_lock_serializes_jobs)
     snprintf(a_end, sizeof(a_end), "%s",
              it_job_field(it_prefix_of(&e), a_job, "finishedAt"));
     ck_assert_str_lt(a_end, it_job_field(it_prefix_of(&e), u_job, "startedAt"));
-    ck_assert_int_ge(
-        count_in("job.space_busy", loga) + count_in("job.space_busy", logb), 1);
+    ck_assert_int_ge(it_count_in("job.space_busy", loga) +
+                         it_count_in("job.space_busy", logb),
+                     1);
     ck_assert_str_eq(it_redis("EXISTS %slock:%s", it_prefix_of(&e), id), "0");
     ck_assert_int_eq(
         it_sh("diff -r '%s' '%s/active/%s' >/dev/null", src, root, id), 0);
@@ -521,7 +507,7 @@ START_TEST(test_it_rel_sigterm_hands_job_back)
     wait_running(&e, job, 30);
     it_sleep_ms(300);
     ck_assert_int_eq(it_stop(a), 0); /* SIGTERM: exit 0 */
-    ck_assert_int_eq(count_in("\"event\":\"job.handed_back\"", loga), 1);
+    ck_assert_int_eq(it_count_in("\"event\":\"job.handed_back\"", loga), 1);
     ck_assert_str_eq(it_job_field(it_prefix_of(&e), job, "state"), "queued");
     /* nothing half-done was left: space active, no archive, no temp */
     ck_assert_int_eq(it_sh("test -z \"$(find '%s' -name '*.partial*')\" && "
@@ -617,7 +603,7 @@ START_TEST(test_it_rel_redis_restart_mid_job)
     ck_assert_int_eq(
         it_sh("diff -r '%s' '%s/active/%s' >/dev/null", src, root, id), 0);
     /* reconnects backed off: not a busy loop */
-    ck_assert_int_lt(count_in("queue.connect_failed", log), 40);
+    ck_assert_int_lt(it_count_in("queue.connect_failed", log), 40);
     ck_assert_int_eq(it_stop(w), 0);
     it_stop(srv);
     store_free(st);

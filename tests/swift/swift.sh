@@ -27,44 +27,6 @@ _swift_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 _swift_err() { printf 'swift: %s\n' "$*" >&2; }
 
-# _swift_wait KIND PID PORT TIMEOUT: until PID answers on 127.0.0.1:PORT
-# (KIND memcached: "version" -> VERSION; KIND http: any HTTP reply).
-# Exit 0 ready, 2 PID died, 3 timeout.
-_swift_wait() {
-    python3 - "$@" <<'PY'
-import socket, sys, time
-
-kind, pid, port, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-
-def alive():
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-def answers():
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            if kind == "memcached":
-                s.sendall(b"version\r\n")
-                return s.recv(16).startswith(b"VERSION")
-            s.sendall(b"GET /healthcheck HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            return s.recv(16).startswith(b"HTTP/")
-    except OSError:
-        return False
-
-deadline = time.monotonic() + timeout
-while time.monotonic() < deadline:
-    if not alive():
-        sys.exit(2)
-    if answers():
-        sys.exit(0 if alive() else 2)
-    time.sleep(0.1)
-sys.exit(3)
-PY
-}
-
 # _swift_launch DIR NAME CMD...: start CMD in the background, log in
 # DIR/NAME.log, recorded as NAME; sets _swift_pid.
 _swift_launch() {
@@ -147,11 +109,11 @@ _swift_try() {
         pids[swift-$kind]=$_swift_pid
     done
     rc=0
-    _swift_wait memcached "${pids[memcached]}" "${_swift_ports[MEMCACHED]}" 10 || rc=$?
+    _svc_wait memcached "${pids[memcached]}" "${_swift_ports[MEMCACHED]}" 10 || rc=$?
     [ "$rc" -eq 0 ] || { _swift_err "memcached did not come up (rc $rc), see $dir/memcached.log"; return 1; }
     for kind in account container object; do
         rc=0
-        _swift_wait http "${pids[swift-$kind]}" "${_swift_ports[${kind^^}]}" "$SWIFT_WAIT_S" || rc=$?
+        _svc_wait http "${pids[swift-$kind]}" "${_swift_ports[${kind^^}]}" "$SWIFT_WAIT_S" || rc=$?
         if [ "$rc" -ne 0 ]; then
             _swift_err "swift $kind server did not come up (rc $rc), last lines of $dir/swift-$kind.log:"
             tail -n 15 "$dir/swift-$kind.log" >&2
@@ -161,7 +123,7 @@ _swift_try() {
     _swift_launch "$dir" swift-proxy "$SWIFT_PY" "$_swift_here/swiftd.py" \
         "$_swift_dir" proxy-server "$_swift_dir/proxy-server.conf"
     rc=0
-    _swift_wait http "$_swift_pid" "${_swift_ports[PROXY]}" "$SWIFT_WAIT_S" || rc=$?
+    _svc_wait http "$_swift_pid" "${_swift_ports[PROXY]}" "$SWIFT_WAIT_S" || rc=$?
     if [ "$rc" -ne 0 ]; then
         _swift_err "swift proxy did not come up (rc $rc), last lines of $dir/swift-proxy.log:"
         tail -n 15 "$dir/swift-proxy.log" >&2

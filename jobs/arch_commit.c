@@ -66,24 +66,14 @@ static void build_history(const struct mf *old, bool has_old, unsigned keep,
 enum wk_code arch_check_manifest(struct arch_run *r, bool *noop, bool *has_old,
                                  struct mf *old, struct wk_err *err)
 {
-    struct wk_err gerr;
     enum wk_code rc;
 
     *noop = false;
     *has_old = false;
-    wk_err_clear(&gerr);
     r->mf_etag[0] = '\0';
-    {
-        /* its version first: the new manifest is written only over this
-         * one (a later change makes our write fail, never lose theirs) */
-        struct store_stat mst;
-        rc = store_head(r->ctx->store, r->mf_key, &mst, &gerr);
-        if (rc == WK_OK)
-            snprintf(r->mf_etag, sizeof(r->mf_etag), "%s", mst.etag);
-        else if (rc != WK_E_NOTFOUND)
-            return wk_err_copy(err, &gerr);
-    }
-    rc = job_mf_read(r->ctx->store, r->mf_key, old, has_old, err);
+    /* with its version: the new manifest is written only over this one
+     * (a later change makes our write fail, never lose theirs) */
+    rc = job_mf_read(r->ctx->store, r->mf_key, old, has_old, r->mf_etag, err);
     if (rc != WK_OK || !*has_old)
         return rc;
     r->mf_gen = old->generation;
@@ -433,21 +423,22 @@ static void manifest_read_back(struct arch_run *r, const struct mf *m,
                                bool *landed, bool *known)
 {
     struct wk_err e;
-    struct store_stat mst;
+    char tag[sizeof(((struct store_stat *)0)->etag)];
     struct mf *cur = calloc(1, sizeof(*cur));
     bool fetched = false;
+    enum wk_code rc;
 
     *landed = false;
     *known = false;
     wk_err_clear(&e);
     if (!cur)
         goto out;
-    if (store_head(r->ctx->store, r->mf_key, &mst, &e) == WK_E_NOTFOUND) {
+    rc = job_mf_get(r->ctx->store, r->mf_key, cur, &fetched, tag, &e);
+    if (rc == WK_E_NOTFOUND) {
         *known = true; /* no manifest at all: ours did not land */
         goto out;
     }
-    wk_err_clear(&e);
-    if (job_mf_get(r->ctx->store, r->mf_key, cur, &fetched, &e) != WK_OK) {
+    if (rc != WK_OK) {
         /* one that does not parse is not ours either */
         *known = fetched;
         goto out;
@@ -455,13 +446,8 @@ static void manifest_read_back(struct arch_run *r, const struct mf *m,
     *known = true;
     *landed = strcmp(cur->archive_key, m->archive_key) == 0 &&
               cur->generation == m->generation && cur->state == m->state;
-    if (*landed) {
-        /* its version, for a later write (the HEAD may predate the GET:
-         * read it again) */
-        wk_err_clear(&e);
-        if (store_head(r->ctx->store, r->mf_key, &mst, &e) == WK_OK)
-            snprintf(r->mf_etag, sizeof(r->mf_etag), "%s", mst.etag);
-    }
+    if (*landed) /* its version (same GET), for a later write */
+        snprintf(r->mf_etag, sizeof(r->mf_etag), "%s", tag);
 out:
     WK_LOG(WK_LOG_WARN, "archive.manifest_read_back",
            KV_STR("job_id", r->job->id), KV_STR("key", r->mf_key),

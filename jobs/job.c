@@ -382,22 +382,15 @@ static enum wk_code mf_read_back(struct store *st, const char *key,
                                  struct wk_buf *out, char *etag, size_t len,
                                  struct wk_err *err)
 {
-    struct store_stat sb;
-    struct store_get g;
-    enum wk_code rc = store_head(st, key, &sb, err);
+    char tag[sizeof(((struct store_stat *)0)->etag)];
+    enum wk_code rc;
 
+    /* one GET: the body and the ETag of that very version */
+    wk_buf_reset(out);
+    rc = store_get_all_etag(st, key, out, tag, err);
     if (rc != WK_OK)
         return rc;
-    memset(&g, 0, sizeof(g));
-    wk_buf_reset(out);
-    g.key = key;
-    g.len = sb.size;
-    g.out = out;
-    g.if_match = sb.etag;
-    rc = store_get_many(st, &g, 1, err);
-    if (rc != WK_OK)
-        return g.err.code ? wk_err_copy(err, &g.err) : rc;
-    snprintf(etag, len, "%s", sb.etag);
+    snprintf(etag, len, "%s", tag);
     return WK_OK;
 }
 
@@ -619,14 +612,19 @@ enum wk_code job_delete_keys(const struct job_ctx *ctx, const char *step,
 }
 
 enum wk_code job_mf_get(struct store *st, const char *key, struct mf *m,
-                        bool *fetched, struct wk_err *err)
+                        bool *fetched, char *etag, struct wk_err *err)
 {
+    char tag[sizeof(((struct store_stat *)0)->etag)];
     struct wk_buf b;
     enum wk_code rc;
 
     *fetched = false;
+    if (etag)
+        etag[0] = '\0';
     wk_buf_init(&b, 1u << 20);
-    rc = store_get_all(st, key, &b, err);
+    rc = store_get_all_etag(st, key, &b, tag, err);
+    if (rc == WK_OK && etag)
+        memcpy(etag, tag, sizeof(tag));
     if (rc == WK_OK) {
         *fetched = true;
         rc = mf_parse(wk_buf_cstr(&b), b.len, m, err);
@@ -636,7 +634,7 @@ enum wk_code job_mf_get(struct store *st, const char *key, struct mf *m,
 }
 
 enum wk_code job_mf_read(struct store *st, const char *key, struct mf *m,
-                         bool *has, struct wk_err *err)
+                         bool *has, char *etag, struct wk_err *err)
 {
     struct wk_err gerr;
     bool fetched = false;
@@ -644,7 +642,7 @@ enum wk_code job_mf_read(struct store *st, const char *key, struct mf *m,
 
     *has = false;
     wk_err_clear(&gerr);
-    rc = job_mf_get(st, key, m, &fetched, &gerr);
+    rc = job_mf_get(st, key, m, &fetched, etag, &gerr);
     if (!fetched)
         return rc == WK_E_NOTFOUND ? WK_OK : wk_err_copy(err, &gerr);
     if (rc != WK_OK) {

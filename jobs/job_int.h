@@ -51,15 +51,17 @@ enum wk_code job_result_take(struct wk_buf *result, struct json_t *o,
 
 /* GET and parse the manifest at key into m: *fetched once the GET
  * succeeded; the store's code (WK_E_NOTFOUND: there is none) or
- * mf_parse's, its message as it is. */
+ * mf_parse's, its message as it is. etag (NULL, or sizeof store_stat.etag
+ * bytes) receives the version read, from the same request: the version a
+ * fenced write goes over ("" when there is none). */
 enum wk_code job_mf_get(struct store *st, const char *key, struct mf *m,
-                        bool *fetched, struct wk_err *err);
+                        bool *fetched, char *etag, struct wk_err *err);
 
 /* The manifest at key, if any, into m (*has false, WK_OK, when there is
  * none); one that does not parse is WK_E_CORRUPT, its message prefixed
  * "existing manifest '<key>'". */
 enum wk_code job_mf_read(struct store *st, const char *key, struct mf *m,
-                         bool *has, struct wk_err *err);
+                         bool *has, char *etag, struct wk_err *err);
 
 /* Write manifest m at key over the version whose etag is etag ("" = the
  * manifest must not exist): fencing, so a stale worker's write fails with

@@ -44,7 +44,7 @@ static time_t now_of(const struct job_ctx *ctx)
 static enum wk_code read_manifest(struct mig_run *r, bool *has, struct mf *m,
                                   struct wk_err *err)
 {
-    return job_mf_read(r->ctx->store, r->mf_key, m, has, err);
+    return job_mf_read(r->ctx->store, r->mf_key, m, has, NULL, err);
 }
 
 static enum wk_code read_marker(struct mig_run *r, struct mig_marker *mk,

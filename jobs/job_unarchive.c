@@ -35,7 +35,7 @@ static void state_read_back(struct ua_run *r, const struct mf *m, char *etag,
                             size_t etag_len, bool *landed, bool *known)
 {
     struct wk_err e;
-    struct store_stat mst;
+    char tag[sizeof(((struct store_stat *)0)->etag)] = "";
     struct mf *cur = calloc(1, sizeof(*cur));
     bool fetched = false;
     enum wk_code rc = WK_E_NOMEM;
@@ -44,15 +44,14 @@ static void state_read_back(struct ua_run *r, const struct mf *m, char *etag,
     *known = false;
     wk_err_clear(&e);
     if (cur)
-        rc = job_mf_get(r->ctx->store, r->mf_key, cur, &fetched, &e);
+        rc = job_mf_get(r->ctx->store, r->mf_key, cur, &fetched, tag, &e);
     if (fetched) {
         /* one that does not parse is not ours either */
         *known = true;
         *landed = rc == WK_OK && cur->state == m->state &&
                   cur->generation == m->generation;
-        wk_err_clear(&e);
-        if (*landed && store_head(r->ctx->store, r->mf_key, &mst, &e) == WK_OK)
-            snprintf(etag, etag_len, "%s", mst.etag);
+        if (*landed && tag[0]) /* its version, from the same GET */
+            snprintf(etag, etag_len, "%s", tag);
         else if (*landed)
             *known = false; /* its version is unknown: no later write */
     }
@@ -259,20 +258,8 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
         goto out;
     }
-    {
-        /* its version first: the flip is written only over this one */
-        struct store_stat mst;
-        struct wk_err herr;
-        wk_err_clear(&herr);
-        rc = store_head(ctx->store, r.mf_key, &mst, &herr);
-        if (rc == WK_OK) {
-            snprintf(mf_etag, sizeof(mf_etag), "%s", mst.etag);
-        } else if (rc != WK_E_NOTFOUND) {
-            wk_err_copy(err, &herr);
-            goto out;
-        }
-    }
-    rc = store_get_all(ctx->store, r.mf_key, &mbuf, err);
+    /* with its version: the flip is written only over this one */
+    rc = store_get_all_etag(ctx->store, r.mf_key, &mbuf, mf_etag, err);
     if (rc == WK_E_NOTFOUND) {
         wk_err_clear(err);
         rc = wk_err_set(err, WK_E_NOTFOUND,
@@ -348,6 +335,17 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     }
     snprintf(m->restoring_archive, sizeof(m->restoring_archive), "%s",
              want.key);
+    /* The archive's first bytes are on their way while the steps below
+     * take their round trips (reads only: nothing is written before the
+     * flip to restoring). */
+    r.src.st = ctx->store;
+    r.src.key = want.key;
+    r.src.size = want.size;
+    r.src.read_bytes = cfg->read_bytes;
+    r.src.n_reads = cfg->reads;
+    rc = ua_src_start(&r.src, err);
+    if (rc != WK_OK)
+        goto out;
 
     /* Objects already under active/ are newer than the archive (written
      * after it was made) or were restored by an earlier run that died:
@@ -374,11 +372,6 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     }
     for (size_t i = 0; i < cfg->window_objects; i++)
         wk_buf_init(&r.pending[i].data, cfg->chunk_bytes);
-    r.src.st = ctx->store;
-    r.src.key = want.key;
-    r.src.size = want.size;
-    r.src.read_bytes = cfg->read_bytes;
-    r.src.n_reads = cfg->reads;
     if (want.enc.on) {
         /* opened before anything changes: without the key the space
          * simply stays archived */

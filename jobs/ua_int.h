@@ -169,6 +169,10 @@ void ua_cd_release(struct ua_cd *cd);
 /* zipr's read callback over a struct ua_src: the next plain bytes. */
 enum wk_code ua_src_read(void *ud, const void **p, size_t *n,
                          struct wk_err *err);
+/* Start the window's GETs now (st, key, size, read_bytes, n_reads set):
+ * they run while the restore's first steps (listing, central directory,
+ * manifest flip) take their round trips. */
+enum wk_code ua_src_start(struct ua_src *s, struct wk_err *err);
 /* Stop the GETs still in flight, free the window (not hash, dec, plain). */
 void ua_src_close(struct ua_src *s);
 

@@ -233,6 +233,11 @@ static enum wk_code src_fill(struct ua_src *s, struct wk_err *err)
     return WK_OK;
 }
 
+enum wk_code ua_src_start(struct ua_src *s, struct wk_err *err)
+{
+    return src_fill(s, err);
+}
+
 /* The next stored bytes into s->cur, hashed; cur NULL at the end. */
 static enum wk_code src_fetch(struct ua_src *s, struct wk_err *err)
 {

@@ -183,6 +183,9 @@ enum wk_code s3_store_get_finish(struct store *base, struct store_pending *p,
                        g->key, (unsigned long long)r->received,
                        (unsigned long long)g->len);
         }
+        if (g->etag_out && g->err.code == WK_OK)
+            snprintf(g->etag_out, sizeof(((struct store_stat *)0)->etag), "%s",
+                     r->etag);
     }
     for (size_t i = 0; i < p->n; i++)
         if (p->reqs[i].err.code != WK_OK) {

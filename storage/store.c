@@ -212,15 +212,18 @@ static enum wk_code get_one(struct store *st, struct store_get *g)
     enum wk_code rc = WK_OK;
 
     wk_err_clear(&g->err);
-    if (g->if_match && g->if_match[0]) {
+    if ((g->if_match && g->if_match[0]) || g->etag_out) {
         /* compare, then read: not atomic, unlike S3's If-Match */
         struct store_stat cur;
         rc = store_head(st, g->key, &cur, &g->err);
-        if (rc == WK_OK && strcmp(cur.etag, g->if_match) != 0)
+        if (rc == WK_OK && g->if_match && g->if_match[0] &&
+            strcmp(cur.etag, g->if_match) != 0)
             rc = wk_err_set(&g->err, WK_E_CONFLICT,
                             "get '%s': changed since it was listed (ETag "
                             "is no longer %s)",
                             g->key, g->if_match);
+        if (rc == WK_OK && g->etag_out)
+            memcpy(g->etag_out, cur.etag, sizeof(cur.etag));
     }
     if (rc == WK_OK)
         rc = store_get(st, g->key, g->offset, g->len, sink_to_buf, g->out,
@@ -329,4 +332,23 @@ enum wk_code store_get_all(struct store *st, const char *key,
                            struct wk_buf *out, struct wk_err *err)
 {
     return store_get(st, key, 0, UINT64_MAX, sink_to_buf, out, err);
+}
+
+enum wk_code store_get_all_etag(struct store *st, const char *key,
+                                struct wk_buf *out, char *etag,
+                                struct wk_err *err)
+{
+    struct store_get g;
+    enum wk_code rc;
+
+    memset(&g, 0, sizeof(g));
+    g.key = key;
+    g.len = UINT64_MAX;
+    g.out = out;
+    g.etag_out = etag;
+    etag[0] = '\0';
+    rc = store_get_many(st, &g, 1, err);
+    if (rc != WK_OK && g.err.code != WK_OK)
+        return wk_err_copy(err, &g.err);
+    return rc;
 }

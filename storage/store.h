@@ -70,6 +70,10 @@ struct store_get {
      * the object's ETag is this one, WK_E_CONFLICT otherwise (S3 If-Match,
      * atomic; fs and mem compare before reading). */
     const char *if_match;
+    /* NULL, or receives the ETag of the version read (sizeof
+     * store_stat.etag bytes): from the same response on S3, so body and
+     * ETag always belong together; fs and mem look it up before reading. */
+    char *etag_out;
 };
 
 /* One request of a batch PUT (store_put_many). */
@@ -517,5 +521,10 @@ enum wk_code store_put_if_headput(struct store *st, const char *key,
 /* Read a whole (small) object into out, at most out->max bytes. */
 enum wk_code store_get_all(struct store *st, const char *key,
                            struct wk_buf *out, struct wk_err *err);
+/* The whole object and the ETag of that version, in one request on S3
+ * (etag: sizeof store_stat.etag bytes). */
+enum wk_code store_get_all_etag(struct store *st, const char *key,
+                                struct wk_buf *out, char *etag,
+                                struct wk_err *err);
 
 #endif

@@ -311,8 +311,8 @@ START_TEST(test_it_store_ranged_get)
     wk_buf_init(&b1, 4096);
     wk_buf_init(&b2, 4096);
     memset(ranges, 0, sizeof(ranges));
-    ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 }, NULL };
-    ranges[1] = (struct store_get){ key, 500, 500, &b2, { 0 }, NULL };
+    ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 }, NULL, NULL };
+    ranges[1] = (struct store_get){ key, 500, 500, &b2, { 0 }, NULL, NULL };
     ck_assert_msg(store_get_many(c.st, ranges, 2, &err) == WK_OK, "%s: %s",
                   c.be->name, err.msg);
     ck_assert_uint_eq(b1.len, 10);
@@ -332,19 +332,42 @@ START_TEST(test_it_store_ranged_get)
         ck_assert_int_eq(store_head(c.st, key, &sb, &err), WK_OK);
         snprintf(etag, sizeof(etag), "%s", sb.etag);
         wk_buf_reset(&b1);
-        ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 }, etag };
+        ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 }, etag, NULL };
         ck_assert_msg(store_get_many(c.st, ranges, 1, &err) == WK_OK, "%s: %s",
                       c.be->name, err.msg);
         ck_assert_uint_eq(b1.len, 10);
         fill_pattern(data, sizeof(data), 8); /* rewritten, same size */
         ck_assert_int_eq(store_put(c.st, key, data, sizeof(data), &err), WK_OK);
         wk_buf_reset(&b1);
-        ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 }, etag };
+        ranges[0] = (struct store_get){ key, 0, 10, &b1, { 0 }, etag, NULL };
         ck_assert_int_eq(store_get_many(c.st, ranges, 1, &err), WK_E_CONFLICT);
         ck_assert_int_eq(ranges[0].err.code, WK_E_CONFLICT);
         ck_assert_msg(strstr(ranges[0].err.msg, "changed since it was listed"),
                       "%s: %s", c.be->name, ranges[0].err.msg);
         ck_assert_uint_eq(b1.len, 0);
+
+        /* the whole object and its version in one read: the ETag of the
+         * bytes read (the rewritten ones), as HEAD names it */
+        {
+            struct wk_buf all;
+            char got[sizeof(sb.etag)];
+            wk_buf_init(&all, 1u << 20);
+            ck_assert_msg(store_get_all_etag(c.st, key, &all, got, &err) ==
+                              WK_OK,
+                          "%s: %s", c.be->name, err.msg);
+            ck_assert_uint_eq(all.len, sizeof(data));
+            ck_assert(memcmp(all.data, data, sizeof(data)) == 0);
+            ck_assert_int_eq(store_head(c.st, key, &sb, &err), WK_OK);
+            ck_assert_str_eq(got, sb.etag);
+            ck_assert_str_ne(got, etag);
+            char absent[256];
+            key_of(&c, "absent", absent, sizeof(absent));
+            wk_buf_reset(&all);
+            ck_assert_int_eq(store_get_all_etag(c.st, absent, &all, got, &err),
+                             WK_E_NOTFOUND);
+            ck_assert_str_eq(got, "");
+            wk_buf_release(&all);
+        }
     }
     wk_buf_release(&b);
     wk_buf_release(&b1);

@@ -655,16 +655,18 @@ static void hook_change_at_delete(struct wrap_store *w, unsigned n)
 }
 
 /* Before the first read: compaction rewrites -p.jsonl shorter. */
+/* (batch read 1 is the manifest's, with its version: the objects' first
+ * batch is read 2) */
 static void hook_shrink_before_read(struct wrap_store *w, unsigned n)
 {
-    if (n == 1)
+    if (n == 2)
         put_text(w->inner, K_PROPS, "[3,\"cc\",\"name\",\"x\"]\n");
 }
 
 /* Before the first read: an object disappears. */
 static void hook_remove_before_read(struct wrap_store *w, unsigned n)
 {
-    if (n == 1) {
+    if (n == 2) {
         const char *k = K_SECRETS;
         size_t nd = 0;
         struct wk_err err;

@@ -404,9 +404,9 @@ START_TEST(test_store_fs_get_many_put_many)
     ck_assert_int_eq(store_put_many(st, puts, 2, &err), WK_OK);
     for (int i = 0; i < 3; i++)
         wk_buf_init(&b[i], 100);
-    reqs[0] = (struct store_get){ "p/1", 0, 3, &b[0], { 0 }, NULL };
-    reqs[1] = (struct store_get){ "p/q/2", 1, 2, &b[1], { 0 }, NULL };
-    reqs[2] = (struct store_get){ "p/3", 0, 1, &b[2], { 0 }, NULL };
+    reqs[0] = (struct store_get){ "p/1", 0, 3, &b[0], { 0 }, NULL, NULL };
+    reqs[1] = (struct store_get){ "p/q/2", 1, 2, &b[1], { 0 }, NULL, NULL };
+    reqs[2] = (struct store_get){ "p/3", 0, 1, &b[2], { 0 }, NULL, NULL };
     ck_assert_int_eq(store_get_many(st, reqs, 2, &err), WK_OK);
     ck_assert_str_eq(wk_buf_cstr(&b[0]), "one");
     ck_assert_str_eq(wk_buf_cstr(&b[1]), "wo");

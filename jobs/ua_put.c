@@ -349,6 +349,13 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
      * to its declared size */
     small = !keep && e->size != UINT64_MAX && e->size <= cfg->chunk_bytes;
     rc = batches_setup(r, err);
+    /* An entry too big for one PUT streams through a writer (its parts in
+     * flight): the small ones before it are written first, so that the
+     * batches' buffers and the parts' are never held at once (memory:
+     * the larger of the two, not their sum; one round trip per such
+     * entry). */
+    if (rc == WK_OK && !small && !keep && e->size != UINT64_MAX)
+        rc = ua_flush_pending(r, err);
     /* full, or this entry would take it past its bytes: sent first (a
      * batch never holds more than its bytes or one entry) */
     if (rc == WK_OK && (r->n_pending == r->batch[r->fill].cap ||
@@ -371,6 +378,18 @@ enum wk_code ua_restore_entry(struct ua_run *r, struct zipr *zr,
             return rc;
     }
     store_sha256_reset(cas);
+    if (!small && !keep && e->size != UINT64_MAX) {
+        /* too big to hold, known from its header: streamed from the
+         * first byte (multipart on S3), never buffered first */
+        struct store_writer_opts wo = {
+            .part_bytes = job_unarchive_part_bytes(e->size, cfg->part_bytes),
+            .parts_in_flight = cfg->parts_in_flight
+        };
+        wk_buf_release(&slot->data);
+        rc = store_open_write(r->ctx->store, key, &wo, &w, err);
+        if (rc != WK_OK)
+            goto out;
+    }
     /* the PUTs and GETs in flight move along while entries are opened */
     store_pump(r->ctx->store);
     for (;;) {

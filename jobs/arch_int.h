@@ -32,10 +32,10 @@ struct arch_run {
     char cas_want[65];        /* its name's hash */
     char archive_key[256];
     char mf_key[JOB_SPACE_ID_MAX + 32];
-    char mf_etag[80];        /* the manifest as read or last written ("" =
-                                none): fencing */
-    uint64_t mf_gen;         /* and its generation */
-    char resume_id[256];     /* a dead run's upload to continue, or "" */
+    char mf_etag[80];     /* the manifest as read or last written ("" =
+                             none): fencing */
+    uint64_t mf_gen;      /* and its generation */
+    char resume_id[256];  /* a dead run's upload to continue, or "" */
     char listing[65];     /* digest of the current attempt's listing */
     bool marked;          /* this run wrote it "archiving" */
     struct job_list list; /* what the current attempt archives */

@@ -199,10 +199,9 @@ static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
             const char *name = o->key + r->prefix_len;
             bool packed = b && zsniff_compressed(b->data, b->len, NULL);
             if (packed && rg->len == o->size)
-                rc = zipw_entry_begin_stored(zw, name, o->size,
-                                             (time_t)o->mtime,
-                                             zipw_crc32(0, b->data, b->len),
-                                             err);
+                rc = zipw_entry_begin_stored(
+                    zw, name, o->size, (time_t)o->mtime,
+                    zipw_crc32(0, b->data, b->len), err);
             else
                 rc = zipw_entry_begin(zw, name, o->size, (time_t)o->mtime,
                                       packed, err);

@@ -28,7 +28,7 @@
  * - central directory: version made by Unix 4.5, external attributes
  *   0100644 << 16, the same extra fields (ZIP64 as needed, then UT).
  *
- * Output goes through one ZIPW_BLOCK_BYTES block: the sink gets whole
+ * Output goes through one ZIPW_BLOCK_BYTES block: the sink receives whole
  * blocks and an unpadded last one. Stored data that arrives while the
  * block is empty goes to the sink straight from the caller's buffer.
  */
@@ -47,9 +47,9 @@
 #include "storage/store_hash.h"
 #include "zip/zip_fmt.h"
 
-#define ZIPW_U32_MAX 0xffffffffu
-#define ZIPW_U16_MAX 0xffffu
-#define ZIPW_UT_BYTES 9u    /* id, size, flags, mtime */
+#define ZIPW_U32_MAX  0xffffffffu
+#define ZIPW_U16_MAX  0xffffu
+#define ZIPW_UT_BYTES 9u      /* id, size, flags, mtime */
 #define ZIPW_MADE_BY  0x032du /* Unix, APPNOTE 4.5 */
 #define ZIPW_EXT_ATTR (0100644u << 16)
 /* Ceiling of the central directory kept in memory (~12 million entries of
@@ -77,7 +77,7 @@ struct zipw {
     uint32_t want_crc; /* stored: the CRC announced */
     uint16_t entry_flags;
     bool entry_stored;
-    bool entry_zip64; /* ZIP64 extra in the local header */
+    bool entry_zip64;   /* ZIP64 extra in the local header */
     uint32_t entry_dos; /* date << 16 | time */
     uint32_t entry_ut;  /* mtime for the UT field */
 
@@ -296,11 +296,10 @@ static enum wk_code z_prepare(struct zipw *zw, int level, struct wk_err *err)
 
     if (!zw->z_ready) {
         memset(&zw->z, 0, sizeof(zw->z));
-        r = deflateInit2(&zw->z, level, Z_DEFLATED, -15, 8,
-                         Z_DEFAULT_STRATEGY);
+        r = deflateInit2(&zw->z, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
         if (r != Z_OK)
-            return wk_err_set(err, r == Z_MEM_ERROR ? WK_E_NOMEM
-                                                    : WK_E_INTERNAL,
+            return wk_err_set(err,
+                              r == Z_MEM_ERROR ? WK_E_NOMEM : WK_E_INTERNAL,
                               "zip: deflate setup failed (%d)", r);
         zw->z_ready = true;
         zw->z_level = level;
@@ -416,11 +415,12 @@ static enum wk_code begin_common(struct zipw *zw, uint64_t size, time_t mtime,
     zw->entry_offset = out_pos(zw);
     zw->entry_crc = 0;
     zw->entry_stored = stored;
-    zw->entry_flags = (uint16_t)(
-        (stored ? 0 : ZIP_FLAG_DESCRIPTOR) |
-        (name_is_ascii(zw->cur_name, zw->cur_name_len) ? 0 : ZIP_FLAG_UTF8));
+    zw->entry_flags = (uint16_t)((stored ? 0 : ZIP_FLAG_DESCRIPTOR) |
+                                 (name_is_ascii(zw->cur_name, zw->cur_name_len)
+                                      ? 0
+                                      : ZIP_FLAG_UTF8));
     zw->entry_dos = dos_time(mtime);
-    zw->entry_ut = mtime < 0 ? 0
+    zw->entry_ut = mtime < 0                     ? 0
                    : (uint64_t)mtime > INT32_MAX ? (uint32_t)INT32_MAX
                                                  : (uint32_t)mtime;
     free(zw->cd_name);
@@ -453,15 +453,15 @@ enum wk_code zipw_entry_begin(struct zipw *zw, const char *name, uint64_t size,
     }
     /* ZIP64 decided before any data: when the size, or the most deflate
      * can make of it, does not fit 32 bits */
-    zw->entry_zip64 = size >= ZIPW_U32_MAX ||
-                      (uint64_t)deflateBound(&zw->z, (uLong)size) >=
-                          ZIPW_U32_MAX;
+    zw->entry_zip64 =
+        size >= ZIPW_U32_MAX ||
+        (uint64_t)deflateBound(&zw->z, (uLong)size) >= ZIPW_U32_MAX;
     return begin_common(zw, size, mtime, false, err);
 }
 
 enum wk_code zipw_entry_begin_stored(struct zipw *zw, const char *name,
-                                     uint64_t size, time_t mtime,
-                                     uint32_t crc, struct wk_err *err)
+                                     uint64_t size, time_t mtime, uint32_t crc,
+                                     struct wk_err *err)
 {
     enum wk_code rc = begin_checks(zw, name, size, err);
 
@@ -684,10 +684,9 @@ enum wk_code zipw_finish(struct zipw *zw, struct wk_err *err)
     q = zip_put16(q, 0);
     q = zip_put16(q, n >= ZIPW_U16_MAX ? ZIPW_U16_MAX : (unsigned)n);
     q = zip_put16(q, n >= ZIPW_U16_MAX ? ZIPW_U16_MAX : (unsigned)n);
-    q = zip_put32(q, cd_size >= ZIPW_U32_MAX ? ZIPW_U32_MAX
-                                             : (uint32_t)cd_size);
     q = zip_put32(q,
-                  cd_off >= ZIPW_U32_MAX ? ZIPW_U32_MAX : (uint32_t)cd_off);
+                  cd_size >= ZIPW_U32_MAX ? ZIPW_U32_MAX : (uint32_t)cd_size);
+    q = zip_put32(q, cd_off >= ZIPW_U32_MAX ? ZIPW_U32_MAX : (uint32_t)cd_off);
     q = zip_put16(q, 0); /* comment */
     rc = out_put(zw, e, (size_t)(q - e), err);
     if (rc == WK_OK)

@@ -66,8 +66,8 @@ enum wk_code zipw_entry_begin(struct zipw *zw, const char *name, uint64_t size,
  * The data written must have that CRC, or zipw_entry_end() fails
  * (WK_E_INTERNAL: the header is out already). */
 enum wk_code zipw_entry_begin_stored(struct zipw *zw, const char *name,
-                                     uint64_t size, time_t mtime,
-                                     uint32_t crc, struct wk_err *err);
+                                     uint64_t size, time_t mtime, uint32_t crc,
+                                     struct wk_err *err);
 /* Append entry data; the total must equal the size given to begin. */
 enum wk_code zipw_entry_write(struct zipw *zw, const void *p, size_t n,
                               struct wk_err *err);

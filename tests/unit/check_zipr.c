@@ -287,15 +287,14 @@ static void write_zip(const struct tentry *t, size_t n, int level,
     for (size_t i = 0; i < n; i++) {
         size_t half = t[i].len / 2;
         /* stored as the archive job stores: CRC-32 known up front */
-        ck_assert_msg((t[i].store ? zipw_entry_begin_stored(
-                                        zw, t[i].name, t[i].len,
-                                        1700000000 + (time_t)i,
-                                        zipw_crc32(0, t[i].data, t[i].len),
-                                        &err)
-                                  : zipw_entry_begin(zw, t[i].name, t[i].len,
-                                                     1700000000 + (time_t)i, 0,
-                                                     &err)) == WK_OK,
-                      "%s", err.msg);
+        ck_assert_msg(
+            (t[i].store
+                 ? zipw_entry_begin_stored(
+                       zw, t[i].name, t[i].len, 1700000000 + (time_t)i,
+                       zipw_crc32(0, t[i].data, t[i].len), &err)
+                 : zipw_entry_begin(zw, t[i].name, t[i].len,
+                                    1700000000 + (time_t)i, 0, &err)) == WK_OK,
+            "%s", err.msg);
         ck_assert_int_eq(zipw_entry_write(zw, t[i].data, half, &err), WK_OK);
         ck_assert_int_eq(
             zipw_entry_write(zw, t[i].data + half, t[i].len - half, &err),

@@ -85,8 +85,8 @@ static void setup(void)
     entries[n_entries++] =
         (struct tentry){ "n\xc3\xa4me/\xe6\x97\xa5\xe6\x9c\xac-\xc3\xa9.txt",
                          text_data, 1000, 1300000000, 0 };
-    entries[n_entries++] = (struct tentry){ "files/pk.jpg", pk_data, PK_BYTES,
-                                            1700000300, 1 };
+    entries[n_entries++] =
+        (struct tentry){ "files/pk.jpg", pk_data, PK_BYTES, 1700000300, 1 };
 }
 
 static void teardown(void)
@@ -116,13 +116,13 @@ static void build_zip(int level, struct wk_buf *zip, char hex[65],
         size_t half = t->len / 2;
 
         /* stored as the archive job stores a whole object: CRC first */
-        ck_assert_msg((t->store ? zipw_entry_begin_stored(
-                                      zw, t->name, t->len, t->mtime,
-                                      zipw_crc32(0, t->data, t->len), &err)
-                                : zipw_entry_begin(zw, t->name, t->len,
-                                                   t->mtime, 0, &err)) ==
-                          WK_OK,
-                      "%s", err.msg);
+        ck_assert_msg(
+            (t->store
+                 ? zipw_entry_begin_stored(zw, t->name, t->len, t->mtime,
+                                           zipw_crc32(0, t->data, t->len), &err)
+                 : zipw_entry_begin(zw, t->name, t->len, t->mtime, 0, &err)) ==
+                WK_OK,
+            "%s", err.msg);
         /* two writes, the first possibly empty */
         ck_assert_int_eq(zipw_entry_write(zw, t->data, half, &err), WK_OK);
         ck_assert_int_eq(
@@ -222,8 +222,8 @@ static void read_back(const struct wk_buf *zip, bool streaming)
         if (!streaming) /* (from the central directory only) */
             ck_assert_int_eq(archive_entry_perm(ae), 0644);
         got = archive_read_data(ar, buf, TEXT_BYTES + 1);
-        ck_assert_msg(got == (la_ssize_t)t->len, "%s: %zd of %zu: %s",
-                      t->name, (ssize_t)got, t->len, archive_error_string(ar));
+        ck_assert_msg(got == (la_ssize_t)t->len, "%s: %zd of %zu: %s", t->name,
+                      (ssize_t)got, t->len, archive_error_string(ar));
         ck_assert(t->len == 0 || memcmp(buf, t->data, t->len) == 0);
         i++;
     }
@@ -311,9 +311,9 @@ START_TEST(test_zipw_header_fields)
         ck_assert_uint_eq(zip_le16(lh + 8), ce.method);
         ck_assert_uint_eq(zip_le16(lh + 4), 20);
         gmtime_r(&t->mtime, &tm);
-        ck_assert_uint_eq(zip_le16(lh + 10), (unsigned)(tm.tm_hour << 11 |
-                                                         tm.tm_min << 5 |
-                                                         tm.tm_sec / 2));
+        ck_assert_uint_eq(
+            zip_le16(lh + 10),
+            (unsigned)(tm.tm_hour << 11 | tm.tm_min << 5 | tm.tm_sec / 2));
         ck_assert_uint_eq(zip_le16(lh + 12),
                           (unsigned)((tm.tm_year - 80) << 9 |
                                      (tm.tm_mon + 1) << 5 | tm.tm_mday));
@@ -460,7 +460,6 @@ START_TEST(test_zipw_same_bytes_in_any_locale)
 }
 END_TEST
 
-
 START_TEST(test_zipw_sink_gets_whole_blocks)
 {
     struct rec_writer r;
@@ -472,10 +471,10 @@ START_TEST(test_zipw_sink_gets_whole_blocks)
     r.base.ops = &rec_ops;
     wk_err_clear(&err);
     ck_assert_int_eq(zipw_new(&r.base, &opts, &zw, &err), WK_OK);
-    ck_assert_int_eq(zipw_entry_begin_stored(
-                         zw, "r.bin", RANDOM_BYTES, 0,
-                         zipw_crc32(0, random_data, RANDOM_BYTES), &err),
-                     WK_OK);
+    ck_assert_int_eq(
+        zipw_entry_begin_stored(zw, "r.bin", RANDOM_BYTES, 0,
+                                zipw_crc32(0, random_data, RANDOM_BYTES), &err),
+        WK_OK);
     ck_assert_int_eq(zipw_entry_write(zw, random_data, RANDOM_BYTES, &err),
                      WK_OK);
     ck_assert_int_eq(zipw_entry_end(zw, &err), WK_OK);
@@ -501,10 +500,10 @@ START_TEST(test_zipw_sink_error_propagates)
     r.fail_at = 2;
     wk_err_clear(&err);
     ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
-    ck_assert_int_eq(zipw_entry_begin_stored(
-                         zw, "r.bin", RANDOM_BYTES, 0,
-                         zipw_crc32(0, random_data, RANDOM_BYTES), &err),
-                     WK_OK);
+    ck_assert_int_eq(
+        zipw_entry_begin_stored(zw, "r.bin", RANDOM_BYTES, 0,
+                                zipw_crc32(0, random_data, RANDOM_BYTES), &err),
+        WK_OK);
     rc = zipw_entry_write(zw, random_data, RANDOM_BYTES, &err);
     ck_assert_int_eq(rc, WK_E_IO);
     ck_assert_int_eq(err.sys_errno, 28);
@@ -527,10 +526,10 @@ START_TEST(test_zipw_sink_error_at_finish_propagates)
     r.fail_at = 3; /* two whole blocks of entry data, then the rest */
     wk_err_clear(&err);
     ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
-    ck_assert_int_eq(zipw_entry_begin_stored(
-                         zw, "r.bin", RANDOM_BYTES, 0,
-                         zipw_crc32(0, random_data, RANDOM_BYTES), &err),
-                     WK_OK);
+    ck_assert_int_eq(
+        zipw_entry_begin_stored(zw, "r.bin", RANDOM_BYTES, 0,
+                                zipw_crc32(0, random_data, RANDOM_BYTES), &err),
+        WK_OK);
     ck_assert_int_eq(zipw_entry_write(zw, random_data, RANDOM_BYTES, &err),
                      WK_OK);
     ck_assert_int_eq(zipw_entry_end(zw, &err), WK_OK);
@@ -554,10 +553,10 @@ START_TEST(test_zipw_free_unfinished_writes_nothing_more)
     r.base.ops = &rec_ops;
     wk_err_clear(&err);
     ck_assert_int_eq(zipw_new(&r.base, NULL, &zw, &err), WK_OK);
-    ck_assert_int_eq(zipw_entry_begin_stored(
-                         zw, "r.bin", RANDOM_BYTES, 0,
-                         zipw_crc32(0, random_data, RANDOM_BYTES), &err),
-                     WK_OK);
+    ck_assert_int_eq(
+        zipw_entry_begin_stored(zw, "r.bin", RANDOM_BYTES, 0,
+                                zipw_crc32(0, random_data, RANDOM_BYTES), &err),
+        WK_OK);
     ck_assert_int_eq(zipw_entry_write(zw, random_data, RANDOM_BYTES, &err),
                      WK_OK);
     calls = r.calls;
@@ -978,10 +977,9 @@ START_TEST(test_zipw_zip64_many_entries)
     ck_assert_int_eq(zipw_new(&ew->base, &opts, &zw, &err), WK_OK);
     for (unsigned i = 0; i < nent; i++) {
         snprintf(name, sizeof(name), "f/%06u.jpg", i);
-        ck_assert_int_eq(
-            zipw_entry_begin_stored(zw, name, 3, 0, zipw_crc32(0, "abc", 3),
-                                    &err),
-            WK_OK);
+        ck_assert_int_eq(zipw_entry_begin_stored(zw, name, 3, 0,
+                                                 zipw_crc32(0, "abc", 3), &err),
+                         WK_OK);
         ck_assert_int_eq(zipw_entry_write(zw, "abc", 3, &err), WK_OK);
         ck_assert_int_eq(zipw_entry_end(zw, &err), WK_OK);
     }

@@ -1,4 +1,4 @@
-# sila-archiver: see README.md. Targets: all check check-unit check-it
+# sila-archiver: see README.md. Targets: all check check-unit check-it check-readers
 # check-swift check-node asan lint bench demo deps clean.
 PKGS      := libcurl openssl hiredis jansson libarchive expat libmicrohttpd
 WK_STD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_FILE_OFFSET_BITS=64
@@ -41,7 +41,7 @@ SWIFT_OBJ := $(SWIFT_SRC:%.c=$(BUILD)/%.o)
 IT_HELPERS := $(BUILD)/tests/integration/it_util.o \
               $(BUILD)/tests/integration/it_flow.o
 
-.PHONY: all deps check check-unit check-it check-tls check-sentinel check-cluster check-node check-deploy check-long \
+.PHONY: all deps check check-unit check-it check-readers check-tls check-sentinel check-cluster check-node check-deploy check-long \
 	check-swift \
 	asan lint bench demo clean fmt fuzz
 
@@ -102,6 +102,7 @@ check: deps
 	$(MAKE) --no-print-directory check-unit
 	$(MAKE) --no-print-directory check-deploy
 	$(MAKE) --no-print-directory check-it
+	$(MAKE) --no-print-directory check-readers
 	$(MAKE) --no-print-directory check-swift
 	$(MAKE) --no-print-directory check-tls
 	$(MAKE) --no-print-directory check-sentinel
@@ -134,6 +135,11 @@ check-unit: $(BUILD)/unit-tests
 check-it: $(BIN) $(BUILD)/it-tests
 	WK_BIN=$(abspath $(BIN)) WK_IT_TESTS=$(abspath $(BUILD)/it-tests) \
 		tests/integration/run.sh
+
+# Every ZIP reader opens a worker-made archive (issue 18): unzip, 7z, bsdtar
+# from a pipe, Python zipfile, Java ZipFile and ZipInputStream, cat, restore.
+check-readers: $(BIN)
+	tests/readers/run.sh $(abspath $(BIN))
 
 # The flows (archive, urgent unarchive, migrate, sweep) on OpenStack Swift's
 # S3 API (Debian's swift-proxy with s3api + tempauth, started on loopback by

@@ -16,7 +16,6 @@
 #include "jobs/manifest.h"
 #include "jobs/progress.h"
 #include "storage/seal.h"
-#include "zip/zsniff.h"
 
 struct zipw;
 
@@ -33,15 +32,10 @@ struct arch_run {
     char cas_want[65];        /* its name's hash */
     char archive_key[256];
     char mf_key[JOB_SPACE_ID_MAX + 32];
-    char mf_etag[80];        /* the manifest as read or last written ("" =
-                                none): fencing */
-    uint64_t mf_gen;         /* and its generation */
-    char resume_id[256];     /* a dead run's upload to continue, or "" */
-    struct zsniff_desc desc; /* the stored entry being streamed, when */
-    bool desc_on;            /* ...a big one is stored (see zsniff.h) */
-    bool hazard;             /* this attempt stored what it must not */
-    char **forced;           /* owned: keys to deflate, not store */
-    size_t nforced;
+    char mf_etag[80];     /* the manifest as read or last written ("" =
+                             none): fencing */
+    uint64_t mf_gen;      /* and its generation */
+    char resume_id[256];  /* a dead run's upload to continue, or "" */
     char listing[65];     /* digest of the current attempt's listing */
     bool marked;          /* this run wrote it "archiving" */
     struct job_list list; /* what the current attempt archives */
@@ -67,8 +61,6 @@ enum wk_code arch_list_load(struct arch_run *r, struct job_list *l,
  * matches its listing: the archive is incomplete and must not be used. */
 enum wk_code arch_write_archive(struct arch_run *r, struct zipw *zw,
                                 bool *changed, struct wk_err *err);
-/* Free r->forced (the keys deflated after a store hazard). */
-void arch_forced_release(struct arch_run *r);
 
 /* ---- arch_upload.c ---- */
 

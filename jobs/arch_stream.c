@@ -1,8 +1,10 @@
 /*
  * arch_stream: the archive's streaming engine. The listing's objects are
  * read in batches ahead of the ZIP writer (ranges of If-Match GETs), each
- * entry stored (content compressed already, no data descriptor hazard)
- * or deflated, CAS blobs checked against their names while they stream.
+ * entry stored (content compressed already and held whole: CRC-32 and
+ * sizes in its local header) or deflated (at level 0 for compressed
+ * content too big to hold), CAS blobs checked against their names while
+ * they stream.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,47 +168,6 @@ static void batch_start(struct arch_run *r, struct arch_batch *bt, size_t slots,
             store_get_start(r->src, bt->reqs, bt->ng, &bt->pend, &bt->gerr);
 }
 
-static bool is_forced(const struct arch_run *r, const char *key)
-{
-    for (size_t i = 0; i < r->nforced; i++)
-        if (strcmp(r->forced[i], key) == 0)
-            return true;
-    return false;
-}
-
-/* A big stored entry holds what a streaming reader would take for its
- * end: this archive is dropped and made again with the object deflated. */
-static enum wk_code store_refused(struct arch_run *r, const char *key,
-                                  bool *changed, struct wk_err *err)
-{
-    char **v = realloc(r->forced, (r->nforced + 1) * sizeof(*v));
-
-    if (!v)
-        return wk_err_set(err, WK_E_NOMEM, "out of memory");
-    r->forced = v;
-    r->forced[r->nforced] = strdup(key);
-    if (!r->forced[r->nforced])
-        return wk_err_set(err, WK_E_NOMEM, "out of memory");
-    r->nforced++;
-    r->hazard = true;
-    r->desc_on = false;
-    *changed = true;
-    WK_LOG(WK_LOG_INFO, "archive.store_refused", KV_STR("job_id", r->job->id),
-           KV_STR("key", key),
-           KV_STR("reason", "holds a data descriptor signature with the "
-                            "CRC before it"));
-    return WK_OK;
-}
-
-void arch_forced_release(struct arch_run *r)
-{
-    for (size_t i = 0; i < r->nforced; i++)
-        free(r->forced[i]);
-    free(r->forced);
-    r->forced = NULL;
-    r->nforced = 0;
-}
-
 /* Write a read batch into zw, in key order. */
 static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
                                  struct arch_batch *bt, bool *changed,
@@ -230,27 +191,20 @@ static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
             return WK_OK;
         }
         if (rg->off == 0) {
-            /* Content that is compressed already is stored, not
-             * deflated again: only when the whole object is at hand
-             * and holds no data descriptor signature, which would
-             * cut the entry short for a streaming reader (zsniff.h);
-             * a bigger object is deflated. */
-            int store = 0;
-            r->desc_on = false;
-            if (b && zsniff_compressed(b->data, b->len, NULL) &&
-                !is_forced(r, o->key)) {
-                if (rg->len == o->size) {
-                    store = zsniff_store_safe(b->data, b->len);
-                } else {
-                    /* judged while it streams; a hazard redoes the
-                     * archive with this object deflated */
-                    store = 1;
-                    r->desc_on = true;
-                    zsniff_desc_init(&r->desc);
-                }
-            }
-            rc = zipw_entry_begin(zw, o->key + r->prefix_len, o->size,
-                                  (time_t)o->mtime, store, err);
+            /* Content that is compressed already is not deflated again:
+             * held whole, it is stored with its CRC-32 in the local
+             * header (every streaming reader opens that); too big to
+             * hold, it is deflated at level 0 (stored deflate blocks,
+             * with a data descriptor). */
+            const char *name = o->key + r->prefix_len;
+            bool packed = b && zsniff_compressed(b->data, b->len, NULL);
+            if (packed && rg->len == o->size)
+                rc = zipw_entry_begin_stored(
+                    zw, name, o->size, (time_t)o->mtime,
+                    zipw_crc32(0, b->data, b->len), err);
+            else
+                rc = zipw_entry_begin(zw, name, o->size, (time_t)o->mtime,
+                                      packed, err);
             if (rc != WK_OK)
                 return rc;
             r->cas_on =
@@ -258,8 +212,6 @@ static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
             if (r->cas_on)
                 store_sha256_reset(r->cas);
         }
-        if (b && r->desc_on && !zsniff_desc_feed(&r->desc, b->data, b->len))
-            return store_refused(r, o->key, changed, err);
         if (b) {
             rc = zipw_entry_write(zw, b->data, b->len, err);
             if (rc != WK_OK)
@@ -269,9 +221,6 @@ static enum wk_code batch_commit(struct arch_run *r, struct zipw *zw,
             r->prog.st.bytes_done += b->len;
         }
         if (rg->off + rg->len >= o->size) {
-            if (r->desc_on && !zsniff_desc_end(&r->desc))
-                return store_refused(r, o->key, changed, err);
-            r->desc_on = false;
             if (r->cas_on) {
                 char got[65];
                 store_sha256_final_hex(r->cas, got);

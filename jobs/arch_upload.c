@@ -17,6 +17,7 @@
 #include "jobs/progress.h"
 #include "storage/seal.h"
 #include "storage/store.h"
+#include "zip/zip_fmt.h"
 #include "zip/zipcd.h"
 #include "zip/zipr.h"
 #include "zip/zipw.h"
@@ -110,6 +111,9 @@ static enum wk_code verify_entry(const struct zipcd_entry *e, void *ud,
     } else if (w->stored && e->csize != e->usize) {
         snprintf(why, sizeof(why), "stored with %llu compressed bytes for %llu",
                  (unsigned long long)e->csize, (unsigned long long)e->usize);
+    } else if (w->stored && (e->flags & ZIP_FLAG_DESCRIPTOR)) {
+        /* a streaming reader (Java's ZipInputStream) refuses that */
+        snprintf(why, sizeof(why), "stored with a data descriptor");
     } else if (e->flags & 0x2041) {
         snprintf(why, sizeof(why), "marked encrypted");
     }
@@ -366,12 +370,7 @@ enum wk_code arch_archive_until_stable(struct arch_run *r,
             r->have_next = false;
             return WK_OK;
         }
-        if (r->hazard) {
-            /* not a try: the object is deflated next time (a redo per
-             * such object, at most) */
-            r->hazard = false;
-            r->attempt--;
-        } else if (r->attempt >= max_attempts) {
+        if (r->attempt >= max_attempts) {
             *gave_up = true;
             return WK_OK;
         }

@@ -128,7 +128,6 @@ static void run_release(struct arch_run *r, struct mf *m, struct mf *old,
     store_sha256_free(r->cas);
     job_list_release(&r->list);
     job_list_release(&r->next);
-    arch_forced_release(r);
     free(m);
     free(old);
     free(drop);

@@ -16,6 +16,8 @@ DEB_PKGS=(
     # OpenStack Swift with its S3 API for tests/swift (make check-swift)
     swift-proxy swift-account swift-container swift-object python3-swift
     memcached curl
+    # ZIP readers for tests/readers (make check-readers): 7z, bsdtar, Java
+    p7zip-full libarchive-tools default-jdk-headless
 )
 
 say() { printf 'deps: %s\n' "$*"; }

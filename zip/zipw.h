@@ -1,13 +1,31 @@
 /*
- * zipw: a streaming ZIP writer over a store_writer, built on libarchive's
- * ZIP format writer (deflate or stored per entry, ZIP64 whenever needed,
- * sizes and CRC after each entry's data so the output is append-only).
+ * zipw: a streaming ZIP writer over a store_writer. It writes the records
+ * itself (APPNOTE 6.3: local file headers, data descriptors, the central
+ * directory, ZIP64 extra fields and end records) and deflates with zlib;
+ * the output is append-only, so it can go straight into a multipart
+ * upload.
+ *
+ * Two kinds of entries, so that every reader opens the archive, streaming
+ * ones too (Java's ZipInputStream refuses a stored entry with a data
+ * descriptor):
+ * - stored (method 0), zipw_entry_begin_stored(): the caller knows the
+ *   CRC-32 up front (it holds the object whole); CRC-32 and sizes are in
+ *   the local header, no data descriptor (bit 3 clear). The CRC is checked
+ *   again against the data as it is written.
+ * - deflated (method 8), zipw_entry_begin(): the sizes and CRC follow the
+ *   data in a data descriptor (bit 3); the local header holds the
+ *   uncompressed size. store != 0 (content that is compressed already)
+ *   deflates at level 0: stored deflate blocks, 5 bytes per 64 KiB, at
+ *   memcpy speed.
+ * ZIP64 whenever a size, an offset or the entry count needs it.
  *
  * Every byte handed to the sink is also hashed (SHA-256; unless no_hash:
  * a sealing sink hashes what it stores instead) and counted, so the
  * archive's checksum and size are known at zipw_finish() without reading it
- * back. Memory: one libarchive work buffer plus one output block
- * (ZIPW_BLOCK_BYTES); never a function of entry or archive size.
+ * back. Memory: one zlib deflate state (~300 KiB) plus one output block
+ * (ZIPW_BLOCK_BYTES), plus, per entry, its central directory record (46
+ * bytes + the name + ~40 bytes of extra fields) and its name in the
+ * duplicate check until zipw_finish(); never a function of entry sizes.
  *
  * Ownership: the sink is borrowed and must outlive the zipw; zipw_finish()
  * writes the central directory but does not commit the sink. Calls block
@@ -30,18 +48,26 @@ struct zipw;
 #define ZIPW_BLOCK_BYTES (64u * 1024u)
 
 struct zipw_opts {
-    int level;    /* deflate level 1..9; 0 = store every entry */
+    int level;    /* deflate level 1..9; 0 = no compression (level 0) */
     bool no_hash; /* skip the SHA-256 (the sink hashes what it stores) */
 };
 
 enum wk_code zipw_new(struct store_writer *sink, const struct zipw_opts *opts,
                       struct zipw **out, struct wk_err *err);
 
-/* Start an entry: name is the path inside the ZIP ("space-v1/space.json"),
- * size the exact number of bytes that will follow, mtime unix seconds.
- * store != 0 writes the entry without compression. */
+/* Start a deflated entry (method 8, data descriptor): name is the path
+ * inside the ZIP ("space-v1/space.json"), size the exact number of bytes
+ * that will follow, mtime unix seconds. store != 0 (content compressed
+ * already, or an archive of level 0) deflates at level 0. */
 enum wk_code zipw_entry_begin(struct zipw *zw, const char *name, uint64_t size,
                               time_t mtime, int store, struct wk_err *err);
+/* Start a stored entry (method 0) whose data has CRC-32 crc (see
+ * zipw_crc32): CRC-32 and sizes in the local header, no data descriptor.
+ * The data written must have that CRC, or zipw_entry_end() fails
+ * (WK_E_INTERNAL: the header is out already). */
+enum wk_code zipw_entry_begin_stored(struct zipw *zw, const char *name,
+                                     uint64_t size, time_t mtime, uint32_t crc,
+                                     struct wk_err *err);
 /* Append entry data; the total must equal the size given to begin. */
 enum wk_code zipw_entry_write(struct zipw *zw, const void *p, size_t n,
                               struct wk_err *err);
@@ -54,15 +80,18 @@ enum wk_code zipw_finish(struct zipw *zw, struct wk_err *err);
 struct zipw_rec {
     uint64_t size;  /* uncompressed bytes */
     uint32_t crc32; /* CRC-32 of those bytes */
-    bool stored;    /* written without compression */
+    bool stored;    /* method 0 (zipw_entry_begin_stored), else method 8 */
 };
 
 /* The entries completed so far (zipw_entry_end), in archive order: *n of
  * them. Borrowed until the next zipw call or zipw_free(). Memory: one
- * struct zipw_rec (16 bytes) per entry, the only part of a zipw that grows
- * with the entry count; a verifier reads it back entry by entry against
- * the central directory the store holds. */
+ * struct zipw_rec (16 bytes) per entry; a verifier reads it back entry by
+ * entry against the central directory the store holds. */
 const struct zipw_rec *zipw_entries(const struct zipw *zw, size_t *n);
+
+/* The CRC-32 (ZIP's, zlib's crc32()) of p[0..n) continued from crc (0 to
+ * start). */
+uint32_t zipw_crc32(uint32_t crc, const void *p, size_t n);
 
 /* Bytes handed to the sink so far, and (after finish) their SHA-256. */
 uint64_t zipw_bytes_out(const struct zipw *zw);

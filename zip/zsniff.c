@@ -1,14 +1,10 @@
-/* zsniff: store or deflate, by magic numbers and a sample's entropy, and
- * the scan for a data-descriptor signature inside stored data (see zsniff.h).
- */
+/* zsniff: store or deflate, by magic numbers and a sample's entropy (see
+ * zsniff.h). */
 #include "zip/zsniff.h"
-
-#include "zip/zip_fmt.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-#include <zlib.h>
 
 struct magic {
     const char *name;
@@ -80,94 +76,4 @@ bool zsniff_compressed(const void *p, size_t n, const char **why)
         return true;
     }
     return false;
-}
-
-bool zsniff_store_safe(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-
-    for (size_t i = 0; i + 4 <= n; i++) {
-        const unsigned char *q = memchr(b + i, 'P', n - i - 3);
-        if (!q)
-            return true;
-        i = (size_t)(q - b);
-        if (q[1] == 'K' && q[2] == 7 && q[3] == 8)
-            return false;
-    }
-    return true;
-}
-
-void zsniff_desc_init(struct zsniff_desc *d)
-{
-    memset(d, 0, sizeof(*d));
-    d->crc = crc32(0L, Z_NULL, 0);
-}
-
-static bool is_sig(const unsigned char *p)
-{
-    return p[0] == 'P' && p[1] == 'K' && p[2] == 7 && p[3] == 8;
-}
-
-/* Judge w[0..nw) (d->crc covers what precedes w), all but its last 7
- * bytes, then keep those as the new tail. */
-static bool judge(struct zsniff_desc *d, const unsigned char *w, size_t nw)
-{
-    size_t done = nw > 7 ? nw - 7 : 0; /* starts judged now: [0, done) */
-    size_t from = 0;                   /* CRC covers w[0, from) */
-    unsigned long crc = d->crc;
-
-    for (size_t s = 0; s < done; s++) {
-        const unsigned char *q;
-        if (w[s] != 'P') {
-            q = memchr(w + s, 'P', done - s);
-            if (!q)
-                break;
-            s = (size_t)(q - w);
-        }
-        if (is_sig(w + s)) {
-            crc = crc32(crc, w + from, (uInt)(s - from));
-            from = s;
-            if (zip_le32(w + s + 4) == (uint32_t)crc)
-                return false;
-        }
-    }
-    d->crc = crc32(crc, w + from, (uInt)(done - from));
-    d->ntail = nw - done;
-    memcpy(d->tail, w + done, d->ntail);
-    return true;
-}
-
-bool zsniff_desc_feed(struct zsniff_desc *d, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    unsigned char w[14];
-    size_t head = n < 7 ? n : 7;
-
-    /* the seam: starts in the old tail, with up to 7 new bytes after */
-    memcpy(w, d->tail, d->ntail);
-    memcpy(w + d->ntail, b, head);
-    if (n <= 7)
-        return judge(d, w, d->ntail + head);
-    {
-        size_t nw = d->ntail + head, done = nw > 7 ? nw - 7 : 0;
-        unsigned long crc = d->crc;
-        for (size_t s = 0; s < done && s < d->ntail; s++)
-            if (is_sig(w + s) &&
-                zip_le32(w + s + 4) == (uint32_t)crc32(crc, w, (uInt)s))
-                return false;
-        d->crc = crc32(crc, w, (uInt)d->ntail);
-    }
-    /* then the new bytes, from their start */
-    d->ntail = 0;
-    return judge(d, b, n);
-}
-
-bool zsniff_desc_end(const struct zsniff_desc *d)
-{
-    for (size_t s = 0; s + 4 <= d->ntail; s++)
-        if (is_sig(d->tail + s))
-            return false;
-    /* a signature cut by the end ("PK\7" + the descriptor's "\x08"...) is
-     * no signature of the data: the descriptor's own follows at once */
-    return true;
 }

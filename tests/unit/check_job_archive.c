@@ -1141,8 +1141,10 @@ static void big_roundtrip(bool crafted)
         read_manifest(w->inner, &m);
         wk_buf_init(&b, 64u << 20);
         ck_assert_int_eq(store_get_all(w->inner, m.archive_key, &b, &e), WK_OK);
-        ck_assert_int_eq(zip_method(&b, K_BIG + strlen(ACTIVE)),
-                         crafted ? 8 : 0);
+        /* too big to hold: deflated at level 0 with a data descriptor
+         * (only whole objects are stored), crafted or not */
+        (void)crafted;
+        ck_assert_int_eq(zip_method(&b, K_BIG + strlen(ACTIVE)), 8);
         ck_assert_int_eq(zip_method(&b, K_PROPS + strlen(ACTIVE)), 8);
         wk_buf_release(&b);
     }
@@ -1158,7 +1160,7 @@ static void big_roundtrip(bool crafted)
     store_free(&w->base);
 }
 
-START_TEST(test_job_archive_big_compressed_object_stored)
+START_TEST(test_job_archive_big_compressed_object_level0)
 {
     big_roundtrip(false);
 }
@@ -1919,7 +1921,7 @@ Suite *job_archive_suite(void)
     tcase_add_test(tc, test_job_archive_generation_grows);
     tcase_add_test(tc, test_job_archive_intermediate_states);
     tcase_add_test(tc, test_job_archive_write_at_delete_is_kept);
-    tcase_add_test(tc, test_job_archive_big_compressed_object_stored);
+    tcase_add_test(tc, test_job_archive_big_compressed_object_level0);
     tcase_add_test(tc, test_job_archive_big_object_with_fake_end_deflated);
     tcase_add_test(tc, test_job_unarchive_failure_reverts_to_archived);
     tcase_add_test(tc, test_job_states_left_by_a_dead_run);

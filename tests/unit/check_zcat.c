@@ -250,9 +250,13 @@ static uint64_t put_zip(struct store *dst, const char *key,
     for (size_t i = 0; i < n; i++) {
         const struct tentry *t = &list[i];
 
-        ck_assert_msg(zipw_entry_begin(zw, t->name, t->len, 1700000000,
-                                       t->store, &err) == WK_OK,
-                      "%s", err.msg);
+        ck_assert_msg(
+            (t->store
+                 ? zipw_entry_begin_stored(zw, t->name, t->len, 1700000000,
+                                           zipw_crc32(0, t->data, t->len), &err)
+                 : zipw_entry_begin(zw, t->name, t->len, 1700000000, 0,
+                                    &err)) == WK_OK,
+            "%s", err.msg);
         ck_assert_int_eq(zipw_entry_write(zw, t->data, t->len, &err), WK_OK);
         ck_assert_int_eq(zipw_entry_end(zw, &err), WK_OK);
     }

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "zip/zsniff.h"
 #include "tests/unit/suites.h"
@@ -80,80 +79,6 @@ START_TEST(test_zsniff_entropy)
 }
 END_TEST
 
-START_TEST(test_zsniff_store_safe)
-{
-    unsigned char *p = malloc(100000);
-
-    ck_assert(zsniff_store_safe("", 0));
-    ck_assert(zsniff_store_safe("PK\x07", 3));
-    ck_assert(!zsniff_store_safe("PK\x07\x08", 4));
-    ck_assert(!zsniff_store_safe("PPK\x07\x08", 5));
-    ck_assert(!zsniff_store_safe("xxPK\x07\x08yy", 8));
-    ck_assert(zsniff_store_safe("PK\x03\x04PK\x01\x02PK\x07", 11));
-    ut_noise(p, 100000, 7);
-    /* whatever noise holds by chance, a planted signature is found */
-    memcpy(p + 99996, "PK\x07\x08", 4);
-    ck_assert(!zsniff_store_safe(p, 100000));
-    ck_assert(zsniff_store_safe(p + 99996, 3));
-    free(p);
-}
-END_TEST
-
-/* Feed p in pieces of `step` bytes; the verdict. */
-static bool desc_ok(const unsigned char *p, size_t n, size_t step)
-{
-    struct zsniff_desc d;
-    zsniff_desc_init(&d);
-    for (size_t off = 0; off < n; off += step)
-        if (!zsniff_desc_feed(&d, p + off, n - off < step ? n - off : step))
-            return false;
-    return zsniff_desc_end(&d);
-}
-
-static void plant(unsigned char *p, size_t at)
-{
-    uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)at);
-    memcpy(p + at, "PK\x07\x08", 4);
-    p[at + 4] = (unsigned char)crc;
-    p[at + 5] = (unsigned char)(crc >> 8);
-    p[at + 6] = (unsigned char)(crc >> 16);
-    p[at + 7] = (unsigned char)(crc >> 24);
-}
-
-/* Only a signature followed by the CRC so far ends a stored entry early;
- * found wherever the reads happen to cut the data. */
-START_TEST(test_zsniff_desc_hazard)
-{
-    static const size_t steps[] = { 1, 3, 7, 8, 9, 1000, 65536, 1u << 20 };
-    size_t n = 300000;
-    unsigned char *p = malloc(n);
-
-    ut_noise(p, n, 99);
-    /* signatures with a wrong CRC are harmless: stored */
-    memcpy(p + 1000, "PK\x07\x08\0\0\0\0", 8);
-    memcpy(p + 70000, "PK\x07\x08", 4);
-    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
-        ck_assert_msg(desc_ok(p, n, steps[i]), "step %zu", steps[i]);
-    /* a crafted one anywhere, across any cut, is found */
-    for (size_t at = 65530; at < 65540; at++) {
-        unsigned char *q = malloc(n);
-        memcpy(q, p, n);
-        plant(q, at);
-        for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
-            ck_assert_msg(!desc_ok(q, n, steps[i]), "at %zu step %zu", at,
-                          steps[i]);
-        free(q);
-    }
-    plant(p, 0); /* at the very start: the CRC of nothing */
-    ck_assert(!desc_ok(p, n, 4096));
-    ut_noise(p, n, 99);
-    /* a signature in the last bytes: the real descriptor follows it */
-    memcpy(p + n - 6, "PK\x07\x08", 4);
-    ck_assert(!desc_ok(p, n, 4096));
-    free(p);
-}
-END_TEST
-
 Suite *zsniff_suite(void)
 {
     Suite *s = suite_create("zsniff");
@@ -162,8 +87,6 @@ Suite *zsniff_suite(void)
     tcase_add_test(tc, test_zsniff_magic_numbers);
     tcase_add_test(tc, test_zsniff_text_is_compressible);
     tcase_add_test(tc, test_zsniff_entropy);
-    tcase_add_test(tc, test_zsniff_store_safe);
-    tcase_add_test(tc, test_zsniff_desc_hazard);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -370,8 +370,7 @@ static enum wk_code report_invalid(struct scan *s, const char *name, size_t len,
     rc = report(s, &it, err);
     /* the whole name (space_id is cut): the cursor must pass this folder */
     snprintf(s->tot->cursor, sizeof(s->tot->cursor), "%.*s/",
-             (int)(len >= SWEEP_CURSOR_MAX ? SWEEP_CURSOR_MAX - 1 : len),
-             name);
+             (int)(len >= SWEEP_CURSOR_MAX ? SWEEP_CURSOR_MAX - 1 : len), name);
     return rc;
 }
 
@@ -463,6 +462,7 @@ enum wk_code sweep_scan_range(struct store *st, const struct sweep_policy *p,
     if (rc != WK_OK || !end)
         goto out;
     totals->pass_completed = true;
+    totals->scanned_at_end = totals->scanned;
     totals->cursor[0] = '\0';
     if (!after || !r->wrap || !budget_left(&s))
         goto out;

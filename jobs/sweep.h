@@ -166,8 +166,9 @@ struct sweep_totals {
      * below active/ ("<spaceId>/"), or "" (the first folder) when the scan
      * ended at the end of active/ */
     char cursor[SWEEP_CURSOR_MAX + 1];
-    bool pass_completed; /* the end of active/ was reached */
-    bool budget_stop;    /* stopped by max_spaces or more() */
+    bool pass_completed;     /* the end of active/ was reached */
+    uint64_t scanned_at_end; /* spaces reported by then (when it was) */
+    bool budget_stop;        /* stopped by max_spaces or more() */
 };
 
 /* Walk active/ of st and decide every space at time now (unix seconds).

@@ -340,12 +340,10 @@ static inline enum wk_code store_after_filter_cb(const struct store_entry *e,
 }
 /* Entries of store_list() with a key strictly greater than start_after
  * (NULL or "": all of them); see store_ops.list_after. */
-static inline enum wk_code store_list_after(struct store *st,
-                                            const char *prefix,
-                                            const char *delimiter,
-                                            const char *start_after,
-                                            store_list_cb cb, void *ud,
-                                            struct wk_err *err)
+static inline enum wk_code
+store_list_after(struct store *st, const char *prefix, const char *delimiter,
+                 const char *start_after, store_list_cb cb, void *ud,
+                 struct wk_err *err)
 {
     struct store_after_filter f = { start_after, cb, ud };
 
@@ -354,8 +352,7 @@ static inline enum wk_code store_list_after(struct store *st,
     if (st->ops->list_after)
         return st->ops->list_after(st, prefix, delimiter, start_after, cb, ud,
                                    err);
-    return st->ops->list(st, prefix, delimiter, store_after_filter_cb, &f,
-                         err);
+    return st->ops->list(st, prefix, delimiter, store_after_filter_cb, &f, err);
 }
 static inline enum wk_code store_head(struct store *st, const char *key,
                                       struct store_stat *out,

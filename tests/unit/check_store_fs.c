@@ -346,8 +346,8 @@ static void check_after(const char *prefix, const char *delim,
 
     wk_err_clear(&e);
     wk_buf_init(&b, 1 << 16);
-    ck_assert_msg(store_list_after(st, prefix, delim, after, list_cb, &b,
-                                   &e) == WK_OK,
+    ck_assert_msg(store_list_after(st, prefix, delim, after, list_cb, &b, &e) ==
+                      WK_OK,
                   "list: %s", e.msg);
     ck_assert_msg(strcmp(wk_buf_cstr(&b), want) == 0,
                   "after '%s' (delimiter %s): got '%s', want '%s'", after,

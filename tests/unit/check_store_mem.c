@@ -207,8 +207,8 @@ static void check_after(const char *prefix, const char *delim,
 
     wk_err_clear(&e);
     wk_buf_init(&b, 1 << 16);
-    ck_assert_msg(store_list_after(st, prefix, delim, after, list_cb, &b,
-                                   &e) == WK_OK,
+    ck_assert_msg(store_list_after(st, prefix, delim, after, list_cb, &b, &e) ==
+                      WK_OK,
                   "list: %s", e.msg);
     ck_assert_msg(strcmp(wk_buf_cstr(&b), want) == 0,
                   "after '%s' (delimiter %s): got '%s', want '%s'", after,
@@ -236,7 +236,7 @@ START_TEST(test_store_mem_list_after)
     put_str("active/c/x", "1");
     put_str("active/d", "1");
     put_str("top", "1");
-    
+
     /* keys strictly greater, in key order; "" and NULL: everything */
     check_after("active/", NULL, "active/a/x",
                 "active/a/y/z:1,active/b/x:1,active/c/x:1,active/d:1");

@@ -639,8 +639,8 @@ static void run_range(const char *after, bool wrap, uint64_t max,
     fake_init(&f, t0);
     h = hooks_of(&f, true); /* nothing indexed: every space listed */
     wk_err_clear(&e);
-    ck_assert_msg(sweep_scan_range(st, &tp, t0, &r, &h, tot, &e) == WK_OK,
-                  "%s", e.msg);
+    ck_assert_msg(sweep_scan_range(st, &tp, t0, &r, &h, tot, &e) == WK_OK, "%s",
+                  e.msg);
     ids[0] = '\0';
     for (const char *p = wk_buf_cstr(&f.lines); *p;) {
         const char *blank = strchr(p, ' ');

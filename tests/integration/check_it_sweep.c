@@ -995,7 +995,7 @@ static pid_t start_counting_proxy(int port, const char *ctl)
 
 /* GET requests the proxy forwarded so far (its stats are rewritten every
  * 50 ms: wait until two reads a moment apart agree). */
-static long long proxy_gets(const char *ctl)
+static long long proxy_get_count(const char *ctl)
 {
     char path[800];
     long long last = -1;
@@ -1038,7 +1038,7 @@ START_TEST(test_it_sweep_s3_cursor_counts_list_requests)
     const char *p;
     time_t now = time(NULL);
     int port = it_free_port();
-    long long gets0, gets;
+    long long n_get0, n_get;
     pid_t proxy;
     json_t *s;
     /* spaces examined per run, of them listed (all but c03), and enqueued */
@@ -1081,9 +1081,9 @@ START_TEST(test_it_sweep_s3_cursor_counts_list_requests)
     }
 
     for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
-        gets0 = proxy_gets(ctl);
+        n_get0 = proxy_get_count(ctl);
         ck_assert_int_eq(sweep_cli(&e, NULL, "--max-spaces 5", out, log), 0);
-        gets = proxy_gets(ctl) - gets0;
+        n_get = proxy_get_count(ctl) - n_get0;
         s = line_of(out, NULL);
         ck_assert_ptr_nonnull(s);
         summary_is(s, runs[r].before, runs[r].after, runs[r].pass,
@@ -1093,9 +1093,9 @@ START_TEST(test_it_sweep_s3_cursor_counts_list_requests)
         ck_assert_int_eq(int_at(s, "listRequests"), runs[r].list_requests);
         /* what S3 saw: the LISTs counted, plus one manifest GET per space
          * about to be enqueued */
-        ck_assert_msg(gets == runs[r].list_requests + runs[r].enqueued,
+        ck_assert_msg(n_get == runs[r].list_requests + runs[r].enqueued,
                       "run %zu: %lld GETs at S3, %lld LIST + %lld manifests", r,
-                      gets, runs[r].list_requests, runs[r].enqueued);
+                      n_get, runs[r].list_requests, runs[r].enqueued);
         json_decref(s);
     }
     /* every space but the recent one is queued, after three runs */
@@ -1110,9 +1110,9 @@ START_TEST(test_it_sweep_s3_cursor_counts_list_requests)
     ck_assert_str_eq(cursor_field(p, "passes"), "1");
 
     /* a dry run without a limit: the whole circle, c03 still not listed */
-    gets0 = proxy_gets(ctl);
+    n_get0 = proxy_get_count(ctl);
     ck_assert_int_eq(sweep_cli(&e, NULL, "--dry-run", out, log), 0);
-    gets = proxy_gets(ctl) - gets0;
+    n_get = proxy_get_count(ctl) - n_get0;
     expect(out, "c03", "keep", "recent-write");
     s = line_of(out, "c03");
     ck_assert(json_is_null(json_object_get(s, "files")));
@@ -1122,7 +1122,7 @@ START_TEST(test_it_sweep_s3_cursor_counts_list_requests)
     ck_assert_int_eq(int_at(s, "listed"), 11);
     /* active/ twice (after c02, then up to it) + 11 spaces */
     ck_assert_int_eq(int_at(s, "listRequests"), 2 + 11);
-    ck_assert_int_eq(gets, 2 + 11);
+    ck_assert_int_eq(n_get, 2 + 11);
     json_decref(s);
     store_free(st);
     it_stop(proxy);

@@ -1,5 +1,6 @@
 /* sweep: the policy (which spaces to archive) and the scan of active/
- * that feeds it, from listings alone (see sweep.h). */
+ * that feeds it, from listings alone, from a cursor to a budget (see
+ * sweep.h). */
 #include "jobs/sweep.h"
 
 #include <stdio.h>
@@ -96,9 +97,16 @@ struct scan {
     const struct sweep_policy *p;
     int64_t now;
     const struct sweep_hooks *h;
+    const struct sweep_range *r;
     struct sweep_totals *tot;
     char (*ids)[JOB_SPACE_ID_MAX + 1]; /* the pending batch */
     size_t n;
+    /* the listing of active/ stops (WK_E_LIMIT from its callback, err
+     * untouched) at a budget or past upto; these say which */
+    bool budget_hit;
+    bool upto_hit;
+    const char *upto; /* borrowed: "active/<cursor>" in the second part,
+                         else NULL */
     /* the space being listed */
     uint64_t bytes, files;
     int64_t newest;
@@ -112,9 +120,50 @@ static enum wk_code tick(struct scan *s, struct wk_err *err)
     return s->h->tick ? s->h->tick(s->h->ud, err) : WK_OK;
 }
 
+/* Before a space: is there budget left for it? */
+static bool budget_left(struct scan *s)
+{
+    if (s->r->max_spaces && s->tot->scanned >= s->r->max_spaces)
+        s->budget_hit = true;
+    else if (s->h->more && !s->h->more(s->h->ud))
+        s->budget_hit = true;
+    return !s->budget_hit;
+}
+
+/* A listing counted in LIST requests (SWEEP_LIST_PAGE entries each). */
+struct counted {
+    store_list_cb cb;
+    void *ud;
+    uint64_t entries;
+};
+
+static enum wk_code counted_cb(const struct store_entry *e, void *ud,
+                               struct wk_err *err)
+{
+    struct counted *c = ud;
+    c->entries++;
+    return c->cb(e, c->ud, err);
+}
+
+static enum wk_code list_counted(struct scan *s, const char *prefix,
+                                 const char *delim, const char *after,
+                                 store_list_cb cb, void *ud, struct wk_err *err)
+{
+    struct counted c = { cb, ud, 0 };
+    enum wk_code rc =
+        store_list_after(s->st, prefix, delim, after, counted_cb, &c, err);
+
+    s->tot->list_calls++;
+    s->tot->list_requests +=
+        c.entries ? (c.entries + SWEEP_LIST_PAGE - 1) / SWEEP_LIST_PAGE : 1;
+    return rc;
+}
+
 static enum wk_code report(struct scan *s, const struct sweep_item *it,
                            struct wk_err *err)
 {
+    /* the cursor moves past a space once it is decided */
+    snprintf(s->tot->cursor, sizeof(s->tot->cursor), "%s/", it->space_id);
     s->tot->scanned++;
     s->tot->by_reason[it->reason]++;
     if (it->indexed)
@@ -155,7 +204,7 @@ static enum wk_code list_space(struct scan *s, const char *id,
     s->files = 0;
     s->newest = 0;
     s->tick_failed = false;
-    return store_list(s->st, prefix, NULL, on_object, s, err);
+    return list_counted(s, prefix, NULL, NULL, on_object, s, err);
 }
 
 /* Does the manifest say "archived"? A missing manifest: no. */
@@ -210,6 +259,8 @@ static enum wk_code one_space(struct scan *s, const char *id, bool indexed,
     memset(&sig, 0, sizeof(sig));
     snprintf(it.space_id, sizeof(it.space_id), "%s", id);
     it.idle_s = -1;
+    if (!budget_left(s))
+        return WK_E_LIMIT;
     rc = tick(s, err);
     if (rc != WK_OK)
         return rc;
@@ -309,12 +360,18 @@ static enum wk_code report_invalid(struct scan *s, const char *name, size_t len,
 
     if (rc != WK_OK)
         return rc;
+    if (!budget_left(s))
+        return WK_E_LIMIT;
     memset(&it, 0, sizeof(it));
     snprintf(it.space_id, sizeof(it.space_id), "%.*s",
              (int)(len > JOB_SPACE_ID_MAX ? JOB_SPACE_ID_MAX : len), name);
     it.reason = SWEEP_R_INVALID_ID;
     it.idle_s = -1;
-    return report(s, &it, err);
+    rc = report(s, &it, err);
+    /* the whole name (space_id is cut): the cursor must pass this folder */
+    snprintf(s->tot->cursor, sizeof(s->tot->cursor), "%.*s/",
+             (int)(len >= SWEEP_CURSOR_MAX ? SWEEP_CURSOR_MAX - 1 : len), name);
+    return rc;
 }
 
 static enum wk_code on_space(const struct store_entry *e, void *ud,
@@ -326,6 +383,10 @@ static enum wk_code on_space(const struct store_entry *e, void *ud,
 
     if (!e->is_prefix || strncmp(e->key, ACTIVE, strlen(ACTIVE)) != 0)
         return WK_OK; /* an object directly under active/: not a space */
+    if (s->upto && strcmp(e->key, s->upto) > 0) {
+        s->upto_hit = true; /* the first part of the circle began here */
+        return WK_E_LIMIT;
+    }
     name = e->key + strlen(ACTIVE);
     len = strlen(name);
     if (len > 0 && name[len - 1] == '/')
@@ -341,19 +402,54 @@ static enum wk_code on_space(const struct store_entry *e, void *ud,
     return WK_OK;
 }
 
-enum wk_code sweep_scan(struct store *st, const struct sweep_policy *p,
-                        int64_t now, const struct sweep_hooks *h,
-                        struct sweep_totals *totals, struct wk_err *err)
+/* The folders of active/ after after (NULL: all), up to s->upto; true in
+ * *end when the listing reached the end of active/ and every folder it
+ * gave was examined. */
+static enum wk_code scan_part(struct scan *s, const char *after, bool *end,
+                              struct wk_err *err)
 {
-    struct scan s;
+    char start[SWEEP_CURSOR_MAX + sizeof(ACTIVE) + 2];
     enum wk_code rc;
 
+    *end = false;
+    s->n = 0;
+    if (after && *after)
+        snprintf(start, sizeof(start), ACTIVE "%s", after);
+    rc = list_counted(s, ACTIVE, "/", after && *after ? start : NULL, on_space,
+                      s, err);
+    if (rc == WK_E_LIMIT && (s->budget_hit || s->upto_hit))
+        rc = WK_OK; /* our own stop: err untouched */
+    if (rc == WK_OK && !s->budget_hit)
+        rc = flush(s, err); /* the last batch (or the one before upto) */
+    if (rc == WK_E_LIMIT && s->budget_hit)
+        rc = WK_OK;
+    *end = rc == WK_OK && !s->budget_hit && !s->upto_hit;
+    return rc;
+}
+
+enum wk_code sweep_scan_range(struct store *st, const struct sweep_policy *p,
+                              int64_t now, const struct sweep_range *r,
+                              const struct sweep_hooks *h,
+                              struct sweep_totals *totals, struct wk_err *err)
+{
+    static const struct sweep_range whole = { NULL, false, 0 };
+    char upto[SWEEP_CURSOR_MAX + sizeof(ACTIVE) + 2];
+    const char *after;
+    struct scan s;
+    bool end = false;
+    enum wk_code rc;
+
+    if (!r)
+        r = &whole;
+    after = r->after && *r->after ? r->after : NULL;
     memset(totals, 0, sizeof(*totals));
+    snprintf(totals->cursor, sizeof(totals->cursor), "%s", after ? after : "");
     memset(&s, 0, sizeof(s));
     s.st = st;
     s.p = p;
     s.now = now;
     s.h = h;
+    s.r = r;
     s.tot = totals;
     s.ids = malloc(SWEEP_BATCH * sizeof(*s.ids));
     s.mf = malloc(sizeof(*s.mf));
@@ -362,12 +458,31 @@ enum wk_code sweep_scan(struct store *st, const struct sweep_policy *p,
         rc = wk_err_set(err, WK_E_NOMEM, "sweep: out of memory");
         goto out;
     }
-    rc = store_list(st, ACTIVE, "/", on_space, &s, err);
-    if (rc == WK_OK)
-        rc = flush(&s, err);
+    rc = scan_part(&s, after, &end, err);
+    if (rc != WK_OK || !end)
+        goto out;
+    totals->pass_completed = true;
+    totals->scanned_at_end = totals->scanned;
+    totals->cursor[0] = '\0';
+    if (!after || !r->wrap || !budget_left(&s))
+        goto out;
+    /* the rest of the circle: the first folder up to the cursor (which the
+     * run that saved it examined). Its end is no second pass: the cursor
+     * stays at its last folder, and the next run finds the end at once. */
+    snprintf(upto, sizeof(upto), ACTIVE "%s", after);
+    s.upto = upto;
+    rc = scan_part(&s, NULL, &end, err);
 out:
     wk_buf_release(&s.mbuf);
     free(s.mf);
     free(s.ids);
+    totals->budget_stop = s.budget_hit;
     return rc;
+}
+
+enum wk_code sweep_scan(struct store *st, const struct sweep_policy *p,
+                        int64_t now, const struct sweep_hooks *h,
+                        struct sweep_totals *totals, struct wk_err *err)
+{
+    return sweep_scan_range(st, p, now, NULL, h, totals, err);
 }

@@ -11,6 +11,9 @@
  *   caller's hooks for what lives in Redis (activity index scores, locks,
  *   pending jobs) and hands every decided space to a report hook. It holds
  *   at most SWEEP_BATCH space ids at once, whatever the number of spaces.
+ *   sweep_scan_range() starts after a cursor (a folder name, kept by the
+ *   caller between runs), stops cleanly at a budget and says where the
+ *   next run starts; at the end of active/ it wraps to the first folder.
  *   Signals come from listings only: no object body is ever read (the
  *   manifest metadata/<spaceId>.json is read for spaces about to be
  *   chosen, to skip those already archived).
@@ -35,6 +38,13 @@ struct store;
 
 /* Space ids looked up in the activity index per hook call. */
 #define SWEEP_BATCH 256
+
+/* Longest cursor: a folder's key below active/, "<name>/" (an S3 key has
+ * at most 1,024 bytes, a file name 255). */
+#define SWEEP_CURSOR_MAX 1024
+
+/* Entries per LIST request counted by the scan: S3's ListObjectsV2 page. */
+#define SWEEP_LIST_PAGE 1000
 
 /* Thresholds, in seconds, bytes and objects (sweep_policy_default()). */
 struct sweep_policy {
@@ -125,6 +135,19 @@ struct sweep_hooks {
     /* Called often (per space, per listed object): renew a lock, check for
      * shutdown. Non-WK_OK (WK_E_CANCELLED) stops the scan. May be NULL. */
     enum wk_code (*tick)(void *ud, struct wk_err *err);
+    /* Called before each space: false stops the scan cleanly there (a
+     * time budget; the space is left for the next run). May be NULL. */
+    bool (*more)(void *ud);
+};
+
+/* Where sweep_scan_range() starts and how far it goes. */
+struct sweep_range {
+    const char *after;   /* borrowed: start after this folder, given by its
+                            key below active/ ("<spaceId>/", a cursor);
+                            NULL or "": at the first folder */
+    bool wrap;           /* at the end of active/, go on from the first
+                            folder up to after: one full circle at most */
+    uint64_t max_spaces; /* stop after this many spaces; 0: no limit */
 };
 
 struct sweep_totals {
@@ -133,13 +156,40 @@ struct sweep_totals {
     uint64_t listed;  /* of which the objects were listed */
     uint64_t chosen;  /* of which decided "archive" */
     uint64_t by_reason[SWEEP_R_COUNT];
+    /* listings: of active/ (each start) and of spaces */
+    uint64_t list_calls;
+    /* LIST requests: ListObjectsV2 pages of SWEEP_LIST_PAGE entries, so
+     * ceil(entries seen / 1000) per listing and at least 1 (what S3 makes;
+     * for fs and mem what S3 would make) */
+    uint64_t list_requests;
+    /* where the next run starts: the last folder examined, as its key
+     * below active/ ("<spaceId>/"), or "" (the first folder) when the scan
+     * ended at the end of active/ */
+    char cursor[SWEEP_CURSOR_MAX + 1];
+    bool pass_completed;     /* the end of active/ was reached */
+    uint64_t scanned_at_end; /* spaces reported by then (when it was) */
+    bool budget_stop;        /* stopped by max_spaces or more() */
 };
 
 /* Walk active/ of st and decide every space at time now (unix seconds).
  * totals is zeroed first and kept up to date, so it is meaningful after a
- * failure or cancellation too. */
+ * failure or cancellation too. Same as sweep_scan_range() from the first
+ * folder, without a limit. */
 enum wk_code sweep_scan(struct store *st, const struct sweep_policy *p,
                         int64_t now, const struct sweep_hooks *h,
                         struct sweep_totals *totals, struct wk_err *err);
+
+/* The scan of the folders after r->after (store_list_after), then, with
+ * r->wrap and a cursor, from the first folder up to the cursor. It stops
+ * cleanly (WK_OK, totals->budget_stop) before a space once max_spaces were
+ * examined or more() says no; totals->cursor is where the next run starts
+ * (every space up to it was examined), totals->pass_completed whether the
+ * end of active/ was reached. A space is examined at most once per call.
+ * On a failure totals->cursor is the last space decided, as after a
+ * budget. */
+enum wk_code sweep_scan_range(struct store *st, const struct sweep_policy *p,
+                              int64_t now, const struct sweep_range *r,
+                              const struct sweep_hooks *h,
+                              struct sweep_totals *totals, struct wk_err *err);
 
 #endif

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/wk_buf.h"
 #include "common/wk_err.h"
@@ -132,6 +133,15 @@ struct store_ops {
     enum wk_code (*list)(struct store *st, const char *prefix,
                          const char *delimiter, store_list_cb cb, void *ud,
                          struct wk_err *err);
+    /* Optional (NULL: store_list_after() filters list). The entries of
+     * list whose key is strictly greater than start_after (NULL or "":
+     * all): objects and, with a delimiter, common prefixes (S3's
+     * start-after, with a prefix <= start_after dropped even when keys
+     * above start_after roll up into it). Cheaper than list: it starts
+     * there (S3: one parameter; fs: skipped subtrees; mem: a search). */
+    enum wk_code (*list_after)(struct store *st, const char *prefix,
+                               const char *delimiter, const char *start_after,
+                               store_list_cb cb, void *ud, struct wk_err *err);
     /* WK_E_NOTFOUND when the key does not exist. */
     enum wk_code (*head)(struct store *st, const char *key,
                          struct store_stat *out, struct wk_err *err);
@@ -318,6 +328,35 @@ static inline enum wk_code store_list(struct store *st, const char *prefix,
                                       void *ud, struct wk_err *err)
 {
     return st->ops->list(st, prefix, delimiter, cb, ud, err);
+}
+/* store_list_after() on a store without list_after: the whole listing,
+ * entries <= after skipped. */
+struct store_after_filter {
+    const char *after; /* borrowed */
+    store_list_cb cb;
+    void *ud;
+};
+static inline enum wk_code store_after_filter_cb(const struct store_entry *e,
+                                                 void *ud, struct wk_err *err)
+{
+    const struct store_after_filter *f = ud;
+    return strcmp(e->key, f->after) > 0 ? f->cb(e, f->ud, err) : WK_OK;
+}
+/* Entries of store_list() with a key strictly greater than start_after
+ * (NULL or "": all of them); see store_ops.list_after. */
+static inline enum wk_code
+store_list_after(struct store *st, const char *prefix, const char *delimiter,
+                 const char *start_after, store_list_cb cb, void *ud,
+                 struct wk_err *err)
+{
+    struct store_after_filter f = { start_after, cb, ud };
+
+    if (!start_after || !*start_after)
+        return st->ops->list(st, prefix, delimiter, cb, ud, err);
+    if (st->ops->list_after)
+        return st->ops->list_after(st, prefix, delimiter, start_after, cb, ud,
+                                   err);
+    return st->ops->list(st, prefix, delimiter, store_after_filter_cb, &f, err);
 }
 static inline enum wk_code store_head(struct store *st, const char *key,
                                       struct store_stat *out,

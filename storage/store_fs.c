@@ -366,6 +366,7 @@ static void fs_free(struct store *base)
 static const struct store_ops fs_ops = {
     .name = "fs",
     .list = fs_list,
+    .list_after = fs_list_after,
     .head = fs_head,
     .get = fs_get,
     .get_many = store_get_many_serial,

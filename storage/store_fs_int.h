@@ -64,6 +64,9 @@ enum wk_code fs_collect(const struct fs_store *st, const char *prefix, bool tmp,
 enum wk_code fs_list(struct store *base, const char *prefix,
                      const char *delimiter, store_list_cb cb, void *ud,
                      struct wk_err *err);
+enum wk_code fs_list_after(struct store *base, const char *prefix,
+                           const char *delimiter, const char *start_after,
+                           store_list_cb cb, void *ud, struct wk_err *err);
 
 /* store_fs_write.c: atomic writes and conditional changes */
 enum wk_code fs_put(struct store *base, const char *key, const void *p,

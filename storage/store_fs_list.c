@@ -1,7 +1,8 @@
 /* Listings of the directory store: a walk of the subtree below the
  * prefix's directory (symlinks to files followed, to directories not),
  * sorted with strcmp (S3's order), with S3's CommonPrefixes for a
- * delimiter; the same walk finds the temporary files of pending writes. */
+ * delimiter and its start-after (subtrees wholly before it are not
+ * walked); the same walk finds the temporary files of pending writes. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -16,8 +17,9 @@ struct fs_walk {
     const struct fs_store *st; /* borrowed */
     const char *prefix;        /* borrowed: keys must start with it */
     size_t plen;
-    bool tmp;        /* collect .partial files instead of objects */
-    bool first_only; /* stop at the first match (a non-empty test) */
+    const char *after; /* borrowed, or NULL: skip subtrees before it */
+    bool tmp;          /* collect .partial files instead of objects */
+    bool first_only;   /* stop at the first match (a non-empty test) */
     struct fs_items items;
 };
 
@@ -71,6 +73,14 @@ static bool dir_may_match(const char *dkey, size_t dlen, const char *prefix,
                           size_t plen)
 {
     return strncmp(dkey, prefix, dlen < plen ? dlen : plen) == 0;
+}
+
+/* Is every key below directory key dkey ("a/b/") before after? They all
+ * start with dkey, so yes when dkey is before after and not a prefix of
+ * it. */
+static bool dir_before(const char *dkey, size_t dlen, const char *after)
+{
+    return after && strncmp(dkey, after, dlen) < 0;
 }
 
 struct name_list {
@@ -212,7 +222,8 @@ static enum wk_code walk_entry(const struct fs_entry *e, void *ud,
 
     switch (entry_kind(e->path, &sb)) {
     case FS_DIR:
-        if (dir_may_match(e->key, e->klen + 1, w->prefix, w->plen))
+        if (dir_may_match(e->key, e->klen + 1, w->prefix, w->plen) &&
+            !dir_before(e->key, e->klen + 1, w->after))
             return walk_dir(w, e->key, err);
         break;
     case FS_FILE:
@@ -268,33 +279,49 @@ struct slash_state {
     const struct fs_store *st; /* borrowed */
     const char *prefix;        /* borrowed */
     size_t plen;
+    const char *after;    /* borrowed, or NULL */
     struct fs_items *out; /* borrowed */
 };
 
+/* Does the subtree of directory key dkey ("a/b/") hold an object? */
+static enum wk_code dir_has_object(const struct fs_store *st, const char *dkey,
+                                   bool *yes, struct wk_err *err)
+{
+    struct fs_walk sub;
+    enum wk_code rc;
+
+    memset(&sub, 0, sizeof(sub));
+    sub.st = st;
+    sub.prefix = dkey;
+    sub.plen = strlen(dkey);
+    sub.first_only = true;
+    rc = walk_dir(&sub, dkey, err);
+    *yes = rc == WK_OK && sub.items.n > 0;
+    fs_items_release(&sub.items);
+    return rc;
+}
+
+/* A subdirectory becomes a candidate prefix entry; whether it holds an
+ * object is tested as it is emitted (fs_list_after), so that a listing
+ * its caller stops early does not walk every subdirectory. */
 static enum wk_code slash_entry(const struct fs_entry *e, void *ud,
                                 struct wk_err *err)
 {
     struct slash_state *ss = ud;
-    struct fs_walk sub;
     struct stat sb;
     enum wk_code rc = WK_OK;
 
     if (e->klen < ss->plen || strncmp(e->key, ss->prefix, ss->plen) != 0)
         return WK_OK;
+    /* e->key ends in '/': at or before after, so is the file key */
+    if (ss->after && strcmp(e->key, ss->after) <= 0)
+        return WK_OK;
     switch (entry_kind(e->path, &sb)) {
     case FS_DIR:
-        memset(&sub, 0, sizeof(sub));
-        sub.st = ss->st;
-        sub.prefix = e->key;
-        sub.plen = e->klen + 1;
-        sub.first_only = true;
-        rc = walk_dir(&sub, e->key, err);
-        if (rc == WK_OK && sub.items.n > 0)
-            rc = items_add(ss->out, e->key, e->klen + 1, NULL, true, err);
-        fs_items_release(&sub.items);
+        rc = items_add(ss->out, e->key, e->klen + 1, NULL, true, err);
         break;
     case FS_FILE:
-        if (!fs_is_tmp_name(e->name, e->nlen))
+        if (!fs_is_tmp_name(e->name, e->nlen)) /* filtered when emitted */
             rc = items_add(ss->out, e->key, e->klen, &sb, false, err);
         break;
     case FS_OTHER:
@@ -303,19 +330,20 @@ static enum wk_code slash_entry(const struct fs_entry *e, void *ud,
     return rc;
 }
 
-/* Delimiter "/": each subdirectory of the prefix's directory that holds an
- * object becomes one prefix entry, without walking all of it. */
+/* Delimiter "/": each subdirectory of the prefix's directory (after
+ * start_after) becomes a candidate prefix entry, without walking it. */
 static enum wk_code collect_slash(const struct fs_store *st, const char *prefix,
-                                  const char *dir, struct fs_items *out,
-                                  struct wk_err *err)
+                                  const char *dir, const char *after,
+                                  struct fs_items *out, struct wk_err *err)
 {
-    struct slash_state ss = { st, prefix, strlen(prefix), out };
+    struct slash_state ss = { st, prefix, strlen(prefix), after, out };
 
     return each_entry(st, dir, NULL, slash_entry, &ss, err);
 }
 
-enum wk_code fs_collect(const struct fs_store *st, const char *prefix, bool tmp,
-                        struct fs_items *out, struct wk_err *err)
+static enum wk_code collect(const struct fs_store *st, const char *prefix,
+                            bool tmp, const char *after, struct fs_items *out,
+                            struct wk_err *err)
 {
     struct fs_walk w;
     char *dir = prefix_dir(prefix);
@@ -329,6 +357,7 @@ enum wk_code fs_collect(const struct fs_store *st, const char *prefix, bool tmp,
         w.prefix = prefix;
         w.plen = strlen(prefix);
         w.tmp = tmp;
+        w.after = after;
         rc = walk_dir(&w, dir, err);
     }
     free(dir);
@@ -338,6 +367,12 @@ enum wk_code fs_collect(const struct fs_store *st, const char *prefix, bool tmp,
         fs_items_release(&w.items);
     *out = w.items;
     return rc;
+}
+
+enum wk_code fs_collect(const struct fs_store *st, const char *prefix, bool tmp,
+                        struct fs_items *out, struct wk_err *err)
+{
+    return collect(st, prefix, tmp, NULL, out, err);
 }
 
 /* S3's CommonPrefixes on a sorted listing: keys with delim after the
@@ -370,31 +405,35 @@ static void roll_up(struct fs_items *it, const char *prefix, const char *delim)
     it->n = out;
 }
 
-enum wk_code fs_list(struct store *base, const char *prefix,
-                     const char *delimiter, store_list_cb cb, void *ud,
-                     struct wk_err *err)
+enum wk_code fs_list_after(struct store *base, const char *prefix,
+                           const char *delimiter, const char *start_after,
+                           store_list_cb cb, void *ud, struct wk_err *err)
 {
     const struct fs_store *st = (const struct fs_store *)base;
     struct fs_items items = { NULL, 0, 0 };
     char *dir = NULL;
+    bool slash = false;
     enum wk_code rc = WK_OK;
 
     if (!prefix)
         prefix = "";
     if (delimiter && !*delimiter)
         delimiter = NULL;
+    if (start_after && !*start_after)
+        start_after = NULL;
     if (delimiter && strcmp(delimiter, "/") == 0) {
+        slash = true;
         dir = prefix_dir(prefix);
         if (!dir) {
             rc = wk_err_set(err, WK_E_NOMEM, "list: out of memory");
             goto out;
         }
         if (prefix_dir_ok(dir))
-            rc = collect_slash(st, prefix, dir, &items, err);
+            rc = collect_slash(st, prefix, dir, start_after, &items, err);
         if (rc == WK_OK && items.n > 1)
             qsort(items.v, items.n, sizeof(items.v[0]), item_cmp);
     } else {
-        rc = fs_collect(st, prefix, false, &items, err);
+        rc = collect(st, prefix, false, start_after, &items, err);
         if (rc == WK_OK && delimiter)
             roll_up(&items, prefix, delimiter);
     }
@@ -402,6 +441,14 @@ enum wk_code fs_list(struct store *base, const char *prefix,
         const struct fs_item *x = &items.v[i];
         struct store_entry e;
         char etag[80];
+        bool has = true;
+
+        if (start_after && strcmp(x->key, start_after) <= 0)
+            continue;
+        if (slash && x->is_prefix)
+            rc = dir_has_object(st, x->key, &has, err);
+        if (rc != WK_OK || !has)
+            continue;
 
         snprintf(etag, sizeof(etag), "%llu-%lld-%llu",
                  (unsigned long long)x->size, x->mtime_ns, x->ino);
@@ -417,4 +464,11 @@ out:
     free(dir);
     fs_items_release(&items);
     return rc;
+}
+
+enum wk_code fs_list(struct store *base, const char *prefix,
+                     const char *delimiter, store_list_cb cb, void *ud,
+                     struct wk_err *err)
+{
+    return fs_list_after(base, prefix, delimiter, NULL, cb, ud, err);
 }

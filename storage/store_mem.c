@@ -222,9 +222,10 @@ static enum wk_code next_item(struct mem_store *st, const char *prefix,
     return WK_OK;
 }
 
-static enum wk_code mem_list(struct store *base, const char *prefix,
-                             const char *delimiter, store_list_cb cb, void *ud,
-                             struct wk_err *err)
+static enum wk_code mem_list_after(struct store *base, const char *prefix,
+                                   const char *delimiter,
+                                   const char *start_after, store_list_cb cb,
+                                   void *ud, struct wk_err *err)
 {
     struct mem_store *st = (struct mem_store *)base;
     struct mem_item it = { NULL, { 0 } };
@@ -237,7 +238,11 @@ static enum wk_code mem_list(struct store *base, const char *prefix,
         prefix = "";
     if (delimiter && !*delimiter)
         delimiter = NULL;
-    cursor = strdup(prefix);
+    if (start_after && !*start_after)
+        start_after = NULL;
+    /* start at the later of the two: the search skips what is before */
+    after = start_after && strcmp(start_after, prefix) >= 0;
+    cursor = strdup(after ? start_after : prefix);
     if (!cursor)
         return wk_err_set(err, WK_E_NOMEM, "list '%s': out of memory", prefix);
     while (rc == WK_OK) {
@@ -251,8 +256,10 @@ static enum wk_code mem_list(struct store *base, const char *prefix,
         pthread_mutex_unlock(&st->lock);
         if (rc != WK_OK || !found)
             break;
-        /* Callbacks run unlocked: they may use the store. */
-        rc = cb(&it.e, ud, err);
+        /* a common prefix at or before start_after (keys above it roll up
+         * into it) is not listed */
+        if (!start_after || strcmp(it.key, start_after) > 0)
+            rc = cb(&it.e, ud, err); /* unlocked: it may use the store */
         free(cursor);
         cursor = it.key;
         cursor_is_prefix = it.e.is_prefix;
@@ -262,6 +269,13 @@ static enum wk_code mem_list(struct store *base, const char *prefix,
     free(it.key);
     free(cursor);
     return rc;
+}
+
+static enum wk_code mem_list(struct store *base, const char *prefix,
+                             const char *delimiter, store_list_cb cb, void *ud,
+                             struct wk_err *err)
+{
+    return mem_list_after(base, prefix, delimiter, NULL, cb, ud, err);
 }
 
 static enum wk_code mem_head(struct store *base, const char *key,
@@ -589,6 +603,7 @@ static void mem_writer_free(struct store_writer *base)
 static const struct store_ops mem_ops = {
     .name = "mem",
     .list = mem_list,
+    .list_after = mem_list_after,
     .head = mem_head,
     .get = mem_get,
     .get_many = store_get_many_serial,

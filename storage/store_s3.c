@@ -67,9 +67,16 @@ enum wk_code s3_store_get_page(struct s3_store *st, const struct s3_kv *q,
 
 /* list */
 
+/* One listing's callback and its start-after (relative, or NULL). */
+struct s3_lister {
+    store_list_cb cb;
+    void *ud;
+    const char *after;
+};
+
 static enum wk_code emit(struct s3_store *st, const char *full, uint64_t size,
                          int64_t mtime, const char *etag, bool is_prefix,
-                         store_list_cb cb, void *ud, struct wk_err *err)
+                         const struct s3_lister *ls, struct wk_err *err)
 {
     struct store_entry e;
 
@@ -78,16 +85,20 @@ static enum wk_code emit(struct s3_store *st, const char *full, uint64_t size,
         return wk_err_set(err, WK_E_CORRUPT,
                           "S3 listed '%s' outside the prefix '%s'", full,
                           st->prefix);
+    /* S3 may give a common prefix at or before start-after (keys after it
+     * roll up into it): not listed (store.h) */
+    if (ls->after && strcmp(e.key, ls->after) <= 0)
+        return WK_OK;
     e.size = size;
     e.mtime = mtime;
     e.etag = etag;
     e.is_prefix = is_prefix;
-    return cb(&e, ud, err);
+    return ls->cb(&e, ls->ud, err);
 }
 
 /* Objects and common prefixes of a page, merged in key order. */
 static enum wk_code emit_page(struct s3_store *st, const struct s3_xml_list *l,
-                              store_list_cb cb, void *ud, struct wk_err *err)
+                              const struct s3_lister *ls, struct wk_err *err)
 {
     size_t i = 0, j = 0;
     enum wk_code rc = WK_OK;
@@ -98,23 +109,24 @@ static enum wk_code emit_page(struct s3_store *st, const struct s3_xml_list *l,
             (i < l->n_objects && strcmp(l->objects[i].key, l->prefixes[j]) < 0);
         if (obj) {
             const struct s3_xml_object *o = &l->objects[i++];
-            rc = emit(st, o->key, o->size, o->mtime, o->etag, false, cb, ud,
-                      err);
+            rc = emit(st, o->key, o->size, o->mtime, o->etag, false, ls, err);
         } else {
-            rc = emit(st, l->prefixes[j++], 0, 0, "", true, cb, ud, err);
+            rc = emit(st, l->prefixes[j++], 0, 0, "", true, ls, err);
         }
     }
     return rc;
 }
 
-static enum wk_code s3_list(struct store *base, const char *prefix,
-                            const char *delimiter, store_list_cb cb, void *ud,
-                            struct wk_err *err)
+static enum wk_code s3_list_after(struct store *base, const char *prefix,
+                                  const char *delimiter,
+                                  const char *start_after, store_list_cb cb,
+                                  void *ud, struct wk_err *err)
 {
     struct s3_store *st = (struct s3_store *)base;
+    struct s3_lister ls = { cb, ud, NULL };
     struct s3_xml_list page;
     struct wk_buf body;
-    char *full = NULL, *token = NULL;
+    char *full = NULL, *token = NULL, *after = NULL;
     bool more = true;
     enum wk_code rc = WK_OK;
 
@@ -125,12 +137,16 @@ static enum wk_code s3_list(struct store *base, const char *prefix,
     if (delimiter && !*delimiter)
         delimiter = NULL;
     full = s3_store_join_key(st, prefix);
-    if (!full) {
+    if (start_after && *start_after) {
+        ls.after = start_after;
+        after = s3_store_join_key(st, start_after);
+    }
+    if (!full || (ls.after && !after)) {
         rc = wk_err_set(err, WK_E_NOMEM, "list '%s': out of memory", prefix);
         goto out;
     }
     while (more && rc == WK_OK) {
-        struct s3_kv q[5];
+        struct s3_kv q[6];
         size_t nq = 0;
 
         q[nq++] = (struct s3_kv){ "list-type", "2" };
@@ -141,6 +157,8 @@ static enum wk_code s3_list(struct store *base, const char *prefix,
             q[nq++] = (struct s3_kv){ "delimiter", delimiter };
         if (token)
             q[nq++] = (struct s3_kv){ "continuation-token", token };
+        else if (after) /* the token carries on from where it started */
+            q[nq++] = (struct s3_kv){ "start-after", after };
         rc = s3_store_get_page(st, q, nq, &body, err);
         if (rc == WK_OK)
             rc = s3_xml_parse_list(body.data, body.len, &page, err);
@@ -148,7 +166,7 @@ static enum wk_code s3_list(struct store *base, const char *prefix,
             wk_err_prefix(err, "list '%s'", prefix);
             break;
         }
-        rc = emit_page(st, &page, cb, ud, err);
+        rc = emit_page(st, &page, &ls, err);
         free(token);
         token = page.next_token;
         page.next_token = NULL;
@@ -163,9 +181,17 @@ static enum wk_code s3_list(struct store *base, const char *prefix,
 out:
     s3_xml_list_release(&page);
     free(token);
+    free(after);
     free(full);
     wk_buf_release(&body);
     return rc;
+}
+
+static enum wk_code s3_list(struct store *base, const char *prefix,
+                            const char *delimiter, store_list_cb cb, void *ud,
+                            struct wk_err *err)
+{
+    return s3_list_after(base, prefix, delimiter, NULL, cb, ud, err);
 }
 
 /* head, get */
@@ -349,6 +375,7 @@ static void s3_free(struct store *base)
 static const struct store_ops s3_ops = {
     .name = "s3",
     .list = s3_list,
+    .list_after = s3_list_after,
     .head = s3_head,
     .get = s3_get,
     .get_many = s3_store_get_many,

@@ -377,6 +377,8 @@ static const char usage_sweep[] =
     "                           [--max-jobs <n>] [--idle <duration>]\n"
     "                           [--idle-early <duration>] [--large <size>]\n"
     "                           [--many-files <n>] [--recent <duration>]\n"
+    "                           [--time-budget <duration>]\n"
+    "                           [--max-spaces <n>] [--from-start]\n"
     "\n"
     "Decides which spaces under active/ of SILA_STORE to archive and queues\n"
     "their archive jobs (deduplicated, like 'enqueue'). A space is archived\n"
@@ -388,19 +390,28 @@ static const char usage_sweep[] =
     "lists the space, else the newest object's LastModified; objects are\n"
     "listed, never read. One sweep at a time across all machines (lock\n"
     "<prefix>sweep:lock): a second one prints a summary with\n"
-    "\"lockedOut\":true and exits 0.\n"
+    "\"lockedOut\":true and exits 0. A sweep starts after the last space\n"
+    "the previous one examined (cursor <prefix>sweep:cursor), stops at its\n"
+    "budget and saves where it stopped; at the end of active/ it counts a\n"
+    "pass and goes on from the first space (one full circle at most).\n"
     "\n"
     "  --dry-run          print one JSON line per space (spaceId, decision,\n"
     "                     reason, idleSeconds, bytes, files), queue nothing\n"
     "  --max-jobs <n>     at most n new jobs per sweep (1000)\n"
     "  --every <duration> sweep again this long after each sweep, until\n"
     "                     SIGTERM (default: once)\n"
+    "  --time-budget <duration>  stop before the next space after this\n"
+    "                     long (40m; 0: no limit)\n"
+    "  --max-spaces <n>   stop after n spaces (0: no limit)\n"
+    "  --from-start       ignore the cursor: start at the first space\n"
     "\n"
     "Prints one JSON line per chosen space, then a summary line (scanned,\n"
-    "chosen, enqueued, deferred, skippedBy reason, errors). Environment:\n"
-    "SILA_SWEEP_IDLE, SILA_SWEEP_IDLE_EARLY, SILA_SWEEP_LARGE,\n"
-    "SILA_SWEEP_MANY_FILES, SILA_SWEEP_RECENT, SILA_SWEEP_MAX_JOBS (flags\n"
-    "win). Exits 1 when the sweep failed or a space could not be examined.\n";
+    "chosen, enqueued, deferred, skippedBy reason, errors, listRequests,\n"
+    "cursorBefore, cursorAfter, passCompleted, stoppedBy, durationMs).\n"
+    "Environment: SILA_SWEEP_IDLE, SILA_SWEEP_IDLE_EARLY, SILA_SWEEP_LARGE,\n"
+    "SILA_SWEEP_MANY_FILES, SILA_SWEEP_RECENT, SILA_SWEEP_MAX_JOBS,\n"
+    "SILA_SWEEP_TIME_BUDGET, SILA_SWEEP_MAX_SPACES (flags win). Exits 1\n"
+    "when the sweep failed or a space could not be examined.\n";
 
 static enum wk_code set_sweep(void *target, const char *name, const char *value,
                               struct wk_err *err)
@@ -425,6 +436,9 @@ int cli_sweep(int argc, char **argv)
         { "--recent", CLI_OPT_FN, &o, set_sweep, false },
         { "--max-jobs", CLI_OPT_FN, &o, set_sweep, false },
         { "--every", CLI_OPT_FN, &o, set_sweep, false },
+        { "--time-budget", CLI_OPT_FN, &o, set_sweep, false },
+        { "--max-spaces", CLI_OPT_FN, &o, set_sweep, false },
+        { "--from-start", CLI_OPT_FLAG, &o.from_start, NULL, false },
         { NULL, CLI_OPT_FLAG, NULL, NULL, false },
     };
     const struct cli_spec s = {

@@ -91,6 +91,11 @@ bool q_key_activity(const char *prefix, char *buf, size_t len)
     return key_fmt(buf, len, "%sactivity", prefix);
 }
 
+bool q_key_sweep_cursor(const char *prefix, char *buf, size_t len)
+{
+    return key_fmt(buf, len, "%ssweep:cursor", prefix);
+}
+
 bool q_key_stats(const char *prefix, time_t t, char *buf, size_t len)
 {
     char stamp[32];

@@ -18,6 +18,7 @@
  *   q_key_named     <prefix><name> (a named lock, e.g. "sweep:lock")
  *   q_key_audit     <prefix>audit
  *   q_key_activity  <prefix>activity
+ *   q_key_sweep_cursor  <prefix>sweep:cursor (where the next sweep starts)
  *   q_key_stats     <prefix>stats:<YYYY-MM-DDTHHMM> (the minute of t)
  *   q_key_ttr       <prefix>ttr:<YYYYMMDDTHHMM> (time-to-ready samples)
  *   q_key_ttc       <prefix>ttc:<YYYYMMDDTHHMM> (time-to-complete samples)
@@ -54,6 +55,7 @@ bool q_key_lock(const char *prefix, const char *space_id, char *buf,
 bool q_key_named(const char *prefix, const char *name, char *buf, size_t len);
 bool q_key_audit(const char *prefix, char *buf, size_t len);
 bool q_key_activity(const char *prefix, char *buf, size_t len);
+bool q_key_sweep_cursor(const char *prefix, char *buf, size_t len);
 bool q_key_stats(const char *prefix, time_t t, char *buf, size_t len);
 bool q_key_ttr(const char *prefix, time_t t, char *buf, size_t len);
 bool q_key_ttc(const char *prefix, time_t t, char *buf, size_t len);

@@ -303,3 +303,16 @@ const char q_lua_del_if[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
 const char q_lua_pexpire_if[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+
+/* Save the sweep's cursor (q_sweep_cursor_save): only while the sweep lock
+ * holds our token and the cursor is still the one this sweep started from.
+ * KEYS: [1] the sweep lock, [2] the cursor hash.
+ * ARGV: [1] token, [2] the "after" read at the start, then field/value
+ * pairs. Returns 1 saved, 0 the lock is not ours, -1 the cursor moved. */
+const char q_lua_sweep_cur[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+    "if (redis.call('HGET', KEYS[2], 'after') or '') ~= ARGV[2] then\n"
+    "  return -1\n"
+    "end\n"
+    "redis.call('HSET', KEYS[2], unpack(ARGV, 3))\n"
+    "return 1\n";

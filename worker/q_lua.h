@@ -20,6 +20,7 @@ extern const char q_lua_mf_record[];  /* q_mf_record */
 extern const char q_lua_mf_check[];   /* q_mf_check */
 extern const char q_lua_del_if[];     /* delete a key holding a value */
 extern const char q_lua_pexpire_if[]; /* extend a key holding a value */
+extern const char q_lua_sweep_cur[];  /* q_sweep_cursor_save */
 
 /* A reply of q_lua_enqueue / q_lua_space_busy: a key read before the call
  * changed meanwhile; read it again and call again. */

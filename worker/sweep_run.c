@@ -1,5 +1,6 @@
-/* sweep_run: the Redis side of a sweep run: its lock, the activity
- * index, busy spaces and the enqueue of its decisions (see sweep_run.h). */
+/* sweep_run: the Redis side of a sweep run: its lock, its cursor and
+ * budget, the activity index, busy spaces and the enqueue of its
+ * decisions (see sweep_run.h). */
 #include "worker/sweep_run.h"
 
 #include <jansson.h>
@@ -13,6 +14,7 @@
 #include "worker/q.h"
 #include "worker/q_report.h"
 #include "worker/q_lock.h"
+#include "worker/q_sweep.h"
 
 #define SWEEP_EVERY_MIN_MS 1000ULL
 #define SWEEP_EVERY_MAX_MS (30ULL * 86400 * 1000)
@@ -23,11 +25,12 @@ void sweep_opts_default(struct sweep_opts *o)
     memset(o, 0, sizeof(*o));
     sweep_policy_default(&o->policy);
     o->max_jobs = 1000;
+    o->time_budget_ms = SWEEP_TIME_BUDGET_MS;
 }
 
 /* ---- options: one table for the environment and the flags ---- */
 
-enum opt_kind { OPT_SECONDS, OPT_SIZE, OPT_COUNT, OPT_MS };
+enum opt_kind { OPT_SECONDS, OPT_SIZE, OPT_COUNT, OPT_MS, OPT_BUDGET_MS };
 
 struct opt_def {
     const char *flag;
@@ -45,6 +48,9 @@ static const struct opt_def opt_defs[] = {
     { "--recent", "SILA_SWEEP_RECENT", OPT_SECONDS, 0, SWEEP_DURATION_MAX },
     { "--max-jobs", "SILA_SWEEP_MAX_JOBS", OPT_COUNT, 1, 1000000 },
     { "--every", NULL, OPT_MS, SWEEP_EVERY_MIN_MS, SWEEP_EVERY_MAX_MS },
+    { "--time-budget", "SILA_SWEEP_TIME_BUDGET", OPT_BUDGET_MS, 0,
+      SWEEP_DURATION_MAX },
+    { "--max-spaces", "SILA_SWEEP_MAX_SPACES", OPT_COUNT, 0, 1000000000000ULL },
 };
 
 static void opt_store(struct sweep_opts *o, size_t which, uint64_t v)
@@ -68,8 +74,14 @@ static void opt_store(struct sweep_opts *o, size_t which, uint64_t v)
     case 5:
         o->max_jobs = v;
         break;
-    default:
+    case 6:
         o->every_ms = v;
+        break;
+    case 7:
+        o->time_budget_ms = v;
+        break;
+    default:
+        o->max_spaces = v;
         break;
     }
 }
@@ -83,6 +95,7 @@ static enum wk_code opt_parse(const struct opt_def *d, const char *name,
     switch (d->kind) {
     case OPT_SECONDS:
     case OPT_MS:
+    case OPT_BUDGET_MS:
         rc = wk_parse_duration_ms(v, &n, NULL);
         break;
     case OPT_SIZE:
@@ -106,6 +119,11 @@ static enum wk_code opt_parse(const struct opt_def *d, const char *name,
         return wk_err_set(err, WK_E_INVAL,
                           "%s: expected a duration from 1s to 30d (\"10m\", "
                           "\"1h\"), got '%s'",
+                          name, v);
+    case OPT_BUDGET_MS:
+        return wk_err_set(err, WK_E_INVAL,
+                          "%s: expected a duration (\"40m\", \"2h\"; 0 for "
+                          "none), got '%s'",
                           name, v);
     case OPT_SIZE:
         return wk_err_set(err, WK_E_INVAL,
@@ -160,6 +178,8 @@ struct run {
     volatile sig_atomic_t *stop;
     struct sweep_result *res;
     uint64_t planned; /* chosen spaces within max_jobs so far */
+    int64_t t0_ms;    /* monotonic start, for the time budget */
+    bool out_of_time; /* more() said no */
     bool locked;      /* we hold the sweep lock */
     char token[256];
     struct timespec renewed; /* last time the lock was renewed */
@@ -222,6 +242,18 @@ static enum wk_code hook_tick(void *ud, struct wk_err *err)
     }
     r->renewed = now;
     return WK_OK;
+}
+
+/* The time budget, checked before each space. */
+static bool hook_more(void *ud)
+{
+    struct run *r = ud;
+
+    if (!r->o->time_budget_ms ||
+        mono_ms() - r->t0_ms < (int64_t)r->o->time_budget_ms)
+        return true;
+    r->out_of_time = true;
+    return false;
 }
 
 static enum wk_code hook_activity(void *ud, const char *const *ids, size_t n,
@@ -364,8 +396,64 @@ static enum wk_code print_summary(const struct run *r, const char *holder,
         o, "errors",
         json_integer((json_int_t)res->totals.by_reason[SWEEP_R_ERROR]));
     json_object_set_new(o, "maxJobs", json_integer((json_int_t)r->o->max_jobs));
+    json_object_set_new(o, "listCalls",
+                        json_integer((json_int_t)res->totals.list_calls));
+    json_object_set_new(o, "listRequests",
+                        json_integer((json_int_t)res->totals.list_requests));
+    json_object_set_new(o, "cursorBefore", json_string(res->cursor_before));
+    json_object_set_new(
+        o, "cursorAfter",
+        json_string(res->locked_out ? res->cursor_before : res->totals.cursor));
+    json_object_set_new(o, "cursorSaved", json_boolean(res->cursor_saved));
+    json_object_set_new(o, "passCompleted",
+                        json_boolean(res->totals.pass_completed));
+    json_object_set_new(o, "passes", json_integer((json_int_t)res->passes));
+    json_object_set_new(o, "stoppedBy",
+                        res->stopped_by ? json_string(res->stopped_by)
+                                        : json_null());
+    json_object_set_new(o, "timeBudgetMs",
+                        json_integer((json_int_t)r->o->time_budget_ms));
+    json_object_set_new(o, "maxSpaces",
+                        json_integer((json_int_t)r->o->max_spaces));
     json_object_set_new(o, "durationMs", json_integer(res->duration_ms));
     return write_line(r->out, o, err);
+}
+
+/* After the scan, with the lock held: the cursor where the next sweep
+ * starts, and the pass counts (the spaces before the end belong to the
+ * pass that ended, those after it to the next). Not in a dry run. */
+static enum wk_code save_cursor(struct run *r, const struct q_sweep_cursor *cur,
+                                int64_t now, struct wk_err *err)
+{
+    const struct sweep_totals *t = &r->res->totals;
+    struct q_sweep_cursor nc = *cur;
+    enum wk_code rc;
+
+    if (r->o->dry_run)
+        return WK_OK;
+    if (r->o->from_start || !nc.pass_started_at) {
+        nc.pass_started_at = now; /* a pass begins with this sweep */
+        nc.pass_spaces = 0;
+    }
+    snprintf(nc.after, sizeof(nc.after), "%s", t->cursor);
+    if (t->pass_completed) {
+        nc.passes++;
+        nc.last_pass_at = now;
+        nc.last_pass_spaces = nc.pass_spaces + t->scanned_at_end;
+        nc.pass_started_at = now;
+        nc.pass_spaces = t->scanned - t->scanned_at_end;
+    } else {
+        nc.pass_spaces += t->scanned;
+    }
+    nc.runs++;
+    rc = q_sweep_cursor_save(r->q, SWEEP_LOCK_NAME, r->token, cur->after, &nc,
+                             now, &r->res->cursor_saved, err);
+    if (rc == WK_OK && !r->res->cursor_saved)
+        WK_LOG(WK_LOG_WARN, "sweep.cursor_not_saved", KV_STR("token", r->token),
+               KV_STR("cursor", t->cursor),
+               KV_STR("why", "the sweep lock or the cursor changed hands; "
+                             "the next sweep repeats this part"));
+    return rc;
 }
 
 enum wk_code sweep_once(const struct cfg *cfg, const struct sweep_opts *o,
@@ -375,15 +463,22 @@ enum wk_code sweep_once(const struct cfg *cfg, const struct sweep_opts *o,
 {
     struct run r;
     struct sweep_hooks h;
+    struct sweep_range range;
+    struct q_sweep_cursor cur;
     char holder[256] = "";
-    int64_t t0 = mono_ms();
+    int64_t t0 = mono_ms(), now = (int64_t)time(NULL);
     enum wk_code rc;
     struct wk_err e2;
 
     memset(res, 0, sizeof(*res));
-    r = (struct run){
-        .cfg = cfg, .o = o, .q = q, .out = out, .stop = stop, .res = res
-    };
+    memset(&cur, 0, sizeof(cur));
+    r = (struct run){ .cfg = cfg,
+                      .o = o,
+                      .q = q,
+                      .out = out,
+                      .stop = stop,
+                      .res = res,
+                      .t0_ms = t0 };
     if (!o->dry_run) {
         bool got = false;
         rc = q_lock_token(r.token, sizeof(r.token), err);
@@ -403,23 +498,39 @@ enum wk_code sweep_once(const struct cfg *cfg, const struct sweep_opts *o,
         clock_gettime(CLOCK_MONOTONIC, &r.renewed);
     }
     rc = q_activity_count(q, &res->index_members, err);
+    if (rc == WK_OK)
+        rc = q_sweep_cursor_load(q, &cur, err);
     if (rc != WK_OK)
         goto out;
+    if (!o->from_start)
+        snprintf(res->cursor_before, sizeof(res->cursor_before), "%s",
+                 cur.after);
+    res->passes = cur.passes;
     WK_LOG(WK_LOG_INFO, "sweep.started", KV_BOOL("dry_run", o->dry_run),
            KV_INT("activity_index", res->index_members),
-           KV_INT("max_jobs", o->max_jobs));
+           KV_INT("max_jobs", o->max_jobs),
+           KV_STR("cursor", res->cursor_before));
     memset(&h, 0, sizeof(h));
     h.ud = &r;
     h.activity = res->index_members ? hook_activity : NULL;
     h.busy = hook_busy;
     h.report = hook_report;
     h.tick = hook_tick;
-    rc = sweep_scan(st, &o->policy, (int64_t)time(NULL), &h, &res->totals, err);
+    h.more = hook_more;
+    range = (struct sweep_range){ res->cursor_before, true, o->max_spaces };
+    rc = sweep_scan_range(st, &o->policy, now, &range, &h, &res->totals, err);
     if (rc == WK_E_CANCELLED && stop && *stop) {
         res->interrupted = true;
+        res->stopped_by = "signal";
         wk_err_clear(err);
         rc = WK_OK;
+    } else if (rc == WK_OK && res->totals.budget_stop) {
+        res->stopped_by = r.out_of_time ? "time-budget" : "max-spaces";
     }
+    if (rc == WK_OK && res->totals.pass_completed)
+        res->passes++;
+    if (rc == WK_OK && r.locked)
+        rc = save_cursor(&r, &cur, now, err);
 out:
     if (r.locked) {
         wk_err_clear(&e2);
@@ -435,6 +546,12 @@ out:
                KV_INT("enqueued", res->enqueued),
                KV_INT("errors", res->totals.by_reason[SWEEP_R_ERROR]),
                KV_BOOL("interrupted", res->interrupted),
+               KV_INT("list_requests", res->totals.list_requests),
+               KV_STR("cursor_before", res->cursor_before),
+               KV_STR("cursor_after", res->totals.cursor),
+               KV_BOOL("pass_completed", res->totals.pass_completed),
+               KV_BOOL("cursor_saved", res->cursor_saved),
+               KV_STR("stopped_by", res->stopped_by ? res->stopped_by : "end"),
                KV_INT("duration_ms", res->duration_ms));
     }
     fflush(out);

@@ -9,6 +9,12 @@
  *   <prefix>activity     the optional activity index (sorted set, member
  *                        spaceId, score = unix seconds of the last write),
  *                        looked up in pipelined batches
+ *   <prefix>sweep:cursor where the next sweep starts (worker/q_sweep.h): a
+ *                        sweep continues after the last space the one
+ *                        before examined, stops at its budget (time,
+ *                        spaces) and saves it, fenced by the lock; at the
+ *                        end of active/ it counts a pass and goes on from
+ *                        the first space
  *   <prefix>lock:<id>, <prefix>dedup:<type>:<id>  spaces with a lock or a
  *                        pending job are kept
  *
@@ -38,24 +44,36 @@ struct store;
 /* Name of the sweep lock below the key prefix. */
 #define SWEEP_LOCK_NAME "sweep:lock"
 
+/* Default time budget of one sweep: under the CronJob's
+ * activeDeadlineSeconds (3000 s, deploy/k8s/cronjob-sweep.yaml), with
+ * room for start-up and the last space. */
+#define SWEEP_TIME_BUDGET_MS (40ULL * 60 * 1000)
+
 struct sweep_opts {
     struct sweep_policy policy;
-    uint64_t max_jobs; /* new jobs per sweep, >= 1 (1000) */
-    uint64_t every_ms; /* 0: one sweep; else repeat this long after each */
-    bool dry_run;      /* print the plan, enqueue nothing, take no lock */
+    uint64_t max_jobs;       /* new jobs per sweep, >= 1 (1000) */
+    uint64_t every_ms;       /* 0: one sweep; else repeat this long after */
+    uint64_t time_budget_ms; /* stop before a space after this; 0: none */
+    uint64_t max_spaces;     /* stop after this many spaces; 0: none */
+    bool dry_run;    /* print the plan, enqueue nothing, take no lock, and
+                        leave the cursor as it is */
+    bool from_start; /* ignore the saved cursor: start at the first space */
 };
 
-/* Defaults: sweep_policy_default(), max_jobs 1000, once, not a dry run. */
+/* Defaults: sweep_policy_default(), max_jobs 1000, once, a time budget of
+ * SWEEP_TIME_BUDGET_MS, no space limit, not a dry run, from the cursor. */
 void sweep_opts_default(struct sweep_opts *o);
 
 /* Defaults, then SILA_SWEEP_IDLE, SILA_SWEEP_IDLE_EARLY, SILA_SWEEP_LARGE,
- * SILA_SWEEP_MANY_FILES, SILA_SWEEP_RECENT, SILA_SWEEP_MAX_JOBS. err names
- * the variable and the bad value. */
+ * SILA_SWEEP_MANY_FILES, SILA_SWEEP_RECENT, SILA_SWEEP_MAX_JOBS,
+ * SILA_SWEEP_TIME_BUDGET, SILA_SWEEP_MAX_SPACES. err names the variable
+ * and the bad value. */
 enum wk_code sweep_opts_from_env(struct sweep_opts *o, struct wk_err *err);
 
 /* One command-line option with a value: --idle, --idle-early, --large,
- * --many-files, --recent, --max-jobs, --every. WK_E_NOTFOUND for any other
- * flag, WK_E_INVAL (naming the flag) for a bad value. */
+ * --many-files, --recent, --max-jobs, --every, --time-budget,
+ * --max-spaces. WK_E_NOTFOUND for any other flag, WK_E_INVAL (naming the
+ * flag) for a bad value. */
 enum wk_code sweep_opts_set(struct sweep_opts *o, const char *flag,
                             const char *value, struct wk_err *err);
 
@@ -69,14 +87,24 @@ struct sweep_result {
     bool locked_out;        /* another sweep held the lock: did nothing */
     bool interrupted;       /* stopped by *stop (SIGTERM) */
     int64_t duration_ms;
+    /* the cursor: where this sweep started and where the next one starts
+     * (totals.cursor), the passes completed after it, and whether it was
+     * saved (never in a dry run, nor when the lock was lost meanwhile) */
+    char cursor_before[SWEEP_CURSOR_MAX + 1];
+    uint64_t passes;
+    bool cursor_saved;
+    const char *stopped_by; /* "time-budget", "max-spaces", "signal", or
+                               NULL (the scan ended) */
 };
 
 /* One sweep with an open store and queue: take the sweep lock (unless a
- * dry run), scan, enqueue, print one plan line per space (dry run) or per
- * chosen space, then the summary line, release the lock. Another sweep
- * holding the lock: res->locked_out, WK_OK, nothing done. *stop set: the
- * scan ends early (res->interrupted), WK_OK. Redis failures and a lost
- * lock are errors. */
+ * dry run), read the cursor, scan from it to the budget (one full circle
+ * at most), enqueue, print one plan line per space (dry run) or per
+ * chosen space, save the cursor (unless a dry run), then the summary line,
+ * release the lock. Another sweep holding the lock: res->locked_out,
+ * WK_OK, nothing done. *stop set: the scan ends early (res->interrupted),
+ * the cursor is saved, WK_OK. Redis failures and a lock lost during the
+ * scan are errors (the cursor is not saved). */
 enum wk_code sweep_once(const struct cfg *cfg, const struct sweep_opts *o,
                         struct store *st, struct q *q, FILE *out,
                         volatile sig_atomic_t *stop, struct sweep_result *res,

@@ -499,6 +499,82 @@ START_TEST(test_it_store_list_delimiter)
 }
 END_TEST
 
+/* store_list_after: keys (and common prefixes) strictly after start_after,
+ * across pages (S3: start-after on the first request, then the
+ * continuation token). */
+static void list_after(struct ctx *c, const char *delimiter, const char *after,
+                       struct listing *l)
+{
+    struct wk_err err;
+
+    memset(l, 0, sizeof(*l));
+    wk_err_clear(&err);
+    ck_assert_msg(store_list_after(c->st, c->prefix, delimiter, after, collect,
+                                   l, &err) == WK_OK,
+                  "%s: list after '%s': %s", c->be->name, after, err.msg);
+}
+
+START_TEST(test_it_store_list_after)
+{
+    struct ctx c;
+    struct listing l;
+    char key[256], want[256];
+    char **keys;
+    static const char *const names[] = { "d/a-b/1", "d/a/1", "d/a/x/deep",
+                                         "d/b/1", "d/c" };
+
+    if (!ctx_open(&c, _i, "list_after"))
+        return;
+    keys = put_many_keys(&c, MANY_KEYS);
+    list_after(&c, NULL, keys[499], &l);
+    ck_assert_uint_eq(l.n, MANY_KEYS - 500);
+    for (size_t i = 0; i < l.n; i++)
+        ck_assert_str_eq(l.keys[i], keys[500 + i]);
+    listing_free(&l);
+    list_after(&c, NULL, keys[MANY_KEYS - 1], &l); /* the last one */
+    ck_assert_uint_eq(l.n, 0);
+    listing_free(&l);
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        key_of(&c, names[i], key, sizeof(key));
+        put_text(&c, key, names[i]);
+    }
+    /* delimiter: the common prefixes after it ("a-b/" < "a/") */
+    key_of(&c, "d/a-b/", key, sizeof(key));
+    memset(&l, 0, sizeof(l));
+    {
+        struct wk_err err;
+        char pfx[256];
+        key_of(&c, "d/", pfx, sizeof(pfx));
+        wk_err_clear(&err);
+        ck_assert_msg(
+            store_list_after(c.st, pfx, "/", key, collect, &l, &err) == WK_OK,
+            "%s: %s", c.be->name, err.msg);
+        ck_assert_uint_eq(l.n, 3);
+        key_of(&c, "d/a/", want, sizeof(want));
+        ck_assert_str_eq(l.keys[0], want);
+        ck_assert(l.is_prefix[0]);
+        key_of(&c, "d/b/", want, sizeof(want));
+        ck_assert_str_eq(l.keys[1], want);
+        key_of(&c, "d/c", want, sizeof(want));
+        ck_assert_str_eq(l.keys[2], want);
+        ck_assert(!l.is_prefix[2]);
+        listing_free(&l);
+        /* inside a/: that prefix is not listed again */
+        key_of(&c, "d/a/1", key, sizeof(key));
+        ck_assert_msg(
+            store_list_after(c.st, pfx, "/", key, collect, &l, &err) == WK_OK,
+            "%s: %s", c.be->name, err.msg);
+        ck_assert_uint_eq(l.n, 2);
+        key_of(&c, "d/b/", want, sizeof(want));
+        ck_assert_str_eq(l.keys[0], want);
+        listing_free(&l);
+    }
+    free_keys(keys, MANY_KEYS);
+    ctx_close(&c);
+}
+END_TEST
+
 START_TEST(test_it_store_odd_keys)
 {
     static const char *const names[] = {
@@ -953,6 +1029,7 @@ Suite *it_store_suite(void)
     tcase_add_loop_test(tc, test_it_store_missing_key, 0, N_BACKENDS);
     tcase_add_loop_test(tc, test_it_store_list_paginated, 0, N_BACKENDS);
     tcase_add_loop_test(tc, test_it_store_list_delimiter, 0, N_BACKENDS);
+    tcase_add_loop_test(tc, test_it_store_list_after, 0, N_BACKENDS);
     tcase_add_loop_test(tc, test_it_store_odd_keys, 0, N_BACKENDS);
     tcase_add_loop_test(tc, test_it_store_delete_many, 0, N_BACKENDS);
     tcase_add_loop_test(tc, test_it_store_multipart_round_trip, 0, N_BACKENDS);

@@ -3,8 +3,11 @@
  * the index), exactly the spaces the policy names are enqueued (stream and
  * dedup keys), the dry run enqueues nothing, a second concurrent sweep does
  * nothing, locked spaces and pending jobs are skipped with their reason,
- * --max-jobs, --every until SIGTERM, settings and usage errors, and a
- * benchmark over 100,000 spaces in the activity index. */
+ * --max-jobs, --every until SIGTERM, settings and usage errors; the cursor
+ * (runs with a budget continue where the last stopped, every space is
+ * reached, LIST requests as S3 counts them through a proxy, a recent space
+ * is never listed, a lost lock or a moved cursor is never overwritten);
+ * and a benchmark over 100,000 spaces in the activity index. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -707,6 +710,7 @@ struct slow_store {
     unsigned delay_ms;
     const char *prefix;   /* Redis key prefix */
     const char *steal_at; /* space whose listing steals the lock, or NULL */
+    const char *move_at;  /* space whose listing moves the cursor, or NULL */
     int listings, lock_seen;
 };
 
@@ -722,6 +726,8 @@ static enum wk_code slow_list(struct store *base, const char *prefix,
             s->lock_seen++;
         if (s->steal_at && strstr(prefix, s->steal_at))
             it_redis("SET %ssweep:lock thief-1-00 PX 60000", s->prefix);
+        if (s->move_at && strstr(prefix, s->move_at))
+            it_redis("HSET %ssweep:cursor after elsewhere/", s->prefix);
     }
     return store_list(s->inner, prefix, delim, cb, ud, err);
 }
@@ -807,6 +813,425 @@ START_TEST(test_it_sweep_lock_renewed_while_running_lost_stops)
     ck_assert_uint_lt(res.totals.scanned, 6);
     /* the new holder's lock is left alone */
     ck_assert_str_eq(it_redis("GET %ssweep:lock", prefix), "thief-1-00");
+}
+END_TEST
+
+/* ---- the cursor: runs that continue, budgets, LIST requests ---- */
+
+/* The sweep cursor's field (HGET), "" when absent. */
+static const char *cursor_field(const char *prefix, const char *field)
+{
+    const char *v = it_redis("HGET %ssweep:cursor %s", prefix, field);
+    return strcmp(v, "(nil)") == 0 ? "" : v;
+}
+
+/* The summary's field as a string ("" when null). */
+static void summary_is(json_t *s, const char *before, const char *after,
+                       bool pass, const char *stopped_by)
+{
+    json_t *sb = json_object_get(s, "stoppedBy");
+    ck_assert_str_eq(str_at(s, "cursorBefore"), before);
+    ck_assert_str_eq(str_at(s, "cursorAfter"), after);
+    ck_assert_msg(json_is_boolean(json_object_get(s, "passCompleted")) &&
+                      json_is_true(json_object_get(s, "passCompleted")) == pass,
+                  "passCompleted is not %d", pass);
+    if (stopped_by)
+        ck_assert_str_eq(json_string_value(sb), stopped_by);
+    else
+        ck_assert(json_is_null(sb));
+}
+
+START_TEST(test_it_sweep_fs_cursor_continues_across_runs)
+{
+    char tmp[512], root[600], url[700], out[700], log[700], id[32];
+    struct it_env e;
+    const char *p;
+    time_t now = time(NULL);
+    json_t *s;
+
+    it_tmpdir("sweep-cursor", tmp, sizeof(tmp));
+    snprintf(root, sizeof(root), "%s/store", tmp);
+    snprintf(url, sizeof(url), "file://%s", root);
+    snprintf(out, sizeof(out), "%s/out", tmp);
+    snprintf(log, sizeof(log), "%s/log", tmp);
+    it_env_init(&e, url, "sweep-cursor", NULL);
+    p = it_prefix_of(&e);
+    for (int i = 0; i < 7; i++) {
+        snprintf(id, sizeof(id), "c%d", i);
+        fs_space(root, id, 1, 10, now - 10 * DAY);
+    }
+
+    /* three at a time: c0 c1 c2, then c3 c4 c5 */
+    ck_assert_int_eq(sweep_cli(&e, NULL, "--max-spaces 3", out, log), 0);
+    s = line_of(out, NULL);
+    summary_is(s, "", "c2/", false, "max-spaces");
+    ck_assert_int_eq(int_at(s, "scanned"), 3);
+    ck_assert_int_eq(int_at(s, "enqueued"), 3);
+    ck_assert(json_is_true(json_object_get(s, "cursorSaved")));
+    /* active/ once, each space once: nothing here is indexed */
+    ck_assert_int_eq(int_at(s, "listCalls"), 4);
+    ck_assert_int_eq(int_at(s, "listRequests"), 4);
+    json_decref(s);
+    ck_assert_str_eq(cursor_field(p, "after"), "c2/");
+    ck_assert_str_eq(cursor_field(p, "passes"), "0");
+    ck_assert_str_eq(cursor_field(p, "passSpaces"), "3");
+    ck_assert_str_eq(cursor_field(p, "runs"), "1");
+    expect_enqueued(p, "c2");
+    expect_not_enqueued(p, "c3");
+
+    /* a dry run starts at the cursor and leaves it where it is */
+    ck_assert_int_eq(sweep_cli(&e, NULL, "--dry-run --max-spaces 2", out, log),
+                     0);
+    ck_assert_int_eq(space_lines(out), 2);
+    expect(out, "c3", "archive", "idle");
+    expect(out, "c4", "archive", "idle");
+    s = line_of(out, NULL);
+    summary_is(s, "c2/", "c4/", false, "max-spaces");
+    ck_assert(json_is_false(json_object_get(s, "cursorSaved")));
+    json_decref(s);
+    ck_assert_str_eq(cursor_field(p, "after"), "c2/");
+
+    /* from the environment; the next run goes on from c2 */
+    ck_assert_int_eq(sweep_cli(&e, "SILA_SWEEP_MAX_SPACES=3", "", out, log), 0);
+    s = line_of(out, NULL);
+    summary_is(s, "c2/", "c5/", false, "max-spaces");
+    ck_assert_int_eq(int_at(s, "maxSpaces"), 3);
+    json_decref(s);
+    expect_enqueued(p, "c5");
+    expect_not_enqueued(p, "c6");
+
+    /* c6, the end of active/ (a pass), then from the first again: c0 and
+     * c1 have their jobs pending */
+    ck_assert_int_eq(sweep_cli(&e, NULL, "--max-spaces 3", out, log), 0);
+    s = line_of(out, NULL);
+    summary_is(s, "c5/", "c1/", true, "max-spaces");
+    ck_assert_int_eq(int_at(s, "enqueued"), 1);
+    ck_assert_int_eq(reason_count(s, "skippedBy", "job-pending"), 2);
+    ck_assert_int_eq(int_at(s, "passes"), 1);
+    json_decref(s);
+    expect_enqueued(p, "c6");
+    ck_assert_int_eq(xlen(p), 7); /* every space reached */
+    ck_assert_str_eq(cursor_field(p, "passes"), "1");
+    ck_assert_str_eq(cursor_field(p, "lastPassSpaces"), "7");
+    ck_assert_str_eq(cursor_field(p, "passSpaces"), "2");
+    ck_assert_int_eq(strlen(cursor_field(p, "lastPassAt")), 20);
+
+    /* no limit: one full circle from the cursor, back to it */
+    ck_assert_int_eq(sweep_cli(&e, NULL, "", out, log), 0);
+    s = line_of(out, NULL);
+    summary_is(s, "c1/", "c1/", true, NULL);
+    ck_assert_int_eq(int_at(s, "scanned"), 7);
+    ck_assert_int_eq(int_at(s, "timeBudgetMs"), 40 * 60 * 1000);
+    json_decref(s);
+    /* --from-start ignores it */
+    ck_assert_int_eq(
+        sweep_cli(&e, NULL, "--from-start --max-spaces 1", out, log), 0);
+    s = line_of(out, NULL);
+    summary_is(s, "", "c0/", false, "max-spaces");
+    json_decref(s);
+    ck_assert_str_eq(cursor_field(p, "after"), "c0/");
+
+    /* another sweep holds the lock: the cursor is not touched */
+    ck_assert_str_eq(it_redis("SET %ssweep:lock other-1-00 PX 60000", p), "OK");
+    ck_assert_int_eq(sweep_cli(&e, NULL, "--max-spaces 1", out, log), 0);
+    s = line_of(out, NULL);
+    ck_assert(json_is_true(json_object_get(s, "lockedOut")));
+    json_decref(s);
+    ck_assert_str_eq(cursor_field(p, "after"), "c0/");
+    it_redis("DEL %ssweep:lock", p);
+
+    /* settings */
+    ck_assert_int_eq(sweep_cli(&e, NULL, "--max-spaces many", out, log), 2);
+    ck_assert_int_eq(
+        it_sh("grep -q -- '--max-spaces: expected a number' '%s'", log), 0);
+    ck_assert_int_eq(sweep_cli(&e, "SILA_SWEEP_TIME_BUDGET=soon", "", out, log),
+                     2);
+    ck_assert_int_eq(it_sh("grep -q 'SILA_SWEEP_TIME_BUDGET: expected a "
+                           "duration' '%s'",
+                           log),
+                     0);
+    ck_assert_int_eq(sweep_cli(&e, NULL, "--help", out, log), 0);
+    ck_assert_int_eq(it_sh("grep -q -- '--time-budget' '%s'", out), 0);
+}
+END_TEST
+
+/* Start tests/s3_fault_proxy.py without faults in front of the test S3
+ * server: it counts the requests by method (<ctl>.stats). */
+static pid_t start_counting_proxy(int port, const char *ctl)
+{
+    char portstr[16], script[600], outp[800], target[300];
+    const char *ep = it_env("WK_TEST_S3_ENDPOINT");
+    pid_t pid;
+
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    snprintf(script, sizeof(script), "%s/tests/s3_fault_proxy.py",
+             it_env("WK_SRCDIR"));
+    snprintf(outp, sizeof(outp), "%s.out", ctl);
+    snprintf(target, sizeof(target), "%s",
+             strncmp(ep, "http://", 7) == 0 ? ep + 7 : ep);
+    it_write_file(ctl, "{}");
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execlp("python3", "python3", script, "--port", portstr, "--target",
+               target, "--control", ctl, "--seed", "1", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        if (it_sh("grep -qx ready '%s' 2>/dev/null", outp) == 0)
+            return pid;
+        it_sleep_ms(100);
+    }
+    it_stop(pid);
+    ck_abort_msg("s3 proxy did not start (see %s)", outp);
+    return -1;
+}
+
+/* GET requests the proxy forwarded so far (its stats are rewritten every
+ * 50 ms: wait until two reads a moment apart agree). */
+static long long proxy_get_count(const char *ctl)
+{
+    char path[800];
+    long long last = -1;
+
+    snprintf(path, sizeof(path), "%s.stats", ctl);
+    for (int i = 0; i < 50; i++) {
+        json_error_t je;
+        json_t *o;
+        long long n = 0;
+
+        it_sleep_ms(150);
+        o = json_load_file(path, 0, &je);
+        if (o) {
+            json_t *g = json_object_get(json_object_get(o, "by_method"), "GET");
+            json_t *v = json_object_get(g, "forwarded");
+            n = json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+            json_decref(o);
+        }
+        if (n == last)
+            return n;
+        last = n;
+    }
+    ck_abort_msg("proxy stats did not settle");
+    return -1;
+}
+
+/* On S3 through a proxy that counts the requests: the sweep's listRequests
+ * are the ListObjectsV2 requests S3 saw (each other GET is a manifest read
+ * of a chosen space), a run with a small budget stops and the next one
+ * continues, every space is reached, and the space the activity index
+ * calls recent is never listed. */
+START_TEST(test_it_sweep_s3_cursor_counts_list_requests)
+{
+    char tmp[512], url[700], out[700], log[700], key[256], ctl[700], ep[64];
+    char id[16];
+    struct it_env e;
+    struct store *st = NULL;
+    struct store_opts so;
+    struct wk_err err;
+    const char *p;
+    time_t now = time(NULL);
+    int port = it_free_port();
+    long long n_get0, n_get;
+    pid_t proxy;
+    json_t *s;
+    /* spaces examined per run, of them listed (all but c03), and enqueued */
+    static const struct {
+        const char *before, *after;
+        bool pass;
+        long long scanned, list_requests, enqueued;
+    } runs[] = {
+        /* active/ + c00 c01 c02 c04 */
+        { "", "c04/", false, 5, 1 + 4, 4 },
+        /* active/ + c05..c09 */
+        { "c04/", "c09/", false, 5, 1 + 5, 5 },
+        /* active/ + c10 c11, the end, active/ again + c00 c01 c02 (their
+         * jobs are pending: listed, no manifest read) */
+        { "c09/", "c02/", true, 5, 1 + 2 + 1 + 3, 2 },
+    };
+
+    it_tmpdir("sweep-s3cur", tmp, sizeof(tmp));
+    snprintf(url, sizeof(url), "s3://%s/sweepcur-%d", it_env("WK_TEST_BUCKET"),
+             (int)getpid());
+    snprintf(out, sizeof(out), "%s/out", tmp);
+    snprintf(log, sizeof(log), "%s/log", tmp);
+    snprintf(ctl, sizeof(ctl), "%s/proxy.json", tmp);
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", port);
+    proxy = start_counting_proxy(port, ctl);
+    it_env_init(&e, url, "sweep-s3cur", ep);
+    p = it_prefix_of(&e);
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_opts_from_env(&so, &err), WK_OK);
+    snprintf(so.endpoint, sizeof(so.endpoint), "%s",
+             it_env("WK_TEST_S3_ENDPOINT"));
+    ck_assert_msg(store_open_url(url, &so, &st, &err) == WK_OK, "%s", err.msg);
+    for (int i = 0; i < 12; i++) {
+        snprintf(id, sizeof(id), "c%02d", i);
+        snprintf(key, sizeof(key), "active/%s/sila.md", id);
+        ck_assert_msg(store_put(st, key, "0123456789", 10, &err) == WK_OK, "%s",
+                      err.msg);
+        /* idle by the index, except c03: written a minute ago */
+        zadd(p, id, i == 3 ? now - 60 : now - 10 * DAY);
+    }
+
+    for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
+        n_get0 = proxy_get_count(ctl);
+        ck_assert_int_eq(sweep_cli(&e, NULL, "--max-spaces 5", out, log), 0);
+        n_get = proxy_get_count(ctl) - n_get0;
+        s = line_of(out, NULL);
+        ck_assert_ptr_nonnull(s);
+        summary_is(s, runs[r].before, runs[r].after, runs[r].pass,
+                   "max-spaces");
+        ck_assert_int_eq(int_at(s, "scanned"), runs[r].scanned);
+        ck_assert_int_eq(int_at(s, "enqueued"), runs[r].enqueued);
+        ck_assert_int_eq(int_at(s, "listRequests"), runs[r].list_requests);
+        /* what S3 saw: the LISTs counted, plus one manifest GET per space
+         * about to be enqueued */
+        ck_assert_msg(n_get == runs[r].list_requests + runs[r].enqueued,
+                      "run %zu: %lld GETs at S3, %lld LIST + %lld manifests", r,
+                      n_get, runs[r].list_requests, runs[r].enqueued);
+        json_decref(s);
+    }
+    /* every space but the recent one is queued, after three runs */
+    for (int i = 0; i < 12; i++) {
+        snprintf(id, sizeof(id), "c%02d", i);
+        if (i == 3)
+            expect_not_enqueued(p, id);
+        else
+            expect_enqueued(p, id);
+    }
+    ck_assert_int_eq(xlen(p), 11);
+    ck_assert_str_eq(cursor_field(p, "passes"), "1");
+
+    /* a dry run without a limit: the whole circle, c03 still not listed */
+    n_get0 = proxy_get_count(ctl);
+    ck_assert_int_eq(sweep_cli(&e, NULL, "--dry-run", out, log), 0);
+    n_get = proxy_get_count(ctl) - n_get0;
+    expect(out, "c03", "keep", "recent-write");
+    s = line_of(out, "c03");
+    ck_assert(json_is_null(json_object_get(s, "files")));
+    json_decref(s);
+    s = line_of(out, NULL);
+    ck_assert_int_eq(int_at(s, "scanned"), 12);
+    ck_assert_int_eq(int_at(s, "listed"), 11);
+    /* active/ twice (after c02, then up to it) + 11 spaces */
+    ck_assert_int_eq(int_at(s, "listRequests"), 2 + 11);
+    ck_assert_int_eq(n_get, 2 + 11);
+    json_decref(s);
+    store_free(st);
+    it_stop(proxy);
+}
+END_TEST
+
+/* ---- the cursor and the lock: a time budget, fenced saves ---- */
+
+/* sweep_once on the slow store over s1..s6 (300 ms per space listing)
+ * with a time budget, under prefix; WK_OK expected. */
+static void budget_sweep(const char *prefix, uint64_t budget_ms,
+                         struct slow_store *ss, struct sweep_result *res)
+{
+    struct cfg cfg;
+    struct sweep_opts o;
+    struct q *q = NULL;
+    struct wk_err err;
+    char url[128];
+    FILE *devnull = fopen("/dev/null", "w");
+
+    memset(&cfg, 0, sizeof(cfg));
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%s/0",
+             it_env("WK_TEST_REDIS_PORT"));
+    wk_err_clear(&err);
+    ck_assert_int_eq(cfg_parse_redis_url(url, &cfg.redis, &err), WK_OK);
+    snprintf(cfg.prefix, sizeof(cfg.prefix), "%s", prefix);
+    cfg.lease_ms = 30000;
+    sweep_opts_default(&o);
+    o.time_budget_ms = budget_ms;
+    ss->base.ops = &slow_ops;
+    ss->delay_ms = 300;
+    ss->prefix = prefix;
+    ck_assert_int_eq(q_connect(&cfg.redis, cfg.prefix, 10000, &q, &err), WK_OK);
+    wk_log_set_fd(fileno(devnull)); /* sweep.cursor_not_saved is expected */
+    ck_assert_msg(
+        sweep_once(&cfg, &o, &ss->base, q, devnull, NULL, res, &err) == WK_OK,
+        "%s", err.msg);
+    wk_log_set_fd(2);
+    q_free(q);
+    fclose(devnull);
+}
+
+static void slow_spaces(struct slow_store *ss)
+{
+    struct wk_err err;
+    char key[64];
+
+    memset(ss, 0, sizeof(*ss));
+    wk_err_clear(&err);
+    ck_assert_int_eq(store_mem_new(&ss->inner, &err), WK_OK);
+    for (int i = 1; i <= 6; i++) {
+        snprintf(key, sizeof(key), "active/s%d/sila.md", i);
+        ck_assert_int_eq(store_put(ss->inner, key, "x", 1, &err), WK_OK);
+    }
+}
+
+START_TEST(test_it_sweep_time_budget_and_fenced_cursor)
+{
+    struct slow_store ss;
+    struct sweep_result res;
+    char prefix[128];
+
+    snprintf(prefix, sizeof(prefix), "test:%d:sweep-budget:", (int)getpid());
+    slow_spaces(&ss);
+    /* 750 ms: s1, s2, s3 begin within it (at 0, 300, 600 ms), not s4 */
+    budget_sweep(prefix, 750, &ss, &res);
+    ck_assert_uint_eq(res.totals.scanned, 3);
+    ck_assert_str_eq(res.stopped_by, "time-budget");
+    ck_assert(res.cursor_saved);
+    ck_assert_str_eq(cursor_field(prefix, "after"), "s3/");
+    /* the next one goes on from there: s4 s5 s6, the end of the pass, and
+     * no time left for s1 */
+    budget_sweep(prefix, 750, &ss, &res);
+    ck_assert_str_eq(res.cursor_before, "s3/");
+    ck_assert_uint_eq(res.totals.scanned, 3);
+    ck_assert(res.totals.pass_completed);
+    ck_assert_str_eq(res.stopped_by, "time-budget");
+    ck_assert_str_eq(cursor_field(prefix, "after"), "");
+    ck_assert_str_eq(cursor_field(prefix, "passes"), "1");
+    ck_assert_str_eq(cursor_field(prefix, "lastPassSpaces"), "6");
+    budget_sweep(prefix, 0, &ss, &res); /* no budget: all of them */
+    ck_assert_uint_eq(res.totals.scanned, 6);
+    ck_assert(res.totals.pass_completed);
+    ck_assert_ptr_null(res.stopped_by);
+    ck_assert_str_eq(cursor_field(prefix, "passes"), "2");
+
+    /* someone moved the cursor meanwhile (a sweep that should not have
+     * run): this one does not overwrite it */
+    ss.move_at = "/s2/";
+    budget_sweep(prefix, 750, &ss, &res);
+    ck_assert(!res.cursor_saved);
+    ck_assert_str_eq(cursor_field(prefix, "after"), "elsewhere/");
+    ss.move_at = NULL;
+    store_free(ss.inner);
+}
+END_TEST
+
+START_TEST(test_it_sweep_lost_lock_saves_no_cursor)
+{
+    struct slow_store ss;
+    struct sweep_result res;
+    char prefix[128];
+
+    /* the lock is taken over during s3's listing: the sweep stops with an
+     * error and writes no cursor */
+    run_slow_sweep("sweep-lost-cur", "/s3/", WK_E_CONFLICT, &ss, &res, prefix,
+                   sizeof(prefix));
+    ck_assert_str_eq(it_redis("EXISTS %ssweep:cursor", prefix), "0");
+    ck_assert(!res.cursor_saved);
 }
 END_TEST
 
@@ -974,6 +1399,10 @@ Suite *it_sweep_suite(void)
     tcase_add_test(tc, test_it_sweep_every_until_sigterm);
     tcase_add_test(tc, test_it_sweep_s3_through_activity_index);
     tcase_add_test(tc, test_it_sweep_lock_renewed_while_running_lost_stops);
+    tcase_add_test(tc, test_it_sweep_fs_cursor_continues_across_runs);
+    tcase_add_test(tc, test_it_sweep_s3_cursor_counts_list_requests);
+    tcase_add_test(tc, test_it_sweep_time_budget_and_fenced_cursor);
+    tcase_add_test(tc, test_it_sweep_lost_lock_saves_no_cursor);
     suite_add_tcase(s, tc);
     tcase_set_timeout(bc, 600);
     tcase_add_test(bc, test_it_sweep_bench_100k_indexed_spaces);

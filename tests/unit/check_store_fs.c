@@ -338,6 +338,83 @@ START_TEST(test_store_fs_list_skips_partial_files)
 }
 END_TEST
 
+static void check_after(const char *prefix, const char *delim,
+                        const char *after, const char *want)
+{
+    struct wk_buf b;
+    struct wk_err e;
+
+    wk_err_clear(&e);
+    wk_buf_init(&b, 1 << 16);
+    ck_assert_msg(store_list_after(st, prefix, delim, after, list_cb, &b, &e) ==
+                      WK_OK,
+                  "list: %s", e.msg);
+    ck_assert_msg(strcmp(wk_buf_cstr(&b), want) == 0,
+                  "after '%s' (delimiter %s): got '%s', want '%s'", after,
+                  delim ? delim : "none", wk_buf_cstr(&b), want);
+    wk_buf_release(&b);
+}
+
+static enum wk_code count_stop_cb(const struct store_entry *e, void *ud,
+                                  struct wk_err *lerr)
+{
+    int *n = ud;
+    (void)e;
+    (void)lerr;
+    return ++*n == 2 ? WK_E_LIMIT : WK_OK;
+}
+
+START_TEST(test_store_fs_list_after)
+{
+    int n = 0;
+
+    put_str("active/a-b/x", "1");
+    put_str("active/a/x", "1");
+    put_str("active/a/y/z", "1");
+    put_str("active/b/x", "1");
+    put_str("active/c/x", "1");
+    put_str("active/d", "1");
+    put_str("top", "1");
+    mkdir_rel("active/bb"); /* empty: never a prefix */
+    mkdir_rel("active/bb/e");
+    /* keys strictly greater, in key order; "" and NULL: everything */
+    check_after("active/", NULL, "active/a/x",
+                "active/a/y/z:1,active/b/x:1,active/c/x:1,active/d:1");
+    check_after("active/", NULL, "",
+                "active/a-b/x:1,active/a/x:1,active/a/y/z:1,active/b/x:1,"
+                "active/c/x:1,active/d:1");
+    check_after("active/", NULL, NULL,
+                "active/a-b/x:1,active/a/x:1,active/a/y/z:1,active/b/x:1,"
+                "active/c/x:1,active/d:1");
+    check_after("active/", NULL, "active/d", "");
+    check_after("active/", NULL, "b", "");
+    /* before the prefix: the whole prefix */
+    check_after("active/", NULL, "a",
+                "active/a-b/x:1,active/a/x:1,active/a/y/z:1,active/b/x:1,"
+                "active/c/x:1,active/d:1");
+    /* common prefixes greater than start_after ("a-b/" < "a/") */
+    check_after("active/", "/", "active/a-b/",
+                "[active/a/],[active/b/],[active/c/],active/d:1");
+    check_after("active/", "/", "active/a/",
+                "[active/b/],[active/c/],active/d:1");
+    /* inside a prefix: that prefix is not listed again */
+    check_after("active/", "/", "active/a/x",
+                "[active/b/],[active/c/],active/d:1");
+    check_after("active/", "/", "active/c", "[active/c/],active/d:1");
+    check_after("active/", "/", "active/c/", "active/d:1");
+    check_after("", "/", "active/", "top:1");
+    /* another delimiter: the same rule on the rolled-up listing */
+    check_after("active/", "-", "active/a-",
+                "active/a/x:1,active/a/y/z:1,active/b/x:1,active/c/x:1,"
+                "active/d:1");
+    /* a callback still stops it */
+    ck_assert_int_eq(store_list_after(st, "active/", "/", "active/a-b/",
+                                      count_stop_cb, &n, &err),
+                     WK_E_LIMIT);
+    ck_assert_int_eq(n, 2);
+}
+END_TEST
+
 START_TEST(test_store_fs_get_range)
 {
     struct wk_buf b;
@@ -603,6 +680,7 @@ Suite *store_fs_suite(void)
     tcase_add_test(tc, test_store_fs_list_delimiter);
     tcase_add_test(tc, test_store_fs_list_other_delimiter);
     tcase_add_test(tc, test_store_fs_list_skips_partial_files);
+    tcase_add_test(tc, test_store_fs_list_after);
     tcase_add_test(tc, test_store_fs_get_range);
     tcase_add_test(tc, test_store_fs_get_streams_in_chunks);
     tcase_add_test(tc, test_store_fs_get_many_put_many);

@@ -1,10 +1,13 @@
 /* sweep: the policy at every threshold boundary (table-driven), when a
  * listing can be skipped, and the store scan over store_mem with fake
- * hooks (activity index, locks, pending jobs, cancellation, batching). */
+ * hooks (activity index, locks, pending jobs, cancellation, batching);
+ * the cursor (runs that continue, wrap, stop at a budget) and the LIST
+ * count on store_mem and on a directory store. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/wk_buf.h"
 #include "common/wk_err.h"
@@ -218,10 +221,29 @@ static void setup(void)
     t0 = (int64_t)time(NULL);
 }
 
+static char fs_root[64]; /* the directory store's root, or "" */
+
 static void teardown(void)
 {
     store_free(st);
     st = NULL;
+    if (fs_root[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fs_root);
+        ck_assert_int_eq(system(cmd), 0);
+        fs_root[0] = '\0';
+    }
+}
+
+/* The same tests on a directory store. */
+static void setup_fs(void)
+{
+    struct wk_err e;
+    wk_err_clear(&e);
+    snprintf(fs_root, sizeof(fs_root), "/tmp/check-sweep-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(fs_root));
+    ck_assert_int_eq(store_fs_new(fs_root, &st, &e), WK_OK);
+    t0 = (int64_t)time(NULL);
 }
 
 static void put_n(const char *key, size_t n)
@@ -373,8 +395,9 @@ static void fake_release(struct fake *f)
 
 static struct sweep_hooks hooks_of(struct fake *f, bool index)
 {
-    struct sweep_hooks h = { f, index ? f_activity : NULL, f_busy, f_report,
-                             f_tick };
+    struct sweep_hooks h = { f,      index ? f_activity : NULL,
+                             f_busy, f_report,
+                             f_tick, NULL };
     return h;
 }
 
@@ -591,11 +614,314 @@ START_TEST(test_sweep_scan_empty_store)
 }
 END_TEST
 
+/* ---- the cursor: runs that continue, wrap, and stop at a budget ---- */
+
+/* spaces s00..s(n-1), one file each */
+static void put_spaces(int n)
+{
+    char id[16];
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof(id), "s%02d", i);
+        put_files(id, 1, 1);
+    }
+}
+
+/* One run from after; the ids it decided, "s00 s01 ...", into ids. */
+static void run_range(const char *after, bool wrap, uint64_t max,
+                      struct sweep_totals *tot, char *ids, size_t len)
+{
+    struct fake f;
+    struct sweep_hooks h;
+    struct sweep_range r = { after, wrap, max };
+    struct wk_err e;
+    size_t n = 0;
+
+    fake_init(&f, t0);
+    h = hooks_of(&f, true); /* nothing indexed: every space listed */
+    wk_err_clear(&e);
+    ck_assert_msg(sweep_scan_range(st, &tp, t0, &r, &h, tot, &e) == WK_OK, "%s",
+                  e.msg);
+    ids[0] = '\0';
+    for (const char *p = wk_buf_cstr(&f.lines); *p;) {
+        const char *blank = strchr(p, ' ');
+        const char *nl = strchr(p, '\n');
+        ck_assert(blank && nl);
+        n += (size_t)snprintf(ids + n, len - n, "%s%.*s", n ? " " : "",
+                              (int)(blank - p), p);
+        ck_assert(n < len);
+        p = nl + 1;
+    }
+    fake_release(&f);
+}
+
+START_TEST(test_sweep_cursor_runs_continue_then_wrap)
+{
+    struct sweep_totals tot;
+    char ids[512], cur[SWEEP_CURSOR_MAX + 1];
+
+    put_spaces(10);
+    run_range("", true, 4, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s00 s01 s02 s03");
+    ck_assert_str_eq(tot.cursor, "s03/");
+    ck_assert(tot.budget_stop);
+    ck_assert(!tot.pass_completed);
+    snprintf(cur, sizeof(cur), "%s", tot.cursor);
+    run_range(cur, true, 4, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s04 s05 s06 s07");
+    ck_assert_str_eq(tot.cursor, "s07/");
+    snprintf(cur, sizeof(cur), "%s", tot.cursor);
+    /* the end of active/: a pass, then on from the first space */
+    run_range(cur, true, 4, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s08 s09 s00 s01");
+    ck_assert(tot.pass_completed);
+    ck_assert(tot.budget_stop);
+    ck_assert_str_eq(tot.cursor, "s01/");
+    snprintf(cur, sizeof(cur), "%s", tot.cursor);
+    run_range(cur, true, 4, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s02 s03 s04 s05");
+    ck_assert(!tot.pass_completed);
+}
+END_TEST
+
+START_TEST(test_sweep_cursor_one_full_circle_at_most)
+{
+    struct sweep_totals tot;
+    char ids[512];
+
+    put_spaces(10);
+    /* no limit: every space once, the circle closes at the cursor */
+    run_range("s05/", true, 0, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s06 s07 s08 s09 s00 s01 s02 s03 s04 s05");
+    ck_assert(tot.pass_completed);
+    ck_assert(!tot.budget_stop);
+    ck_assert_str_eq(tot.cursor, "s05/");
+    ck_assert_uint_eq(tot.scanned, 10);
+    /* the budget equal to the spaces left: the end, no wrap needed */
+    run_range("s05/", true, 4, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s06 s07 s08 s09");
+    ck_assert(tot.pass_completed);
+    ck_assert(tot.budget_stop); /* it stopped before s00 */
+    ck_assert_str_eq(tot.cursor, "");
+    /* without wrap it stops at the end */
+    run_range("s05/", false, 0, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s06 s07 s08 s09");
+    ck_assert(tot.pass_completed);
+    ck_assert_str_eq(tot.cursor, "");
+    /* from the start, no limit: the old whole scan */
+    run_range(NULL, true, 0, &tot, ids, sizeof(ids));
+    ck_assert_uint_eq(tot.scanned, 10);
+    ck_assert(tot.pass_completed);
+    ck_assert_str_eq(tot.cursor, "");
+}
+END_TEST
+
+START_TEST(test_sweep_cursor_of_a_vanished_space)
+{
+    struct sweep_totals tot;
+    char ids[512];
+
+    put_spaces(6);
+    /* s02 was archived since: the run goes on after where it was */
+    run_range("s025/", true, 2, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s03 s04");
+    /* past every space: the end at once, then from the first */
+    run_range("zz/", true, 0, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s00 s01 s02 s03 s04 s05");
+    ck_assert(tot.pass_completed);
+    ck_assert_str_eq(tot.cursor, "s05/");
+    /* "s0-" sorts before "s00" ('-' < '0'): all of them */
+    run_range("s0-/", false, 0, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "s00 s01 s02 s03 s04 s05");
+}
+END_TEST
+
+START_TEST(test_sweep_cursor_passes_an_invalid_folder)
+{
+    struct sweep_totals tot;
+    char ids[512], cur[SWEEP_CURSOR_MAX + 1];
+
+    put_files("a", 1, 1);
+    put_files("b c", 1, 1); /* not a valid spaceId */
+    put_files("d", 1, 1);
+    run_range("", true, 1, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "a");
+    snprintf(cur, sizeof(cur), "%s", tot.cursor);
+    run_range(cur, true, 1, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "b");
+    ck_assert_str_eq(tot.cursor, "b c/");
+    snprintf(cur, sizeof(cur), "%s", tot.cursor);
+    run_range(cur, true, 1, &tot, ids, sizeof(ids));
+    ck_assert_str_eq(ids, "d");
+}
+END_TEST
+
+static int more_left;
+static bool f_more(void *ud)
+{
+    (void)ud;
+    return more_left-- > 0;
+}
+
+START_TEST(test_sweep_cursor_more_hook_stops_cleanly)
+{
+    struct fake f;
+    struct sweep_hooks h;
+    struct sweep_range r = { "s01/", true, 0 };
+    struct sweep_totals tot;
+    struct wk_err e;
+
+    put_spaces(8);
+    fake_init(&f, t0);
+    h = hooks_of(&f, false);
+    h.more = f_more;
+    more_left = 3;
+    wk_err_clear(&e);
+    ck_assert_int_eq(sweep_scan_range(st, &tp, t0, &r, &h, &tot, &e), WK_OK);
+    ck_assert_str_eq(e.msg, "");
+    ck_assert_uint_eq(tot.scanned, 3);
+    ck_assert(tot.budget_stop);
+    ck_assert_str_eq(tot.cursor, "s04/");
+    ck_assert_str_eq(wk_buf_cstr(&f.lines), "s02 keep recent-write 1 1\n"
+                                            "s03 keep recent-write 1 1\n"
+                                            "s04 keep recent-write 1 1\n");
+    fake_release(&f);
+}
+END_TEST
+
+START_TEST(test_sweep_cursor_cancel_keeps_the_last_decided)
+{
+    struct fake f;
+    struct sweep_hooks h;
+    struct sweep_range r = { NULL, true, 0 };
+    struct sweep_totals tot;
+    struct wk_err e;
+
+    put_files("s1", 3, 1);
+    put_files("s2", 3, 1);
+    fake_init(&f, t0);
+    f.cancel_after = 6; /* inside s2's listing */
+    h = hooks_of(&f, false);
+    wk_err_clear(&e);
+    ck_assert_int_eq(sweep_scan_range(st, &tp, t0, &r, &h, &tot, &e),
+                     WK_E_CANCELLED);
+    ck_assert_str_eq(tot.cursor, "s1/"); /* s2 is not skipped next time */
+    fake_release(&f);
+}
+END_TEST
+
+/* LIST requests: pages of 1,000 entries, at least one per listing; a space
+ * the activity index calls recent is never listed. */
+START_TEST(test_sweep_counts_list_requests)
+{
+    enum { N = 1500 };
+    static char idbuf[N][8];
+    static const char *ids[N];
+    static int64_t ago[N];
+    struct fake f;
+    struct sweep_hooks h;
+    struct sweep_totals tot;
+    struct wk_err e;
+
+    for (int i = 0; i < N; i++) {
+        snprintf(idbuf[i], sizeof(idbuf[i]), "p%04d", i);
+        ids[i] = idbuf[i];
+        ago[i] = 10; /* written 10 s ago */
+        put_files(idbuf[i], i == 0 ? 1001 : 1, 1);
+    }
+    fake_init(&f, t0);
+    h = hooks_of(&f, false);
+    wk_err_clear(&e);
+    /* without the index: active/ (2 pages) + each space, p0000 in 2 */
+    ck_assert_int_eq(sweep_scan(st, &tp, t0, &h, &tot, &e), WK_OK);
+    ck_assert_uint_eq(tot.list_calls, 1 + N);
+    ck_assert_uint_eq(tot.list_requests, 2 + N + 1);
+    fake_release(&f);
+
+    /* all of them recent in the index: active/ alone */
+    fake_init(&f, t0);
+    f.idx_ids = ids;
+    f.idx_ago = ago;
+    f.idx_n = N;
+    h = hooks_of(&f, true);
+    ck_assert_int_eq(sweep_scan(st, &tp, t0, &h, &tot, &e), WK_OK);
+    ck_assert_uint_eq(tot.scanned, N);
+    ck_assert_uint_eq(tot.listed, 0);
+    ck_assert_uint_eq(tot.list_calls, 1);
+    ck_assert_uint_eq(tot.list_requests, 2);
+    fake_release(&f);
+
+    /* a budget: the pages of active/ read up to where it stopped */
+    {
+        struct sweep_range r = { NULL, true, 10 };
+        fake_init(&f, t0);
+        f.idx_ids = ids;
+        f.idx_ago = ago;
+        f.idx_n = N;
+        h = hooks_of(&f, true);
+        ck_assert_int_eq(sweep_scan_range(st, &tp, t0, &r, &h, &tot, &e),
+                         WK_OK);
+        ck_assert_uint_eq(tot.scanned, 10);
+        ck_assert_uint_eq(tot.list_requests, 1);
+        fake_release(&f);
+    }
+}
+END_TEST
+
+/* The index's "recent" spaces on either side of the idle windows: a space
+ * written within min(idle, idle-early) is never listed, whatever the run. */
+START_TEST(test_sweep_recent_index_space_never_listed_by_any_run)
+{
+    static const char *const ids[] = { "a", "b", "c", "d" };
+    static const int64_t ago[] = { 60, 99, 100, 800 };
+    struct fake f;
+    struct sweep_hooks h;
+    struct sweep_totals tot;
+    struct wk_err e;
+    char cur[SWEEP_CURSOR_MAX + 1] = "";
+    uint64_t calls = 0, listed = 0;
+
+    for (size_t i = 0; i < 4; i++)
+        put_files(ids[i], 2, 1);
+    for (int run = 0; run < 4; run++) {
+        struct sweep_range r = { cur, true, 1 };
+        fake_init(&f, t0);
+        f.idx_ids = ids;
+        f.idx_ago = ago;
+        f.idx_n = 4;
+        h = hooks_of(&f, true);
+        wk_err_clear(&e);
+        ck_assert_int_eq(sweep_scan_range(st, &tp, t0, &r, &h, &tot, &e),
+                         WK_OK);
+        calls += tot.list_calls - 1; /* less the listing of active/ */
+        listed += tot.listed;
+        snprintf(cur, sizeof(cur), "%s", tot.cursor);
+        fake_release(&f);
+    }
+    /* a (60 s) and b (99 s < early idle 100 s): not listed; c, d: listed */
+    ck_assert_uint_eq(listed, 2);
+    ck_assert_uint_eq(calls, 2);
+}
+END_TEST
+
+static void add_cursor_tests(TCase *c)
+{
+    tcase_add_test(c, test_sweep_cursor_runs_continue_then_wrap);
+    tcase_add_test(c, test_sweep_cursor_one_full_circle_at_most);
+    tcase_add_test(c, test_sweep_cursor_of_a_vanished_space);
+    tcase_add_test(c, test_sweep_cursor_passes_an_invalid_folder);
+    tcase_add_test(c, test_sweep_cursor_more_hook_stops_cleanly);
+    tcase_add_test(c, test_sweep_cursor_cancel_keeps_the_last_decided);
+    tcase_add_test(c, test_sweep_counts_list_requests);
+    tcase_add_test(c, test_sweep_recent_index_space_never_listed_by_any_run);
+}
+
 Suite *sweep_suite(void)
 {
     Suite *s = suite_create("sweep");
     TCase *tc = tcase_create("policy");
     TCase *sc = tcase_create("scan");
+    TCase *cm = tcase_create("cursor-mem");
+    TCase *cf = tcase_create("cursor-fs");
 
     tcase_add_test(tc, test_sweep_decide_boundaries);
     tcase_add_test(tc, test_sweep_decide_default_policy);
@@ -614,5 +940,14 @@ Suite *sweep_suite(void)
     tcase_add_test(sc, test_sweep_scan_bad_manifest_is_an_error_of_that_space);
     tcase_add_test(sc, test_sweep_scan_empty_store);
     suite_add_tcase(s, sc);
+
+    tcase_add_checked_fixture(cm, setup, teardown);
+    tcase_set_timeout(cm, 30);
+    add_cursor_tests(cm);
+    suite_add_tcase(s, cm);
+    tcase_add_checked_fixture(cf, setup_fs, teardown);
+    tcase_set_timeout(cf, 60);
+    add_cursor_tests(cf);
+    suite_add_tcase(s, cf);
     return s;
 }

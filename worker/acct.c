@@ -41,8 +41,8 @@ enum wk_code acct_prices_from_env(struct acct_prices *p, struct wk_err *err)
     if (rc == WK_OK)
         rc = env_price("SILA_PRICE_PER_1K_READ", &p->per_1k[ACCT_READ], err);
     if (rc == WK_OK)
-        rc = env_price("SILA_PRICE_PER_1K_DELETE", &p->per_1k[ACCT_DELETE],
-                       err);
+        rc =
+            env_price("SILA_PRICE_PER_1K_DELETE", &p->per_1k[ACCT_DELETE], err);
     return rc;
 }
 
@@ -53,8 +53,8 @@ static bool starts(const char *s, const char *prefix)
 
 enum acct_class acct_class_of(const char *op)
 {
-    static const char *const writes[] = { "Put",        "Copy", "Create",
-                                          "Complete",   "List", "UploadPart",
+    static const char *const writes[] = { "Put",      "Copy", "Create",
+                                          "Complete", "List", "UploadPart",
                                           "Other" };
     if (!op)
         return ACCT_WRITE;
@@ -139,8 +139,7 @@ enum wk_code acct_json_add(void *obj, const struct store_requests *r,
     return WK_OK;
 }
 
-static enum wk_code dump_into(json_t *o, struct wk_buf *out,
-                              struct wk_err *err)
+static enum wk_code dump_into(json_t *o, struct wk_buf *out, struct wk_err *err)
 {
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                 JSON_REAL_PRECISION(10));

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/wk_log.h"
 #include "storage/s3_http_int.h"
 
 static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -143,6 +144,10 @@ void s3_stats_attempt(struct s3_client *cl, const struct s3_xfer *x,
     nup = up > 0 ? (uint64_t)up : 0;
     ndown = down > 0 ? (uint64_t)down : 0;
     count(&cl->counts, op, retry, nup, ndown); /* the client's thread */
+    WK_LOG(WK_LOG_DEBUG, "s3.request.done", KV_STR("bucket", cl->bucket),
+           KV_STR("key", x->req->key ? x->req->key : ""),
+           KV_STR("op", op_names[op]), KV_INT("http_status", x->status),
+           KV_INT("attempt", x->req->attempts), KV_BOOL("retried", retry));
     pthread_mutex_lock(&stats_mu);
     count(&stats.ops, op, retry, nup, ndown);
     stats.requests++;

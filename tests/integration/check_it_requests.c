@@ -77,8 +77,8 @@ static long long req_sum(json_t *res)
     const char *k;
     json_t *v;
     long long n = 0;
-    json_object_foreach(json_object_get(res, "requests"), k, v)
-        n += (long long)json_integer_value(v);
+    json_object_foreach(json_object_get(res, "requests"), k, v) n +=
+        (long long)json_integer_value(v);
     return n;
 }
 
@@ -188,9 +188,11 @@ START_TEST(test_it_requests_archive_unarchive_bill)
     /* /metrics: the process-wide counters moved by at least the jobs' */
     ck_assert_int_eq(http_get(murl, mpath), 200);
     ck_assert(op_metric(mpath, "sila_s3_requests_total", "GetObject") >=
-              get0 + (double)(req_of(ar, "GetObject") + req_of(ua, "GetObject")));
+              get0 +
+                  (double)(req_of(ar, "GetObject") + req_of(ua, "GetObject")));
     ck_assert(op_metric(mpath, "sila_s3_requests_total", "PutObject") >=
-              put0 + (double)(req_of(ar, "PutObject") + req_of(ua, "PutObject")));
+              put0 +
+                  (double)(req_of(ar, "PutObject") + req_of(ua, "PutObject")));
     ck_assert(op_metric(mpath, "sila_s3_requests_total", "ListObjectsV2") >=
               list0 + (double)lists);
     ck_assert(op_metric(mpath, "sila_s3_requests_total", "DeleteObjects") >=
@@ -201,7 +203,8 @@ START_TEST(test_it_requests_archive_unarchive_bill)
               (double)(req_sum(ar) + req_sum(ua)));
 
     /* the audit entries carry the same bill */
-    ck_assert_int_eq(it_cli(&e, "audit --count 10", args, sizeof(args), out), 0);
+    ck_assert_int_eq(it_cli(&e, "audit --count 10", args, sizeof(args), out),
+                     0);
     {
         FILE *f = fopen(out, "r");
         char line[16384];
@@ -213,11 +216,12 @@ START_TEST(test_it_requests_archive_unarchive_bill)
             ck_assert_ptr_nonnull(o);
             rq = json_loads(json_string_value(json_object_get(o, "requests")),
                             0, NULL);
-            ck_assert_msg(rq && json_equal(rq, json_object_get(res, "requests")),
+            ck_assert_msg(rq &&
+                              json_equal(rq, json_object_get(res, "requests")),
                           "audit requests: %s", line);
-            ck_assert_str_eq(json_string_value(json_object_get(o, "costUsd")) ?
-                                 "set" : "",
-                             "set");
+            ck_assert_str_eq(
+                json_string_value(json_object_get(o, "costUsd")) ? "set" : "",
+                "set");
             json_decref(rq);
             json_decref(o);
             n++;
@@ -233,26 +237,26 @@ START_TEST(test_it_requests_archive_unarchive_bill)
         json_t *t;
         j = json_load_file(out, 0, &je);
         ck_assert_msg(j != NULL, "%s", je.text);
-        t = json_object_get(json_object_get(json_object_get(j, "requests"),
-                                            "60m"),
-                            "archive");
+        t = json_object_get(
+            json_object_get(json_object_get(j, "requests"), "60m"), "archive");
         ck_assert_int_eq(json_integer_value(json_object_get(t, "jobs")), 1);
         ck_assert_int_eq(json_integer_value(json_object_get(
                              json_object_get(t, "requests"), "GetObject")),
                          files + 2);
         ck_assert_int_eq(json_integer_value(json_object_get(t, "requestCount")),
                          req_sum(ar));
-        t = json_object_get(json_object_get(json_object_get(
-                                json_object_get(j, "costPerDay"), "today"),
-                                            "byType"),
-                            "unarchive");
+        t = json_object_get(
+            json_object_get(
+                json_object_get(json_object_get(j, "costPerDay"), "today"),
+                "byType"),
+            "unarchive");
         ck_assert_int_eq(json_integer_value(json_object_get(
                              json_object_get(t, "requests"), "PutObject")),
                          req_of(ua, "PutObject"));
-        ck_assert(json_real_value(json_object_get(
-                      json_object_get(json_object_get(j, "costPerDay"),
-                                      "today"),
-                      "costUsd")) > 0);
+        ck_assert(
+            json_real_value(json_object_get(
+                json_object_get(json_object_get(j, "costPerDay"), "today"),
+                "costUsd")) > 0);
         json_decref(j);
     }
 

@@ -85,18 +85,8 @@ static const struct shape shapes[] = {
       2,
       false,
       "ListMultipartUploads" },
-    { "GET",
-      false,
-      { { "versioning", "" } },
-      1,
-      false,
-      "GetBucketVersioning" },
-    { "PUT",
-      false,
-      { { "versioning", "" } },
-      1,
-      false,
-      "PutBucketVersioning" },
+    { "GET", false, { { "versioning", "" } }, 1, false, "GetBucketVersioning" },
+    { "PUT", false, { { "versioning", "" } }, 1, false, "PutBucketVersioning" },
     { "HEAD", false, { { NULL, NULL } }, 0, false, "HeadBucket" },
     { "PUT", false, { { NULL, NULL } }, 0, false, "CreateBucket" },
     { "DELETE", false, { { NULL, NULL } }, 0, false, "DeleteBucket" },
@@ -114,8 +104,8 @@ START_TEST(test_acct_op_names_of_every_request_shape)
         const struct shape *s = &shapes[i];
         struct s3_kv hdr[2] = { KV("Content-MD5", "x"),
                                 KV("X-Amz-Copy-Source", "/b/k") };
-        enum s3_op op = s3_op_of(s->method, s->key, s->q, s->nq, hdr,
-                                 s->copy ? 2 : 1);
+        enum s3_op op =
+            s3_op_of(s->method, s->key, s->q, s->nq, hdr, s->copy ? 2 : 1);
         ck_assert_msg(strcmp(s3_op_name(op), s->want) == 0,
                       "%zu: %s%s -> %s, want %s", i, s->method,
                       s->key ? " key" : "", s3_op_name(op), s->want);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/integration/it_flow.h"
 #include "tests/integration/suites.h"
@@ -266,12 +267,76 @@ START_TEST(test_it_requests_archive_unarchive_bill)
 }
 END_TEST
 
+/* A migrate reads its source through a store of its own: its requests
+ * are in the result's requests (the sum) and apart in sourceRequests. */
+START_TEST(test_it_requests_migrate_counts_its_source)
+{
+    char id[33], tmp[512], src[600], url[256], log[600], store_url[128];
+    char legacy[160], job[64], json[1024];
+    const char *r;
+    struct it_env e;
+    struct it_dir_stats ds;
+    json_t *res, *srq, *rq, *v;
+    const char *k;
+    pid_t w;
+
+    it_space_id(id);
+    it_tmpdir("req-mig", tmp, sizeof(tmp));
+    snprintf(src, sizeof(src), "%s/%s", tmp, id);
+    it_gen_space(src, id, 59, "--ops-files 12 --blobs 4 --big-blobs 0");
+    ds = it_stats_of(src);
+    snprintf(legacy, sizeof(legacy), "req-legacy-%d/%s/", (int)getpid(), id);
+    it_upload_dir(src, legacy, NULL);
+    snprintf(url, sizeof(url), "s3://%s/req-legacy-%d/%s",
+             it_env("WK_TEST_BUCKET"), (int)getpid(), id);
+    snprintf(store_url, sizeof(store_url), "s3://%s", it_env("WK_TEST_BUCKET"));
+    it_env_init(&e, store_url, "req-mig", NULL);
+    snprintf(log, sizeof(log), "%s/worker.log", tmp);
+    w = it_start_worker(&e, log);
+    /* enqueued as any client does (docs/PROTOCOL.md) */
+    snprintf(job, sizeof(job), "req-mig-%d", (int)getpid());
+    snprintf(json, sizeof(json),
+             "{\"id\":\"%s\",\"type\":\"migrate\",\"spaceId\":\"%s\","
+             "\"source\":\"%s\"}",
+             job, id, url);
+    r = it_redis("HSET %sjob:%s state queued type migrate spaceId %s "
+                 "progress 0 spec %s",
+                 it_prefix_of(&e), job, id, json);
+    ck_assert_msg(strncmp(r, "ERR", 3) != 0, "%s", r);
+    r = it_redis("XADD %sjobs MAXLEN ~ 100000 * id %s job %s", it_prefix_of(&e),
+                 job, json);
+    ck_assert_msg(strncmp(r, "ERR", 3) != 0, "%s", r);
+    ck_assert_str_eq(it_wait_job(it_prefix_of(&e), job, 240), "succeeded");
+    res = job_result(&e, job);
+    check_bill(res);
+    srq = json_object_get(res, "sourceRequests");
+    rq = json_object_get(res, "requests");
+    ck_assert(json_is_object(srq));
+    /* the source was listed and each of its objects read once */
+    ck_assert_int_ge(json_integer_value(json_object_get(srq, "ListObjectsV2")),
+                     1);
+    ck_assert_int_ge(json_integer_value(json_object_get(srq, "GetObject")),
+                     (json_int_t)ds.files);
+    json_object_foreach(srq, k, v)
+    {
+        ck_assert_msg(json_integer_value(json_object_get(rq, k)) >=
+                          json_integer_value(v),
+                      "requests.%s below sourceRequests.%s", k, k);
+    }
+    /* ...and written to active/ with one PUT each */
+    ck_assert_int_ge(req_of(res, "PutObject"), (long long)ds.files);
+    ck_assert_int_eq(it_stop(w), 0);
+    json_decref(res);
+}
+END_TEST
+
 Suite *it_requests_suite(void)
 {
     Suite *s = suite_create("it_requests");
     TCase *tc = tcase_create("requests");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_it_requests_archive_unarchive_bill);
+    tcase_add_test(tc, test_it_requests_migrate_counts_its_source);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -542,20 +542,36 @@ result_row() {
         "$job_ops" "${arch_size:--}" >>"$RESULTS"
 }
 
-# job_bill FILE: the bill of the job whose `enqueue --wait` output is FILE
-# ("job <id> succeeded" then its result), as compact JSON {"requests": {op:
-# n}, "requestRetries": n, "costUsd": x}; "-" when there is none (issue 18).
+# job_bill FILE WLOG SPACE: the bill of the job whose `enqueue --wait` output
+# is FILE ("job <id> succeeded" then its result), as compact JSON
+# {"requests": {op: n}, "requestRetries": n, "costUsd": x, "features": the
+# S3 features the worker found (its log WLOG), "bigGetExtra": the ranged GETs
+# beyond one per object that objects above SILA_GET_CHUNK (8 MiB) take,
+# "bigPutExtra": the requests beyond one PUT that restoring them as multipart
+# uploads of SILA_PART_SIZE (5 MiB) parts takes (from the files of SPACE)};
+# "-" when there is none (issue 18; bench/report.py checks the compass).
 job_bill() {
-    python3 - "$1" <<'PY' 2>/dev/null || echo -
-import json, sys
+    python3 - "$1" "$2" "$3" <<'PY' 2>/dev/null || echo -
+import json, math, os, re, sys
 t = open(sys.argv[1]).read()
 i = t.rfind(" succeeded\n")
 r = json.loads(t[i + len(" succeeded\n"):]) if i >= 0 else {}
 if "requests" not in r:
     print("-")
-else:
-    print(json.dumps({k: r[k] for k in ("requests", "requestRetries", "costUsd")
-                      if k in r}, separators=(",", ":"), sort_keys=True))
+    sys.exit(0)
+out = {k: r[k] for k in ("requests", "requestRetries", "costUsd") if k in r}
+m = re.search(r'"event":"s3.features".*?"features":"([^"]*)"', open(sys.argv[2]).read())
+out["features"] = m.group(1) if m else "?"
+chunk, part = 8 << 20, 5 << 20
+get_extra = put_extra = 0
+for d, _, names in os.walk(sys.argv[3]):
+    for n in names:
+        size = os.path.getsize(os.path.join(d, n))
+        if size > chunk:
+            get_extra += math.ceil(size / chunk) - 1
+            put_extra += math.ceil(size / part) + 1
+out["bigGetExtra"], out["bigPutExtra"] = get_extra, put_extra
+print(json.dumps(out, separators=(",", ":"), sort_keys=True))
 PY
 }
 
@@ -619,7 +635,7 @@ run_ops() {
         say "[$name] archive $key: $size bytes (aws-cli zip: $(stat -c %s "$d/aws.zip" 2>/dev/null || echo ?))"
     fi
     t_job=$(job_s "$wlog" "$from")
-    [ "$t_sila" = FAIL ] || job_ops=$(job_bill "$d/enqueue-archive.out")
+    [ "$t_sila" = FAIL ] || job_ops=$(job_bill "$d/enqueue-archive.out" "$wlog" "$d/space")
     result_row "${name% *}" "$files" "$bytes" archive
     job_ops=-
     [ -z "$key" ] || arch_size=$size
@@ -650,7 +666,7 @@ run_ops() {
         else
             expect "[$name] objects restored by sila-archiver" "$(count "active/$sid/")" "$files" ||
                 t_sila=FAIL
-            job_ops=$(job_bill "$d/enqueue-unarchive.out")
+            job_ops=$(job_bill "$d/enqueue-unarchive.out" "$wlog" "$d/space")
         fi
     else
         key=bench-alt/aws/$sid.zip

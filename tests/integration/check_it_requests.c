@@ -22,7 +22,7 @@
  * the requests of an archive and of a restore that are neither per file
  * nor per page nor per part. */
 #define IT_ARCHIVE_CONST 16
-#define IT_RESTORE_CONST 12
+#define IT_RESTORE_CONST 16
 
 /* GET url into path; the HTTP status (0: no answer). */
 static int http_get(const char *url, const char *path)

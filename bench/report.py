@@ -8,7 +8,7 @@ targets (issue 6: against the operator's tools; issue 16: the latency profile).
 RESULTS.tsv has one row per workload and operation:
     workload files bytes op sila_s job_s aws_s rclone_s lower_s rss_mib
     [sila_cpu aws_cpu rclone_cpu lower_cpu [profile sila_req aws_req rclone_req lower_req
-    [ready_s]]]
+    [ready_s [sila_bill archive_bytes]]]]
 (a time is "FAIL" when that step failed, a peak RSS "?" when unknown; job_s
 is the job's own duration in the worker's log, for information: the ratios
 use sila_s, the wall clock of "enqueue --wait"). The optional *_cpu columns
@@ -18,7 +18,20 @@ cores it kept busy (CPU seconds / wall seconds). profile is "plain" (straight
 to the S3 server) or "<N>ms" (bench/latency_proxy.js delays every request by N
 ms); *_req are "<requests>/<most in flight at once>" in a latency profile;
 ready_s (unarchive) the seconds from the enqueue to the `ready` event on the
-space's channel ("-" when none came).
+space's channel ("-" when none came); sila_bill the job's requests from its
+result ({"requests": {op: n}, "requestRetries": n, "costUsd": x}, compact
+JSON, "-" when unknown) and archive_bytes (unarchive) the size of the archive
+it read. With them a table shows each job's requests by S3 operation against
+the compass of issue 18:
+  archive   requests <= files (GET) + ceil(files/1000) (LIST) + ceil(files/1000)
+            (DELETE) + parts (UploadPart) + ARCHIVE_CONST
+  restore   requests <= files (PUT) + archive ranges (ceil(archive bytes /
+            RESTORE_READ_BYTES) ranged GETs) + RESTORE_CONST
+(the same constants as tests/integration/check_it_requests.c), plus what
+the bill itself names: its retries, the ranged GETs and multipart PUTs of
+objects above SILA_GET_CHUNK (bigGetExtra, bigPutExtra) and, on a server
+without conditional PUT (its "features" lack cond-put), the HEADs that
+stand in for If-None-Match.
 
 Targets, each a ratio sila / alternative from the same run and profile:
   plain (issue 6)
@@ -34,6 +47,8 @@ Exit status 0, or 3 with --strict when a row misses a target.
 """
 
 import argparse
+import json
+import math
 import sys
 
 TARGETS = {  # op -> (aws-cli, rclone, lower bound) maximum ratio
@@ -43,6 +58,60 @@ TARGETS = {  # op -> (aws-cli, rclone, lower bound) maximum ratio
 PIPELINE_TARGET_WORKLOADS = {"1k", "10k"}  # the issue sets those for these two
 LATENCY_TARGETS = {"archive": 1.8, "unarchive": 1.3}  # sila / lower, issue 16
 READY_TARGET_S = {"2g": 2.0}  # open->ready of the workload, plain profile, issue 16
+# The compass of issue 18 (tests/integration/check_it_requests.c has the same):
+# requests of a job that are neither per file, nor per 1,000-key page, nor per
+# part or archive range (manifest reads and writes, the pending-delete record,
+# upload checks, HEADs, the read-back of the archive's end).
+ARCHIVE_CONST = 16
+RESTORE_CONST = 16
+RESTORE_READ_BYTES = 2 << 20  # SILA_RESTORE_READ_SIZE's default
+SHORT_OPS = {"GetObject": "GET", "HeadObject": "HEAD", "PutObject": "PUT",
+             "ListObjectsV2": "LIST", "DeleteObjects": "DEL", "UploadPart": "PART",
+             "CreateMultipartUpload": "CMU", "CompleteMultipartUpload": "CPL",
+             "ListMultipartUploads": "LMU", "AbortMultipartUpload": "ABORT",
+             "UploadPartCopy": "PCOPY", "DeleteObject": "DEL1", "ListParts": "LPARTS"}
+
+
+def compass(op, files, bill, archive_bytes):
+    """(total, bound, how the bound is made, holds) of one job's requests."""
+    reqs = bill.get("requests", {})
+    total = sum(reqs.values())
+    pages = math.ceil(files / 1000)
+    retries = int(bill.get("requestRetries", 0))
+    # terms the bill names beyond the issue's: retries (the server's doing),
+    # objects above the GET cap (read, and restored, in pieces by design),
+    # HEADs in place of conditional PUTs
+    extra, notes = retries, ["%d retries" % retries] if retries else []
+    heads = reqs.get("HeadObject", 0) if "cond-put" not in bill.get(
+        "features", "cond-put") else 0
+    if heads:
+        extra += heads
+        notes.append("%d HEAD (no cond-put)" % heads)
+    if op == "archive":
+        big = int(bill.get("bigGetExtra", 0))
+        parts = reqs.get("UploadPart", 0)
+        bound = files + big + 2 * pages + parts + ARCHIVE_CONST + extra
+        how = "%d+%d+2*%d+%d+%d" % (files, big, pages, parts, ARCHIVE_CONST)
+        ok = (total <= bound and
+              reqs.get("GetObject", 0) <= files + big + 2 + retries and
+              reqs.get("ListObjectsV2", 0) <= pages + 2 + retries and
+              reqs.get("DeleteObjects", 0) <= pages + 1 + retries)
+    else:
+        big = int(bill.get("bigPutExtra", 0))
+        ab = num(archive_bytes)
+        ranges = math.ceil(ab / RESTORE_READ_BYTES) if ab is not None else reqs.get(
+            "GetObject", 0)
+        bound = files + big + ranges + RESTORE_CONST + extra
+        how = "%d+%d+%d+%d" % (files, big, ranges, RESTORE_CONST)
+        ok = total <= bound and reqs.get("PutObject", 0) <= files + 3 + retries
+    if notes:
+        how += " +" + ", ".join(notes)
+    return total, bound, how, ok
+
+
+def fmt_ops(reqs):
+    return " ".join("%s %d" % (SHORT_OPS.get(k, k), v)
+                    for k, v in sorted(reqs.items(), key=lambda kv: -kv[1]))
 
 
 def num(s):
@@ -123,6 +192,8 @@ def main(argv):
             if len(cols) == 19:
                 cols += ["-"]
             if len(cols) == 20:
+                cols += ["-", "-"]
+            if len(cols) == 22:
                 rows.append(cols)
 
     head = ["workload", "profile", "op", "sila s", "(job s)", "ready s", "aws-cli s", "rclone s",
@@ -133,8 +204,11 @@ def main(argv):
     req_table = []
     cpu_known = False
     by_key = {}
+    bill_table = []
+    compass_missed = 0
     for w, files, nbytes, op, sila, job, aws, rc, low, rss, *rest in rows:
         cpus, profile, reqs, ready = rest[:4], rest[4], rest[5:9], rest[9]
+        bill_text, archive_bytes = rest[10], rest[11]
         r_aws, r_rc, r_low = ratio(sila, aws), ratio(sila, rc), ratio(sila, low)
         bad = []
         for what, r, t, floor in checks_of(w, op, profile, r_aws, r_rc, r_low, low, aws, rc):
@@ -159,6 +233,21 @@ def main(argv):
             bad.append("rss %.0f>%g" % (m, a.rss_max))
         if sila == "FAIL":
             bad.insert(0, "sila FAILED")
+        if bill_text not in ("-", ""):
+            try:
+                bill = json.loads(bill_text)
+            except ValueError:
+                bill = None
+            if bill is not None:
+                total, bound, how, ok = compass(op, int(files), bill, archive_bytes)
+                if not ok:
+                    compass_missed += 1
+                bill_table.append(["%s: %s files" % (w, files), profile, op,
+                                   fmt_ops(bill.get("requests", {})), str(total),
+                                   "%d (%s)" % (bound, how),
+                                   str(bill.get("requestRetries", "?")),
+                                   "%.6f" % float(bill.get("costUsd", 0)),
+                                   "holds" if ok else "MISSED"])
         if bad:
             missed += 1
         else:
@@ -204,6 +293,22 @@ def main(argv):
               "in brackets the proxy's CPU seconds)")
         print_table(["workload", "profile", "op", "sila", "aws-cli", "rclone", "lower"],
                     req_table, set(range(3, 7)))
+    if bill_table:
+        print()
+        print("S3 requests of each sila-archiver job, from its result (\"requests\" by "
+              "operation, issue 18), against the compass")
+        print_table(["workload", "profile", "op", "requests by operation", "total",
+                     "compass bound", "retries", "cost USD", "compass"],
+                    bill_table, {4, 6, 7})
+        print("compass: archive <= files (GET) + big-object ranges + 2 x ceil(files/1000) "
+              "(LIST, DELETE) + parts + %d, GET <= files + ranges + 2;" % ARCHIVE_CONST)
+        print("         restore <= files (PUT) + big-object multipart requests + "
+              "ceil(archive bytes / 2 MiB) (ranged GETs) + %d, PUT <= files + 3;"
+              % RESTORE_CONST)
+        print("         both + retries and, on a server without conditional PUT, its HEADs; "
+              "objects above SILA_GET_CHUNK (8 MiB) are")
+        print("         read in ranges and restored by multipart (not the issue's 1 GET / "
+              "1 PUT each); cost at the worker's SILA_PRICE_PER_1K_*")
     if cpu_known:
         print()
         print("S3 server CPU seconds during each step (and cores it kept busy: "
@@ -241,7 +346,7 @@ def main(argv):
     print("profile: plain = straight to the S3 server; <N>ms = every request (of every "
           "tool) through bench/latency_proxy.js,")
     print("         which hands it on after N ms")
-    return 3 if a.strict and missed else 0
+    return 3 if a.strict and (missed or compass_missed) else 0
 
 
 if __name__ == "__main__":

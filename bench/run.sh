@@ -6,8 +6,9 @@
 # of sila-archiver, of the aws-cli pipeline, of the rclone pipeline and of a
 # curl lower bound, the ratios, whether the issues' targets are met, and the
 # worker's peak RSS (VmHWM from /proc/<pid>/status, reset between the two
-# operations); then the opens of archived spaces with idle and with busy
-# workers (bench/opens.sh).
+# operations); the S3 requests of each sila-archiver job by operation (from
+# its result, issue 18) against the compass bound; then the opens of archived
+# spaces with idle and with busy workers (bench/opens.sh).
 #
 #   bash bench/run.sh                 (make bench builds first)
 #
@@ -534,10 +535,44 @@ run_workload() {
 
 # result_row NAME FILES BYTES OP: one row of $RESULTS from the t_* variables.
 result_row() {
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$1" "$2" "$3" "$4" "$t_sila" "$t_job" "$t_aws" "$t_rc" "$t_low" "$rss" \
         "$t_sila_cpu" "$t_aws_cpu" "$t_rc_cpu" "$t_low_cpu" "$(profile_label "$PROFILE")" \
-        "$t_sila_req" "$t_aws_req" "$t_rc_req" "$t_low_req" "$t_ready" >>"$RESULTS"
+        "$t_sila_req" "$t_aws_req" "$t_rc_req" "$t_low_req" "$t_ready" \
+        "$job_ops" "${arch_size:--}" >>"$RESULTS"
+}
+
+# job_bill FILE WLOG SPACE: the bill of the job whose `enqueue --wait` output
+# is FILE ("job <id> succeeded" then its result), as compact JSON
+# {"requests": {op: n}, "requestRetries": n, "costUsd": x, "features": the
+# S3 features the worker found (its log WLOG), "bigGetExtra": the ranged GETs
+# beyond one per object that objects above SILA_GET_CHUNK (8 MiB) take,
+# "bigPutExtra": the requests beyond one PUT that restoring them as multipart
+# uploads of SILA_PART_SIZE (5 MiB) parts takes (from the files of SPACE)};
+# "-" when there is none (issue 18; bench/report.py checks the compass).
+job_bill() {
+    python3 - "$1" "$2" "$3" <<'PY' 2>/dev/null || echo -
+import json, math, os, re, sys
+t = open(sys.argv[1]).read()
+i = t.rfind(" succeeded\n")
+r = json.loads(t[i + len(" succeeded\n"):]) if i >= 0 else {}
+if "requests" not in r:
+    print("-")
+    sys.exit(0)
+out = {k: r[k] for k in ("requests", "requestRetries", "costUsd") if k in r}
+m = re.search(r'"event":"s3.features".*?"features":"([^"]*)"', open(sys.argv[2]).read())
+out["features"] = m.group(1) if m else "?"
+chunk, part = 8 << 20, 5 << 20
+get_extra = put_extra = 0
+for d, _, names in os.walk(sys.argv[3]):
+    for n in names:
+        size = os.path.getsize(os.path.join(d, n))
+        if size > chunk:
+            get_extra += math.ceil(size / chunk) - 1
+            put_extra += math.ceil(size / part) + 1
+out["bigGetExtra"], out["bigPutExtra"] = get_extra, put_extra
+print(json.dumps(out, separators=(",", ":"), sort_keys=True))
+PY
 }
 
 # run_ops NAME DIR SID FILES BYTES: archive and unarchive, each by sila-archiver
@@ -547,7 +582,7 @@ run_ops() {
     name="$1 $(profile_label "$PROFILE")"
     local t_aws t_rc t_low t_sila t_job rss key size n from
     local t_aws_cpu t_rc_cpu t_low_cpu t_sila_cpu t_aws_req t_rc_req t_low_req t_sila_req
-    local t_ready=-
+    local t_ready=- job_ops=- arch_size=-
     s3u curl-get "$E" "$BUCKET" "active/$sid/" "$d/space" "$d/get.cfg" >/dev/null
     s3u curl-put "$E" "$BUCKET" "restore/curl/$sid/" "$d/space" "$d/put.cfg" >/dev/null
 
@@ -600,7 +635,10 @@ run_ops() {
         say "[$name] archive $key: $size bytes (aws-cli zip: $(stat -c %s "$d/aws.zip" 2>/dev/null || echo ?))"
     fi
     t_job=$(job_s "$wlog" "$from")
+    [ "$t_sila" = FAIL ] || job_ops=$(job_bill "$d/enqueue-archive.out" "$wlog" "$d/space")
     result_row "${name% *}" "$files" "$bytes" archive
+    job_ops=-
+    [ -z "$key" ] || arch_size=$size
 
     # Unarchive: sila first (restores active/), then the alternatives from the
     # same archive (sila's; the aws-cli pipeline's if sila failed).
@@ -628,6 +666,7 @@ run_ops() {
         else
             expect "[$name] objects restored by sila-archiver" "$(count "active/$sid/")" "$files" ||
                 t_sila=FAIL
+            job_ops=$(job_bill "$d/enqueue-unarchive.out" "$wlog" "$d/space")
         fi
     else
         key=bench-alt/aws/$sid.zip

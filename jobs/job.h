@@ -19,6 +19,7 @@
 #include "common/wk_err.h"
 
 struct store;
+struct store_requests;
 struct store_opts;
 struct prog_sink;
 struct seal_keyring;
@@ -120,6 +121,10 @@ struct job_ctx {
                              const char *body, size_t len,
                              struct wk_buf *newest, struct wk_err *err);
     void *mf_ud;
+    /* Out, may be NULL: a migrate adds the requests of its source store
+     * here (struct store_requests) before it closes it; store's own are
+     * read by the caller (store_requests). Borrowed. */
+    struct store_requests *source_requests;
 };
 
 void job_config_defaults(struct job_config *cfg);

@@ -476,6 +476,8 @@ enum wk_code job_migrate_run(const struct job *job, const struct job_ctx *ctx,
     rc = mig_open_source(job->source, ctx->store_opts, &src, err);
     if (rc == WK_OK)
         rc = job_migrate_from(job, ctx, src, result, err);
+    if (src && ctx->source_requests)
+        store_requests(src, ctx->source_requests);
     store_free(src);
     return rc;
 }

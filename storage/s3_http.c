@@ -224,7 +224,7 @@ static void attempt_done(struct s3_client *cl, struct s3_xfer *x, CURLcode res)
             retry = wk_err_transient(&e);
         }
     }
-    s3_stats_attempt(x->easy, &e,
+    s3_stats_attempt(cl, x, &e,
                      e.code != WK_OK && retry &&
                          req->attempts <= cl->opts.max_retries);
     s3_client_pool_put(cl, x->easy);
@@ -512,6 +512,8 @@ enum wk_code s3_client_start(struct s3_client *cl, struct s3_req *req,
         store_sha256_hex(req->body ? req->body : "", req->body_len,
                          x->payload_hash);
     x->out_start = req->out ? req->out->len : 0;
+    x->op = s3_op_of(req->method, req->key != NULL, req->query, req->n_query,
+                     req->headers, req->n_headers);
     x->state = XS_WAITING;
     list_push(&cl->waiting, x);
     req->xfer = x;

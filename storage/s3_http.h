@@ -188,11 +188,65 @@ enum wk_code s3_client_presign(struct s3_client *cl, const char *key,
                                unsigned expires_s, time_t now,
                                struct wk_buf *url, struct wk_err *err);
 
+/* The S3 API operation of a request (s3_op_of), named as in the S3 API
+ * reference by s3_op_name(): "GetObject", "UploadPartCopy", ... */
+enum s3_op {
+    S3_OP_OTHER, /* "Other": a request none of the names below fits */
+    S3_OP_GET_OBJECT,
+    S3_OP_HEAD_OBJECT,
+    S3_OP_PUT_OBJECT,
+    S3_OP_COPY_OBJECT,
+    S3_OP_DELETE_OBJECT,
+    S3_OP_DELETE_OBJECTS,
+    S3_OP_LIST_OBJECTS_V2,
+    S3_OP_LIST_OBJECTS,
+    S3_OP_LIST_OBJECT_VERSIONS,
+    S3_OP_CREATE_MULTIPART_UPLOAD,
+    S3_OP_UPLOAD_PART,
+    S3_OP_UPLOAD_PART_COPY,
+    S3_OP_COMPLETE_MULTIPART_UPLOAD,
+    S3_OP_ABORT_MULTIPART_UPLOAD,
+    S3_OP_LIST_PARTS,
+    S3_OP_LIST_MULTIPART_UPLOADS,
+    S3_OP_GET_BUCKET_VERSIONING,
+    S3_OP_PUT_BUCKET_VERSIONING,
+    S3_OP_HEAD_BUCKET,
+    S3_OP_CREATE_BUCKET,
+    S3_OP_DELETE_BUCKET,
+    S3_OP_N
+};
+
+/* The API name of op ("Other" for S3_OP_OTHER or a value out of range);
+ * a static string. */
+const char *s3_op_name(enum s3_op op);
+
+/* The operation a request is, from what it sends: the method, whether it
+ * names an object (has_key), its query parameters (by name: "uploads",
+ * "uploadId", "partNumber", "list-type", "versions", "delete",
+ * "versioning") and the x-amz-copy-source header. Pure. */
+enum s3_op s3_op_of(const char *method, bool has_key, const struct s3_kv *query,
+                    size_t n_query, const struct s3_kv *headers,
+                    size_t n_headers);
+
+/* Requests by operation: attempts that completed (retries included, as
+ * they are billed) and, of those, the attempts that were sent again; and
+ * the body bytes of every attempt each way. */
+struct s3_op_counts {
+    uint64_t requests[S3_OP_N];
+    uint64_t retries[S3_OP_N];
+    uint64_t bytes_sent, bytes_received;
+};
+
+/* What cl has sent since s3_client_new() (the client's own counters, so
+ * one store's, one job's). Not thread-safe, like the client. */
+void s3_client_counts(const struct s3_client *cl, struct s3_op_counts *out);
+
 /* Process-wide counters over every client, for metrics. */
 #define S3_STATS_CODES 24
 struct s3_http_stats {
-    uint64_t requests; /* attempts that completed (retries included) */
-    uint64_t retries;  /* attempts that were retried */
+    uint64_t requests;       /* attempts that completed (retries included) */
+    uint64_t retries;        /* attempts that were retried */
+    struct s3_op_counts ops; /* the same by operation, and bytes */
     uint64_t bytes_sent, bytes_received; /* bodies, every attempt */
     int64_t in_flight;                   /* attempts on the wire now */
     size_t n_errors;

@@ -45,6 +45,7 @@ struct s3_xfer {
     long status;                   /* this attempt's status line */
     bool resumed;                  /* this attempt resumes a streamed body */
     bool range_checked;            /* this attempt's Content-Range checked */
+    enum s3_op op;                 /* what the request is (s3_op_of) */
     bool err_cut;                  /* error body past its cap: stopped */
     struct wk_err cb_err;          /* a sink or buffer failure: final */
     char resume_etag[S3_ETAG_MAX]; /* the body's ETag, for If-Match */
@@ -74,6 +75,7 @@ struct s3_client {
      * attempts in flight (borrowed; NULL = never) */
     const atomic_uint *gate;
     unsigned gate_cap;
+    struct s3_op_counts counts; /* this client's requests (s3_stats.c) */
 };
 
 static inline bool s3_status_ok(long st)
@@ -106,9 +108,11 @@ void s3_xfer_net_error(struct s3_client *cl, struct s3_xfer *x, CURLcode res,
 void s3_xfer_http_error(struct s3_client *cl, const struct s3_xfer *x,
                         const char *body, size_t len, struct wk_err *e);
 
-/* s3_stats.c: the process-wide counters */
-/* An attempt of easy ended with e (retry: it is sent again). */
-void s3_stats_attempt(CURL *easy, const struct wk_err *e, bool retry);
+/* s3_stats.c: the client's and the process-wide counters */
+/* An attempt of x (on x->easy) ended with e (retry: it is sent again):
+ * counted for x->op in the client's counters and the process's. */
+void s3_stats_attempt(struct s3_client *cl, const struct s3_xfer *x,
+                      const struct wk_err *e, bool retry);
 /* An attempt went on the wire (+1) or was taken off it unfinished (-1). */
 void s3_stats_in_flight(int delta);
 

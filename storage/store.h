@@ -108,6 +108,23 @@ struct store_writer_opts {
     const volatile sig_atomic_t *keep_if;
 };
 
+/* The requests a store has sent since it was opened (store_requests): by
+ * S3 operation name ("GetObject", "PutObject", "ListObjectsV2", ...),
+ * only the operations it used, in a fixed order. requests counts every
+ * attempt that completed (retries included: each is billed); retries
+ * counts the attempts that were sent again; bytes are request and
+ * response bodies, every attempt. fs and mem send no requests: zeros. */
+#define STORE_REQ_OPS_MAX 32
+struct store_requests {
+    size_t n_ops;
+    struct {
+        const char *op; /* static: the S3 API name */
+        uint64_t requests, retries;
+    } ops[STORE_REQ_OPS_MAX];
+    uint64_t requests, retries;   /* over every operation */
+    uint64_t bytes_in, bytes_out; /* response / request bodies */
+};
+
 /* What a backend can do (store_features). fs and mem can do everything;
  * an S3 server is probed once per process and bucket (storage/s3_probe.c)
  * or pinned by the operator (SILA_S3_FEATURES). */
@@ -242,6 +259,9 @@ struct store_ops {
     /* Count of streamed writes still open under prefix (tests, checks). */
     enum wk_code (*count_pending)(struct store *st, const char *prefix,
                                   size_t *npending, struct wk_err *err);
+    /* Optional (NULL: none sent, all zero). The store's request counters
+     * (struct store_requests) into out; no request is sent. */
+    void (*requests)(const struct store *st, struct store_requests *out);
     void (*free)(struct store *st);
 };
 
@@ -510,6 +530,15 @@ static inline enum wk_code store_count_pending(struct store *st,
                                                struct wk_err *err)
 {
     return st->ops->count_pending(st, prefix, npending, err);
+}
+/* The requests st has sent so far (see struct store_requests); zeros for
+ * a backend without requests or a NULL st. */
+static inline void store_requests(const struct store *st,
+                                  struct store_requests *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (st && st->ops->requests)
+        st->ops->requests(st, out);
 }
 static inline void store_free(struct store *st)
 {

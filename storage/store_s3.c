@@ -372,6 +372,30 @@ static void s3_free(struct store *base)
     free(st);
 }
 
+_Static_assert(S3_OP_N <= STORE_REQ_OPS_MAX, "store_requests too small");
+
+/* The client's counters as store_requests: the operations used, in the
+ * order of enum s3_op. */
+static void s3_requests(const struct store *base, struct store_requests *out)
+{
+    const struct s3_store *st = (const struct s3_store *)base;
+    struct s3_op_counts c;
+
+    s3_client_counts(st->cl, &c);
+    for (int op = 0; op < S3_OP_N; op++) {
+        if (c.requests[op] == 0 || out->n_ops == STORE_REQ_OPS_MAX)
+            continue;
+        out->ops[out->n_ops].op = s3_op_name((enum s3_op)op);
+        out->ops[out->n_ops].requests = c.requests[op];
+        out->ops[out->n_ops].retries = c.retries[op];
+        out->n_ops++;
+        out->requests += c.requests[op];
+        out->retries += c.retries[op];
+    }
+    out->bytes_in = c.bytes_received;
+    out->bytes_out = c.bytes_sent;
+}
+
 static const struct store_ops s3_ops = {
     .name = "s3",
     .list = s3_list,
@@ -397,6 +421,7 @@ static const struct store_ops s3_ops = {
     .delete_if = s3_store_delete_if,
     .abort_pending = s3_store_abort_pending,
     .count_pending = s3_store_count_pending,
+    .requests = s3_requests,
     .free = s3_free,
 };
 

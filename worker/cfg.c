@@ -394,6 +394,8 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
         c->bg_in_flight = (unsigned)n;
     }
     if (rc == WK_OK)
+        rc = acct_prices_from_env(&c->prices, err);
+    if (rc == WK_OK)
         rc = env_ms("SILA_LEASE", 1000, 3600000, &c->lease_ms, err);
     if (rc == WK_OK)
         rc = env_ms("SILA_RETRY_BASE", 10, 3600000, &c->retry_base_ms, err);

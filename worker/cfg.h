@@ -10,6 +10,7 @@
 #include "jobs/job.h"
 #include "storage/seal.h"
 #include "storage/store.h"
+#include "worker/acct.h"
 
 struct cfg_redis {
     char host[256];
@@ -55,6 +56,9 @@ struct cfg {
                                encryption; checked by cfg_from_env() */
     struct job_config job;
     struct store_opts store;
+    /* SILA_PRICE_PER_1K_WRITE / _READ / _DELETE: the estimated cost of a
+     * job's requests (worker/acct.h; AWS S3 Standard by default) */
+    struct acct_prices prices;
 };
 
 /* Defaults, then the environment. */

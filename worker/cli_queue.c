@@ -4,6 +4,7 @@
  * and retry. All but enqueue only read or nudge Redis through q.h.
  */
 #include <jansson.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "common/wk_parse.h"
 #include "jobs/job.h"
 #include "jobs/job_migrate.h"
+#include "worker/acct.h"
 #include "worker/cfg.h"
 #include "worker/cli.h"
 #include "worker/cli_int.h"
@@ -61,7 +63,11 @@ static const char usage_stats[] =
     "running job with its phase and progress, the jobs and bytes\n"
     "finished in the last 1, 5, 15 and 60 minutes, and over the same\n"
     "minutes the count, p50 and p95 of the restores' time from the request\n"
-    "to ready (timeToReady) and to complete (timeToComplete), in ms.\n";
+    "to ready (timeToReady) and to complete (timeToComplete), in ms;\n"
+    "the S3 requests of the jobs finished in those minutes by job type\n"
+    "and operation with their estimated cost (requests), the same for\n"
+    "today and yesterday (UTC, costPerDay), and the prices used\n"
+    "(SILA_PRICE_PER_1K_WRITE, _READ, _DELETE; USD per 1,000 requests).\n";
 
 static const char usage_audit[] =
     "usage: sila-archiver audit [--count N]\n"
@@ -336,6 +342,85 @@ int cli_jobs(int argc, char **argv)
     return with_queue(&s, argc, argv, do_jobs, NULL);
 }
 
+/* {type: {jobs, requests: {op: n}, requestRetries, bytesIn, bytesOut,
+ * costUsd}} of r at prices p; *total += the cost. */
+static json_t *requests_json(const struct q_requests *r,
+                             const struct acct_prices *p, double *total)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; o && i < r->n_types; i++) {
+        const struct q_req_type *t = &r->t[i];
+        json_t *ops = json_object();
+        double cost = 0;
+        for (size_t k = 0; ops && k < t->n_ops; k++) {
+            json_object_set_new(ops, t->ops[k].op,
+                                json_integer((json_int_t)t->ops[k].n));
+            cost += acct_cost_op(p, t->ops[k].op, t->ops[k].n);
+        }
+        cost = round(cost * 1e6) / 1e6;
+        *total += cost;
+        json_object_set_new(
+            o, t->type,
+            json_pack(
+                "{s:I, s:I, s:o, s:I, s:I, s:I, s:f}", "jobs",
+                (json_int_t)t->jobs, "requestCount", (json_int_t)t->requests,
+                "requests", ops ? ops : json_object(), "requestRetries",
+                (json_int_t)t->retries, "bytesIn", (json_int_t)t->bytes_in,
+                "bytesOut", (json_int_t)t->bytes_out, "costUsd", cost));
+    }
+    return o;
+}
+
+/* requests (by window) and costPerDay (today, yesterday) into o. */
+static enum wk_code stats_requests(struct q *q, const unsigned *windows,
+                                   size_t n_windows,
+                                   const struct acct_prices *p, json_t *o,
+                                   struct wk_err *err)
+{
+    struct q_requests *r = calloc(1, sizeof(*r));
+    json_t *win = json_object(), *days = json_object();
+    enum wk_code rc = WK_OK;
+
+    if (!r || !win || !days)
+        rc = wk_err_set(err, WK_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n_windows && rc == WK_OK; i++) {
+        char k[8];
+        double total = 0;
+        rc = q_requests_window(q, windows[i], r, err);
+        if (rc != WK_OK)
+            break;
+        snprintf(k, sizeof(k), "%um", windows[i]);
+        json_object_set_new(win, k, requests_json(r, p, &total));
+    }
+    for (unsigned d = 0; d < 2 && rc == WK_OK; d++) {
+        double total = 0;
+        json_t *by;
+        rc = q_requests_day(q, d, r, err);
+        if (rc != WK_OK)
+            break;
+        by = requests_json(r, p, &total);
+        json_object_set_new(days, d ? "yesterday" : "today",
+                            json_pack("{s:f, s:o}", "costUsd",
+                                      round(total * 1e6) / 1e6, "byType",
+                                      by ? by : json_object()));
+    }
+    if (rc == WK_OK) {
+        json_object_set_new(o, "requests", win);
+        json_object_set_new(o, "costPerDay", days);
+        json_object_set_new(o, "prices",
+                            json_pack("{s:f, s:f, s:f}", "per1kWriteUsd",
+                                      p->per_1k[ACCT_WRITE], "per1kReadUsd",
+                                      p->per_1k[ACCT_READ], "per1kDeleteUsd",
+                                      p->per_1k[ACCT_DELETE]));
+        win = days = NULL;
+    }
+    json_decref(win);
+    json_decref(days);
+    free(r);
+    return rc;
+}
+
 static int do_stats(struct q *q, const struct cli_args *a, void *ud)
 {
     static const unsigned windows[] = { 1, 5, 15, 60 };
@@ -348,7 +433,6 @@ static int do_stats(struct q *q, const struct cli_args *a, void *ud)
     int rc = 0;
 
     (void)a;
-    (void)ud;
     wk_err_clear(&err);
     wk_buf_init(&run, 16u << 20);
     if (q_depths(q, &d, &err) != WK_OK ||
@@ -413,7 +497,13 @@ static int do_stats(struct q *q, const struct cli_args *a, void *ud)
                                           (json_int_t)l.p95_ms));
         }
     }
-    text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (stats_requests(q, windows, sizeof(windows) / sizeof(windows[0]), ud, o,
+                       &err) != WK_OK) {
+        rc = cli_fail(&err);
+        goto out;
+    }
+    text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+                             JSON_REAL_PRECISION(10));
     if (text)
         printf("%s\n", text);
     free(text);
@@ -429,7 +519,13 @@ out:
 int cli_stats(int argc, char **argv)
 {
     const struct cli_spec s = { "stats", usage_stats, NULL, 0, 0, 0 };
-    return with_queue(&s, argc, argv, do_stats, NULL);
+    struct acct_prices prices;
+    struct wk_err err;
+
+    wk_err_clear(&err);
+    if (acct_prices_from_env(&prices, &err) != WK_OK)
+        return cli_fail(&err);
+    return with_queue(&s, argc, argv, do_stats, &prices);
 }
 
 static int do_audit(struct q *q, const struct cli_args *a, void *ud)

@@ -106,6 +106,18 @@ static void label_value(const char *in, char *out, size_t len)
     out[n] = '\0';
 }
 
+/* name{op="<S3 operation>"} for every operation, after rc == WK_OK. */
+static enum wk_code per_op(struct wk_buf *o, const char *name,
+                           const uint64_t *v, enum wk_code rc,
+                           struct wk_err *err)
+{
+    for (int op = 0; op < S3_OP_N && rc == WK_OK; op++)
+        rc = wk_buf_appendf(o, err, "%s{op=\"%s\"} %llu\n", name,
+                            s3_op_name((enum s3_op)op),
+                            (unsigned long long)v[op]);
+    return rc;
+}
+
 enum wk_code metrics_render(struct q *q, struct wk_buf *o, struct wk_err *err)
 {
     struct s3_http_stats s3;
@@ -174,15 +186,29 @@ enum wk_code metrics_render(struct q *q, struct wk_buf *o, struct wk_err *err)
                 type_names[t], snap.seconds[t], type_names[t],
                 (unsigned long long)cum);
     }
+    /* the unlabelled sample is the total (older dashboards read it); the
+     * op-labelled ones split it by S3 operation */
     if (rc == WK_OK)
         rc = wk_buf_appendf(
             o, err,
-            "# HELP sila_s3_requests_total S3 request attempts completed.\n"
+            "# HELP sila_s3_requests_total S3 request attempts completed "
+            "(no label: all; op: by S3 operation).\n"
             "# TYPE sila_s3_requests_total counter\n"
-            "sila_s3_requests_total %llu\n"
-            "# HELP sila_s3_retries_total S3 request attempts retried.\n"
+            "sila_s3_requests_total %llu\n",
+            (unsigned long long)s3.requests);
+    rc = per_op(o, "sila_s3_requests_total", s3.ops.requests, rc, err);
+    if (rc == WK_OK)
+        rc = wk_buf_appendf(
+            o, err,
+            "# HELP sila_s3_retries_total S3 request attempts retried "
+            "(no label: all; op: by S3 operation).\n"
             "# TYPE sila_s3_retries_total counter\n"
-            "sila_s3_retries_total %llu\n"
+            "sila_s3_retries_total %llu\n",
+            (unsigned long long)s3.retries);
+    rc = per_op(o, "sila_s3_retries_total", s3.ops.retries, rc, err);
+    if (rc == WK_OK)
+        rc = wk_buf_appendf(
+            o, err,
             "# HELP sila_s3_bytes_sent_total Request bodies sent to S3.\n"
             "# TYPE sila_s3_bytes_sent_total counter\n"
             "sila_s3_bytes_sent_total %llu\n"
@@ -196,7 +222,6 @@ enum wk_code metrics_render(struct q *q, struct wk_buf *o, struct wk_err *err)
             "# HELP sila_s3_errors_total Failed S3 request attempts by "
             "code.\n"
             "# TYPE sila_s3_errors_total counter\n",
-            (unsigned long long)s3.requests, (unsigned long long)s3.retries,
             (unsigned long long)s3.bytes_sent,
             (unsigned long long)s3.bytes_received, (long long)s3.in_flight);
     for (size_t i = 0; i < s3.n_errors && rc == WK_OK; i++) {

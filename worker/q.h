@@ -202,6 +202,10 @@ struct q_done {
     const char *worker;    /* consumer name */
     uint64_t bytes, files; /* of the space, processed */
     int64_t duration_ms;
+    /* the run's S3 requests (its stores', a migrate's source included) and
+     * their estimated cost (worker/acct.h); NULL: none */
+    const struct store_requests *requests;
+    double cost_usd;
 };
 
 /* Record the outcome (status hash + final event), append it to the audit

@@ -1,8 +1,8 @@
 /* q_finish: the end of a run: q_finish (status hash, final event, the
  * space's channel ("complete" or "failed" of an unarchive), dedup release, dead
- * letter, audit trail, throughput counters and only then XACK, in one
- * transaction) and q_requeue (back into the delayed set for a retry, a busy
- * lock or a shutdown). */
+ * letter, audit trail (with the run's S3 requests), throughput and request
+ * counters and only then XACK, in one transaction) and q_requeue (back into
+ * the delayed set for a retry, a busy lock or a shutdown). */
 #include "worker/q_int.h"
 
 #include <jansson.h>
@@ -12,7 +12,45 @@
 #include <time.h>
 
 #include "common/wk_log.h"
+#include "worker/acct.h"
 #include "worker/q_lua.h"
+
+/* KEYS[1] the minute's stats hash, KEYS[2] the day's; ARGV[1], ARGV[2]
+ * their TTLs in seconds, then field, increment pairs added to both. */
+static const char lua_stats_add[] =
+    "for i = 3, #ARGV, 2 do\n"
+    "  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])\n"
+    "  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])\n"
+    "end\n"
+    "redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "redis.call('EXPIRE', KEYS[2], ARGV[2])\n"
+    "return 0\n";
+
+#define STATS_DAY_TTL_S (8 * 86400) /* `stats` shows today and yesterday */
+#define STATS_FIELD_MAX 96
+#define STATS_PAIRS     (STORE_REQ_OPS_MAX + 4)
+
+/* The request counters of one run, as field/increment pairs of
+ * lua_stats_add: jobs:<type>, req:<type>:<op>, retries:<type>,
+ * bytesIn:<type>, bytesOut:<type> (docs/PROTOCOL.md). */
+struct stats_args {
+    char field[STATS_PAIRS][STATS_FIELD_MAX];
+    char num[STATS_PAIRS][24];
+    size_t n;
+};
+
+static void stats_pair(struct stats_args *a, const char *type, const char *what,
+                       const char *op, uint64_t n)
+{
+    if (a->n == STATS_PAIRS)
+        return;
+    if (op)
+        snprintf(a->field[a->n], STATS_FIELD_MAX, "%s:%s:%s", what, type, op);
+    else
+        snprintf(a->field[a->n], STATS_FIELD_MAX, "%s:%s", what, type);
+    snprintf(a->num[a->n], sizeof(a->num[0]), "%llu", (unsigned long long)n);
+    a->n++;
+}
 
 enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
                       const char *space_id, bool ok, const char *error,
@@ -22,9 +60,13 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
     char key[256], now[40], ttl[16], dedup[256], chan[256], deadkey[128];
     char auditkey[128], audmax[16], statkey[160], nbytes[24], nfiles[24];
     char ms[24], who[JOB_ID_MAX + 1] = "", running[128];
-    struct q_tx_cmd cmds[13];
+    char dstatkey[160], minttl[16], dayttl[16], nretries[24], nin[24];
+    char nout[24], cost[32];
+    struct q_tx_cmd cmds[14];
     int ncmd = 5;
     char *sev = NULL;
+    struct stats_args *sa = calloc(1, sizeof(*sa));
+    struct wk_buf reqs;
     json_t *ev = json_object();
     char *evs = NULL;
     enum wk_code rc;
@@ -47,10 +89,18 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
         json_t *e = json_string(error ? error : "failed");
         json_object_set_new(ev, "error", e ? e : json_string("failed"));
     }
-    evs = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    evs = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                             JSON_REAL_PRECISION(10));
     json_decref(ev);
-    if (!evs)
+    wk_buf_init(&reqs, 4096);
+    if (!evs || !sa ||
+        (done && done->requests &&
+         acct_requests_text(done->requests, &reqs, err) != WK_OK)) {
+        free(evs);
+        free(sa);
+        wk_buf_release(&reqs);
         return wk_err_set(err, WK_E_NOMEM, "out of memory");
+    }
 
     memset(cmds, 0, sizeof(cmds));
     q_tx_add(&cmds[0], "HSET");
@@ -194,6 +244,25 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
     q_tx_add(&cmds[ncmd], nbytes);
     q_tx_add(&cmds[ncmd], "durationMs");
     q_tx_add(&cmds[ncmd], ms);
+    if (done && done->requests) {
+        /* the run's bill, whatever its outcome */
+        const struct store_requests *r = done->requests;
+        snprintf(nretries, sizeof(nretries), "%llu",
+                 (unsigned long long)r->retries);
+        snprintf(nin, sizeof(nin), "%llu", (unsigned long long)r->bytes_in);
+        snprintf(nout, sizeof(nout), "%llu", (unsigned long long)r->bytes_out);
+        snprintf(cost, sizeof(cost), "%.6f", done->cost_usd);
+        q_tx_add(&cmds[ncmd], "requests");
+        q_tx_add(&cmds[ncmd], wk_buf_cstr(&reqs));
+        q_tx_add(&cmds[ncmd], "requestRetries");
+        q_tx_add(&cmds[ncmd], nretries);
+        q_tx_add(&cmds[ncmd], "bytesIn");
+        q_tx_add(&cmds[ncmd], nin);
+        q_tx_add(&cmds[ncmd], "bytesOut");
+        q_tx_add(&cmds[ncmd], nout);
+        q_tx_add(&cmds[ncmd], "costUsd");
+        q_tx_add(&cmds[ncmd], cost);
+    }
     q_tx_add(&cmds[ncmd], ok ? "result" : "error");
     q_tx_add(&cmds[ncmd], ok ? (result_json ? result_json : "{}")
                              : (error ? error : "failed"));
@@ -220,6 +289,33 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
     q_tx_add(&cmds[ncmd], statkey);
     q_tx_add(&cmds[ncmd], "7200");
     ncmd++;
+    if (done && done->requests) {
+        /* requests per job type: this minute's and this day's */
+        const struct store_requests *r = done->requests;
+        const char *t = type ? type : "unknown";
+        stats_pair(sa, t, "jobs", NULL, 1);
+        for (size_t i = 0; i < r->n_ops; i++)
+            stats_pair(sa, t, "req", r->ops[i].op, r->ops[i].requests);
+        stats_pair(sa, t, "retries", NULL, r->retries);
+        stats_pair(sa, t, "bytesIn", NULL, r->bytes_in);
+        stats_pair(sa, t, "bytesOut", NULL, r->bytes_out);
+        q_key_stats_day(q->prefix, time(NULL), dstatkey, sizeof(dstatkey));
+        snprintf(minttl, sizeof(minttl), "%d", 7200);
+        snprintf(dayttl, sizeof(dayttl), "%d", STATS_DAY_TTL_S);
+        q_tx_add(&cmds[ncmd], "EVAL");
+        q_tx_add(&cmds[ncmd], lua_stats_add);
+        q_tx_add(&cmds[ncmd], "2");
+        q_tx_add(&cmds[ncmd], statkey);
+        q_tx_add(&cmds[ncmd], dstatkey);
+        q_tx_add(&cmds[ncmd], minttl);
+        q_tx_add(&cmds[ncmd], dayttl);
+        for (size_t i = 0; i < sa->n && cmds[ncmd].argc + 2 <= Q_MAX_ARGS;
+             i++) {
+            q_tx_add(&cmds[ncmd], sa->field[i]);
+            q_tx_add(&cmds[ncmd], sa->num[i]);
+        }
+        ncmd++;
+    }
     rc = q_exec_tx(q, cmds, ncmd, "finish", err);
     if (rc == WK_OK) /* the audit trail's line in the log too */
         WK_LOG(WK_LOG_INFO, "audit", KV_STR("action", type ? type : "unknown"),
@@ -231,6 +327,8 @@ enum wk_code q_finish(struct q *q, const struct q_msg *m, const char *type,
                KV_STR("bytes", nbytes), KV_STR("duration_ms", ms));
     free(evs);
     free(sev);
+    free(sa);
+    wk_buf_release(&reqs);
     return rc;
 }
 

@@ -103,6 +103,13 @@ bool q_key_stats(const char *prefix, time_t t, char *buf, size_t len)
     return key_fmt(buf, len, "%sstats:%.13s", prefix, stamp); /* ...THHMM */
 }
 
+bool q_key_stats_day(const char *prefix, time_t t, char *buf, size_t len)
+{
+    char stamp[32];
+    wk_fmt_stamp(t - t % 86400, stamp, sizeof(stamp));
+    return key_fmt(buf, len, "%sstats:day:%.8s", prefix, stamp);
+}
+
 static bool key_minute(const char *prefix, const char *what, time_t t,
                        char *buf, size_t len)
 {

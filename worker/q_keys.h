@@ -20,6 +20,7 @@
  *   q_key_activity  <prefix>activity
  *   q_key_sweep_cursor  <prefix>sweep:cursor (where the next sweep starts)
  *   q_key_stats     <prefix>stats:<YYYY-MM-DDTHHMM> (the minute of t)
+ *   q_key_stats_day <prefix>stats:day:<YYYYMMDD> (the UTC day of t)
  *   q_key_ttr       <prefix>ttr:<YYYYMMDDTHHMM> (time-to-ready samples)
  *   q_key_ttc       <prefix>ttc:<YYYYMMDDTHHMM> (time-to-complete samples)
  *   q_key_want      <prefix>want:<spaceId> (paths wanted ahead of order)
@@ -57,6 +58,7 @@ bool q_key_audit(const char *prefix, char *buf, size_t len);
 bool q_key_activity(const char *prefix, char *buf, size_t len);
 bool q_key_sweep_cursor(const char *prefix, char *buf, size_t len);
 bool q_key_stats(const char *prefix, time_t t, char *buf, size_t len);
+bool q_key_stats_day(const char *prefix, time_t t, char *buf, size_t len);
 bool q_key_ttr(const char *prefix, time_t t, char *buf, size_t len);
 bool q_key_ttc(const char *prefix, time_t t, char *buf, size_t len);
 bool q_key_want(const char *prefix, const char *space_id, char *buf,

@@ -356,6 +356,119 @@ enum wk_code q_throughput(struct q *q, unsigned minutes,
     return WK_OK;
 }
 
+static struct q_req_type *req_type(struct q_requests *r, const char *type,
+                                   size_t len)
+{
+    size_t i;
+
+    if (len == 0 || len >= sizeof(r->t[0].type))
+        return NULL;
+    for (i = 0; i < r->n_types; i++)
+        if (strlen(r->t[i].type) == len && memcmp(r->t[i].type, type, len) == 0)
+            return &r->t[i];
+    if (r->n_types == Q_REQ_TYPES)
+        return NULL;
+    memcpy(r->t[i].type, type, len);
+    r->t[i].type[len] = '\0';
+    r->n_types++;
+    return &r->t[i];
+}
+
+/* One stats field ("req:archive:GetObject", "jobs:archive", ...) and its
+ * value into r; other fields are not ours. */
+static void req_field(struct q_requests *r, const char *f, uint64_t v)
+{
+    static const char *const kinds[] = { "jobs:", "retries:", "bytesIn:",
+                                         "bytesOut:", "req:" };
+    size_t k, klen = 0;
+    const char *type, *colon;
+    struct q_req_type *t;
+
+    for (k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        klen = strlen(kinds[k]);
+        if (strncmp(f, kinds[k], klen) == 0)
+            break;
+    }
+    if (k == sizeof(kinds) / sizeof(kinds[0]))
+        return;
+    type = f + klen;
+    colon = strchr(type, ':');
+    if ((k == 4) != (colon != NULL))
+        return;
+    t = req_type(r, type, colon ? (size_t)(colon - type) : strlen(type));
+    if (!t)
+        return;
+    if (k == 0)
+        t->jobs += v;
+    else if (k == 1)
+        t->retries += v;
+    else if (k == 2)
+        t->bytes_in += v;
+    else if (k == 3)
+        t->bytes_out += v;
+    else {
+        const char *op = colon + 1;
+        size_t i;
+        if (!*op || strlen(op) >= sizeof(t->ops[0].op))
+            return;
+        for (i = 0; i < t->n_ops; i++)
+            if (strcmp(t->ops[i].op, op) == 0)
+                break;
+        if (i == t->n_ops) {
+            if (i == Q_REQ_OPS)
+                return;
+            snprintf(t->ops[i].op, sizeof(t->ops[i].op), "%s", op);
+            t->n_ops++;
+        }
+        t->ops[i].n += v;
+        t->requests += v;
+    }
+}
+
+static enum wk_code req_hash(struct q *q, const char *key,
+                             struct q_requests *out, struct wk_err *err)
+{
+    const char *argv[] = { "HGETALL", key };
+    redisReply *rep = q_cmds(q, err, "HGETALL", 2, argv);
+
+    if (!rep)
+        return err && err->code ? err->code : WK_E_NET;
+    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i + 1 < rep->elements;
+         i += 2)
+        if (rep->element[i]->type == REDIS_REPLY_STRING &&
+            rep->element[i + 1]->type == REDIS_REPLY_STRING)
+            req_field(out, rep->element[i]->str,
+                      strtoull(rep->element[i + 1]->str, NULL, 10));
+    freeReplyObject(rep);
+    return WK_OK;
+}
+
+enum wk_code q_requests_window(struct q *q, unsigned minutes,
+                               struct q_requests *out, struct wk_err *err)
+{
+    time_t now = time(NULL);
+    enum wk_code rc = WK_OK;
+
+    memset(out, 0, sizeof(*out));
+    for (unsigned m = 0; m < minutes && rc == WK_OK; m++) {
+        char k[160];
+        q_key_stats(q->prefix, now - (time_t)m * 60, k, sizeof(k));
+        rc = req_hash(q, k, out, err);
+    }
+    return rc;
+}
+
+enum wk_code q_requests_day(struct q *q, unsigned days_ago,
+                            struct q_requests *out, struct wk_err *err)
+{
+    char k[160];
+
+    memset(out, 0, sizeof(*out));
+    q_key_stats_day(q->prefix, time(NULL) - (time_t)days_ago * 86400, k,
+                    sizeof(k));
+    return req_hash(q, k, out, err);
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;

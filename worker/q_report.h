@@ -35,6 +35,32 @@ struct q_throughput {
 enum wk_code q_throughput(struct q *q, unsigned minutes,
                           struct q_throughput *out, struct wk_err *err);
 
+/* The S3 requests of the jobs that finished (q_finish's stats fields
+ * jobs:<type>, req:<type>:<op>, retries:<type>, bytesIn:<type>,
+ * bytesOut:<type>), by job type: over the last `minutes` minutes
+ * (q_requests_window) or over one UTC day, days_ago 0 = today
+ * (q_requests_day, from <prefix>stats:day:<YYYYMMDD>). Types and
+ * operations past the caps are left out. */
+#define Q_REQ_TYPES 8
+#define Q_REQ_OPS   32
+struct q_req_type {
+    char type[24];
+    uint64_t jobs, requests, retries, bytes_in, bytes_out;
+    size_t n_ops;
+    struct {
+        char op[40];
+        uint64_t n;
+    } ops[Q_REQ_OPS];
+};
+struct q_requests {
+    size_t n_types;
+    struct q_req_type t[Q_REQ_TYPES];
+};
+enum wk_code q_requests_window(struct q *q, unsigned minutes,
+                               struct q_requests *out, struct wk_err *err);
+enum wk_code q_requests_day(struct q *q, unsigned days_ago,
+                            struct q_requests *out, struct wk_err *err);
+
 /* Time-to-ready (ready false: time-to-complete) of the restores of the
  * last `minutes` minutes, from the samples of <prefix>ttr:<minute>
  * (ttc:) the progress sink adds: how many, and the 50th and 95th

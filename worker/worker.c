@@ -23,6 +23,7 @@
 #include "jobs/job.h"
 #include "jobs/job_migrate.h"
 #include "storage/store.h"
+#include "worker/acct.h"
 #include "worker/metrics.h"
 #include "worker/prog_redis.h"
 #include "worker/q.h"
@@ -80,6 +81,19 @@ static void backoff(struct runner *r, unsigned *cur_ms)
         sleep_ms(100);
     *cur_ms = *cur_ms * 2 > WORKER_BACKOFF_MAX_MS ? WORKER_BACKOFF_MAX_MS
                                                   : *cur_ms * 2;
+}
+
+/* The job's bill into its result (worker/acct.h); a result that cannot
+ * take it is kept as it is (the bill is also in the audit entry). */
+static void add_bill(struct wk_buf *result, const struct store_requests *req,
+                     const struct store_requests *src,
+                     const struct acct_prices *prices, const char *job_id)
+{
+    struct wk_err e;
+    wk_err_clear(&e);
+    if (acct_result_add(result, req, src, prices, &e) != WK_OK)
+        WK_LOG(WK_LOG_WARN, "job.bill_failed", KV_STR("job_id", job_id),
+               KV_STR("msg", e.msg));
 }
 
 /* Record the outcome; keeps trying while Redis is away, so that a finished
@@ -188,6 +202,7 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     struct seal_keyring *keys = NULL;
     struct wk_buf result;
     struct wk_err err;
+    struct store_requests src_req; /* a migrate's source store's */
     char state[32] = "", token[400];
     char resume[1024] = "";
     unsigned attempts = 0;
@@ -199,6 +214,7 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
 
     wk_err_clear(&err);
     memset(&pr, 0, sizeof(pr));
+    memset(&src_req, 0, sizeof(src_req));
     wk_buf_init(&result, WORKER_RESULT_MAX);
     {
         char lane[128];
@@ -346,6 +362,7 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
     ctx.mf_record = hb_mf_record;
     ctx.mf_check = hb_mf_check;
     ctx.mf_ud = hb;
+    ctx.source_requests = &src_req;
     {
         /* what a run that died left to resume (its multipart upload) */
         struct wk_err cerr;
@@ -400,7 +417,19 @@ static void run_one(struct runner *r, struct q *q, struct q_msg *m,
         prog_checkpoint_clear(&pr);
 out : {
     long long ms = (long long)(hb_mono_ms() - t0);
-    struct q_done done = { consumer, pr.bytes_total, pr.files_total, ms };
+    struct store_requests req; /* the bill: every store of the run */
+    struct q_done done = {
+        consumer, pr.bytes_total, pr.files_total, ms, &req, 0
+    };
+    store_requests(st, &req);
+    acct_merge(&req, &src_req);
+    done.cost_usd = acct_cost(&cfg->prices, &req);
+    WK_LOG(WK_LOG_INFO, "job.requests", KV_STR("job_id", m->job_id),
+           KV_INT("requests", req.requests), KV_INT("retries", req.retries),
+           KV_INT("bytes_in", req.bytes_in), KV_INT("bytes_out", req.bytes_out),
+           KV_INT("cost_micro_usd", (long long)(done.cost_usd * 1e6 + 0.5)));
+    if (rc == WK_OK && !lost)
+        add_bill(&result, &req, &src_req, &cfg->prices, m->job_id);
     if (lost && (rc == WK_E_FENCED || hb->fenced_step[0])) {
         /* A fence stopped the job before a destructive step: finish,
          * ack, requeue and undo nothing (the successor owns it all). */
@@ -428,11 +457,15 @@ out : {
         char res[JOB_ID_MAX + 64];
         snprintf(res, sizeof(res),
                  "{\"skipped\":\"opened\",\"yieldedTo\":\"%s\"}", hb->yield_by);
+        wk_buf_reset(&result);
+        if (wk_buf_appends(&result, res, NULL) == WK_OK)
+            add_bill(&result, &req, &src_req, &cfg->prices, m->job_id);
         WK_LOG(WK_LOG_INFO, "job.yielded", KV_STR("job_id", m->job_id),
                KV_STR("by", hb->yield_by), KV_INT("duration_ms", ms),
                KV_STR("outcome", "skipped"));
         metrics_job_finished(type, true, (double)ms / 1000.0, 0, 0);
-        finish_job(r, q, m, type, space_id, true, NULL, res, false, &done);
+        finish_job(r, q, m, type, space_id, true, NULL,
+                   result.len ? wk_buf_cstr(&result) : res, false, &done);
     } else if (rc == WK_E_CANCELLED && hb->yielded && !*r->stop) {
         /* preempted: back after a while, its upload kept; not an attempt */
         char prev[16], why[JOB_ID_MAX + 40];

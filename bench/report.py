@@ -31,7 +31,8 @@ the compass of issue 18:
 the bill itself names: its retries, the ranged GETs and multipart PUTs of
 objects above SILA_GET_CHUNK (bigGetExtra, bigPutExtra) and, on a server
 without conditional PUT (its "features" lack cond-put), the HEADs that
-stand in for If-None-Match.
+stand in for If-None-Match and the two GETs of each fenced manifest write
+(MANIFEST_WRITES).
 
 Targets, each a ratio sila / alternative from the same run and profile:
   plain (issue 6)
@@ -64,6 +65,9 @@ READY_TARGET_S = {"2g": 2.0}  # open->ready of the workload, plain profile, issu
 # upload checks, HEADs, the read-back of the archive's end).
 ARCHIVE_CONST = 16
 RESTORE_CONST = 16
+# manifest writes a job makes at most (archive: archiving, archived, and the
+# writes of its recovery paths; restore: restoring, ready, active)
+MANIFEST_WRITES = {"archive": 4, "unarchive": 3}
 RESTORE_READ_BYTES = 2 << 20  # SILA_RESTORE_READ_SIZE's default
 SHORT_OPS = {"GetObject": "GET", "HeadObject": "HEAD", "PutObject": "PUT",
              "ListObjectsV2": "LIST", "DeleteObjects": "DEL", "UploadPart": "PART",
@@ -82,18 +86,24 @@ def compass(op, files, bill, archive_bytes):
     # objects above the GET cap (read, and restored, in pieces by design),
     # HEADs in place of conditional PUTs
     extra, notes = retries, ["%d retries" % retries] if retries else []
-    heads = reqs.get("HeadObject", 0) if "cond-put" not in bill.get(
-        "features", "cond-put") else 0
+    nocond = "cond-put" not in bill.get("features", "cond-put")
+    heads = reqs.get("HeadObject", 0) if nocond else 0
     if heads:
         extra += heads
         notes.append("%d HEAD (no cond-put)" % heads)
+    # without conditional PUT each manifest write is fenced through Redis:
+    # the manifest is read before the PUT and read back after it
+    fenced = 2 * MANIFEST_WRITES[op] if nocond else 0
+    if fenced:
+        extra += fenced
+        notes.append("%d GET (fenced manifest writes)" % fenced)
     if op == "archive":
         big = int(bill.get("bigGetExtra", 0))
         parts = reqs.get("UploadPart", 0)
         bound = files + big + 2 * pages + parts + ARCHIVE_CONST + extra
         how = "%d+%d+2*%d+%d+%d" % (files, big, pages, parts, ARCHIVE_CONST)
         ok = (total <= bound and
-              reqs.get("GetObject", 0) <= files + big + 2 + retries and
+              reqs.get("GetObject", 0) <= files + big + 2 + fenced + retries and
               reqs.get("ListObjectsV2", 0) <= pages + 2 + retries and
               reqs.get("DeleteObjects", 0) <= pages + 1 + retries)
     else:

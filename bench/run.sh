@@ -67,7 +67,9 @@
 #              rclone copyto; unarchive: rclone copyto + unzip + rclone copy
 #   lower      archive: curl --parallel --parallel-max 32 GET of every object +
 #              one curl -T PUT of an archive-sized object (the aws-cli zip);
-#              unarchive: one GET of the archive + a parallel PUT of every object
+#              unarchive: one GET of the archive + a parallel PUT of every object;
+#              and, noted under the table, the ready point's own bound: a
+#              parallel PUT of just the files it waits for (metadata, ops/)
 # With each time, the S3 server's CPU seconds (user + system of its process,
 # from /proc/<pid>/stat) during that step: how much work each way of doing
 # the job asks of the server, and how busy it kept it.
@@ -696,6 +698,17 @@ run_ops() {
     [ "$t_low" = FAIL ] || { codes_ok "$d/put.codes" &&
         expect "[$name] curl PUTs" "$(count "restore/curl/$sid/")" "$files"; } || t_low=FAIL
     s3u rm "$BUCKET" "restore/curl/$sid/"
+    if [ "$t_ready" != - ]; then
+        # The ready point's own lower bound: a parallel PUT of just the
+        # files it waits for (how fast this server can take them at all).
+        local t_rlow n_ready
+        say "[$name] unarchive: curl lower bound of the ready point"
+        n_ready=$(s3u curl-put-ready "$E" "$BUCKET" "restore/curl-ready/$sid/" "$d/space" "$d/ready.cfg")
+        timed t_rlow curl_all "$d/ready.cfg" "$d/ready.codes" 2>"$d/lower-ready.log"
+        [ "$t_rlow" = FAIL ] || codes_ok "$d/ready.codes" || t_rlow=FAIL
+        echo "[$name] ready point: sila open->ready $t_ready s; curl lower bound (PUT of the $n_ready files it waits for, metadata and ops/, $PAR in parallel, nothing else): $t_rlow s" >>"$NOTES"
+        s3u rm "$BUCKET" "restore/curl-ready/$sid/"
+    fi
     result_row "${name% *}" "$files" "$bytes" unarchive
 }
 

@@ -13,6 +13,9 @@ Nothing here is timed: it sets up, checks and cleans between timed steps.
     s3util.py curl-put ENDPOINT BUCKET PREFIX DIR OUT
         write a curl config with one PUT (upload-file) per file of DIR to
         PREFIX<rel>
+    s3util.py curl-put-ready ENDPOINT BUCKET PREFIX DIR OUT
+        the same for the files a restore's ready point waits for only
+        (sila.md, space-v1/space.json, space-v1/secrets, space-v1/ops/...)
 
 Credentials and endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_REGION and AWS_ENDPOINT_URL_S3 (path-style).
@@ -88,11 +91,19 @@ def quote_cfg(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def ready_file(rel):
+    """What the worker's ready point waits for (jobs/job_unarchive.c ua_is_meta)."""
+    return (rel in ("sila.md", "space-v1/space.json", "space-v1/secrets")
+            or rel.startswith("space-v1/ops/"))
+
+
 def cmd_curl(kind, endpoint, bucket, prefix, root, out):
     base = endpoint.rstrip("/") + "/" + bucket + "/"
     n = 0
     with open(out, "w") as f:
         for path, rel in files_of(root):
+            if kind == "put-ready" and not ready_file(rel):
+                continue
             url = base + urllib.parse.quote(prefix + rel, safe="/-_.~")
             f.write("url = %s\n" % quote_cfg(url))
             if kind == "get":
@@ -113,7 +124,7 @@ def main(argv):
         cmd_rm(*args)
     elif cmd == "archive" and len(args) == 2:
         cmd_archive(*args)
-    elif cmd in ("curl-get", "curl-put") and len(args) == 5:
+    elif cmd in ("curl-get", "curl-put", "curl-put-ready") and len(args) == 5:
         cmd_curl(cmd[5:], *args)
     else:
         sys.exit(__doc__)

@@ -14,41 +14,6 @@
 #include "tests/integration/it_flow.h"
 #include "tests/integration/suites.h"
 
-/* GET url into path; the HTTP status (0: no answer). */
-static int http_get(const char *url, const char *path)
-{
-    char cmd[1200], code[16] = "";
-    FILE *p;
-
-    snprintf(cmd, sizeof(cmd),
-             "curl -s --noproxy '*' -m 5 -o '%s' -w '%%{http_code}' '%s'", path,
-             url);
-    p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    if (!fgets(code, sizeof(code), p))
-        code[0] = '\0';
-    pclose(p);
-    return (int)strtol(code, NULL, 10);
-}
-
-/* The value of one exposition line "name{labels} value", or -1. */
-static double metric(const char *path, const char *series)
-{
-    FILE *f = fopen(path, "r");
-    char line[1024];
-    double v = -1;
-    size_t n = strlen(series);
-
-    ck_assert_ptr_nonnull(f);
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
-            v = strtod(line + n + 1, NULL);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 static json_t *load_json(const char *path)
 {
     json_error_t je;
@@ -86,14 +51,14 @@ START_TEST(test_it_ops_metrics_health_stats_audit)
 
     /* healthy: the endpoint and the command agree */
     snprintf(murl, sizeof(murl), "http://%s/healthz", addr);
-    for (int i = 0; i < 100 && http_get(murl, mpath) != 200; i++)
+    for (int i = 0; i < 100 && it_http_get(murl, mpath) != 200; i++)
         it_sleep_ms(50);
-    ck_assert_int_eq(http_get(murl, mpath), 200);
+    ck_assert_int_eq(it_http_get(murl, mpath), 200);
     ck_assert_int_eq(it_cli(&e, "healthcheck", job, sizeof(job), out), 0);
     snprintf(murl, sizeof(murl), "http://%s/livez", addr);
-    ck_assert_int_eq(http_get(murl, mpath), 200);
+    ck_assert_int_eq(it_http_get(murl, mpath), 200);
     snprintf(murl, sizeof(murl), "http://%s/nope", addr);
-    ck_assert_int_eq(http_get(murl, mpath), 404);
+    ck_assert_int_eq(it_http_get(murl, mpath), 404);
 
     snprintf(args, sizeof(args), "enqueue archive %s --wait", id);
     ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 0);
@@ -101,29 +66,33 @@ START_TEST(test_it_ops_metrics_health_stats_audit)
     ck_assert_int_eq(it_cli(&e, args, job, sizeof(job), out), 0);
 
     snprintf(murl, sizeof(murl), "http://%s/metrics", addr);
-    ck_assert_int_eq(http_get(murl, mpath), 200);
-    ck_assert(metric(mpath, "sila_jobs_started_total{type=\"archive\"}") == 1);
-    ck_assert(metric(mpath, "sila_jobs_succeeded_total{type=\"archive\"}") ==
+    ck_assert_int_eq(it_http_get(murl, mpath), 200);
+    ck_assert(it_metric(mpath, "sila_jobs_started_total{type=\"archive\"}") ==
               1);
-    ck_assert(metric(mpath, "sila_jobs_succeeded_total{type=\"unarchive\"}") ==
+    ck_assert(it_metric(mpath, "sila_jobs_succeeded_total{type=\"archive\"}") ==
               1);
-    ck_assert(metric(mpath, "sila_jobs_failed_total{type=\"archive\"}") == 0);
-    ck_assert(metric(mpath, "sila_space_files_total{type=\"archive\"}") ==
+    ck_assert(
+        it_metric(mpath, "sila_jobs_succeeded_total{type=\"unarchive\"}") == 1);
+    ck_assert(it_metric(mpath, "sila_jobs_failed_total{type=\"archive\"}") ==
+              0);
+    ck_assert(it_metric(mpath, "sila_space_files_total{type=\"archive\"}") ==
               (double)ds.files);
-    ck_assert(metric(mpath, "sila_space_bytes_total{type=\"unarchive\"}") ==
+    ck_assert(it_metric(mpath, "sila_space_bytes_total{type=\"unarchive\"}") ==
               (double)ds.bytes);
-    ck_assert(metric(mpath,
-                     "sila_job_duration_seconds_count{type=\"archive\"}") == 1);
-    ck_assert(metric(mpath, "sila_job_duration_seconds_bucket{type=\"archive\","
-                            "le=\"+Inf\"}") == 1);
-    ck_assert(metric(mpath, "sila_s3_requests_total") > ds.files);
-    ck_assert(metric(mpath, "sila_s3_bytes_received_total") >= ds.bytes);
-    ck_assert(metric(mpath, "sila_s3_bytes_sent_total") >= ds.bytes / 2);
-    ck_assert(metric(mpath, "sila_s3_requests_in_flight") == 0);
-    ck_assert(metric(mpath, "sila_queue_waiting{lane=\"normal\"}") == 0);
-    ck_assert(metric(mpath, "sila_queue_running{lane=\"urgent\"}") == 0);
-    ck_assert(metric(mpath, "sila_dead_letters") == 0);
-    ck_assert(metric(mpath, "sila_redis_up") == 1);
+    ck_assert(
+        it_metric(mpath, "sila_job_duration_seconds_count{type=\"archive\"}") ==
+        1);
+    ck_assert(it_metric(mpath,
+                        "sila_job_duration_seconds_bucket{type=\"archive\","
+                        "le=\"+Inf\"}") == 1);
+    ck_assert(it_metric(mpath, "sila_s3_requests_total") > ds.files);
+    ck_assert(it_metric(mpath, "sila_s3_bytes_received_total") >= ds.bytes);
+    ck_assert(it_metric(mpath, "sila_s3_bytes_sent_total") >= ds.bytes / 2);
+    ck_assert(it_metric(mpath, "sila_s3_requests_in_flight") == 0);
+    ck_assert(it_metric(mpath, "sila_queue_waiting{lane=\"normal\"}") == 0);
+    ck_assert(it_metric(mpath, "sila_queue_running{lane=\"urgent\"}") == 0);
+    ck_assert(it_metric(mpath, "sila_dead_letters") == 0);
+    ck_assert(it_metric(mpath, "sila_redis_up") == 1);
 
     /* stats: from Redis alone */
     ck_assert_int_eq(it_cli(&e, "stats", job, sizeof(job), out), 0);

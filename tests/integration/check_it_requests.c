@@ -24,46 +24,11 @@
 #define IT_ARCHIVE_CONST 16
 #define IT_RESTORE_CONST 16
 
-/* GET url into path; the HTTP status (0: no answer). */
-static int http_get(const char *url, const char *path)
-{
-    char cmd[1200], code[16] = "";
-    FILE *p;
-
-    snprintf(cmd, sizeof(cmd),
-             "curl -s --noproxy '*' -m 5 -o '%s' -w '%%{http_code}' '%s'", path,
-             url);
-    p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    if (!fgets(code, sizeof(code), p))
-        code[0] = '\0';
-    pclose(p);
-    return (int)strtol(code, NULL, 10);
-}
-
-/* The value of the exposition line "series value", or -1. */
-static double metric(const char *path, const char *series)
-{
-    FILE *f = fopen(path, "r");
-    char line[1024];
-    double v = -1;
-    size_t n = strlen(series);
-
-    ck_assert_ptr_nonnull(f);
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
-            v = strtod(line + n + 1, NULL);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 static double op_metric(const char *path, const char *name, const char *op)
 {
     char series[160];
     snprintf(series, sizeof(series), "%s{op=\"%s\"}", name, op);
-    return metric(path, series);
+    return it_metric(path, series);
 }
 
 /* requests[op] of a result (0 when absent). */
@@ -138,9 +103,9 @@ START_TEST(test_it_requests_archive_unarchive_bill)
     snprintf(mpath, sizeof(mpath), "%s/metrics.txt", tmp);
     snprintf(murl, sizeof(murl), "http://%s/metrics", addr);
     w = it_start_worker(&e, log);
-    for (int i = 0; i < 100 && http_get(murl, mpath) != 200; i++)
+    for (int i = 0; i < 100 && it_http_get(murl, mpath) != 200; i++)
         it_sleep_ms(50);
-    ck_assert_int_eq(http_get(murl, mpath), 200);
+    ck_assert_int_eq(it_http_get(murl, mpath), 200);
     /* the worker's own start-up requests are already counted */
     get0 = op_metric(mpath, "sila_s3_requests_total", "GetObject");
     put0 = op_metric(mpath, "sila_s3_requests_total", "PutObject");
@@ -187,7 +152,7 @@ START_TEST(test_it_requests_archive_unarchive_bill)
                      (json_int_t)ds.bytes);
 
     /* /metrics: the process-wide counters moved by at least the jobs' */
-    ck_assert_int_eq(http_get(murl, mpath), 200);
+    ck_assert_int_eq(it_http_get(murl, mpath), 200);
     ck_assert(op_metric(mpath, "sila_s3_requests_total", "GetObject") >=
               get0 +
                   (double)(req_of(ar, "GetObject") + req_of(ua, "GetObject")));
@@ -200,7 +165,7 @@ START_TEST(test_it_requests_archive_unarchive_bill)
               (double)dels);
     ck_assert(op_metric(mpath, "sila_s3_retries_total", "GetObject") == 0);
     /* the unlabelled totals are still there, and are the sums */
-    ck_assert(metric(mpath, "sila_s3_requests_total") >=
+    ck_assert(it_metric(mpath, "sila_s3_requests_total") >=
               (double)(req_sum(ar) + req_sum(ua)));
 
     /* the audit entries carry the same bill */

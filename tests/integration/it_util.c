@@ -434,3 +434,36 @@ bool it_wait_in_log(const char *pattern, const char *file, int secs)
     }
     return false;
 }
+
+int it_http_get(const char *url, const char *path)
+{
+    char cmd[1200], code[16] = "";
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd),
+             "curl -s --noproxy '*' -m 5 -o '%s' -w '%%{http_code}' '%s'", path,
+             url);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    if (!fgets(code, sizeof(code), p))
+        code[0] = '\0';
+    pclose(p);
+    return (int)strtol(code, NULL, 10);
+}
+
+double it_metric(const char *path, const char *series)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    double v = -1;
+    size_t n = strlen(series);
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+            v = strtod(line + n + 1, NULL);
+            break;
+        }
+    fclose(f);
+    return v;
+}

@@ -89,6 +89,12 @@ void it_write_file(const char *path, const char *text);
 /* Sleep for ms milliseconds. */
 void it_sleep_ms(unsigned ms);
 
+/* GET url into path with curl; the HTTP status (0: no answer). */
+int it_http_get(const char *url, const char *path);
+/* The value of the exposition line "name{labels} value" in the file at
+ * path (a /metrics page), or -1 when there is none. */
+double it_metric(const char *path, const char *series);
+
 /* Start any program (argv[0] looked up in PATH), output to log_path. */
 pid_t it_spawn_prog(const char *const *argv, const char *log_path);
 

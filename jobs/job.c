@@ -28,7 +28,7 @@
 void job_config_defaults(struct job_config *cfg)
 {
     cfg->part_bytes = 5u * MIB;
-    cfg->parts_in_flight = 4;
+    cfg->parts_in_flight = 2;
     cfg->window_bytes = 16u * MIB;
     cfg->window_objects = 64;
     cfg->chunk_bytes = 8u * MIB;

@@ -709,6 +709,16 @@ enum wk_code awsc_provider_get(struct awsc_provider *p, struct awsc_creds *snap,
     return rc;
 }
 
+void awsc_provider_expired(struct awsc_provider *p, uint64_t gen)
+{
+    pthread_mutex_lock(&p->mu);
+    if (gen != 0 && p->cur.gen == gen && p->cur.expires_ms != 0) {
+        p->refresh_at_ms = 1; /* due now */
+        p->retry_at_ms = 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
 static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct awsc_provider *shared_p;
 

@@ -192,6 +192,12 @@ enum awsc_source awsc_provider_source(const struct awsc_provider *p);
 enum wk_code awsc_provider_get(struct awsc_provider *p, struct awsc_creds *snap,
                                struct wk_err *err);
 
+/* The server refused credentials of generation gen as expired (an
+ * ExpiredToken answer: signed just before their end, they arrived after
+ * it): when they are still the current ones, the next get fetches new
+ * ones instead of waiting for the refresh point. Thread safe. */
+void awsc_provider_expired(struct awsc_provider *p, uint64_t gen);
+
 /* The process-wide provider of the chain from the environment, made on the
  * first call (later calls return the same one; a failure is not kept, the
  * next call tries again). Lives until exit. Thread safe. */

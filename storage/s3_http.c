@@ -203,6 +203,12 @@ static void attempt_done(struct s3_client *cl, struct s3_xfer *x, CURLcode res)
     } else if (!s3_status_ok(x->status)) {
         s3_xfer_http_error(cl, x, x->errbody.data, x->errbody.len, &e);
         retry = wk_err_transient(&e);
+        if (!retry && cl->prov && strcmp(e.s3_code, "ExpiredToken") == 0) {
+            /* signed just before the credentials' end, arrived after it:
+             * new ones, and the request again (as the AWS SDKs do) */
+            awsc_provider_expired(cl->prov, cl->snap->gen);
+            retry = true;
+        }
     } else if (strcmp(req->method, "GET") == 0 && x->status != 200 &&
                x->status != 206) {
         /* 204, 203...: S3 never answers a GET so; no body is not an

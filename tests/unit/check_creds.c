@@ -289,6 +289,39 @@ START_TEST(test_creds_provider_refresh_keeps_old)
 }
 END_TEST
 
+/* An ExpiredToken answer for the current credentials makes the next get
+ * fetch new ones at once; one for older credentials changes nothing. */
+START_TEST(test_creds_provider_expired_refetches)
+{
+    struct awsc_provider *p = NULL;
+    struct awsc_creds snap;
+    struct wk_err err;
+    uint64_t old;
+
+    memset(&snap, 0, sizeof(snap));
+    fake_now = 1000000;
+    fetches = 0;
+    fail_next = false;
+    wk_err_clear(&err);
+    ck_assert_int_eq(
+        awsc_provider_new_fn(fake_fetch, NULL, fake_clock, &p, &err), WK_OK);
+    ck_assert_int_eq(awsc_provider_get(p, &snap, &err), WK_OK);
+    ck_assert_str_eq(snap.access_key, "AK1");
+    old = snap.gen;
+    fake_now += 1000; /* far from the refresh point */
+    awsc_provider_expired(p, old);
+    ck_assert_int_eq(awsc_provider_get(p, &snap, &err), WK_OK);
+    ck_assert_int_eq(fetches, 2);
+    ck_assert_str_eq(snap.access_key, "AK2");
+    /* a late answer about the old ones: no fetch */
+    awsc_provider_expired(p, old);
+    ck_assert_int_eq(awsc_provider_get(p, &snap, &err), WK_OK);
+    ck_assert_int_eq(fetches, 2);
+    ck_assert_str_eq(snap.access_key, "AK2");
+    awsc_provider_free(p);
+}
+END_TEST
+
 /* A migrate source's own keys (SILA_SOURCE_AWS_*) stay static keys even
  * when the store's credentials come from a pinned chain source. */
 START_TEST(test_creds_source_keys_stay_static)
@@ -338,6 +371,7 @@ Suite *creds_suite(void)
     tcase_add_test(tc, test_creds_parse_json);
     tcase_add_test(tc, test_creds_refresh_times);
     tcase_add_test(tc, test_creds_provider_refresh_keeps_old);
+    tcase_add_test(tc, test_creds_provider_expired_refetches);
     tcase_add_test(tc, test_creds_source_keys_stay_static);
     suite_add_tcase(s, tc);
     return s;

@@ -230,6 +230,7 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
     enum wk_code rc;
 
     memset(&r, 0, sizeof(r));
+    rrec_init(&r.rec);
     memset(&want, 0, sizeof(want));
     memset(&cd, 0, sizeof(cd));
     wk_buf_init(&mbuf, 1u << 20);
@@ -531,6 +532,20 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         }
     }
     flipped = true;
+    if (!want.enc.on) {
+        /* The restore record: what the next archive may copy from this
+         * archive instead of reading it again. Best effort: without it,
+         * that archive reads every object. */
+        struct wk_err rerr;
+        wk_err_clear(&rerr);
+        if (rrec_put(ctx->store, &r.rec, job->space_id, want.key, want.checksum,
+                     want.size, job->id, m->restored_at, &rerr) != WK_OK)
+            WK_LOG(WK_LOG_WARN, "unarchive.record_failed",
+                   KV_STR("job_id", job->id), KV_STR("msg", rerr.msg));
+        else
+            WK_LOG(WK_LOG_INFO, "unarchive.recorded", KV_STR("job_id", job->id),
+                   KV_INT("objects", r.rec.n));
+    }
     {
         int64_t ms = since_request(ctx, t0);
         json_t *o = json_object();
@@ -587,6 +602,7 @@ out:
     wk_buf_release(&r.src.plain);
     ua_src_close(&r.src);
     ua_put_release(&r);
+    rrec_release(&r.rec);
     for (size_t i = 0; i < r.n_written; i++)
         free(r.written[i]);
     free(r.written);

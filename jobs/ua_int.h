@@ -13,6 +13,7 @@
 #include "common/wk_err.h"
 #include "jobs/job.h"
 #include "jobs/progress.h"
+#include "jobs/rrec.h"
 #include "storage/store.h"
 
 struct mf_archive;
@@ -151,6 +152,9 @@ struct ua_run {
                                        this restore ran (If-None-Match) */
     struct prog prog;
     struct ua_want want; /* (R) */
+    /* the restore record (jobs/rrec.h): each object written by a single
+     * PUT of ours, with the ETag of that PUT */
+    struct rrec rec;
     /* the store has conditional PUT; without it, if_absent is a HEAD and
      * a PUT (storage), and content-addressed blobs go as plain PUTs */
     bool cond_put;

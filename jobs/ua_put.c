@@ -185,6 +185,11 @@ static enum wk_code batch_take(struct ua_run *r, struct ua_batch *b,
         }
         if (reqs[i].err.code == WK_OK || ours) {
             enum wk_code wrc = note_written(r, b->slots[i].key, err);
+            /* only what this very PUT's reply said (never a later
+             * read: that could be a user's write) */
+            if (wrc == WK_OK && reqs[i].err.code == WK_OK)
+                wrc = rrec_note(&r->rec, b->slots[i].key + strlen(r->prefix),
+                                reqs[i].etag, err);
             if (nrc == WK_OK)
                 nrc = wrc;
         }

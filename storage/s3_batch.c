@@ -278,8 +278,10 @@ enum wk_code s3_store_put_start(struct store *base, struct store_put *reqs,
     enum wk_code rc;
 
     *out = NULL;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         wk_err_clear(&reqs[i].err);
+        reqs[i].etag[0] = '\0';
+    }
     if (!p)
         return wk_err_set(err, WK_E_NOMEM, "put: out of memory");
     rc = batch_alloc(&p->b, n, "put", err);
@@ -335,6 +337,9 @@ enum wk_code s3_store_put_finish(struct store *base, struct store_put_batch *p,
         if (r->xfer || r->done) /* (not started: its error is in r) */
             (void)s3_client_wait(st->cl, r, &we); /* outcome: in r */
         wk_err_copy(e, &r->err);
+        if (e->code == WK_OK)
+            snprintf(p->reqs[p->b.idx[k]].etag,
+                     sizeof(p->reqs[p->b.idx[k]].etag), "%s", r->etag);
         if (p->reqs[p->b.idx[k]].if_absent && e->http_status == 412)
             e->code = WK_E_CONFLICT; /* the object exists */
     }
@@ -373,7 +378,7 @@ enum wk_code s3_store_put_many(struct store *base, struct store_put *reqs,
 enum wk_code s3_store_put(struct store *base, const char *key, const void *p,
                           size_t n, struct wk_err *err)
 {
-    struct store_put one = { key, p, n, { 0 }, false };
+    struct store_put one = { key, p, n, { 0 }, false, { 0 } };
     return s3_store_put_many(base, &one, 1, err);
 }
 

@@ -245,10 +245,20 @@ enum wk_code store_get_many_serial(struct store *st, struct store_get *reqs,
 static enum wk_code put_one(struct store *st, struct store_put *pr)
 {
     wk_err_clear(&pr->err);
+    pr->etag[0] = '\0';
     if (pr->if_absent)
-        return store_put_if(st, pr->key, pr->data, pr->len, "", NULL, 0,
-                            &pr->err);
-    return store_put(st, pr->key, pr->data, pr->len, &pr->err);
+        return store_put_if(st, pr->key, pr->data, pr->len, "", pr->etag,
+                            sizeof(pr->etag), &pr->err);
+    if (store_put(st, pr->key, pr->data, pr->len, &pr->err) != WK_OK)
+        return pr->err.code;
+    {
+        struct store_stat cur;
+        struct wk_err herr;
+        wk_err_clear(&herr);
+        if (store_head(st, pr->key, &cur, &herr) == WK_OK)
+            snprintf(pr->etag, sizeof(pr->etag), "%s", cur.etag);
+    }
+    return WK_OK;
 }
 
 enum wk_code store_put_many_serial(struct store *st, struct store_put *reqs,

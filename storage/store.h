@@ -87,6 +87,10 @@ struct store_put {
      * put_if with ""): an existing object is kept and this request fails
      * with WK_E_CONFLICT. A server that ignores the header overwrites. */
     bool if_absent;
+    /* Out: the ETag the store gave this PUT (S3: from its own response,
+     * quotes removed; fs, mem: looked up right after the write), or "" when
+     * it failed or the store did not say. */
+    char etag[80];
 };
 
 struct store_writer_opts {

@@ -47,52 +47,7 @@
 #include "storage/store_hash.h"
 #include "zip/zip_fmt.h"
 
-#define ZIPW_U32_MAX  0xffffffffu
-#define ZIPW_U16_MAX  0xffffu
-#define ZIPW_UT_BYTES 9u      /* id, size, flags, mtime */
-#define ZIPW_MADE_BY  0x032du /* Unix, APPNOTE 4.5 */
-#define ZIPW_EXT_ATTR (0100644u << 16)
-/* Ceiling of the central directory kept in memory (~12 million entries of
- * 100-byte names; the entry count hits other limits long before). */
-#define ZIPW_CD_MAX ((size_t)2 << 30)
-
-struct zipw {
-    struct store_writer *sink; /* borrowed */
-    struct store_sha256 *hash; /* owned */
-    uint64_t bytes_out;
-    int level;
-    unsigned char *blk; /* owned: ZIPW_BLOCK_BYTES of output */
-    size_t blk_len;
-    z_stream z; /* owned once z_ready */
-    bool z_ready;
-    int z_level; /* the level z is set to */
-
-    /* the current entry */
-    char name[128]; /* cut for messages */
-    uint64_t entry_size;
-    uint64_t entry_written;
-    uint64_t entry_offset; /* of its local header */
-    uint64_t entry_csize;  /* data bytes out so far */
-    uint32_t entry_crc;
-    uint32_t want_crc; /* stored: the CRC announced */
-    uint16_t entry_flags;
-    bool entry_stored;
-    bool entry_zip64;   /* ZIP64 extra in the local header */
-    uint32_t entry_dos; /* date << 16 | time */
-    uint32_t entry_ut;  /* mtime for the UT field */
-
-    struct wk_buf cd;      /* owned: the central directory so far */
-    struct zipw_rec *recs; /* owned: one per completed entry */
-    size_t n_recs, cap_recs;
-    bool in_entry;
-    bool finished;
-    bool failed;
-    char hex[65];            /* SHA-256 of the output, set by zipw_finish() */
-    struct wk_nameset names; /* owned: every entry name so far */
-    const char *cur_name;    /* borrowed: the name given to begin */
-    size_t cur_name_len;
-    char *cd_name; /* owned: the current entry's name for its CD record */
-};
+#include "zip/zipw_int.h"
 
 uint32_t zipw_crc32(uint32_t crc, const void *p, size_t n)
 {
@@ -137,8 +92,8 @@ static enum wk_code blk_flush(struct zipw *zw, struct wk_err *err)
 
 /* Append n bytes to the output (through the block, or straight from p
  * while the block is empty: whole blocks only). */
-static enum wk_code out_put(struct zipw *zw, const void *p, size_t n,
-                            struct wk_err *err)
+enum wk_code zipw_out_put(struct zipw *zw, const void *p, size_t n,
+                          struct wk_err *err)
 {
     const unsigned char *c = p;
     enum wk_code rc;
@@ -207,8 +162,23 @@ static enum wk_code z_run(struct zipw *zw, int flush, struct wk_err *err)
 
 /* ---- helpers ---- */
 
-static enum wk_code check_usable(const struct zipw *zw, const char *what,
-                                 struct wk_err *err)
+enum wk_code zipw_rec_room(struct zipw *zw, struct wk_err *err)
+{
+    if (zw->n_recs == zw->cap_recs) {
+        size_t ncap = zw->cap_recs ? zw->cap_recs * 2 : 256;
+        struct zipw_rec *v = realloc(zw->recs, ncap * sizeof(*v));
+        if (!v) {
+            zw->failed = true;
+            return wk_err_set(err, WK_E_NOMEM, "zip: out of memory");
+        }
+        zw->recs = v;
+        zw->cap_recs = ncap;
+    }
+    return WK_OK;
+}
+
+enum wk_code zipw_check_usable(const struct zipw *zw, const char *what,
+                               struct wk_err *err)
 {
     if (zw->failed)
         return wk_err_set(err, WK_E_INTERNAL,
@@ -317,13 +287,13 @@ static enum wk_code z_prepare(struct zipw *zw, int level, struct wk_err *err)
 }
 
 /* The checks every begin makes; the name is remembered for the record. */
-static enum wk_code begin_checks(struct zipw *zw, const char *name,
-                                 uint64_t size, struct wk_err *err)
+enum wk_code zipw_begin_checks(struct zipw *zw, const char *name, uint64_t size,
+                               struct wk_err *err)
 {
     const char *problem;
     char shown[sizeof(zw->name)];
     size_t n = strlen(name);
-    enum wk_code rc = check_usable(zw, "zip entry", err);
+    enum wk_code rc = zipw_check_usable(zw, "zip entry", err);
 
     if (rc != WK_OK)
         return rc;
@@ -396,11 +366,11 @@ static enum wk_code local_header(struct zipw *zw, uint16_t method,
     zip_put32(h + 22, us32);
     zip_put16(h + 26, (unsigned)zw->cur_name_len);
     zip_put16(h + 28, (unsigned)(q - x));
-    rc = out_put(zw, h, sizeof(h), err);
+    rc = zipw_out_put(zw, h, sizeof(h), err);
     if (rc == WK_OK)
-        rc = out_put(zw, zw->cur_name, zw->cur_name_len, err);
+        rc = zipw_out_put(zw, zw->cur_name, zw->cur_name_len, err);
     if (rc == WK_OK)
-        rc = out_put(zw, x, (size_t)(q - x), err);
+        rc = zipw_out_put(zw, x, (size_t)(q - x), err);
     return rc;
 }
 
@@ -442,7 +412,7 @@ enum wk_code zipw_entry_begin(struct zipw *zw, const char *name, uint64_t size,
                               time_t mtime, int store, struct wk_err *err)
 {
     int level = (zw->level == 0 || store) ? 0 : zw->level;
-    enum wk_code rc = begin_checks(zw, name, size, err);
+    enum wk_code rc = zipw_begin_checks(zw, name, size, err);
 
     if (rc != WK_OK)
         return rc;
@@ -463,7 +433,7 @@ enum wk_code zipw_entry_begin_stored(struct zipw *zw, const char *name,
                                      uint64_t size, time_t mtime, uint32_t crc,
                                      struct wk_err *err)
 {
-    enum wk_code rc = begin_checks(zw, name, size, err);
+    enum wk_code rc = zipw_begin_checks(zw, name, size, err);
 
     if (rc != WK_OK)
         return rc;
@@ -476,11 +446,11 @@ enum wk_code zipw_entry_write(struct zipw *zw, const void *p, size_t n,
                               struct wk_err *err)
 {
     const unsigned char *c = p;
-    enum wk_code rc = check_usable(zw, "zip entry write", err);
+    enum wk_code rc = zipw_check_usable(zw, "zip entry write", err);
 
     if (rc != WK_OK)
         return rc;
-    if (!zw->in_entry) {
+    if (!zw->in_entry || zw->copying) {
         zw->failed = true;
         return wk_err_set(err, WK_E_INTERNAL,
                           "zip entry write: no entry is open");
@@ -498,7 +468,7 @@ enum wk_code zipw_entry_write(struct zipw *zw, const void *p, size_t n,
     zw->entry_written += n;
     if (zw->entry_stored) {
         zw->entry_csize += n;
-        return out_put(zw, c, n, err);
+        return zipw_out_put(zw, c, n, err);
     }
     while (n > 0) {
         uInt k = n > (size_t)1 << 30 ? (uInt)1 << 30 : (uInt)n;
@@ -514,7 +484,7 @@ enum wk_code zipw_entry_write(struct zipw *zw, const void *p, size_t n,
 }
 
 /* The entry's central directory record, appended to zw->cd. */
-static enum wk_code cd_append(struct zipw *zw, struct wk_err *err)
+enum wk_code zipw_cd_append(struct zipw *zw, struct wk_err *err)
 {
     unsigned char h[ZIP_CD_FIXED];
     unsigned char x[28 + ZIPW_UT_BYTES], *q = x + 4;
@@ -566,11 +536,11 @@ static enum wk_code cd_append(struct zipw *zw, struct wk_err *err)
 
 enum wk_code zipw_entry_end(struct zipw *zw, struct wk_err *err)
 {
-    enum wk_code rc = check_usable(zw, "zip entry end", err);
+    enum wk_code rc = zipw_check_usable(zw, "zip entry end", err);
 
     if (rc != WK_OK)
         return rc;
-    if (!zw->in_entry) {
+    if (!zw->in_entry || zw->copying) {
         zw->failed = true;
         return wk_err_set(err, WK_E_INTERNAL,
                           "zip entry end: no entry is open");
@@ -591,16 +561,9 @@ enum wk_code zipw_entry_end(struct zipw *zw, struct wk_err *err)
                           zw->name, (unsigned long)zw->entry_crc,
                           (unsigned long)zw->want_crc);
     }
-    if (zw->n_recs == zw->cap_recs) {
-        size_t ncap = zw->cap_recs ? zw->cap_recs * 2 : 256;
-        struct zipw_rec *v = realloc(zw->recs, ncap * sizeof(*v));
-        if (!v) {
-            zw->failed = true;
-            return wk_err_set(err, WK_E_NOMEM, "zip: out of memory");
-        }
-        zw->recs = v;
-        zw->cap_recs = ncap;
-    }
+    rc = zipw_rec_room(zw, err);
+    if (rc != WK_OK)
+        return rc;
     if (!zw->entry_stored) {
         unsigned char d[24], *q = d;
 
@@ -627,11 +590,11 @@ enum wk_code zipw_entry_end(struct zipw *zw, struct wk_err *err)
             q = zip_put32(q, (uint32_t)zw->entry_csize);
             q = zip_put32(q, (uint32_t)zw->entry_written);
         }
-        rc = out_put(zw, d, (size_t)(q - d), err);
+        rc = zipw_out_put(zw, d, (size_t)(q - d), err);
         if (rc != WK_OK)
             return rc;
     }
-    rc = cd_append(zw, err);
+    rc = zipw_cd_append(zw, err);
     if (rc != WK_OK)
         return rc;
     zw->recs[zw->n_recs].size = zw->entry_written;
@@ -646,7 +609,7 @@ enum wk_code zipw_finish(struct zipw *zw, struct wk_err *err)
 {
     unsigned char e[ZIP_Z64_BYTES + ZIP_LOC_BYTES + ZIP_EOCD_BYTES], *q = e;
     uint64_t cd_off, cd_size, n = zw->n_recs;
-    enum wk_code rc = check_usable(zw, "zip finish", err);
+    enum wk_code rc = zipw_check_usable(zw, "zip finish", err);
 
     if (rc != WK_OK)
         return rc;
@@ -657,7 +620,7 @@ enum wk_code zipw_finish(struct zipw *zw, struct wk_err *err)
     }
     cd_off = out_pos(zw);
     cd_size = zw->cd.len;
-    rc = out_put(zw, zw->cd.data, zw->cd.len, err);
+    rc = zipw_out_put(zw, zw->cd.data, zw->cd.len, err);
     if (rc != WK_OK)
         return rc;
     if (n >= ZIPW_U16_MAX || cd_size >= ZIPW_U32_MAX ||
@@ -688,7 +651,7 @@ enum wk_code zipw_finish(struct zipw *zw, struct wk_err *err)
                   cd_size >= ZIPW_U32_MAX ? ZIPW_U32_MAX : (uint32_t)cd_size);
     q = zip_put32(q, cd_off >= ZIPW_U32_MAX ? ZIPW_U32_MAX : (uint32_t)cd_off);
     q = zip_put16(q, 0); /* comment */
-    rc = out_put(zw, e, (size_t)(q - e), err);
+    rc = zipw_out_put(zw, e, (size_t)(q - e), err);
     if (rc == WK_OK)
         rc = blk_flush(zw, err);
     if (rc != WK_OK)

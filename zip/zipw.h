@@ -73,6 +73,29 @@ enum wk_code zipw_entry_write(struct zipw *zw, const void *p, size_t n,
                               struct wk_err *err);
 enum wk_code zipw_entry_end(struct zipw *zw, struct wk_err *err);
 
+/* Copy an entry whole from an earlier archive written by zipw (a re-archive
+ * of a space that barely changed): its local header, data and data
+ * descriptor, rec_len bytes, handed over in order with zipw_copy_write(),
+ * placed at the current offset. name, usize, csize and crc are the entry's
+ * values in that archive's central directory. The record is checked as it
+ * passes: the local header's signature, name, method (0 or 8), no
+ * encryption; a stored entry with its CRC-32 and sizes in the header and no
+ * data descriptor (data CRC-checked on the way); a deflated one with a
+ * data descriptor that says crc and both sizes (its data is not inflated);
+ * and header + data + descriptor = rec_len. Extra fields other than ZIP64
+ * and UT, or more than ZIPW_CP_EXTRA_MAX bytes of them, are refused (not
+ * a record zipw wrote). Failures are WK_E_CORRUPT (the zipw is then
+ * unusable: write the archive again without copies). The central
+ * directory record is rebuilt from the header (flags, method, DOS time,
+ * the UT mtime, ZIP64) with the new offset, so the new archive holds what
+ * a fresh entry of the same bytes and mtime would. */
+enum wk_code zipw_copy_begin(struct zipw *zw, const char *name, uint64_t usize,
+                             uint64_t csize, uint32_t crc, uint64_t rec_len,
+                             struct wk_err *err);
+enum wk_code zipw_copy_write(struct zipw *zw, const void *p, size_t n,
+                             struct wk_err *err);
+enum wk_code zipw_copy_end(struct zipw *zw, struct wk_err *err);
+
 /* Write the central directory and flush everything to the sink. */
 enum wk_code zipw_finish(struct zipw *zw, struct wk_err *err);
 

@@ -473,8 +473,8 @@ END_TEST
 
 START_TEST(test_store_fs_get_many_put_many)
 {
-    struct store_put puts[2] = { { "p/1", "one", 3, { 0 }, false },
-                                 { "p/q/2", "two!", 4, { 0 }, false } };
+    struct store_put puts[2] = { { "p/1", "one", 3, { 0 }, false, { 0 } },
+                                 { "p/q/2", "two!", 4, { 0 }, false, { 0 } } };
     struct wk_buf b[3];
     struct store_get reqs[3];
 

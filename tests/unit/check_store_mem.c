@@ -320,12 +320,19 @@ END_TEST
 
 START_TEST(test_store_mem_get_many_put_many)
 {
-    struct store_put puts[2] = { { "p/1", "one", 3, { 0 }, false },
-                                 { "p/2", "two!", 4, { 0 }, false } };
+    struct store_put puts[2] = { { "p/1", "one", 3, { 0 }, false, { 0 } },
+                                 { "p/2", "two!", 4, { 0 }, false, { 0 } } };
     struct wk_buf b[3];
     struct store_get reqs[3];
 
     ck_assert_int_eq(store_put_many(st, puts, 2, &err), WK_OK);
+    for (int i = 0; i < 2; i++) {
+        /* each PUT says the ETag it made (what a restore records) */
+        struct store_stat sb;
+        ck_assert_int_eq(store_head(st, puts[i].key, &sb, &err), WK_OK);
+        ck_assert_str_ne(puts[i].etag, "");
+        ck_assert_str_eq(puts[i].etag, sb.etag);
+    }
     for (int i = 0; i < 3; i++)
         wk_buf_init(&b[i], 100);
     memset(reqs, 0, sizeof(reqs));

@@ -998,6 +998,201 @@ START_TEST(test_zipw_zip64_many_entries)
 }
 END_TEST
 
+/* ---- entries copied from an earlier archive (zipw_copy_*) ---- */
+
+struct cd_rows {
+    struct zipcd_entry e[8];
+    char names[8][128];
+    size_t n;
+};
+
+static enum wk_code collect_cd(const struct zipcd_entry *e, void *ud,
+                               struct wk_err *err)
+{
+    struct cd_rows *c = ud;
+    (void)err;
+    ck_assert_uint_lt(c->n, 8);
+    c->e[c->n] = *e;
+    snprintf(c->names[c->n], sizeof(c->names[0]), "%s", e->name);
+    c->e[c->n].name = c->names[c->n];
+    c->n++;
+    return WK_OK;
+}
+
+/* Archive A's central directory (A written by build_zip). */
+static void read_cd(const struct wk_buf *a, struct cd_rows *c,
+                    struct zipcd_info *info)
+{
+    struct store *st = NULL;
+    struct wk_err err;
+
+    wk_err_clear(&err);
+    memset(c, 0, sizeof(*c));
+    ck_assert_int_eq(store_mem_new(&st, &err), WK_OK);
+    ck_assert_int_eq(store_put(st, "a.zip", a->data, a->len, &err), WK_OK);
+    ck_assert_msg(zipcd_read(st, "a.zip", a->len, NULL, 0, collect_cd, c, info,
+                             &err) == WK_OK,
+                  "%s", err.msg);
+    store_free(st);
+}
+
+static uint64_t rec_len_of(const struct cd_rows *c,
+                           const struct zipcd_info *info, size_t i)
+{
+    uint64_t end = i + 1 < c->n ? c->e[i + 1].offset : info->cd_offset;
+    return end - c->e[i].offset;
+}
+
+/* B: entry i copied from A's bytes when copy(i), else written fresh;
+ * each copy handed over in two pieces split at `split` bytes. Returns the
+ * first failure's code (err says it). */
+static enum wk_code build_mixed(const struct wk_buf *a, const struct cd_rows *c,
+                                const struct zipcd_info *info, unsigned mask,
+                                size_t split, struct wk_buf *out,
+                                struct wk_err *err)
+{
+    struct store *st = NULL;
+    struct store_writer *w = NULL;
+    struct zipw *zw = NULL;
+    struct zipw_opts opts = { .level = 6 };
+    enum wk_code rc;
+
+    ck_assert_int_eq(store_mem_new(&st, err), WK_OK);
+    ck_assert_int_eq(store_open_write(st, "b.zip", NULL, &w, err), WK_OK);
+    ck_assert_int_eq(zipw_new(w, &opts, &zw, err), WK_OK);
+    rc = WK_OK;
+    for (size_t i = 0; i < n_entries && rc == WK_OK; i++) {
+        const struct tentry *t = &entries[i];
+        if (mask & (1u << i)) {
+            const struct zipcd_entry *e = &c->e[i];
+            uint64_t len = rec_len_of(c, info, i);
+            size_t k = split < len ? split : (size_t)len;
+            rc = zipw_copy_begin(zw, e->name, e->usize, e->csize, e->crc, len,
+                                 err);
+            if (rc == WK_OK)
+                rc = zipw_copy_write(zw, a->data + e->offset, k, err);
+            if (rc == WK_OK)
+                rc = zipw_copy_write(zw, a->data + e->offset + k, len - k, err);
+            if (rc == WK_OK)
+                rc = zipw_copy_end(zw, err);
+            continue;
+        }
+        rc = t->store
+                 ? zipw_entry_begin_stored(zw, t->name, t->len, t->mtime,
+                                           zipw_crc32(0, t->data, t->len), err)
+                 : zipw_entry_begin(zw, t->name, t->len, t->mtime, 0, err);
+        if (rc == WK_OK)
+            rc = zipw_entry_write(zw, t->data, t->len, err);
+        if (rc == WK_OK)
+            rc = zipw_entry_end(zw, err);
+    }
+    if (rc == WK_OK)
+        rc = zipw_finish(zw, err);
+    if (rc == WK_OK)
+        rc = store_writer_commit(w, err);
+    zipw_free(zw);
+    store_writer_free(w);
+    if (rc == WK_OK) {
+        wk_buf_init(out, 16u << 20);
+        ck_assert_int_eq(store_get_all(st, "b.zip", out, err), WK_OK);
+    }
+    store_free(st);
+    return rc;
+}
+
+START_TEST(test_zipw_copy_gives_the_same_bytes)
+{
+    struct wk_buf a, b;
+    struct cd_rows c;
+    struct zipcd_info info;
+    struct wk_err err;
+    char hex[65];
+    uint64_t n;
+    /* every mix of copied and fresh entries, the copies cut at several
+     * places (inside the fixed header, the name, the extra, the data) */
+    const unsigned masks[] = { 0x3f, 0x15, 0x2a, 0x01, 0x20 };
+    const size_t splits[] = { 0, 7, 35, 60, 1000 };
+
+    wk_err_clear(&err);
+    build_zip(6, &a, hex, &n);
+    read_cd(&a, &c, &info);
+    ck_assert_uint_eq(c.n, n_entries);
+    for (size_t m = 0; m < sizeof(masks) / sizeof(masks[0]); m++)
+        for (size_t s = 0; s < sizeof(splits) / sizeof(splits[0]); s++) {
+            ck_assert_msg(build_mixed(&a, &c, &info, masks[m], splits[s], &b,
+                                      &err) == WK_OK,
+                          "mask %x split %zu: %s", masks[m], splits[s],
+                          err.msg);
+            /* byte for byte what a fresh archive of the same entries is */
+            ck_assert_uint_eq(b.len, a.len);
+            ck_assert(memcmp(b.data, a.data, a.len) == 0);
+            wk_buf_release(&b);
+        }
+    /* and libarchive reads the copy as written */
+    ck_assert_int_eq(build_mixed(&a, &c, &info, 0x2a, 9, &b, &err), WK_OK);
+    read_back(&b, false);
+    read_back(&b, true);
+    wk_buf_release(&b);
+    wk_buf_release(&a);
+}
+END_TEST
+
+/* A copy of a damaged record fails as corrupt, never a wrong archive. */
+START_TEST(test_zipw_copy_refuses_damaged_records)
+{
+    struct wk_buf a, b;
+    struct cd_rows c;
+    struct zipcd_info info;
+    struct wk_err err;
+    char hex[65];
+    uint64_t n;
+    size_t stored = 2, deflated = 0; /* files/stored.bin, space.json */
+    struct {
+        size_t entry;
+        size_t at; /* byte of the record to flip */
+    } cases[] = {
+        { 2, 0 },                     /* signature */
+        { 2, 31 },                    /* a name byte */
+        { 2, 8 },                     /* method */
+        { 2, 14 },                    /* CRC-32 in the header */
+        { 2, 30 + 16 + 1 + 9 + 100 }, /* stored data: its CRC */
+        { 0, 6 },                     /* flags: the encryption bit */
+    };
+
+    wk_err_clear(&err);
+    build_zip(6, &a, hex, &n);
+    read_cd(&a, &c, &info);
+    ck_assert_str_eq(c.e[stored].name, "files/stored.bin");
+    ck_assert_str_eq(c.e[deflated].name, "space-v1/space.json");
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        size_t pos = (size_t)c.e[cases[k].entry].offset + cases[k].at;
+        a.data[pos] ^= 0x01;
+        wk_err_clear(&err);
+        ck_assert_int_eq(
+            build_mixed(&a, &c, &info, 1u << cases[k].entry, 5, &b, &err),
+            WK_E_CORRUPT);
+        ck_assert_msg(strstr(err.msg, "cannot be copied") != NULL, "%s",
+                      err.msg);
+        a.data[pos] ^= 0x01;
+    }
+    /* directory values that are not the record's */
+    {
+        struct zipcd_entry keep = c.e[stored];
+        c.e[stored].csize -= 1; /* the directory says one byte less */
+        wk_err_clear(&err);
+        ck_assert_int_eq(build_mixed(&a, &c, &info, 1u << stored, 5, &b, &err),
+                         WK_E_CORRUPT);
+        c.e[stored] = keep;
+        c.e[deflated].crc ^= 1; /* the descriptor says another CRC */
+        wk_err_clear(&err);
+        ck_assert_int_eq(
+            build_mixed(&a, &c, &info, 1u << deflated, 5, &b, &err),
+            WK_E_CORRUPT);
+    }
+    wk_buf_release(&a);
+}
+END_TEST
+
 Suite *zipw_suite(void)
 {
     Suite *s = suite_create("zipw");
@@ -1022,6 +1217,8 @@ Suite *zipw_suite(void)
     tcase_add_test(tc, test_zipw_bad_level_refused);
     tcase_add_test(tc, test_zipw_duplicate_and_long_names_refused);
     tcase_add_test(tc, test_zipw_misuse_is_internal);
+    tcase_add_test(tc, test_zipw_copy_gives_the_same_bytes);
+    tcase_add_test(tc, test_zipw_copy_refuses_damaged_records);
     suite_add_tcase(s, tc);
     tcase_set_timeout(big, 300);
     tcase_add_test(big, test_zipw_zip64_over_4gib);

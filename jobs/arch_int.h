@@ -21,6 +21,30 @@ struct zipw;
 
 #define ARCH_PREFIX_MAX 1024u /* longest source key prefix */
 
+/* An entry of the previous archive that the restore record vouches for
+ * (arch_prev.c). */
+struct arch_prev_ent {
+    char *name;        /* owned (the etag in the same allocation) */
+    const char *etag;  /* the ETag the restore's PUT got */
+    uint64_t off, len; /* its record: local header .. descriptor */
+    uint64_t csize, usize;
+    uint32_t crc;
+    bool usable; /* (while loading) a record zipw_copy takes */
+};
+
+/* The previous archive, as far as a re-archive copies from it. */
+struct arch_prev {
+    bool on;                 /* entries may be copied */
+    bool dead;               /* a read or a copy failed: not used again */
+    char key[256];           /* the old archive */
+    char etag[80];           /* its ETag: every range GET is If-Match */
+    struct arch_prev_ent *v; /* owned, sorted by name */
+    size_t n;
+    unsigned cd_requests;  /* GETs its central directory took */
+    uint64_t copied_files; /* of the attempt that was kept */
+    uint64_t copied_bytes;
+};
+
 struct arch_run {
     const struct job *job;
     const struct job_ctx *ctx;
@@ -47,7 +71,20 @@ struct arch_run {
     struct seal_info enc; /* how the verified archive is sealed */
     struct prog prog;
     time_t now;
+    struct arch_prev prev; /* what may be copied from the last archive */
 };
+
+/* ---- arch_prev.c ---- */
+
+/* Load what may be copied from the archive the restore record names
+ * (best effort: on any doubt r->prev stays off, logged). */
+void arch_prev_load(struct arch_run *r, const struct mf *old, bool has_old);
+/* The old entry o may be copied from, or NULL (read o itself). */
+const struct arch_prev_ent *arch_prev_match(const struct arch_run *r,
+                                            const struct job_obj *o);
+/* A read or copy from the old archive failed: stop using it. */
+void arch_prev_failed(struct arch_run *r, const char *msg);
+void arch_prev_release(struct arch_prev *p);
 
 /* A listing of r->prefix in archive order into l (job_list.c); tolerant:
  * what is left after the delete (see JOB_LIST_STRICT); the keys skipped

@@ -63,6 +63,8 @@ struct job_config {
     unsigned keep_archives;   /* archives kept per space, newest first (3) */
     unsigned max_ratio;       /* unarchive: refuse entries expanding more */
     unsigned archive_tries;   /* archive: tries while users write (3) */
+    bool no_reuse; /* archive: never copy entries of the previous archive
+                      (SILA_ARCHIVE_REUSE=0; false) */
 };
 
 struct job_ctx {

@@ -126,6 +126,7 @@ static void run_release(struct arch_run *r, struct mf *m, struct mf *old,
                         struct mf_archive *drop)
 {
     store_sha256_free(r->cas);
+    arch_prev_release(&r->prev);
     job_list_release(&r->list);
     job_list_release(&r->next);
     free(m);
@@ -255,6 +256,8 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
     }
 
     resume_check(&r, old, has_old);
+    /* after a restore: what may be copied from the archive it came from */
+    arch_prev_load(&r, old, has_old);
     rc = r.resume_id[0] ? WK_OK : abort_stale_uploads(&r, err);
     if (rc == WK_OK)
         rc = arch_write_state(&r, old, has_old, MF_ARCHIVING, err); /* the
@@ -322,6 +325,11 @@ enum wk_code job_archive_run(const struct job *job, const struct job_ctx *ctx,
                             json_integer((json_int_t)m->file_count));
         json_object_set_new(o, "manifestKey", json_string(r.mf_key));
         json_object_set_new(o, "attempts", json_integer(r.attempt));
+        /* entries copied from the previous archive instead of read */
+        json_object_set_new(o, "copiedFiles",
+                            json_integer((json_int_t)r.prev.copied_files));
+        json_object_set_new(o, "copiedBytes",
+                            json_integer((json_int_t)r.prev.copied_bytes));
         json_object_set_new(o, "keptNewer",
                             json_integer((json_int_t)kept_newer));
         rc = job_result_take(result, o, err);

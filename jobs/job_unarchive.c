@@ -532,14 +532,15 @@ enum wk_code job_unarchive_run(const struct job *job, const struct job_ctx *ctx,
         }
     }
     flipped = true;
-    if (!want.enc.on) {
+    if (!want.enc.on && r.src.etag[0] && !r.src.etag_mixed) {
         /* The restore record: what the next archive may copy from this
          * archive instead of reading it again. Best effort: without it,
          * that archive reads every object. */
         struct wk_err rerr;
         wk_err_clear(&rerr);
-        if (rrec_put(ctx->store, &r.rec, job->space_id, want.key, want.checksum,
-                     want.size, job->id, m->restored_at, &rerr) != WK_OK)
+        if (rrec_put(ctx->store, &r.rec, job->space_id, want.key, r.src.etag,
+                     want.checksum, want.size, job->id, m->restored_at,
+                     &rerr) != WK_OK)
             WK_LOG(WK_LOG_WARN, "unarchive.record_failed",
                    KV_STR("job_id", job->id), KV_STR("msg", rerr.msg));
         else

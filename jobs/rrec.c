@@ -76,8 +76,9 @@ enum wk_code rrec_note(struct rrec *w, const char *name, const char *etag,
 
 enum wk_code rrec_put(struct store *st, const struct rrec *w,
                       const char *space_id, const char *archive_key,
-                      const char *checksum, uint64_t size, const char *job_id,
-                      time_t restored_at, struct wk_err *err)
+                      const char *archive_etag, const char *checksum,
+                      uint64_t size, const char *job_id, time_t restored_at,
+                      struct wk_err *err)
 {
     struct wk_buf body;
     char key[300], at[32];
@@ -85,8 +86,7 @@ enum wk_code rrec_put(struct store *st, const struct rrec *w,
     enum wk_code rc;
 
     if (w->full)
-        return wk_err_set(err, WK_E_LIMIT,
-                          "restore record: more than %u bytes",
+        return wk_err_set(err, WK_E_LIMIT, "restore record: more than %u bytes",
                           RREC_MAX_BYTES);
     wk_buf_init(&body, (size_t)RREC_MAX_BYTES + 4096);
     wk_time_fmt_rfc3339(restored_at, at, sizeof(at));
@@ -94,6 +94,7 @@ enum wk_code rrec_put(struct store *st, const struct rrec *w,
         json_object_set_new(h, "format", json_string(RREC_FORMAT));
         json_object_set_new(h, "spaceId", json_string(space_id));
         json_object_set_new(h, "archiveKey", json_string(archive_key));
+        json_object_set_new(h, "archiveEtag", json_string(archive_etag));
         json_object_set_new(h, "checksum", json_string(checksum));
         json_object_set_new(h, "size", json_integer((json_int_t)size));
         json_object_set_new(h, "jobId", json_string(job_id));
@@ -140,31 +141,33 @@ static enum wk_code parse_header(const char *line, size_t len,
 {
     json_error_t je;
     json_t *h = json_loadb(line, len, 0, &je);
-    const char *fmt, *id, *ak, *sum;
+    const char *fmt, *id, *ak, *ae, *sum;
     json_t *sz, *n;
     enum wk_code rc = WK_OK;
 
     fmt = h ? str_of(h, "format") : NULL;
     id = h ? str_of(h, "spaceId") : NULL;
     ak = h ? str_of(h, "archiveKey") : NULL;
+    ae = h ? str_of(h, "archiveEtag") : NULL;
     sum = h ? str_of(h, "checksum") : NULL;
     sz = h ? json_object_get(h, "size") : NULL;
     n = h ? json_object_get(h, "objects") : NULL;
     if (!fmt || strcmp(fmt, RREC_FORMAT) != 0)
-        rc = wk_err_set(err, WK_E_CORRUPT,
-                        "restore record: not of format %s", RREC_FORMAT);
+        rc = wk_err_set(err, WK_E_CORRUPT, "restore record: not of format %s",
+                        RREC_FORMAT);
     else if (!id || strcmp(id, space_id) != 0)
-        rc = wk_err_set(err, WK_E_CORRUPT,
-                        "restore record: of another space");
-    else if (!ak || strlen(ak) >= sizeof(t->archive_key) || !sum ||
+        rc = wk_err_set(err, WK_E_CORRUPT, "restore record: of another space");
+    else if (!ak || strlen(ak) >= sizeof(t->archive_key) || !ae || !ae[0] ||
+             strlen(ae) >= sizeof(t->archive_etag) || !sum ||
              strlen(sum) != 64 || !json_is_integer(sz) ||
              json_integer_value(sz) < 0 || !json_is_integer(n) ||
              json_integer_value(n) < 0)
         rc = wk_err_set(err, WK_E_CORRUPT,
-                        "restore record: header lacks archiveKey, checksum, "
-                        "size or objects");
+                        "restore record: header lacks archiveKey, "
+                        "archiveEtag, checksum, size or objects");
     if (rc == WK_OK) {
         snprintf(t->archive_key, sizeof(t->archive_key), "%s", ak);
+        snprintf(t->archive_etag, sizeof(t->archive_etag), "%s", ae);
         snprintf(t->checksum, sizeof(t->checksum), "%s", sum);
         t->size = (uint64_t)json_integer_value(sz);
         *objects = (size_t)json_integer_value(n);
@@ -262,8 +265,8 @@ enum wk_code rrec_load(struct store *st, const char *space_id,
         qsort(t->v, t->n, sizeof(*t->v), obj_cmp);
     for (size_t i = 1; i < t->n; i++)
         if (strcmp(t->v[i - 1].name, t->v[i].name) == 0) {
-            rc = wk_err_set(err, WK_E_CORRUPT,
-                            "restore record: '%.80s' twice", t->v[i].name);
+            rc = wk_err_set(err, WK_E_CORRUPT, "restore record: '%.80s' twice",
+                            t->v[i].name);
             goto out;
         }
     *found = true;

@@ -15,7 +15,10 @@
  *
  * Format: JSON Lines. Line 1 the header
  *   {"format":"sila.restored/1","spaceId":…,"archiveKey":…,
- *    "checksum":…,"size":…,"jobId":…,"restoredAt":"…Z","objects":N}
+ *    "archiveEtag":…,"checksum":…,"size":…,"jobId":…,
+ *    "restoredAt":"…Z","objects":N}
+ * (archiveEtag: the ETag of the archive version the restore read, every
+ * GET of it, and verified against checksum)
  * then one line per object {"name":"space-v1/…","etag":"…"}, in the order
  * the restore wrote them.
  *
@@ -58,8 +61,9 @@ enum wk_code rrec_note(struct rrec *w, const char *name, const char *etag,
 /* PUT the record (the header, then the lines) over any older one. */
 enum wk_code rrec_put(struct store *st, const struct rrec *w,
                       const char *space_id, const char *archive_key,
-                      const char *checksum, uint64_t size, const char *job_id,
-                      time_t restored_at, struct wk_err *err);
+                      const char *archive_etag, const char *checksum,
+                      uint64_t size, const char *job_id, time_t restored_at,
+                      struct wk_err *err);
 void rrec_release(struct rrec *w);
 
 /* A loaded record: its header and its objects, sorted by name. */
@@ -69,6 +73,7 @@ struct rrec_obj {
 };
 struct rrec_table {
     char archive_key[256];
+    char archive_etag[80];
     char checksum[65];
     uint64_t size;
     struct rrec_obj *v; /* owned */

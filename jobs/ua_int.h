@@ -40,7 +40,8 @@ struct ua_read {
                                 (a store without asynchronous reads) */
     enum wk_code rc;         /* that outcome (p NULL, busy) */
     struct wk_err err;
-    bool busy; /* started, its bytes not handed out yet */
+    bool busy;     /* started, its bytes not handed out yet */
+    char etag[80]; /* of the version this GET read */
 };
 
 /* The archive, read through a window of n_reads ranged GETs of read_bytes
@@ -65,6 +66,10 @@ struct ua_src {
     struct seal_dec *dec;      /* owned; NULL: a plain ZIP */
     size_t used;               /* bytes of cur already opened */
     struct wk_buf plain;       /* the plaintext of one chunk */
+    /* the ETag every GET so far read (the version whose bytes are
+     * hashed), or "" (unknown); etag_mixed: two GETs saw two versions */
+    char etag[80];
+    bool etag_mixed;
 };
 
 /* The central directory of the archive, read before the restore (zipcd):

@@ -216,6 +216,8 @@ static enum wk_code src_fill(struct ua_src *s, struct wk_err *err)
         rd->g.offset = s->next;
         rd->g.len = len;
         rd->g.out = &rd->buf;
+        rd->etag[0] = '\0';
+        rd->g.etag_out = rd->etag;
         wk_err_clear(&rd->err);
         rd->p = NULL;
         /* a store without asynchronous reads reads here: its outcome is
@@ -272,6 +274,10 @@ static enum wk_code src_fetch(struct ua_src *s, struct wk_err *err)
                           "archive '%s': short read at offset %llu", s->key,
                           (unsigned long long)s->off);
     store_sha256_update(s->hash, rd->buf.data, rd->buf.len);
+    if (!s->etag[0] && s->off == 0)
+        snprintf(s->etag, sizeof(s->etag), "%s", rd->etag);
+    else if (strcmp(s->etag, rd->etag) != 0)
+        s->etag_mixed = true;
     s->off += rd->buf.len;
     s->cur = rd;
     s->used = 0;

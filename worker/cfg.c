@@ -364,6 +364,13 @@ enum wk_code cfg_from_env(struct cfg *c, struct wk_err *err)
         c->job.archive_tries = (unsigned)n;
     }
     if (rc == WK_OK) {
+        /* SILA_ARCHIVE_REUSE=0: a re-archive reads every object (no copies
+         * from the previous archive) */
+        n = c->job.no_reuse ? 0 : 1;
+        rc = env_num("SILA_ARCHIVE_REUSE", 0, 1, &n, err);
+        c->job.no_reuse = n == 0;
+    }
+    if (rc == WK_OK) {
         n = c->job.keep_archives;
         rc = env_num("SILA_KEEP_ARCHIVES", 1, 17, &n, err);
         c->job.keep_archives = (unsigned)n;

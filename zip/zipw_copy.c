@@ -12,8 +12,7 @@
 #include "zip/zipw.h"
 #include "zip/zipw_int.h"
 
-static enum wk_code cp_bad(struct zipw *zw, struct wk_err *err,
-                           const char *why)
+static enum wk_code cp_bad(struct zipw *zw, struct wk_err *err, const char *why)
 {
     zw->failed = true;
     return wk_err_set(err, WK_E_CORRUPT,
@@ -89,7 +88,8 @@ static enum wk_code header_done(struct zipw *zw, struct wk_err *err)
     }
     if (i != m || !ut)
         return cp_bad(zw, err, "extra fields are not zipw's");
-    if (flags & (ZIP_FLAG_ENCRYPTED | ZIP_FLAG_STRONG_CRYPT | ZIP_FLAG_CD_CRYPT))
+    if (flags &
+        (ZIP_FLAG_ENCRYPTED | ZIP_FLAG_STRONG_CRYPT | ZIP_FLAG_CD_CRYPT))
         return cp_bad(zw, err, "encrypted");
     if (method != 0 && method != 8)
         return cp_bad(zw, err, "compression method is neither 0 nor 8");
@@ -213,8 +213,9 @@ enum wk_code zipw_copy_end(struct zipw *zw, struct wk_err *err)
         bool w = zw->cp_desc_len == 24;
         uint64_t cs = w ? zip_le64(d + 8) : zip_le32(d + 8);
         uint64_t us = w ? zip_le64(d + 16) : zip_le32(d + 12);
-        if (zip_le32(d) != ZIP_SIG_DESCRIPTOR || zip_le32(d + 4) != zw->entry_crc ||
-            cs != zw->entry_csize || us != zw->entry_size)
+        if (zip_le32(d) != ZIP_SIG_DESCRIPTOR ||
+            zip_le32(d + 4) != zw->entry_crc || cs != zw->entry_csize ||
+            us != zw->entry_size)
             return cp_bad(zw, err,
                           "data descriptor differs from the central "
                           "directory");

@@ -68,9 +68,9 @@ struct zipw {
 
     /* an entry being copied (zipw_copy.c): its record as it passes */
     bool copying;
-    uint64_t cp_len;                     /* the record's bytes */
-    uint64_t cp_got;                     /* of them handed over */
-    uint64_t cp_hdr_len;                 /* local header, 0 until known */
+    uint64_t cp_len;                       /* the record's bytes */
+    uint64_t cp_got;                       /* of them handed over */
+    uint64_t cp_hdr_len;                   /* local header, 0 until known */
     unsigned char cp_hdr[ZIP_LOCAL_FIXED]; /* its fixed part */
     unsigned char cp_extra[ZIPW_CP_EXTRA_MAX];
     unsigned cp_name_len, cp_extra_len, cp_desc_len;
@@ -82,8 +82,8 @@ struct zipw {
 enum wk_code zipw_check_usable(const struct zipw *zw, const char *what,
                                struct wk_err *err);
 /* Name rules, the duplicate check; remembers the name for the record. */
-enum wk_code zipw_begin_checks(struct zipw *zw, const char *name,
-                               uint64_t size, struct wk_err *err);
+enum wk_code zipw_begin_checks(struct zipw *zw, const char *name, uint64_t size,
+                               struct wk_err *err);
 /* Append n bytes to the output (through the block). */
 enum wk_code zipw_out_put(struct zipw *zw, const void *p, size_t n,
                           struct wk_err *err);

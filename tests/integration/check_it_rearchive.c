@@ -99,8 +99,8 @@ START_TEST(test_it_rearchive_copies_what_did_not_change)
     snprintf(key, sizeof(key), "metadata/%s.restored.jsonl", id);
     rec = it_get_text(st, key, &rec_len);
     ck_assert_ptr_nonnull(rec);
-    ck_assert_msg(strstr(rec, "\"format\":\"sila.restored/1\"") != NULL, "%.300s",
-                  rec);
+    ck_assert_msg(strstr(rec, "\"format\":\"sila.restored/1\"") != NULL,
+                  "%.300s", rec);
     {
         size_t lines = 0;
         for (size_t i = 0; i < rec_len; i++)

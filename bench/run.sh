@@ -7,7 +7,9 @@
 # curl lower bound, the ratios, whether the issues' targets are met, and the
 # worker's peak RSS (VmHWM from /proc/<pid>/status, reset between the two
 # operations); the S3 requests of each sila-archiver job by operation (from
-# its result, issue 18) against the compass bound; then the opens of archived
+# its result, issue 18) against the compass bound; the re-archive of each
+# restored space after a short session (1 % of its files touched) against
+# its first archive (issue 18); then the opens of archived
 # spaces with idle and with busy workers (bench/opens.sh).
 #
 #   bash bench/run.sh                 (make bench builds first)
@@ -577,6 +579,50 @@ print(json.dumps(out, separators=(",", ":"), sort_keys=True))
 PY
 }
 
+# rearchive NAME DIR SID FILES T_FIRST: issue 18's re-archive. The space
+# sila-archiver just restored is touched as a short session would (s3util
+# touch: 1 % of its files, ops logs and mutable blobs, spread over the
+# space) and archived again; one row of $tmp/rearchive.txt against the first
+# archive's T_FIRST seconds (target: at most half of it).
+rearchive() {
+    local name=$1 d=$2 sid=$3 files=$4 t_first=$5 t_re touched wlog row
+    wlog=$d/worker-re-$PROFILE.log
+    touched=$(s3u touch "$BUCKET" "active/$sid/" "$files") || {
+        echo "[$name] re-archive: touching the space failed" >>"$NOTES"
+        return 0
+    }
+    : >"$wlog"
+    start_worker "$wlog" || die "worker start failed"
+    say "[$name] re-archive after $touched (objects bytes) touched: sila-archiver"
+    timed t_re "$BIN" enqueue archive "$sid" --wait >"$d/enqueue-rearchive.out" 2>&1
+    # the space as run_ops leaves it (active, restored) and no record, so
+    # that the next profile's first archive reads every object again
+    if [ "$t_re" != FAIL ]; then
+        "$BIN" enqueue unarchive "$sid" --urgent --wait >"$d/enqueue-re-unarchive.out" 2>&1 ||
+            echo "[$name] restore after the re-archive failed: $(tail -n 1 "$d/enqueue-re-unarchive.out")" >>"$NOTES"
+    fi
+    svc_stop "$svc" worker
+    s3u rm "$BUCKET" "metadata/$sid.restored.jsonl"
+    if [ "$t_re" = FAIL ]; then
+        echo "[$name] re-archive job failed: $(tail -n 1 "$d/enqueue-rearchive.out")" >>"$NOTES"
+        return 0
+    fi
+    row=$(python3 - "$d/enqueue-rearchive.out" "$t_first" "$t_re" "$files" "${touched%% *}" <<'PY'
+import json, sys
+t = open(sys.argv[1]).read()
+i = t.rfind(" succeeded\n")
+r = json.loads(t[i + len(" succeeded\n"):])
+first, re_s = float(sys.argv[2]), float(sys.argv[3])
+ratio = re_s / first if first > 0 else 0
+print("%s\t%s\t%.2f\t%.2f\t%.2f\t%s\t%s\t%.1f\t%s" % (
+    sys.argv[4], sys.argv[5], first, re_s, ratio,
+    r.get("requests", {}).get("GetObject", "?"), r.get("copiedFiles", "?"),
+    r.get("bytesIn", 0) / 1048576.0, "yes" if ratio <= 0.5 else "NO"))
+PY
+) || row="?"
+    printf '%s\t%s\n' "$name" "$row" >>"$tmp/rearchive.txt"
+}
+
 # run_ops NAME DIR SID FILES BYTES: archive and unarchive, each by sila-archiver
 # and the three alternatives, in the current profile (two rows of $RESULTS).
 run_ops() {
@@ -639,6 +685,7 @@ run_ops() {
     t_job=$(job_s "$wlog" "$from")
     [ "$t_sila" = FAIL ] || job_ops=$(job_bill "$d/enqueue-archive.out" "$wlog" "$d/space")
     result_row "${name% *}" "$files" "$bytes" archive
+    local t_first=$t_sila ua_ok=0
     job_ops=-
     [ -z "$key" ] || arch_size=$size
 
@@ -668,6 +715,7 @@ run_ops() {
         else
             expect "[$name] objects restored by sila-archiver" "$(count "active/$sid/")" "$files" ||
                 t_sila=FAIL
+            [ "$t_sila" = FAIL ] || ua_ok=1
             job_ops=$(job_bill "$d/enqueue-unarchive.out" "$wlog" "$d/space")
         fi
     else
@@ -710,6 +758,9 @@ run_ops() {
         s3u rm "$BUCKET" "restore/curl-ready/$sid/"
     fi
     result_row "${name% *}" "$files" "$bytes" unarchive
+    if [ "$ua_ok" = 1 ] && [ "$t_first" != FAIL ] && [ "${BENCH_ENCRYPT:-0}" != 1 ]; then
+        rearchive "$name" "$d" "$sid" "$files" "$t_first"
+    fi
 }
 
 IFS=, read -r -a wl <<<"$WORKLOADS"
@@ -732,6 +783,12 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
         --machine "$(nproc) CPUs${cpu:+ ($cpu)}, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)" \
         --binary "sila-archiver $bin_rev, $settings" \
         --rss-max "$RSS_MAX_MIB" --par "$PAR" "${strict[@]}" || report_rc=$?
+    if [ -s "$tmp/rearchive.txt" ]; then
+        echo
+        echo "Re-archive after a restore and a short session (issue 18: copies of unchanged entries, ranged GETs of the previous archive; target re-archive <= 1/2 first archive):"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' workload files touched "first s" "re-archive s" ratio GetObject copied "MiB read" "<=1/2"
+        cat "$tmp/rearchive.txt"
+    fi
     if [ -s "$tmp/opens.txt" ]; then
         echo
         cat "$tmp/opens.txt"

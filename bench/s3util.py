@@ -7,6 +7,11 @@ Nothing here is timed: it sets up, checks and cleans between timed steps.
     s3util.py rm BUCKET PREFIX            delete every object under PREFIX
     s3util.py archive BUCKET SPACE_ID     print "<archiveKey> <size>" of the
                                           space's current archive (manifest)
+    s3util.py touch BUCKET PREFIX FILES  a short session's writes: 1 % of FILES
+                                          (at least 3) of the mutable objects
+                                          under PREFIX (not files/static/),
+                                          spread over them, get a line
+                                          appended; print "<objects> <bytes>"
     s3util.py curl-get ENDPOINT BUCKET PREFIX DIR OUT
         write a curl config (curl -K OUT) with one GET per file of DIR, of the
         object PREFIX<rel>, body to /dev/null
@@ -78,6 +83,22 @@ def cmd_archive(bucket, sid):
     print(key, size)
 
 
+def cmd_touch(bucket, prefix, files):
+    s3 = client()
+    keys = sorted(o["Key"] for o in objects(s3, bucket, prefix)
+                  if "/files/static/" not in o["Key"])
+    k = min(len(keys), max(3, int(files) // 100))
+    n = b = 0
+    for i in range(k):
+        key = keys[(i * len(keys)) // k + (len(keys) // k) // 2]
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        body += b'{"op":"bench-touch","n":%d}\n' % i
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        n += 1
+        b += len(body)
+    print(n, b)
+
+
 def files_of(root):
     for dirpath, dirs, names in os.walk(root):
         dirs.sort()
@@ -124,6 +145,8 @@ def main(argv):
         cmd_rm(*args)
     elif cmd == "archive" and len(args) == 2:
         cmd_archive(*args)
+    elif cmd == "touch" and len(args) == 3:
+        cmd_touch(*args)
     elif cmd in ("curl-get", "curl-put", "curl-put-ready") and len(args) == 5:
         cmd_curl(cmd[5:], *args)
     else:

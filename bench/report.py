@@ -113,7 +113,7 @@ def compass(op, files, bill, archive_bytes):
             "GetObject", 0)
         bound = files + big + ranges + RESTORE_CONST + extra
         how = "%d+%d+%d+%d" % (files, big, ranges, RESTORE_CONST)
-        ok = total <= bound and reqs.get("PutObject", 0) <= files + 3 + retries
+        ok = total <= bound and reqs.get("PutObject", 0) <= files + 4 + retries
     if notes:
         how += " +" + ", ".join(notes)
     return total, bound, how, ok

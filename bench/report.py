@@ -313,7 +313,7 @@ def main(argv):
         print("compass: archive <= files (GET) + big-object ranges + 2 x ceil(files/1000) "
               "(LIST, DELETE) + parts + %d, GET <= files + ranges + 2;" % ARCHIVE_CONST)
         print("         restore <= files (PUT) + big-object multipart requests + "
-              "ceil(archive bytes / 2 MiB) (ranged GETs) + %d, PUT <= files + 3;"
+              "ceil(archive bytes / 2 MiB) (ranged GETs) + %d, PUT <= files + 4;"
               % RESTORE_CONST)
         print("         both + retries and, on a server without conditional PUT, its HEADs; "
               "objects above SILA_GET_CHUNK (8 MiB) are")

@@ -22,8 +22,6 @@
 #include "zip/zipw.h"
 #include "zip/zsniff.h"
 
-#define ARCH_KEEP_BUF_BYTES (256u * 1024u) /* larger slot buffers are freed */
-
 /* One fetched range of one object, in archive order: of the object
  * itself, or (pe set) of its entry's record in the previous archive. */
 struct arch_range {
@@ -133,12 +131,13 @@ static void batch_start(struct arch_run *r, struct arch_batch *bt, size_t slots,
     const struct job_config *cfg = r->ctx->cfg;
     uint64_t batch_bytes = 0;
 
-    for (size_t i = 0; i < bt->ng; i++) {
-        if (bt->bufs[i].cap > ARCH_KEEP_BUF_BYTES)
-            wk_buf_release(&bt->bufs[i]);
-        else
-            wk_buf_reset(&bt->bufs[i]);
-    }
+    /* every buffer of the last batch goes back: a kept one would hold its
+     * old size past this batch's share (a slot this batch leaves unused, or
+     * a small buffer doubled to fit a bigger object), and the window is a
+     * memory bound, not a hint. A malloc per object costs nothing next to
+     * its GET. */
+    for (size_t i = 0; i < bt->ng; i++)
+        wk_buf_release(&bt->bufs[i]);
     bt->nr = bt->ng = 0;
     bt->rc = WK_OK;
     wk_err_clear(&bt->gerr);

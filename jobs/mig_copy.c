@@ -160,10 +160,10 @@ static enum wk_code run_batch(struct mig_run *r, size_t nb, struct wk_err *err)
         const struct job_obj *o = &r->slist.v[r->slots[i].obj];
         r->prog.st.bytes_done += o->size;
         r->prog.st.files_done++;
-        if (r->slots[i].sbuf.cap > MIG_KEEP_BUF_BYTES)
-            wk_buf_release(&r->slots[i].sbuf);
-        if (r->slots[i].dbuf.cap > MIG_KEEP_BUF_BYTES)
-            wk_buf_release(&r->slots[i].dbuf);
+        /* released, not kept: a kept buffer would hold its size past
+         * this batch, beyond the window the next batch is planned in */
+        wk_buf_release(&r->slots[i].sbuf);
+        wk_buf_release(&r->slots[i].dbuf);
     }
     prog_update(&r->prog, false);
     return WK_OK;

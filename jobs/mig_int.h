@@ -24,7 +24,6 @@ struct store_sha256;
 
 #define MIG_SPACE_JSON_MAX (64u * 1024u) /* a bigger space.json is refused */
 #define MIG_KEY_MAX        1200u         /* "active/<id>/" + a 1024-byte name */
-#define MIG_KEEP_BUF_BYTES (256u * 1024u) /* larger slot buffers are freed */
 #define MIG_SPACE_JSON     "space-v1/space.json"
 
 enum mig_act {

@@ -24,6 +24,7 @@
 #include "storage/store.h"
 #include "storage/store_hash.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/unit_util.h"
 
 #define SPACE  "0123456789abcdef0123456789abcdef"
 #define OTHER  "fedcba9876543210fedcba9876543210"
@@ -57,31 +58,6 @@ static void fmt(char *buf, size_t len, const char *f, ...)
     ck_assert(n >= 0 && (size_t)n < len);
 }
 
-static void rm_tree(const char *path)
-{
-    struct stat sb;
-    DIR *d;
-    struct dirent *de;
-
-    if (lstat(path, &sb) != 0)
-        return;
-    if (!S_ISDIR(sb.st_mode)) {
-        unlink(path);
-        return;
-    }
-    d = opendir(path);
-    while (d && (de = readdir(d)) != NULL) {
-        char sub[1024];
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        fmt(sub, sizeof(sub), "%s/%s", path, de->d_name);
-        rm_tree(sub);
-    }
-    if (d)
-        closedir(d);
-    rmdir(path);
-}
-
 static void setup(void)
 {
     snprintf(tmp, sizeof(tmp), "/tmp/wk-migrate-XXXXXX");
@@ -90,7 +66,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    rm_tree(tmp);
+    ut_rm_tree(tmp);
 }
 
 /* ---- the space folder ---- */

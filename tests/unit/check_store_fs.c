@@ -13,6 +13,7 @@
 #include "common/wk_err.h"
 #include "storage/store.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/unit_util.h"
 
 static char root[64];
 static struct store *st;
@@ -30,31 +31,6 @@ static void fmt2(char *buf, size_t len, const char *fmt, ...)
     n = vsnprintf(buf, len, fmt, ap);
     va_end(ap);
     ck_assert(n >= 0 && (size_t)n < len);
-}
-
-static void rm_tree(const char *path)
-{
-    struct stat sb;
-    DIR *d;
-    struct dirent *de;
-
-    if (lstat(path, &sb) != 0)
-        return;
-    if (!S_ISDIR(sb.st_mode)) {
-        unlink(path);
-        return;
-    }
-    d = opendir(path);
-    while (d && (de = readdir(d)) != NULL) {
-        char sub[1024];
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        fmt2(sub, sizeof(sub), "%s/%s", path, de->d_name);
-        rm_tree(sub);
-    }
-    if (d)
-        closedir(d);
-    rmdir(path);
 }
 
 /* Every path under dir (files and directories), sorted, comma-separated. */
@@ -120,7 +96,7 @@ static void teardown(void)
 {
     store_free(st);
     st = NULL;
-    rm_tree(root);
+    ut_rm_tree(root);
 }
 
 static void put_str(const char *key, const char *s)

@@ -1,9 +1,11 @@
 /* Helpers shared by unit suites (see unit_util.h). */
 #include <check.h>
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +21,33 @@ void ut_noise(unsigned char *p, size_t n, unsigned seed)
         x ^= x << 5;
         p[i] = (unsigned char)(x >> 7);
     }
+}
+
+void ut_rm_tree(const char *path)
+{
+    struct stat sb;
+    DIR *d;
+    struct dirent *de;
+
+    if (lstat(path, &sb) != 0)
+        return;
+    if (!S_ISDIR(sb.st_mode)) {
+        unlink(path);
+        return;
+    }
+    d = opendir(path);
+    while (d && (de = readdir(d)) != NULL) {
+        char sub[1024];
+        int n;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        n = snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+        ck_assert(n >= 0 && (size_t)n < sizeof(sub));
+        ut_rm_tree(sub);
+    }
+    if (d)
+        closedir(d);
+    rmdir(path);
 }
 
 void ut_shell_quote(struct wk_buf *b, const char *s)

@@ -16,6 +16,9 @@
 /* Deterministic pseudo-random bytes (xorshift), as a JPEG body would be. */
 void ut_noise(unsigned char *p, size_t n, unsigned seed);
 
+/* Remove path and everything under it (no error when it is gone). */
+void ut_rm_tree(const char *path);
+
 /* Append s as one word for popen's shell ('a'\''b'), then a space. */
 void ut_shell_quote(struct wk_buf *b, const char *s);
 

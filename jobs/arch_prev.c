@@ -184,31 +184,24 @@ out:
     rrec_table_release(&t);
 }
 
+static int cmp_ent_name(const void *name, const void *elem)
+{
+    return strcmp(name, ((const struct arch_prev_ent *)elem)->name);
+}
+
 const struct arch_prev_ent *arch_prev_match(const struct arch_run *r,
                                             const struct job_obj *o)
 {
     const struct arch_prev *p = &r->prev;
-    size_t lo = 0, hi = p->n;
-    const char *name = o->key + r->prefix_len;
+    const struct arch_prev_ent *pe;
 
-    if (!p->on || p->dead || !o->etag || !o->etag[0])
+    if (!p->on || p->dead || !o->etag || !o->etag[0] || p->n == 0)
         return NULL;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(p->v[mid].name, name);
-        if (c == 0) {
-            const struct arch_prev_ent *pe = &p->v[mid];
-            /* unchanged since the restore wrote it */
-            return strcmp(pe->etag, o->etag) == 0 && pe->usize == o->size
-                       ? pe
-                       : NULL;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    pe = bsearch(o->key + r->prefix_len, p->v, p->n, sizeof(*p->v),
+                 cmp_ent_name);
+    if (!pe || strcmp(pe->etag, o->etag) != 0 || pe->usize != o->size)
+        return NULL; /* changed since the restore wrote it, or not written */
+    return pe;
 }
 
 void arch_prev_failed(struct arch_run *r, const char *msg)

@@ -277,19 +277,14 @@ out:
     return rc;
 }
 
+static int cmp_obj_name(const void *name, const void *elem)
+{
+    return strcmp(name, ((const struct rrec_obj *)elem)->name);
+}
+
 const char *rrec_etag(const struct rrec_table *t, const char *name)
 {
-    size_t lo = 0, hi = t->n;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(t->v[mid].name, name);
-        if (c == 0)
-            return t->v[mid].etag;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
+    const struct rrec_obj *o =
+        t->n ? bsearch(name, t->v, t->n, sizeof(*t->v), cmp_obj_name) : NULL;
+    return o ? o->etag : NULL;
 }

@@ -594,7 +594,13 @@ enum wk_code zipw_entry_end(struct zipw *zw, struct wk_err *err)
         if (rc != WK_OK)
             return rc;
     }
-    rc = zipw_cd_append(zw, err);
+    return zipw_entry_close(zw, err);
+}
+
+enum wk_code zipw_entry_close(struct zipw *zw, struct wk_err *err)
+{
+    enum wk_code rc = zipw_cd_append(zw, err);
+
     if (rc != WK_OK)
         return rc;
     zw->recs[zw->n_recs].size = zw->entry_written;

@@ -222,14 +222,8 @@ enum wk_code zipw_copy_end(struct zipw *zw, struct wk_err *err)
     }
     rc = zipw_rec_room(zw, err);
     if (rc == WK_OK)
-        rc = zipw_cd_append(zw, err);
-    if (rc != WK_OK)
-        return rc;
-    zw->recs[zw->n_recs].size = zw->entry_size;
-    zw->recs[zw->n_recs].crc32 = zw->entry_crc;
-    zw->recs[zw->n_recs].stored = zw->entry_stored;
-    zw->n_recs++;
-    zw->copying = false;
-    zw->in_entry = false;
-    return WK_OK;
+        rc = zipw_entry_close(zw, err); /* entry_written is usize */
+    if (rc == WK_OK)
+        zw->copying = false;
+    return rc;
 }

@@ -89,6 +89,9 @@ enum wk_code zipw_out_put(struct zipw *zw, const void *p, size_t n,
                           struct wk_err *err);
 /* The current entry's central directory record, appended to zw->cd. */
 enum wk_code zipw_cd_append(struct zipw *zw, struct wk_err *err);
+/* Close the current entry: its central directory record, and its record
+ * for the checks (zw->recs; zipw_rec_room first). */
+enum wk_code zipw_entry_close(struct zipw *zw, struct wk_err *err);
 /* Room for one more struct zipw_rec. */
 enum wk_code zipw_rec_room(struct zipw *zw, struct wk_err *err);
 
